@@ -1,0 +1,170 @@
+//! Events delivered to the engine's [`Backend`](crate::Backend).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::error::Error;
+
+/// What happened to a container or one of its processes.
+///
+/// `Display` and `FromStr` use exactly the strings below and round-trip.
+///
+/// ```
+/// use libctd_core::EventType;
+///
+/// assert_eq!(EventType::ExecAdded.to_string(), "exec-added");
+/// assert_eq!("oom".parse::<EventType>().unwrap(), EventType::Oom);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// `unknown`: an event libctd could not classify.
+    Unknown,
+    /// `exit`: a process exited.
+    Exit,
+    /// `oom`: the container hit its memory limit and a process was killed.
+    Oom,
+    /// `create`: the container's task was created.
+    Create,
+    /// `start`: the init process started.
+    Start,
+    /// `exec-added`: an exec process was added.
+    ExecAdded,
+    /// `exec-started`: an exec process started.
+    ExecStarted,
+    /// `paused`: the task was frozen.
+    Paused,
+    /// `resumed`: the task was thawed.
+    Resumed,
+}
+
+impl EventType {
+    /// Every event type, in declaration order.
+    pub const ALL: [EventType; 9] = [
+        EventType::Unknown,
+        EventType::Exit,
+        EventType::Oom,
+        EventType::Create,
+        EventType::Start,
+        EventType::ExecAdded,
+        EventType::ExecStarted,
+        EventType::Paused,
+        EventType::Resumed,
+    ];
+
+    /// The event type's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Unknown => "unknown",
+            EventType::Exit => "exit",
+            EventType::Oom => "oom",
+            EventType::Create => "create",
+            EventType::Start => "start",
+            EventType::ExecAdded => "exec-added",
+            EventType::ExecStarted => "exec-started",
+            EventType::Paused => "paused",
+            EventType::Resumed => "resumed",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventType::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| Error::invalid_argument(format!("unknown event type {s:?}")))
+    }
+}
+
+/// The details of an event.
+///
+/// ```
+/// use libctd_core::{EventInfo, INIT_PROCESS_ID};
+///
+/// let info = EventInfo {
+///     container_id: "web".into(),
+///     process_id: INIT_PROCESS_ID.into(),
+///     pid: 4242,
+///     exit_code: 137,
+///     oom_killed: true,
+///     ..EventInfo::default()
+/// };
+/// assert!(info.error.is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct EventInfo {
+    /// The container the event concerns.
+    pub container_id: String,
+    /// The process: [`INIT_PROCESS_ID`](crate::INIT_PROCESS_ID) for the init
+    /// process, else the exec id.
+    pub process_id: String,
+    /// The process's pid, where known (0 otherwise).
+    pub pid: u32,
+    /// The exit code of an `exit` event. 4294967295 (`u32` of -1) when the
+    /// backend could not obtain it (see `error`).
+    pub exit_code: u32,
+    /// When the process exited, for `exit` events.
+    pub exited_at: Option<SystemTime>,
+    /// Whether the container was killed for lack of memory (set on `oom` and on
+    /// every following event of the container until it is started again).
+    pub oom_killed: bool,
+    /// Windows: the container exited cleanly and Windows updates are pending.
+    pub update_pending: bool,
+    /// A system failure met while reaping the process (Windows), shared so the
+    /// event stays cheap to clone.
+    pub error: Option<Arc<Error>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_exact_strings() {
+        let names = [
+            "unknown",
+            "exit",
+            "oom",
+            "create",
+            "start",
+            "exec-added",
+            "exec-started",
+            "paused",
+            "resumed",
+        ];
+        for (ev, name) in EventType::ALL.into_iter().zip(names) {
+            assert_eq!(ev.to_string(), name);
+            assert_eq!(name.parse::<EventType>().unwrap(), ev);
+        }
+    }
+
+    #[test]
+    fn rejects_other_strings() {
+        for s in ["", "Exit", "exec_added", "died"] {
+            assert!(s.parse::<EventType>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn error_is_shared_between_clones() {
+        let info = EventInfo {
+            error: Some(Arc::new(Error::system("The compute system exited unexpectedly."))),
+            ..EventInfo::default()
+        };
+        let copy = info.clone();
+        assert!(Arc::ptr_eq(
+            info.error.as_ref().unwrap(),
+            copy.error.as_ref().unwrap()
+        ));
+    }
+}
