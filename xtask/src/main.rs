@@ -1,1 +1,115 @@
-fn main() {}
+//! Project automation for libctd: `cargo xtask <command>`.
+//!
+//! - `setup`: install what the build and tests need (Debian packages as root,
+//!   the Windows rustup target); prints the exact command when not root.
+//! - `ci`: setup, fmt check, clippy (host and `x86_64-pc-windows-gnu`), every
+//!   test (Linux on a real containerd, Windows natively and under Wine),
+//!   rustdoc with warnings denied. This is the README's test command.
+//! - `test`: setup and the tests only.
+//! - `demo`: setup, then a real container on an embedded containerd.
+//! - `windows-test`: the Windows crate's tests as Windows binaries under Wine.
+
+use std::env;
+use std::process::{Command, ExitCode};
+
+mod setup;
+mod windows_test;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::all(),
+        Some("ci") => ci(),
+        Some("test") => setup::all().and_then(|()| test()),
+        Some("demo") => demo(),
+        Some("windows-test") => setup::all().and_then(|()| windows_test::run()),
+        _ => Err(
+            "usage: cargo xtask <setup | ci | test | demo | windows-test>\n\
+             see xtask/src/main.rs for what each does"
+                .to_owned(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> Result {
+    setup::all()?;
+    step("fmt", cargo(&["fmt", "--all", "--check"]))?;
+    step(
+        "clippy (host)",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "clippy (windows)",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--target",
+            WINDOWS_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--all-features"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    step("rustdoc", doc)?;
+    test()
+}
+
+fn test() -> Result {
+    step("tests", cargo(&["test", "--workspace", "--all-features"]))?;
+    step_fn("windows tests under wine", windows_test::run)
+}
+
+fn demo() -> Result {
+    setup::linux()?;
+    step(
+        "demo",
+        cargo(&["run", "--quiet", "-p", "libctd-linux", "--example", "demo"]),
+    )
+}
+
+/// A `cargo` command with the given arguments, using the cargo that runs xtask.
+pub(crate) fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.args(args);
+    cmd
+}
+
+/// Runs a command as a named step, failing with its name and status.
+pub(crate) fn step(name: &str, mut cmd: Command) -> Result {
+    println!("==> {name}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{name}: cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed ({status})"))
+    }
+}
+
+fn step_fn(name: &str, f: fn() -> Result) -> Result {
+    println!("==> {name}");
+    f().map_err(|e| format!("{name}: {e}"))
+}
