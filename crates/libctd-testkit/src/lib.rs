@@ -1,1 +1,12 @@
-//! placeholder
+//! Test doubles for libctd and the conformance suite every `Client` must pass.
+//!
+//! - [`RecordingBackend`]: a `Backend` that records events and lets a test
+//!   await "the next event of type T for container C" with a deadline.
+//! - [`capture_stdio`]: a stdio callback that collects a process's output and
+//!   gives the test its stdin.
+//! - [`conformance`]: the suite, with [`conformance_suite!`].
+
+pub mod backend;
+pub mod conformance;
+
+pub use backend::{CapturedStdio, Hold, RecordedEvent, RecordingBackend, capture_stdio};

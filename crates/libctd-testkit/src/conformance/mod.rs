@@ -1,0 +1,330 @@
+//! The behaviour suite every [`Client`] must pass.
+//!
+//! A platform plugs in with a [`Fixture`]: how to get a fresh client, how to
+//! turn a [`Program`] (the suite's tiny language of things to run) into a spec
+//! or process of that platform, and what the platform cannot do
+//! ([`Capabilities`]). For an unsupported capability a case asserts the clear
+//! error the platform gives (kind and message), it never skips.
+//!
+//! [`conformance_suite!`](crate::conformance_suite) expands to one named
+//! `#[tokio::test]` per case, so a failure names the case:
+//!
+//! ```ignore
+//! // tests/conformance.rs of a backend crate
+//! async fn fixture() -> MyFixture {
+//!     // A fixture can share one daemon per test binary through a static
+//!     // `tokio::sync::OnceCell`, while `client()` gives each test its own namespace.
+//!     MyFixture::new().await
+//! }
+//! libctd_testkit::conformance_suite!(fixture);
+//! ```
+//!
+//! The crate that expands the macro needs `tokio` (features `macros` and
+//! `rt-multi-thread`) among its dependencies.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use libctd_core::oci_spec::runtime::{Process, Spec};
+use libctd_core::{Backend, Client, CreateOptions, ErrorKind, Resources, Result};
+
+mod harness;
+
+pub use harness::{Harness, Started};
+
+/// What the suite asks a platform to run. Each fixture translates a program
+/// into its own spec or process (a command line of its shell, of its
+/// simulator, or of the fake's interpreter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Program {
+    /// Exit at once with the code.
+    Exit(u8),
+    /// Write the text to stdout, then exit 0.
+    Print(String),
+    /// Write the text to stderr, then exit 0.
+    PrintStderr(String),
+    /// Copy stdin to stdout until EOF, then exit 0.
+    Cat,
+    /// Run until signalled: SIGTERM or SIGKILL end it, with exit code
+    /// [`Fixture::signal_exit_code`] of the signal.
+    Sleep,
+    /// Allocate memory until killed by the OOM killer.
+    Oom,
+    /// Write `bytes` bytes to stdout, then exit 0.
+    Output {
+        /// How many bytes to write.
+        bytes: u64,
+    },
+}
+
+/// Whether a platform supports something, and if not, the error it gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// The operation works.
+    Supported,
+    /// The operation fails with an error of `kind` whose `Display` contains
+    /// `contains` (an empty string matches any message).
+    Fails {
+        /// The kind of the error.
+        kind: ErrorKind,
+        /// A substring of the error's `Display`.
+        contains: &'static str,
+    },
+}
+
+impl Support {
+    /// `Fails` with `NotImplemented` and a message containing `contains`.
+    pub const fn not_implemented(contains: &'static str) -> Self {
+        Support::Fails {
+            kind: ErrorKind::NotImplemented,
+            contains,
+        }
+    }
+
+    /// Whether this is [`Support::Supported`].
+    pub fn is_supported(&self) -> bool {
+        matches!(self, Support::Supported)
+    }
+}
+
+/// What a platform can do, as the suite needs to know.
+///
+/// Start from [`Capabilities::new`] (everything supported, Linux semantics for
+/// containers without a task) and change the fields that differ:
+///
+/// ```
+/// use libctd_core::ErrorKind;
+/// use libctd_testkit::conformance::{Capabilities, Support};
+///
+/// let mut caps = Capabilities::new();
+/// caps.pause = Support::not_implemented("pause");
+/// caps.checkpoint = Support::Fails { kind: ErrorKind::System, contains: "criu" };
+/// caps.oom_events = false;
+/// assert!(!caps.pause.is_supported());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`Client::version`].
+    pub version: Support,
+    /// [`Client::pause`] and [`Client::resume`] on a running container.
+    pub pause: Support,
+    /// [`Client::create_checkpoint`] of a running container.
+    pub checkpoint: Support,
+    /// [`Client::update_resources`] with [`Fixture::resources`].
+    pub update_resources: Support,
+    /// [`Client::list_pids`] of a running container.
+    pub list_pids: Support,
+    /// [`Client::summary`] of a running container.
+    pub summary: Support,
+    /// [`Client::stats`] of a running container.
+    pub stats: Support,
+    /// Processes with a terminal, and [`Client::resize_terminal`].
+    pub terminal: Support,
+    /// [`Client::exec`] in a created container that was not started. Linux:
+    /// `InvalidArgument` "container is not running" (there is no task yet).
+    pub exec_before_start: Support,
+    /// [`Client::status`] of a created container that was not started:
+    /// `Supported` means it answers [`Status::Created`](libctd_core::Status::Created);
+    /// Linux fails with `NotFound` (there is no task yet).
+    pub status_before_start: Support,
+    /// Whether the platform reports OOM kills (an `oom` event, then an exit
+    /// with `oom_killed`). Without, the case asserts that no `oom` event
+    /// arrives and the exit of [`Program::Oom`] has `oom_killed == false`.
+    pub oom_events: bool,
+    /// Whether [`Client::restore`] re-attaches to a running container
+    /// (`alive == true`). Windows terminates instead and answers not alive.
+    pub restore_reattaches: bool,
+}
+
+impl Capabilities {
+    /// Everything supported; before start, `exec` fails with `InvalidArgument`
+    /// and `status` with `NotFound`, as on Linux.
+    pub fn new() -> Self {
+        Self {
+            version: Support::Supported,
+            pause: Support::Supported,
+            checkpoint: Support::Supported,
+            update_resources: Support::Supported,
+            list_pids: Support::Supported,
+            summary: Support::Supported,
+            stats: Support::Supported,
+            terminal: Support::Supported,
+            exec_before_start: Support::Fails {
+                kind: ErrorKind::InvalidArgument,
+                contains: "not running",
+            },
+            status_before_start: Support::Fails {
+                kind: ErrorKind::NotFound,
+                contains: "",
+            },
+            oom_events: true,
+            restore_reattaches: true,
+        }
+    }
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How the suite drives one platform.
+#[async_trait]
+pub trait Fixture: Send + Sync + 'static {
+    /// A fresh client in a namespace of its own, whose events go to `backend`.
+    /// Called once per case, and again by cases that need a second client.
+    async fn client(&self, backend: Arc<dyn Backend>) -> Result<Arc<dyn Client>>;
+
+    /// A container spec whose init process runs `program`, on a terminal when
+    /// `terminal` is set.
+    fn spec(&self, program: &Program, terminal: bool) -> Spec;
+
+    /// An exec process that runs `program`, on a terminal when `terminal` is set.
+    fn process(&self, program: &Program, terminal: bool) -> Process;
+
+    /// What the platform supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The exit code of [`Program::Sleep`] ended by `signal`. Default `128 + signal`.
+    fn signal_exit_code(&self, signal: i32) -> u32 {
+        128 + signal.unsigned_abs()
+    }
+
+    /// A valid resource update for a running container.
+    fn resources(&self) -> Resources;
+
+    /// A fresh, empty directory for a checkpoint.
+    fn checkpoint_dir(&self) -> PathBuf;
+
+    /// Options for [`Client::create`]. Default: all defaults.
+    fn create_options(&self) -> CreateOptions {
+        CreateOptions::default()
+    }
+
+    /// How long to wait for an event or an output. Default 10 s.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+/// The future of one case.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// One case of the suite: its name (the name of its test) and its body.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The case's name.
+    pub name: &'static str,
+    /// The case's body.
+    pub run: for<'a> fn(&'a Harness) -> CaseFuture<'a>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).finish()
+    }
+}
+
+macro_rules! cases {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        /// Every case of the suite, in order.
+        pub const CASES: &[Case] = &[
+            $(Case { name: stringify!($name), run: |h| Box::pin($module::$name(h)) },)*
+        ];
+    };
+}
+
+cases! {}
+
+/// The case called `name`.
+pub fn case(name: &str) -> Option<&'static Case> {
+    CASES.iter().find(|c| c.name == name)
+}
+
+/// Checks that `names` (what a [`conformance_suite!`](crate::conformance_suite)
+/// expanded to) is exactly the set of [`CASES`]; panics naming the difference.
+pub fn assert_covers(names: &[&str]) {
+    let missing: Vec<&str> = CASES
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !names.contains(n))
+        .collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| case(n).is_none())
+        .collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty() && names.len() == CASES.len(),
+        "the suite macro does not match CASES: missing {missing:?}, unknown {unknown:?}"
+    );
+}
+
+/// Runs the case called `name` against a fixture made by `make`, then deletes
+/// every container the case left behind. Panics (failing the test) when the
+/// case fails, panics, outlives its deadline, or cleanup fails.
+pub async fn run_case<M, Fut, F>(make: &M, name: &str)
+where
+    M: Fn() -> Fut,
+    Fut: Future<Output = F>,
+    F: Fixture,
+{
+    let Some(case) = case(name) else {
+        panic!("no conformance case is called {name}");
+    };
+    let fixture: Arc<dyn Fixture> = Arc::new(make().await);
+    harness::run(fixture, case).await;
+}
+
+/// Expands to one `#[tokio::test(flavor = "multi_thread")]` per conformance
+/// case, each named after its case, plus a test that the expansion covers
+/// every case of [`CASES`](crate::conformance::CASES).
+///
+/// The argument is anything callable with no arguments that returns a future
+/// of a [`Fixture`]: an `async fn`, or a closure such as
+/// `|| async { MyFixture::new() }`. It is called once per test.
+///
+/// ```ignore
+/// libctd_testkit::conformance_suite!(|| async { libctd_testkit::fake::FakeFixture::new() });
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr $(,)?) => {
+        $crate::__conformance_case_list!(@suite ($make));
+    };
+}
+
+/// The case list, once; expanded by [`conformance_suite!`](crate::conformance_suite).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_case_list {
+    ($($args:tt)*) => {
+        $crate::__conformance_expand! { $($args)* [
+        ] }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_expand {
+    (@suite ($make:expr) [$($case:ident),* $(,)?]) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                $crate::conformance::run_case(&$make, ::std::stringify!($case)).await;
+            }
+        )*
+
+        #[test]
+        fn conformance_suite_covers_every_case() {
+            $crate::conformance::assert_covers(&[$(::std::stringify!($case)),*]);
+        }
+    };
+}
