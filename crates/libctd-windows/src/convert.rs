@@ -1,0 +1,676 @@
+//! OCI spec (its `windows` section) to HCS documents, and HCS answers to
+//! libctd's types.
+//!
+//! Every check gives an `InvalidArgument` error naming the offending spec field.
+//!
+//! ```
+//! use libctd_windows::convert::{join_args, split_command_line};
+//!
+//! let line = join_args(&["cmd".into(), "/c".into(), "echo hi there".into()]);
+//! assert_eq!(line, r#"cmd /c "echo hi there""#);
+//! assert_eq!(split_command_line(&line), vec!["cmd", "/c", "echo hi there"]);
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use libctd_core::oci_spec::runtime::{Process, Spec};
+use libctd_core::{
+    Error, PlatformStats, Result, Stats, Summary, WindowsMemoryStats, WindowsProcess,
+    WindowsProcessorStats, WindowsStats, WindowsStorageStats,
+};
+
+use crate::hcs::Hcs;
+use crate::schema::{
+    Chipset, ComputeSystem, Container, ContainerMemory, ContainerProcessor, Devices, GuestOs,
+    HostedSystem, Layer, MappedDirectory, MappedPipe, Networking, ProcessDetails,
+    ProcessParameters, Properties, SchemaVersion, Storage, StorageQoS, Topology, Uefi,
+    UefiBootEntry, VirtualMachine, VirtualSmb, VirtualSmbShare, VirtualSmbShareOptions, VmMemory,
+    VmProcessor,
+};
+
+/// How a container is isolated from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Sharing the host's kernel.
+    Process,
+    /// In its own utility VM.
+    HyperV,
+}
+
+/// A container's compute-system document and what the client needs to know of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerConfig {
+    /// The document for `HcsCreateComputeSystem`.
+    pub document: ComputeSystem,
+    /// Its isolation.
+    pub isolation: Isolation,
+    /// A servicing container (Windows update): it emits no events.
+    pub servicing: bool,
+}
+
+/// The prefix of named-pipe mount destinations.
+const PIPE_PREFIX: &str = r"\\.\pipe\";
+/// Memory of a utility VM without a limit in the spec, in MiB.
+const DEFAULT_UVM_MEMORY_MB: u64 = 1024;
+
+fn invalid(field: &str, what: impl std::fmt::Display) -> Error {
+    Error::invalid_argument(format!("invalid spec: {field} {what}"))
+}
+
+/// Builds the compute-system document of a container owned by `owner`.
+pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<ContainerConfig> {
+    let windows = spec
+        .windows()
+        .as_ref()
+        .ok_or_else(|| invalid("windows", "is required for a Windows container"))?;
+    let layer_folders = windows.layer_folders().clone().unwrap_or_default();
+    if layer_folders.len() < 2 {
+        return Err(invalid(
+            "windows.layerFolders",
+            format!(
+                "needs at least two entries (parent layers, then the scratch layer), got {}",
+                layer_folders.len()
+            ),
+        ));
+    }
+    for (i, folder) in layer_folders.iter().enumerate() {
+        if folder.trim().is_empty() {
+            return Err(invalid(&format!("windows.layerFolders[{i}]"), "is empty"));
+        }
+    }
+    let parents = &layer_folders[..layer_folders.len() - 1];
+    let mut layers = Vec::with_capacity(parents.len());
+    for folder in parents {
+        let name = base_name(folder);
+        let id = hcs.name_to_guid(name).map_err(|e| {
+            Error::new(e.kind(), format!("cannot compute the layer id of {folder:?}"))
+                .with_source(e)
+        })?;
+        layers.push(Layer {
+            id,
+            path: folder.clone(),
+        });
+    }
+
+    let isolation = if windows.hyperv().is_some() {
+        Isolation::HyperV
+    } else {
+        Isolation::Process
+    };
+
+    let root = spec.root().as_ref();
+    if root.and_then(|r| r.readonly()).unwrap_or(false) {
+        return Err(invalid(
+            "root.readonly",
+            "is not supported: a Windows container's root is always writable",
+        ));
+    }
+    let root_path = root
+        .map(|r| r.path().to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    let storage_path = match isolation {
+        Isolation::Process => {
+            if root_path.is_empty() {
+                return Err(invalid(
+                    "root.path",
+                    "must name the mounted scratch volume for process isolation",
+                ));
+            }
+            let mut path = root_path;
+            if !path.ends_with('\\') {
+                path.push('\\');
+            }
+            Some(path)
+        }
+        Isolation::HyperV => {
+            if !root_path.is_empty() {
+                return Err(invalid(
+                    "root.path",
+                    "must be empty with Hyper-V isolation",
+                ));
+            }
+            None
+        }
+    };
+
+    // oci-spec 0.10 has no getters for these fields: read them through serde.
+    let resources: Option<OciResources> = mirror(&windows.resources(), "windows.resources")?;
+    let resources = resources.as_ref();
+    let qos = resources
+        .and_then(|r| r.storage.as_ref())
+        .and_then(|s| {
+            let qos = StorageQoS {
+                iops_maximum: s.iops.filter(|v| *v > 0),
+                bandwidth_maximum: s.bps.filter(|v| *v > 0),
+            };
+            (qos != StorageQoS::default()).then_some(qos)
+        });
+
+    let mut processor = None;
+    if let Some(cpu) = resources.and_then(|r| r.cpu.as_ref()) {
+        let set = [
+            cpu.count.is_some(),
+            cpu.shares.is_some(),
+            cpu.maximum.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if set > 1 {
+            return Err(invalid(
+                "windows.resources.cpu",
+                "may set only one of count, shares and maximum",
+            ));
+        }
+        if let Some(count) = cpu.count {
+            if count == 0 {
+                return Err(invalid("windows.resources.cpu.count", "must be at least 1"));
+            }
+            let host = u64::from(hcs.host_cpu_count().max(1));
+            processor = Some(ContainerProcessor {
+                count: Some(u32::try_from(count.min(host)).unwrap_or(u32::MAX)),
+                ..ContainerProcessor::default()
+            });
+        }
+        if let Some(shares) = cpu.shares {
+            processor = Some(ContainerProcessor {
+                weight: Some(u32::from(shares)),
+                ..ContainerProcessor::default()
+            });
+        }
+        if let Some(maximum) = cpu.maximum {
+            if maximum == 0 || maximum > 10_000 {
+                return Err(invalid(
+                    "windows.resources.cpu.maximum",
+                    format!("{maximum} is out of range 1..=10000"),
+                ));
+            }
+            processor = Some(ContainerProcessor {
+                maximum: Some(u32::from(maximum)),
+                ..ContainerProcessor::default()
+            });
+        }
+    }
+
+    let memory = match resources
+        .and_then(|r| r.memory.as_ref())
+        .and_then(|m| m.limit)
+    {
+        Some(limit) => {
+            let mb = limit / 1024 / 1024;
+            if mb == 0 {
+                return Err(invalid(
+                    "windows.resources.memory.limit",
+                    format!("{limit} bytes is less than 1 MiB"),
+                ));
+            }
+            Some(ContainerMemory { size_in_mb: mb })
+        }
+        None => None,
+    };
+
+    let mut mapped_directories = Vec::new();
+    let mut mapped_pipes = Vec::new();
+    for (i, mount) in spec.mounts().iter().flatten().enumerate() {
+        if mount.typ().as_deref().is_some_and(|t| !t.is_empty()) {
+            return Err(invalid(
+                &format!("mounts[{i}].type"),
+                "is not supported on Windows: only bind mounts of host paths",
+            ));
+        }
+        let destination = mount.destination().to_string_lossy().into_owned();
+        if destination.is_empty() {
+            return Err(invalid(&format!("mounts[{i}].destination"), "is empty"));
+        }
+        let source = mount
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if source.is_empty() {
+            return Err(invalid(&format!("mounts[{i}].source"), "is empty"));
+        }
+        let read_only = mount
+            .options()
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|opt| opt == "ro"));
+        if let Some(pipe) = strip_prefix_ignore_case(&destination, PIPE_PREFIX) {
+            if pipe.is_empty() {
+                return Err(invalid(
+                    &format!("mounts[{i}].destination"),
+                    "names no pipe",
+                ));
+            }
+            mapped_pipes.push(MappedPipe {
+                container_pipe_name: pipe.to_owned(),
+                host_path: source,
+            });
+        } else {
+            mapped_directories.push(MappedDirectory {
+                host_path: source,
+                container_path: destination,
+                read_only,
+            });
+        }
+    }
+
+    let network: Option<OciNetwork> = mirror(windows.network(), "windows.network")?;
+    let networking = windows.network().as_ref().map(|n| Networking {
+        allow_unqualified_dns_query: network
+            .as_ref()
+            .and_then(|m| m.allow_unqualified_dns_query)
+            .unwrap_or(false),
+        dns_search_list: n.dns_search_list().clone().unwrap_or_default().join(","),
+        network_shared_container_name: n
+            .network_shared_container_name()
+            .clone()
+            .unwrap_or_default(),
+        namespace: n.network_namespace().clone().unwrap_or_default(),
+    });
+
+    let container = Container {
+        guest_os: spec.hostname().as_ref().filter(|h| !h.is_empty()).map(|h| GuestOs {
+            host_name: h.clone(),
+        }),
+        storage: Some(Storage {
+            path: storage_path,
+            layers,
+            qos,
+        }),
+        mapped_directories,
+        mapped_pipes,
+        processor: processor.clone(),
+        memory: memory.clone(),
+        networking,
+    };
+
+    let document = match isolation {
+        Isolation::Process => ComputeSystem {
+            owner: owner.to_owned(),
+            schema_version: SchemaVersion::V2_1,
+            should_terminate_on_last_handle_closed: true,
+            container: Some(container),
+            hosted_system: None,
+            virtual_machine: None,
+        },
+        Isolation::HyperV => {
+            let uvm = utility_vm_path(hcs, spec, parents)?;
+            let vm = VirtualMachine {
+                stop_on_reset: true,
+                chipset: Chipset {
+                    uefi: Uefi {
+                        boot_this: UefiBootEntry {
+                            device_type: "VmbFs".to_owned(),
+                            device_path: r"\EFI\Microsoft\Boot\bootmgfw.efi".to_owned(),
+                        },
+                    },
+                },
+                compute_topology: Topology {
+                    memory: VmMemory {
+                        size_in_mb: memory.map_or(DEFAULT_UVM_MEMORY_MB, |m| m.size_in_mb),
+                        allow_overcommit: true,
+                    },
+                    processor: VmProcessor {
+                        count: processor.and_then(|p| p.count).unwrap_or(2),
+                    },
+                },
+                devices: Devices {
+                    virtual_smb: VirtualSmb {
+                        shares: vec![VirtualSmbShare {
+                            name: "os".to_owned(),
+                            path: join_windows(&uvm, "Files"),
+                            options: VirtualSmbShareOptions {
+                                read_only: true,
+                                share_read: true,
+                                cache_io: true,
+                                pseudo_oplocks: true,
+                                take_backup_privilege: true,
+                            },
+                        }],
+                    },
+                },
+            };
+            ComputeSystem {
+                owner: owner.to_owned(),
+                schema_version: SchemaVersion::V2_1,
+                should_terminate_on_last_handle_closed: true,
+                container: None,
+                hosted_system: Some(HostedSystem {
+                    schema_version: SchemaVersion::V2_1,
+                    container,
+                }),
+                virtual_machine: Some(vm),
+            }
+        }
+    };
+
+    Ok(ContainerConfig {
+        document,
+        isolation,
+        servicing: windows.servicing().unwrap_or(false),
+    })
+}
+
+/// The parts of OCI's `windows.resources` read here.
+#[derive(Debug, Default, serde::Deserialize)]
+struct OciResources {
+    memory: Option<OciMemory>,
+    cpu: Option<OciCpu>,
+    storage: Option<OciStorage>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct OciMemory {
+    limit: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct OciCpu {
+    count: Option<u64>,
+    shares: Option<u16>,
+    maximum: Option<u16>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct OciStorage {
+    iops: Option<u64>,
+    bps: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct OciNetwork {
+    #[serde(rename = "allowUnqualifiedDNSQuery")]
+    allow_unqualified_dns_query: Option<bool>,
+}
+
+/// Reads an OCI value through its serde form into a local mirror type.
+fn mirror<T: serde::Serialize, M: serde::de::DeserializeOwned>(
+    value: &Option<T>,
+    field: &str,
+) -> Result<Option<M>> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    serde_json::to_value(value)
+        .and_then(serde_json::from_value)
+        .map(Some)
+        .map_err(|e| invalid(field, format!("cannot be read: {e}")))
+}
+
+/// The utility VM: `windows.hyperv.utilityVMPath`, else the `UtilityVM`
+/// folder of the first parent layer that holds one.
+fn utility_vm_path<H: Hcs>(hcs: &H, spec: &Spec, parents: &[String]) -> Result<String> {
+    if let Some(path) = spec
+        .windows()
+        .as_ref()
+        .and_then(|w| w.hyperv().as_ref())
+        .and_then(|h| h.utility_vm_path().clone())
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(path);
+    }
+    parents
+        .iter()
+        .find(|folder| hcs.has_utility_vm(folder))
+        .map(|folder| join_windows(folder, "UtilityVM"))
+        .ok_or_else(|| {
+            invalid(
+                "windows.layerFolders",
+                "holds no layer with a UtilityVM folder, needed for Hyper-V isolation",
+            )
+        })
+}
+
+fn join_windows(dir: &str, name: &str) -> String {
+    if dir.ends_with('\\') || dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}\\{name}")
+    }
+}
+
+/// The last component of a Windows or POSIX path.
+fn base_name(path: &str) -> &str {
+    let trimmed = path.trim_end_matches(['\\', '/']);
+    trimmed
+        .rsplit(['\\', '/'])
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(trimmed)
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// The parameters of a process from its OCI description. `field` prefixes
+/// field names in errors (`process` for the init process).
+pub fn process_parameters(
+    process: &Process,
+    with_stdin: bool,
+    field: &str,
+) -> Result<ProcessParameters> {
+    let command_line = match process.command_line().as_ref().filter(|c| !c.is_empty()) {
+        Some(line) => line.clone(),
+        None => {
+            let args = process.args().clone().unwrap_or_default();
+            if args.is_empty() {
+                return Err(invalid(
+                    &format!("{field}.args"),
+                    "is empty and no commandLine is set",
+                ));
+            }
+            join_args(&args)
+        }
+    };
+    if command_line.contains('\0') {
+        return Err(invalid(
+            &format!("{field}.args"),
+            "contains a NUL character",
+        ));
+    }
+    let mut environment = BTreeMap::new();
+    for (i, entry) in process.env().iter().flatten().enumerate() {
+        match entry.split_once('=') {
+            Some((key, value)) if !key.is_empty() => {
+                environment.insert(key.to_owned(), value.to_owned());
+            }
+            _ => {
+                return Err(invalid(
+                    &format!("{field}.env[{i}]"),
+                    format!("{entry:?} is not of the form KEY=value"),
+                ));
+            }
+        }
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    let console_size = match (terminal, process.console_size()) {
+        (true, Some(size)) => {
+            let h = u16::try_from(size.height()).ok().filter(|v| *v > 0);
+            let w = u16::try_from(size.width()).ok().filter(|v| *v > 0);
+            match (h, w) {
+                (Some(h), Some(w)) => Some([h, w]),
+                _ => {
+                    return Err(invalid(
+                        &format!("{field}.consoleSize"),
+                        "must be 1 to 65535 in each dimension",
+                    ));
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok(ProcessParameters {
+        command_line,
+        working_directory: process.cwd().to_string_lossy().into_owned(),
+        environment,
+        user: process
+            .user()
+            .username()
+            .clone()
+            .unwrap_or_default(),
+        emulate_console: terminal,
+        create_std_in_pipe: with_stdin,
+        create_std_out_pipe: true,
+        create_std_err_pipe: !terminal,
+        console_size,
+    })
+}
+
+/// Quotes one argument the way Windows' `CommandLineToArgvW` reads it back.
+pub fn escape_arg(arg: &str) -> String {
+    if arg.is_empty() {
+        return "\"\"".to_owned();
+    }
+    let needs_backslash = arg.contains(['"', '\\']);
+    let has_space = arg.contains([' ', '\t']);
+    if !needs_backslash && !has_space {
+        return arg.to_owned();
+    }
+    if !needs_backslash {
+        return format!("\"{arg}\"");
+    }
+    let mut out = String::with_capacity(arg.len() + 8);
+    if has_space {
+        out.push('"');
+    }
+    let mut slashes = 0usize;
+    for c in arg.chars() {
+        match c {
+            '\\' => slashes += 1,
+            '"' => {
+                out.extend(std::iter::repeat_n('\\', slashes + 1));
+                slashes = 0;
+            }
+            _ => slashes = 0,
+        }
+        out.push(c);
+    }
+    if has_space {
+        out.extend(std::iter::repeat_n('\\', slashes));
+        out.push('"');
+    }
+    out
+}
+
+/// The command line of `args`: each escaped, joined by spaces.
+pub fn join_args(args: &[String]) -> String {
+    args.iter()
+        .map(|a| escape_arg(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Splits a command line into arguments by `CommandLineToArgvW`'s rules.
+pub fn split_command_line(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let mut n = 1;
+                while chars.peek() == Some(&'\\') {
+                    chars.next();
+                    n += 1;
+                }
+                in_arg = true;
+                if chars.peek() == Some(&'"') {
+                    cur.extend(std::iter::repeat_n('\\', n / 2));
+                    if n % 2 == 1 {
+                        chars.next();
+                        cur.push('"');
+                    }
+                } else {
+                    cur.extend(std::iter::repeat_n('\\', n));
+                }
+            }
+            '"' => {
+                in_arg = true;
+                if quoted && chars.peek() == Some(&'"') {
+                    chars.next();
+                    cur.push('"');
+                } else {
+                    quoted = !quoted;
+                }
+            }
+            ' ' | '\t' if !quoted => {
+                if in_arg {
+                    args.push(std::mem::take(&mut cur));
+                    in_arg = false;
+                }
+            }
+            _ => {
+                in_arg = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    args
+}
+
+/// libctd statistics from a `Statistics` answer.
+pub fn stats(properties: &Properties) -> Stats {
+    let s = properties.statistics.clone().unwrap_or_default();
+    Stats {
+        read: SystemTime::now(),
+        platform: PlatformStats::Windows(WindowsStats {
+            timestamp: s.timestamp,
+            container_start_time: s.container_start_time,
+            uptime_100ns: s.uptime_100ns,
+            processor: WindowsProcessorStats {
+                total_runtime_100ns: s.processor.total_runtime_100ns,
+                runtime_user_100ns: s.processor.runtime_user_100ns,
+                runtime_kernel_100ns: s.processor.runtime_kernel_100ns,
+            },
+            memory: WindowsMemoryStats {
+                commit_bytes: s.memory.memory_usage_commit_bytes,
+                commit_peak_bytes: s.memory.memory_usage_commit_peak_bytes,
+                private_working_set_bytes: s.memory.memory_usage_private_working_set_bytes,
+            },
+            storage: WindowsStorageStats {
+                read_count_normalized: s.storage.read_count_normalized,
+                read_size_bytes: s.storage.read_size_bytes,
+                write_count_normalized: s.storage.write_count_normalized,
+                write_size_bytes: s.storage.write_size_bytes,
+            },
+        }),
+    }
+}
+
+/// libctd summaries from a `ProcessList` answer.
+pub fn summary(properties: &Properties) -> Vec<Summary> {
+    properties
+        .process_list
+        .iter()
+        .flatten()
+        .map(|p: &ProcessDetails| {
+            Summary::Windows(WindowsProcess {
+                process_id: p.process_id,
+                image_name: p.image_name.clone(),
+                create_timestamp: p.create_timestamp.clone(),
+                user_time_100ns: p.user_time_100ns,
+                kernel_time_100ns: p.kernel_time_100ns,
+                memory_commit_bytes: p.memory_commit_bytes,
+                memory_working_set_private_bytes: p.memory_working_set_private_bytes,
+                memory_working_set_shared_bytes: p.memory_working_set_shared_bytes,
+            })
+        })
+        .collect()
+}
+
+/// Parses a properties answer.
+pub fn parse_properties(document: &str) -> Result<Properties> {
+    serde_json::from_str(document).map_err(|e| {
+        Error::system("HCS answered a property query with an unreadable document").with_source(e)
+    })
+}
