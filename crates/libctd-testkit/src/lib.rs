@@ -8,5 +8,7 @@
 
 pub mod backend;
 pub mod conformance;
+#[cfg(all(unix, feature = "containerd"))]
+pub mod containerd;
 
 pub use backend::{CapturedStdio, Hold, RecordedEvent, RecordingBackend, capture_stdio};

@@ -1,0 +1,1074 @@
+//! [`LinuxClient`]: the 18 operations over containerd's gRPC API.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::version_client::VersionClient;
+use containerd_client::services::v1::{
+    CheckpointTaskRequest, CloseIoRequest, Container as ContainerProto, CreateContainerRequest,
+    CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest, DeleteTaskRequest,
+    ExecProcessRequest, GetContainerRequest, GetRequest, KillRequest, ListPidsRequest,
+    MetricsRequest, PauseTaskRequest, ResizePtyRequest, ResumeTaskRequest, StartRequest,
+    UpdateTaskRequest,
+};
+use libctd_core::oci_spec::runtime::{Process, Spec};
+use libctd_core::{
+    Backend, Client, CreateOptions, Error, ErrorContext, ErrorKind, EventDispatcher,
+    INIT_PROCESS_ID, LinuxProcess, PlatformStats, Resources, Restored, Result, Stats, Status,
+    StdioAttachment, StdioCallback, Summary, TaskExit, Version, validate_container_id,
+    validate_process_id, validate_signal, validate_terminal_size,
+};
+use prost::Message;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
+
+use crate::convert::{self, status_error};
+use crate::fifo::FifoSet;
+use crate::remote::Shared;
+
+/// The runtime used when [`CreateOptions::runtime`] is unset.
+pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
+/// How long deleting a process waits for the engine to consume its output.
+const STDIO_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The bound on an exec's cleanup after its exit was delivered.
+pub(crate) const EXEC_CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One process the client tracks.
+pub(crate) struct Proc {
+    pub fifos: FifoSet,
+    pub attachment: Option<Box<dyn StdioAttachment>>,
+    pub started: watch::Sender<bool>,
+    pub exit_delivered: bool,
+    pub pid: u32,
+}
+
+/// What the client knows of a container.
+#[derive(Default)]
+pub(crate) struct ContainerState {
+    /// Processes of its task, "init" included; empty without a task.
+    pub processes: HashMap<String, Proc>,
+    /// Whether the task exists (start succeeded or restore found it).
+    pub has_task: bool,
+    /// An OOM kill was seen since the last start.
+    pub oom: bool,
+}
+
+/// A container the client tracks.
+pub(crate) struct Container {
+    pub id: String,
+    /// Its FIFO directory.
+    pub dir: PathBuf,
+    /// Whether its init process has a terminal.
+    pub terminal: Mutex<bool>,
+    /// Serialises start, delete_task, delete and restore.
+    pub lifecycle: tokio::sync::Mutex<()>,
+    pub state: Mutex<ContainerState>,
+}
+
+impl Container {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ContainerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The shared state of a client (events hold it too).
+pub(crate) struct Inner {
+    pub namespace: String,
+    pub ns_header: MetadataValue<Ascii>,
+    pub shared: Arc<Shared>,
+    pub containers: Mutex<HashMap<String, Arc<Container>>>,
+    pub dispatcher: EventDispatcher,
+}
+
+/// A client of one containerd namespace.
+///
+/// Obtained from [`LinuxRemote::new_client`](libctd_core::Remote::new_client)
+/// (or [`LinuxRemote::new_linux_client`](crate::LinuxRemote::new_linux_client)).
+/// It subscribes to the namespace's task events in its own task, delivers them
+/// to the engine's [`Backend`] through a per-container queue, and resubscribes
+/// and reconciles after any gap. Dropping the last handle stops the
+/// subscription.
+pub struct LinuxClient {
+    inner: Arc<Inner>,
+    events: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for LinuxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinuxClient")
+            .field("namespace", &self.inner.namespace)
+            .finish()
+    }
+}
+
+impl Drop for LinuxClient {
+    fn drop(&mut self) {
+        self.events.abort();
+    }
+}
+
+/// Runs `fut` in its own task, so that dropping the caller's future does not
+/// interrupt a change half-way (operations stay cancel-safe).
+async fn detached<T, F>(fut: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    tokio::spawn(fut)
+        .await
+        .map_err(|e| Error::system("the operation's task failed").with_source(e))?
+}
+
+/// Whether CRIU can run here (`criu check`), with its complaint if not.
+async fn criu_problem() -> Option<String> {
+    match tokio::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .await
+    {
+        Err(e) => Some(format!("CRIU is not installed ({e})")),
+        Ok(out) if !out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            Some(format!("`criu check` fails on this host: {}", last.trim()))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// The classified error of a failed CRIU operation: `NotImplemented` naming
+/// CRIU where it cannot run, else containerd's error with CRIU named.
+async fn criu_error(e: Error, what: &str) -> Error {
+    match criu_problem().await {
+        Some(problem) => Error::not_implemented(format!(
+            "{what} needs CRIU, which cannot run here: {problem}"
+        ))
+        .with_source(e),
+        None => {
+            let msg = format!("{what} through CRIU failed: {}", e.message());
+            e.with_message(msg)
+        }
+    }
+}
+
+impl Inner {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut()
+            .insert("containerd-namespace", self.ns_header.clone());
+        r
+    }
+
+    pub(crate) fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.shared.channel.clone())
+    }
+
+    fn containers_client(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.shared.channel.clone())
+    }
+
+    fn lock_containers(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
+        self.containers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn container(&self, id: &str) -> Option<Arc<Container>> {
+        self.lock_containers().get(id).cloned()
+    }
+
+    /// The tracked container, or NotFound "no such container".
+    fn get(&self, id: &str) -> Result<Arc<Container>> {
+        validate_container_id(id)?;
+        self.container(id)
+            .ok_or_else(|| Error::not_found("no such container").with_container(id))
+    }
+
+    /// The tracked container with a task, or NotFound "container is not running".
+    fn get_with_task(&self, id: &str) -> Result<Arc<Container>> {
+        let c = self.get(id)?;
+        if !c.lock().has_task {
+            return Err(Error::not_found("container is not running").with_container(id));
+        }
+        Ok(c)
+    }
+
+    /// The containerd exec id of a tracked process ("" for init).
+    fn exec_id(&self, c: &Container, process_id: &str) -> Result<String> {
+        validate_process_id(process_id)?;
+        if process_id == INIT_PROCESS_ID {
+            return Ok(String::new());
+        }
+        if c.lock().processes.contains_key(process_id) {
+            Ok(process_id.to_owned())
+        } else {
+            Err(Error::not_found("no such exec").with_process(process_id))
+        }
+    }
+
+    fn dir_of(&self, id: &str) -> PathBuf {
+        self.shared.fifo_root.join(&self.namespace).join(id)
+    }
+
+    /// Sets up a process's FIFOs, hands the streams to `attach`, and arranges
+    /// one CloseIO once the engine closes stdin and the process has started.
+    fn attach_process(
+        self: &Arc<Self>,
+        c: &Container,
+        process_id: &str,
+        fifos: FifoSet,
+        attach: StdioCallback,
+        already_started: bool,
+    ) -> Result<Proc> {
+        if !already_started {
+            fifos.create(&c.dir)?;
+        }
+        let (close_tx, close_rx) = oneshot::channel();
+        let io = fifos.open(close_tx)?;
+        let has_stdin = io.stdin.is_some();
+        let attachment = match attach(io) {
+            Ok(a) => a,
+            Err(e) => {
+                fifos.remove();
+                return Err(e);
+            }
+        };
+        let (started, mut started_rx) = watch::channel(already_started);
+        if has_stdin {
+            let inner = self.clone();
+            let cid = c.id.clone();
+            let exec_id = if process_id == INIT_PROCESS_ID {
+                String::new()
+            } else {
+                process_id.to_owned()
+            };
+            tokio::spawn(async move {
+                let _ = close_rx.await;
+                if started_rx.wait_for(|s| *s).await.is_ok() {
+                    let req = inner.request(CloseIoRequest {
+                        container_id: cid.clone(),
+                        exec_id,
+                        stdin: true,
+                    });
+                    if let Err(e) = inner.tasks().close_io(req).await {
+                        tracing::debug!(container_id = %cid, error = %e, "CloseIO after stdin close failed");
+                    }
+                }
+            });
+        }
+        Ok(Proc {
+            fifos,
+            attachment: Some(attachment),
+            started,
+            exit_delivered: false,
+            pid: 0,
+        })
+    }
+
+    /// Waits (boundedly) for the engine to drain a deleted process's output,
+    /// then removes its FIFOs.
+    pub(crate) async fn release(proc: Proc) {
+        if let Some(mut a) = proc.attachment
+            && tokio::time::timeout(STDIO_DRAIN_TIMEOUT, a.wait())
+                .await
+                .is_err()
+        {
+            a.cancel();
+        }
+        proc.fifos.remove();
+    }
+
+    /// Deletes an exec in containerd and forgets it (after its exit was delivered).
+    pub(crate) async fn cleanup_exec(self: &Arc<Self>, container_id: &str, exec_id: &str) {
+        let req = self.request(DeleteProcessRequest {
+            container_id: container_id.to_owned(),
+            exec_id: exec_id.to_owned(),
+        });
+        let mut tasks = self.tasks();
+        match tokio::time::timeout(EXEC_CLEANUP_TIMEOUT, tasks.delete_process(req)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(container_id, exec_id, error = %e, "deleting an exited exec failed")
+            }
+            Err(_) => tracing::warn!(container_id, exec_id, "deleting an exited exec timed out"),
+        }
+        let proc = self
+            .container(container_id)
+            .and_then(|c| c.lock().processes.remove(exec_id));
+        if let Some(p) = proc {
+            let _ = tokio::time::timeout(EXEC_CLEANUP_TIMEOUT, Self::release(p)).await;
+        }
+    }
+
+    /// Forgets the task's processes and releases their streams.
+    async fn drop_task_state(c: &Container) {
+        let procs: Vec<Proc> = {
+            let mut st = c.lock();
+            st.has_task = false;
+            st.processes.drain().map(|(_, p)| p).collect()
+        };
+        for p in procs {
+            Self::release(p).await;
+        }
+    }
+
+    async fn create(self: Arc<Self>, id: String, spec: Spec, options: CreateOptions) -> Result<()> {
+        let spec_any = convert::json_any(convert::SPEC_TYPE_URL, &spec)?;
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        let container = Arc::new(Container {
+            id: id.clone(),
+            dir: self.dir_of(&id),
+            terminal: Mutex::new(terminal),
+            lifecycle: tokio::sync::Mutex::new(()),
+            state: Mutex::new(ContainerState::default()),
+        });
+        {
+            let mut map = self.lock_containers();
+            if map.contains_key(&id) {
+                return Err(Error::already_exists("container already exists"));
+            }
+            map.insert(id.clone(), container);
+        }
+        let mut labels: HashMap<String, String> = options.labels.clone().into_iter().collect();
+        if let Some(group) = &self.shared.shim_group {
+            labels.insert("io.containerd.runc.v2.group".into(), group.clone());
+        }
+        let runtime = options
+            .runtime
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RUNTIME.to_owned());
+        let runc_options = options.runc.as_ref().map(|r| {
+            convert::proto_any(
+                convert::RUNC_OPTIONS_TYPE_URL,
+                &convert::runc_options(Some(r)),
+            )
+        });
+        let req = self.request(CreateContainerRequest {
+            container: Some(ContainerProto {
+                id: id.clone(),
+                labels,
+                runtime: Some(Runtime {
+                    name: runtime,
+                    options: runc_options,
+                }),
+                spec: Some(spec_any),
+                ..Default::default()
+            }),
+        });
+        if let Err(status) = self.containers_client().create(req).await {
+            self.lock_containers().remove(&id);
+            return Err(status_error(status));
+        }
+        Ok(())
+    }
+
+    async fn start(
+        self: Arc<Self>,
+        id: String,
+        checkpoint_dir: Option<PathBuf>,
+        with_stdin: bool,
+        attach: StdioCallback,
+    ) -> Result<u32> {
+        let c = self.get(&id)?;
+        let _guard = c.lifecycle.lock().await;
+        if c.lock().has_task {
+            return Err(Error::already_exists("container is already started"));
+        }
+        if let Some(dir) = &checkpoint_dir
+            && !dir.is_absolute()
+        {
+            return Err(Error::invalid_argument(format!(
+                "checkpoint directory {} must be absolute",
+                dir.display()
+            )));
+        }
+        let terminal = *c.terminal.lock().unwrap_or_else(PoisonError::into_inner);
+        let fifos = FifoSet::new(&c.dir, INIT_PROCESS_ID, with_stdin, terminal);
+        let proc = self.attach_process(&c, INIT_PROCESS_ID, fifos.clone(), attach, false)?;
+        {
+            let mut st = c.lock();
+            st.processes.insert(INIT_PROCESS_ID.to_owned(), proc);
+            st.has_task = true;
+            st.oom = false;
+        }
+        let options = checkpoint_dir.as_ref().map(|dir| {
+            let mut o = convert::runc_options(None);
+            o.criu_image_path = dir.to_string_lossy().into_owned();
+            convert::proto_any(convert::RUNC_OPTIONS_TYPE_URL, &o)
+        });
+        let req = self.request(CreateTaskRequest {
+            container_id: id.clone(),
+            stdin: FifoSet::wire(&fifos.stdin),
+            stdout: FifoSet::wire(&fifos.stdout),
+            stderr: FifoSet::wire(&fifos.stderr),
+            terminal,
+            options,
+            ..Default::default()
+        });
+        if let Err(status) = self.tasks().create(req).await {
+            Self::drop_task_state(&c).await;
+            let e = status_error(status);
+            return Err(match checkpoint_dir {
+                Some(_) => criu_error(e, "restoring a checkpoint").await,
+                None => e,
+            });
+        }
+        let req = self.request(StartRequest {
+            container_id: id.clone(),
+            exec_id: String::new(),
+        });
+        let pid = match self.tasks().start(req).await {
+            Ok(r) => r.into_inner().pid,
+            Err(status) => {
+                let e = status_error(status);
+                // Leave nothing behind, so start can be retried.
+                let mut tasks = self.tasks();
+                let _ = tasks
+                    .kill(self.request(KillRequest {
+                        container_id: id.clone(),
+                        exec_id: String::new(),
+                        signal: 9,
+                        all: true,
+                    }))
+                    .await;
+                let _ = tasks
+                    .delete(self.request(DeleteTaskRequest {
+                        container_id: id.clone(),
+                    }))
+                    .await;
+                Self::drop_task_state(&c).await;
+                return Err(e);
+            }
+        };
+        if let Some(p) = c.lock().processes.get_mut(INIT_PROCESS_ID) {
+            p.pid = pid;
+            p.started.send_replace(true);
+        }
+        Ok(pid)
+    }
+
+    async fn exec(
+        self: Arc<Self>,
+        id: String,
+        process_id: String,
+        spec: Process,
+        with_stdin: bool,
+        attach: StdioCallback,
+    ) -> Result<u32> {
+        let c = self.get(&id)?;
+        validate_process_id(&process_id)?;
+        if !c.lock().has_task {
+            return Err(Error::invalid_argument("container is not running"));
+        }
+        let spec_any = convert::json_any(convert::PROCESS_TYPE_URL, &spec)?;
+        let terminal = spec.terminal().unwrap_or(false);
+        let fifos = FifoSet::new(&c.dir, &process_id, with_stdin, terminal);
+        {
+            let st = c.lock();
+            if st.processes.contains_key(&process_id) || process_id == INIT_PROCESS_ID {
+                return Err(Error::already_exists("process id is already in use"));
+            }
+        }
+        let proc = self.attach_process(&c, &process_id, fifos.clone(), attach, false)?;
+        {
+            let mut st = c.lock();
+            if st.processes.contains_key(&process_id) {
+                drop(st);
+                proc.fifos.remove();
+                return Err(Error::already_exists("process id is already in use"));
+            }
+            st.processes.insert(process_id.clone(), proc);
+        }
+        let forget = |c: &Container| c.lock().processes.remove(&process_id);
+        let req = self.request(ExecProcessRequest {
+            container_id: id.clone(),
+            stdin: FifoSet::wire(&fifos.stdin),
+            stdout: FifoSet::wire(&fifos.stdout),
+            stderr: FifoSet::wire(&fifos.stderr),
+            terminal,
+            spec: Some(spec_any),
+            exec_id: process_id.clone(),
+        });
+        if let Err(status) = self.tasks().exec(req).await {
+            if let Some(p) = forget(&c) {
+                Self::release(p).await;
+            }
+            return Err(status_error(status));
+        }
+        let req = self.request(StartRequest {
+            container_id: id.clone(),
+            exec_id: process_id.clone(),
+        });
+        match self.tasks().start(req).await {
+            Ok(r) => {
+                let pid = r.into_inner().pid;
+                if let Some(p) = c.lock().processes.get_mut(&process_id) {
+                    p.pid = pid;
+                    p.started.send_replace(true);
+                }
+                Ok(pid)
+            }
+            Err(status) => {
+                let _ = self
+                    .tasks()
+                    .delete_process(self.request(DeleteProcessRequest {
+                        container_id: id.clone(),
+                        exec_id: process_id.clone(),
+                    }))
+                    .await;
+                if let Some(p) = forget(&c) {
+                    Self::release(p).await;
+                }
+                Err(status_error(status))
+            }
+        }
+    }
+
+    async fn delete_task(self: Arc<Self>, id: String) -> Result<TaskExit> {
+        let c = self.get(&id)?;
+        let _guard = c.lifecycle.lock().await;
+        let req = self.request(DeleteTaskRequest {
+            container_id: id.clone(),
+        });
+        let resp = match self.tasks().delete(req).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                let e = status_error(status);
+                return Err(match e.kind() {
+                    ErrorKind::NotFound => e.with_message("container is not running"),
+                    _ => e,
+                });
+            }
+        };
+        Self::drop_task_state(&c).await;
+        Ok(TaskExit {
+            exit_code: resp.exit_status,
+            exited_at: convert::time_from_proto(resp.exited_at.as_ref())
+                .unwrap_or_else(SystemTime::now),
+        })
+    }
+
+    async fn delete(self: Arc<Self>, id: String) -> Result<()> {
+        let c = self.get(&id)?;
+        let _guard = c.lifecycle.lock().await;
+        let req = self.request(GetRequest {
+            container_id: id.clone(),
+            exec_id: String::new(),
+        });
+        match self.tasks().get(req).await {
+            Ok(r) => {
+                let status = r
+                    .into_inner()
+                    .process
+                    .map_or(Status::Unknown, |p| convert::status_from_proto(p.status));
+                if status != Status::Stopped {
+                    return Err(Error::failed_precondition(format!(
+                        "the container's task is {status}; stop it and delete the task first"
+                    )));
+                }
+                let req = self.request(DeleteTaskRequest {
+                    container_id: id.clone(),
+                });
+                self.tasks().delete(req).await.map_err(status_error)?;
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(status_error(status)),
+        }
+        Self::drop_task_state(&c).await;
+        let req = self.request(DeleteContainerRequest { id: id.clone() });
+        match self.containers_client().delete(req).await {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(status_error(status)),
+        }
+        self.lock_containers().remove(&id);
+        if let Err(e) = std::fs::remove_dir_all(&c.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %c.dir.display(), error = %e, "cannot remove the container's state");
+        }
+        Ok(())
+    }
+
+    async fn restore(self: Arc<Self>, id: String, attach: StdioCallback) -> Result<Restored> {
+        validate_container_id(&id)?;
+        let req = self.request(GetContainerRequest { id: id.clone() });
+        let proto = self
+            .containers_client()
+            .get(req)
+            .await
+            .map_err(|s| {
+                let e = status_error(s);
+                match e.kind() {
+                    ErrorKind::NotFound => e.with_message("no such container"),
+                    _ => e,
+                }
+            })?
+            .into_inner()
+            .container
+            .unwrap_or_default();
+        let terminal = proto
+            .spec
+            .as_ref()
+            .and_then(|s| serde_json::from_slice::<Spec>(&s.value).ok())
+            .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+            .unwrap_or(false);
+        let c = {
+            let mut map = self.lock_containers();
+            map.entry(id.clone())
+                .or_insert_with(|| {
+                    Arc::new(Container {
+                        id: id.clone(),
+                        dir: self.dir_of(&id),
+                        terminal: Mutex::new(terminal),
+                        lifecycle: tokio::sync::Mutex::new(()),
+                        state: Mutex::new(ContainerState::default()),
+                    })
+                })
+                .clone()
+        };
+        let _guard = c.lifecycle.lock().await;
+        let req = self.request(GetRequest {
+            container_id: id.clone(),
+            exec_id: String::new(),
+        });
+        let process = match self.tasks().get(req).await {
+            Ok(r) => r.into_inner().process.unwrap_or_default(),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                Self::drop_task_state(&c).await;
+                return Ok(Restored {
+                    alive: false,
+                    pid: None,
+                });
+            }
+            Err(s) => return Err(status_error(s)),
+        };
+        let status = convert::status_from_proto(process.status);
+        let fifos = FifoSet::from_paths(
+            &process.stdin,
+            &process.stdout,
+            &process.stderr,
+            process.terminal,
+        );
+        // Streams of a previous attachment (a second restore) are replaced.
+        Self::drop_task_state(&c).await;
+        let mut proc = self.attach_process(&c, INIT_PROCESS_ID, fifos, attach, true)?;
+        proc.pid = process.pid;
+        proc.exit_delivered = status == Status::Stopped;
+        {
+            let mut st = c.lock();
+            st.processes.insert(INIT_PROCESS_ID.to_owned(), proc);
+            st.has_task = true;
+        }
+        Ok(Restored {
+            alive: status != Status::Stopped && status != Status::Unknown,
+            pid: Some(process.pid),
+        })
+    }
+}
+
+impl LinuxClient {
+    /// Builds the client and waits until its event subscription is live.
+    pub(crate) async fn connect(
+        shared: Arc<Shared>,
+        namespace: &str,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Arc<Self>> {
+        let ns_header = namespace.parse::<MetadataValue<Ascii>>().map_err(|e| {
+            Error::invalid_argument(format!("namespace {namespace:?} is not a valid header"))
+                .with_source(e)
+        })?;
+        let inner = Arc::new(Inner {
+            namespace: namespace.to_owned(),
+            ns_header,
+            shared,
+            containers: Mutex::new(HashMap::new()),
+            dispatcher: EventDispatcher::new(backend)?,
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let events = tokio::spawn(crate::events::run(inner.clone(), ready_tx));
+        let client = Arc::new(Self { inner, events });
+        match tokio::time::timeout(Duration::from_secs(20), ready_rx).await {
+            Ok(Ok(())) => Ok(client),
+            _ => Err(Error::unavailable(
+                "cannot subscribe to containerd's events (no answer within 20s)",
+            )
+            .with_operation("new_client")),
+        }
+    }
+
+    /// The namespace of the client.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The event queue, to wait until every delivered event was handled.
+    pub fn event_queue(&self) -> &libctd_core::EventQueue {
+        self.inner.dispatcher.queue()
+    }
+}
+
+#[async_trait]
+impl Client for LinuxClient {
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn version(&self) -> Result<Version> {
+        let mut v = VersionClient::new(self.inner.shared.channel.clone());
+        let r = v
+            .version(())
+            .await
+            .map_err(status_error)
+            .map_err(|e| e.with_operation("version"))?
+            .into_inner();
+        Ok(Version {
+            version: r.version,
+            revision: r.revision,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, attach), fields(namespace = %self.inner.namespace))]
+    async fn restore(&self, container_id: &str, attach: StdioCallback) -> Result<Restored> {
+        detached(self.inner.clone().restore(container_id.to_owned(), attach))
+            .await
+            .context("restore", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, spec, options), fields(namespace = %self.inner.namespace))]
+    async fn create(&self, container_id: &str, spec: &Spec, options: CreateOptions) -> Result<()> {
+        validate_container_id(container_id).context("create", container_id)?;
+        detached(
+            self.inner
+                .clone()
+                .create(container_id.to_owned(), spec.clone(), options),
+        )
+        .await
+        .context("create", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, attach), fields(namespace = %self.inner.namespace))]
+    async fn start(
+        &self,
+        container_id: &str,
+        checkpoint_dir: Option<&Path>,
+        with_stdin: bool,
+        attach: StdioCallback,
+    ) -> Result<u32> {
+        detached(self.inner.clone().start(
+            container_id.to_owned(),
+            checkpoint_dir.map(Path::to_path_buf),
+            with_stdin,
+            attach,
+        ))
+        .await
+        .context("start", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn signal_process(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        signal: i32,
+    ) -> Result<()> {
+        let run = async {
+            let c = self.inner.get_with_task(container_id)?;
+            let exec_id = self.inner.exec_id(&c, process_id)?;
+            validate_signal(signal)?;
+            let req = self.inner.request(KillRequest {
+                container_id: container_id.to_owned(),
+                exec_id,
+                signal: signal.unsigned_abs(),
+                all: false,
+            });
+            self.inner.tasks().kill(req).await.map_err(status_error)?;
+            Ok(())
+        };
+        run.await
+            .map_err(|e: Error| e.with_process(process_id))
+            .context("signal_process", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, spec, attach), fields(namespace = %self.inner.namespace))]
+    async fn exec(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        spec: &Process,
+        with_stdin: bool,
+        attach: StdioCallback,
+    ) -> Result<u32> {
+        detached(self.inner.clone().exec(
+            container_id.to_owned(),
+            process_id.to_owned(),
+            spec.clone(),
+            with_stdin,
+            attach,
+        ))
+        .await
+        .map_err(|e| e.with_process(process_id))
+        .context("exec", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn resize_terminal(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<()> {
+        let run = async {
+            let c = self.inner.get_with_task(container_id)?;
+            let exec_id = self.inner.exec_id(&c, process_id)?;
+            validate_terminal_size(width, height)?;
+            let req = self.inner.request(ResizePtyRequest {
+                container_id: container_id.to_owned(),
+                exec_id,
+                width,
+                height,
+            });
+            self.inner
+                .tasks()
+                .resize_pty(req)
+                .await
+                .map_err(status_error)?;
+            Ok(())
+        };
+        run.await
+            .map_err(|e: Error| e.with_process(process_id))
+            .context("resize_terminal", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()> {
+        let run = async {
+            let c = self.inner.get_with_task(container_id)?;
+            let exec_id = self.inner.exec_id(&c, process_id)?;
+            let req = self.inner.request(CloseIoRequest {
+                container_id: container_id.to_owned(),
+                exec_id,
+                stdin: true,
+            });
+            self.inner
+                .tasks()
+                .close_io(req)
+                .await
+                .map_err(status_error)?;
+            Ok(())
+        };
+        run.await
+            .map_err(|e: Error| e.with_process(process_id))
+            .context("close_stdin", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn pause(&self, container_id: &str) -> Result<()> {
+        let run = async {
+            self.inner.get_with_task(container_id)?;
+            let req = self.inner.request(PauseTaskRequest {
+                container_id: container_id.to_owned(),
+            });
+            self.inner.tasks().pause(req).await.map_err(status_error)?;
+            Ok(())
+        };
+        run.await.context("pause", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn resume(&self, container_id: &str) -> Result<()> {
+        let run = async {
+            self.inner.get_with_task(container_id)?;
+            let req = self.inner.request(ResumeTaskRequest {
+                container_id: container_id.to_owned(),
+            });
+            self.inner.tasks().resume(req).await.map_err(status_error)?;
+            Ok(())
+        };
+        run.await.context("resume", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn stats(&self, container_id: &str) -> Result<Stats> {
+        let run = async {
+            self.inner.get_with_task(container_id)?;
+            let req = self.inner.request(MetricsRequest {
+                filters: vec![format!("id=={container_id}")],
+            });
+            let metrics = self
+                .inner
+                .tasks()
+                .metrics(req)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .metrics;
+            let metric = metrics
+                .into_iter()
+                .find(|m| m.id == container_id)
+                .ok_or_else(|| Error::not_found("no metrics: container is not running"))?;
+            let data = metric
+                .data
+                .ok_or_else(|| Error::system("containerd sent metrics without data"))?;
+            Ok(Stats {
+                read: convert::time_from_proto(metric.timestamp.as_ref())
+                    .unwrap_or_else(SystemTime::now),
+                platform: PlatformStats::Linux(convert::decode_metrics(&data)?),
+            })
+        };
+        run.await.context("stats", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn list_pids(&self, container_id: &str) -> Result<Vec<u32>> {
+        let s = self.summary(container_id).await;
+        s.map(|v| v.iter().map(Summary::pid).collect())
+            .map_err(|e| e.with_operation("list_pids"))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn summary(&self, container_id: &str) -> Result<Vec<Summary>> {
+        let run = async {
+            self.inner.get_with_task(container_id)?;
+            let req = self.inner.request(ListPidsRequest {
+                container_id: container_id.to_owned(),
+            });
+            let procs = self
+                .inner
+                .tasks()
+                .list_pids(req)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .processes;
+            Ok(procs
+                .into_iter()
+                .map(|p| {
+                    let exec_id = p
+                        .info
+                        .filter(|a| {
+                            a.type_url.trim_start_matches('/') == convert::PROCESS_DETAILS_TYPE_URL
+                        })
+                        .and_then(|a| convert::ProcessDetailsProto::decode(a.value.as_slice()).ok())
+                        .map(|d| d.exec_id)
+                        .filter(|e| !e.is_empty());
+                    Summary::Linux(LinuxProcess {
+                        pid: p.pid,
+                        exec_id,
+                    })
+                })
+                .collect())
+        };
+        run.await.context("summary", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn delete_task(&self, container_id: &str) -> Result<TaskExit> {
+        validate_container_id(container_id).context("delete_task", container_id)?;
+        detached(self.inner.clone().delete_task(container_id.to_owned()))
+            .await
+            .context("delete_task", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn delete(&self, container_id: &str) -> Result<()> {
+        validate_container_id(container_id).context("delete", container_id)?;
+        detached(self.inner.clone().delete(container_id.to_owned()))
+            .await
+            .context("delete", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn status(&self, container_id: &str) -> Result<Status> {
+        let run = async {
+            self.inner.get(container_id)?;
+            let req = self.inner.request(GetRequest {
+                container_id: container_id.to_owned(),
+                exec_id: String::new(),
+            });
+            match self.inner.tasks().get(req).await {
+                Ok(r) => Ok(r
+                    .into_inner()
+                    .process
+                    .map_or(Status::Unknown, |p| convert::status_from_proto(p.status))),
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    Err(Error::not_found("no such task").with_source(s))
+                }
+                Err(s) => Err(status_error(s)),
+            }
+        };
+        run.await.context("status", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, resources), fields(namespace = %self.inner.namespace))]
+    async fn update_resources(&self, container_id: &str, resources: &Resources) -> Result<()> {
+        let run = async {
+            self.inner.get_with_task(container_id)?;
+            let Resources::Linux(r) = resources else {
+                return Err(Error::invalid_argument(
+                    "only Linux resources apply to a Linux container",
+                ));
+            };
+            let any = convert::json_any(convert::RESOURCES_TYPE_URL, r)?;
+            let req = self.inner.request(UpdateTaskRequest {
+                container_id: container_id.to_owned(),
+                resources: Some(any),
+                annotations: HashMap::new(),
+            });
+            self.inner.tasks().update(req).await.map_err(status_error)?;
+            Ok(())
+        };
+        run.await.context("update_resources", container_id)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
+    async fn create_checkpoint(
+        &self,
+        container_id: &str,
+        checkpoint_dir: &Path,
+        exit: bool,
+    ) -> Result<()> {
+        let run = async {
+            self.inner.get_with_task(container_id)?;
+            if !checkpoint_dir.is_absolute() {
+                return Err(Error::invalid_argument(format!(
+                    "checkpoint directory {} must be absolute",
+                    checkpoint_dir.display()
+                )));
+            }
+            let options = convert::CheckpointOptionsProto {
+                exit,
+                image_path: checkpoint_dir.to_string_lossy().into_owned(),
+                ..Default::default()
+            };
+            let req = self.inner.request(CheckpointTaskRequest {
+                container_id: container_id.to_owned(),
+                parent_checkpoint: String::new(),
+                options: Some(convert::proto_any(
+                    convert::CHECKPOINT_OPTIONS_TYPE_URL,
+                    &options,
+                )),
+            });
+            match self.inner.tasks().checkpoint(req).await {
+                Ok(_) => Ok(()),
+                Err(s) => Err(criu_error(status_error(s), "checkpoint").await),
+            }
+        };
+        run.await.context("create_checkpoint", container_id)
+    }
+}

@@ -1,0 +1,378 @@
+//! The client's event subscription: subscribe, decode, deliver through the
+//! per-container queue, resubscribe with backoff, reconcile after a gap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use containerd_client::events::{
+    TaskCreate, TaskExecAdded, TaskExecStarted, TaskExit, TaskOom, TaskPaused, TaskResumed,
+    TaskStart,
+};
+use containerd_client::services::v1::events_client::EventsClient;
+use containerd_client::services::v1::{GetRequest, PublishRequest, SubscribeRequest};
+use containerd_client::types::Envelope;
+use libctd_core::{EventInfo, EventType, INIT_PROCESS_ID, Status};
+use prost::{Message, Name};
+use prost_types::Any;
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+
+use crate::client::Inner;
+use crate::convert;
+
+/// The topic of the private event that proves a subscription is live.
+const SYNC_TOPIC: &str = "/tasks/libctd-sync";
+/// Its type URL (containerd forwards it without decoding).
+const SYNC_TYPE_URL: &str = "libctd.sync";
+/// The longest pause between two subscription attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+static SYNC_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A decoded task event.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TaskEvent {
+    Create(TaskCreate),
+    Start(TaskStart),
+    Exit(TaskExit),
+    Oom(TaskOom),
+    ExecAdded(TaskExecAdded),
+    ExecStarted(TaskExecStarted),
+    Paused(TaskPaused),
+    Resumed(TaskResumed),
+}
+
+/// Decodes an envelope's event by its bare type URL; `None` for other types.
+pub(crate) fn decode(event: &Any) -> Option<TaskEvent> {
+    fn is<T: Name>(url: &str) -> bool {
+        url == T::full_name()
+    }
+    let url = event.type_url.trim_start_matches('/');
+    let bytes = event.value.as_slice();
+    let decoded = if is::<TaskExit>(url) {
+        TaskExit::decode(bytes).map(TaskEvent::Exit)
+    } else if is::<TaskOom>(url) {
+        TaskOom::decode(bytes).map(TaskEvent::Oom)
+    } else if is::<TaskCreate>(url) {
+        TaskCreate::decode(bytes).map(TaskEvent::Create)
+    } else if is::<TaskStart>(url) {
+        TaskStart::decode(bytes).map(TaskEvent::Start)
+    } else if is::<TaskExecAdded>(url) {
+        TaskExecAdded::decode(bytes).map(TaskEvent::ExecAdded)
+    } else if is::<TaskExecStarted>(url) {
+        TaskExecStarted::decode(bytes).map(TaskEvent::ExecStarted)
+    } else if is::<TaskPaused>(url) {
+        TaskPaused::decode(bytes).map(TaskEvent::Paused)
+    } else if is::<TaskResumed>(url) {
+        TaskResumed::decode(bytes).map(TaskEvent::Resumed)
+    } else {
+        return None;
+    };
+    match decoded {
+        Ok(e) => Some(e),
+        Err(err) => {
+            tracing::warn!(type_url = url, error = %err, "cannot decode a task event");
+            None
+        }
+    }
+}
+
+/// The subscription loop of one client. `ready` is answered once the first
+/// subscription is live.
+pub(crate) async fn run(inner: Arc<Inner>, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    let mut closed = inner.shared.closed.clone();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *closed.borrow() {
+            return;
+        }
+        let live = tokio::select! {
+            _ = closed.wait_for(|c| *c) => return,
+            r = subscribe_once(&inner, &mut ready) => r,
+        };
+        if live {
+            backoff = Duration::from_millis(100);
+        }
+        tracing::debug!(namespace = %inner.namespace, ?backoff, "event stream ended; resubscribing");
+        tokio::select! {
+            _ = closed.wait_for(|c| *c) => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One subscription, until its stream breaks. Returns whether it became live.
+async fn subscribe_once(inner: &Arc<Inner>, ready: &mut Option<oneshot::Sender<()>>) -> bool {
+    let token = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        inner.namespace,
+        SYNC_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut events = EventsClient::new(inner.shared.channel.clone());
+    let mut req = tonic::Request::new(SubscribeRequest {
+        filters: vec![format!("namespace=={},topic~=|^/tasks/|", inner.namespace)],
+    });
+    req.metadata_mut()
+        .insert("containerd-namespace", inner.ns_header.clone());
+    // containerd answers Subscribe only with its first event: publish private
+    // sync events until one comes back through this subscription.
+    let publisher = tokio::spawn(publish_sync(inner.clone(), token.clone()));
+    let _stop_publisher = AbortOnDrop(publisher);
+    let mut stream = match events.subscribe(req).await {
+        Ok(s) => s.into_inner(),
+        Err(status) => {
+            tracing::debug!(error = %status, "subscribe failed");
+            return false;
+        }
+    };
+    let mut live = false;
+    loop {
+        let envelope: Envelope = match stream.next().await {
+            Some(Ok(e)) => e,
+            Some(Err(status)) => {
+                tracing::warn!(namespace = %inner.namespace, error = %status.message(), "the event stream broke");
+                return live;
+            }
+            None => return live,
+        };
+        let Some(event) = envelope.event else {
+            continue;
+        };
+        if event.type_url == SYNC_TYPE_URL {
+            if !live && event.value == token.as_bytes() {
+                live = true;
+                _stop_publisher.0.abort();
+                match ready.take() {
+                    Some(tx) => {
+                        let _ = tx.send(());
+                    }
+                    None => reconcile(inner).await,
+                }
+            }
+            continue;
+        }
+        if let Some(e) = decode(&event) {
+            handle(inner, e);
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Publishes the sync event every 100 ms until aborted.
+async fn publish_sync(inner: Arc<Inner>, token: String) {
+    let mut events = EventsClient::new(inner.shared.channel.clone());
+    loop {
+        let mut req = tonic::Request::new(PublishRequest {
+            topic: SYNC_TOPIC.to_owned(),
+            event: Some(Any {
+                type_url: SYNC_TYPE_URL.to_owned(),
+                value: token.clone().into_bytes(),
+            }),
+        });
+        req.metadata_mut()
+            .insert("containerd-namespace", inner.ns_header.clone());
+        if let Err(e) = events.publish(req).await {
+            tracing::debug!(error = %e, "publishing the sync event failed");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Translates one event and queues it for the engine.
+pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
+    let container_id = match &event {
+        TaskEvent::Create(e) => &e.container_id,
+        TaskEvent::Start(e) => &e.container_id,
+        TaskEvent::Exit(e) => &e.container_id,
+        TaskEvent::Oom(e) => &e.container_id,
+        TaskEvent::ExecAdded(e) => &e.container_id,
+        TaskEvent::ExecStarted(e) => &e.container_id,
+        TaskEvent::Paused(e) => &e.container_id,
+        TaskEvent::Resumed(e) => &e.container_id,
+    }
+    .clone();
+    let Some(c) = inner.container(&container_id) else {
+        return; // not ours
+    };
+    let mut info = EventInfo {
+        container_id: container_id.clone(),
+        process_id: INIT_PROCESS_ID.to_owned(),
+        ..EventInfo::default()
+    };
+    let kind = {
+        let mut st = c.lock();
+        let kind = match event {
+            TaskEvent::Create(e) => {
+                info.pid = e.pid;
+                EventType::Create
+            }
+            TaskEvent::Start(e) => {
+                info.pid = e.pid;
+                EventType::Start
+            }
+            TaskEvent::Oom(_) => {
+                if st.oom {
+                    return; // one kill, many events: delivered once
+                }
+                st.oom = true;
+                EventType::Oom
+            }
+            TaskEvent::ExecAdded(e) => {
+                info.process_id = e.exec_id;
+                EventType::ExecAdded
+            }
+            TaskEvent::ExecStarted(e) => {
+                info.process_id = e.exec_id;
+                info.pid = e.pid;
+                EventType::ExecStarted
+            }
+            TaskEvent::Paused(_) => EventType::Paused,
+            TaskEvent::Resumed(_) => EventType::Resumed,
+            TaskEvent::Exit(e) => {
+                let process_id = if e.id == container_id || e.id.is_empty() {
+                    INIT_PROCESS_ID.to_owned()
+                } else {
+                    e.id.clone()
+                };
+                let Some(p) = st.processes.get_mut(&process_id) else {
+                    return; // a process we no longer track
+                };
+                if p.exit_delivered {
+                    return;
+                }
+                p.exit_delivered = true;
+                info.process_id = process_id;
+                info.pid = e.pid;
+                info.exit_code = e.exit_status;
+                info.exited_at = convert::time_from_proto(e.exited_at.as_ref());
+                EventType::Exit
+            }
+        };
+        info.oom_killed = st.oom;
+        kind
+    };
+    deliver(inner, kind, info);
+}
+
+/// Queues one event; an exec's exit is followed, in the same slot, by its cleanup.
+fn deliver(inner: &Arc<Inner>, kind: EventType, info: EventInfo) {
+    if kind == EventType::Exit && info.process_id != INIT_PROCESS_ID {
+        let inner2 = inner.clone();
+        let cid = info.container_id.clone();
+        let exec_id = info.process_id.clone();
+        inner.dispatcher.dispatch_then(kind, info, async move {
+            inner2.cleanup_exec(&cid, &exec_id).await;
+        });
+    } else {
+        inner.dispatcher.dispatch(kind, info);
+    }
+}
+
+/// After a gap: asks containerd for every started process whose exit was
+/// not delivered, and delivers the exits that happened meanwhile, once.
+async fn reconcile(inner: &Arc<Inner>) {
+    let containers: Vec<_> = inner
+        .containers
+        .lock()
+        .map(|m| m.values().cloned().collect())
+        .unwrap_or_default();
+    for c in containers {
+        let pending: Vec<String> = c
+            .lock()
+            .processes
+            .iter()
+            .filter(|(_, p)| *p.started.borrow() && !p.exit_delivered)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for process_id in pending {
+            let exec_id = if process_id == INIT_PROCESS_ID {
+                String::new()
+            } else {
+                process_id.clone()
+            };
+            let mut req = tonic::Request::new(GetRequest {
+                container_id: c.id.clone(),
+                exec_id,
+            });
+            req.metadata_mut()
+                .insert("containerd-namespace", inner.ns_header.clone());
+            let process = match inner.tasks().get(req).await {
+                Ok(r) => r.into_inner().process.unwrap_or_default(),
+                Err(e) => {
+                    tracing::debug!(container_id = %c.id, process_id, error = %e, "reconcile: cannot get the process");
+                    continue;
+                }
+            };
+            if convert::status_from_proto(process.status) != Status::Stopped {
+                continue;
+            }
+            let info = {
+                let mut st = c.lock();
+                let oom = st.oom;
+                let Some(p) = st.processes.get_mut(&process_id) else {
+                    continue;
+                };
+                if p.exit_delivered {
+                    continue;
+                }
+                p.exit_delivered = true;
+                EventInfo {
+                    container_id: c.id.clone(),
+                    process_id: process_id.clone(),
+                    pid: process.pid,
+                    exit_code: process.exit_status,
+                    exited_at: convert::time_from_proto(process.exited_at.as_ref()),
+                    oom_killed: oom,
+                    ..EventInfo::default()
+                }
+            };
+            tracing::info!(container_id = %c.id, process_id, "delivering an exit missed during a gap");
+            deliver(inner, EventType::Exit, info);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_by_bare_type_url() {
+        let exit = TaskExit {
+            container_id: "c".into(),
+            id: "e1".into(),
+            pid: 7,
+            exit_status: 3,
+            exited_at: None,
+        };
+        let any = Any {
+            type_url: "containerd.events.TaskExit".into(),
+            value: exit.encode_to_vec(),
+        };
+        assert_eq!(decode(&any), Some(TaskEvent::Exit(exit)));
+        let oom = Any {
+            type_url: "containerd.events.TaskOOM".into(),
+            value: TaskOom {
+                container_id: "c".into(),
+            }
+            .encode_to_vec(),
+        };
+        assert!(matches!(decode(&oom), Some(TaskEvent::Oom(_))));
+        let other = Any {
+            type_url: "containerd.events.ContainerCreate".into(),
+            value: vec![],
+        };
+        assert_eq!(decode(&other), None);
+    }
+}

@@ -1,0 +1,239 @@
+//! containerd-style FIFO stdio sets: `<dir>/<process>-{stdin,stdout,stderr}`.
+//!
+//! The read ends of stdout and stderr are opened before the task is created
+//! (containerd's shim blocks until they are), stdin is opened read-write so the
+//! open never blocks, and closing the engine's stdin stream asks for exactly
+//! one `CloseIO` once the process exists.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use libctd_core::{DirectIo, Error, OutputStream, StdinStream};
+use nix::sys::stat::Mode;
+use tokio::io::AsyncWrite;
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
+
+/// The FIFO paths of one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FifoSet {
+    /// Standard input, when requested.
+    pub stdin: Option<PathBuf>,
+    /// Standard output (always).
+    pub stdout: Option<PathBuf>,
+    /// Standard error, absent with a terminal.
+    pub stderr: Option<PathBuf>,
+    /// Whether the process has a terminal.
+    pub terminal: bool,
+}
+
+impl FifoSet {
+    /// The set for `process_id` under `dir`: stdout always, stdin only
+    /// `with_stdin`, stderr only without a terminal.
+    pub(crate) fn new(dir: &Path, process_id: &str, with_stdin: bool, terminal: bool) -> Self {
+        let path = |stream: &str| dir.join(format!("{process_id}-{stream}"));
+        Self {
+            stdin: with_stdin.then(|| path("stdin")),
+            stdout: Some(path("stdout")),
+            stderr: (!terminal).then(|| path("stderr")),
+            terminal,
+        }
+    }
+
+    /// A set of recorded paths (empty strings mean "none").
+    pub(crate) fn from_paths(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Self {
+        let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
+        Self {
+            stdin: path(stdin),
+            stdout: path(stdout),
+            stderr: path(stderr),
+            terminal,
+        }
+    }
+
+    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.stdin, &self.stdout, &self.stderr]
+            .into_iter()
+            .flatten()
+    }
+
+    /// The path of a stream as containerd wants it ("" for none).
+    pub(crate) fn wire(path: &Option<PathBuf>) -> String {
+        path.as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Creates the directory and the FIFOs (mode 0700); an existing FIFO is reused.
+    pub(crate) fn create(&self, dir: &Path) -> Result<(), Error> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::system(format!(
+                "cannot create the stdio directory {}",
+                dir.display()
+            ))
+            .with_source(e)
+        })?;
+        for path in self.paths() {
+            match nix::unistd::mkfifo(path, Mode::S_IRWXU) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(Error::system(format!(
+                        "cannot create the fifo {}",
+                        path.display()
+                    ))
+                    .with_source(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the engine's ends. `on_stdin_close` fires (once) when the engine
+    /// shuts down or drops stdin. Paths that no longer exist give no stream.
+    pub(crate) fn open(&self, on_stdin_close: oneshot::Sender<()>) -> Result<DirectIo, Error> {
+        let open_err = |path: &Path, e: io::Error| {
+            Error::system(format!("cannot open the fifo {}", path.display())).with_source(e)
+        };
+        let stdin: Option<StdinStream> = match &self.stdin {
+            Some(p) if p.exists() => {
+                let sender = pipe::OpenOptions::new()
+                    .read_write(true)
+                    .open_sender(p)
+                    .map_err(|e| open_err(p, e))?;
+                Some(Box::pin(Stdin {
+                    inner: Some(sender),
+                    on_close: Some(on_stdin_close),
+                }))
+            }
+            _ => None,
+        };
+        let receiver = |path: &Option<PathBuf>| -> Result<Option<OutputStream>, Error> {
+            match path {
+                Some(p) if p.exists() => {
+                    let r = pipe::OpenOptions::new()
+                        .open_receiver(p)
+                        .map_err(|e| open_err(p, e))?;
+                    Ok(Some(Box::pin(r) as OutputStream))
+                }
+                _ => Ok(None),
+            }
+        };
+        let stdout = receiver(&self.stdout)?;
+        let stderr = receiver(&self.stderr)?;
+        Ok(DirectIo::new(stdin, stdout, stderr, self.terminal))
+    }
+
+    /// Removes the FIFOs (missing ones are fine).
+    pub(crate) fn remove(&self) {
+        for path in self.paths() {
+            if let Err(e) = std::fs::remove_file(path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a fifo");
+            }
+        }
+    }
+}
+
+/// The engine's stdin: writes go to the FIFO; shutdown or drop closes it and
+/// fires the close notification once.
+struct Stdin {
+    inner: Option<pipe::Sender>,
+    on_close: Option<oneshot::Sender<()>>,
+}
+
+impl Stdin {
+    fn close(&mut self) {
+        self.inner = None;
+        if let Some(tx) = self.on_close.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl AsyncWrite for Stdin {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.inner.as_mut() {
+            Some(s) => Pin::new(s).poll_write(cx, buf),
+            None => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "stdin is closed",
+            ))),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(s) => Pin::new(s).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Stdin {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn layout_follows_stdin_and_terminal() {
+        let dir = Path::new("/x");
+        let s = FifoSet::new(dir, "init", false, false);
+        assert_eq!(s.stdin, None);
+        assert_eq!(s.stdout, Some(PathBuf::from("/x/init-stdout")));
+        assert_eq!(s.stderr, Some(PathBuf::from("/x/init-stderr")));
+        let t = FifoSet::new(dir, "e1", true, true);
+        assert_eq!(t.stdin, Some(PathBuf::from("/x/e1-stdin")));
+        assert_eq!(t.stderr, None);
+        assert!(t.terminal);
+    }
+
+    #[tokio::test]
+    async fn data_flows_and_stdin_close_fires_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = FifoSet::new(dir.path(), "p", true, false);
+        set.create(dir.path()).unwrap();
+        set.create(dir.path()).unwrap(); // idempotent
+        let (tx, rx) = oneshot::channel();
+        let io = set.open(tx).unwrap();
+        let mut stdin = io.stdin.unwrap();
+        // Play the shim: read stdin, write stdout.
+        let mut shim_in = pipe::OpenOptions::new()
+            .open_receiver(set.stdin.as_ref().unwrap())
+            .unwrap();
+        let mut shim_out = pipe::OpenOptions::new()
+            .open_sender(set.stdout.as_ref().unwrap())
+            .unwrap();
+        stdin.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        shim_in.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        shim_out.write_all(b"pong").await.unwrap();
+        drop(shim_out);
+        let mut out = String::new();
+        io.stdout.unwrap().read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "pong");
+        stdin.shutdown().await.unwrap();
+        assert!(rx.await.is_ok());
+        assert!(stdin.write_all(b"x").await.is_err());
+        set.remove();
+        assert!(!set.stdout.as_ref().unwrap().exists());
+    }
+}

@@ -1,0 +1,544 @@
+//! Starts, health-checks, restarts and stops an embedded containerd.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use containerd_client::services::v1::version_client::VersionClient;
+use libctd_core::{Error, Result};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use crate::remote::LinuxConfig;
+
+/// containerd plugins an embedded daemon does not need.
+const DISABLED_PLUGINS: [&str; 6] = [
+    "io.containerd.grpc.v1.cri",
+    "io.containerd.internal.v1.opt",
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.devmapper",
+    "io.containerd.snapshotter.v1.zfs",
+];
+
+/// How long a started daemon has to answer Version.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Grace period between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+/// The longest pause between two restart attempts.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
+
+/// The files of an embedded daemon under the state directory.
+#[derive(Debug, Clone)]
+pub(crate) struct DaemonPaths {
+    pub socket: PathBuf,
+    pub ttrpc_socket: PathBuf,
+    pub pid_file: PathBuf,
+    pub config_file: PathBuf,
+    pub log_file: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+}
+
+impl DaemonPaths {
+    pub(crate) fn new(state_dir: &Path) -> Self {
+        let daemon = state_dir.join("daemon");
+        Self {
+            socket: state_dir.join("containerd.sock"),
+            ttrpc_socket: state_dir.join("containerd.sock.ttrpc"),
+            pid_file: state_dir.join("containerd.pid"),
+            config_file: state_dir.join("containerd.toml"),
+            log_file: state_dir.join("containerd.log"),
+            root: daemon.join("root"),
+            state: daemon.join("state"),
+        }
+    }
+}
+
+/// The daemon process the supervisor is responsible for.
+enum Daemon {
+    /// Started by us.
+    Child(tokio::process::Child),
+    /// Found alive through the pid file.
+    Adopted(u32),
+    /// None (stopped).
+    None,
+}
+
+/// Supervises one embedded containerd.
+pub(crate) struct Supervisor {
+    config: LinuxConfig,
+    pub(crate) paths: DaemonPaths,
+    channel: Channel,
+    daemon: Mutex<Daemon>,
+    pid: AtomicU32,
+    restarts: AtomicU64,
+    stop: watch::Sender<bool>,
+    monitor: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Supervisor {
+    /// Prepares the state directory, then reuses the live containerd named by
+    /// the pid file or starts a new one, and waits until it answers.
+    #[tracing::instrument(level = "debug", skip_all, fields(state_dir = %config.state_dir.display()))]
+    pub(crate) async fn start(config: LinuxConfig, channel: Channel) -> Result<Arc<Self>> {
+        let paths = DaemonPaths::new(&config.state_dir);
+        let (stop, _) = watch::channel(false);
+        let sup = Arc::new(Self {
+            config,
+            paths,
+            channel,
+            daemon: Mutex::new(Daemon::None),
+            pid: AtomicU32::new(0),
+            restarts: AtomicU64::new(0),
+            stop,
+            monitor: std::sync::Mutex::new(None),
+        });
+        {
+            let mut daemon = sup.daemon.lock().await;
+            if let Some(pid) = sup.live_daemon_from_pid_file().await {
+                tracing::info!(pid, "reusing the containerd named by the pid file");
+                sup.pid.store(pid, Ordering::SeqCst);
+                *daemon = Daemon::Adopted(pid);
+            } else {
+                check_prerequisites(&sup.config)?;
+                write_config(&sup.config, &sup.paths)?;
+                *daemon = sup.spawn().await?;
+            }
+        }
+        let monitor = tokio::spawn(sup.clone().monitor());
+        if let Ok(mut slot) = sup.monitor.lock() {
+            *slot = Some(monitor);
+        }
+        Ok(sup)
+    }
+
+    /// The daemon's pid (0 when none).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid.load(Ordering::SeqCst)
+    }
+
+    /// How many times the daemon was restarted.
+    pub(crate) fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::SeqCst)
+    }
+
+    /// A live containerd recorded in the pid file, answering on our socket.
+    async fn live_daemon_from_pid_file(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(&self.paths.pid_file).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if !comm.trim().starts_with("containerd") || !self.paths.socket.exists() {
+            return None;
+        }
+        version_ok(&self.channel, Duration::from_secs(3))
+            .await
+            .then_some(pid)
+    }
+
+    /// Starts a containerd child and waits for it to answer.
+    async fn spawn(&self) -> Result<Daemon> {
+        for stale in [&self.paths.socket, &self.paths.ttrpc_socket] {
+            let _ = std::fs::remove_file(stale);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.paths.log_file)
+            .map_err(|e| {
+                state_dir_error(&self.config.state_dir, "cannot open the containerd log", e)
+            })?;
+        let log2 = log.try_clone().map_err(|e| {
+            state_dir_error(&self.config.state_dir, "cannot open the containerd log", e)
+        })?;
+        let mut cmd = tokio::process::Command::new(&self.config.containerd_binary);
+        cmd.arg("--config").arg(&self.paths.config_file);
+        if let Some(level) = &self.config.log_level {
+            cmd.arg("--log-level").arg(level);
+        }
+        cmd.env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .kill_on_drop(false);
+        let outlive = self.config.outlive;
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls are made
+        // (setsid, prctl, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if !outlive {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    // The parent may have died before prctl took effect.
+                    if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                        libc::_exit(1);
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                "is not installed"
+            } else {
+                "cannot be started"
+            };
+            Error::unavailable(format!(
+                "containerd {kind}: {} (install it with `apt-get install containerd`)",
+                self.config.containerd_binary.display()
+            ))
+            .with_source(e)
+        })?;
+        let pid = child.id().unwrap_or(0);
+        self.pid.store(pid, Ordering::SeqCst);
+        std::fs::write(&self.paths.pid_file, format!("{pid}\n"))
+            .map_err(|e| state_dir_error(&self.config.state_dir, "cannot write the pid file", e))?;
+        tracing::info!(pid, socket = %self.paths.socket.display(), "started containerd");
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Error::unavailable(format!(
+                    "containerd exited during start-up with {status}; its log {} ends with: {}",
+                    self.paths.log_file.display(),
+                    log_tail(&self.paths.log_file)
+                )));
+            }
+            if version_ok(&self.channel, Duration::from_millis(500)).await {
+                return Ok(Daemon::Child(child));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(Error::unavailable(format!(
+                    "containerd did not answer on {} within {READY_TIMEOUT:?}; its log ends with: {}",
+                    self.paths.socket.display(),
+                    log_tail(&self.paths.log_file)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Health loop: every interval a Version call with a timeout; a dead
+    /// daemon is restarted at once, a hung one after consecutive failures.
+    async fn monitor(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        let mut failures = 0u32;
+        let mut attempt = 0u32;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(self.config.health_interval) => {}
+            }
+            let dead = self.daemon_exited().await;
+            if !dead && version_ok(&self.channel, self.config.health_timeout).await {
+                failures = 0;
+                attempt = 0;
+                continue;
+            }
+            failures += 1;
+            if !dead && failures < self.config.health_failures {
+                tracing::warn!(failures, "containerd did not answer a health check");
+                continue;
+            }
+            let delay = Duration::from_millis(100u64 << attempt.min(6)).min(MAX_RESTART_DELAY);
+            attempt += 1;
+            tracing::warn!(dead, failures, ?delay, "restarting containerd");
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            let mut daemon = self.daemon.lock().await;
+            if *stop.borrow() {
+                return;
+            }
+            kill_daemon(&mut daemon, Signal::SIGKILL, Duration::from_secs(5)).await;
+            match self.spawn().await {
+                Ok(d) => {
+                    *daemon = d;
+                    self.restarts.fetch_add(1, Ordering::SeqCst);
+                    failures = 0;
+                }
+                Err(e) => tracing::error!(error = %e.report(), "cannot restart containerd"),
+            }
+        }
+    }
+
+    /// Whether the daemon process is gone.
+    async fn daemon_exited(&self) -> bool {
+        let mut daemon = self.daemon.lock().await;
+        match &mut *daemon {
+            Daemon::Child(child) => !matches!(child.try_wait(), Ok(None)),
+            Daemon::Adopted(pid) => !process_alive(*pid),
+            Daemon::None => true,
+        }
+    }
+
+    /// Stops the health loop and the daemon (SIGTERM, grace period, SIGKILL),
+    /// then removes the pid file and sockets. Idempotent.
+    pub(crate) async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let monitor = self.monitor.lock().ok().and_then(|mut m| m.take());
+        if let Some(m) = monitor {
+            let _ = m.await;
+        }
+        let mut daemon = self.daemon.lock().await;
+        kill_daemon(&mut daemon, Signal::SIGTERM, STOP_GRACE).await;
+        self.pid.store(0, Ordering::SeqCst);
+        for path in [
+            &self.paths.pid_file,
+            &self.paths.socket,
+            &self.paths.ttrpc_socket,
+        ] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Sends `signal`, waits up to `grace`, then SIGKILL; leaves `Daemon::None`.
+async fn kill_daemon(daemon: &mut Daemon, signal: Signal, grace: Duration) {
+    match std::mem::replace(daemon, Daemon::None) {
+        Daemon::Child(mut child) => {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                let _ = kill(Pid::from_raw(pid), signal);
+                if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                    tracing::warn!(pid, "containerd ignored {signal}; killing it");
+                    let _ = child.kill().await;
+                }
+            }
+        }
+        Daemon::Adopted(pid) => {
+            let Ok(raw) = i32::try_from(pid) else { return };
+            let _ = kill(Pid::from_raw(raw), signal);
+            let deadline = tokio::time::Instant::now() + grace;
+            while process_alive(pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if process_alive(pid) {
+                let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+            }
+        }
+        Daemon::None => {}
+    }
+}
+
+/// Whether `pid` runs (a zombie counts as gone).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .map(|rest| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Whether containerd answers Version within `timeout`.
+pub(crate) async fn version_ok(channel: &Channel, timeout: Duration) -> bool {
+    let mut client = VersionClient::new(channel.clone());
+    matches!(
+        tokio::time::timeout(timeout, client.version(())).await,
+        Ok(Ok(_))
+    )
+}
+
+/// The last lines of the daemon log, for error messages.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// An error about the state directory.
+pub(crate) fn state_dir_error(dir: &Path, what: &str, e: std::io::Error) -> Error {
+    let msg = format!(
+        "the state directory {} cannot be used: {what}",
+        dir.display()
+    );
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Error::permission_denied(msg),
+        _ => Error::invalid_argument(msg),
+    }
+    .with_source(e)
+}
+
+/// Creates `dir` (0700) or checks that it is a usable directory.
+pub(crate) fn prepare_state_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid_argument(format!(
+            "the state directory {} cannot be used: it is not a directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| state_dir_error(dir, "cannot create it", e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| state_dir_error(dir, "cannot set its mode to 0700", e))?;
+    let probe = dir.join(".libctd-probe");
+    std::fs::write(&probe, b"").map_err(|e| state_dir_error(dir, "it is not writable", e))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The first executable named `name` in PATH (or `name` itself when it has a `/`).
+pub(crate) fn find_binary(name: &Path) -> Option<PathBuf> {
+    let is_exec = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if name.components().count() > 1 {
+        return is_exec(name).then(|| name.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_exec(p))
+}
+
+/// containerd, its runc shim and runc must be installed.
+fn check_prerequisites(config: &LinuxConfig) -> Result<()> {
+    let need = [
+        (
+            config.containerd_binary.as_path(),
+            "containerd",
+            "containerd",
+        ),
+        (
+            Path::new("containerd-shim-runc-v2"),
+            "containerd's runc shim (containerd-shim-runc-v2)",
+            "containerd",
+        ),
+        (Path::new("runc"), "runc", "runc"),
+    ];
+    for (binary, what, package) in need {
+        if find_binary(binary).is_none() {
+            return Err(Error::unavailable(format!(
+                "{what} is not installed: {} is not in PATH (install it with `apt-get install {package}`)",
+                binary.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the daemon's configuration file.
+fn write_config(config: &LinuxConfig, paths: &DaemonPaths) -> Result<()> {
+    for dir in [&paths.root, &paths.state] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| state_dir_error(&config.state_dir, "cannot create daemon dirs", e))?;
+    }
+    let text = render_config(config, paths);
+    std::fs::write(&paths.config_file, text)
+        .map_err(|e| state_dir_error(&config.state_dir, "cannot write the config file", e))
+}
+
+/// A TOML string literal.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The configuration file's text.
+pub(crate) fn render_config(config: &LinuxConfig, paths: &DaemonPaths) -> String {
+    let mut t = String::from("version = 2\n");
+    let p = |p: &Path| toml_str(&p.to_string_lossy());
+    let _ = writeln!(t, "root = {}", p(&paths.root));
+    let _ = writeln!(t, "state = {}", p(&paths.state));
+    if let Some(score) = config.oom_score {
+        let _ = writeln!(t, "oom_score = {score}");
+    }
+    let disabled: Vec<String> = DISABLED_PLUGINS.iter().map(|s| toml_str(s)).collect();
+    let _ = writeln!(t, "disabled_plugins = [{}]", disabled.join(", "));
+    let _ = writeln!(t, "\n[grpc]\n  address = {}", p(&paths.socket));
+    if let Some(uid) = config.socket_uid {
+        let _ = writeln!(t, "  uid = {uid}");
+    }
+    if let Some(gid) = config.socket_gid {
+        let _ = writeln!(t, "  gid = {gid}");
+    }
+    let _ = writeln!(t, "\n[ttrpc]\n  address = {}", p(&paths.ttrpc_socket));
+    if config.debug_address.is_some() || config.log_level.is_some() {
+        t.push_str("\n[debug]\n");
+        if let Some(a) = &config.debug_address {
+            let _ = writeln!(t, "  address = {}", p(a));
+        }
+        if let Some(l) = &config.log_level {
+            let _ = writeln!(t, "  level = {}", toml_str(l));
+        }
+    }
+    if let Some(a) = &config.metrics_address {
+        let _ = writeln!(t, "\n[metrics]\n  address = {}", toml_str(a));
+    }
+    for (plugin, body) in &config.plugin_config {
+        let _ = writeln!(t, "\n[plugins.{}]\n{body}", toml_str(plugin));
+    }
+    t
+}
+
+/// Daemons to stop when the process exits: (pid, paths, state dir to remove).
+type ExitEntry = (Arc<Supervisor>, Option<PathBuf>);
+static AT_EXIT: std::sync::Mutex<Vec<ExitEntry>> = std::sync::Mutex::new(Vec::new());
+static AT_EXIT_REGISTERED: std::sync::Once = std::sync::Once::new();
+
+/// Registers a daemon to stop at process exit.
+pub(crate) fn stop_at_exit(sup: Arc<Supervisor>, state_dir: Option<PathBuf>) {
+    if let Ok(mut list) = AT_EXIT.lock() {
+        list.push((sup, state_dir));
+    }
+    AT_EXIT_REGISTERED.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn()` that only makes system calls.
+        unsafe {
+            libc::atexit(run_at_exit);
+        }
+    });
+}
+
+extern "C" fn run_at_exit() {
+    let list = match AT_EXIT.lock() {
+        Ok(mut l) => std::mem::take(&mut *l),
+        Err(_) => return,
+    };
+    for (sup, state_dir) in list {
+        let pid = sup.pid();
+        let paths = &sup.paths;
+        if let Ok(raw) = i32::try_from(pid)
+            && pid != 0
+            && process_alive(pid)
+        {
+            let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + STOP_GRACE;
+            while process_alive(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if process_alive(pid) {
+                let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+            }
+        }
+        for path in [&paths.pid_file, &paths.socket, &paths.ttrpc_socket] {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = state_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
