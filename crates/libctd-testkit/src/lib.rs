@@ -10,5 +10,7 @@ pub mod backend;
 pub mod conformance;
 #[cfg(all(unix, feature = "containerd"))]
 pub mod containerd;
+pub mod fake;
 
 pub use backend::{CapturedStdio, Hold, RecordedEvent, RecordingBackend, capture_stdio};
+pub use fake::{FakeClient, FakeFixture, FakeRemote};

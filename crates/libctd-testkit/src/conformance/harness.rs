@@ -334,6 +334,12 @@ impl Harness {
         Ok(())
     }
 
+    /// Stops (SIGKILL) and deletes container `id` of the case's client,
+    /// whatever its state; an unknown container is fine.
+    pub async fn discard(&self, id: &str) -> Result<()> {
+        self.force_remove(&*self.client, id).await
+    }
+
     /// Checks that `result` is the error `support` describes, or that it is
     /// `Ok` when supported. Returns the value when there is one.
     pub fn check_support<T: Debug>(
@@ -414,7 +420,7 @@ impl Harness {
 /// Asserts that `result` is an error of `kind` whose `Display` contains
 /// `contains`, and returns it.
 #[track_caller]
-pub(crate) fn expect_err<T: Debug>(
+pub fn expect_err<T: Debug>(
     what: &str,
     kind: ErrorKind,
     contains: &str,

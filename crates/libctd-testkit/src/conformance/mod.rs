@@ -9,14 +9,16 @@
 //! [`conformance_suite!`](crate::conformance_suite) expands to one named
 //! `#[tokio::test]` per case, so a failure names the case:
 //!
-//! ```ignore
-//! // tests/conformance.rs of a backend crate
-//! async fn fixture() -> MyFixture {
-//!     // A fixture can share one daemon per test binary through a static
-//!     // `tokio::sync::OnceCell`, while `client()` gives each test its own namespace.
-//!     MyFixture::new().await
+//! ```
+//! // tests/conformance.rs of a backend crate; here, the fake's fixture.
+//! // A real-daemon fixture can share one daemon per test binary through a
+//! // static `tokio::sync::OnceCell`, while `client()` gives each test a
+//! // namespace of its own.
+//! async fn fixture() -> libctd_testkit::FakeFixture {
+//!     libctd_testkit::FakeFixture::new()
 //! }
 //! libctd_testkit::conformance_suite!(fixture);
+//! # fn main() {}
 //! ```
 //!
 //! The crate that expands the macro needs `tokio` (features `macros` and
@@ -32,9 +34,18 @@ use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{Backend, Client, CreateOptions, ErrorKind, Resources, Result};
 
+mod events;
+mod exec;
 mod harness;
+mod info;
+mod input;
+mod lifecycle;
+mod lookup;
+mod restore;
+mod signals;
+mod stdio;
 
-pub use harness::{Harness, Started};
+pub use harness::{Harness, Started, expect_err};
 
 /// What the suite asks a platform to run. Each fixture translates a program
 /// into its own spec or process (a command line of its shell, of its
@@ -60,6 +71,8 @@ pub enum Program {
         /// How many bytes to write.
         bytes: u64,
     },
+    /// A command that does not exist: starting it fails.
+    Missing,
 }
 
 /// Whether a platform supports something, and if not, the error it gives.
@@ -241,7 +254,77 @@ macro_rules! cases {
     };
 }
 
-cases! {}
+cases! {
+    lookup::unknown_container_start_exec_restore,
+    lookup::unknown_container_process_operations,
+    lookup::unknown_container_task_operations,
+    lookup::unknown_container_delete,
+    lookup::created_container_has_no_task,
+    lifecycle::create_start_exit,
+    lifecycle::status_transitions,
+    lifecycle::exit_codes,
+    lifecycle::start_event_carries_pid,
+    lifecycle::delete_task_while_running,
+    lifecycle::delete_while_running,
+    lifecycle::delete_created_container,
+    lifecycle::recreate_after_delete,
+    lifecycle::double_start,
+    lifecycle::double_create,
+    exec::exec_pid_and_exit,
+    exec::exec_output,
+    exec::exec_id_reuse_after_exit,
+    exec::exec_id_in_use,
+    exec::exec_in_stopped_container,
+    exec::exec_signal,
+    exec::exec_stdin,
+    exec::exec_ends_with_init,
+    exec::concurrent_execs,
+    exec::exec_attach_failure,
+    signals::sigterm_exit_code,
+    signals::sigkill_exit_code,
+    signals::invalid_signal_numbers,
+    signals::signal_unknown_process,
+    signals::signal_finished_process,
+    stdio::stdout_whole,
+    stdio::large_output_whole,
+    stdio::stderr_separate,
+    stdio::stdin_reaches_process,
+    stdio::close_stdin_gives_eof,
+    stdio::direct_stdin_shutdown_gives_eof,
+    stdio::no_stdin_reads_eof,
+    stdio::terminal_has_no_stderr,
+    stdio::attach_failure_then_retry,
+    stdio::failed_start_can_be_retried,
+    stdio::resize_terminal,
+    stdio::close_stdin_unknown_process,
+    events::init_event_order,
+    events::exec_event_order,
+    events::events_per_container,
+    events::pause_resume,
+    events::resume_not_paused,
+    events::oom_killed,
+    events::kill_is_not_oom,
+    restore::restore_running,
+    restore::restore_stopped,
+    restore::restore_created,
+    restore::restore_unknown,
+    info::stats_running,
+    info::list_pids_running,
+    info::summary_running,
+    info::update_resources_running,
+    info::checkpoint_running,
+    info::checkpoint_exit,
+    info::version,
+    input::invalid_container_ids,
+    input::invalid_process_ids,
+    input::longest_container_id,
+    input::spec_without_process,
+    input::exec_without_args,
+    input::namespaces_are_isolated,
+    input::concurrent_containers,
+    input::cancelled_start_is_consistent,
+    input::client_survives_bad_input,
+}
 
 /// The case called `name`.
 pub fn case(name: &str) -> Option<&'static Case> {
@@ -283,16 +366,18 @@ where
     harness::run(fixture, case).await;
 }
 
-/// Expands to one `#[tokio::test(flavor = "multi_thread")]` per conformance
-/// case, each named after its case, plus a test that the expansion covers
-/// every case of [`CASES`](crate::conformance::CASES).
+/// Expands to a module `conformance` with one
+/// `#[tokio::test(flavor = "multi_thread")]` per conformance case, each named
+/// after its case (`conformance::exec_stdin`, ...), plus a test that the
+/// expansion covers every case of [`CASES`](crate::conformance::CASES).
 ///
 /// The argument is anything callable with no arguments that returns a future
 /// of a [`Fixture`]: an `async fn`, or a closure such as
 /// `|| async { MyFixture::new() }`. It is called once per test.
 ///
-/// ```ignore
-/// libctd_testkit::conformance_suite!(|| async { libctd_testkit::fake::FakeFixture::new() });
+/// ```
+/// libctd_testkit::conformance_suite!(|| async { libctd_testkit::FakeFixture::new() });
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! conformance_suite {
@@ -307,6 +392,75 @@ macro_rules! conformance_suite {
 macro_rules! __conformance_case_list {
     ($($args:tt)*) => {
         $crate::__conformance_expand! { $($args)* [
+            unknown_container_start_exec_restore,
+            unknown_container_process_operations,
+            unknown_container_task_operations,
+            unknown_container_delete,
+            created_container_has_no_task,
+            create_start_exit,
+            status_transitions,
+            exit_codes,
+            start_event_carries_pid,
+            delete_task_while_running,
+            delete_while_running,
+            delete_created_container,
+            recreate_after_delete,
+            double_start,
+            double_create,
+            exec_pid_and_exit,
+            exec_output,
+            exec_id_reuse_after_exit,
+            exec_id_in_use,
+            exec_in_stopped_container,
+            exec_signal,
+            exec_stdin,
+            exec_ends_with_init,
+            concurrent_execs,
+            exec_attach_failure,
+            sigterm_exit_code,
+            sigkill_exit_code,
+            invalid_signal_numbers,
+            signal_unknown_process,
+            signal_finished_process,
+            stdout_whole,
+            large_output_whole,
+            stderr_separate,
+            stdin_reaches_process,
+            close_stdin_gives_eof,
+            direct_stdin_shutdown_gives_eof,
+            no_stdin_reads_eof,
+            terminal_has_no_stderr,
+            attach_failure_then_retry,
+            failed_start_can_be_retried,
+            resize_terminal,
+            close_stdin_unknown_process,
+            init_event_order,
+            exec_event_order,
+            events_per_container,
+            pause_resume,
+            resume_not_paused,
+            oom_killed,
+            kill_is_not_oom,
+            restore_running,
+            restore_stopped,
+            restore_created,
+            restore_unknown,
+            stats_running,
+            list_pids_running,
+            summary_running,
+            update_resources_running,
+            checkpoint_running,
+            checkpoint_exit,
+            version,
+            invalid_container_ids,
+            invalid_process_ids,
+            longest_container_id,
+            spec_without_process,
+            exec_without_args,
+            namespaces_are_isolated,
+            concurrent_containers,
+            cancelled_start_is_consistent,
+            client_survives_bad_input,
         ] }
     };
 }
@@ -315,16 +469,22 @@ macro_rules! __conformance_case_list {
 #[macro_export]
 macro_rules! __conformance_expand {
     (@suite ($make:expr) [$($case:ident),* $(,)?]) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread")]
-            async fn $case() {
-                $crate::conformance::run_case(&$make, ::std::stringify!($case)).await;
-            }
-        )*
+        /// The libctd conformance suite: one test per case.
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
 
-        #[test]
-        fn conformance_suite_covers_every_case() {
-            $crate::conformance::assert_covers(&[$(::std::stringify!($case)),*]);
+            $(
+                #[::tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    $crate::conformance::run_case(&$make, ::std::stringify!($case)).await;
+                }
+            )*
+
+            #[test]
+            fn suite_covers_every_case() {
+                $crate::conformance::assert_covers(&[$(::std::stringify!($case)),*]);
+            }
         }
     };
 }
