@@ -84,8 +84,11 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
     for folder in parents {
         let name = base_name(folder);
         let id = hcs.name_to_guid(name).map_err(|e| {
-            Error::new(e.kind(), format!("cannot compute the layer id of {folder:?}"))
-                .with_source(e)
+            Error::new(
+                e.kind(),
+                format!("cannot compute the layer id of {folder:?}"),
+            )
+            .with_source(e)
         })?;
         layers.push(Layer {
             id,
@@ -126,10 +129,7 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
         }
         Isolation::HyperV => {
             if !root_path.is_empty() {
-                return Err(invalid(
-                    "root.path",
-                    "must be empty with Hyper-V isolation",
-                ));
+                return Err(invalid("root.path", "must be empty with Hyper-V isolation"));
             }
             None
         }
@@ -138,15 +138,13 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
     // oci-spec 0.10 has no getters for these fields: read them through serde.
     let resources: Option<OciResources> = mirror(&windows.resources(), "windows.resources")?;
     let resources = resources.as_ref();
-    let qos = resources
-        .and_then(|r| r.storage.as_ref())
-        .and_then(|s| {
-            let qos = StorageQoS {
-                iops_maximum: s.iops.filter(|v| *v > 0),
-                bandwidth_maximum: s.bps.filter(|v| *v > 0),
-            };
-            (qos != StorageQoS::default()).then_some(qos)
-        });
+    let qos = resources.and_then(|r| r.storage.as_ref()).and_then(|s| {
+        let qos = StorageQoS {
+            iops_maximum: s.iops.filter(|v| *v > 0),
+            bandwidth_maximum: s.bps.filter(|v| *v > 0),
+        };
+        (qos != StorageQoS::default()).then_some(qos)
+    });
 
     let mut processor = None;
     if let Some(cpu) = resources.and_then(|r| r.cpu.as_ref()) {
@@ -271,9 +269,13 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
     });
 
     let container = Container {
-        guest_os: spec.hostname().as_ref().filter(|h| !h.is_empty()).map(|h| GuestOs {
-            host_name: h.clone(),
-        }),
+        guest_os: spec
+            .hostname()
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| GuestOs {
+                host_name: h.clone(),
+            }),
         storage: Some(Storage {
             path: storage_path,
             layers,
@@ -508,11 +510,7 @@ pub fn process_parameters(
         command_line,
         working_directory: process.cwd().to_string_lossy().into_owned(),
         environment,
-        user: process
-            .user()
-            .username()
-            .clone()
-            .unwrap_or_default(),
+        user: process.user().username().clone().unwrap_or_default(),
         emulate_console: terminal,
         create_std_in_pipe: with_stdin,
         create_std_out_pipe: true,

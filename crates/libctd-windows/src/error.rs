@@ -204,9 +204,7 @@ impl Hresult {
     pub fn is_timeout(self) -> bool {
         matches!(
             self.code(),
-            HcsCode::ConnectionTimeout
-                | HcsCode::OperationTimeout
-                | HcsCode::Win32(win32::TIMEOUT)
+            HcsCode::ConnectionTimeout | HcsCode::OperationTimeout | HcsCode::Win32(win32::TIMEOUT)
         )
     }
 
@@ -295,9 +293,7 @@ impl Hresult {
             HcsCode::SystemAlreadyStopped => "The compute system has already stopped.",
             HcsCode::OperationTimeout => "The operation timed out.",
             HcsCode::AccessDenied => "Access is denied.",
-            HcsCode::ProcessInfoNotAvailable => {
-                "The process information is not available."
-            }
+            HcsCode::ProcessInfoNotAvailable => "The process information is not available.",
             HcsCode::ServiceDisconnect => "The connection to the compute service was lost.",
             HcsCode::ProcessAlreadyStopped => "The process has already stopped.",
             HcsCode::Win32(code) => match code {

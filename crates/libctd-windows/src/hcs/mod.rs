@@ -256,8 +256,11 @@ pub trait Hcs: Send + Sync + 'static {
     /// Applies a modify request (console size, closing stdin).
     async fn modify_process(&self, process: &Self::Process, request: &str) -> HcsResult<()>;
     /// Answers a process property query.
-    async fn get_process_properties(&self, process: &Self::Process, query: &str)
-    -> HcsResult<String>;
+    async fn get_process_properties(
+        &self,
+        process: &Self::Process,
+        query: &str,
+    ) -> HcsResult<String>;
     /// Resolves once the process has exited, with its exit notification.
     async fn wait_process_exit(&self, process: &Self::Process) -> HcsResult<ProcessExit>;
     /// Releases the handle.

@@ -340,9 +340,10 @@ impl Sim {
 
     /// Whether `container`'s compute system is running (or paused).
     pub fn is_running(&self, container: &str) -> bool {
-        self.state().systems.get(container).is_some_and(|s| {
-            matches!(*lock(&s.status), SysStatus::Running | SysStatus::Paused)
-        })
+        self.state()
+            .systems
+            .get(container)
+            .is_some_and(|s| matches!(*lock(&s.status), SysStatus::Running | SysStatus::Paused))
     }
 
     /// The pids of `container`'s processes that have not exited.
@@ -446,11 +447,19 @@ impl Sim {
     }
 
     fn release(&self, system: &Arc<System>) {
-        let remaining = system.handles.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+        let remaining = system
+            .handles
+            .fetch_sub(1, Ordering::SeqCst)
+            .saturating_sub(1);
         if remaining == 0 {
             // ShouldTerminateOnLastHandleClosed.
             if *lock(&system.status) != SysStatus::Stopped {
-                stop_system(system, TERMINATED_EXIT, SystemExit::clean("ForcedExit"), self);
+                stop_system(
+                    system,
+                    TERMINATED_EXIT,
+                    SystemExit::clean("ForcedExit"),
+                    self,
+                );
             }
             let mut state = self.state();
             if state
@@ -677,9 +686,9 @@ impl Hcs for Sim {
                             runtime_kernel_100ns: uptime / 2 - uptime / 3,
                         },
                         memory: crate::schema::MemoryStats {
-                            memory_usage_commit_bytes: (live + 1) * 16 << 20,
-                            memory_usage_commit_peak_bytes: (live + 1) * 24 << 20,
-                            memory_usage_private_working_set_bytes: (live + 1) * 8 << 20,
+                            memory_usage_commit_bytes: ((live + 1) * 16) << 20,
+                            memory_usage_commit_peak_bytes: ((live + 1) * 24) << 20,
+                            memory_usage_private_working_set_bytes: ((live + 1) * 8) << 20,
                         },
                         storage: crate::schema::StorageStats::default(),
                     });
@@ -871,7 +880,11 @@ impl Hcs for Sim {
         if handle.process.exit.borrow().is_some() {
             return Err(HcsError::new(hr::PROCESS_ALREADY_STOPPED));
         }
-        match (request.operation.as_str(), request.console_size, request.close_handle) {
+        match (
+            request.operation.as_str(),
+            request.console_size,
+            request.close_handle,
+        ) {
             ("ConsoleSize", Some(size), _) => {
                 if !handle.process.parameters.emulate_console {
                     return Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)));
@@ -1056,13 +1069,15 @@ async fn run_program(
             "cat" => cat(&mut io, stdin_closed).await,
             "sleep" => std::future::pending::<()>().await,
             "sleepms" => {
-                let ms = rest.first().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                let ms = rest
+                    .first()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             other => {
-                let msg = format!(
-                    "'{other}' is not recognized as an internal or external command\n"
-                );
+                let msg =
+                    format!("'{other}' is not recognized as an internal or external command\n");
                 write_err(&mut io, msg.as_bytes()).await;
                 return UNKNOWN_COMMAND_EXIT;
             }
@@ -1147,14 +1162,27 @@ mod tests {
         let sim = Sim::new();
         let s = running(&sim, "c").await;
         let (p, mut info) = sim
-            .create_process(&s, &params("echo a b ; echoerr oops ; bytes 10 ; exit 7", false))
+            .create_process(
+                &s,
+                &params("echo a b ; echoerr oops ; bytes 10 ; exit 7", false),
+            )
             .await
             .unwrap();
         assert!(info.stdin.is_none());
         let mut out = String::new();
-        info.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+        info.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
         let mut err = String::new();
-        info.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+        info.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .await
+            .unwrap();
         assert_eq!(out, "a b\nabcdefghij");
         assert_eq!(err, "oops\n");
         assert_eq!(sim.wait_process_exit(&p).await.unwrap().code(), Some(7));
@@ -1164,16 +1192,22 @@ mod tests {
     async fn cat_until_stdin_closed_by_handle() {
         let sim = Sim::new();
         let s = running(&sim, "c").await;
-        let (p, mut info) = sim.create_process(&s, &params("cat ; exit 4", true)).await.unwrap();
+        let (p, mut info) = sim
+            .create_process(&s, &params("cat ; exit 4", true))
+            .await
+            .unwrap();
         let mut stdin = info.stdin.take().unwrap();
         stdin.write_all(b"ping").await.unwrap();
         let mut stdout = info.stdout.take().unwrap();
         let mut buf = [0u8; 4];
         stdout.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ping");
-        sim.modify_process(&p, &serde_json::to_string(&ModifyProcessRequest::close_stdin()).unwrap())
-            .await
-            .unwrap();
+        sim.modify_process(
+            &p,
+            &serde_json::to_string(&ModifyProcessRequest::close_stdin()).unwrap(),
+        )
+        .await
+        .unwrap();
         assert_eq!(sim.wait_process_exit(&p).await.unwrap().code(), Some(4));
     }
 
@@ -1181,8 +1215,13 @@ mod tests {
     async fn signals_terminate_and_faults() {
         let sim = Sim::new();
         let s = running(&sim, "c").await;
-        let (p, _info) = sim.create_process(&s, &params("sleep", false)).await.unwrap();
-        sim.signal_process(&p, r#"{"Signal":"CtrlC"}"#).await.unwrap();
+        let (p, _info) = sim
+            .create_process(&s, &params("sleep", false))
+            .await
+            .unwrap();
+        sim.signal_process(&p, r#"{"Signal":"CtrlC"}"#)
+            .await
+            .unwrap();
         assert_eq!(
             sim.wait_process_exit(&p).await.unwrap().exit_code,
             CONTROL_C_EXIT
@@ -1191,12 +1230,18 @@ mod tests {
         assert!(err.hresult.is_already_stopped());
 
         sim.fail_once(HcsOp::CreateProcess, Some("c"), Hresult(0x8000_4005));
-        let err = sim.create_process(&s, &params("exit", false)).await.unwrap_err();
+        let err = sim
+            .create_process(&s, &params("exit", false))
+            .await
+            .unwrap_err();
         assert_eq!(err.hresult, Hresult(0x8000_4005));
         assert!(sim.create_process(&s, &params("exit", false)).await.is_ok());
 
         sim.set_last_wait_result("c", 5);
-        let (p, _) = sim.create_process(&s, &params("exit 0", false)).await.unwrap();
+        let (p, _) = sim
+            .create_process(&s, &params("exit 0", false))
+            .await
+            .unwrap();
         assert_eq!(sim.wait_process_exit(&p).await.unwrap().code(), None);
     }
 
@@ -1204,7 +1249,10 @@ mod tests {
     async fn shutdown_and_unexpected_exit() {
         let sim = Sim::new();
         let s = running(&sim, "c").await;
-        let (p, _info) = sim.create_process(&s, &params("sleep", false)).await.unwrap();
+        let (p, _info) = sim
+            .create_process(&s, &params("sleep", false))
+            .await
+            .unwrap();
         sim.exit_unexpectedly_on_shutdown("c");
         sim.shutdown_compute_system(&s).await.unwrap();
         let exit = sim.wait_compute_system_exit(&s).await.unwrap();

@@ -1,0 +1,1245 @@
+//! `WindowsClient`: libctd's operations over an [`Hcs`].
+//!
+//! "Created" on Windows means the compute system runs and the user's process
+//! does not yet. The init process's exit is reaped in the order libcontainerd
+//! settled on, with its defects fixed: the exit event always follows the start
+//! event, and every system failure met while shutting the compute system down
+//! reaches the engine as exit code 4294967295 plus a chained error in
+//! [`EventInfo::error`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use libctd_core::oci_spec::runtime::{Process, Spec};
+use libctd_core::{
+    Backend, Client, CreateOptions, DirectIo, Error, ErrorKind, EventDispatcher, EventInfo,
+    EventType, INIT_PROCESS_ID, Resources, Restored, Result, Stats, Status, StdioAttachment,
+    StdioCallback, Summary, TaskExit, Version, validate_container_id, validate_process_id,
+    validate_signal, validate_terminal_size,
+};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::convert::{self, ContainerConfig, Isolation};
+use crate::error::HcsError;
+use crate::hcs::{Hcs, HcsOp};
+use crate::schema::{ModifyProcessRequest, PropertyQuery};
+
+/// The exit code reported when the real one could not be obtained (`u32` of -1).
+pub const UNKNOWN_EXIT_CODE: u32 = u32::MAX;
+
+const SIGKILL: i32 = 9;
+
+/// Settings of a [`WindowsClient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// How long to wait for a compute system to exit after asking it to shut
+    /// down or terminate (libcontainerd: 5 minutes).
+    pub shutdown_timeout: Duration,
+    /// How long to wait for the engine to consume a process's output when
+    /// the process is deleted, before cancelling its copies.
+    pub stdio_drain_timeout: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: Duration::from_secs(300),
+            stdio_drain_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A libctd [`Client`] for Windows containers over an [`Hcs`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use libctd_core::{Client, ErrorKind, Status};
+/// use libctd_windows::{WindowsClient, hcs::sim::Sim};
+/// # use libctd_core::{async_trait, Backend, BoxError, EventInfo, EventType};
+/// # struct Quiet;
+/// # #[async_trait]
+/// # impl Backend for Quiet {
+/// #     async fn process_event(&self, _: &str, _: EventType, _: EventInfo) -> Result<(), BoxError> { Ok(()) }
+/// # }
+///
+/// # #[tokio::main] async fn main() {
+/// let client = WindowsClient::new(Arc::new(Sim::new()), "moby", Arc::new(Quiet)).unwrap();
+/// let err = client.status("web").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// # }
+/// ```
+pub struct WindowsClient<H: Hcs> {
+    inner: Arc<Inner<H>>,
+}
+
+impl<H: Hcs> Clone for WindowsClient<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H: Hcs> std::fmt::Debug for WindowsClient<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowsClient")
+            .field("namespace", &self.inner.namespace)
+            .finish()
+    }
+}
+
+struct Inner<H: Hcs> {
+    hcs: Arc<H>,
+    namespace: String,
+    settings: ClientSettings,
+    events: EventDispatcher,
+    containers: Mutex<HashMap<String, Arc<Container<H>>>>,
+}
+
+struct Container<H: Hcs> {
+    id: String,
+    system: H::System,
+    isolation: Isolation,
+    servicing: bool,
+    spec: Spec,
+    state: tokio::sync::Mutex<State<H>>,
+    /// True once the init process's exit has been fully reaped (the compute
+    /// system shut down and closed) and its event queued.
+    reaped: watch::Sender<bool>,
+}
+
+struct State<H: Hcs> {
+    status: Status,
+    init: Option<Proc<H>>,
+    execs: HashMap<String, Proc<H>>,
+    exit: Option<TaskExit>,
+    task_deleted: bool,
+}
+
+struct Proc<H: Hcs> {
+    handle: H::Process,
+    pid: u32,
+    terminal: bool,
+    attachment: Option<Box<dyn StdioAttachment>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `fut` to completion on its own task, so that dropping the caller's
+/// future never leaves HCS and the client's tables half updated.
+async fn detached<T, F>(operation: &'static str, container_id: &str, fut: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    match tokio::spawn(fut.in_current_span()).await {
+        Ok(r) => r,
+        Err(e) => Err(Error::system(format!("the {operation} task failed"))
+            .with_source(e)
+            .with_operation(operation)
+            .with_container(container_id)),
+    }
+}
+
+fn hcs_error(e: HcsError, container_id: &str, op: HcsOp, operation: &'static str) -> Error {
+    e.into_error(container_id, op.name())
+        .with_operation(operation)
+}
+
+fn not_found(container_id: &str, operation: &'static str) -> Error {
+    Error::not_found("no such container")
+        .with_operation(operation)
+        .with_container(container_id)
+}
+
+fn not_running(container_id: &str, operation: &'static str) -> Error {
+    Error::not_found("container is not running")
+        .with_operation(operation)
+        .with_container(container_id)
+}
+
+impl<H: Hcs> WindowsClient<H> {
+    /// A client of `namespace` over `hcs`, delivering events to `backend`.
+    /// Needs a tokio runtime (for the event queue).
+    pub fn new(hcs: Arc<H>, namespace: &str, backend: Arc<dyn Backend>) -> Result<Self> {
+        Self::with_settings(hcs, namespace, backend, ClientSettings::default())
+    }
+
+    /// A client with explicit settings.
+    pub fn with_settings(
+        hcs: Arc<H>,
+        namespace: &str,
+        backend: Arc<dyn Backend>,
+        settings: ClientSettings,
+    ) -> Result<Self> {
+        libctd_core::validate_namespace(namespace)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                hcs,
+                namespace: namespace.to_owned(),
+                settings,
+                events: EventDispatcher::new(backend)?,
+                containers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The HCS the client drives.
+    pub fn hcs(&self) -> &Arc<H> {
+        &self.inner.hcs
+    }
+
+    /// The namespace of the client (the `Owner` of its compute systems).
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// Resolves once every event queued so far has been delivered.
+    pub async fn wait_events_idle(&self) {
+        self.inner.events.queue().wait_idle().await;
+    }
+}
+
+impl<H: Hcs> Inner<H> {
+    fn container(&self, id: &str, operation: &'static str) -> Result<Arc<Container<H>>> {
+        validate_container_id(id).map_err(|e| e.with_operation(operation))?;
+        lock(&self.containers)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found(id, operation))
+    }
+
+    fn emit(&self, ctr: &Container<H>, event: EventType, info: EventInfo) {
+        if ctr.servicing {
+            tracing::debug!(container_id = %ctr.id, %event, "servicing container: event not emitted");
+            return;
+        }
+        self.events.dispatch(event, info);
+    }
+
+    /// Waits for the compute system's exit after a shutdown or terminate
+    /// request; `Err` with the failure its exit notification reports.
+    async fn wait_system_exit(&self, ctr_id: &str, system: &H::System, op: HcsOp) -> Result<()> {
+        match tokio::time::timeout(
+            self.settings.shutdown_timeout,
+            self.hcs.wait_compute_system_exit(system),
+        )
+        .await
+        {
+            Ok(Ok(exit)) => match exit.error() {
+                Some(e) => Err(e.into_error(ctr_id, op.name())),
+                None => Ok(()),
+            },
+            Ok(Err(e)) => Err(e.into_error(ctr_id, HcsOp::WaitForComputeSystemExit.name())),
+            Err(_) => Err(Error::deadline_exceeded(format!(
+                "the compute system did not exit within {:?}",
+                self.settings.shutdown_timeout
+            ))
+            .with_container(ctr_id)),
+        }
+    }
+
+    /// Terminates the compute system and waits for it to exit; a system that
+    /// already stopped is fine.
+    async fn terminate_system(&self, ctr_id: &str, system: &H::System) -> Result<()> {
+        match self.hcs.terminate_compute_system(system).await {
+            Ok(()) => {}
+            Err(e) if e.hresult.is_pending() => {}
+            Err(e) if e.hresult.is_already_stopped() => return Ok(()),
+            Err(e) => return Err(e.into_error(ctr_id, HcsOp::TerminateComputeSystem.name())),
+        }
+        // A forced exit is what was asked for; only a failed wait counts.
+        match tokio::time::timeout(
+            self.settings.shutdown_timeout,
+            self.hcs.wait_compute_system_exit(system),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.into_error(ctr_id, HcsOp::WaitForComputeSystemExit.name())),
+            Err(_) => Err(Error::deadline_exceeded(format!(
+                "the compute system did not exit within {:?} of terminate",
+                self.settings.shutdown_timeout
+            ))
+            .with_container(ctr_id)),
+        }
+    }
+
+    /// Shuts the compute system down, waiting for it, and falls back to
+    /// terminate. A shutdown failure is returned even when terminate then
+    /// succeeded; when terminate fails too, both are chained.
+    async fn shutdown_system(&self, ctr_id: &str, system: &H::System) -> Result<()> {
+        let shutdown = match self.hcs.shutdown_compute_system(system).await {
+            Ok(()) => {
+                self.wait_system_exit(ctr_id, system, HcsOp::ShutDownComputeSystem)
+                    .await
+            }
+            Err(e) if e.hresult.is_pending() => {
+                self.wait_system_exit(ctr_id, system, HcsOp::ShutDownComputeSystem)
+                    .await
+            }
+            Err(e) if e.hresult.is_already_stopped() => Ok(()),
+            Err(e) => Err(e.into_error(ctr_id, HcsOp::ShutDownComputeSystem.name())),
+        };
+        let Err(err) = shutdown else {
+            return Ok(());
+        };
+        tracing::debug!(container_id = ctr_id, error = %err.report(), "shutdown failed, terminating");
+        match self.terminate_system(ctr_id, system).await {
+            Ok(()) => Err(err),
+            Err(terr) => {
+                tracing::error!(container_id = ctr_id, error = %terr.report(), "terminate after a failed shutdown failed too");
+                Err(Error::new(
+                    err.kind(),
+                    format!(
+                        "{}: subsequent terminate failed {}",
+                        err.message(),
+                        terr.message()
+                    ),
+                )
+                .with_container(ctr_id)
+                .with_source(err))
+            }
+        }
+    }
+
+    /// Reaps the init process: the exit path libcontainerd settled on.
+    async fn reap_init(self: Arc<Self>, ctr: Arc<Container<H>>, handle: H::Process, pid: u32) {
+        let id = ctr.id.clone();
+        let hcs = self.hcs.clone();
+        let waited = hcs.wait_process_exit(&handle).await;
+        let exited_at = SystemTime::now();
+        let mut chain: Vec<Error> = Vec::new();
+        let mut exit_code = match waited {
+            Ok(exit) => exit.code().unwrap_or_else(|| {
+                tracing::warn!(container_id = %id, last_wait_result = exit.last_wait_result, "the exit code of the init process is not available");
+                UNKNOWN_EXIT_CODE
+            }),
+            Err(e) => {
+                tracing::warn!(container_id = %id, error = %e, "waiting for the init process failed (the container may have been killed)");
+                UNKNOWN_EXIT_CODE
+            }
+        };
+        if let Err(e) = hcs.close_process(&handle).await {
+            exit_code = UNKNOWN_EXIT_CODE;
+            let e = e.into_error(&id, HcsOp::CloseProcess.name());
+            chain.push(
+                Error::system(format!("hcsProcess.Close() failed {}", e.message())).with_source(e),
+            );
+        }
+
+        // Stopped, and anyone waiting on that woken, before the shutdown.
+        {
+            let mut state = ctr.state.lock().await;
+            state.status = Status::Stopped;
+            state.exit = Some(TaskExit {
+                exit_code,
+                exited_at,
+            });
+        }
+
+        let mut update_pending = false;
+        if exit_code == 0 && !ctr.servicing {
+            let query =
+                serde_json::to_string(&PropertyQuery::new(&["PendingUpdates"])).unwrap_or_default();
+            match hcs.get_compute_system_properties(&ctr.system, &query).await {
+                Ok(doc) => match convert::parse_properties(&doc) {
+                    Ok(props) => update_pending = props.are_updates_pending.unwrap_or(false),
+                    Err(e) => {
+                        tracing::warn!(container_id = %id, error = %e.report(), "unreadable PendingUpdates answer");
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(container_id = %id, error = %e, "querying PendingUpdates failed");
+                }
+            }
+        }
+
+        if let Err(e) = self.shutdown_system(&id, &ctr.system).await {
+            exit_code = UNKNOWN_EXIT_CODE;
+            tracing::warn!(container_id = %id, error = %e.report(), "failed to shutdown container");
+            chain.push(
+                Error::new(
+                    e.kind(),
+                    format!("failed to shutdown container: {}", e.message()),
+                )
+                .with_source(e),
+            );
+        }
+        if let Err(e) = hcs.close_compute_system(&ctr.system).await {
+            exit_code = UNKNOWN_EXIT_CODE;
+            let e = e.into_error(&id, HcsOp::CloseComputeSystem.name());
+            tracing::error!(container_id = %id, error = %e.report(), "failed to clean hcs container resources");
+            chain.push(
+                Error::new(
+                    e.kind(),
+                    format!("failed to terminate container: {}", e.message()),
+                )
+                .with_source(e),
+            );
+        }
+
+        let error = chain_errors(chain).map(|e| {
+            Arc::new(
+                e.with_operation("exit")
+                    .with_container(&id)
+                    .with_process(INIT_PROCESS_ID),
+            )
+        });
+        let info = EventInfo {
+            container_id: id.clone(),
+            process_id: INIT_PROCESS_ID.to_owned(),
+            pid,
+            exit_code,
+            exited_at: Some(exited_at),
+            oom_killed: false,
+            update_pending,
+            error,
+        };
+        self.emit(&ctr, EventType::Exit, info);
+        ctr.reaped.send_replace(true);
+    }
+
+    /// Reaps an exec: its exit event, then its removal in the same queue slot.
+    async fn reap_exec(
+        self: Arc<Self>,
+        ctr: Arc<Container<H>>,
+        exec_id: String,
+        handle: H::Process,
+        pid: u32,
+    ) {
+        let waited = self.hcs.wait_process_exit(&handle).await;
+        let exited_at = SystemTime::now();
+        let mut error = None;
+        let mut exit_code = match waited {
+            Ok(exit) => exit.code().unwrap_or(UNKNOWN_EXIT_CODE),
+            Err(_) => UNKNOWN_EXIT_CODE,
+        };
+        if let Err(e) = self.hcs.close_process(&handle).await {
+            exit_code = UNKNOWN_EXIT_CODE;
+            let e = e.into_error(&ctr.id, HcsOp::CloseProcess.name());
+            error = Some(Arc::new(
+                Error::system(format!("hcsProcess.Close() failed {}", e.message()))
+                    .with_source(e)
+                    .with_operation("exit")
+                    .with_container(&ctr.id)
+                    .with_process(&exec_id),
+            ));
+        }
+        let info = EventInfo {
+            container_id: ctr.id.clone(),
+            process_id: exec_id.clone(),
+            pid,
+            exit_code,
+            exited_at: Some(exited_at),
+            oom_killed: false,
+            update_pending: false,
+            error,
+        };
+        let drain = self.settings.stdio_drain_timeout;
+        let cleanup_ctr = ctr.clone();
+        let cleanup = async move {
+            let removed = cleanup_ctr.state.lock().await.execs.remove(&exec_id);
+            if let Some(p) = removed {
+                release(p, drain).await;
+            }
+        };
+        if ctr.servicing {
+            cleanup.await;
+        } else {
+            self.events.dispatch_then(EventType::Exit, info, cleanup);
+        }
+    }
+}
+
+/// Chains errors as `<previous>: <next>`, keeping the first as the source.
+fn chain_errors(chain: Vec<Error>) -> Option<Error> {
+    let mut iter = chain.into_iter();
+    let first = iter.next()?;
+    let mut message = first.message().to_owned();
+    let mut kind = first.kind();
+    for next in iter {
+        message.push_str(": ");
+        message.push_str(next.message());
+        kind = ErrorKind::System;
+    }
+    Some(Error::new(kind, message).with_source(first))
+}
+
+/// Lets the engine finish consuming a deleted process's output, boundedly.
+async fn release<H: Hcs>(mut p: Proc<H>, drain: Duration) {
+    if let Some(mut att) = p.attachment.take()
+        && tokio::time::timeout(drain, att.wait()).await.is_err()
+    {
+        att.cancel();
+    }
+}
+
+/// What to start: a process of a container, and how.
+struct ProcessRequest<'a> {
+    ctr_id: &'a str,
+    process: &'a Process,
+    with_stdin: bool,
+    operation: &'static str,
+}
+
+/// Starts a process and hands its streams to `attach`; on any failure the
+/// process is terminated and closed, and nothing is left behind.
+async fn spawn_process<H: Hcs>(
+    hcs: &H,
+    system: &H::System,
+    request: ProcessRequest<'_>,
+    attach: StdioCallback,
+) -> Result<Proc<H>> {
+    let ProcessRequest {
+        ctr_id,
+        process,
+        with_stdin,
+        operation,
+    } = request;
+    let field = "process";
+    let params = convert::process_parameters(process, with_stdin, field)
+        .map_err(|e| e.with_operation(operation).with_container(ctr_id))?;
+    let document = serde_json::to_string(&params).map_err(|e| {
+        Error::system("cannot encode the process parameters")
+            .with_source(e)
+            .with_operation(operation)
+            .with_container(ctr_id)
+    })?;
+    let (handle, info) = hcs
+        .create_process(system, &document)
+        .await
+        .map_err(|e| hcs_error(e, ctr_id, HcsOp::CreateProcess, operation))?;
+    let io = DirectIo::new(
+        if with_stdin { info.stdin } else { None },
+        info.stdout,
+        info.stderr,
+        params.emulate_console,
+    );
+    match attach(io) {
+        Ok(attachment) => Ok(Proc {
+            handle,
+            pid: info.pid,
+            terminal: params.emulate_console,
+            attachment: Some(attachment),
+        }),
+        Err(e) => {
+            if let Err(te) = hcs.terminate_process(&handle).await {
+                tracing::warn!(container_id = ctr_id, error = %te, "terminating a process whose stdio failed");
+            }
+            let _ = hcs.wait_process_exit(&handle).await;
+            if let Err(ce) = hcs.close_process(&handle).await {
+                tracing::warn!(container_id = ctr_id, error = %ce, "closing a process whose stdio failed");
+            }
+            Err(e.with_operation(operation).with_container(ctr_id))
+        }
+    }
+}
+
+#[async_trait]
+impl<H: Hcs> Client for WindowsClient<H> {
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn version(&self) -> Result<Version> {
+        Err(Error::not_implemented(
+            "version is not implemented on Windows: HCS has no version query",
+        )
+        .with_operation("version"))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, _attach))]
+    async fn restore(&self, container_id: &str, _attach: StdioCallback) -> Result<Restored> {
+        validate_container_id(container_id).map_err(|e| e.with_operation("restore"))?;
+        if lock(&self.inner.containers).contains_key(container_id) {
+            return Err(
+                Error::already_exists("the container is tracked by this client already")
+                    .with_operation("restore")
+                    .with_container(container_id),
+            );
+        }
+        let inner = self.inner.clone();
+        let id = container_id.to_owned();
+        detached("restore", container_id, async move {
+            // A re-attach is not possible: whatever HCS still runs is shot,
+            // and the engine told that the container exited.
+            match inner.hcs.open_compute_system(&id).await {
+                Ok(system) => {
+                    let terminated = inner.terminate_system(&id, &system).await;
+                    if let Err(e) = inner.hcs.close_compute_system(&system).await {
+                        tracing::warn!(container_id = %id, error = %e, "closing a restored compute system");
+                    }
+                    terminated.map_err(|e| e.with_operation("restore"))?;
+                }
+                Err(e) if e.hresult.is_not_exist() => {}
+                Err(e) => return Err(hcs_error(e, &id, HcsOp::OpenComputeSystem, "restore")),
+            }
+            Ok(Restored {
+                alive: false,
+                pid: None,
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, spec, _options))]
+    async fn create(&self, container_id: &str, spec: &Spec, _options: CreateOptions) -> Result<()> {
+        validate_container_id(container_id).map_err(|e| e.with_operation("create"))?;
+        let config: ContainerConfig =
+            convert::compute_system(&*self.inner.hcs, &self.inner.namespace, spec)
+                .map_err(|e| e.with_operation("create").with_container(container_id))?;
+        let document = serde_json::to_string(&config.document).map_err(|e| {
+            Error::system("cannot encode the compute system document")
+                .with_source(e)
+                .with_operation("create")
+                .with_container(container_id)
+        })?;
+        let inner = self.inner.clone();
+        let id = container_id.to_owned();
+        let spec = spec.clone();
+        detached("create", container_id, async move {
+            {
+                let table = lock(&inner.containers);
+                if table.contains_key(&id) {
+                    return Err(Error::already_exists("container already exists")
+                        .with_operation("create")
+                        .with_container(&id));
+                }
+            }
+            let hcs = &inner.hcs;
+            let system = hcs
+                .create_compute_system(&id, &document)
+                .await
+                .map_err(|e| hcs_error(e, &id, HcsOp::CreateComputeSystem, "create"))?;
+            if let Err(e) = hcs.start_compute_system(&system).await {
+                let err = hcs_error(e, &id, HcsOp::StartComputeSystem, "create");
+                if let Err(te) = inner.terminate_system(&id, &system).await {
+                    tracing::warn!(container_id = %id, error = %te.report(), "terminate after a failed start");
+                }
+                if let Err(ce) = hcs.close_compute_system(&system).await {
+                    tracing::warn!(container_id = %id, error = %ce, "close after a failed start");
+                }
+                return Err(err);
+            }
+            let ctr = Arc::new(Container {
+                id: id.clone(),
+                system,
+                isolation: config.isolation,
+                servicing: config.servicing,
+                spec,
+                state: tokio::sync::Mutex::new(State {
+                    status: Status::Created,
+                    init: None,
+                    execs: HashMap::new(),
+                    exit: None,
+                    task_deleted: false,
+                }),
+                reaped: watch::channel(false).0,
+            });
+            let raced = {
+                let mut table = lock(&inner.containers);
+                if table.contains_key(&id) {
+                    true
+                } else {
+                    table.insert(id.clone(), ctr.clone());
+                    false
+                }
+            };
+            if raced {
+                // Another create of the same id won; HCS refuses duplicate ids,
+                // so this cannot normally happen. Undo ours.
+                let _ = inner.terminate_system(&id, &ctr.system).await;
+                let _ = hcs.close_compute_system(&ctr.system).await;
+                return Err(Error::already_exists("container already exists")
+                    .with_operation("create")
+                    .with_container(&id));
+            }
+            inner.emit(
+                &ctr,
+                EventType::Create,
+                EventInfo {
+                    container_id: id.clone(),
+                    process_id: INIT_PROCESS_ID.to_owned(),
+                    ..EventInfo::default()
+                },
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, attach))]
+    async fn start(
+        &self,
+        container_id: &str,
+        checkpoint_dir: Option<&Path>,
+        with_stdin: bool,
+        attach: StdioCallback,
+    ) -> Result<u32> {
+        let ctr = self.inner.container(container_id, "start")?;
+        if checkpoint_dir.is_some() {
+            return Err(
+                Error::not_implemented("checkpoints are not supported on Windows")
+                    .with_operation("start")
+                    .with_container(container_id),
+            );
+        }
+        let inner = self.inner.clone();
+        detached("start", container_id, async move {
+            let id = ctr.id.clone();
+            let mut state = ctr.state.lock().await;
+            if state.status != Status::Created || state.init.is_some() || state.exit.is_some() {
+                return Err(Error::already_exists("container is already started")
+                    .with_operation("start")
+                    .with_container(&id));
+            }
+            let process = ctr.spec.process().clone().ok_or_else(|| {
+                Error::invalid_argument("invalid spec: process is required to start")
+                    .with_operation("start")
+                    .with_container(&id)
+            })?;
+            let request = ProcessRequest {
+                ctr_id: &id,
+                process: &process,
+                with_stdin,
+                operation: "start",
+            };
+            let proc = spawn_process(&*inner.hcs, &ctr.system, request, attach).await?;
+            let pid = proc.pid;
+            let handle = proc.handle.clone();
+            state.init = Some(proc);
+            state.status = Status::Running;
+            // Start is queued before the reaper exists, so it always precedes exit.
+            inner.emit(
+                &ctr,
+                EventType::Start,
+                EventInfo {
+                    container_id: id.clone(),
+                    process_id: INIT_PROCESS_ID.to_owned(),
+                    pid,
+                    ..EventInfo::default()
+                },
+            );
+            drop(state);
+            let span =
+                tracing::debug_span!("reap", container_id = %id, process_id = INIT_PROCESS_ID);
+            tokio::spawn(
+                inner
+                    .clone()
+                    .reap_init(ctr.clone(), handle, pid)
+                    .instrument(span),
+            );
+            Ok(pid)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn signal_process(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        signal: i32,
+    ) -> Result<()> {
+        const OP: &str = "signal_process";
+        let ctr = self.inner.container(container_id, OP)?;
+        validate_process_id(process_id)
+            .map_err(|e| e.with_operation(OP).with_container(container_id))?;
+        validate_signal(signal).map_err(|e| {
+            e.with_operation(OP)
+                .with_container(container_id)
+                .with_process(process_id)
+        })?;
+        let inner = self.inner.clone();
+        let process_id = process_id.to_owned();
+        detached(OP, container_id, async move {
+            let id = ctr.id.clone();
+            let state = ctr.state.lock().await;
+            if process_id == INIT_PROCESS_ID {
+                if state.init.is_none() || state.task_deleted {
+                    return Err(not_running(&id, OP).with_process(&process_id));
+                }
+                if state.status == Status::Stopped {
+                    return Err(Error::not_found("process already finished")
+                        .with_operation(OP)
+                        .with_container(&id)
+                        .with_process(&process_id));
+                }
+                drop(state);
+                let result = if signal == SIGKILL {
+                    inner
+                        .hcs
+                        .terminate_compute_system(&ctr.system)
+                        .await
+                        .map_err(|e| (e, HcsOp::TerminateComputeSystem))
+                } else {
+                    inner
+                        .hcs
+                        .shutdown_compute_system(&ctr.system)
+                        .await
+                        .map_err(|e| (e, HcsOp::ShutDownComputeSystem))
+                };
+                match result {
+                    Ok(()) => Ok(()),
+                    Err((e, _)) if e.hresult.is_pending() || e.hresult.is_already_stopped() => {
+                        Ok(())
+                    }
+                    Err((e, op)) => Err(hcs_error(e, &id, op, OP).with_process(&process_id)),
+                }
+            } else {
+                let Some(p) = state.execs.get(&process_id) else {
+                    return Err(Error::not_found("no such exec")
+                        .with_operation(OP)
+                        .with_container(&id)
+                        .with_process(&process_id));
+                };
+                let handle = p.handle.clone();
+                drop(state);
+                match inner.hcs.terminate_process(&handle).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.hresult.is_pending() || e.hresult.is_already_stopped() => Ok(()),
+                    Err(e) => {
+                        Err(hcs_error(e, &id, HcsOp::TerminateProcess, OP)
+                            .with_process(&process_id))
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, spec, attach))]
+    async fn exec(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        spec: &Process,
+        with_stdin: bool,
+        attach: StdioCallback,
+    ) -> Result<u32> {
+        const OP: &str = "exec";
+        let ctr = self.inner.container(container_id, OP)?;
+        validate_process_id(process_id)
+            .map_err(|e| e.with_operation(OP).with_container(container_id))?;
+        if process_id == INIT_PROCESS_ID {
+            return Err(Error::invalid_argument(format!(
+                "the exec id {INIT_PROCESS_ID:?} is reserved for the init process"
+            ))
+            .with_operation(OP)
+            .with_container(container_id)
+            .with_process(process_id));
+        }
+        let inner = self.inner.clone();
+        let exec_id = process_id.to_owned();
+        let spec = spec.clone();
+        detached(OP, container_id, async move {
+            let id = ctr.id.clone();
+            let mut state = ctr.state.lock().await;
+            if state.init.is_none() || !matches!(state.status, Status::Running | Status::Paused) {
+                return Err(Error::invalid_argument("container is not running")
+                    .with_operation(OP)
+                    .with_container(&id)
+                    .with_process(&exec_id));
+            }
+            if state.execs.contains_key(&exec_id) {
+                return Err(Error::already_exists("an exec with this id exists already")
+                    .with_operation(OP)
+                    .with_container(&id)
+                    .with_process(&exec_id));
+            }
+            let request = ProcessRequest {
+                ctr_id: &id,
+                process: &spec,
+                with_stdin,
+                operation: OP,
+            };
+            let proc = spawn_process(&*inner.hcs, &ctr.system, request, attach)
+                .await
+                .map_err(|e| e.with_process(&exec_id))?;
+            let pid = proc.pid;
+            let handle = proc.handle.clone();
+            state.execs.insert(exec_id.clone(), proc);
+            for event in [EventType::ExecAdded, EventType::ExecStarted] {
+                inner.emit(
+                    &ctr,
+                    event,
+                    EventInfo {
+                        container_id: id.clone(),
+                        process_id: exec_id.clone(),
+                        pid,
+                        ..EventInfo::default()
+                    },
+                );
+            }
+            drop(state);
+            let span = tracing::debug_span!("reap", container_id = %id, process_id = %exec_id);
+            tokio::spawn(
+                inner
+                    .clone()
+                    .reap_exec(ctr.clone(), exec_id, handle, pid)
+                    .instrument(span),
+            );
+            Ok(pid)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn resize_terminal(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<()> {
+        const OP: &str = "resize_terminal";
+        let ctr = self.inner.container(container_id, OP)?;
+        validate_process_id(process_id)
+            .map_err(|e| e.with_operation(OP).with_container(container_id))?;
+        validate_terminal_size(width, height).map_err(|e| {
+            e.with_operation(OP)
+                .with_container(container_id)
+                .with_process(process_id)
+        })?;
+        let (handle, terminal) = process_handle(&ctr, process_id, OP).await?;
+        if !terminal {
+            return Err(Error::failed_precondition("the process has no terminal")
+                .with_operation(OP)
+                .with_container(container_id)
+                .with_process(process_id));
+        }
+        let request = ModifyProcessRequest::console_size(
+            u16::try_from(height).unwrap_or(u16::MAX),
+            u16::try_from(width).unwrap_or(u16::MAX),
+        );
+        self.modify_process(&ctr.id, process_id, &handle, &request, OP)
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()> {
+        const OP: &str = "close_stdin";
+        let ctr = self.inner.container(container_id, OP)?;
+        validate_process_id(process_id)
+            .map_err(|e| e.with_operation(OP).with_container(container_id))?;
+        let (handle, _) = process_handle(&ctr, process_id, OP).await?;
+        self.modify_process(
+            &ctr.id,
+            process_id,
+            &handle,
+            &ModifyProcessRequest::close_stdin(),
+            OP,
+        )
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn pause(&self, container_id: &str) -> Result<()> {
+        self.pause_resume(container_id, true).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn resume(&self, container_id: &str) -> Result<()> {
+        self.pause_resume(container_id, false).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn stats(&self, container_id: &str) -> Result<Stats> {
+        let props = self.query(container_id, "stats", &["Statistics"]).await?;
+        Ok(convert::stats(&props))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list_pids(&self, container_id: &str) -> Result<Vec<u32>> {
+        let props = self
+            .query(container_id, "list_pids", &["ProcessList"])
+            .await?;
+        Ok(convert::summary(&props).iter().map(Summary::pid).collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn summary(&self, container_id: &str) -> Result<Vec<Summary>> {
+        let props = self
+            .query(container_id, "summary", &["ProcessList"])
+            .await?;
+        Ok(convert::summary(&props))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_task(&self, container_id: &str) -> Result<TaskExit> {
+        const OP: &str = "delete_task";
+        let ctr = self.inner.container(container_id, OP)?;
+        let drain = self.inner.settings.stdio_drain_timeout;
+        detached(OP, container_id, async move {
+            let mut state = ctr.state.lock().await;
+            if state.init.is_none() || state.task_deleted {
+                return Err(not_running(&ctr.id, OP));
+            }
+            let exit = match (state.status, state.exit) {
+                (Status::Stopped, Some(exit)) => exit,
+                _ => {
+                    return Err(Error::failed_precondition("task is still running")
+                        .with_operation(OP)
+                        .with_container(&ctr.id));
+                }
+            };
+            state.task_deleted = true;
+            let init = state.init.take();
+            drop(state);
+            if let Some(p) = init {
+                release(p, drain).await;
+            }
+            Ok(exit)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete(&self, container_id: &str) -> Result<()> {
+        const OP: &str = "delete";
+        let ctr = self.inner.container(container_id, OP)?;
+        let inner = self.inner.clone();
+        detached(OP, container_id, async move {
+            let id = ctr.id.clone();
+            let mut state = ctr.state.lock().await;
+            match state.status {
+                Status::Created if state.init.is_none() && state.exit.is_none() => {
+                    // The compute system runs without a user process: shut it down.
+                    inner
+                        .shutdown_system(&id, &ctr.system)
+                        .await
+                        .map_err(|e| e.with_operation(OP))?;
+                    if let Err(e) = inner.hcs.close_compute_system(&ctr.system).await {
+                        return Err(hcs_error(e, &id, HcsOp::CloseComputeSystem, OP));
+                    }
+                    state.status = Status::Stopped;
+                }
+                Status::Stopped => {
+                    drop(state);
+                    // The reaper shuts the compute system down and closes it.
+                    let mut reaped = ctr.reaped.subscribe();
+                    let wait = inner.settings.shutdown_timeout.saturating_mul(2);
+                    if tokio::time::timeout(wait, reaped.wait_for(|r| *r))
+                        .await
+                        .is_err()
+                    {
+                        return Err(Error::deadline_exceeded(
+                            "the container's compute system is still shutting down",
+                        )
+                        .with_operation(OP)
+                        .with_container(&id));
+                    }
+                    state = ctr.state.lock().await;
+                }
+                _ => {
+                    return Err(Error::failed_precondition(format!(
+                        "container is {}: only created or stopped containers can be deleted",
+                        state.status
+                    ))
+                    .with_operation(OP)
+                    .with_container(&id));
+                }
+            }
+            let init = state.init.take();
+            let execs: Vec<_> = state.execs.drain().map(|(_, p)| p).collect();
+            drop(state);
+            lock(&inner.containers).remove(&id);
+            let drain = inner.settings.stdio_drain_timeout;
+            for p in init.into_iter().chain(execs) {
+                release(p, drain).await;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn status(&self, container_id: &str) -> Result<Status> {
+        let ctr = self.inner.container(container_id, "status")?;
+        let state = ctr.state.lock().await;
+        Ok(state.status)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, _resources))]
+    async fn update_resources(&self, container_id: &str, _resources: &Resources) -> Result<()> {
+        self.inner.container(container_id, "update_resources")?;
+        Err(
+            Error::not_implemented("updating resources is not implemented on Windows")
+                .with_operation("update_resources")
+                .with_container(container_id),
+        )
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn create_checkpoint(
+        &self,
+        container_id: &str,
+        _checkpoint_dir: &Path,
+        _exit: bool,
+    ) -> Result<()> {
+        self.inner.container(container_id, "create_checkpoint")?;
+        Err(
+            Error::not_implemented("checkpoints are not supported on Windows")
+                .with_operation("create_checkpoint")
+                .with_container(container_id),
+        )
+    }
+}
+
+/// The handle of `process_id` (init or an exec) of a running container, and
+/// whether it has a terminal.
+async fn process_handle<H: Hcs>(
+    ctr: &Container<H>,
+    process_id: &str,
+    operation: &'static str,
+) -> Result<(H::Process, bool)> {
+    let state = ctr.state.lock().await;
+    let proc = if process_id == INIT_PROCESS_ID {
+        state
+            .init
+            .as_ref()
+            .filter(|_| state.status != Status::Stopped)
+    } else {
+        state.execs.get(process_id)
+    };
+    match proc {
+        Some(p) => Ok((p.handle.clone(), p.terminal)),
+        None if process_id == INIT_PROCESS_ID => {
+            Err(not_running(&ctr.id, operation).with_process(process_id))
+        }
+        None => Err(Error::not_found("no such exec")
+            .with_operation(operation)
+            .with_container(&ctr.id)
+            .with_process(process_id)),
+    }
+}
+
+impl<H: Hcs> WindowsClient<H> {
+    async fn modify_process(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        handle: &H::Process,
+        request: &ModifyProcessRequest,
+        operation: &'static str,
+    ) -> Result<()> {
+        let document = serde_json::to_string(request).map_err(|e| {
+            Error::system("cannot encode a modify request")
+                .with_source(e)
+                .with_operation(operation)
+        })?;
+        self.inner
+            .hcs
+            .modify_process(handle, &document)
+            .await
+            .map_err(|e| {
+                hcs_error(e, container_id, HcsOp::ModifyProcess, operation).with_process(process_id)
+            })
+    }
+
+    async fn pause_resume(&self, container_id: &str, pause: bool) -> Result<()> {
+        let op: &'static str = if pause { "pause" } else { "resume" };
+        let ctr = self.inner.container(container_id, op)?;
+        if ctr.isolation != Isolation::HyperV {
+            return Err(Error::not_implemented(format!(
+                "{op} is only supported for Hyper-V isolated containers"
+            ))
+            .with_operation(op)
+            .with_container(container_id));
+        }
+        let inner = self.inner.clone();
+        detached(op, container_id, async move {
+            let id = ctr.id.clone();
+            let mut state = ctr.state.lock().await;
+            let (from, to, event, hcs_op) = if pause {
+                (
+                    Status::Running,
+                    Status::Paused,
+                    EventType::Paused,
+                    HcsOp::PauseComputeSystem,
+                )
+            } else {
+                (
+                    Status::Paused,
+                    Status::Running,
+                    EventType::Resumed,
+                    HcsOp::ResumeComputeSystem,
+                )
+            };
+            if state.init.is_none() {
+                return Err(not_running(&id, op));
+            }
+            if state.status != from {
+                return Err(
+                    Error::failed_precondition(format!("container is {}", state.status))
+                        .with_operation(op)
+                        .with_container(&id),
+                );
+            }
+            let result = if pause {
+                inner.hcs.pause_compute_system(&ctr.system).await
+            } else {
+                inner.hcs.resume_compute_system(&ctr.system).await
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.hresult.is_pending() => {}
+                Err(e) => return Err(hcs_error(e, &id, hcs_op, op)),
+            }
+            state.status = to;
+            let pid = state.init.as_ref().map_or(0, |p| p.pid);
+            inner.emit(
+                &ctr,
+                event,
+                EventInfo {
+                    container_id: id.clone(),
+                    process_id: INIT_PROCESS_ID.to_owned(),
+                    pid,
+                    ..EventInfo::default()
+                },
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(
+        &self,
+        container_id: &str,
+        operation: &'static str,
+        types: &[&str],
+    ) -> Result<crate::schema::Properties> {
+        let ctr = self.inner.container(container_id, operation)?;
+        {
+            let state = ctr.state.lock().await;
+            if state.init.is_none() || !matches!(state.status, Status::Running | Status::Paused) {
+                return Err(not_running(container_id, operation));
+            }
+        }
+        let query = serde_json::to_string(&PropertyQuery::new(types)).map_err(|e| {
+            Error::system("cannot encode a property query")
+                .with_source(e)
+                .with_operation(operation)
+        })?;
+        let doc = self
+            .inner
+            .hcs
+            .get_compute_system_properties(&ctr.system, &query)
+            .await
+            .map_err(|e| {
+                hcs_error(
+                    e,
+                    container_id,
+                    HcsOp::GetComputeSystemProperties,
+                    operation,
+                )
+            })?;
+        convert::parse_properties(&doc)
+            .map_err(|e| e.with_operation(operation).with_container(container_id))
+    }
+}

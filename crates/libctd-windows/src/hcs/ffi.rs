@@ -1,0 +1,1 @@
+//! computecore.dll binding (in progress).
