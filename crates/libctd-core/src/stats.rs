@@ -200,6 +200,9 @@ pub struct WindowsProcess {
 /// [`Client::update_resources`](crate::Client::update_resources).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+// Built once per update call and passed by reference: boxing would only make
+// callers' code noisier.
+#[allow(clippy::large_enum_variant)]
 pub enum Resources {
     /// OCI Linux resources (cgroup limits).
     Linux(oci_spec::runtime::LinuxResources),
