@@ -8,10 +8,12 @@
 //! - `test`: setup and the tests only.
 //! - `demo`: setup, then a real container on an embedded containerd.
 //! - `windows-test`: the Windows crate's tests as Windows binaries under Wine.
+//! - `bench`: the benchmarks on an embedded containerd (see BENCHMARKS.md).
 
 use std::env;
 use std::process::{Command, ExitCode};
 
+mod bench;
 mod setup;
 mod windows_test;
 
@@ -27,8 +29,9 @@ fn main() -> ExitCode {
         Some("test") => setup::all().and_then(|()| test()),
         Some("demo") => demo(),
         Some("windows-test") => setup::all().and_then(|()| windows_test::run()),
+        Some("bench") => setup::linux().and_then(|()| bench::run(&args[1..])),
         _ => Err(
-            "usage: cargo xtask <setup | ci | test | demo | windows-test>\n\
+            "usage: cargo xtask <setup | ci | test | demo | windows-test | bench>\n\
              see xtask/src/main.rs for what each does"
                 .to_owned(),
         ),
