@@ -618,11 +618,12 @@ impl Fixture for FakeFixture {
     }
 
     fn checkpoint_dir(&self) -> PathBuf {
+        // Unique across the fixtures of this process, which share the pid.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         std::env::temp_dir().join(format!(
-            "libctd-fake-checkpoint-{}-{}-{}",
+            "libctd-fake-checkpoint-{}-{}",
             std::process::id(),
-            self.remote.shared.serial(),
-            self.next()
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ))
     }
 
