@@ -69,6 +69,8 @@ pub(crate) struct Container {
     pub dir: PathBuf,
     /// Whether its init process has a terminal.
     pub terminal: Mutex<bool>,
+    /// The runc shim options it was created with (sent again on task create).
+    pub runc: convert::RuncOptionsProto,
     /// Serialises start, delete_task, delete and restore.
     pub lifecycle: tokio::sync::Mutex<()>,
     pub state: Mutex<ContainerState>,
@@ -332,10 +334,16 @@ impl Inner {
             .as_ref()
             .and_then(|p| p.terminal())
             .unwrap_or(false);
+        let mut runc = convert::runc_options(options.runc.as_ref());
+        if runc.root.is_empty() {
+            // runc's state stays under the remote's state directory.
+            runc.root = self.shared.runc_root.to_string_lossy().into_owned();
+        }
         let container = Arc::new(Container {
             id: id.clone(),
             dir: self.dir_of(&id),
             terminal: Mutex::new(terminal),
+            runc: runc.clone(),
             lifecycle: tokio::sync::Mutex::new(()),
             state: Mutex::new(ContainerState::default()),
         });
@@ -354,12 +362,7 @@ impl Inner {
             .runtime
             .clone()
             .unwrap_or_else(|| DEFAULT_RUNTIME.to_owned());
-        let runc_options = options.runc.as_ref().map(|r| {
-            convert::proto_any(
-                convert::RUNC_OPTIONS_TYPE_URL,
-                &convert::runc_options(Some(r)),
-            )
-        });
+        let runc_options = Some(convert::proto_any(convert::RUNC_OPTIONS_TYPE_URL, &runc));
         let req = self.request(CreateContainerRequest {
             container: Some(ContainerProto {
                 id: id.clone(),
@@ -408,11 +411,11 @@ impl Inner {
             st.has_task = true;
             st.oom = false;
         }
-        let options = checkpoint_dir.as_ref().map(|dir| {
-            let mut o = convert::runc_options(None);
-            o.criu_image_path = dir.to_string_lossy().into_owned();
-            convert::proto_any(convert::RUNC_OPTIONS_TYPE_URL, &o)
-        });
+        let mut runc = c.runc.clone();
+        if let Some(dir) = &checkpoint_dir {
+            runc.criu_image_path = dir.to_string_lossy().into_owned();
+        }
+        let options = Some(convert::proto_any(convert::RUNC_OPTIONS_TYPE_URL, &runc));
         let req = self.request(CreateTaskRequest {
             container_id: id.clone(),
             stdin: FifoSet::wire(&fifos.stdin),
@@ -544,6 +547,27 @@ impl Inner {
     async fn delete_task(self: Arc<Self>, id: String) -> Result<TaskExit> {
         let c = self.get(&id)?;
         let _guard = c.lifecycle.lock().await;
+        let req = self.request(GetRequest {
+            container_id: id.clone(),
+            exec_id: String::new(),
+        });
+        match self.tasks().get(req).await {
+            Ok(r) => {
+                let status = r
+                    .into_inner()
+                    .process
+                    .map_or(Status::Unknown, |p| convert::status_from_proto(p.status));
+                if matches!(status, Status::Running | Status::Paused | Status::Pausing) {
+                    return Err(Error::failed_precondition(format!(
+                        "the task is {status}: it must stop before it is deleted"
+                    )));
+                }
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Err(Error::not_found("container is not running").with_source(s));
+            }
+            Err(s) => return Err(status_error(s)),
+        }
         let req = self.request(DeleteTaskRequest {
             container_id: id.clone(),
         });
@@ -630,6 +654,13 @@ impl Inner {
             .and_then(|s| serde_json::from_slice::<Spec>(&s.value).ok())
             .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
             .unwrap_or(false);
+        let runc = proto
+            .runtime
+            .as_ref()
+            .and_then(|r| r.options.as_ref())
+            .filter(|a| a.type_url.trim_start_matches('/') == convert::RUNC_OPTIONS_TYPE_URL)
+            .and_then(|a| convert::RuncOptionsProto::decode(a.value.as_slice()).ok())
+            .unwrap_or_default();
         let c = {
             let mut map = self.lock_containers();
             map.entry(id.clone())
@@ -638,6 +669,7 @@ impl Inner {
                         id: id.clone(),
                         dir: self.dir_of(&id),
                         terminal: Mutex::new(terminal),
+                        runc,
                         lifecycle: tokio::sync::Mutex::new(()),
                         state: Mutex::new(ContainerState::default()),
                     })

@@ -144,9 +144,10 @@ pub(crate) mod v1 {
         pub cache: u64,
         #[prost(uint64, tag = "2")]
         pub rss: u64,
-        #[prost(message, optional, tag = "34")]
+        // Tags as containerd 1.6 sends them (checked with `protoc --decode_raw`).
+        #[prost(message, optional, tag = "33")]
         pub usage: Option<MemoryEntry>,
-        #[prost(message, optional, tag = "35")]
+        #[prost(message, optional, tag = "34")]
         pub swap: Option<MemoryEntry>,
     }
     /// One memory counter.
@@ -220,11 +221,11 @@ pub(crate) mod v2 {
         pub anon: u64,
         #[prost(uint64, tag = "2")]
         pub file: u64,
-        #[prost(uint64, tag = "30")]
-        pub usage: u64,
-        #[prost(uint64, tag = "31")]
-        pub usage_limit: u64,
         #[prost(uint64, tag = "32")]
+        pub usage: u64,
+        #[prost(uint64, tag = "33")]
+        pub usage_limit: u64,
+        #[prost(uint64, tag = "34")]
         pub swap_usage: u64,
     }
     /// Block I/O.

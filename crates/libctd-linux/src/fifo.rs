@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use libctd_core::{DirectIo, Error, OutputStream, StdinStream};
 use nix::sys::stat::Mode;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
@@ -115,7 +115,10 @@ impl FifoSet {
                     let r = pipe::OpenOptions::new()
                         .open_receiver(p)
                         .map_err(|e| open_err(p, e))?;
-                    Ok(Some(Box::pin(r) as OutputStream))
+                    Ok(Some(Box::pin(Output {
+                        inner: Some(r),
+                        eof: false,
+                    }) as OutputStream))
                 }
                 _ => Ok(None),
             }
@@ -134,6 +137,51 @@ impl FifoSet {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove a fifo");
             }
         }
+    }
+}
+
+/// The engine's end of an output FIFO. Dropped before EOF, it keeps
+/// draining the FIFO in the background, so the shim can open its end and the
+/// process never blocks on output nobody reads.
+struct Output {
+    inner: Option<pipe::Receiver>,
+    eof: bool,
+}
+
+impl AsyncRead for Output {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let Some(r) = self.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let res = Pin::new(r).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &res
+            && buf.filled().len() == before
+            && buf.remaining() > 0
+        {
+            self.eof = true;
+        }
+        res
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if self.eof {
+            return;
+        }
+        let (Some(mut r), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        rt.spawn(async move {
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut r, &mut sink).await;
+        });
     }
 }
 

@@ -255,6 +255,8 @@ pub(crate) struct Shared {
     pub channel: Channel,
     /// Where per-container FIFOs live.
     pub fifo_root: PathBuf,
+    /// runc's state root for containers created through this remote.
+    pub runc_root: PathBuf,
     /// The shim group label, if any.
     pub shim_group: Option<String>,
     /// Becomes true on cleanup: event streams stop.
@@ -358,6 +360,7 @@ impl LinuxRemote {
             shared: Arc::new(Shared {
                 channel,
                 fifo_root,
+                runc_root: config.state_dir.join("runc"),
                 shim_group: config.shim_group.clone(),
                 closed: closed_rx,
             }),

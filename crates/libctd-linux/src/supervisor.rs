@@ -145,6 +145,9 @@ impl Supervisor {
 
     /// Starts a containerd child and waits for it to answer.
     async fn spawn(&self) -> Result<Daemon> {
+        if *self.stop.borrow() {
+            return Err(Error::failed_precondition("the supervisor is stopping"));
+        }
         for stale in [&self.paths.socket, &self.paths.ttrpc_socket] {
             let _ = std::fs::remove_file(stale);
         }
@@ -519,6 +522,8 @@ extern "C" fn run_at_exit() {
         Err(_) => return,
     };
     for (sup, state_dir) in list {
+        // No restart from here on.
+        sup.stop.send_replace(true);
         let pid = sup.pid();
         let paths = &sup.paths;
         if let Ok(raw) = i32::try_from(pid)

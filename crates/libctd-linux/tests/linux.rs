@@ -1,14 +1,22 @@
-//! Linux-specific behaviour on a real containerd + runc + busybox rootfs.
+//! Linux-specific behaviour on a real containerd + runc + busybox rootfs,
+//! through the test binary's embedded daemon (one namespace per test).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libctd_core::{Client, EventType, INIT_PROCESS_ID};
+use libctd_core::oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder, Spec};
+use libctd_core::{
+    Client, ErrorKind, EventType, INIT_PROCESS_ID, PlatformStats, Resources, Status, discard_stdio,
+};
 use libctd_linux::LinuxClient;
-use libctd_testkit::containerd::Containerd;
+use libctd_testkit::containerd::{Containerd, busybox_process, busybox_spec};
 use libctd_testkit::{RecordingBackend, capture_stdio};
 
-const T: Duration = Duration::from_secs(20);
+const T: Duration = Duration::from_secs(30);
+const MIB: i64 = 1 << 20;
 
 async fn setup() -> (&'static Containerd, Arc<LinuxClient>, Arc<RecordingBackend>) {
     let ctd = Containerd::shared().await.expect("containerd harness");
@@ -17,15 +25,32 @@ async fn setup() -> (&'static Containerd, Arc<LinuxClient>, Arc<RecordingBackend
     (ctd, client, backend)
 }
 
+/// Runs until SIGTERM (exit 143) or SIGKILL.
+const SLEEP: &[&str] = &["sh", "-c", "trap 'exit 143' TERM; sleep 100000 & wait"];
+
+async fn kill_and_delete(client: &LinuxClient, backend: &RecordingBackend, id: &str) {
+    client.signal_process(id, INIT_PROCESS_ID, 9).await.unwrap();
+    backend
+        .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    client.delete_task(id).await.unwrap();
+    client.delete(id).await.unwrap();
+}
+
+fn cgroup_path(spec: &Spec) -> PathBuf {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .expect("the harness sets a cgroup path")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn print_exec_and_delete() {
     let (ctd, client, backend) = setup().await;
+    let spec = ctd.spec(&["sh", "-c", "echo hello; sleep 1000"], false);
     client
-        .create(
-            "p1",
-            &ctd.spec(&["sh", "-c", "echo hello; sleep 1000"], false),
-            Default::default(),
-        )
+        .create("p1", &spec, Default::default())
         .await
         .unwrap();
     let (cb, out) = capture_stdio();
@@ -33,8 +58,8 @@ async fn print_exec_and_delete() {
     assert!(pid > 0);
     out.wait_stdout_contains(b"hello", T).await.unwrap();
     let (cb2, out2) = capture_stdio();
-    let spec = libctd_testkit::containerd::busybox_process(&["echo", "from-exec"], false);
-    client.exec("p1", "e1", &spec, false, cb2).await.unwrap();
+    let exec = busybox_process(&["echo", "from-exec"], false);
+    client.exec("p1", "e1", &exec, false, cb2).await.unwrap();
     let exit = backend
         .next_process_event("p1", "e1", EventType::Exit, T)
         .await
@@ -53,5 +78,499 @@ async fn print_exec_and_delete() {
     let te = client.delete_task("p1").await.unwrap();
     assert_eq!(te.exit_code, 137);
     client.delete("p1").await.unwrap();
-    println!("{:?}", backend.event_types_of("p1"));
+    let types = backend.event_types_of("p1");
+    for t in [
+        EventType::Create,
+        EventType::Start,
+        EventType::ExecAdded,
+        EventType::ExecStarted,
+        EventType::Exit,
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oom_kill_gives_one_oom_then_exit_137_with_oom_killed() {
+    let (ctd, client, backend) = setup().await;
+    let spec = busybox_spec(
+        ctd.rootfs(),
+        &["sh", "-c", "x=xxxxxxxxxxxxxxxx; while :; do x=$x$x; done"],
+        false,
+        Some(32 * MIB),
+    );
+    client
+        .create("oom", &spec, Default::default())
+        .await
+        .unwrap();
+    client
+        .start("oom", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let oom = backend.next_event("oom", EventType::Oom, T).await.unwrap();
+    assert!(oom.oom_killed);
+    let exit = backend
+        .next_process_event("oom", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 137);
+    assert!(exit.oom_killed);
+    client.delete_task("oom").await.unwrap();
+    client.delete("oom").await.unwrap();
+    client.event_queue().wait_idle().await;
+    let ooms = backend
+        .event_types_of("oom")
+        .into_iter()
+        .filter(|t| *t == EventType::Oom)
+        .count();
+    assert_eq!(ooms, 1, "{:?}", backend.event_types_of("oom"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hundred_mib_of_stdout_arrive_complete_and_in_order() {
+    let (ctd, client, backend) = setup().await;
+    // `seq 1 12900000` writes 104,888,896 bytes: just over 100 MiB.
+    let spec = ctd.spec(&["seq", "1", "12900000"], false);
+    client
+        .create("big", &spec, Default::default())
+        .await
+        .unwrap();
+    let (cb, out) = capture_stdio();
+    client.start("big", None, false, cb).await.unwrap();
+    let exit = backend
+        .next_process_event(
+            "big",
+            INIT_PROCESS_ID,
+            EventType::Exit,
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 0);
+    let data = out.wait_stdout(Duration::from_secs(120)).await.unwrap();
+    assert!(data.len() as u64 > 100 * (1 << 20), "{} bytes", data.len());
+    let mut expected = 1u64;
+    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let n: u64 = std::str::from_utf8(line).unwrap().parse().unwrap();
+        assert_eq!(n, expected, "output out of order");
+        expected += 1;
+    }
+    assert_eq!(expected, 12_900_001);
+    client.delete_task("big").await.unwrap();
+    client.delete("big").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_round_trip() {
+    let (ctd, client, backend) = setup().await;
+    client
+        .create("cat", &ctd.spec(&["cat"], false), Default::default())
+        .await
+        .unwrap();
+    let (cb, io) = capture_stdio();
+    client.start("cat", None, true, cb).await.unwrap();
+    io.write_stdin(b"round trip\n").await.unwrap();
+    io.wait_stdout_contains(b"round trip\n", T).await.unwrap();
+    io.close_stdin().await.unwrap();
+    let exit = backend
+        .next_process_event("cat", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(io.wait_stdout(T).await.unwrap(), b"round trip\n");
+    client.delete_task("cat").await.unwrap();
+    client.delete("cat").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_with_empty_stdin_does_not_hang() {
+    let (ctd, client, backend) = setup().await;
+    client
+        .create("ei", &ctd.spec(SLEEP, false), Default::default())
+        .await
+        .unwrap();
+    client
+        .start("ei", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let (cb, io) = capture_stdio();
+    // The engine closes stdin before the exec even started.
+    io.close_stdin().await.unwrap_err();
+    client
+        .exec("ei", "cat", &busybox_process(&["cat"], false), true, cb)
+        .await
+        .unwrap();
+    io.close_stdin().await.unwrap();
+    let exit = backend
+        .next_process_event("ei", "cat", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 0);
+    kill_and_delete(&client, &backend, "ei").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_resize_is_seen_by_stty() {
+    let (ctd, client, backend) = setup().await;
+    client
+        .create("tty", &ctd.spec(SLEEP, false), Default::default())
+        .await
+        .unwrap();
+    client
+        .start("tty", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let (cb, io) = capture_stdio();
+    let p = busybox_process(&["sh", "-c", "read line; stty size"], true);
+    client.exec("tty", "t1", &p, true, cb).await.unwrap();
+    assert!(io.terminal());
+    assert!(!io.had_stderr());
+    client.resize_terminal("tty", "t1", 123, 45).await.unwrap();
+    io.write_stdin(b"go\r").await.unwrap();
+    io.wait_stdout_contains(b"45 123", T).await.unwrap();
+    let exit = backend
+        .next_process_event("tty", "t1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 0);
+    let err = client
+        .resize_terminal("tty", "t1", 0, 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::InvalidArgument | ErrorKind::NotFound
+    ));
+    kill_and_delete(&client, &backend, "tty").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_execs_in_parallel() {
+    let (ctd, client, backend) = setup().await;
+    client
+        .create("par", &ctd.spec(SLEEP, false), Default::default())
+        .await
+        .unwrap();
+    client
+        .start("par", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let mut outs = Vec::new();
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let (cb, io) = capture_stdio();
+        outs.push(io);
+        let p = busybox_process(&["sh", "-c", &format!("echo exec-{i}; exit {i}")], false);
+        let client = client.clone();
+        calls.push(tokio::spawn(async move {
+            client.exec("par", &format!("x{i}"), &p, false, cb).await
+        }));
+    }
+    for c in calls {
+        assert!(c.await.unwrap().unwrap() > 0);
+    }
+    for (i, io) in outs.iter().enumerate() {
+        let exit = backend
+            .next_process_event("par", &format!("x{i}"), EventType::Exit, T)
+            .await
+            .unwrap();
+        assert_eq!(exit.exit_code, i as u32);
+        assert_eq!(
+            io.wait_stdout(T).await.unwrap(),
+            format!("exec-{i}\n").as_bytes()
+        );
+    }
+    kill_and_delete(&client, &backend, "par").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_freezes_a_counter_and_resume_thaws_it() {
+    let (ctd, client, backend) = setup().await;
+    let spec = ctd.spec(
+        &[
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo $i; usleep 5000; done",
+        ],
+        false,
+    );
+    let cgroup = cgroup_path(&spec);
+    client
+        .create("ctr", &spec, Default::default())
+        .await
+        .unwrap();
+    let (cb, io) = capture_stdio();
+    client.start("ctr", None, false, cb).await.unwrap();
+    io.wait_stdout_contains(b"\n3\n", T).await.unwrap();
+    client.pause("ctr").await.unwrap();
+    backend
+        .next_event("ctr", EventType::Paused, T)
+        .await
+        .unwrap();
+    assert_eq!(client.status("ctr").await.unwrap(), Status::Paused);
+    let freezer = PathBuf::from("/sys/fs/cgroup/freezer")
+        .join(cgroup.strip_prefix("/").unwrap())
+        .join("freezer.state");
+    if freezer.exists() {
+        assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
+    }
+    let frozen = io.stdout();
+    // An observation window: a running counter prints every 5 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        io.stdout().len(),
+        frozen.len(),
+        "the counter ran while paused"
+    );
+    client.resume("ctr").await.unwrap();
+    backend
+        .next_event("ctr", EventType::Resumed, T)
+        .await
+        .unwrap();
+    assert_eq!(client.status("ctr").await.unwrap(), Status::Running);
+    let last: u64 = String::from_utf8_lossy(&frozen)
+        .lines()
+        .rev()
+        .find_map(|l| l.parse().ok())
+        .unwrap();
+    io.wait_stdout_contains(format!("\n{}\n", last + 5).as_bytes(), T)
+        .await
+        .unwrap();
+    kill_and_delete(&client, &backend, "ctr").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_resources_changes_the_memory_limit_in_stats() {
+    let (ctd, client, backend) = setup().await;
+    let spec = busybox_spec(ctd.rootfs(), SLEEP, false, Some(64 * MIB));
+    client
+        .create("mem", &spec, Default::default())
+        .await
+        .unwrap();
+    client
+        .start("mem", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let limit = |s: libctd_core::Stats| match s.platform {
+        PlatformStats::Linux(l) => l.memory.limit,
+        other => panic!("not Linux stats: {other:?}"),
+    };
+    let first = client.stats("mem").await.unwrap();
+    assert_eq!(limit(first.clone()), 64 << 20, "{first:?}");
+    let resources = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(128 * MIB)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    client
+        .update_resources("mem", &Resources::Linux(resources))
+        .await
+        .unwrap();
+    let stats = client.stats("mem").await.unwrap();
+    let PlatformStats::Linux(l) = &stats.platform else {
+        panic!("not Linux stats")
+    };
+    assert_eq!(l.memory.limit, 128 << 20);
+    assert!(l.pids.current >= 1);
+    assert!(l.memory.usage > 0);
+    let pids = client.list_pids("mem").await.unwrap();
+    assert!(!pids.is_empty());
+    kill_and_delete(&client, &backend, "mem").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_names_criu_when_it_cannot_run() {
+    let (ctd, client, backend) = setup().await;
+    client
+        .create("cp", &ctd.spec(SLEEP, false), Default::default())
+        .await
+        .unwrap();
+    client
+        .start("cp", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let dir = ctd.scratch_dir("checkpoint");
+    let criu_works = std::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let result = client.create_checkpoint("cp", &dir, false).await;
+    if criu_works {
+        result.unwrap();
+    } else {
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotImplemented, "{}", err.report());
+        assert!(err.to_string().contains("CRIU"), "{err}");
+        assert_eq!(err.container_id(), Some("cp"));
+    }
+    let err = client
+        .create_checkpoint("cp", std::path::Path::new("relative"), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    kill_and_delete(&client, &backend, "cp").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_a_container_started_by_ctr() {
+    let (ctd, client, backend) = setup().await;
+    let socket = ctd.remote().socket();
+    let out = tokio::process::Command::new("ctr")
+        .arg("--address")
+        .arg(&socket)
+        .arg("--namespace")
+        .arg(client.namespace())
+        .args(["run", "-d", "--null-io", "--cgroup"])
+        .arg(format!("/libctd-test-ctr-{}", std::process::id()))
+        .arg("--runc-root")
+        .arg(ctd.state_dir().join("runc"))
+        .arg("--rootfs")
+        .arg(ctd.rootfs())
+        .args(["byctr", "/bin/sleep", "100000"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ctr run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unknown = client.status("byctr").await.unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::NotFound);
+    let (cb, _io) = capture_stdio();
+    let restored = client.restore("byctr", cb).await.unwrap();
+    assert!(restored.alive);
+    assert!(restored.pid.unwrap() > 0);
+    assert_eq!(client.status("byctr").await.unwrap(), Status::Running);
+    kill_and_delete(&client, &backend, "byctr").await;
+    let err = client.restore("byctr", discard_stdio()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_reattaches_and_copes_with_a_gone_task() {
+    let (ctd, client, _backend) = setup().await;
+    client
+        .create("rs", &ctd.spec(&["cat"], false), Default::default())
+        .await
+        .unwrap();
+    // The first engine keeps its streams but never uses them again (as if it died).
+    let parked: Arc<std::sync::Mutex<Option<libctd_core::DirectIo>>> = Arc::default();
+    let slot = parked.clone();
+    let park = libctd_core::stdio_callback(move |io| {
+        *slot.lock().unwrap() = Some(io);
+        Ok(Box::new(()))
+    });
+    client.start("rs", None, true, park).await.unwrap();
+    // A second client of the same namespace plays the restarted engine.
+    let backend2 = Arc::new(RecordingBackend::new());
+    let client2 = ctd
+        .remote()
+        .new_linux_client(client.namespace(), backend2.clone())
+        .await
+        .unwrap();
+    let (cb, io) = capture_stdio();
+    let restored = client2.restore("rs", cb).await.unwrap();
+    assert!(restored.alive);
+    assert!(restored.pid.unwrap() > 0);
+    assert!(io.attached() && io.had_stdin() && io.had_stdout());
+    io.write_stdin(b"reattached\n").await.unwrap();
+    io.wait_stdout_contains(b"reattached\n", T).await.unwrap();
+    client2
+        .signal_process("rs", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    let exit = backend2
+        .next_process_event("rs", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 137);
+    let again = client2.restore("rs", discard_stdio()).await.unwrap();
+    assert!(!again.alive);
+    client2.delete_task("rs").await.unwrap();
+    // The task is gone: restore answers not alive without a pid.
+    let gone = client2.restore("rs", discard_stdio()).await.unwrap();
+    assert_eq!(gone.pid, None);
+    assert!(!gone.alive);
+    client2.delete("rs").await.unwrap();
+    drop(parked);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_are_classified_with_context() {
+    let (ctd, client, backend) = setup().await;
+    let e = client.pause("nope").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(e.container_id(), Some("nope"));
+    assert_eq!(e.operation(), Some("pause"));
+    let e = client
+        .start("../x", None, false, discard_stdio())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    client
+        .create("er", &ctd.spec(SLEEP, false), Default::default())
+        .await
+        .unwrap();
+    let e = client
+        .create("er", &ctd.spec(SLEEP, false), Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    let e = client.status("er").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let e = client
+        .exec(
+            "er",
+            "x",
+            &busybox_process(&["true"], false),
+            false,
+            discard_stdio(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    client
+        .start("er", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let e = client
+        .start("er", None, false, discard_stdio())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    let e = client.signal_process("er", "ghost", 15).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let e = client
+        .signal_process("er", INIT_PROCESS_ID, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let e = client.delete_task("er").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{}", e.report());
+    let e = client.delete("er").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+    client
+        .signal_process("er", INIT_PROCESS_ID, 15)
+        .await
+        .unwrap();
+    let exit = backend
+        .next_process_event("er", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 143);
+    // Delete with a stopped task removes task and container.
+    client.delete("er").await.unwrap();
+    let e = client.delete("er").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let v = client.version().await.unwrap();
+    assert!(
+        v.version.starts_with('1') || v.version.starts_with('2'),
+        "{v:?}"
+    );
 }
