@@ -81,6 +81,7 @@ struct Recorded {
 #[derive(Default)]
 struct Script {
     holds: HashMap<String, watch::Receiver<bool>>,
+    delays: HashMap<String, Duration>,
     failures: HashMap<String, Option<EventType>>,
 }
 
@@ -275,6 +276,14 @@ impl RecordingBackend {
         Hold { release: tx }
     }
 
+    /// Makes the handler for `container_id` take `delay` per event (a slow
+    /// engine), before recording it.
+    pub fn delay(&self, container_id: &str, delay: Duration) {
+        lock(&self.script)
+            .delays
+            .insert(container_id.to_owned(), delay);
+    }
+
     /// Waits until a handler for `container_id` is blocked by a [`Hold`].
     pub async fn wait_blocked(&self, container_id: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
@@ -335,7 +344,16 @@ impl Backend for RecordingBackend {
         event: EventType,
         info: EventInfo,
     ) -> Result<(), BoxError> {
-        let hold = lock(&self.script).holds.get(container_id).cloned();
+        let (hold, delay) = {
+            let script = lock(&self.script);
+            (
+                script.holds.get(container_id).cloned(),
+                script.delays.get(container_id).copied(),
+            )
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         if let Some(mut rx) = hold {
             self.set_blocked(container_id, 1);
             // A dropped Hold releases too.
@@ -718,6 +736,28 @@ mod tests {
         hold.release();
         slow.await.unwrap().unwrap();
         assert_eq!(b.events_of("slow").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delay_slows_one_container() {
+        let b = Arc::new(RecordingBackend::new());
+        b.delay("slow", Duration::from_secs(60));
+        let slow = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                b.process_event("slow", EventType::Exit, info("slow", "init"))
+                    .await
+            })
+        };
+        b.process_event("fast", EventType::Exit, info("fast", "init"))
+            .await
+            .unwrap();
+        assert!(b.events_of("slow").is_empty());
+        // Paused time: the deadline is virtual, the delay elapses by auto-advance.
+        b.next_event("slow", EventType::Exit, Duration::from_secs(120))
+            .await
+            .unwrap();
+        slow.await.unwrap().unwrap();
     }
 
     #[tokio::test]

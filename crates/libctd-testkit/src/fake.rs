@@ -34,7 +34,7 @@ use libctd_core::{
     validate_namespace, validate_process_id,
 };
 
-use crate::conformance::{Capabilities, Fixture, Program};
+use crate::conformance::{Capabilities, Fixture, Program, Support};
 
 mod client;
 mod program;
@@ -59,6 +59,14 @@ pub struct FakeConfig {
     pub default_program: Program,
     /// The first pid handed out.
     pub first_pid: u32,
+    /// Operations that fail with `NotImplemented`, as on a platform that
+    /// lacks them.
+    pub unsupported: Vec<Op>,
+    /// Whether OOM kills are reported (an `oom` event and `oom_killed`).
+    pub oom_events: bool,
+    /// Whether restore re-attaches to a running container; when not, it
+    /// kills it and answers not alive (as the Windows backend does).
+    pub restore_reattaches: bool,
 }
 
 impl Default for FakeConfig {
@@ -70,6 +78,9 @@ impl Default for FakeConfig {
             },
             default_program: Program::Sleep,
             first_pid: 1000,
+            unsupported: Vec::new(),
+            oom_events: true,
+            restore_reattaches: true,
         }
     }
 }
@@ -134,6 +145,50 @@ impl RemoteOption for FakeFirstPid {
             )));
         }
         config_mut::<FakeConfig>(config, self.name())?.first_pid = self.0;
+        Ok(())
+    }
+}
+
+/// Option: operations that fail with `NotImplemented`.
+#[derive(Debug, Clone)]
+pub struct FakeUnsupported(pub Vec<Op>);
+
+impl RemoteOption for FakeUnsupported {
+    fn name(&self) -> &'static str {
+        "fake unsupported operations"
+    }
+    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
+        config_mut::<FakeConfig>(config, self.name())?
+            .unsupported
+            .clone_from(&self.0);
+        Ok(())
+    }
+}
+
+/// Option: whether OOM kills are reported.
+#[derive(Debug, Clone, Copy)]
+pub struct FakeOomEvents(pub bool);
+
+impl RemoteOption for FakeOomEvents {
+    fn name(&self) -> &'static str {
+        "fake oom events"
+    }
+    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
+        config_mut::<FakeConfig>(config, self.name())?.oom_events = self.0;
+        Ok(())
+    }
+}
+
+/// Option: whether restore re-attaches to running containers.
+#[derive(Debug, Clone, Copy)]
+pub struct FakeRestoreReattaches(pub bool);
+
+impl RemoteOption for FakeRestoreReattaches {
+    fn name(&self) -> &'static str {
+        "fake restore reattaches"
+    }
+    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
+        config_mut::<FakeConfig>(config, self.name())?.restore_reattaches = self.0;
         Ok(())
     }
 }
@@ -563,6 +618,37 @@ impl FakeFixture {
             counter: AtomicU32::new(0),
             capabilities: Capabilities::new(),
         }
+    }
+
+    /// A fixture over a fake that lacks what some platforms lack: no
+    /// version, pause, checkpoint, resource update or stats (all
+    /// `NotImplemented`), no OOM events, and a restore that does not
+    /// re-attach. Its capabilities say so, so the suite asserts those errors.
+    pub fn limited() -> Self {
+        let unsupported = vec![
+            Op::Version,
+            Op::Pause,
+            Op::Resume,
+            Op::CreateCheckpoint,
+            Op::UpdateResources,
+            Op::Stats,
+        ];
+        let config = FakeConfig {
+            unsupported,
+            oom_events: false,
+            restore_reattaches: false,
+            ..FakeConfig::default()
+        };
+        let mut fixture = Self::with_remote(FakeRemote::from_config(config));
+        let caps = &mut fixture.capabilities;
+        caps.version = Support::not_implemented("not supported by the fake");
+        caps.pause = Support::not_implemented("not supported by the fake");
+        caps.checkpoint = Support::not_implemented("not supported by the fake");
+        caps.update_resources = Support::not_implemented("not supported by the fake");
+        caps.stats = Support::not_implemented("not supported by the fake");
+        caps.oom_events = false;
+        caps.restore_reattaches = false;
+        fixture
     }
 
     /// The remote the fixture's clients come from.

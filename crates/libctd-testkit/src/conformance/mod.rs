@@ -488,3 +488,44 @@ macro_rules! __conformance_expand {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names_are_unique_and_many() {
+        let names: std::collections::BTreeSet<_> = CASES.iter().map(|c| c.name).collect();
+        assert_eq!(names.len(), CASES.len(), "duplicate case names");
+        assert!(CASES.len() >= 45, "only {} cases", CASES.len());
+        assert!(case("create_start_exit").is_some());
+        assert!(case("no_such_case").is_none());
+    }
+
+    #[test]
+    fn assert_covers_names_the_difference() {
+        let all: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        assert_covers(&all);
+        let missing = std::panic::catch_unwind(|| assert_covers(&all[1..]));
+        assert!(missing.is_err(), "a missing case was not noticed");
+        let mut extra = all.clone();
+        extra.push("made_up");
+        let extra = std::panic::catch_unwind(|| assert_covers(&extra));
+        assert!(extra.is_err(), "an unknown case was not noticed");
+    }
+
+    #[test]
+    fn support_helpers() {
+        assert!(Support::Supported.is_supported());
+        let s = Support::not_implemented("pause");
+        assert!(!s.is_supported());
+        assert_eq!(
+            s,
+            Support::Fails {
+                kind: ErrorKind::NotImplemented,
+                contains: "pause"
+            }
+        );
+        assert_eq!(Capabilities::default(), Capabilities::new());
+    }
+}

@@ -318,6 +318,12 @@ impl FakeClient {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(Error::unavailable("the fake remote was cleaned up"));
         }
+        if self.shared.config.unsupported.contains(&op) {
+            return Err(Error::not_implemented(format!(
+                "{} is not supported by the fake",
+                op.as_str()
+            )));
+        }
         if let Some(delay) = self.shared.script.delay_for(op, container_id) {
             tokio::time::sleep(delay).await;
         }
@@ -337,10 +343,18 @@ impl FakeClient {
         let args = process.args().clone().unwrap_or_default();
         let mut program = program::parse_args(&args)?
             .unwrap_or_else(|| self.shared.config.default_program.clone());
+        if program == Program::Oom && !self.shared.config.oom_events {
+            // Without OOM reporting the process just dies of SIGKILL.
+            program = Program::Exit(137);
+        }
         let mut tweaks = Tweaks::default();
         if let Some(s) = self.shared.script.process_script(container_id, process_id) {
             if s.oom {
-                program = Program::Oom;
+                program = if self.shared.config.oom_events {
+                    Program::Oom
+                } else {
+                    Program::Exit(137)
+                };
             }
             tweaks = Tweaks {
                 run_for: s.run_for,
@@ -425,6 +439,16 @@ impl Client for FakeClient {
             });
         };
         let p = &mut task.init;
+        if !self.shared.config.restore_reattaches {
+            // As on Windows: what survived the engine is terminated.
+            if p.running() {
+                p.control.send_replace(Some(End::Signal(9)));
+            }
+            return Ok(Restored {
+                alive: false,
+                pid: Some(p.pid),
+            });
+        }
         // Reopen the streams: fresh pipes replace the engine's old ends.
         let (out_proc, out_engine) = tokio::io::duplex(PIPE_SIZE);
         let mut engine_err = None;
