@@ -156,6 +156,16 @@ impl WindowsRemote<Sim> {
     }
 }
 
+#[cfg(windows)]
+impl WindowsRemote<crate::hcs::ffi::Computecore> {
+    /// A remote over the real computecore.dll. Fails with `Unavailable` when
+    /// the Windows Containers feature is not installed.
+    pub fn native(options: &[&dyn RemoteOption]) -> Result<Self> {
+        let hcs = crate::hcs::ffi::Computecore::load()?;
+        Self::new(Arc::new(hcs), options)
+    }
+}
+
 #[async_trait]
 impl<H: Hcs> libctd_core::Remote for WindowsRemote<H> {
     #[tracing::instrument(level = "debug", skip(self, backend))]

@@ -1,1 +1,1058 @@
-//! computecore.dll binding (in progress).
+//! The real Host Compute Service: computecore.dll, bound at run time.
+//!
+//! The `windows` crate declares the HCS functions as load-time imports, so a
+//! binary calling them would not start where computecore.dll is missing (a
+//! Windows without the Containers feature). Here only the crate's types are
+//! used; every function is resolved with `LoadLibraryExW` (System32 only) and
+//! `GetProcAddress`, and a missing DLL or function is an `Unavailable` error
+//! naming the Windows Containers feature.
+//!
+//! Operations run on blocking threads: create an operation, issue the call,
+//! wait for its result with a timeout; on timeout the operation is cancelled
+//! and then waited for (abandoning one crashes computecore), its result
+//! document freed with `LocalFree`, and the operation closed. Exit
+//! notifications arrive through callbacks registered before anything can
+//! exit, with a registry key (never a pointer) as context; the callbacks never
+//! block nor unwind.
+//!
+//! ```no_run
+//! use libctd_core::ErrorKind;
+//! use libctd_windows::hcs::ffi::Computecore;
+//!
+//! match Computecore::load() {
+//!     Ok(_hcs) => println!("HCS is available"),
+//!     Err(e) if e.kind() == ErrorKind::Unavailable => println!("{e}"),
+//!     Err(e) => panic!("{e}"),
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::fmt;
+use std::io;
+use std::os::windows::io::{FromRawHandle, RawHandle};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use libctd_core::{Error, OutputStream, StdinStream};
+use tokio::io::AsyncWrite;
+use tokio::sync::watch;
+use windows::Win32::Foundation::{
+    FARPROC, HANDLE, HLOCAL, HMODULE, INVALID_HANDLE_VALUE, LocalFree,
+};
+use windows::Win32::Security::SECURITY_DESCRIPTOR;
+use windows::Win32::System::HostComputeSystem::{
+    HCS_EVENT, HCS_EVENT_CALLBACK, HCS_EVENT_OPTIONS, HCS_OPERATION, HCS_OPERATION_COMPLETION,
+    HCS_PROCESS, HCS_PROCESS_INFORMATION, HCS_SYSTEM, HcsEventOptionNone, HcsEventProcessExited,
+    HcsEventServiceDisconnect, HcsEventSystemExited,
+};
+use windows::Win32::System::LibraryLoader::{
+    GetProcAddress, LOAD_LIBRARY_SEARCH_SYSTEM32, LoadLibraryExW,
+};
+use windows::core::{GUID, HRESULT, HSTRING, PCSTR, PCWSTR, PWSTR};
+
+use super::{Hcs, HcsResult, ProcessExit, ProcessInfo, SystemExit};
+use crate::error::{HcsError, Hresult, win32};
+
+/// What to tell users when HCS is missing.
+const FEATURE_HINT: &str = "the Windows Containers feature is not installed or this Windows \
+     is older than Windows Server 2019 / 1809 (enable it with \
+     `Install-WindowsFeature Containers` or `Enable-WindowsOptionalFeature -Online \
+     -FeatureName Containers`)";
+
+/// `INFINITE` for the wait functions.
+const INFINITE: u32 = u32::MAX;
+/// `GENERIC_ALL`, the access asked when opening systems and processes.
+const GENERIC_ALL: u32 = 0x1000_0000;
+
+type CreateOperationFn =
+    unsafe extern "system" fn(*const c_void, HCS_OPERATION_COMPLETION) -> HCS_OPERATION;
+type CloseOperationFn = unsafe extern "system" fn(HCS_OPERATION);
+type CancelOperationFn = unsafe extern "system" fn(HCS_OPERATION) -> HRESULT;
+type WaitForOperationResultFn =
+    unsafe extern "system" fn(HCS_OPERATION, u32, *mut PWSTR) -> HRESULT;
+type WaitForOperationResultAndProcessInfoFn = unsafe extern "system" fn(
+    HCS_OPERATION,
+    u32,
+    *mut HCS_PROCESS_INFORMATION,
+    *mut PWSTR,
+) -> HRESULT;
+type CreateComputeSystemFn = unsafe extern "system" fn(
+    PCWSTR,
+    PCWSTR,
+    HCS_OPERATION,
+    *const SECURITY_DESCRIPTOR,
+    *mut HCS_SYSTEM,
+) -> HRESULT;
+type OpenComputeSystemFn = unsafe extern "system" fn(PCWSTR, u32, *mut HCS_SYSTEM) -> HRESULT;
+type SystemOpFn = unsafe extern "system" fn(HCS_SYSTEM, HCS_OPERATION, PCWSTR) -> HRESULT;
+type ModifyComputeSystemFn =
+    unsafe extern "system" fn(HCS_SYSTEM, HCS_OPERATION, PCWSTR, HANDLE) -> HRESULT;
+type CloseComputeSystemFn = unsafe extern "system" fn(HCS_SYSTEM);
+type SetComputeSystemCallbackFn = unsafe extern "system" fn(
+    HCS_SYSTEM,
+    HCS_EVENT_OPTIONS,
+    *const c_void,
+    HCS_EVENT_CALLBACK,
+) -> HRESULT;
+type CreateProcessFn = unsafe extern "system" fn(
+    HCS_SYSTEM,
+    PCWSTR,
+    HCS_OPERATION,
+    *const SECURITY_DESCRIPTOR,
+    *mut HCS_PROCESS,
+) -> HRESULT;
+type OpenProcessFn = unsafe extern "system" fn(HCS_SYSTEM, u32, u32, *mut HCS_PROCESS) -> HRESULT;
+type ProcessOpFn = unsafe extern "system" fn(HCS_PROCESS, HCS_OPERATION, PCWSTR) -> HRESULT;
+type CloseProcessFn = unsafe extern "system" fn(HCS_PROCESS);
+type SetProcessCallbackFn = unsafe extern "system" fn(
+    HCS_PROCESS,
+    HCS_EVENT_OPTIONS,
+    *const c_void,
+    HCS_EVENT_CALLBACK,
+) -> HRESULT;
+type NameToGuidFn = unsafe extern "system" fn(PCWSTR, *mut GUID) -> HRESULT;
+
+/// The resolved entry points.
+struct Fns {
+    create_operation: CreateOperationFn,
+    close_operation: CloseOperationFn,
+    cancel_operation: CancelOperationFn,
+    wait_for_operation_result: WaitForOperationResultFn,
+    wait_for_operation_result_and_process_info: WaitForOperationResultAndProcessInfoFn,
+    create_compute_system: CreateComputeSystemFn,
+    open_compute_system: OpenComputeSystemFn,
+    start_compute_system: SystemOpFn,
+    shutdown_compute_system: SystemOpFn,
+    terminate_compute_system: SystemOpFn,
+    pause_compute_system: SystemOpFn,
+    resume_compute_system: SystemOpFn,
+    get_compute_system_properties: SystemOpFn,
+    modify_compute_system: ModifyComputeSystemFn,
+    close_compute_system: CloseComputeSystemFn,
+    set_compute_system_callback: SetComputeSystemCallbackFn,
+    create_process: CreateProcessFn,
+    open_process: OpenProcessFn,
+    signal_process: ProcessOpFn,
+    terminate_process: ProcessOpFn,
+    modify_process: ProcessOpFn,
+    get_process_properties: ProcessOpFn,
+    close_process: CloseProcessFn,
+    set_process_callback: SetProcessCallbackFn,
+}
+
+/// Loads `dll` from System32 only.
+fn load_library(dll: &str) -> Result<HMODULE, Error> {
+    let name = HSTRING::from(dll);
+    // SAFETY: `name` is a valid NUL-terminated wide string that outlives the call.
+    unsafe { LoadLibraryExW(&name, None, LOAD_LIBRARY_SEARCH_SYSTEM32) }.map_err(|e| {
+        let hr = Hresult(e.code().0 as u32);
+        Error::unavailable(format!("{dll} cannot be loaded ({hr}): {FEATURE_HINT}"))
+            .with_source(HcsError::new(hr))
+    })
+}
+
+/// Resolves `name` in `module`.
+fn symbol(
+    module: HMODULE,
+    dll: &str,
+    name: &str,
+) -> Result<unsafe extern "system" fn() -> isize, Error> {
+    let cname: Vec<u8> = name.bytes().chain(std::iter::once(0)).collect();
+    // SAFETY: `module` is a loaded module and `cname` a NUL-terminated string.
+    let proc: FARPROC = unsafe { GetProcAddress(module, PCSTR(cname.as_ptr())) };
+    proc.ok_or_else(|| {
+        Error::unavailable(format!("{dll} has no function {name}: {FEATURE_HINT}"))
+            .with_source(HcsError::new(Hresult::from_win32(win32::PROC_NOT_FOUND)))
+    })
+}
+
+macro_rules! resolve {
+    ($module:expr, $dll:expr, $name:literal as $ty:ty) => {{
+        let f = symbol($module, $dll, $name)?;
+        // SAFETY: the documented signature of the exported function is `$ty`.
+        unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, $ty>(f) }
+    }};
+}
+
+impl Fns {
+    fn load() -> Result<Self, Error> {
+        const DLL: &str = "computecore.dll";
+        let m = load_library(DLL)?;
+        Ok(Self {
+            create_operation: resolve!(m, DLL, "HcsCreateOperation" as CreateOperationFn),
+            close_operation: resolve!(m, DLL, "HcsCloseOperation" as CloseOperationFn),
+            cancel_operation: resolve!(m, DLL, "HcsCancelOperation" as CancelOperationFn),
+            wait_for_operation_result: resolve!(
+                m,
+                DLL,
+                "HcsWaitForOperationResult" as WaitForOperationResultFn
+            ),
+            wait_for_operation_result_and_process_info: resolve!(
+                m,
+                DLL,
+                "HcsWaitForOperationResultAndProcessInfo" as WaitForOperationResultAndProcessInfoFn
+            ),
+            create_compute_system: resolve!(
+                m,
+                DLL,
+                "HcsCreateComputeSystem" as CreateComputeSystemFn
+            ),
+            open_compute_system: resolve!(m, DLL, "HcsOpenComputeSystem" as OpenComputeSystemFn),
+            start_compute_system: resolve!(m, DLL, "HcsStartComputeSystem" as SystemOpFn),
+            shutdown_compute_system: resolve!(m, DLL, "HcsShutDownComputeSystem" as SystemOpFn),
+            terminate_compute_system: resolve!(m, DLL, "HcsTerminateComputeSystem" as SystemOpFn),
+            pause_compute_system: resolve!(m, DLL, "HcsPauseComputeSystem" as SystemOpFn),
+            resume_compute_system: resolve!(m, DLL, "HcsResumeComputeSystem" as SystemOpFn),
+            get_compute_system_properties: resolve!(
+                m,
+                DLL,
+                "HcsGetComputeSystemProperties" as SystemOpFn
+            ),
+            modify_compute_system: resolve!(
+                m,
+                DLL,
+                "HcsModifyComputeSystem" as ModifyComputeSystemFn
+            ),
+            close_compute_system: resolve!(m, DLL, "HcsCloseComputeSystem" as CloseComputeSystemFn),
+            set_compute_system_callback: resolve!(
+                m,
+                DLL,
+                "HcsSetComputeSystemCallback" as SetComputeSystemCallbackFn
+            ),
+            create_process: resolve!(m, DLL, "HcsCreateProcess" as CreateProcessFn),
+            open_process: resolve!(m, DLL, "HcsOpenProcess" as OpenProcessFn),
+            signal_process: resolve!(m, DLL, "HcsSignalProcess" as ProcessOpFn),
+            terminate_process: resolve!(m, DLL, "HcsTerminateProcess" as ProcessOpFn),
+            modify_process: resolve!(m, DLL, "HcsModifyProcess" as ProcessOpFn),
+            get_process_properties: resolve!(m, DLL, "HcsGetProcessProperties" as ProcessOpFn),
+            close_process: resolve!(m, DLL, "HcsCloseProcess" as CloseProcessFn),
+            set_process_callback: resolve!(m, DLL, "HcsSetProcessCallback" as SetProcessCallbackFn),
+        })
+    }
+}
+
+// ---- the callback registry ----
+
+/// What a callback publishes: an exit, or the service going away.
+type Notice<T> = Option<Result<T, Hresult>>;
+
+enum Registered {
+    System(watch::Sender<Notice<SystemExit>>),
+    Process(watch::Sender<Notice<ProcessExit>>),
+}
+
+fn registry() -> MutexGuard<'static, HashMap<usize, Registered>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<usize, Registered>>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn next_key() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Reads an event's data; `None` when absent or not UTF-16.
+///
+/// # Safety
+/// `data` must be null or a NUL-terminated wide string.
+unsafe fn event_data(data: PCWSTR) -> Option<String> {
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract, `data` is a NUL-terminated wide string.
+    unsafe { data.to_string() }.ok()
+}
+
+/// The callback of compute systems and processes. Never blocks (the registry
+/// lock is held only to publish) and never unwinds.
+unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: *const c_void) {
+    let key = context as usize;
+    let _ = std::panic::catch_unwind(|| {
+        if event.is_null() {
+            return;
+        }
+        // SAFETY: HCS passes a valid event for the duration of the callback.
+        let event = unsafe { &*event };
+        // SAFETY: EventData is null or a NUL-terminated wide string.
+        let data = unsafe { event_data(event.EventData) };
+        let reg = registry();
+        match reg.get(&key) {
+            Some(Registered::System(tx)) => {
+                if event.Type == HcsEventSystemExited {
+                    let exit = data
+                        .and_then(|d| serde_json::from_str::<SystemExit>(&d).ok())
+                        .unwrap_or_else(|| SystemExit::clean("Unknown"));
+                    tx.send_replace(Some(Ok(exit)));
+                } else if event.Type == HcsEventServiceDisconnect {
+                    tx.send_replace(Some(Err(Hresult::hcs_v2(0x011E))));
+                }
+            }
+            Some(Registered::Process(tx)) => {
+                if event.Type == HcsEventProcessExited {
+                    let exit = data
+                        .and_then(|d| serde_json::from_str::<ProcessExit>(&d).ok())
+                        .unwrap_or(ProcessExit {
+                            exited: true,
+                            last_wait_result: -1,
+                            ..ProcessExit::default()
+                        });
+                    tx.send_replace(Some(Ok(exit)));
+                } else if event.Type == HcsEventServiceDisconnect {
+                    tx.send_replace(Some(Err(Hresult::hcs_v2(0x011E))));
+                }
+            }
+            None => {}
+        }
+    });
+}
+
+// ---- handles ----
+
+struct SystemInner {
+    fns: Arc<Fns>,
+    /// The HCS_SYSTEM, as an address (0 once closed).
+    handle: Mutex<usize>,
+    key: usize,
+    exit: watch::Receiver<Notice<SystemExit>>,
+}
+
+impl SystemInner {
+    fn raw(&self) -> HcsResult<HCS_SYSTEM> {
+        let h = *self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        if h == 0 {
+            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
+        } else {
+            Ok(HCS_SYSTEM(h as *mut c_void))
+        }
+    }
+
+    fn close(&self) -> bool {
+        let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
+        if h == 0 {
+            return false;
+        }
+        // SAFETY: `h` is an open HCS_SYSTEM, closed exactly once (taken above).
+        unsafe { (self.fns.close_compute_system)(HCS_SYSTEM(h as *mut c_void)) };
+        registry().remove(&self.key);
+        true
+    }
+}
+
+impl Drop for SystemInner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A compute system handle of computecore.dll.
+#[derive(Clone)]
+pub struct FfiSystem(Arc<SystemInner>);
+
+impl fmt::Debug for FfiSystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FfiSystem")
+            .field("key", &self.0.key)
+            .finish()
+    }
+}
+
+struct ProcessInner {
+    fns: Arc<Fns>,
+    handle: Mutex<usize>,
+    key: usize,
+    exit: watch::Receiver<Notice<ProcessExit>>,
+}
+
+impl ProcessInner {
+    fn raw(&self) -> HcsResult<HCS_PROCESS> {
+        let h = *self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        if h == 0 {
+            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
+        } else {
+            Ok(HCS_PROCESS(h as *mut c_void))
+        }
+    }
+
+    fn close(&self) -> bool {
+        let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
+        if h == 0 {
+            return false;
+        }
+        // SAFETY: `h` is an open HCS_PROCESS, closed exactly once.
+        unsafe { (self.fns.close_process)(HCS_PROCESS(h as *mut c_void)) };
+        registry().remove(&self.key);
+        true
+    }
+}
+
+impl Drop for ProcessInner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A process handle of computecore.dll.
+#[derive(Clone)]
+pub struct FfiProcess(Arc<ProcessInner>);
+
+impl fmt::Debug for FfiProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FfiProcess")
+            .field("key", &self.0.key)
+            .finish()
+    }
+}
+
+// ---- operations ----
+
+/// Converts and frees a result document.
+///
+/// # Safety
+/// `doc` must be null or a document HCS allocated with `LocalAlloc`.
+unsafe fn take_document(doc: PWSTR) -> String {
+    if doc.is_null() {
+        return String::new();
+    }
+    // SAFETY: HCS documents are NUL-terminated wide strings.
+    let text = unsafe { doc.to_string() }.unwrap_or_default();
+    // SAFETY: the document was allocated by HCS with LocalAlloc and is freed once.
+    unsafe { LocalFree(Some(HLOCAL(doc.0.cast()))) };
+    text
+}
+
+fn is_timeout(hr: HRESULT) -> bool {
+    Hresult(hr.0 as u32).is_timeout()
+}
+
+/// Runs one HCS operation on the current (blocking) thread: create, issue,
+/// wait with `timeout_ms`; cancel-then-wait on timeout; free; close.
+///
+/// # Safety
+/// `issue` must pass the operation to exactly one HCS call and return its HRESULT.
+unsafe fn blocking_operation(
+    fns: &Fns,
+    timeout_ms: u32,
+    want_process_info: bool,
+    issue: impl FnOnce(HCS_OPERATION) -> HRESULT,
+) -> HcsResult<(String, HCS_PROCESS_INFORMATION)> {
+    // SAFETY: no context and no completion callback: the operation is waited on.
+    let op = unsafe { (fns.create_operation)(std::ptr::null(), None) };
+    if op.is_invalid() {
+        return Err(HcsError::new(Hresult(0x8007_000E))); // E_OUTOFMEMORY
+    }
+    let issued = issue(op);
+    let mut info = HCS_PROCESS_INFORMATION::default();
+    let mut doc = PWSTR::null();
+    let hr = if issued.is_err() {
+        issued
+    } else if want_process_info {
+        // SAFETY: `op` is a live operation; `info` and `doc` are valid out-pointers.
+        unsafe {
+            (fns.wait_for_operation_result_and_process_info)(op, timeout_ms, &mut info, &mut doc)
+        }
+    } else {
+        // SAFETY: as above.
+        unsafe { (fns.wait_for_operation_result)(op, timeout_ms, &mut doc) }
+    };
+    if issued.is_ok() && is_timeout(hr) {
+        // Never abandon an in-flight operation: cancel it, then wait for it.
+        // SAFETY: `doc` came from the wait above.
+        let _ = unsafe { take_document(doc) };
+        doc = PWSTR::null();
+        // SAFETY: `op` is live; the second wait has no timeout.
+        unsafe {
+            let _ = (fns.cancel_operation)(op);
+            let _ = (fns.wait_for_operation_result)(op, INFINITE, &mut doc);
+        }
+    }
+    // SAFETY: `doc` is null or an HCS document, freed once.
+    let text = unsafe { take_document(doc) };
+    // SAFETY: `op` is live and closed once.
+    unsafe { (fns.close_operation)(op) };
+    if hr.is_ok() {
+        Ok((text, info))
+    } else {
+        Err(HcsError::with_document(Hresult(hr.0 as u32), &text))
+    }
+}
+
+/// A handle that can cross threads.
+fn handle_value(h: HANDLE) -> Option<usize> {
+    if h.is_invalid() || h == INVALID_HANDLE_VALUE {
+        None
+    } else {
+        Some(h.0 as usize)
+    }
+}
+
+/// A write half that closes its handle on shutdown, so the process reads EOF.
+struct ClosingWriter(Option<tokio::fs::File>);
+
+impl AsyncWrite for ClosingWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(f) => Pin::new(f).poll_write(cx, buf),
+            None => Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe))),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.as_mut() {
+            Some(f) => Pin::new(f).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let flushed = match self.0.as_mut() {
+            Some(f) => Pin::new(f).poll_flush(cx),
+            None => return Poll::Ready(Ok(())),
+        };
+        match flushed {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                // Dropping the file closes the pipe: the process reads EOF.
+                self.0 = None;
+                Poll::Ready(result)
+            }
+        }
+    }
+}
+
+/// Wraps an owned pipe handle as a tokio file.
+///
+/// # Safety
+/// `h` must be an open handle owned by nobody else.
+unsafe fn file_of(h: usize) -> tokio::fs::File {
+    // SAFETY: per the contract, the handle is open and ownership moves here.
+    let std_file = unsafe { std::fs::File::from_raw_handle(h as RawHandle) };
+    tokio::fs::File::from_std(std_file)
+}
+
+/// The real HCS.
+pub struct Computecore {
+    fns: Arc<Fns>,
+    name_to_guid: Option<NameToGuidFn>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Computecore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Computecore")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Computecore {
+    /// Loads computecore.dll and resolves every function. `Unavailable`
+    /// (naming the Windows Containers feature) when the DLL or a function is
+    /// missing.
+    pub fn load() -> Result<Self, Error> {
+        let fns = Fns::load().map_err(|e| e.with_operation("load computecore.dll"))?;
+        // vmcompute.dll's NameToGuid computes layer ids; without it only
+        // layer-less documents can be built.
+        let name_to_guid = load_library("vmcompute.dll")
+            .and_then(|m| Ok(resolve!(m, "vmcompute.dll", "NameToGuid" as NameToGuidFn)))
+            .ok();
+        Ok(Self {
+            fns: Arc::new(fns),
+            name_to_guid,
+            timeout: Duration::from_secs(240),
+        })
+    }
+
+    /// Sets how long an operation may take before it is cancelled.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn timeout_ms(&self) -> u32 {
+        u32::try_from(self.timeout.as_millis()).unwrap_or(INFINITE - 1)
+    }
+
+    /// Runs an operation on a blocking thread; the thread finishes it (and
+    /// frees it) even when the caller's future is dropped.
+    async fn operation<F>(
+        &self,
+        want_process_info: bool,
+        issue: F,
+    ) -> HcsResult<(String, HCS_PROCESS_INFORMATION)>
+    where
+        F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
+    {
+        let fns = self.fns.clone();
+        let timeout_ms = self.timeout_ms();
+        let joined = tokio::task::spawn_blocking(move || {
+            // SAFETY: `issue` hands the operation to exactly one HCS call.
+            unsafe { blocking_operation(&fns, timeout_ms, want_process_info, |op| issue(&fns, op)) }
+                .map(|(doc, info)| (doc, SendInfo(info)))
+        })
+        .await;
+        match joined {
+            Ok(Ok((doc, SendInfo(info)))) => Ok((doc, info)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
+        }
+    }
+
+    async fn system_op(
+        &self,
+        system: &FfiSystem,
+        pick: fn(&Fns) -> SystemOpFn,
+        options: &str,
+    ) -> HcsResult<String> {
+        let raw = system.0.raw()?.0 as usize;
+        let options = HSTRING::from(options);
+        self.operation(false, move |fns, op| {
+            let wide = if options.is_empty() {
+                PCWSTR::null()
+            } else {
+                PCWSTR(options.as_ptr())
+            };
+            // SAFETY: `raw` is an open compute system, `wide` null or a valid string.
+            unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, wide) }
+        })
+        .await
+        .map(|(doc, _)| doc)
+    }
+
+    async fn process_op(
+        &self,
+        process: &FfiProcess,
+        pick: fn(&Fns) -> ProcessOpFn,
+        options: &str,
+    ) -> HcsResult<String> {
+        let raw = process.0.raw()?.0 as usize;
+        let options = HSTRING::from(options);
+        self.operation(false, move |fns, op| {
+            let wide = if options.is_empty() {
+                PCWSTR::null()
+            } else {
+                PCWSTR(options.as_ptr())
+            };
+            // SAFETY: `raw` is an open process, `wide` null or a valid string.
+            unsafe { pick(fns)(HCS_PROCESS(raw as *mut c_void), op, wide) }
+        })
+        .await
+        .map(|(doc, _)| doc)
+    }
+
+    /// Registers the exit callback of a new compute system handle.
+    fn register_system(&self, raw: HCS_SYSTEM) -> HcsResult<FfiSystem> {
+        let key = next_key();
+        let (tx, rx) = watch::channel(None);
+        registry().insert(key, Registered::System(tx));
+        let inner = SystemInner {
+            fns: self.fns.clone(),
+            handle: Mutex::new(raw.0 as usize),
+            key,
+            exit: rx,
+        };
+        // SAFETY: `raw` is open; the context is a registry key, not a pointer.
+        let hr = unsafe {
+            (self.fns.set_compute_system_callback)(
+                raw,
+                HcsEventOptionNone,
+                key as *const c_void,
+                Some(on_event),
+            )
+        };
+        if hr.is_err() {
+            // Dropping `inner` closes the handle and unregisters.
+            drop(inner);
+            return Err(HcsError::new(Hresult(hr.0 as u32)));
+        }
+        Ok(FfiSystem(Arc::new(inner)))
+    }
+
+    fn register_process(&self, raw: HCS_PROCESS) -> HcsResult<FfiProcess> {
+        let key = next_key();
+        let (tx, rx) = watch::channel(None);
+        registry().insert(key, Registered::Process(tx));
+        let inner = ProcessInner {
+            fns: self.fns.clone(),
+            handle: Mutex::new(raw.0 as usize),
+            key,
+            exit: rx,
+        };
+        // SAFETY: `raw` is open; the context is a registry key.
+        let hr = unsafe {
+            (self.fns.set_process_callback)(
+                raw,
+                HcsEventOptionNone,
+                key as *const c_void,
+                Some(on_event),
+            )
+        };
+        if hr.is_err() {
+            drop(inner);
+            return Err(HcsError::new(Hresult(hr.0 as u32)));
+        }
+        Ok(FfiProcess(Arc::new(inner)))
+    }
+}
+
+/// `HCS_PROCESS_INFORMATION` holds handles (raw pointers); the values are
+/// plain data owned by the receiver, so they may cross threads.
+struct SendInfo(HCS_PROCESS_INFORMATION);
+// SAFETY: the handles are owned values, used by one thread at a time.
+unsafe impl Send for SendInfo {}
+
+fn format_guid(g: &GUID) -> String {
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        g.data1,
+        g.data2,
+        g.data3,
+        g.data4[0],
+        g.data4[1],
+        g.data4[2],
+        g.data4[3],
+        g.data4[4],
+        g.data4[5],
+        g.data4[6],
+        g.data4[7]
+    )
+}
+
+#[async_trait]
+impl Hcs for Computecore {
+    type System = FfiSystem;
+    type Process = FfiProcess;
+
+    async fn create_compute_system(&self, id: &str, configuration: &str) -> HcsResult<FfiSystem> {
+        let id = HSTRING::from(id);
+        let configuration = HSTRING::from(configuration);
+        let created = Arc::new(AtomicUsize::new(0));
+        let out = created.clone();
+        let result = self
+            .operation(false, move |fns, op| {
+                let mut system = HCS_SYSTEM::default();
+                // SAFETY: valid strings; a null security descriptor means the default.
+                let hr = unsafe {
+                    (fns.create_compute_system)(
+                        PCWSTR(id.as_ptr()),
+                        PCWSTR(configuration.as_ptr()),
+                        op,
+                        std::ptr::null(),
+                        &mut system,
+                    )
+                };
+                out.store(system.0 as usize, Ordering::SeqCst);
+                hr
+            })
+            .await;
+        let raw = created.load(Ordering::SeqCst);
+        match result {
+            Ok(_) if raw != 0 => self.register_system(HCS_SYSTEM(raw as *mut c_void)),
+            Ok(_) => Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))),
+            Err(e) => {
+                if raw != 0 {
+                    // SAFETY: the handle was returned by HcsCreateComputeSystem and is closed once.
+                    unsafe { (self.fns.close_compute_system)(HCS_SYSTEM(raw as *mut c_void)) };
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_compute_system(&self, id: &str) -> HcsResult<FfiSystem> {
+        let id = HSTRING::from(id);
+        let fns = self.fns.clone();
+        let raw = tokio::task::spawn_blocking(move || {
+            let mut system = HCS_SYSTEM::default();
+            // SAFETY: valid id string and out-pointer.
+            let hr =
+                unsafe { (fns.open_compute_system)(PCWSTR(id.as_ptr()), GENERIC_ALL, &mut system) };
+            if hr.is_err() {
+                Err(HcsError::new(Hresult(hr.0 as u32)))
+            } else {
+                Ok(system.0 as usize)
+            }
+        })
+        .await
+        .map_err(|_| HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED)))??;
+        self.register_system(HCS_SYSTEM(raw as *mut c_void))
+    }
+
+    async fn start_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
+        self.system_op(system, |f| f.start_compute_system, "")
+            .await
+            .map(drop)
+    }
+
+    async fn shutdown_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
+        self.system_op(system, |f| f.shutdown_compute_system, "")
+            .await
+            .map(drop)
+    }
+
+    async fn terminate_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
+        self.system_op(system, |f| f.terminate_compute_system, "")
+            .await
+            .map(drop)
+    }
+
+    async fn pause_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
+        self.system_op(system, |f| f.pause_compute_system, "")
+            .await
+            .map(drop)
+    }
+
+    async fn resume_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
+        self.system_op(system, |f| f.resume_compute_system, "")
+            .await
+            .map(drop)
+    }
+
+    async fn close_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
+        if system.0.close() {
+            Ok(())
+        } else {
+            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
+        }
+    }
+
+    async fn get_compute_system_properties(
+        &self,
+        system: &FfiSystem,
+        query: &str,
+    ) -> HcsResult<String> {
+        self.system_op(system, |f| f.get_compute_system_properties, query)
+            .await
+    }
+
+    async fn modify_compute_system(&self, system: &FfiSystem, request: &str) -> HcsResult<()> {
+        let raw = system.0.raw()?.0 as usize;
+        let request = HSTRING::from(request);
+        self.operation(false, move |fns, op| {
+            // SAFETY: open system, valid string, no identity token.
+            unsafe {
+                (fns.modify_compute_system)(
+                    HCS_SYSTEM(raw as *mut c_void),
+                    op,
+                    PCWSTR(request.as_ptr()),
+                    HANDLE::default(),
+                )
+            }
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn wait_compute_system_exit(&self, system: &FfiSystem) -> HcsResult<SystemExit> {
+        let mut rx = system.0.exit.clone();
+        let notice = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| HcsError::new(Hresult::hcs_v2(0x011E)))?
+            .clone();
+        match notice {
+            Some(Ok(exit)) => Ok(exit),
+            Some(Err(hr)) => Err(HcsError::new(hr)),
+            None => Err(HcsError::new(Hresult::hcs_v2(0x011E))),
+        }
+    }
+
+    async fn create_process(
+        &self,
+        system: &FfiSystem,
+        parameters: &str,
+    ) -> HcsResult<(FfiProcess, ProcessInfo)> {
+        let raw_system = system.0.raw()?.0 as usize;
+        let parameters = HSTRING::from(parameters);
+        let created = Arc::new(AtomicUsize::new(0));
+        let out = created.clone();
+        let result = self
+            .operation(true, move |fns, op| {
+                let mut process = HCS_PROCESS::default();
+                // SAFETY: open system, valid string, default security.
+                let hr = unsafe {
+                    (fns.create_process)(
+                        HCS_SYSTEM(raw_system as *mut c_void),
+                        PCWSTR(parameters.as_ptr()),
+                        op,
+                        std::ptr::null(),
+                        &mut process,
+                    )
+                };
+                out.store(process.0 as usize, Ordering::SeqCst);
+                hr
+            })
+            .await;
+        let raw = created.load(Ordering::SeqCst);
+        let (_, info) = match result {
+            Ok(r) if raw != 0 => r,
+            Ok(_) => return Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))),
+            Err(e) => {
+                if raw != 0 {
+                    // SAFETY: returned by HcsCreateProcess, closed once.
+                    unsafe { (self.fns.close_process)(HCS_PROCESS(raw as *mut c_void)) };
+                }
+                return Err(e);
+            }
+        };
+        let process = self.register_process(HCS_PROCESS(raw as *mut c_void))?;
+        // The handles are fetched once and owned from here on.
+        let stdin = handle_value(info.StdInput).map(|h| {
+            // SAFETY: HCS handed over this open pipe handle.
+            Box::pin(ClosingWriter(Some(unsafe { file_of(h) }))) as StdinStream
+        });
+        let stdout = handle_value(info.StdOutput).map(|h| {
+            // SAFETY: as above.
+            Box::pin(unsafe { file_of(h) }) as OutputStream
+        });
+        let stderr = handle_value(info.StdError).map(|h| {
+            // SAFETY: as above.
+            Box::pin(unsafe { file_of(h) }) as OutputStream
+        });
+        Ok((
+            process,
+            ProcessInfo {
+                pid: info.ProcessId,
+                stdin,
+                stdout,
+                stderr,
+            },
+        ))
+    }
+
+    async fn open_process(&self, system: &FfiSystem, pid: u32) -> HcsResult<FfiProcess> {
+        let raw_system = system.0.raw()?.0 as usize;
+        let fns = self.fns.clone();
+        let raw = tokio::task::spawn_blocking(move || {
+            let mut process = HCS_PROCESS::default();
+            // SAFETY: open system and a valid out-pointer.
+            let hr = unsafe {
+                (fns.open_process)(
+                    HCS_SYSTEM(raw_system as *mut c_void),
+                    pid,
+                    GENERIC_ALL,
+                    &mut process,
+                )
+            };
+            if hr.is_err() {
+                Err(HcsError::new(Hresult(hr.0 as u32)))
+            } else {
+                Ok(process.0 as usize)
+            }
+        })
+        .await
+        .map_err(|_| HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED)))??;
+        self.register_process(HCS_PROCESS(raw as *mut c_void))
+    }
+
+    async fn signal_process(&self, process: &FfiProcess, options: &str) -> HcsResult<()> {
+        self.process_op(process, |f| f.signal_process, options)
+            .await
+            .map(drop)
+    }
+
+    async fn terminate_process(&self, process: &FfiProcess) -> HcsResult<()> {
+        self.process_op(process, |f| f.terminate_process, "")
+            .await
+            .map(drop)
+    }
+
+    async fn modify_process(&self, process: &FfiProcess, request: &str) -> HcsResult<()> {
+        self.process_op(process, |f| f.modify_process, request)
+            .await
+            .map(drop)
+    }
+
+    async fn get_process_properties(&self, process: &FfiProcess, query: &str) -> HcsResult<String> {
+        self.process_op(process, |f| f.get_process_properties, query)
+            .await
+    }
+
+    async fn wait_process_exit(&self, process: &FfiProcess) -> HcsResult<ProcessExit> {
+        let mut rx = process.0.exit.clone();
+        let notice = *rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| HcsError::new(Hresult::hcs_v2(0x011E)))?;
+        match notice {
+            Some(Ok(exit)) => Ok(exit),
+            Some(Err(hr)) => Err(HcsError::new(hr)),
+            None => Err(HcsError::new(Hresult::hcs_v2(0x011E))),
+        }
+    }
+
+    async fn close_process(&self, process: &FfiProcess) -> HcsResult<()> {
+        if process.0.close() {
+            Ok(())
+        } else {
+            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
+        }
+    }
+
+    fn name_to_guid(&self, name: &str) -> HcsResult<String> {
+        let f = self
+            .name_to_guid
+            .ok_or_else(|| HcsError::new(Hresult::from_win32(win32::PROC_NOT_FOUND)))?;
+        let name = HSTRING::from(name);
+        let mut guid = GUID::zeroed();
+        // SAFETY: valid string and out-pointer.
+        let hr = unsafe { f(PCWSTR(name.as_ptr()), &mut guid) };
+        if hr.is_err() {
+            return Err(HcsError::new(Hresult(hr.0 as u32)));
+        }
+        Ok(format_guid(&guid))
+    }
+
+    fn host_cpu_count(&self) -> u32 {
+        std::thread::available_parallelism()
+            .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .unwrap_or(1)
+    }
+
+    fn has_utility_vm(&self, layer_folder: &str) -> bool {
+        std::path::Path::new(layer_folder)
+            .join("UtilityVM")
+            .is_dir()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libctd_core::ErrorKind;
+
+    /// Under Wine (and on Windows without the Containers feature)
+    /// computecore.dll is missing: loading must say so, not crash.
+    #[test]
+    fn missing_computecore_is_unavailable_not_a_crash() {
+        match Computecore::load() {
+            Ok(_) => {
+                // A real Windows host with the Containers feature: the binding
+                // loaded every function. Nothing more to check here.
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.report());
+                let text = e.to_string();
+                assert!(text.contains("Windows Containers feature"), "{text}");
+                assert!(text.contains("computecore.dll"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn guids_format_like_windows() {
+        let g = GUID::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(format_guid(&g), "01234567-89ab-cdef-0011-223344556677");
+    }
+}

@@ -55,7 +55,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 
 use super::{Hcs, HcsOp, HcsResult, ProcessExit, ProcessInfo, SystemExit};
@@ -1126,12 +1126,6 @@ async fn cat(io: &mut ProgramIo, stdin_closed: &mut watch::Receiver<bool>) {
 async fn read_some<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Option<usize> {
     r.read(buf).await.ok()
 }
-
-// Keeps the AsyncWrite import meaningful for readers of this module: the
-// process side writes through `AsyncWriteExt` on duplex streams.
-const _: fn(&mut DuplexStream) = |s| {
-    let _: &mut dyn AsyncWrite = s;
-};
 
 #[cfg(test)]
 mod tests {
