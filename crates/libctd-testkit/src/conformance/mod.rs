@@ -64,7 +64,8 @@ pub enum Program {
     /// Run until signalled: SIGTERM or SIGKILL end it, with exit code
     /// [`Fixture::signal_exit_code`] of the signal.
     Sleep,
-    /// Allocate memory until killed by the OOM killer.
+    /// Allocate memory until killed by the OOM killer (the fixture's spec
+    /// sets a memory limit low enough for that to happen quickly).
     Oom,
     /// Write `bytes` bytes to stdout, then exit 0.
     Output {
@@ -370,6 +371,10 @@ where
 /// `#[tokio::test(flavor = "multi_thread")]` per conformance case, each named
 /// after its case (`conformance::exec_stdin`, ...), plus a test that the
 /// expansion covers every case of [`CASES`](crate::conformance::CASES).
+///
+/// The module glob-imports its parent (`use super::*`), so the expression
+/// may name the test file's items; the file must not itself have an item
+/// or import called `conformance`.
 ///
 /// The argument is anything callable with no arguments that returns a future
 /// of a [`Fixture`]: an `async fn`, or a closure such as
