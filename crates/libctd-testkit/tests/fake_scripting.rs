@@ -450,3 +450,64 @@ async fn checkpoint_then_start_from_it() {
     assert_eq!(c.status("ck").await.unwrap(), Status::Running);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_cancelled_delayed_exec_leaves_its_id_free() {
+    let remote = FakeRemote::new();
+    let (c, backend) = client(&remote, "ns").await;
+    run(&*c, "host", &Program::Sleep).await.unwrap();
+    remote
+        .script()
+        .delay(Some(Op::Exec), Some("host"), Duration::from_secs(3600));
+    let process = fake_process(&Program::Exit(2), false);
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(20),
+        c.exec("host", "e1", &process, false, discard_stdio()),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the delayed exec finished");
+    assert!(
+        !backend
+            .event_types_of("host")
+            .contains(&EventType::ExecAdded)
+    );
+    remote.script().clear();
+    c.exec("host", "e1", &process, false, discard_stdio())
+        .await
+        .unwrap();
+    let exit = backend
+        .next_process_event("host", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 2);
+}
+
+#[tokio::test]
+async fn exec_is_deleted_after_its_exit_was_delivered() {
+    let remote = FakeRemote::new();
+    let (c, backend) = client(&remote, "ns").await;
+    run(&*c, "host", &Program::Sleep).await.unwrap();
+    let process = fake_process(&Program::Exit(0), false);
+    c.exec("host", "e1", &process, false, discard_stdio())
+        .await
+        .unwrap();
+    backend
+        .next_process_event("host", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    // The deletion follows the delivery in the same queue slot: poll for it.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        match c.signal_process("host", "e1", 9).await {
+            Err(e) if e.message() == "no such exec" => break,
+            Err(e) if e.message() == "process already finished" => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the exec was never deleted"
+                );
+                tokio::task::yield_now().await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
