@@ -1032,20 +1032,44 @@ mod tests {
     use super::*;
     use libctd_core::ErrorKind;
 
+    /// Whether this process runs under Wine (ntdll exports `wine_get_version`).
+    fn under_wine() -> bool {
+        let Ok(ntdll) = load_library("ntdll.dll") else {
+            return false;
+        };
+        symbol(ntdll, "ntdll.dll", "wine_get_version").is_ok()
+    }
+
     /// Under Wine (and on Windows without the Containers feature)
     /// computecore.dll is missing: loading must say so, not crash.
     #[test]
     fn missing_computecore_is_unavailable_not_a_crash() {
         match Computecore::load() {
-            Ok(_) => {
-                // A real Windows host with the Containers feature: the binding
-                // loaded every function. Nothing more to check here.
-            }
+            Ok(_) => assert!(
+                !under_wine(),
+                "Wine has no computecore.dll, yet the binding loaded"
+            ),
             Err(e) => {
                 assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.report());
                 let text = e.to_string();
                 assert!(text.contains("Windows Containers feature"), "{text}");
                 assert!(text.contains("computecore.dll"), "{text}");
+                if under_wine() {
+                    // The DLL is absent: ERROR_MOD_NOT_FOUND as an HRESULT.
+                    assert!(text.contains("(0x8007007e)"), "{text}");
+                }
+                println!("as expected: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_native_remote_is_unavailable_without_hcs() {
+        match crate::WindowsRemote::native(&[]) {
+            Ok(_) => assert!(!under_wine(), "the native remote loaded under Wine"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.report());
+                assert!(e.to_string().contains("Windows Containers feature"), "{e}");
             }
         }
     }
