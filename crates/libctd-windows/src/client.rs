@@ -208,6 +208,12 @@ impl<H: Hcs> WindowsClient<H> {
 }
 
 impl<H: Hcs> Inner<H> {
+    /// The HCS id of a container: compute-system ids are global, so the
+    /// namespace is part of it (`@` cannot occur in ids or namespaces).
+    fn system_id(&self, container_id: &str) -> String {
+        format!("{container_id}@{}", self.namespace)
+    }
+
     fn container(&self, id: &str, operation: &'static str) -> Result<Arc<Container<H>>> {
         validate_container_id(id).map_err(|e| e.with_operation(operation))?;
         lock(&self.containers)
@@ -556,33 +562,46 @@ impl<H: Hcs> Client for WindowsClient<H> {
     #[tracing::instrument(level = "debug", skip(self, _attach))]
     async fn restore(&self, container_id: &str, _attach: StdioCallback) -> Result<Restored> {
         validate_container_id(container_id).map_err(|e| e.with_operation("restore"))?;
-        if lock(&self.inner.containers).contains_key(container_id) {
-            return Err(
-                Error::already_exists("the container is tracked by this client already")
-                    .with_operation("restore")
-                    .with_container(container_id),
-            );
-        }
+        let tracked = lock(&self.inner.containers).get(container_id).cloned();
         let inner = self.inner.clone();
         let id = container_id.to_owned();
+        // A re-attach is not possible on Windows: whatever HCS still runs is
+        // shot, and the answer is always "not alive"; the stdio callback is
+        // never called. A tracked container's exit then arrives as usual.
         detached("restore", container_id, async move {
-            // A re-attach is not possible: whatever HCS still runs is shot,
-            // and the engine told that the container exited.
-            match inner.hcs.open_compute_system(&id).await {
+            if let Some(ctr) = tracked {
+                let stopped = {
+                    let state = ctr.state.lock().await;
+                    state.status == Status::Stopped || state.exit.is_some()
+                };
+                // A stopped container's compute system is being (or was)
+                // shut down and closed by its reaper.
+                if !stopped {
+                    inner
+                        .terminate_system(&id, &ctr.system)
+                        .await
+                        .map_err(|e| e.with_operation("restore"))?;
+                }
+                return Ok(Restored {
+                    alive: false,
+                    pid: None,
+                });
+            }
+            match inner.hcs.open_compute_system(&inner.system_id(&id)).await {
                 Ok(system) => {
                     let terminated = inner.terminate_system(&id, &system).await;
                     if let Err(e) = inner.hcs.close_compute_system(&system).await {
                         tracing::warn!(container_id = %id, error = %e, "closing a restored compute system");
                     }
                     terminated.map_err(|e| e.with_operation("restore"))?;
+                    Ok(Restored {
+                        alive: false,
+                        pid: None,
+                    })
                 }
-                Err(e) if e.hresult.is_not_exist() => {}
-                Err(e) => return Err(hcs_error(e, &id, HcsOp::OpenComputeSystem, "restore")),
+                Err(e) if e.hresult.is_not_exist() => Err(not_found(&id, "restore")),
+                Err(e) => Err(hcs_error(e, &id, HcsOp::OpenComputeSystem, "restore")),
             }
-            Ok(Restored {
-                alive: false,
-                pid: None,
-            })
         })
         .await
     }
@@ -590,6 +609,11 @@ impl<H: Hcs> Client for WindowsClient<H> {
     #[tracing::instrument(level = "debug", skip(self, spec, _options))]
     async fn create(&self, container_id: &str, spec: &Spec, _options: CreateOptions) -> Result<()> {
         validate_container_id(container_id).map_err(|e| e.with_operation("create"))?;
+        if spec.process().is_none() {
+            return Err(Error::invalid_argument("invalid spec: process is required")
+                .with_operation("create")
+                .with_container(container_id));
+        }
         let config: ContainerConfig =
             convert::compute_system(&*self.inner.hcs, &self.inner.namespace, spec)
                 .map_err(|e| e.with_operation("create").with_container(container_id))?;
@@ -613,7 +637,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
             }
             let hcs = &inner.hcs;
             let system = hcs
-                .create_compute_system(&id, &document)
+                .create_compute_system(&inner.system_id(&id), &document)
                 .await
                 .map_err(|e| hcs_error(e, &id, HcsOp::CreateComputeSystem, "create"))?;
             if let Err(e) = hcs.start_compute_system(&system).await {
@@ -840,11 +864,20 @@ impl<H: Hcs> Client for WindowsClient<H> {
         detached(OP, container_id, async move {
             let id = ctr.id.clone();
             let mut state = ctr.state.lock().await;
-            if state.init.is_none() || !matches!(state.status, Status::Running | Status::Paused) {
+            if state.init.is_none() && state.exit.is_none() {
+                // Never started: there is no task to run the exec in.
                 return Err(Error::invalid_argument("container is not running")
                     .with_operation(OP)
                     .with_container(&id)
                     .with_process(&exec_id));
+            }
+            if !matches!(state.status, Status::Running | Status::Paused) {
+                return Err(
+                    Error::failed_precondition(format!("container is {}", state.status))
+                        .with_operation(OP)
+                        .with_container(&id)
+                        .with_process(&exec_id),
+                );
             }
             if state.execs.contains_key(&exec_id) {
                 return Err(Error::already_exists("an exec with this id exists already")

@@ -85,6 +85,10 @@ pub enum HcsCode {
 
 /// Win32 error codes HCS surfaces.
 pub mod win32 {
+    /// ERROR_FILE_NOT_FOUND.
+    pub const FILE_NOT_FOUND: u16 = 2;
+    /// ERROR_PATH_NOT_FOUND.
+    pub const PATH_NOT_FOUND: u16 = 3;
     /// ERROR_ACCESS_DENIED.
     pub const ACCESS_DENIED: u16 = 5;
     /// ERROR_INVALID_HANDLE.
@@ -256,6 +260,11 @@ impl Hresult {
             ErrorKind::PermissionDenied
         } else if self.is_unavailable() {
             ErrorKind::Unavailable
+        } else if matches!(
+            self.code(),
+            HcsCode::Win32(win32::FILE_NOT_FOUND | win32::PATH_NOT_FOUND)
+        ) {
+            ErrorKind::NotFound
         } else if self.code() == HcsCode::Win32(win32::ALREADY_EXISTS) {
             ErrorKind::AlreadyExists
         } else if self.code() == HcsCode::Win32(win32::OPERATION_ABORTED) {
@@ -297,6 +306,8 @@ impl Hresult {
             HcsCode::ServiceDisconnect => "The connection to the compute service was lost.",
             HcsCode::ProcessAlreadyStopped => "The process has already stopped.",
             HcsCode::Win32(code) => match code {
+                win32::FILE_NOT_FOUND => "The system cannot find the file specified.",
+                win32::PATH_NOT_FOUND => "The system cannot find the path specified.",
                 win32::ACCESS_DENIED => "Access is denied.",
                 win32::INVALID_HANDLE => "The handle is invalid.",
                 win32::INVALID_DATA => "The data is invalid.",
@@ -529,6 +540,7 @@ mod tests {
             (Hresult::from_win32(0x7E), ErrorKind::Unavailable),
             (Hresult::from_win32(0x7F), ErrorKind::Unavailable),
             (Hresult::from_win32(0xB7), ErrorKind::AlreadyExists),
+            (Hresult::from_win32(2), ErrorKind::NotFound),
             (Hresult::hcs_v1(0x0106), ErrorKind::System),
             (Hresult(0x8000_4005), ErrorKind::System),
         ];

@@ -53,6 +53,11 @@ fn process(script: &str) -> Process {
     .unwrap()
 }
 
+/// The HCS id of a container of the "test" namespace.
+fn sys(id: &str) -> String {
+    format!("{id}@test")
+}
+
 struct Env {
     sim: Arc<Sim>,
     backend: Arc<RecordingBackend>,
@@ -93,14 +98,14 @@ impl Env {
     async fn remove(&self, id: &str) {
         self.client.delete_task(id).await.unwrap();
         self.client.delete(id).await.unwrap();
-        assert!(!self.sim.compute_systems().contains(&id.to_owned()));
+        assert!(!self.sim.compute_systems().contains(&sys(id)));
     }
 }
 
 #[tokio::test]
 async fn unexpected_exit_during_shutdown_fails_the_exit() {
     let e = env();
-    e.sim.exit_unexpectedly_on_shutdown("build");
+    e.sim.exit_unexpectedly_on_shutdown(&sys("build"));
     e.run("build", &spec("exit 0")).await;
     let exit = e.exit("build").await;
     assert_eq!(exit.exit_code, 4_294_967_295);
@@ -126,8 +131,8 @@ async fn unexpected_exit_during_shutdown_fails_the_exit() {
 #[tokio::test]
 async fn pending_updates_only_for_exit_code_zero() {
     let e = env();
-    e.sim.set_pending_updates("ok", true);
-    e.sim.set_pending_updates("bad", true);
+    e.sim.set_pending_updates(&sys("ok"), true);
+    e.sim.set_pending_updates(&sys("bad"), true);
     e.run("ok", &spec("exit 0")).await;
     e.run("bad", &spec("exit 3")).await;
     let ok = e.exit("ok").await;
@@ -138,7 +143,8 @@ async fn pending_updates_only_for_exit_code_zero() {
     assert_eq!(bad.exit_code, 3);
     assert!(!bad.update_pending);
     assert_eq!(
-        e.sim.call_count(HcsOp::GetComputeSystemProperties, "bad"),
+        e.sim
+            .call_count(HcsOp::GetComputeSystemProperties, &sys("bad")),
         0,
         "PendingUpdates must not be asked for a non-zero exit"
     );
@@ -155,10 +161,10 @@ async fn pending_updates_only_for_exit_code_zero() {
 #[tokio::test]
 async fn pending_updates_query_failure_is_only_logged() {
     let e = env();
-    e.sim.set_pending_updates("c", true);
+    e.sim.set_pending_updates(&sys("c"), true);
     e.sim.fail(
         HcsOp::GetComputeSystemProperties,
-        Some("c"),
+        Some(&sys("c")),
         Hresult(0x8000_4005),
     );
     e.run("c", &spec("exit 0")).await;
@@ -189,19 +195,22 @@ async fn start_is_delivered_before_exit() {
 async fn close_failures_chain_in_order() {
     let e = env();
     e.sim
-        .fail(HcsOp::CloseProcess, Some("c"), Hresult::from_win32(6));
+        .fail(HcsOp::CloseProcess, Some(&sys("c")), Hresult::from_win32(6));
     e.sim.fail(
         HcsOp::ShutDownComputeSystem,
-        Some("c"),
+        Some(&sys("c")),
         Hresult(0x8037_0105),
     );
     e.sim.fail(
         HcsOp::TerminateComputeSystem,
-        Some("c"),
+        Some(&sys("c")),
         Hresult(0x8000_4005),
     );
-    e.sim
-        .fail_once(HcsOp::CloseComputeSystem, Some("c"), Hresult::from_win32(5));
+    e.sim.fail_once(
+        HcsOp::CloseComputeSystem,
+        Some(&sys("c")),
+        Hresult::from_win32(5),
+    );
     e.run("c", &spec("exit 0")).await;
     let exit = e.exit("c").await;
     assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
@@ -221,7 +230,11 @@ async fn close_failures_chain_in_order() {
     assert!(text.contains("(0x80370105)"), "{text}");
     assert!(text.contains("Access is denied. (0x80070005)"), "{text}");
     // A non-zero exit code was forced: no PendingUpdates query.
-    assert_eq!(e.sim.call_count(HcsOp::GetComputeSystemProperties, "c"), 0);
+    assert_eq!(
+        e.sim
+            .call_count(HcsOp::GetComputeSystemProperties, &sys("c")),
+        0
+    );
     e.sim.clear_faults();
     e.client.delete_task("c").await.unwrap();
     e.client.delete("c").await.unwrap();
@@ -230,7 +243,7 @@ async fn close_failures_chain_in_order() {
 #[tokio::test]
 async fn failed_wait_result_gives_minus_one_without_error() {
     let e = env();
-    e.sim.set_last_wait_result("c", 0x102);
+    e.sim.set_last_wait_result(&sys("c"), 0x102);
     e.run("c", &spec("exit 0")).await;
     let exit = e.exit("c").await;
     assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
@@ -244,7 +257,7 @@ async fn servicing_containers_emit_no_events() {
     let e = env();
     let servicing: Spec =
         serde_json::from_value(spec_json("exit 0", r#","servicing":true"#)).unwrap();
-    e.sim.set_pending_updates("svc", true);
+    e.sim.set_pending_updates(&sys("svc"), true);
     e.run("svc", &servicing).await;
     e.run("marker", &spec("exit 0")).await;
     e.exit("marker").await;
@@ -259,7 +272,8 @@ async fn servicing_containers_emit_no_events() {
     e.client.wait_events_idle().await;
     assert!(e.backend.events_of("svc").is_empty());
     assert_eq!(
-        e.sim.call_count(HcsOp::GetComputeSystemProperties, "svc"),
+        e.sim
+            .call_count(HcsOp::GetComputeSystemProperties, &sys("svc")),
         0
     );
     e.remove("marker").await;
@@ -274,7 +288,10 @@ async fn signals_map_to_terminate_and_shutdown() {
         .await
         .unwrap();
     assert_eq!(e.exit("k").await.exit_code, TERMINATED_EXIT);
-    assert_eq!(e.sim.call_count(HcsOp::TerminateComputeSystem, "k"), 1);
+    assert_eq!(
+        e.sim.call_count(HcsOp::TerminateComputeSystem, &sys("k")),
+        1
+    );
 
     e.run("t", &spec("sleep")).await;
     e.client
@@ -284,7 +301,10 @@ async fn signals_map_to_terminate_and_shutdown() {
     let exit = e.exit("t").await;
     assert_eq!(exit.exit_code, CONTROL_C_EXIT);
     assert!(exit.error.is_none(), "{:?}", exit.error);
-    assert_eq!(e.sim.call_count(HcsOp::TerminateComputeSystem, "t"), 0);
+    assert_eq!(
+        e.sim.call_count(HcsOp::TerminateComputeSystem, &sys("t")),
+        0
+    );
 
     e.run("x", &spec("sleep")).await;
     let pid = e
@@ -365,8 +385,11 @@ async fn pause_needs_hyperv() {
 #[tokio::test]
 async fn failed_start_of_the_compute_system_leaves_nothing() {
     let e = env();
-    e.sim
-        .fail_once(HcsOp::StartComputeSystem, Some("c"), Hresult(0xC037_0100));
+    e.sim.fail_once(
+        HcsOp::StartComputeSystem,
+        Some(&sys("c")),
+        Hresult(0xC037_0100),
+    );
     let err = e
         .client
         .create("c", &spec("exit 0"), CreateOptions::default())
@@ -407,7 +430,7 @@ async fn failed_attach_terminates_the_process_and_start_can_be_retried() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::System);
-    assert_eq!(e.sim.live_pids("c"), Vec::<u32>::new());
+    assert_eq!(e.sim.live_pids(&sys("c")), Vec::<u32>::new());
     assert_eq!(e.client.status("c").await.unwrap(), Status::Created);
     let (callback, stdio) = capture_stdio();
     e.client.start("c", None, false, callback).await.unwrap();
@@ -429,13 +452,19 @@ async fn restore_terminates_and_answers_not_alive() {
     let restored = other.restore("c", discard_stdio()).await.unwrap();
     assert!(!restored.alive);
     assert_eq!(restored.pid, None);
-    assert!(!e.sim.is_running("c"));
+    assert!(!e.sim.is_running(&sys("c")));
     // The first client sees its container exit.
     e.exit("c").await;
     e.remove("c").await;
-    // Nothing there: still not alive, no error.
-    let restored = other.restore("gone", discard_stdio()).await.unwrap();
+    // Unknown to the client and to HCS: not found.
+    let err = other.restore("gone", discard_stdio()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    // Tracked by the client: terminated, not alive, and its exit arrives.
+    e.run("mine", &spec("sleep")).await;
+    let restored = e.client.restore("mine", discard_stdio()).await.unwrap();
     assert!(!restored.alive);
+    assert_eq!(e.exit("mine").await.exit_code, TERMINATED_EXIT);
+    e.remove("mine").await;
 }
 
 #[tokio::test]
@@ -457,7 +486,7 @@ async fn a_dropped_create_completes_consistently() {
     let e = env();
     e.sim.delay(
         HcsOp::CreateComputeSystem,
-        Some("c"),
+        Some(&sys("c")),
         Duration::from_millis(50),
     );
     let cut = tokio::time::timeout(
@@ -473,7 +502,7 @@ async fn a_dropped_create_completes_consistently() {
         .await
         .unwrap();
     assert_eq!(e.client.status("c").await.unwrap(), Status::Created);
-    assert_eq!(e.sim.compute_systems(), vec!["c".to_owned()]);
+    assert_eq!(e.sim.compute_systems(), vec![sys("c")]);
     e.client.delete("c").await.unwrap();
     assert!(e.sim.compute_systems().is_empty());
 }
@@ -517,7 +546,7 @@ async fn lifecycle_errors() {
         libctd_core::PlatformStats::Windows(_)
     ));
     let pids = e.client.list_pids("c").await.unwrap();
-    assert_eq!(pids, e.sim.live_pids("c"));
+    assert_eq!(pids, e.sim.live_pids(&sys("c")));
     let err = e
         .client
         .resize_terminal("c", INIT_PROCESS_ID, 80, 24)
@@ -563,12 +592,12 @@ async fn stdio_and_terminal() {
     let (callback, stdio) = capture_stdio();
     let pid = e.client.start("c", None, true, callback).await.unwrap();
     assert!(stdio.terminal() && stdio.had_stdin() && !stdio.had_stderr());
-    assert_eq!(e.sim.console_size("c", pid), Some([30, 100]));
+    assert_eq!(e.sim.console_size(&sys("c"), pid), Some([30, 100]));
     e.client
         .resize_terminal("c", INIT_PROCESS_ID, 132, 43)
         .await
         .unwrap();
-    assert_eq!(e.sim.console_size("c", pid), Some([43, 132]));
+    assert_eq!(e.sim.console_size(&sys("c"), pid), Some([43, 132]));
     stdio.write_stdin(b"hello\n").await.unwrap();
     stdio.wait_stdout_contains(b"hello\n", T).await.unwrap();
     e.client.close_stdin("c", INIT_PROCESS_ID).await.unwrap();

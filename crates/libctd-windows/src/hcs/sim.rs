@@ -18,13 +18,16 @@
 //! | `exit N`         | exit with code N                                         |
 //! | `echo WORDS...`  | print the words and a newline on stdout                  |
 //! | `echoerr WORDS...` | the same on stderr (stdout with a console)             |
+//! | `print TEXT`     | write TEXT (one argument, any characters) on stdout       |
+//! | `printerr TEXT`  | the same on stderr (stdout with a console)               |
 //! | `cat`            | copy stdin to stdout until EOF or the handle is closed   |
 //! | `bytes N`        | write N bytes on stdout                                  |
 //! | `sleep`          | wait until signalled, terminated or shut down            |
 //! | `sleepms N`      | wait N milliseconds                                      |
 //!
-//! An unknown statement prints an error on stderr and exits with 9009, as
-//! `cmd.exe` does. A signal (`CtrlC`...) ends a process with exit code
+//! A script with an unknown statement cannot be started: `create_process`
+//! fails with `ERROR_FILE_NOT_FOUND`, as for a program that does not exist.
+//! Bad arguments print an error on stderr and exit with 9009. A signal (`CtrlC`...) ends a process with exit code
 //! [`CONTROL_C_EXIT`], a terminate with 1.
 //!
 //! ```
@@ -71,8 +74,13 @@ use crate::schema::{
 pub const CONTROL_C_EXIT: u32 = 0xC000_013A;
 /// The exit code of a terminated process.
 pub const TERMINATED_EXIT: u32 = 1;
-/// The exit code of an unknown statement.
+/// The exit code of a statement with bad arguments.
 pub const UNKNOWN_COMMAND_EXIT: u32 = 9009;
+
+/// The statements of the process language.
+const KNOWN_STATEMENTS: &[&str] = &[
+    "exit", "echo", "echoerr", "print", "printerr", "bytes", "cat", "sleep", "sleepms",
+];
 
 /// HRESULTs the simulation answers with.
 mod hr {
@@ -766,8 +774,19 @@ impl Hcs for Sim {
         if *lock(&system.status) != SysStatus::Running {
             return Err(HcsError::new(hr::INVALID_STATE));
         }
-        let pid = self.inner.next_pid.fetch_add(4, Ordering::SeqCst);
         let args = split_command_line(&params.command_line);
+        if let Some(unknown) = args
+            .split(|a| a == ";")
+            .filter_map(|statement| statement.first())
+            .find(|cmd| !KNOWN_STATEMENTS.contains(&cmd.as_str()))
+        {
+            // Like CreateProcess of a program that does not exist.
+            return Err(HcsError::with_document(
+                Hresult::from_win32(win32::FILE_NOT_FOUND),
+                &format!(r#"{{"ErrorMessage":"no program {unknown:?}"}}"#),
+            ));
+        }
+        let pid = self.inner.next_pid.fetch_add(4, Ordering::SeqCst);
         let image = args.first().cloned().unwrap_or_default();
 
         let (stdin_ours, stdin_theirs) = pipe(params.create_std_in_pipe);
@@ -1052,6 +1071,12 @@ async fn run_program(
             "echoerr" => {
                 let line = format!("{}\n", rest.join(" "));
                 write_err(&mut io, line.as_bytes()).await;
+            }
+            "print" => {
+                write_all(&mut io.stdout, rest.join(" ").as_bytes()).await;
+            }
+            "printerr" => {
+                write_err(&mut io, rest.join(" ").as_bytes()).await;
             }
             "bytes" => {
                 let Some(n) = rest.first().and_then(|n| n.parse::<usize>().ok()) else {
