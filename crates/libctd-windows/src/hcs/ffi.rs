@@ -32,7 +32,7 @@ use std::fmt;
 use std::io;
 use std::os::windows::io::{FromRawHandle, RawHandle};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -337,6 +337,7 @@ impl SystemInner {
     fn close(&self) -> bool {
         let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
         if h == 0 {
+            registry().remove(&self.key);
             return false;
         }
         // SAFETY: `h` is an open HCS_SYSTEM, closed exactly once (taken above).
@@ -384,6 +385,7 @@ impl ProcessInner {
     fn close(&self) -> bool {
         let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
         if h == 0 {
+            registry().remove(&self.key);
             return false;
         }
         // SAFETY: `h` is an open HCS_PROCESS, closed exactly once.
@@ -481,6 +483,16 @@ unsafe fn blocking_operation(
         Ok((text, info))
     } else {
         Err(HcsError::with_document(Hresult(hr.0 as u32), &text))
+    }
+}
+
+/// Closes the stdio handles of a process that will not be used.
+fn close_std_handles(info: &HCS_PROCESS_INFORMATION) {
+    for h in [info.StdInput, info.StdOutput, info.StdError] {
+        if let Some(h) = handle_value(h) {
+            // SAFETY: an open handle HCS handed over, dropped (closed) once.
+            drop(unsafe { std::fs::File::from_raw_handle(h as RawHandle) });
+        }
     }
 }
 
@@ -737,8 +749,14 @@ impl Hcs for Computecore {
     async fn create_compute_system(&self, id: &str, configuration: &str) -> HcsResult<FfiSystem> {
         let id = HSTRING::from(id);
         let configuration = HSTRING::from(configuration);
+        // The exit callback is registered as soon as the handle exists, before
+        // the operation completes, so no exit can be missed.
+        let key = next_key();
+        let (tx, rx) = watch::channel(None);
+        registry().insert(key, Registered::System(tx));
         let created = Arc::new(AtomicUsize::new(0));
-        let out = created.clone();
+        let callback = Arc::new(AtomicI32::new(0));
+        let (out, cb) = (created.clone(), callback.clone());
         let result = self
             .operation(false, move |fns, op| {
                 let mut system = HCS_SYSTEM::default();
@@ -752,19 +770,43 @@ impl Hcs for Computecore {
                         &mut system,
                     )
                 };
+                if hr.is_ok() && !system.0.is_null() {
+                    // SAFETY: `system` is open; the context is a registry key.
+                    let registered = unsafe {
+                        (fns.set_compute_system_callback)(
+                            system,
+                            HcsEventOptionNone,
+                            key as *const c_void,
+                            Some(on_event),
+                        )
+                    };
+                    cb.store(registered.0, Ordering::SeqCst);
+                }
                 out.store(system.0 as usize, Ordering::SeqCst);
                 hr
             })
             .await;
         let raw = created.load(Ordering::SeqCst);
+        let registered = HRESULT(callback.load(Ordering::SeqCst));
+        let inner = SystemInner {
+            fns: self.fns.clone(),
+            handle: Mutex::new(raw),
+            key,
+            exit: rx,
+        };
+        // Dropping `inner` on any failure closes the handle and unregisters.
         match result {
-            Ok(_) if raw != 0 => self.register_system(HCS_SYSTEM(raw as *mut c_void)),
-            Ok(_) => Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))),
+            Ok(_) if raw == 0 => {
+                drop(inner);
+                Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
+            }
+            Ok(_) if registered.is_err() => {
+                drop(inner);
+                Err(HcsError::new(Hresult(registered.0 as u32)))
+            }
+            Ok(_) => Ok(FfiSystem(Arc::new(inner))),
             Err(e) => {
-                if raw != 0 {
-                    // SAFETY: the handle was returned by HcsCreateComputeSystem and is closed once.
-                    unsafe { (self.fns.close_compute_system)(HCS_SYSTEM(raw as *mut c_void)) };
-                }
+                drop(inner);
                 Err(e)
             }
         }
@@ -875,8 +917,15 @@ impl Hcs for Computecore {
     ) -> HcsResult<(FfiProcess, ProcessInfo)> {
         let raw_system = system.0.raw()?.0 as usize;
         let parameters = HSTRING::from(parameters);
+        // The exit callback is registered as soon as the process handle
+        // exists, before the creation completes: a process that exits at once
+        // is still seen exiting.
+        let key = next_key();
+        let (tx, rx) = watch::channel(None);
+        registry().insert(key, Registered::Process(tx));
         let created = Arc::new(AtomicUsize::new(0));
-        let out = created.clone();
+        let callback = Arc::new(AtomicI32::new(0));
+        let (out, cb) = (created.clone(), callback.clone());
         let result = self
             .operation(true, move |fns, op| {
                 let mut process = HCS_PROCESS::default();
@@ -890,23 +939,49 @@ impl Hcs for Computecore {
                         &mut process,
                     )
                 };
+                if hr.is_ok() && !process.0.is_null() {
+                    // SAFETY: `process` is open; the context is a registry key.
+                    let registered = unsafe {
+                        (fns.set_process_callback)(
+                            process,
+                            HcsEventOptionNone,
+                            key as *const c_void,
+                            Some(on_event),
+                        )
+                    };
+                    cb.store(registered.0, Ordering::SeqCst);
+                }
                 out.store(process.0 as usize, Ordering::SeqCst);
                 hr
             })
             .await;
         let raw = created.load(Ordering::SeqCst);
-        let (_, info) = match result {
-            Ok(r) if raw != 0 => r,
-            Ok(_) => return Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))),
+        let registered = HRESULT(callback.load(Ordering::SeqCst));
+        let inner = ProcessInner {
+            fns: self.fns.clone(),
+            handle: Mutex::new(raw),
+            key,
+            exit: rx,
+        };
+        let info = match result {
+            Ok((_, info)) if raw != 0 && registered.is_ok() => info,
+            Ok((_, info)) => {
+                close_std_handles(&info);
+                drop(inner);
+                let hr = if raw == 0 {
+                    Hresult::from_win32(win32::INVALID_HANDLE)
+                } else {
+                    Hresult(registered.0 as u32)
+                };
+                return Err(HcsError::new(hr));
+            }
             Err(e) => {
-                if raw != 0 {
-                    // SAFETY: returned by HcsCreateProcess, closed once.
-                    unsafe { (self.fns.close_process)(HCS_PROCESS(raw as *mut c_void)) };
-                }
+                // Dropping `inner` closes the handle (if any) and unregisters.
+                drop(inner);
                 return Err(e);
             }
         };
-        let process = self.register_process(HCS_PROCESS(raw as *mut c_void))?;
+        let process = FfiProcess(Arc::new(inner));
         // The handles are fetched once and owned from here on.
         let stdin = handle_value(info.StdInput).map(|h| {
             // SAFETY: HCS handed over this open pipe handle.
