@@ -606,3 +606,74 @@ async fn stdio_and_terminal() {
     assert_eq!(e.exit("c").await.exit_code, 0);
     e.remove("c").await;
 }
+
+#[tokio::test]
+async fn pending_shutdown_is_waited_for() {
+    let e = env();
+    // HCS v1 answers a shutdown with "operation pending": the client waits
+    // for the exit notification instead of failing.
+    e.sim.fail(
+        HcsOp::ShutDownComputeSystem,
+        Some(&sys("c")),
+        Hresult(0xC037_0103),
+    );
+    e.run("c", &spec("exit 0")).await;
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, 0);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    assert_eq!(
+        e.sim.call_count(HcsOp::TerminateComputeSystem, &sys("c")),
+        0
+    );
+    e.remove("c").await;
+}
+
+#[tokio::test]
+async fn a_shutdown_that_never_completes_times_out_into_the_exit_error() {
+    let sim = Arc::new(Sim::new());
+    let backend = Arc::new(RecordingBackend::new());
+    let settings = libctd_windows::ClientSettings {
+        shutdown_timeout: Duration::from_millis(50),
+        ..libctd_windows::ClientSettings::default()
+    };
+    let client =
+        WindowsClient::with_settings(sim.clone(), "test", backend.clone(), settings).unwrap();
+    // The exit notification never comes in time.
+    sim.delay(
+        HcsOp::WaitForComputeSystemExit,
+        Some(&sys("c")),
+        Duration::from_secs(3600),
+    );
+    client
+        .create("c", &spec("exit 0"), CreateOptions::default())
+        .await
+        .unwrap();
+    client
+        .start("c", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let exit = backend
+        .next_process_event("c", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit.error.unwrap().message().to_owned();
+    assert!(text.starts_with("failed to shutdown container: "), "{text}");
+    assert!(text.contains("did not exit within 50ms"), "{text}");
+    // The fallback terminate ran, and found the system stopped already.
+    assert_eq!(sim.call_count(HcsOp::TerminateComputeSystem, &sys("c")), 1);
+    assert!(!text.contains("subsequent terminate failed"), "{text}");
+    sim.clear_faults();
+    client.delete_task("c").await.unwrap();
+    client.delete("c").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_fault_plan_can_end_a_process_with_a_code() {
+    let e = env();
+    let pid = e.run("c", &spec("sleep")).await;
+    assert!(e.sim.exit_process(&sys("c"), pid, 42));
+    assert_eq!(e.exit("c").await.exit_code, 42);
+    assert!(!e.sim.exit_process(&sys("c"), pid, 43), "it exited already");
+    e.remove("c").await;
+}
