@@ -608,10 +608,20 @@ impl Computecore {
     {
         let fns = self.fns.clone();
         let timeout_ms = self.timeout_ms();
+        // The blocking thread works inside the caller's span (the client
+        // operation), in a span of its own.
+        let span =
+            tracing::debug_span!(parent: &tracing::Span::current(), "hcs_operation", timeout_ms);
         let joined = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             // SAFETY: `issue` hands the operation to exactly one HCS call.
-            unsafe { blocking_operation(&fns, timeout_ms, want_process_info, |op| issue(&fns, op)) }
-                .map(|(doc, info)| (doc, SendInfo(info)))
+            let result = unsafe {
+                blocking_operation(&fns, timeout_ms, want_process_info, |op| issue(&fns, op))
+            };
+            if let Err(e) = &result {
+                tracing::debug!(error = %e, "HCS operation failed");
+            }
+            result.map(|(doc, info)| (doc, SendInfo(info)))
         })
         .await;
         match joined {
