@@ -310,7 +310,7 @@ impl Sim {
         let Some(system) = self.state().systems.get(container).cloned() else {
             return false;
         };
-        stop_system(&system, TERMINATED_EXIT, SystemExit::unexpected(), self)
+        stop_system(&system, TERMINATED_EXIT, SystemExit::unexpected())
     }
 
     /// Ends process `pid` of `container` with `exit_code`, as if it exited by
@@ -462,12 +462,7 @@ impl Sim {
         if remaining == 0 {
             // ShouldTerminateOnLastHandleClosed.
             if *lock(&system.status) != SysStatus::Stopped {
-                stop_system(
-                    system,
-                    TERMINATED_EXIT,
-                    SystemExit::clean("ForcedExit"),
-                    self,
-                );
+                stop_system(system, TERMINATED_EXIT, SystemExit::clean("ForcedExit"));
             }
             let mut state = self.state();
             if state
@@ -495,7 +490,7 @@ impl Sim {
 
 /// Ends every process of `system` with `code`, marks it stopped and publishes
 /// `exit`. False if it was already stopped.
-fn stop_system(system: &Arc<System>, code: u32, exit: SystemExit, sim: &Sim) -> bool {
+fn stop_system(system: &Arc<System>, code: u32, exit: SystemExit) -> bool {
     {
         let mut status = lock(&system.status);
         if *status == SysStatus::Stopped {
@@ -514,7 +509,7 @@ fn stop_system(system: &Arc<System>, code: u32, exit: SystemExit, sim: &Sim) -> 
             }
         });
     }
-    let _ = sim; // the exit is published once the processes are told to end
+    // The exit is published once the processes are told to end.
     system.exit.send_replace(Some(exit));
     true
 }
@@ -592,7 +587,7 @@ impl Hcs for Sim {
         } else {
             SystemExit::clean("GracefulExit")
         };
-        if !stop_system(&handle.system, CONTROL_C_EXIT, exit, self) {
+        if !stop_system(&handle.system, CONTROL_C_EXIT, exit) {
             return Err(HcsError::new(hr::ALREADY_STOPPED));
         }
         pending.map_or(Ok(()), Err)
@@ -608,7 +603,7 @@ impl Hcs for Sim {
         } else {
             SystemExit::clean("ForcedExit")
         };
-        if !stop_system(&handle.system, TERMINATED_EXIT, exit, self) {
+        if !stop_system(&handle.system, TERMINATED_EXIT, exit) {
             return Err(HcsError::new(hr::ALREADY_STOPPED));
         }
         pending.map_or(Ok(()), Err)
