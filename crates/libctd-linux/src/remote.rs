@@ -460,6 +460,18 @@ async fn check_external(address: &Path, channel: &Channel) -> Result<()> {
     }
 }
 
+impl Drop for LinuxRemote {
+    /// Stops health checks and event streams; a daemon still running (no
+    /// [`cleanup`](libctd_core::Remote::cleanup)) is left for the next remote
+    /// on the same state directory to reuse.
+    fn drop(&mut self) {
+        self.closed.send_replace(true);
+        if let Some(s) = &self.supervisor {
+            s.stop_monitoring();
+        }
+    }
+}
+
 #[async_trait]
 impl libctd_core::Remote for LinuxRemote {
     #[tracing::instrument(level = "debug", skip(self, backend))]
@@ -478,7 +490,7 @@ impl libctd_core::Remote for LinuxRemote {
         if *cleaned {
             return Ok(());
         }
-        let _ = self.closed.send(true);
+        self.closed.send_replace(true);
         if let Some(s) = &self.supervisor {
             s.stop().await;
         }

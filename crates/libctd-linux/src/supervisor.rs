@@ -285,10 +285,15 @@ impl Supervisor {
         }
     }
 
+    /// Stops the health loop, leaving the daemon running.
+    pub(crate) fn stop_monitoring(&self) {
+        self.stop.send_replace(true);
+    }
+
     /// Stops the health loop and the daemon (SIGTERM, grace period, SIGKILL),
     /// then removes the pid file and sockets. Idempotent.
     pub(crate) async fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         let monitor = self.monitor.lock().ok().and_then(|mut m| m.take());
         if let Some(m) = monitor {
             let _ = m.await;

@@ -1,6 +1,7 @@
 //! Linux-specific behaviour on a real containerd + runc + busybox rootfs,
 //! through the test binary's embedded daemon (one namespace per test).
 
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::path::PathBuf;
