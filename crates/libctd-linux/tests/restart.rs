@@ -1,0 +1,120 @@
+//! The embedded containerd dies or hangs while containers run: it is
+//! restarted, the clients keep working, and exits that happened during the
+//! outage are delivered exactly once. Its own daemon, so the other test
+//! binaries' daemons are never disturbed.
+
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libctd_core::{Client, EventType, INIT_PROCESS_ID, Remote, RemoteOption, discard_stdio};
+use libctd_linux::{HealthCheck, LinuxRemote, StateDir};
+use libctd_testkit::RecordingBackend;
+use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const T: Duration = Duration::from_secs(30);
+const SLEEP: &[&str] = &["sh", "-c", "trap 'exit 143' TERM; sleep 100000 & wait"];
+
+async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        if remote.restarts() > before
+            && remote.daemon_pid().is_some_and(|p| p != old_pid)
+            && remote.is_healthy(Duration::from_secs(1)).await
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "containerd was not restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() {
+    let dir = PathBuf::from(format!("/tmp/libctd-k{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let remote = LinuxRemote::new(&[
+        &StateDir(dir.clone()) as &dyn RemoteOption,
+        &HealthCheck {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(500),
+            failures: 3,
+        },
+    ])
+    .await
+    .unwrap();
+    let rootfs = dir.join("rootfs");
+    build_busybox_rootfs(&rootfs).unwrap();
+    let backend = Arc::new(RecordingBackend::new());
+    let client = remote.new_client("restart", backend.clone()).await.unwrap();
+
+    let ids: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    let mut pids = Vec::new();
+    for id in &ids {
+        let spec = busybox_spec(&rootfs, SLEEP, false, None);
+        client.create(id, &spec, Default::default()).await.unwrap();
+        pids.push(
+            client
+                .start(id, None, false, discard_stdio())
+                .await
+                .unwrap(),
+        );
+    }
+
+    // containerd dies; half of the containers exit while it is down.
+    let old = remote.daemon_pid().unwrap();
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
+    for pid in &pids[..5] {
+        kill(Pid::from_raw(*pid as i32), Signal::SIGKILL).unwrap();
+    }
+    wait_restarted(&remote, 0, old).await;
+    for id in &ids[..5] {
+        let exit = backend
+            .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
+            .await
+            .unwrap();
+        assert_eq!(exit.exit_code, 137);
+    }
+    // The client's handles still work on the new daemon.
+    for id in &ids[5..] {
+        client
+            .signal_process(id, INIT_PROCESS_ID, 15)
+            .await
+            .unwrap();
+        let exit = backend
+            .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
+            .await
+            .unwrap();
+        assert_eq!(exit.exit_code, 143);
+    }
+
+    // A hung daemon (SIGSTOP) is restarted too.
+    let before = remote.restarts();
+    let hung = remote.daemon_pid().unwrap();
+    kill(Pid::from_raw(hung as i32), Signal::SIGSTOP).unwrap();
+    wait_restarted(&remote, before, hung).await;
+    client.version().await.unwrap();
+
+    for id in &ids {
+        client.delete_task(id).await.unwrap();
+        client.delete(id).await.unwrap();
+    }
+    for id in &ids {
+        let exits = backend
+            .event_types_of(id)
+            .into_iter()
+            .filter(|t| *t == EventType::Exit)
+            .count();
+        assert_eq!(exits, 1, "{id}: {:?}", backend.event_types_of(id));
+    }
+    remote.cleanup().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
