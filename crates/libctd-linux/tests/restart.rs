@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libctd_core::{Client, EventType, INIT_PROCESS_ID, Remote, RemoteOption, discard_stdio};
+use libctd_core::{EventType, INIT_PROCESS_ID, Remote, RemoteOption, discard_stdio};
 use libctd_linux::{HealthCheck, LinuxRemote, StateDir};
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
