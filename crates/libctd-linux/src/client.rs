@@ -45,6 +45,8 @@ pub(crate) const EXEC_CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// One process the client tracks.
 pub(crate) struct Proc {
     pub fifos: FifoSet,
+    /// The client's end of stdin, if any.
+    pub stdin: Option<crate::fifo::StdinSlot>,
     pub attachment: Option<Box<dyn StdioAttachment>>,
     pub started: watch::Sender<bool>,
     pub exit_delivered: bool,
@@ -239,7 +241,7 @@ impl Inner {
             fifos.create(&c.dir)?;
         }
         let (close_tx, close_rx) = oneshot::channel();
-        let io = fifos.open(close_tx)?;
+        let (io, stdin_slot) = fifos.open(close_tx)?;
         let has_stdin = io.stdin.is_some();
         let attachment = match attach(io) {
             Ok(a) => a,
@@ -258,8 +260,8 @@ impl Inner {
                 process_id.to_owned()
             };
             tokio::spawn(async move {
-                let _ = close_rx.await;
-                if started_rx.wait_for(|s| *s).await.is_ok() {
+                // Only an engine close notifies; a client close_stdin does its own CloseIO.
+                if close_rx.await.is_ok() && started_rx.wait_for(|s| *s).await.is_ok() {
                     let req = inner.request(CloseIoRequest {
                         container_id: cid.clone(),
                         exec_id,
@@ -273,11 +275,30 @@ impl Inner {
         }
         Ok(Proc {
             fifos,
+            stdin: stdin_slot,
             attachment: Some(attachment),
             started,
             exit_delivered: false,
             pid: 0,
         })
+    }
+
+    /// The status of a container's task (NotFound without one).
+    async fn task_status(&self, id: &str) -> Result<Status> {
+        let req = self.request(GetRequest {
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+        });
+        match self.tasks().get(req).await {
+            Ok(r) => Ok(r
+                .into_inner()
+                .process
+                .map_or(Status::Unknown, |p| convert::status_from_proto(p.status))),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                Err(Error::not_found("container is not running").with_source(s))
+            }
+            Err(s) => Err(status_error(s)),
+        }
     }
 
     /// Waits (boundedly) for the engine to drain a deleted process's output,
@@ -328,6 +349,11 @@ impl Inner {
     }
 
     async fn create(self: Arc<Self>, id: String, spec: Spec, options: CreateOptions) -> Result<()> {
+        if spec.process().is_none() {
+            return Err(Error::invalid_argument(
+                "the spec has no process: a Linux container needs one",
+            ));
+        }
         let spec_any = convert::json_any(convert::SPEC_TYPE_URL, &spec)?;
         let terminal = spec
             .process()
@@ -479,6 +505,12 @@ impl Inner {
         validate_process_id(&process_id)?;
         if !c.lock().has_task {
             return Err(Error::invalid_argument("container is not running"));
+        }
+        if spec.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::invalid_argument("the process has no args"));
+        }
+        if self.task_status(&id).await? == Status::Stopped {
+            return Err(Error::failed_precondition("the container is stopped"));
         }
         let spec_any = convert::json_any(convert::PROCESS_TYPE_URL, &spec)?;
         let terminal = spec.terminal().unwrap_or(false);
@@ -892,6 +924,15 @@ impl Client for LinuxClient {
         let run = async {
             let c = self.inner.get_with_task(container_id)?;
             let exec_id = self.inner.exec_id(&c, process_id)?;
+            // Every writer must go for the process to read EOF: ours too.
+            if let Some(slot) = c
+                .lock()
+                .processes
+                .get(process_id)
+                .and_then(|p| p.stdin.clone())
+            {
+                crate::fifo::lock(&slot).close_by_client();
+            }
             let req = self.inner.request(CloseIoRequest {
                 container_id: container_id.to_owned(),
                 exec_id,
@@ -913,6 +954,12 @@ impl Client for LinuxClient {
     async fn pause(&self, container_id: &str) -> Result<()> {
         let run = async {
             self.inner.get_with_task(container_id)?;
+            let status = self.inner.task_status(container_id).await?;
+            if status != Status::Running {
+                return Err(Error::failed_precondition(format!(
+                    "the container is {status}, not running"
+                )));
+            }
             let req = self.inner.request(PauseTaskRequest {
                 container_id: container_id.to_owned(),
             });
@@ -926,6 +973,12 @@ impl Client for LinuxClient {
     async fn resume(&self, container_id: &str) -> Result<()> {
         let run = async {
             self.inner.get_with_task(container_id)?;
+            let status = self.inner.task_status(container_id).await?;
+            if status != Status::Paused {
+                return Err(Error::failed_precondition(format!(
+                    "the container is {status}, not paused"
+                )));
+            }
             let req = self.inner.request(ResumeTaskRequest {
                 container_id: container_id.to_owned(),
             });

@@ -466,6 +466,18 @@ fn classify_message(lower: &str) -> ErrorKind {
             return kind;
         }
     }
+    // runc and the shim say what state forbids the operation.
+    if lower.contains("stopped state")
+        || lower.contains("a running process")
+        || lower.contains("not paused")
+        || lower.contains("must be stopped")
+        || lower.contains("is not running")
+    {
+        return ErrorKind::FailedPrecondition;
+    }
+    if lower.contains("must not be empty") {
+        return ErrorKind::InvalidArgument;
+    }
     if lower.contains("transport error")
         || lower.contains("h2 protocol error")
         || lower.contains("connection reset")

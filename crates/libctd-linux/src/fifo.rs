@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use libctd_core::{DirectIo, Error, OutputStream, StdinStream};
 use nix::sys::stat::Mode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -92,20 +94,27 @@ impl FifoSet {
 
     /// Opens the engine's ends. `on_stdin_close` fires (once) when the engine
     /// shuts down or drops stdin. Paths that no longer exist give no stream.
-    pub(crate) fn open(&self, on_stdin_close: oneshot::Sender<()>) -> Result<DirectIo, Error> {
+    /// The returned slot lets the client close stdin itself.
+    pub(crate) fn open(
+        &self,
+        on_stdin_close: oneshot::Sender<()>,
+    ) -> Result<(DirectIo, Option<StdinSlot>), Error> {
         let open_err = |path: &Path, e: io::Error| {
             Error::system(format!("cannot open the fifo {}", path.display())).with_source(e)
         };
+        let mut slot = None;
         let stdin: Option<StdinStream> = match &self.stdin {
             Some(p) if p.exists() => {
                 let sender = pipe::OpenOptions::new()
                     .read_write(true)
                     .open_sender(p)
                     .map_err(|e| open_err(p, e))?;
-                Some(Box::pin(Stdin {
-                    inner: Some(sender),
+                let shared = Arc::new(Mutex::new(StdinState {
+                    sender: Some(sender),
                     on_close: Some(on_stdin_close),
-                }))
+                }));
+                slot = Some(shared.clone());
+                Some(Box::pin(Stdin { slot: shared }))
             }
             _ => None,
         };
@@ -125,7 +134,7 @@ impl FifoSet {
         };
         let stdout = receiver(&self.stdout)?;
         let stderr = receiver(&self.stderr)?;
-        Ok(DirectIo::new(stdin, stdout, stderr, self.terminal))
+        Ok((DirectIo::new(stdin, stdout, stderr, self.terminal), slot))
     }
 
     /// Removes the FIFOs (missing ones are fine).
@@ -185,53 +194,78 @@ impl Drop for Output {
     }
 }
 
-/// The engine's stdin: writes go to the FIFO; shutdown or drop closes it and
-/// fires the close notification once.
-struct Stdin {
-    inner: Option<pipe::Sender>,
+/// The client's write end of a stdin FIFO, shared by the engine's stream and
+/// the client (whose `close_stdin` must close it too: the process reads EOF
+/// only once every writer of the FIFO is gone).
+pub(crate) type StdinSlot = Arc<Mutex<StdinState>>;
+
+/// The write end and the close notification.
+pub(crate) struct StdinState {
+    sender: Option<pipe::Sender>,
     on_close: Option<oneshot::Sender<()>>,
 }
 
-impl Stdin {
-    fn close(&mut self) {
-        self.inner = None;
+impl StdinState {
+    /// Closed by the engine: drop the fd and notify (once).
+    fn close_by_engine(&mut self) {
+        self.sender = None;
         if let Some(tx) = self.on_close.take() {
             let _ = tx.send(());
         }
     }
+
+    /// Closed by the client, which sends CloseIO itself: no notification.
+    pub(crate) fn close_by_client(&mut self) {
+        self.sender = None;
+        self.on_close = None;
+    }
+}
+
+/// Locks a stdin slot.
+pub(crate) fn lock(slot: &StdinSlot) -> std::sync::MutexGuard<'_, StdinState> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The engine's stdin: writes go to the FIFO; shutdown or drop closes it and
+/// fires the close notification once.
+struct Stdin {
+    slot: StdinSlot,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "stdin is closed")
 }
 
 impl AsyncWrite for Stdin {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.inner.as_mut() {
+        let mut st = lock(&self.slot);
+        match st.sender.as_mut() {
             Some(s) => Pin::new(s).poll_write(cx, buf),
-            None => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "stdin is closed",
-            ))),
+            None => Poll::Ready(Err(closed())),
         }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.inner.as_mut() {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = lock(&self.slot);
+        match st.sender.as_mut() {
             Some(s) => Pin::new(s).poll_flush(cx),
             None => Poll::Ready(Ok(())),
         }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.close();
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        lock(&self.slot).close_by_engine();
         Poll::Ready(Ok(()))
     }
 }
 
 impl Drop for Stdin {
     fn drop(&mut self) {
-        self.close();
+        lock(&self.slot).close_by_engine();
     }
 }
 
@@ -260,7 +294,8 @@ mod tests {
         set.create(dir.path()).unwrap();
         set.create(dir.path()).unwrap(); // idempotent
         let (tx, rx) = oneshot::channel();
-        let io = set.open(tx).unwrap();
+        let (io, slot) = set.open(tx).unwrap();
+        assert!(slot.is_some());
         let mut stdin = io.stdin.unwrap();
         // Play the shim: read stdin, write stdout.
         let mut shim_in = pipe::OpenOptions::new()
