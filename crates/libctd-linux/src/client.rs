@@ -261,7 +261,10 @@ impl Inner {
             };
             tokio::spawn(async move {
                 // Only an engine close notifies; a client close_stdin does its own CloseIO.
-                if close_rx.await.is_ok() && started_rx.wait_for(|s| *s).await.is_ok() {
+                let Ok(closed) = close_rx.await else { return };
+                if started_rx.wait_for(|s| *s).await.is_ok() {
+                    // The shim has the FIFO open now: our end may go.
+                    drop(closed);
                     let req = inner.request(CloseIoRequest {
                         container_id: cid.clone(),
                         exec_id,

@@ -97,7 +97,7 @@ impl FifoSet {
     /// The returned slot lets the client close stdin itself.
     pub(crate) fn open(
         &self,
-        on_stdin_close: oneshot::Sender<()>,
+        on_stdin_close: oneshot::Sender<StdinClosed>,
     ) -> Result<(DirectIo, Option<StdinSlot>), Error> {
         let open_err = |path: &Path, e: io::Error| {
             Error::system(format!("cannot open the fifo {}", path.display())).with_source(e)
@@ -202,15 +202,20 @@ pub(crate) type StdinSlot = Arc<Mutex<StdinState>>;
 /// The write end and the close notification.
 pub(crate) struct StdinState {
     sender: Option<pipe::Sender>,
-    on_close: Option<oneshot::Sender<()>>,
+    on_close: Option<oneshot::Sender<StdinClosed>>,
 }
 
+/// The engine closed stdin. The write end travels with the notification:
+/// the client drops it only once the process started, because a FIFO whose
+/// last descriptor closes before the shim opened it loses what was written.
+pub(crate) struct StdinClosed(#[allow(dead_code)] Option<pipe::Sender>);
+
 impl StdinState {
-    /// Closed by the engine: drop the fd and notify (once).
+    /// Closed by the engine: hand the fd over with the notification (once).
     fn close_by_engine(&mut self) {
-        self.sender = None;
+        let sender = self.sender.take();
         if let Some(tx) = self.on_close.take() {
-            let _ = tx.send(());
+            let _ = tx.send(StdinClosed(sender));
         }
     }
 
@@ -314,7 +319,9 @@ mod tests {
         io.stdout.unwrap().read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "pong");
         stdin.shutdown().await.unwrap();
-        assert!(rx.await.is_ok());
+        let closed = rx.await.unwrap();
+        assert!(closed.0.is_some());
+        drop(closed);
         assert!(stdin.write_all(b"x").await.is_err());
         set.remove();
         assert!(!set.stdout.as_ref().unwrap().exists());
