@@ -552,3 +552,58 @@ extern "C" fn run_at_exit() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_reaches_the_config_file() {
+        let config = LinuxConfig {
+            state_dir: PathBuf::from("/run/x"),
+            log_level: Some("debug".into()),
+            debug_address: Some(PathBuf::from("/run/x/debug.sock")),
+            metrics_address: Some("127.0.0.1:1338".into()),
+            plugin_config: vec![(
+                "io.containerd.gc.v1.scheduler".into(),
+                "pause_threshold = 0.05".into(),
+            )],
+            oom_score: Some(-999),
+            socket_uid: Some(1),
+            socket_gid: Some(2),
+            ..LinuxConfig::default()
+        };
+        let paths = DaemonPaths::new(&config.state_dir);
+        let text = render_config(&config, &paths);
+        for needle in [
+            "version = 2",
+            "root = \"/run/x/daemon/root\"",
+            "state = \"/run/x/daemon/state\"",
+            "oom_score = -999",
+            "\"io.containerd.grpc.v1.cri\"",
+            "address = \"/run/x/containerd.sock\"",
+            "uid = 1",
+            "gid = 2",
+            "address = \"/run/x/containerd.sock.ttrpc\"",
+            "address = \"/run/x/debug.sock\"",
+            "level = \"debug\"",
+            "address = \"127.0.0.1:1338\"",
+            "[plugins.\"io.containerd.gc.v1.scheduler\"]\npause_threshold = 0.05",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+
+    #[test]
+    fn binaries_are_found_in_path_or_by_path() {
+        assert!(find_binary(Path::new("sh")).is_some());
+        assert!(find_binary(Path::new("/bin/sh")).is_some());
+        assert!(find_binary(Path::new("/nonexistent/x")).is_none());
+        assert!(find_binary(Path::new("no-such-binary-libctd")).is_none());
+    }
+}

@@ -184,6 +184,43 @@ async fn stdin_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn stdin_written_and_closed_before_start_is_not_lost() {
+    let (ctd, client, backend) = setup().await;
+    client
+        .create("early", &ctd.spec(&["cat"], false), Default::default())
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // The engine writes and closes stdin inside the callback, before the task exists.
+    let cb = libctd_core::stdio_callback(move |io: libctd_core::DirectIo| {
+        let mut stdin = io.stdin.unwrap();
+        let mut stdout = io.stdout.unwrap();
+        let copy = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stdin.write_all(b"early bird\n").await.unwrap();
+            stdin.shutdown().await.unwrap();
+            drop(stdin);
+            let mut out = Vec::new();
+            stdout.read_to_end(&mut out).await.unwrap();
+            let _ = tx.send(out);
+        });
+        Ok(Box::new(copy))
+    });
+    client.start("early", None, true, cb).await.unwrap();
+    let exit = backend
+        .next_process_event("early", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(
+        tokio::time::timeout(T, rx).await.unwrap().unwrap(),
+        b"early bird\n"
+    );
+    client.delete_task("early").await.unwrap();
+    client.delete("early").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn exec_with_empty_stdin_does_not_hang() {
     let (ctd, client, backend) = setup().await;
     client
