@@ -27,6 +27,35 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # How it works
+//!
+//! - [`LinuxRemote`] embeds containerd by default: under its state directory
+//!   (mode 0700) it writes a config with the CRI and unused plugins disabled,
+//!   starts `containerd` (dying with this process unless [`Outlive`]), records
+//!   its pid, and reuses a live daemon named by that pid file. It checks health
+//!   every 500 ms (3 s timeout) and restarts a dead or hung daemon with
+//!   throttling; clients reconnect by themselves. With [`Address`] it uses an
+//!   existing containerd and never restarts it. `cleanup()` sends SIGTERM,
+//!   waits up to 15 s, then SIGKILL, and removes the pid file and sockets.
+//! - [`LinuxClient`] implements the 18 operations of
+//!   [`Client`](libctd_core::Client). Every request carries the client's
+//!   namespace; every gRPC status is classified into an
+//!   [`ErrorKind`](libctd_core::ErrorKind) naming the container and operation.
+//!   Mutating operations run in their own task, so dropping a call never
+//!   leaves the client half-way.
+//! - Stdio travels through FIFOs under `<state>/fifo/<namespace>/<container>/`,
+//!   opened on tokio; output the engine drops is drained, and stdin closed by
+//!   the engine leads to exactly one `CloseIO` once the process started.
+//! - Events: one subscription per client (`namespace==<ns>,topic~=|^/tasks/|`)
+//!   in its own task, proven live by a private sync event, decoded by bare type
+//!   URL and delivered through the per-container
+//!   [`EventQueue`](libctd_core::EventQueue). Repeated OOM events of one kill
+//!   are delivered once; an exited exec is deleted after its exit was
+//!   delivered (bounded by a timeout). A broken stream is resubscribed with
+//!   backoff and the client then reconciles: exits that happened meanwhile
+//!   are delivered, exactly once.
+//! - runc keeps its state under `<state>/runc` for containers created here.
+//!
 //! On targets other than Unix the crate is empty.
 
 #[cfg(unix)]

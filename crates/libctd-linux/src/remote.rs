@@ -461,11 +461,10 @@ async fn check_external(address: &Path, channel: &Channel) -> Result<()> {
 }
 
 impl Drop for LinuxRemote {
-    /// Stops health checks and event streams; a daemon still running (no
-    /// [`cleanup`](libctd_core::Remote::cleanup)) is left for the next remote
-    /// on the same state directory to reuse.
+    /// Stops health checks (clients keep working, without restarts); a daemon
+    /// still running (no [`cleanup`](libctd_core::Remote::cleanup)) is left
+    /// for the next remote on the same state directory to reuse.
     fn drop(&mut self) {
-        self.closed.send_replace(true);
         if let Some(s) = &self.supervisor {
             s.stop_monitoring();
         }
