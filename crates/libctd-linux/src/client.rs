@@ -62,6 +62,8 @@ pub(crate) struct ContainerState {
     pub has_task: bool,
     /// An OOM kill was seen since the last start.
     pub oom: bool,
+    /// Exec ids being set up.
+    pub reserved: std::collections::HashSet<String>,
 }
 
 /// A container the client tracks.
@@ -519,20 +521,22 @@ impl Inner {
         let terminal = spec.terminal().unwrap_or(false);
         let fifos = FifoSet::new(&c.dir, &process_id, with_stdin, terminal);
         {
-            let st = c.lock();
-            if st.processes.contains_key(&process_id) || process_id == INIT_PROCESS_ID {
+            // Reserve the id, so a concurrent exec with the same id fails
+            // before it touches this one's FIFOs.
+            let mut st = c.lock();
+            if st.processes.contains_key(&process_id)
+                || st.reserved.contains(&process_id)
+                || process_id == INIT_PROCESS_ID
+            {
                 return Err(Error::already_exists("process id is already in use"));
             }
+            st.reserved.insert(process_id.clone());
         }
-        let proc = self.attach_process(&c, &process_id, fifos.clone(), attach, false)?;
+        let attached = self.attach_process(&c, &process_id, fifos.clone(), attach, false);
         {
             let mut st = c.lock();
-            if st.processes.contains_key(&process_id) {
-                drop(st);
-                proc.fifos.remove();
-                return Err(Error::already_exists("process id is already in use"));
-            }
-            st.processes.insert(process_id.clone(), proc);
+            st.reserved.remove(&process_id);
+            st.processes.insert(process_id.clone(), attached?);
         }
         let forget = |c: &Container| c.lock().processes.remove(&process_id);
         let req = self.request(ExecProcessRequest {

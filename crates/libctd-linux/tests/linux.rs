@@ -322,6 +322,48 @@ async fn twenty_execs_in_parallel() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn racing_execs_with_one_id_leave_the_winner_intact() {
+    let (ctd, client, backend) = setup().await;
+    client
+        .create("race", &ctd.spec(SLEEP, false), Default::default())
+        .await
+        .unwrap();
+    client
+        .start("race", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let mut calls = Vec::new();
+    let mut outs = Vec::new();
+    for _ in 0..4 {
+        let (cb, io) = capture_stdio();
+        outs.push(io);
+        let client = client.clone();
+        let p = busybox_process(&["echo", "winner"], false);
+        calls.push(tokio::spawn(async move {
+            client.exec("race", "same", &p, false, cb).await
+        }));
+    }
+    let mut won = None;
+    for (i, c) in calls.into_iter().enumerate() {
+        match c.await.unwrap() {
+            Ok(_) => {
+                assert!(won.is_none(), "two execs with one id succeeded");
+                won = Some(i);
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{}", e.report()),
+        }
+    }
+    let won = won.expect("one exec succeeds");
+    let exit = backend
+        .next_process_event("race", "same", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(outs[won].wait_stdout(T).await.unwrap(), b"winner\n");
+    kill_and_delete(&client, &backend, "race").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn pause_freezes_a_counter_and_resume_thaws_it() {
     let (ctd, client, backend) = setup().await;
     let spec = ctd.spec(
