@@ -216,3 +216,18 @@ async fn a_daemon_that_dies_at_start_up_reports_its_log() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_dir_too_long_for_a_socket_is_rejected() {
+    let dir = PathBuf::from(format!(
+        "/tmp/libctd-r{}-{}",
+        std::process::id(),
+        "x".repeat(100)
+    ));
+    let err = LinuxRemote::new(&[&StateDir(dir.clone()) as &dyn RemoteOption])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("too long"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
