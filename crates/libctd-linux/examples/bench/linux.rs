@@ -25,6 +25,8 @@ use tracing::Instrument;
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The shim group of the "group" variant.
 const GROUP: &str = "bench";
+/// Where containerd's runc shim looks for a container's group.
+const SHIM_GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
 /// How many containers are started or stopped at once in the memory phase.
 const BATCH: usize = 10;
 const MIB: u64 = 1 << 20;
@@ -398,6 +400,8 @@ struct Ours {
     client: Arc<LinuxClient>,
     recorder: Arc<Recorder>,
     live: Mutex<HashSet<String>>,
+    /// Whether the benchmark adds the shim-group annotation to its specs.
+    annotate_group: bool,
 }
 
 impl Ours {
@@ -765,9 +769,29 @@ impl Bench {
         busybox_spec(&self.rootfs, args, false, None)
     }
 
+    /// A spec for a container of `o`. For the grouped variant it carries the
+    /// group as an OCI annotation, which is where containerd 1.6's runc shim
+    /// reads it (`manager.go`: `spec.Annotations[groupLabels...]`); the
+    /// ShimGroup option alone only sets a container label, which the shim
+    /// never sees (see BENCHMARKS.md).
+    fn spec_for(&self, o: &Ours, args: &[&str]) -> Spec {
+        let mut spec = self.spec(args);
+        if o.annotate_group {
+            annotate_group(&mut spec);
+        }
+        spec
+    }
+
     fn variant(&self, group: bool) -> &Arc<Ours> {
         if group { &self.on } else { &self.off }
     }
+}
+
+/// Adds the shim-group annotation to `spec`.
+fn annotate_group(spec: &mut Spec) {
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert(SHIM_GROUP_ANNOTATION.to_owned(), GROUP.to_owned());
+    spec.set_annotations(Some(annotations));
 }
 
 /// What the sequential phase compares.
@@ -855,12 +879,14 @@ async fn run(args: Args) -> Result<()> {
             client: client_off,
             recorder: rec_off,
             live: Mutex::default(),
+            annotate_group: false,
         }),
         on: Arc::new(Ours {
             label: "libctd+group",
             client: client_on,
             recorder: rec_on,
             live: Mutex::default(),
+            annotate_group: true,
         }),
         ctr: Ctr {
             fifo_dir: state.join("ctr-fifo"),
@@ -925,12 +951,21 @@ async fn run(args: Args) -> Result<()> {
 
 async fn phases(b: &Arc<Bench>) -> Result<()> {
     warm_up(b).await?;
+    group_check(b).await?;
+    // First, while this process's heap is still close to an idle engine's.
+    if b.args.runs("memory") {
+        for group in [false, true] {
+            memory(b, group)
+                .instrument(tracing::info_span!("memory"))
+                .await?;
+        }
+    }
     if b.args.runs("lifecycle") || b.args.runs("burst") {
         // A long-running container in the shim group, as an engine that runs
         // other containers would have: without one, every grouped lifecycle
         // would start (and stop) the group's shim afresh.
         let keeper = "keeper";
-        let spec = b.spec(&["sleep", "100000"]);
+        let spec = b.spec_for(&b.on, &["sleep", "100000"]);
         let create = b.on.client.create(keeper, &spec, CreateOptions::new());
         within("create", keeper, create).await?;
         b.on.track(keeper, true);
@@ -949,9 +984,7 @@ async fn phases(b: &Arc<Bench>) -> Result<()> {
     if b.args.runs("stdout") {
         stdout(b).instrument(tracing::info_span!("stdout")).await?;
     }
-    if b.args.runs("memory") {
-        memory(b).instrument(tracing::info_span!("memory")).await?;
-    }
+
     Ok(())
 }
 
@@ -959,7 +992,7 @@ async fn phases(b: &Arc<Bench>) -> Result<()> {
 async fn warm_up(b: &Bench) -> Result<()> {
     println!("bench: warming up");
     lifecycle(&b.off, "warm-off", &b.spec(&["/bin/true"])).await?;
-    lifecycle(&b.on, "warm-on", &b.spec(&["/bin/true"])).await?;
+    lifecycle(&b.on, "warm-on", &b.spec_for(&b.on, &["/bin/true"])).await?;
     if b.raw.latencies_ms(&["warm-off".to_owned()]).is_empty() {
         eprintln!("bench: the raw event subscriber missed the warm-up exit");
     }
@@ -986,7 +1019,7 @@ async fn sequential(b: &Bench) -> Result<()> {
             match v {
                 Seq::Off | Seq::On => {
                     let o = b.variant(v == Seq::On);
-                    let spec = b.spec(&["/bin/true"]);
+                    let spec = b.spec_for(o, &["/bin/true"]);
                     let u0 = Usage::of(libc::RUSAGE_SELF);
                     let suffix = if v == Seq::On { "on" } else { "off" };
                     let cid = format!("{id}-{suffix}");
@@ -1220,7 +1253,7 @@ async fn our_burst(
     let ids: Vec<String> = (0..b.args.burst)
         .map(|k| format!("burst-{}-{round}-{k}", if group { "on" } else { "off" }))
         .collect();
-    let specs: Vec<Spec> = ids.iter().map(|_| b.spec(&["/bin/true"])).collect();
+    let specs: Vec<Spec> = ids.iter().map(|_| b.spec_for(&o, &["/bin/true"])).collect();
     let c0 = cpu_self();
     let t0 = Instant::now();
     let tasks: Vec<_> = ids
@@ -1503,13 +1536,52 @@ async fn start_attached(o: &Ours, id: &str, spec: &Spec) -> Result<oneshot::Rece
     Ok(exit)
 }
 
-async fn memory(b: &Bench) -> Result<()> {
-    let n = b.args.attached;
-    println!("bench: resident memory with {n} running containers attached");
-    let o = &b.off;
-    let idle = rss_bytes();
-    let ids: Vec<String> = (0..n).map(|k| format!("mem-{k}")).collect();
-    let specs: Vec<Spec> = ids.iter().map(|_| b.spec(&["sleep", "100000"])).collect();
+/// Bytes the allocator has handed out and not taken back (mallinfo2).
+fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's statistics.
+    let info = unsafe { libc::mallinfo2() };
+    (info.uordblks + info.hblkhd) as u64
+}
+
+/// (count, total RSS bytes) of the runc shims serving namespace `ns`.
+fn shims_of(ns: &str) -> (usize, u64) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return (0, 0);
+    };
+    let mut found = (0, 0);
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|c| *c == 0).collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+        let serves = args
+            .windows(2)
+            .any(|w| w[0] == b"-namespace" && w[1] == ns.as_bytes());
+        if is_shim && serves {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let rss = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            found = (found.0 + 1, found.1 + rss * 1024);
+        }
+    }
+    found
+}
+
+/// Starts `specs` (ids `ids`) in batches, attached; their exit receivers.
+async fn start_all(
+    o: &Ours,
+    ids: &[String],
+    specs: &[Spec],
+) -> Result<Vec<oneshot::Receiver<EventInfo>>> {
     let mut exits = Vec::new();
     for (ids, specs) in ids.chunks(BATCH).zip(specs.chunks(BATCH)) {
         let started = futures::future::join_all(
@@ -1522,13 +1594,20 @@ async fn memory(b: &Bench) -> Result<()> {
             exits.push(s?);
         }
     }
-    let loaded = rss_bytes();
-    let pairs: Vec<(String, oneshot::Receiver<EventInfo>)> = ids.into_iter().zip(exits).collect();
-    let mut pairs = pairs.into_iter();
+    Ok(exits)
+}
+
+/// Kills and removes `ids` in batches.
+async fn remove_all(
+    o: &Ours,
+    ids: Vec<String>,
+    exits: Vec<oneshot::Receiver<EventInfo>>,
+) -> Result<()> {
+    let mut pairs = ids.into_iter().zip(exits);
     loop {
         let batch: Vec<_> = pairs.by_ref().take(BATCH).collect();
         if batch.is_empty() {
-            break;
+            return Ok(());
         }
         let done = futures::future::join_all(
             batch
@@ -1540,25 +1619,97 @@ async fn memory(b: &Bench) -> Result<()> {
             d?;
         }
     }
-    let after = rss_bytes();
-    let mib = |v: u64| v as f64 / MIB as f64;
-    let delta = loaded.saturating_sub(idle);
+}
+
+/// Whether the ShimGroup option, alone and with the spec annotation, makes
+/// two running containers share one shim.
+async fn group_check(b: &Bench) -> Result<()> {
+    let o = &b.on;
+    let ns = o.client.namespace().to_owned();
+    let mut shims = Vec::new();
+    for (tag, annotate) in [("option", false), ("annotated", true)] {
+        let ids: Vec<String> = (0..2).map(|k| format!("group-{tag}-{k}")).collect();
+        let specs: Vec<Spec> = ids
+            .iter()
+            .map(|_| {
+                let mut spec = b.spec(&["sleep", "100000"]);
+                if annotate {
+                    annotate_group(&mut spec);
+                }
+                spec
+            })
+            .collect();
+        let exits = start_all(o, &ids, &specs).await?;
+        shims.push(shims_of(&ns).0);
+        remove_all(o, ids, exits).await?;
+    }
     b.record(
-        "memory",
+        "shim_group_check",
         json!({
-            "containers": n, "rss_idle_mib": mib(idle), "rss_loaded_mib": mib(loaded),
-            "rss_after_mib": mib(after), "delta_mib": mib(delta),
-            "delta_kib_per_container": delta as f64 / 1024.0 / n as f64,
+            "containers": 2,
+            "shims_with_option_only": shims.first(),
+            "shims_with_option_and_annotation": shims.get(1),
         }),
     );
     b.row(
-        format!("client RSS +{n} attached, MiB"),
+        "shims for 2 running containers, ShimGroup",
         format!(
-            "+{:.1} ({:.0} KiB each)",
-            mib(delta),
-            delta as f64 / 1024.0 / n as f64
+            "option only: {}; + annotation: {}",
+            shims.first().unwrap_or(&0),
+            shims.get(1).unwrap_or(&0)
         ),
-        format!("idle {:.1}, after {:.1}", mib(idle), mib(after)),
+        "1 expected",
+        None,
+        "",
+        None,
+    );
+    Ok(())
+}
+
+async fn memory(b: &Bench, group: bool) -> Result<()> {
+    let n = b.args.attached;
+    let o = b.variant(group);
+    println!(
+        "bench: memory with {n} running containers attached, {}",
+        o.label
+    );
+    let (idle, heap_idle) = (rss_bytes(), heap_in_use());
+    let ids: Vec<String> = (0..n)
+        .map(|k| format!("mem-{}-{k}", if group { "on" } else { "off" }))
+        .collect();
+    let specs: Vec<Spec> = ids
+        .iter()
+        .map(|_| b.spec_for(o, &["sleep", "100000"]))
+        .collect();
+    let exits = start_all(o, &ids, &specs).await?;
+    let (loaded, heap_loaded) = (rss_bytes(), heap_in_use());
+    let (shims, shim_rss) = shims_of(o.client.namespace());
+    remove_all(o, ids, exits).await?;
+    let (after, heap_after) = (rss_bytes(), heap_in_use());
+    let mib = |v: u64| v as f64 / MIB as f64;
+    let delta = loaded.saturating_sub(idle);
+    let heap_delta = heap_loaded.saturating_sub(heap_idle);
+    let per = |v: u64| v as f64 / 1024.0 / n as f64;
+    b.record(
+        &format!("memory {}", o.label),
+        json!({
+            "containers": n, "rss_idle_mib": mib(idle), "rss_loaded_mib": mib(loaded),
+            "rss_after_mib": mib(after), "rss_delta_mib": mib(delta),
+            "rss_delta_kib_per_container": per(delta),
+            "heap_idle_mib": mib(heap_idle), "heap_loaded_mib": mib(heap_loaded),
+            "heap_after_mib": mib(heap_after), "heap_delta_kib_per_container": per(heap_delta),
+            "shims": shims, "shims_rss_mib": mib(shim_rss),
+        }),
+    );
+    b.row(
+        format!("client RSS +{n} attached, {}", o.label),
+        format!(
+            "+{:.1} MiB ({:.0} KiB each; heap {:.0} KiB each)",
+            mib(delta),
+            per(delta),
+            per(heap_delta)
+        ),
+        format!("{shims} shims, {:.0} MiB RSS", mib(shim_rss)),
         None,
         "",
         None,
