@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
-    Client, CreateOptions, DirectIo, Error, ErrorContext, EventDispatcher, EventInfo, EventType,
-    INIT_PROCESS_ID, LinuxProcess, LinuxStats, MemoryStats, PidsStats, PlatformStats, Resources,
-    Restored, Result, Stats, Status, StdioAttachment, StdioCallback, Summary, TaskExit, Version,
-    validate_signal, validate_terminal_size,
+    Client, CreateOptions, DirectIo, Error, EventDispatcher, EventInfo, EventType, INIT_PROCESS_ID,
+    LinuxProcess, LinuxStats, MemoryStats, PidsStats, PlatformStats, Resources, Restored, Result,
+    Stats, Status, StdioAttachment, StdioCallback, Summary, TaskExit, Version, validate_signal,
+    validate_terminal_size,
 };
 use tokio::io::DuplexStream;
 use tokio::sync::{mpsc, watch};
@@ -49,6 +49,34 @@ impl Proc {
         self.exit.is_none()
     }
 
+    /// Fresh pipes for a restored engine: they replace the engine's old ends
+    /// of the output (and, while the process runs, of stdin).
+    fn reopen_stdio(&mut self) -> DirectIo {
+        let running = self.running();
+        let (out_proc, out_engine) = tokio::io::duplex(PIPE_SIZE);
+        replace_sink(&self.stdout, running.then_some(out_proc));
+        let engine_err = self.stderr.as_ref().map(|sink| {
+            let (err_proc, err_engine) = tokio::io::duplex(PIPE_SIZE);
+            replace_sink(sink, running.then_some(err_proc));
+            err_engine
+        });
+        let mut engine_stdin = None;
+        if let (true, Some(tx)) = (running, self.stdin.clone()) {
+            let (engine_end, relay_end) = tokio::io::duplex(PIPE_SIZE);
+            if let Some(old) = self.relay.take() {
+                old.abort();
+            }
+            self.relay = Some(tokio::spawn(program::relay_stdin(relay_end, tx)));
+            engine_stdin = Some(engine_end);
+        }
+        DirectIo::new(
+            engine_stdin.map(|s| Box::pin(s) as _),
+            Some(Box::pin(out_engine)),
+            engine_err.map(|s| Box::pin(s) as _),
+            self.terminal,
+        )
+    }
+
     /// Lets the engine's copies finish (boundedly), then cancels them.
     fn release_stdio(&mut self) {
         if let Some(relay) = self.relay.take() {
@@ -80,6 +108,17 @@ struct Task {
     frozen: watch::Sender<bool>,
 }
 
+impl Task {
+    /// `FailedPrecondition` unless the init process runs.
+    fn ensure_running(&self) -> Result<()> {
+        if self.init.running() {
+            Ok(())
+        } else {
+            Err(Error::failed_precondition("container is not running"))
+        }
+    }
+}
+
 struct Container {
     spec: Spec,
     events: EventDispatcher,
@@ -89,6 +128,15 @@ struct Container {
 }
 
 impl Container {
+    /// The task, or NotFound "container is not running" before start.
+    fn task(&self) -> Result<&Task> {
+        self.task.as_ref().ok_or_else(not_running)
+    }
+
+    fn task_mut(&mut self) -> Result<&mut Task> {
+        self.task.as_mut().ok_or_else(not_running)
+    }
+
     fn info(&self, container_id: &str, process_id: &str, pid: u32) -> EventInfo {
         EventInfo {
             container_id: container_id.to_owned(),
@@ -103,7 +151,7 @@ impl Container {
 /// The containers of one namespace, shared by its clients.
 #[derive(Default)]
 pub(crate) struct Namespace {
-    containers: Mutex<HashMap<String, Container>>,
+    containers: Mutex<Containers>,
 }
 
 fn no_container() -> Error {
@@ -122,13 +170,9 @@ impl Namespace {
     /// Ends a process as if it had ended by itself.
     pub fn end_process(&self, container_id: &str, process_id: &str, end: End) -> Result<()> {
         let cs = lock(&self.containers);
-        let c = cs.get(container_id).ok_or_else(no_container)?;
-        let task = c.task.as_ref().ok_or_else(not_running)?;
-        let p = find_proc(task, process_id)?;
-        if !p.running() {
-            return Err(Error::not_found("process already finished"));
-        }
-        p.control.send_replace(Some(end));
+        running_proc(&cs, container_id, process_id)?
+            .control
+            .send_replace(Some(end));
         Ok(())
     }
 
@@ -200,6 +244,26 @@ impl Namespace {
         {
             p.release_stdio();
         }
+    }
+}
+
+type Containers = HashMap<String, Container>;
+
+fn container<'a>(cs: &'a Containers, container_id: &str) -> Result<&'a Container> {
+    cs.get(container_id).ok_or_else(no_container)
+}
+
+fn container_mut<'a>(cs: &'a mut Containers, container_id: &str) -> Result<&'a mut Container> {
+    cs.get_mut(container_id).ok_or_else(no_container)
+}
+
+/// A process that has not exited yet; NotFound otherwise.
+fn running_proc<'a>(cs: &'a Containers, container_id: &str, process_id: &str) -> Result<&'a Proc> {
+    let p = find_proc(container(cs, container_id)?.task()?, process_id)?;
+    if p.running() {
+        Ok(p)
+    } else {
+        Err(Error::not_found("process already finished"))
     }
 }
 
@@ -333,6 +397,61 @@ impl FakeClient {
         Ok(())
     }
 
+    /// The frame of every per-container operation: the ids (then `checks`)
+    /// are validated, the remote is entered (faults, delays), then `f` runs on
+    /// the namespace's containers under their lock. Every error names the
+    /// operation, the container and the process. Cancel-safe: the only await
+    /// comes before anything changes.
+    async fn operate<R>(
+        &self,
+        op: Op,
+        container_id: &str,
+        process_id: Option<&str>,
+        checks: Result<()>,
+        f: impl FnOnce(&mut Containers) -> Result<R>,
+    ) -> Result<R> {
+        check_ids(op, container_id, process_id)?;
+        let ctx = |e: Error| {
+            let e = e.with_operation(op.as_str()).with_container(container_id);
+            match process_id {
+                Some(p) => e.with_process(p),
+                None => e,
+            }
+        };
+        checks.map_err(ctx)?;
+        self.enter(op, Some(container_id)).await.map_err(ctx)?;
+        let mut cs = lock(&self.ns.containers);
+        f(&mut cs).map_err(ctx)
+    }
+
+    /// Pauses (`freeze`) or resumes the container's task.
+    async fn freeze(&self, op: Op, container_id: &str, freeze: bool) -> Result<()> {
+        self.operate(op, container_id, None, Ok(()), |cs| {
+            let c = container_mut(cs, container_id)?;
+            let task = c.task_mut()?;
+            if freeze {
+                task.ensure_running()?;
+                if task.paused {
+                    return Err(Error::failed_precondition("container is already paused"));
+                }
+            } else if !task.paused {
+                return Err(Error::failed_precondition("container is not paused"));
+            }
+            task.paused = freeze;
+            task.frozen.send_replace(freeze);
+            let pid = task.init.pid;
+            let event = if freeze {
+                EventType::Paused
+            } else {
+                EventType::Resumed
+            };
+            c.events
+                .dispatch(event, c.info(container_id, INIT_PROCESS_ID, pid));
+            Ok(())
+        })
+        .await
+    }
+
     /// The program a process runs, and the scripted changes to it.
     fn program_of(
         &self,
@@ -365,20 +484,23 @@ impl FakeClient {
         Ok((program, tweaks))
     }
 
-    fn spawn(&self, container_id: &str, process_id: &str, serial: u64, p: ProcessRun) {
+    /// Runs a process's program (as [`program_of`](Self::program_of) gave
+    /// it) and records its end.
+    fn spawn(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        serial: u64,
+        (program, tweaks): (Program, Tweaks),
+        io: ProcessIo,
+    ) {
         let ns = self.ns.clone();
         let (cid, pid) = (container_id.to_owned(), process_id.to_owned());
         tokio::spawn(async move {
-            let end = program::run(p.program, p.io, p.tweaks).await;
+            let end = program::run(program, io, tweaks).await;
             ns.finish(&cid, &pid, serial, end);
         });
     }
-}
-
-struct ProcessRun {
-    program: Program,
-    io: ProcessIo,
-    tweaks: Tweaks,
 }
 
 /// Validates the parts of a process spec the fake relies on.
@@ -411,7 +533,7 @@ impl Client for FakeClient {
     async fn version(&self) -> Result<Version> {
         self.enter(Op::Version, None)
             .await
-            .map_err(|e| e.with_operation("version"))?;
+            .map_err(|e| e.with_operation(Op::Version.as_str()))?;
         Ok(self
             .shared
             .script
@@ -421,93 +543,62 @@ impl Client for FakeClient {
 
     #[tracing::instrument(level = "debug", skip(self, attach), fields(namespace = %self.namespace))]
     async fn restore(&self, container_id: &str, attach: StdioCallback) -> Result<Restored> {
-        check_ids(Op::Restore, container_id, None)?;
-        self.enter(Op::Restore, Some(container_id))
-            .await
-            .context("restore", container_id)?;
-        let mut cs = lock(&self.ns.containers);
-        let c = cs
-            .get_mut(container_id)
-            .ok_or_else(no_container)
-            .context("restore", container_id)?;
-        // Events of the container now go to this client.
-        c.events = self.events.clone();
-        let Some(task) = c.task.as_mut() else {
-            return Ok(Restored {
-                alive: false,
-                pid: None,
-            });
-        };
-        let p = &mut task.init;
-        if !self.shared.config.restore_reattaches {
-            // As on Windows: what survived the engine is terminated.
-            if p.running() {
-                p.control.send_replace(Some(End::Signal(9)));
+        let reattach = self.shared.config.restore_reattaches;
+        self.operate(Op::Restore, container_id, None, Ok(()), |cs| {
+            let c = container_mut(cs, container_id)?;
+            // Events of the container now go to this client.
+            c.events = self.events.clone();
+            let Some(task) = c.task.as_mut() else {
+                return Ok(Restored {
+                    alive: false,
+                    pid: None,
+                });
+            };
+            let p = &mut task.init;
+            if !reattach {
+                // As on Windows: what survived the engine is terminated.
+                if p.running() {
+                    p.control.send_replace(Some(End::Signal(9)));
+                }
+                return Ok(Restored {
+                    alive: false,
+                    pid: Some(p.pid),
+                });
             }
-            return Ok(Restored {
-                alive: false,
+            let running = p.running();
+            let io = p.reopen_stdio();
+            let attachment = attach(io)?;
+            if let Some(mut old) = p.attachment.replace(attachment) {
+                old.cancel();
+            }
+            Ok(Restored {
+                alive: running,
                 pid: Some(p.pid),
-            });
-        }
-        // Reopen the streams: fresh pipes replace the engine's old ends.
-        let (out_proc, out_engine) = tokio::io::duplex(PIPE_SIZE);
-        let mut engine_err = None;
-        let running = p.running();
-        replace_sink(&p.stdout, running.then_some(out_proc));
-        if let Some(sink) = &p.stderr {
-            let (err_proc, err_engine) = tokio::io::duplex(PIPE_SIZE);
-            replace_sink(sink, running.then_some(err_proc));
-            engine_err = Some(err_engine);
-        }
-        let mut engine_stdin = None;
-        if let (true, Some(tx)) = (running, p.stdin.clone()) {
-            let (engine_end, relay_end) = tokio::io::duplex(PIPE_SIZE);
-            if let Some(old) = p.relay.take() {
-                old.abort();
-            }
-            p.relay = Some(tokio::spawn(program::relay_stdin(relay_end, tx)));
-            engine_stdin = Some(engine_end);
-        }
-        let io = DirectIo::new(
-            engine_stdin.map(|s| Box::pin(s) as _),
-            Some(Box::pin(out_engine)),
-            engine_err.map(|s| Box::pin(s) as _),
-            p.terminal,
-        );
-        let attachment = attach(io).context("restore", container_id)?;
-        if let Some(mut old) = p.attachment.replace(attachment) {
-            old.cancel();
-        }
-        Ok(Restored {
-            alive: running,
-            pid: Some(p.pid),
+            })
         })
+        .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, spec, options), fields(namespace = %self.namespace))]
-    async fn create(&self, container_id: &str, spec: &Spec, options: CreateOptions) -> Result<()> {
-        check_ids(Op::Create, container_id, None)?;
-        self.enter(Op::Create, Some(container_id))
-            .await
-            .context("create", container_id)?;
-        let _ = options;
-        check_process(spec.process().as_ref(), "the spec").context("create", container_id)?;
-        let mut cs = lock(&self.ns.containers);
-        if cs.contains_key(container_id) {
-            return Err(Error::already_exists("container already exists"))
-                .context("create", container_id);
-        }
-        cs.insert(
-            container_id.to_owned(),
-            Container {
-                spec: spec.clone(),
-                events: self.events.clone(),
-                task: None,
-                oom_killed: false,
-                resources: None,
-            },
-        );
-        Ok(())
+    #[tracing::instrument(level = "debug", skip(self, spec, _options), fields(namespace = %self.namespace))]
+    async fn create(&self, container_id: &str, spec: &Spec, _options: CreateOptions) -> Result<()> {
+        self.operate(Op::Create, container_id, None, Ok(()), |cs| {
+            check_process(spec.process().as_ref(), "the spec")?;
+            if cs.contains_key(container_id) {
+                return Err(Error::already_exists("container already exists"));
+            }
+            cs.insert(
+                container_id.to_owned(),
+                Container {
+                    spec: spec.clone(),
+                    events: self.events.clone(),
+                    task: None,
+                    oom_killed: false,
+                    resources: None,
+                },
+            );
+            Ok(())
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, attach_cb), fields(namespace = %self.namespace))]
@@ -518,65 +609,44 @@ impl Client for FakeClient {
         with_stdin: bool,
         attach_cb: StdioCallback,
     ) -> Result<u32> {
-        check_ids(Op::Start, container_id, None)?;
-        self.enter(Op::Start, Some(container_id))
-            .await
-            .context("start", container_id)?;
-        let mut cs = lock(&self.ns.containers);
-        let c = cs
-            .get_mut(container_id)
-            .ok_or_else(no_container)
-            .context("start", container_id)?;
-        if c.task.is_some() {
-            return Err(Error::already_exists("container is already started"))
-                .context("start", container_id);
-        }
-        if let Some(dir) = checkpoint_dir
-            && !dir.join(CHECKPOINT_MARKER).is_file()
-        {
-            return Err(Error::not_found(format!(
-                "no checkpoint in {}",
-                dir.display()
-            )))
-            .context("start", container_id);
-        }
-        let process =
-            check_process(c.spec.process().as_ref(), "the spec").context("start", container_id)?;
-        let (program, tweaks) = self
-            .program_of(container_id, INIT_PROCESS_ID, &process)
-            .context("start", container_id)?;
-        let terminal = process.terminal().unwrap_or(false);
-        let (frozen, frozen_rx) = watch::channel(false);
-        let pid = self.shared.pid();
-        let mut prepared = prepare(pid, terminal, with_stdin, frozen_rx);
-        attach(&mut prepared, attach_cb).context("start", container_id)?;
-        let serial = self.shared.serial();
-        let Prepared { proc, io, .. } = prepared;
-        c.task = Some(Task {
-            serial,
-            init: proc,
-            execs: HashMap::new(),
-            paused: false,
-            frozen,
-        });
-        c.oom_killed = false;
-        c.events.dispatch(
-            EventType::Create,
-            c.info(container_id, INIT_PROCESS_ID, pid),
-        );
-        c.events
-            .dispatch(EventType::Start, c.info(container_id, INIT_PROCESS_ID, pid));
-        self.spawn(
-            container_id,
-            INIT_PROCESS_ID,
-            serial,
-            ProcessRun {
-                program,
-                io,
-                tweaks,
-            },
-        );
-        Ok(pid)
+        self.operate(Op::Start, container_id, None, Ok(()), |cs| {
+            let c = container_mut(cs, container_id)?;
+            if c.task.is_some() {
+                return Err(Error::already_exists("container is already started"));
+            }
+            if let Some(dir) = checkpoint_dir
+                && !dir.join(CHECKPOINT_MARKER).is_file()
+            {
+                return Err(Error::not_found(format!(
+                    "no checkpoint in {}",
+                    dir.display()
+                )));
+            }
+            let process = check_process(c.spec.process().as_ref(), "the spec")?;
+            let program = self.program_of(container_id, INIT_PROCESS_ID, &process)?;
+            let terminal = process.terminal().unwrap_or(false);
+            let (frozen, frozen_rx) = watch::channel(false);
+            let pid = self.shared.pid();
+            let mut prepared = prepare(pid, terminal, with_stdin, frozen_rx);
+            attach(&mut prepared, attach_cb)?;
+            let serial = self.shared.serial();
+            let Prepared { proc, io, .. } = prepared;
+            c.task = Some(Task {
+                serial,
+                init: proc,
+                execs: HashMap::new(),
+                paused: false,
+                frozen,
+            });
+            c.oom_killed = false;
+            for event in [EventType::Create, EventType::Start] {
+                c.events
+                    .dispatch(event, c.info(container_id, INIT_PROCESS_ID, pid));
+            }
+            self.spawn(container_id, INIT_PROCESS_ID, serial, program, io);
+            Ok(pid)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
@@ -586,27 +656,21 @@ impl Client for FakeClient {
         process_id: &str,
         signal: i32,
     ) -> Result<()> {
-        let ctx = |e: Error| {
-            e.with_operation("signal_process")
-                .with_container(container_id)
-                .with_process(process_id)
-        };
-        check_ids(Op::SignalProcess, container_id, Some(process_id))?;
-        validate_signal(signal).map_err(ctx)?;
-        self.enter(Op::SignalProcess, Some(container_id))
-            .await
-            .map_err(ctx)?;
-        let cs = lock(&self.ns.containers);
-        let c = cs.get(container_id).ok_or_else(no_container).map_err(ctx)?;
-        let task = c.task.as_ref().ok_or_else(not_running).map_err(ctx)?;
-        let p = find_proc(task, process_id).map_err(ctx)?;
-        if !p.running() {
-            return Err(ctx(Error::not_found("process already finished")));
-        }
-        if !HARMLESS_SIGNALS.contains(&signal) {
-            p.control.send_replace(Some(End::Signal(signal)));
-        }
-        Ok(())
+        let checks = validate_signal(signal);
+        self.operate(
+            Op::SignalProcess,
+            container_id,
+            Some(process_id),
+            checks,
+            |cs| {
+                let p = running_proc(cs, container_id, process_id)?;
+                if !HARMLESS_SIGNALS.contains(&signal) {
+                    p.control.send_replace(Some(End::Signal(signal)));
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, spec, attach_cb), fields(namespace = %self.namespace))]
@@ -618,60 +682,39 @@ impl Client for FakeClient {
         with_stdin: bool,
         attach_cb: StdioCallback,
     ) -> Result<u32> {
-        let ctx = |e: Error| {
-            e.with_operation("exec")
-                .with_container(container_id)
-                .with_process(process_id)
-        };
-        check_ids(Op::Exec, container_id, Some(process_id))?;
-        self.enter(Op::Exec, Some(container_id))
-            .await
-            .map_err(ctx)?;
-        let process = check_process(Some(spec), "the exec").map_err(ctx)?;
-        let mut cs = lock(&self.ns.containers);
-        let c = cs
-            .get_mut(container_id)
-            .ok_or_else(no_container)
-            .map_err(ctx)?;
-        let Some(task) = c.task.as_mut() else {
-            return Err(ctx(Error::invalid_argument("container is not running")));
-        };
-        if !task.init.running() {
-            return Err(ctx(Error::failed_precondition(
-                "cannot exec in a stopped container: container is not running",
-            )));
-        }
-        if is_init(process_id) || task.execs.contains_key(process_id) {
-            return Err(ctx(Error::already_exists("exec id is already in use")));
-        }
-        let (program, tweaks) = self
-            .program_of(container_id, process_id, &process)
-            .map_err(ctx)?;
-        let terminal = process.terminal().unwrap_or(false);
-        let pid = self.shared.pid();
-        let mut prepared = prepare(pid, terminal, with_stdin, task.frozen.subscribe());
-        attach(&mut prepared, attach_cb).map_err(ctx)?;
-        let Prepared { proc, io, .. } = prepared;
-        task.execs.insert(process_id.to_owned(), proc);
-        let serial = task.serial;
-        // containerd's TaskExecAdded carries no pid.
-        c.events
-            .dispatch(EventType::ExecAdded, c.info(container_id, process_id, 0));
-        c.events.dispatch(
-            EventType::ExecStarted,
-            c.info(container_id, process_id, pid),
-        );
-        self.spawn(
-            container_id,
-            process_id,
-            serial,
-            ProcessRun {
-                program,
-                io,
-                tweaks,
-            },
-        );
-        Ok(pid)
+        self.operate(Op::Exec, container_id, Some(process_id), Ok(()), |cs| {
+            let process = check_process(Some(spec), "the exec")?;
+            let c = container_mut(cs, container_id)?;
+            let Some(task) = c.task.as_mut() else {
+                return Err(Error::invalid_argument("container is not running"));
+            };
+            if !task.init.running() {
+                return Err(Error::failed_precondition(
+                    "cannot exec in a stopped container: container is not running",
+                ));
+            }
+            if is_init(process_id) || task.execs.contains_key(process_id) {
+                return Err(Error::already_exists("exec id is already in use"));
+            }
+            let program = self.program_of(container_id, process_id, &process)?;
+            let terminal = process.terminal().unwrap_or(false);
+            let pid = self.shared.pid();
+            let mut prepared = prepare(pid, terminal, with_stdin, task.frozen.subscribe());
+            attach(&mut prepared, attach_cb)?;
+            let Prepared { proc, io, .. } = prepared;
+            task.execs.insert(process_id.to_owned(), proc);
+            let serial = task.serial;
+            // containerd's TaskExecAdded carries no pid.
+            c.events
+                .dispatch(EventType::ExecAdded, c.info(container_id, process_id, 0));
+            c.events.dispatch(
+                EventType::ExecStarted,
+                c.info(container_id, process_id, pid),
+            );
+            self.spawn(container_id, process_id, serial, program, io);
+            Ok(pid)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
@@ -682,300 +725,168 @@ impl Client for FakeClient {
         width: u32,
         height: u32,
     ) -> Result<()> {
-        let ctx = |e: Error| {
-            e.with_operation("resize_terminal")
-                .with_container(container_id)
-                .with_process(process_id)
-        };
-        check_ids(Op::ResizeTerminal, container_id, Some(process_id))?;
-        validate_terminal_size(width, height).map_err(ctx)?;
-        self.enter(Op::ResizeTerminal, Some(container_id))
-            .await
-            .map_err(ctx)?;
-        let cs = lock(&self.ns.containers);
-        let c = cs.get(container_id).ok_or_else(no_container).map_err(ctx)?;
-        let task = c.task.as_ref().ok_or_else(not_running).map_err(ctx)?;
-        let p = find_proc(task, process_id).map_err(ctx)?;
-        if !p.running() {
-            return Err(ctx(Error::not_found("process already finished")));
-        }
-        // Like runc's shim: resizing a process without a terminal does nothing.
-        Ok(())
+        let checks = validate_terminal_size(width, height);
+        self.operate(
+            Op::ResizeTerminal,
+            container_id,
+            Some(process_id),
+            checks,
+            |cs| {
+                // Like runc's shim: resizing a process without a terminal does nothing.
+                running_proc(cs, container_id, process_id).map(|_| ())
+            },
+        )
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()> {
-        let ctx = |e: Error| {
-            e.with_operation("close_stdin")
-                .with_container(container_id)
-                .with_process(process_id)
-        };
-        check_ids(Op::CloseStdin, container_id, Some(process_id))?;
-        self.enter(Op::CloseStdin, Some(container_id))
-            .await
-            .map_err(ctx)?;
-        let cs = lock(&self.ns.containers);
-        let c = cs.get(container_id).ok_or_else(no_container).map_err(ctx)?;
-        let task = c.task.as_ref().ok_or_else(not_running).map_err(ctx)?;
-        let p = find_proc(task, process_id).map_err(ctx)?;
-        if let Some(tx) = &p.stdin {
-            // Everything written before stays ahead of the EOF.
-            let _ = tx.send(StdinMsg::Eof);
-        }
-        Ok(())
+        self.operate(
+            Op::CloseStdin,
+            container_id,
+            Some(process_id),
+            Ok(()),
+            |cs| {
+                let p = find_proc(container(cs, container_id)?.task()?, process_id)?;
+                if let Some(tx) = &p.stdin {
+                    // Everything written before stays ahead of the EOF.
+                    let _ = tx.send(StdinMsg::Eof);
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn pause(&self, container_id: &str) -> Result<()> {
-        check_ids(Op::Pause, container_id, None)?;
-        self.enter(Op::Pause, Some(container_id))
-            .await
-            .context("pause", container_id)?;
-        let mut cs = lock(&self.ns.containers);
-        let c = cs
-            .get_mut(container_id)
-            .ok_or_else(no_container)
-            .context("pause", container_id)?;
-        let task = c
-            .task
-            .as_mut()
-            .ok_or_else(not_running)
-            .context("pause", container_id)?;
-        if !task.init.running() {
-            return Err(Error::failed_precondition("container is not running"))
-                .context("pause", container_id);
-        }
-        if task.paused {
-            return Err(Error::failed_precondition("container is already paused"))
-                .context("pause", container_id);
-        }
-        task.paused = true;
-        task.frozen.send_replace(true);
-        let pid = task.init.pid;
-        c.events.dispatch(
-            EventType::Paused,
-            c.info(container_id, INIT_PROCESS_ID, pid),
-        );
-        Ok(())
+        self.freeze(Op::Pause, container_id, true).await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn resume(&self, container_id: &str) -> Result<()> {
-        check_ids(Op::Resume, container_id, None)?;
-        self.enter(Op::Resume, Some(container_id))
-            .await
-            .context("resume", container_id)?;
-        let mut cs = lock(&self.ns.containers);
-        let c = cs
-            .get_mut(container_id)
-            .ok_or_else(no_container)
-            .context("resume", container_id)?;
-        let task = c
-            .task
-            .as_mut()
-            .ok_or_else(not_running)
-            .context("resume", container_id)?;
-        if !task.paused {
-            return Err(Error::failed_precondition("container is not paused"))
-                .context("resume", container_id);
-        }
-        task.paused = false;
-        task.frozen.send_replace(false);
-        let pid = task.init.pid;
-        c.events.dispatch(
-            EventType::Resumed,
-            c.info(container_id, INIT_PROCESS_ID, pid),
-        );
-        Ok(())
+        self.freeze(Op::Resume, container_id, false).await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn stats(&self, container_id: &str) -> Result<Stats> {
-        check_ids(Op::Stats, container_id, None)?;
-        self.enter(Op::Stats, Some(container_id))
-            .await
-            .context("stats", container_id)?;
-        let cs = lock(&self.ns.containers);
-        let c = cs
-            .get(container_id)
-            .ok_or_else(no_container)
-            .context("stats", container_id)?;
-        let task = c
-            .task
-            .as_ref()
-            .ok_or_else(not_running)
-            .context("stats", container_id)?;
-        let running = running_pids(task).len() as u64;
-        let limit = match &c.resources {
-            Some(Resources::Linux(r)) => r
-                .memory()
-                .as_ref()
-                .and_then(|m| m.limit())
-                .and_then(|l| u64::try_from(l).ok())
-                .unwrap_or(u64::MAX),
-            _ => u64::MAX,
-        };
-        Ok(Stats {
-            read: SystemTime::now(),
-            platform: PlatformStats::Linux(LinuxStats {
-                memory: MemoryStats {
-                    usage: running * 1024 * 1024,
-                    limit,
-                    ..MemoryStats::default()
-                },
-                pids: PidsStats {
-                    current: running,
-                    limit: 0,
-                },
-                ..LinuxStats::default()
-            }),
+        self.operate(Op::Stats, container_id, None, Ok(()), |cs| {
+            let c = container(cs, container_id)?;
+            let running = u64::try_from(running_pids(c.task()?).len()).unwrap_or(u64::MAX);
+            let limit = match &c.resources {
+                Some(Resources::Linux(r)) => r
+                    .memory()
+                    .as_ref()
+                    .and_then(|m| m.limit())
+                    .and_then(|l| u64::try_from(l).ok())
+                    .unwrap_or(u64::MAX),
+                _ => u64::MAX,
+            };
+            Ok(Stats {
+                read: SystemTime::now(),
+                platform: PlatformStats::Linux(LinuxStats {
+                    memory: MemoryStats {
+                        usage: running.saturating_mul(1024 * 1024),
+                        limit,
+                        ..MemoryStats::default()
+                    },
+                    pids: PidsStats {
+                        current: running,
+                        limit: 0,
+                    },
+                    ..LinuxStats::default()
+                }),
+            })
         })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn list_pids(&self, container_id: &str) -> Result<Vec<u32>> {
-        check_ids(Op::ListPids, container_id, None)?;
-        self.enter(Op::ListPids, Some(container_id))
-            .await
-            .context("list_pids", container_id)?;
-        let cs = lock(&self.ns.containers);
-        let c = cs
-            .get(container_id)
-            .ok_or_else(no_container)
-            .context("list_pids", container_id)?;
-        let task = c
-            .task
-            .as_ref()
-            .ok_or_else(not_running)
-            .context("list_pids", container_id)?;
-        Ok(running_pids(task).into_iter().map(|(pid, _)| pid).collect())
+        self.operate(Op::ListPids, container_id, None, Ok(()), |cs| {
+            let task = container(cs, container_id)?.task()?;
+            Ok(running_pids(task).into_iter().map(|(pid, _)| pid).collect())
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn summary(&self, container_id: &str) -> Result<Vec<Summary>> {
-        check_ids(Op::Summary, container_id, None)?;
-        self.enter(Op::Summary, Some(container_id))
-            .await
-            .context("summary", container_id)?;
-        let cs = lock(&self.ns.containers);
-        let c = cs
-            .get(container_id)
-            .ok_or_else(no_container)
-            .context("summary", container_id)?;
-        let task = c
-            .task
-            .as_ref()
-            .ok_or_else(not_running)
-            .context("summary", container_id)?;
-        Ok(running_pids(task)
-            .into_iter()
-            .map(|(pid, exec_id)| Summary::Linux(LinuxProcess { pid, exec_id }))
-            .collect())
+        self.operate(Op::Summary, container_id, None, Ok(()), |cs| {
+            let task = container(cs, container_id)?.task()?;
+            Ok(running_pids(task)
+                .into_iter()
+                .map(|(pid, exec_id)| Summary::Linux(LinuxProcess { pid, exec_id }))
+                .collect())
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn delete_task(&self, container_id: &str) -> Result<TaskExit> {
-        check_ids(Op::DeleteTask, container_id, None)?;
-        self.enter(Op::DeleteTask, Some(container_id))
-            .await
-            .context("delete_task", container_id)?;
-        let mut cs = lock(&self.ns.containers);
-        let c = cs
-            .get_mut(container_id)
-            .ok_or_else(no_container)
-            .context("delete_task", container_id)?;
-        let task = c
-            .task
-            .as_ref()
-            .ok_or_else(not_running)
-            .context("delete_task", container_id)?;
-        let Some((exit_code, exited_at)) = task.init.exit else {
-            return Err(Error::failed_precondition("task is still running"))
-                .context("delete_task", container_id);
-        };
-        if let Some(task) = c.task.take() {
-            release_task(task);
-        }
-        Ok(TaskExit {
-            exit_code,
-            exited_at,
+        self.operate(Op::DeleteTask, container_id, None, Ok(()), |cs| {
+            let c = container_mut(cs, container_id)?;
+            let Some((exit_code, exited_at)) = c.task()?.init.exit else {
+                return Err(Error::failed_precondition("task is still running"));
+            };
+            if let Some(task) = c.task.take() {
+                release_task(task);
+            }
+            Ok(TaskExit {
+                exit_code,
+                exited_at,
+            })
         })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn delete(&self, container_id: &str) -> Result<()> {
-        check_ids(Op::Delete, container_id, None)?;
-        self.enter(Op::Delete, Some(container_id))
-            .await
-            .context("delete", container_id)?;
-        let mut cs = lock(&self.ns.containers);
-        let c = cs
-            .get(container_id)
-            .ok_or_else(no_container)
-            .context("delete", container_id)?;
-        if c.task.as_ref().is_some_and(|t| t.init.running()) {
-            return Err(Error::failed_precondition("container is running"))
-                .context("delete", container_id);
-        }
-        if let Some(task) = cs.remove(container_id).and_then(|c| c.task) {
-            release_task(task);
-        }
-        Ok(())
+        self.operate(Op::Delete, container_id, None, Ok(()), |cs| {
+            let c = container(cs, container_id)?;
+            if c.task.as_ref().is_some_and(|t| t.init.running()) {
+                return Err(Error::failed_precondition("container is running"));
+            }
+            if let Some(task) = cs.remove(container_id).and_then(|c| c.task) {
+                release_task(task);
+            }
+            Ok(())
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn status(&self, container_id: &str) -> Result<Status> {
-        check_ids(Op::Status, container_id, None)?;
-        self.enter(Op::Status, Some(container_id))
-            .await
-            .context("status", container_id)?;
-        let cs = lock(&self.ns.containers);
-        let c = cs
-            .get(container_id)
-            .ok_or_else(no_container)
-            .context("status", container_id)?;
-        let task = c
-            .task
-            .as_ref()
-            .ok_or_else(|| Error::not_found("no such task"))
-            .context("status", container_id)?;
-        Ok(if !task.init.running() {
-            Status::Stopped
-        } else if task.paused {
-            Status::Paused
-        } else {
-            Status::Running
+        self.operate(Op::Status, container_id, None, Ok(()), |cs| {
+            let task = container(cs, container_id)?
+                .task
+                .as_ref()
+                .ok_or_else(|| Error::not_found("no such task"))?;
+            Ok(if !task.init.running() {
+                Status::Stopped
+            } else if task.paused {
+                Status::Paused
+            } else {
+                Status::Running
+            })
         })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, resources), fields(namespace = %self.namespace))]
     async fn update_resources(&self, container_id: &str, resources: &Resources) -> Result<()> {
-        check_ids(Op::UpdateResources, container_id, None)?;
-        self.enter(Op::UpdateResources, Some(container_id))
-            .await
-            .context("update_resources", container_id)?;
-        if !matches!(resources, Resources::Linux(_)) {
-            return Err(Error::invalid_argument(
-                "only Linux resources apply to this container",
-            ))
-            .context("update_resources", container_id);
-        }
-        let mut cs = lock(&self.ns.containers);
-        let c = cs
-            .get_mut(container_id)
-            .ok_or_else(no_container)
-            .context("update_resources", container_id)?;
-        let task = c
-            .task
-            .as_ref()
-            .ok_or_else(not_running)
-            .context("update_resources", container_id)?;
-        if !task.init.running() {
-            return Err(Error::failed_precondition("container is not running"))
-                .context("update_resources", container_id);
-        }
-        c.resources = Some(resources.clone());
-        Ok(())
+        self.operate(Op::UpdateResources, container_id, None, Ok(()), |cs| {
+            if !matches!(resources, Resources::Linux(_)) {
+                return Err(Error::invalid_argument(
+                    "only Linux resources apply to this container",
+                ));
+            }
+            let c = container_mut(cs, container_id)?;
+            c.task()?.ensure_running()?;
+            c.resources = Some(resources.clone());
+            Ok(())
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
@@ -985,43 +896,29 @@ impl Client for FakeClient {
         checkpoint_dir: &Path,
         exit: bool,
     ) -> Result<()> {
-        check_ids(Op::CreateCheckpoint, container_id, None)?;
-        self.enter(Op::CreateCheckpoint, Some(container_id))
-            .await
-            .context("create_checkpoint", container_id)?;
-        let cs = lock(&self.ns.containers);
-        let c = cs
-            .get(container_id)
-            .ok_or_else(no_container)
-            .context("create_checkpoint", container_id)?;
-        let task = c
-            .task
-            .as_ref()
-            .ok_or_else(not_running)
-            .context("create_checkpoint", container_id)?;
-        if !task.init.running() {
-            return Err(Error::failed_precondition("container is not running"))
-                .context("create_checkpoint", container_id);
-        }
-        std::fs::create_dir_all(checkpoint_dir)
-            .and_then(|()| {
-                std::fs::write(
-                    checkpoint_dir.join(CHECKPOINT_MARKER),
-                    format!("{container_id}\n"),
-                )
-            })
-            .map_err(|e| {
-                Error::system(format!(
-                    "cannot write the checkpoint into {}",
-                    checkpoint_dir.display()
-                ))
-                .with_source(e)
-            })
-            .context("create_checkpoint", container_id)?;
-        if exit {
-            task.init.control.send_replace(Some(End::Signal(9)));
-        }
-        Ok(())
+        self.operate(Op::CreateCheckpoint, container_id, None, Ok(()), |cs| {
+            let task = container(cs, container_id)?.task()?;
+            task.ensure_running()?;
+            std::fs::create_dir_all(checkpoint_dir)
+                .and_then(|()| {
+                    std::fs::write(
+                        checkpoint_dir.join(CHECKPOINT_MARKER),
+                        format!("{container_id}\n"),
+                    )
+                })
+                .map_err(|e| {
+                    Error::system(format!(
+                        "cannot write the checkpoint into {}",
+                        checkpoint_dir.display()
+                    ))
+                    .with_source(e)
+                })?;
+            if exit {
+                task.init.control.send_replace(Some(End::Signal(9)));
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
