@@ -631,6 +631,27 @@ impl Ctr {
         timed_command("ctr run", id, cmd).await
     }
 
+    /// Removes the empty directories ctr's containers leave behind: the
+    /// namespace's cgroup parents (`/<namespace>/<id>` by default) and its
+    /// runc state root.
+    fn remove_traces(&self) {
+        let mut dirs = vec![
+            Path::new("/sys/fs/cgroup").join(&self.namespace),
+            Path::new("/run/containerd/runc").join(&self.namespace),
+        ];
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            dirs.extend(
+                controllers
+                    .flatten()
+                    .map(|c| c.path().join(&self.namespace)),
+            );
+        }
+        for dir in dirs {
+            // Only empty directories go; anything else stays for a human to see.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
     /// Best effort: removes whatever an interrupted `ctr run` left.
     async fn sweep(&self) {
         let mut ls = self.command();
@@ -921,6 +942,7 @@ async fn run(args: Args) -> Result<()> {
     let left_off = sweep(&bench.off).await;
     let left_on = sweep(&bench.on).await;
     bench.ctr.sweep().await;
+    bench.ctr.remove_traces();
     bench.runc.sweep().await;
     let _ = group_remote.cleanup().await;
     let stopped = remote.cleanup().await;
@@ -1180,9 +1202,9 @@ async fn sequential(b: &Bench) -> Result<()> {
             format!("event latency ms p50/p99 (sequential), {}", o.label),
             format!("{:.2} / {:.2} (n={})", l.p50, l.p99, l.n),
             format!("raw gRPC {:.2} / {:.2} (n={})", r.p50, r.p99, r.n),
+            Some(l.p99 / r.p99),
+            "(burst's)",
             None,
-            "p99 < 2 ms",
-            Some(l.n > 0 && l.p99 < 2.0),
         );
     }
     b.record("sequential_event_latency_ms", Value::Object(j_lat));
@@ -1370,7 +1392,7 @@ async fn burst(b: &Bench) -> Result<()> {
             format!("event latency ms p50/p99 (burst), {}", o.label),
             format!("{:.2} / {:.2} (n={})", l.p50, l.p99, l.n),
             format!("raw gRPC {:.2} / {:.2} (n={})", r.p50, r.p99, r.n),
-            None,
+            Some(l.p99 / r.p99),
             "p99 < 2 ms",
             Some(l.n > 0 && l.p99 < 2.0),
         );
