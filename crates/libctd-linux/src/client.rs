@@ -47,6 +47,8 @@ pub(crate) struct Proc {
     pub fifos: FifoSet,
     /// The client's end of stdin, if any.
     pub stdin: Option<crate::fifo::StdinSlot>,
+    /// Whether its dropped output streams are drained.
+    pub drain: crate::fifo::DrainFlag,
     pub attachment: Option<Box<dyn StdioAttachment>>,
     pub started: watch::Sender<bool>,
     pub exit_delivered: bool,
@@ -243,7 +245,7 @@ impl Inner {
             fifos.create(&c.dir)?;
         }
         let (close_tx, close_rx) = oneshot::channel();
-        let (io, stdin_slot) = fifos.open(close_tx)?;
+        let (io, stdin_slot, drain) = fifos.open(close_tx)?;
         let has_stdin = io.stdin.is_some();
         let attachment = match attach(io) {
             Ok(a) => a,
@@ -281,6 +283,7 @@ impl Inner {
         Ok(Proc {
             fifos,
             stdin: stdin_slot,
+            drain,
             attachment: Some(attachment),
             started,
             exit_delivered: false,
@@ -350,6 +353,26 @@ impl Inner {
         };
         for p in procs {
             Self::release(p).await;
+        }
+    }
+
+    /// Forgets the task's processes for a re-attach: their streams are
+    /// cancelled at once, their FIFOs (still the shim's) are kept.
+    fn detach_task_state(c: &Container) {
+        let procs: Vec<Proc> = {
+            let mut st = c.lock();
+            st.has_task = false;
+            st.processes.drain().map(|(_, p)| p).collect()
+        };
+        for p in procs {
+            // The old streams let go without draining or closing anything.
+            p.drain.store(false, std::sync::atomic::Ordering::SeqCst);
+            if let Some(slot) = &p.stdin {
+                crate::fifo::lock(slot).close_by_client();
+            }
+            if let Some(mut a) = p.attachment {
+                a.cancel();
+            }
         }
     }
 
@@ -739,7 +762,7 @@ impl Inner {
             process.terminal,
         );
         // Streams of a previous attachment (a second restore) are replaced.
-        Self::drop_task_state(&c).await;
+        Self::detach_task_state(&c);
         let mut proc = self.attach_process(&c, INIT_PROCESS_ID, fifos, attach, true)?;
         proc.pid = process.pid;
         proc.exit_delivered = status == Status::Stopped;

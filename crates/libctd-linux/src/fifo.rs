@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use libctd_core::{DirectIo, Error, OutputStream, StdinStream};
@@ -98,7 +99,7 @@ impl FifoSet {
     pub(crate) fn open(
         &self,
         on_stdin_close: oneshot::Sender<StdinClosed>,
-    ) -> Result<(DirectIo, Option<StdinSlot>), Error> {
+    ) -> Result<(DirectIo, Option<StdinSlot>, DrainFlag), Error> {
         let open_err = |path: &Path, e: io::Error| {
             Error::system(format!("cannot open the fifo {}", path.display())).with_source(e)
         };
@@ -118,6 +119,7 @@ impl FifoSet {
             }
             _ => None,
         };
+        let drain: DrainFlag = Arc::new(AtomicBool::new(true));
         let receiver = |path: &Option<PathBuf>| -> Result<Option<OutputStream>, Error> {
             match path {
                 Some(p) if p.exists() => {
@@ -127,6 +129,7 @@ impl FifoSet {
                     Ok(Some(Box::pin(Output {
                         inner: Some(r),
                         eof: false,
+                        drain: drain.clone(),
                     }) as OutputStream))
                 }
                 _ => Ok(None),
@@ -134,7 +137,11 @@ impl FifoSet {
         };
         let stdout = receiver(&self.stdout)?;
         let stderr = receiver(&self.stderr)?;
-        Ok((DirectIo::new(stdin, stdout, stderr, self.terminal), slot))
+        Ok((
+            DirectIo::new(stdin, stdout, stderr, self.terminal),
+            slot,
+            drain,
+        ))
     }
 
     /// Removes the FIFOs (missing ones are fine).
@@ -155,7 +162,12 @@ impl FifoSet {
 struct Output {
     inner: Option<pipe::Receiver>,
     eof: bool,
+    drain: DrainFlag,
 }
+
+/// Whether a process's dropped output streams are drained (cleared when the
+/// process is re-attached elsewhere, whose streams must get the output).
+pub(crate) type DrainFlag = Arc<AtomicBool>;
 
 impl AsyncRead for Output {
     fn poll_read(
@@ -180,7 +192,7 @@ impl AsyncRead for Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if self.eof {
+        if self.eof || !self.drain.load(Ordering::SeqCst) {
             return;
         }
         let (Some(mut r), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current())
@@ -299,7 +311,7 @@ mod tests {
         set.create(dir.path()).unwrap();
         set.create(dir.path()).unwrap(); // idempotent
         let (tx, rx) = oneshot::channel();
-        let (io, slot) = set.open(tx).unwrap();
+        let (io, slot, _drain) = set.open(tx).unwrap();
         assert!(slot.is_some());
         let mut stdin = io.stdin.unwrap();
         // Play the shim: read stdin, write stdout.

@@ -561,6 +561,11 @@ async fn restore_reattaches_and_copes_with_a_gone_task() {
     assert!(io.attached() && io.had_stdin() && io.had_stdout());
     io.write_stdin(b"reattached\n").await.unwrap();
     io.wait_stdout_contains(b"reattached\n", T).await.unwrap();
+    // Restoring again replaces the streams; the FIFOs stay usable.
+    let (cb, io2) = capture_stdio();
+    assert!(client2.restore("rs", cb).await.unwrap().alive);
+    io2.write_stdin(b"twice\n").await.unwrap();
+    io2.wait_stdout_contains(b"twice\n", T).await.unwrap();
     client2
         .signal_process("rs", INIT_PROCESS_ID, 9)
         .await
