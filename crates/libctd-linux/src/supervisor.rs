@@ -521,6 +521,46 @@ pub(crate) fn stop_at_exit(sup: Arc<Supervisor>, state_dir: Option<PathBuf>) {
     });
 }
 
+/// SIGKILLs the processes of every runc shim serving `socket`, then the shims.
+fn kill_shims_of(socket: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let needle = socket.as_os_str().as_encoded_bytes();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let is_shim = cmdline
+            .split(|b| *b == 0)
+            .any(|a| a.ends_with(b"containerd-shim-runc-v2"))
+            && cmdline.split(|b| *b == 0).any(|a| a == needle);
+        if !is_shim {
+            continue;
+        }
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                for child in children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok())
+                {
+                    let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+                }
+            }
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
 extern "C" fn run_at_exit() {
     let list = match AT_EXIT.lock() {
         Ok(mut l) => std::mem::take(&mut *l),
@@ -529,6 +569,10 @@ extern "C" fn run_at_exit() {
     for (sup, state_dir) in list {
         // No restart from here on.
         sup.stop.send_replace(true);
+        if state_dir.is_some() {
+            // The state goes away: containers left behind would be orphans.
+            kill_shims_of(&sup.paths.socket);
+        }
         let pid = sup.pid();
         let paths = &sup.paths;
         if let Ok(raw) = i32::try_from(pid)
