@@ -265,6 +265,12 @@ pub(crate) struct Shared {
 
 /// containerd, embedded and supervised by default, or at an address.
 ///
+/// The embedded daemon gets a parent-death signal unless [`Outlive`] is set.
+/// Linux ties that signal to the *thread* that started the process, so build
+/// the remote on a runtime whose threads live as long as the remote (a
+/// multi-threaded runtime, or the main thread's); restarts are spawned from
+/// the health-check task on that same runtime.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use libctd_core::{Remote, RemoteOption};
