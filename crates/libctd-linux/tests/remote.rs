@@ -231,3 +231,48 @@ async fn a_state_dir_too_long_for_a_socket_is_rejected() {
     assert!(err.to_string().contains("too long"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts an embedded daemon on a thread of its own, which then ends.
+fn start_on_a_thread(dir: PathBuf, outlive: bool) -> u32 {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let remote = LinuxRemote::new(&[
+                &StateDir(dir) as &dyn RemoteOption,
+                &libctd_linux::Outlive(outlive),
+            ])
+            .await
+            .unwrap();
+            remote.daemon_pid().unwrap()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_dies_with_its_parent_unless_told_to_outlive_it() {
+    let dir = state_dir("pdeath");
+    let pid = start_on_a_thread(dir.clone(), false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !gone(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "containerd {pid} outlived the thread that started it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let dir = state_dir("outlive");
+    let pid = start_on_a_thread(dir.clone(), true);
+    // Still alive and answering: the next remote reuses it.
+    let again = embedded(&dir).await;
+    assert_eq!(again.daemon_pid(), Some(pid));
+    again.cleanup().await.unwrap();
+    assert!(gone(pid));
+    let _ = std::fs::remove_dir_all(&dir);
+}
