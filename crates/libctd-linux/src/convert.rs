@@ -184,7 +184,8 @@ pub(crate) mod v1 {
     }
 }
 
-/// cgroup v2 metrics (`io.containerd.cgroups.v2.Metrics`), the fields libctd reads.
+/// cgroup v2 metrics (`io.containerd.cgroups.v2.Metrics`, containerd/cgroups'
+/// `cgroup2/stats/metrics.proto`), the fields libctd reads.
 pub(crate) mod v2 {
     /// The top-level message.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -227,6 +228,9 @@ pub(crate) mod v2 {
         pub usage_limit: u64,
         #[prost(uint64, tag = "34")]
         pub swap_usage: u64,
+        /// Sent by newer containerd versions only.
+        #[prost(uint64, tag = "36")]
+        pub max_usage: u64,
     }
     /// Block I/O.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -389,7 +393,7 @@ pub(crate) fn stats_from_v2(m: &v2::Metrics) -> LinuxStats {
     if let Some(mem) = &m.memory {
         out.memory = MemoryStats {
             usage: mem.usage,
-            max_usage: 0,
+            max_usage: mem.max_usage,
             limit: mem.usage_limit,
             failcnt: 0,
             cache: mem.file,
