@@ -307,14 +307,27 @@ async fn reconcile(inner: &Arc<Inner>) {
             });
             req.metadata_mut()
                 .insert("containerd-namespace", inner.ns_header.clone());
+            // A process that vanished (its shim died, someone deleted it)
+            // exited too: its exit is delivered with an unknown status.
+            let mut vanished = None;
             let process = match inner.tasks().get(req).await {
                 Ok(r) => r.into_inner().process.unwrap_or_default(),
+                Err(e) if e.code() == tonic::Code::NotFound => {
+                    vanished = Some(Arc::new(
+                        libctd_core::Error::not_found(
+                            "the process vanished while events were not received; its exit status is unknown",
+                        )
+                        .with_container(c.id.clone())
+                        .with_process(process_id.clone()),
+                    ));
+                    Default::default()
+                }
                 Err(e) => {
                     tracing::debug!(container_id = %c.id, process_id, error = %e, "reconcile: cannot get the process");
                     continue;
                 }
             };
-            if convert::status_from_proto(process.status) != Status::Stopped {
+            if vanished.is_none() && convert::status_from_proto(process.status) != Status::Stopped {
                 continue;
             }
             let info = {
@@ -327,14 +340,26 @@ async fn reconcile(inner: &Arc<Inner>) {
                     continue;
                 }
                 p.exit_delivered = true;
-                EventInfo {
-                    container_id: c.id.clone(),
-                    process_id: process_id.clone(),
-                    pid: process.pid,
-                    exit_code: process.exit_status,
-                    exited_at: convert::time_from_proto(process.exited_at.as_ref()),
-                    oom_killed: oom,
-                    ..EventInfo::default()
+                match vanished {
+                    Some(error) => EventInfo {
+                        container_id: c.id.clone(),
+                        process_id: process_id.clone(),
+                        pid: p.pid,
+                        exit_code: u32::MAX,
+                        exited_at: Some(std::time::SystemTime::now()),
+                        oom_killed: oom,
+                        error: Some(error),
+                        ..EventInfo::default()
+                    },
+                    None => EventInfo {
+                        container_id: c.id.clone(),
+                        process_id: process_id.clone(),
+                        pid: process.pid,
+                        exit_code: process.exit_status,
+                        exited_at: convert::time_from_proto(process.exited_at.as_ref()),
+                        oom_killed: oom,
+                        ..EventInfo::default()
+                    },
                 }
             };
             tracing::info!(container_id = %c.id, process_id, "delivering an exit missed during a gap");

@@ -69,13 +69,46 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
         );
     }
 
+    // One more container whose shim dies with containerd.
+    let spec = busybox_spec(&rootfs, SLEEP, false, None);
+    client
+        .create("orphan", &spec, Default::default())
+        .await
+        .unwrap();
+    let orphan = client
+        .start("orphan", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap();
+    let shim: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+
     // containerd dies; half of the containers exit while it is down.
     let old = remote.daemon_pid().unwrap();
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
     for pid in &pids[..5] {
         kill(Pid::from_raw(*pid as i32), Signal::SIGKILL).unwrap();
     }
+    kill(Pid::from_raw(orphan as i32), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
     wait_restarted(&remote, 0, old).await;
+    // The orphan's exit arrives once: from containerd's dead-shim cleanup
+    // (255) or from reconciliation (status unknown).
+    let exit = backend
+        .next_process_event("orphan", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert!(
+        exit.exit_code == 255 || exit.exit_code == u32::MAX || exit.exit_code == 137,
+        "{exit:?}"
+    );
     for id in &ids[..5] {
         let exit = backend
             .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
@@ -107,7 +140,8 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
         client.delete_task(id).await.unwrap();
         client.delete(id).await.unwrap();
     }
-    for id in &ids {
+    client.delete("orphan").await.unwrap();
+    for id in ids.iter().chain([&"orphan".to_owned()]) {
         let exits = backend
             .event_types_of(id)
             .into_iter()
