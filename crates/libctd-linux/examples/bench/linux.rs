@@ -32,7 +32,8 @@ const BATCH: usize = 10;
 const MIB: u64 = 1 << 20;
 const USAGE: &str = "\
 usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N]
-             [--stdout-runs N] [--attached N] [--out PATH]
+             [--stdout-runs N] [--attached N] [--only LIST] [--state-parent DIR]
+             [--out PATH]
 
   --quick          small counts for a smoke run (also BENCH_QUICK=1):
                    10 lifecycles, bursts of 10, 1 round, 64 MiB, 1 run, 10 attached
@@ -43,14 +44,15 @@ usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N
   --stdout-runs N  throughput runs per variant (default 3)
   --attached N     running containers with attached stdio for the memory figure (default 100)
   --out PATH       where to write the results (default bench/results.json)
-  --only LIST      run only these phases (comma-separated: lifecycle,burst,stdout,memory)
+  --only LIST      run only these phases (comma-separated: memory,lifecycle,burst,stdout)
   --state-parent D where the daemon's state directory and all FIFOs go, ctr's
                    included (default /run, as libctd's default state dir)
 
-Flags may follow --quick to override its counts. Must run as root.";
+Flags may follow --quick to override its counts. BENCH_RUNTIME=current-thread
+runs on tokio's current-thread runtime; RUST_LOG enables tracing. Must run as root.";
 
-/// The phases, in the order they run.
-const PHASES: [&str; 4] = ["lifecycle", "burst", "stdout", "memory"];
+/// The phases `--only` selects from, in the order they run.
+const PHASES: [&str; 4] = ["memory", "lifecycle", "burst", "stdout"];
 
 /// What to run.
 #[derive(Debug, Clone)]
