@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::convert::{self, ContainerConfig, Isolation};
 use crate::error::HcsError;
-use crate::hcs::{Hcs, HcsOp};
+use crate::hcs::{Hcs, HcsOp, SystemExit};
 use crate::schema::{ModifyProcessRequest, PropertyQuery};
 
 /// The exit code reported when the real one could not be obtained (`u32` of -1).
@@ -230,23 +230,20 @@ impl<H: Hcs> Inner<H> {
         self.events.dispatch(event, info);
     }
 
-    /// Waits for the compute system's exit after a shutdown or terminate
-    /// request; `Err` with the failure its exit notification reports.
-    async fn wait_system_exit(&self, ctr_id: &str, system: &H::System, op: HcsOp) -> Result<()> {
-        match tokio::time::timeout(
-            self.settings.shutdown_timeout,
-            self.hcs.wait_compute_system_exit(system),
-        )
-        .await
-        {
-            Ok(Ok(exit)) => match exit.error() {
-                Some(e) => Err(e.into_error(ctr_id, op.name())),
-                None => Ok(()),
-            },
+    /// Waits, at most the shutdown timeout, for the compute system's exit
+    /// notification after a `requested` shutdown or terminate.
+    async fn wait_system_exit(
+        &self,
+        ctr_id: &str,
+        system: &H::System,
+        requested: HcsOp,
+    ) -> Result<SystemExit> {
+        let timeout = self.settings.shutdown_timeout;
+        match tokio::time::timeout(timeout, self.hcs.wait_compute_system_exit(system)).await {
+            Ok(Ok(exit)) => Ok(exit),
             Ok(Err(e)) => Err(e.into_error(ctr_id, HcsOp::WaitForComputeSystemExit.name())),
             Err(_) => Err(Error::deadline_exceeded(format!(
-                "the compute system did not exit within {:?}",
-                self.settings.shutdown_timeout
+                "the compute system did not exit within {timeout:?} of {requested}"
             ))
             .with_container(ctr_id)),
         }
@@ -262,37 +259,27 @@ impl<H: Hcs> Inner<H> {
             Err(e) => return Err(e.into_error(ctr_id, HcsOp::TerminateComputeSystem.name())),
         }
         // A forced exit is what was asked for; only a failed wait counts.
-        match tokio::time::timeout(
-            self.settings.shutdown_timeout,
-            self.hcs.wait_compute_system_exit(system),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.into_error(ctr_id, HcsOp::WaitForComputeSystemExit.name())),
-            Err(_) => Err(Error::deadline_exceeded(format!(
-                "the compute system did not exit within {:?} of terminate",
-                self.settings.shutdown_timeout
-            ))
-            .with_container(ctr_id)),
-        }
+        self.wait_system_exit(ctr_id, system, HcsOp::TerminateComputeSystem)
+            .await
+            .map(drop)
     }
 
     /// Shuts the compute system down, waiting for it, and falls back to
     /// terminate. A shutdown failure is returned even when terminate then
     /// succeeded; when terminate fails too, both are chained.
     async fn shutdown_system(&self, ctr_id: &str, system: &H::System) -> Result<()> {
+        const OP: HcsOp = HcsOp::ShutDownComputeSystem;
         let shutdown = match self.hcs.shutdown_compute_system(system).await {
-            Ok(()) => {
-                self.wait_system_exit(ctr_id, system, HcsOp::ShutDownComputeSystem)
-                    .await
-            }
-            Err(e) if e.hresult.is_pending() => {
-                self.wait_system_exit(ctr_id, system, HcsOp::ShutDownComputeSystem)
-                    .await
-            }
             Err(e) if e.hresult.is_already_stopped() => Ok(()),
-            Err(e) => Err(e.into_error(ctr_id, HcsOp::ShutDownComputeSystem.name())),
+            Err(e) if !e.hresult.is_pending() => Err(e.into_error(ctr_id, OP.name())),
+            // Requested (or pending): the exit notification says how it went.
+            _ => self
+                .wait_system_exit(ctr_id, system, OP)
+                .await
+                .and_then(|exit| match exit.error() {
+                    Some(e) => Err(e.into_error(ctr_id, OP.name())),
+                    None => Ok(()),
+                }),
         };
         let Err(err) = shutdown else {
             return Ok(());
@@ -316,30 +303,53 @@ impl<H: Hcs> Inner<H> {
         }
     }
 
+    /// Waits for a process's exit, then closes its handle. Gives when it
+    /// exited, its exit code ([`UNKNOWN_EXIT_CODE`] when HCS could not tell
+    /// it, or the close failed) and the close failure.
+    async fn wait_and_close(
+        &self,
+        ctr_id: &str,
+        process_id: &str,
+        handle: &H::Process,
+    ) -> (SystemTime, u32, Option<Error>) {
+        let waited = self.hcs.wait_process_exit(handle).await;
+        let exited_at = SystemTime::now();
+        let mut exit_code = match waited {
+            Ok(exit) => exit.code().unwrap_or_else(|| {
+                tracing::warn!(
+                    container_id = ctr_id,
+                    process_id,
+                    last_wait_result = exit.last_wait_result,
+                    "the exit code of the process is not available"
+                );
+                UNKNOWN_EXIT_CODE
+            }),
+            Err(e) => {
+                tracing::warn!(container_id = ctr_id, process_id, error = %e, "waiting for the process failed (the container may have been killed)");
+                UNKNOWN_EXIT_CODE
+            }
+        };
+        let closed = match self.hcs.close_process(handle).await {
+            Ok(()) => None,
+            Err(e) => {
+                exit_code = UNKNOWN_EXIT_CODE;
+                let e = e.into_error(ctr_id, HcsOp::CloseProcess.name());
+                Some(
+                    Error::system(format!("hcsProcess.Close() failed {}", e.message()))
+                        .with_source(e),
+                )
+            }
+        };
+        (exited_at, exit_code, closed)
+    }
+
     /// Reaps the init process: the exit path libcontainerd settled on.
     async fn reap_init(self: Arc<Self>, ctr: Arc<Container<H>>, handle: H::Process, pid: u32) {
         let id = ctr.id.clone();
         let hcs = self.hcs.clone();
-        let waited = hcs.wait_process_exit(&handle).await;
-        let exited_at = SystemTime::now();
-        let mut chain: Vec<Error> = Vec::new();
-        let mut exit_code = match waited {
-            Ok(exit) => exit.code().unwrap_or_else(|| {
-                tracing::warn!(container_id = %id, last_wait_result = exit.last_wait_result, "the exit code of the init process is not available");
-                UNKNOWN_EXIT_CODE
-            }),
-            Err(e) => {
-                tracing::warn!(container_id = %id, error = %e, "waiting for the init process failed (the container may have been killed)");
-                UNKNOWN_EXIT_CODE
-            }
-        };
-        if let Err(e) = hcs.close_process(&handle).await {
-            exit_code = UNKNOWN_EXIT_CODE;
-            let e = e.into_error(&id, HcsOp::CloseProcess.name());
-            chain.push(
-                Error::system(format!("hcsProcess.Close() failed {}", e.message())).with_source(e),
-            );
-        }
+        let (exited_at, mut exit_code, closed) =
+            self.wait_and_close(&id, INIT_PROCESS_ID, &handle).await;
+        let mut chain: Vec<Error> = closed.into_iter().collect();
 
         // Stopped, and anyone waiting on that woken, before the shutdown.
         {
@@ -421,24 +431,14 @@ impl<H: Hcs> Inner<H> {
         handle: H::Process,
         pid: u32,
     ) {
-        let waited = self.hcs.wait_process_exit(&handle).await;
-        let exited_at = SystemTime::now();
-        let mut error = None;
-        let mut exit_code = match waited {
-            Ok(exit) => exit.code().unwrap_or(UNKNOWN_EXIT_CODE),
-            Err(_) => UNKNOWN_EXIT_CODE,
-        };
-        if let Err(e) = self.hcs.close_process(&handle).await {
-            exit_code = UNKNOWN_EXIT_CODE;
-            let e = e.into_error(&ctr.id, HcsOp::CloseProcess.name());
-            error = Some(Arc::new(
-                Error::system(format!("hcsProcess.Close() failed {}", e.message()))
-                    .with_source(e)
-                    .with_operation("exit")
+        let (exited_at, exit_code, closed) = self.wait_and_close(&ctr.id, &exec_id, &handle).await;
+        let error = closed.map(|e| {
+            Arc::new(
+                e.with_operation("exit")
                     .with_container(&ctr.id)
                     .with_process(&exec_id),
-            ));
-        }
+            )
+        });
         let info = EventInfo {
             container_id: ctr.id.clone(),
             process_id: exec_id.clone(),
@@ -1165,6 +1165,8 @@ impl<H: Hcs> WindowsClient<H> {
             Error::system("cannot encode a modify request")
                 .with_source(e)
                 .with_operation(operation)
+                .with_container(container_id)
+                .with_process(process_id)
         })?;
         self.inner
             .hcs
@@ -1258,6 +1260,7 @@ impl<H: Hcs> WindowsClient<H> {
             Error::system("cannot encode a property query")
                 .with_source(e)
                 .with_operation(operation)
+                .with_container(container_id)
         })?;
         let doc = self
             .inner
