@@ -851,8 +851,9 @@ impl<H: Hcs> Client for WindowsClient<H> {
         validate_process_id(process_id)
             .map_err(|e| e.with_operation(OP).with_container(container_id))?;
         if process_id == INIT_PROCESS_ID {
-            return Err(Error::invalid_argument(format!(
-                "the exec id {INIT_PROCESS_ID:?} is reserved for the init process"
+            // As on Linux: the id is in use, by the init process.
+            return Err(Error::already_exists(format!(
+                "the exec id {INIT_PROCESS_ID:?} is in use by the init process"
             ))
             .with_operation(OP)
             .with_container(container_id)

@@ -82,10 +82,18 @@ pub(crate) async fn exec_id_reuse_after_exit(h: &Harness) -> Result<()> {
     h.kill_and_remove(id).await
 }
 
-/// exec with an id in use by a running exec: AlreadyExists.
+/// exec with an id in use, by a running exec or by the init process:
+/// AlreadyExists.
 pub(crate) async fn exec_id_in_use(h: &Harness) -> Result<()> {
     let id = "host";
     h.run(id, &Program::Sleep, false, false).await?;
+    expect_err(
+        "exec with the init process's id",
+        ErrorKind::AlreadyExists,
+        "",
+        h.exec(id, INIT_PROCESS_ID, &Program::Exit(0), false, false)
+            .await,
+    );
     h.exec(id, "busy", &Program::Sleep, false, false).await?;
     expect_err(
         "exec with an id in use",
