@@ -96,6 +96,7 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     for pid in &pids[..5] {
         kill(Pid::from_raw(*pid as i32), Signal::SIGKILL).unwrap();
     }
+    let shim_sockets = shim_sockets(shim);
     kill(Pid::from_raw(orphan as i32), Signal::SIGKILL).unwrap();
     kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
     wait_restarted(&remote, 0, old).await;
@@ -151,4 +152,34 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     }
     remote.cleanup().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+    // A killed shim leaves its socket behind.
+    for path in shim_sockets {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The socket files a shim listens on (from /proc).
+fn shim_sockets(pid: i32) -> Vec<PathBuf> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .collect();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (inode, path) = (cols.get(6)?, cols.get(7)?);
+            (inodes.iter().any(|i| i == inode) && path.starts_with('/'))
+                .then(|| PathBuf::from(path))
+        })
+        .collect()
 }
