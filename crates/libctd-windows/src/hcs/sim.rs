@@ -486,6 +486,29 @@ impl Sim {
     fn take_unexpected(&self, container: &str) -> bool {
         self.state().unexpected_exit_on_shutdown.remove(container)
     }
+
+    /// A shutdown or terminate (`op`): the processes end with `code`, and
+    /// the system exits with `exit_type`, or unexpectedly when the fault
+    /// plan says so.
+    async fn stop(
+        &self,
+        handle: &SimSystem,
+        op: HcsOp,
+        code: u32,
+        exit_type: &str,
+    ) -> HcsResult<()> {
+        let pending = self.gate(op, &handle.system.id).await?;
+        self.check_open(handle)?;
+        let exit = if self.take_unexpected(&handle.system.id) {
+            SystemExit::unexpected()
+        } else {
+            SystemExit::clean(exit_type)
+        };
+        if !stop_system(&handle.system, code, exit) {
+            return Err(HcsError::new(hr::ALREADY_STOPPED));
+        }
+        pending.map_or(Ok(()), Err)
+    }
 }
 
 /// Ends every process of `system` with `code`, marks it stopped and publishes
@@ -578,35 +601,23 @@ impl Hcs for Sim {
     }
 
     async fn shutdown_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        let pending = self
-            .gate(HcsOp::ShutDownComputeSystem, &handle.system.id)
-            .await?;
-        self.check_open(handle)?;
-        let exit = if self.take_unexpected(&handle.system.id) {
-            SystemExit::unexpected()
-        } else {
-            SystemExit::clean("GracefulExit")
-        };
-        if !stop_system(&handle.system, CONTROL_C_EXIT, exit) {
-            return Err(HcsError::new(hr::ALREADY_STOPPED));
-        }
-        pending.map_or(Ok(()), Err)
+        self.stop(
+            handle,
+            HcsOp::ShutDownComputeSystem,
+            CONTROL_C_EXIT,
+            "GracefulExit",
+        )
+        .await
     }
 
     async fn terminate_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        let pending = self
-            .gate(HcsOp::TerminateComputeSystem, &handle.system.id)
-            .await?;
-        self.check_open(handle)?;
-        let exit = if self.take_unexpected(&handle.system.id) {
-            SystemExit::unexpected()
-        } else {
-            SystemExit::clean("ForcedExit")
-        };
-        if !stop_system(&handle.system, TERMINATED_EXIT, exit) {
-            return Err(HcsError::new(hr::ALREADY_STOPPED));
-        }
-        pending.map_or(Ok(()), Err)
+        self.stop(
+            handle,
+            HcsOp::TerminateComputeSystem,
+            TERMINATED_EXIT,
+            "ForcedExit",
+        )
+        .await
     }
 
     async fn pause_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
