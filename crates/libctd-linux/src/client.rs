@@ -797,7 +797,11 @@ impl LinuxClient {
             dispatcher: EventDispatcher::new(backend)?,
         });
         let (ready_tx, ready_rx) = oneshot::channel();
-        let events = tokio::spawn(crate::events::run(inner.clone(), ready_tx));
+        let span = tracing::info_span!("events", namespace = %namespace);
+        let events = tokio::spawn(tracing::Instrument::instrument(
+            crate::events::run(inner.clone(), ready_tx),
+            span,
+        ));
         let client = Arc::new(Self { inner, events });
         match tokio::time::timeout(Duration::from_secs(20), ready_rx).await {
             Ok(Ok(())) => Ok(client),

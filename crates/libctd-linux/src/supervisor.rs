@@ -113,7 +113,8 @@ impl Supervisor {
                 *daemon = sup.spawn().await?;
             }
         }
-        let monitor = tokio::spawn(sup.clone().monitor());
+        let span = tracing::info_span!("containerd_health", socket = %sup.paths.socket.display());
+        let monitor = tokio::spawn(tracing::Instrument::instrument(sup.clone().monitor(), span));
         if let Ok(mut slot) = sup.monitor.lock() {
             *slot = Some(monitor);
         }
