@@ -316,38 +316,82 @@ unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: *const c_vo
 
 // ---- handles ----
 
-struct SystemInner {
+/// An HCS handle of either kind: its address (0 once closed), the registry
+/// key of its callback, its exit notice, and how to close it.
+struct HandleInner<N> {
     fns: Arc<Fns>,
-    /// The HCS_SYSTEM, as an address (0 once closed).
     handle: Mutex<usize>,
     key: usize,
-    exit: watch::Receiver<Notice<SystemExit>>,
+    exit: watch::Receiver<Notice<N>>,
+    /// Calls the `HcsClose*` function of the handle's kind on an open handle.
+    close_fn: fn(&Fns, usize),
 }
+
+type SystemInner = HandleInner<SystemExit>;
+type ProcessInner = HandleInner<ProcessExit>;
 
 impl SystemInner {
-    fn raw(&self) -> HcsResult<HCS_SYSTEM> {
-        let h = *self.handle.lock().unwrap_or_else(PoisonError::into_inner);
-        if h == 0 {
-            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
-        } else {
-            Ok(HCS_SYSTEM(h as *mut c_void))
+    fn system(
+        fns: Arc<Fns>,
+        raw: usize,
+        key: usize,
+        exit: watch::Receiver<Notice<SystemExit>>,
+    ) -> Self {
+        Self {
+            fns,
+            handle: Mutex::new(raw),
+            key,
+            exit,
+            close_fn: |fns, h| {
+                // SAFETY: `h` is an open HCS_SYSTEM, closed exactly once (see `close`).
+                unsafe { (fns.close_compute_system)(HCS_SYSTEM(h as *mut c_void)) }
+            },
         }
-    }
-
-    fn close(&self) -> bool {
-        let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
-        if h == 0 {
-            registry().remove(&self.key);
-            return false;
-        }
-        // SAFETY: `h` is an open HCS_SYSTEM, closed exactly once (taken above).
-        unsafe { (self.fns.close_compute_system)(HCS_SYSTEM(h as *mut c_void)) };
-        registry().remove(&self.key);
-        true
     }
 }
 
-impl Drop for SystemInner {
+impl ProcessInner {
+    fn process(
+        fns: Arc<Fns>,
+        raw: usize,
+        key: usize,
+        exit: watch::Receiver<Notice<ProcessExit>>,
+    ) -> Self {
+        Self {
+            fns,
+            handle: Mutex::new(raw),
+            key,
+            exit,
+            close_fn: |fns, h| {
+                // SAFETY: `h` is an open HCS_PROCESS, closed exactly once (see `close`).
+                unsafe { (fns.close_process)(HCS_PROCESS(h as *mut c_void)) }
+            },
+        }
+    }
+}
+
+impl<N> HandleInner<N> {
+    /// The open handle's address; ERROR_INVALID_HANDLE once closed.
+    fn raw(&self) -> HcsResult<usize> {
+        match *self.handle.lock().unwrap_or_else(PoisonError::into_inner) {
+            0 => Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))),
+            h => Ok(h),
+        }
+    }
+
+    /// Closes the handle (once: the address is taken) and unregisters its
+    /// callback; false when it was closed already.
+    fn close(&self) -> bool {
+        let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
+        if h != 0 {
+            (self.close_fn)(&self.fns, h);
+        }
+        registry().remove(&self.key);
+        h != 0
+    }
+}
+
+impl<N> Drop for HandleInner<N> {
     fn drop(&mut self) {
         self.close();
     }
@@ -362,42 +406,6 @@ impl fmt::Debug for FfiSystem {
         f.debug_struct("FfiSystem")
             .field("key", &self.0.key)
             .finish()
-    }
-}
-
-struct ProcessInner {
-    fns: Arc<Fns>,
-    handle: Mutex<usize>,
-    key: usize,
-    exit: watch::Receiver<Notice<ProcessExit>>,
-}
-
-impl ProcessInner {
-    fn raw(&self) -> HcsResult<HCS_PROCESS> {
-        let h = *self.handle.lock().unwrap_or_else(PoisonError::into_inner);
-        if h == 0 {
-            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
-        } else {
-            Ok(HCS_PROCESS(h as *mut c_void))
-        }
-    }
-
-    fn close(&self) -> bool {
-        let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
-        if h == 0 {
-            registry().remove(&self.key);
-            return false;
-        }
-        // SAFETY: `h` is an open HCS_PROCESS, closed exactly once.
-        unsafe { (self.fns.close_process)(HCS_PROCESS(h as *mut c_void)) };
-        registry().remove(&self.key);
-        true
-    }
-}
-
-impl Drop for ProcessInner {
-    fn drop(&mut self) {
-        self.close();
     }
 }
 
@@ -637,7 +645,7 @@ impl Computecore {
         pick: fn(&Fns) -> SystemOpFn,
         options: &str,
     ) -> HcsResult<String> {
-        let raw = system.0.raw()?.0 as usize;
+        let raw = system.0.raw()?;
         let options = HSTRING::from(options);
         self.operation(false, move |fns, op| {
             let wide = if options.is_empty() {
@@ -658,7 +666,7 @@ impl Computecore {
         pick: fn(&Fns) -> ProcessOpFn,
         options: &str,
     ) -> HcsResult<String> {
-        let raw = process.0.raw()?.0 as usize;
+        let raw = process.0.raw()?;
         let options = HSTRING::from(options);
         self.operation(false, move |fns, op| {
             let wide = if options.is_empty() {
@@ -678,12 +686,7 @@ impl Computecore {
         let key = next_key();
         let (tx, rx) = watch::channel(None);
         registry().insert(key, Registered::System(tx));
-        let inner = SystemInner {
-            fns: self.fns.clone(),
-            handle: Mutex::new(raw.0 as usize),
-            key,
-            exit: rx,
-        };
+        let inner = SystemInner::system(self.fns.clone(), raw.0 as usize, key, rx);
         // SAFETY: `raw` is open; the context is a registry key, not a pointer.
         let hr = unsafe {
             (self.fns.set_compute_system_callback)(
@@ -705,12 +708,7 @@ impl Computecore {
         let key = next_key();
         let (tx, rx) = watch::channel(None);
         registry().insert(key, Registered::Process(tx));
-        let inner = ProcessInner {
-            fns: self.fns.clone(),
-            handle: Mutex::new(raw.0 as usize),
-            key,
-            exit: rx,
-        };
+        let inner = ProcessInner::process(self.fns.clone(), raw.0 as usize, key, rx);
         // SAFETY: `raw` is open; the context is a registry key.
         let hr = unsafe {
             (self.fns.set_process_callback)(
@@ -798,12 +796,7 @@ impl Hcs for Computecore {
             .await;
         let raw = created.load(Ordering::SeqCst);
         let registered = HRESULT(callback.load(Ordering::SeqCst));
-        let inner = SystemInner {
-            fns: self.fns.clone(),
-            handle: Mutex::new(raw),
-            key,
-            exit: rx,
-        };
+        let inner = SystemInner::system(self.fns.clone(), raw, key, rx);
         // Dropping `inner` on any failure closes the handle and unregisters.
         match result {
             Ok(_) if raw == 0 => {
@@ -889,7 +882,7 @@ impl Hcs for Computecore {
     }
 
     async fn modify_compute_system(&self, system: &FfiSystem, request: &str) -> HcsResult<()> {
-        let raw = system.0.raw()?.0 as usize;
+        let raw = system.0.raw()?;
         let request = HSTRING::from(request);
         self.operation(false, move |fns, op| {
             // SAFETY: open system, valid string, no identity token.
@@ -925,7 +918,7 @@ impl Hcs for Computecore {
         system: &FfiSystem,
         parameters: &str,
     ) -> HcsResult<(FfiProcess, ProcessInfo)> {
-        let raw_system = system.0.raw()?.0 as usize;
+        let raw_system = system.0.raw()?;
         let parameters = HSTRING::from(parameters);
         // The exit callback is registered as soon as the process handle
         // exists, before the creation completes: a process that exits at once
@@ -967,12 +960,7 @@ impl Hcs for Computecore {
             .await;
         let raw = created.load(Ordering::SeqCst);
         let registered = HRESULT(callback.load(Ordering::SeqCst));
-        let inner = ProcessInner {
-            fns: self.fns.clone(),
-            handle: Mutex::new(raw),
-            key,
-            exit: rx,
-        };
+        let inner = ProcessInner::process(self.fns.clone(), raw, key, rx);
         let info = match result {
             Ok((_, info)) if raw != 0 && registered.is_ok() => info,
             Ok((_, info)) => {
@@ -1017,7 +1005,7 @@ impl Hcs for Computecore {
     }
 
     async fn open_process(&self, system: &FfiSystem, pid: u32) -> HcsResult<FfiProcess> {
-        let raw_system = system.0.raw()?.0 as usize;
+        let raw_system = system.0.raw()?;
         let fns = self.fns.clone();
         let raw = tokio::task::spawn_blocking(move || {
             let mut process = HCS_PROCESS::default();
