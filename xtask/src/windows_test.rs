@@ -8,11 +8,13 @@
 //!    and placed beside the executables.
 //! 3. Each executable runs under `wine64` (`/usr/lib/wine/wine64`, or
 //!    `$LIBCTD_WINE`) with `WINEDEBUG=-all` and a private `WINEPREFIX` under the
-//!    target directory; any failure fails the run.
+//!    target directory, for at most [`EXE_TIMEOUT`] each (a hung test binary is
+//!    killed and fails the run); any failure fails the run.
 
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::{Result, WINDOWS_TARGET, cargo};
 
@@ -22,6 +24,8 @@ const PACKAGE: &str = "libctd-windows";
 const DEFAULT_WINE: &str = "/usr/lib/wine/wine64";
 /// The mingw C compiler.
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
+/// How long one test executable may run under Wine before it is killed.
+const EXE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Builds and runs the Windows tests under wine64.
 pub fn run() -> Result {
@@ -55,7 +59,8 @@ pub fn run() -> Result {
     let mut failed = Vec::new();
     for exe in &exes {
         println!("--> wine {}", exe.display());
-        let status = Command::new(&wine)
+        let mut command = Command::new(&wine);
+        command
             .arg(exe)
             .current_dir(&root)
             .env("WINEPREFIX", &prefix)
@@ -64,11 +69,15 @@ pub fn run() -> Result {
             // bcryptprimitives.dll is the native one to load.
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=;bcryptprimitives=n")
             .env_remove("DISPLAY")
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|e| format!("cannot run {} {}: {e}", wine.display(), exe.display()))?;
-        if !status.success() {
-            failed.push(format!("{} ({status})", exe.display()));
+            .stdin(Stdio::null());
+        let what = format!("{} {}", wine.display(), exe.display());
+        match run_bounded(&mut command, &what, EXE_TIMEOUT)? {
+            Some(status) if status.success() => {}
+            Some(status) => failed.push(format!("{} ({status})", exe.display())),
+            None => failed.push(format!(
+                "{} (killed: still running after {EXE_TIMEOUT:?})",
+                exe.display()
+            )),
         }
     }
     if failed.is_empty() {
@@ -79,6 +88,32 @@ pub fn run() -> Result {
             "Windows test binaries failed under Wine: {}",
             failed.join(", ")
         ))
+    }
+}
+
+/// Runs `command` for at most `timeout`: its exit status, or `None` when it
+/// had to be killed. Polls with a deadline.
+fn run_bounded(command: &mut Command, what: &str, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| format!("cannot wait for {what}: {e}"))?
+        {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            // Killing may race with its exit; either way it is gone after wait.
+            let _ = child.kill();
+            child
+                .wait()
+                .map_err(|e| format!("cannot reap {what} after killing it: {e}"))?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -155,6 +190,9 @@ fn json_string_field(line: &str, field: &str) -> Option<String> {
             '\\' => match chars.next()? {
                 'n' => out.push('\n'),
                 't' => out.push('\t'),
+                'r' => out.push('\r'),
+                'b' => out.push('\u{8}'),
+                'f' => out.push('\u{c}'),
                 'u' => {
                     let hex: String = chars.by_ref().take(4).collect();
                     out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
@@ -210,6 +248,27 @@ fn exe_dirs(exes: &[PathBuf]) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
+    #[test]
+    fn a_command_that_outlives_its_deadline_is_killed() {
+        let mut quick = Command::new("true");
+        let status = run_bounded(&mut quick, "true", Duration::from_secs(60)).unwrap();
+        assert!(status.is_some_and(|s| s.success()));
+        let mut hung = Command::new("sleep");
+        hung.arg("600");
+        assert_eq!(
+            run_bounded(&mut hung, "sleep", Duration::from_millis(200)).unwrap(),
+            None
+        );
+        let err = run_bounded(
+            &mut Command::new("/nonexistent/libctd"),
+            "nothing",
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(err.contains("cannot run nothing"), "{err}");
+    }
+
     #[test]
     fn reads_executables_from_cargo_messages() {
         let line = r#"{"reason":"compiler-artifact","target":{"name":"client"},"executable":"/w/target/x86_64-pc-windows-gnu/debug/deps/client-1a2b.exe","fresh":true}"#;
@@ -223,6 +282,11 @@ mod tests {
         assert_eq!(
             json_string_field(escaped, "executable").as_deref(),
             Some("C:\\a\"bA")
+        );
+        let controls = r#"{"executable":"a\rb\tc\/d"}"#;
+        assert_eq!(
+            json_string_field(controls, "executable").as_deref(),
+            Some("a\rb\tc/d")
         );
     }
 }
