@@ -21,7 +21,6 @@
 //! [`FakeRemote::exit_process`] ends a process with a given code.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -701,20 +700,6 @@ impl Fixture for FakeFixture {
         let mut resources = LinuxResources::default();
         resources.set_memory(Some(memory));
         Resources::Linux(resources)
-    }
-
-    fn checkpoint_dir(&self) -> PathBuf {
-        // Unique across the fixtures of this process, which share the pid.
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        std::env::temp_dir().join(format!(
-            "libctd-fake-checkpoint-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(10)
     }
 }
 

@@ -4,10 +4,8 @@
 // Test helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use libctd_core::oci_spec::runtime::{Process, Spec, WindowsResources};
 use libctd_core::{Backend, Client, ErrorKind, Remote, Resources, Result};
@@ -138,19 +136,6 @@ impl Fixture for SimFixture {
 
     fn resources(&self) -> Resources {
         Resources::Windows(WindowsResources::default())
-    }
-
-    fn checkpoint_dir(&self) -> PathBuf {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        std::env::temp_dir().join(format!(
-            "libctd-windows-checkpoint-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(10)
     }
 }
 

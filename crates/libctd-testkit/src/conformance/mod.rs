@@ -28,6 +28,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -214,8 +215,17 @@ pub trait Fixture: Send + Sync + 'static {
     /// A valid resource update for a running container.
     fn resources(&self) -> Resources;
 
-    /// A fresh, empty directory for a checkpoint.
-    fn checkpoint_dir(&self) -> PathBuf;
+    /// A path for a checkpoint, unique to this call and not existing yet.
+    /// Default: a path under the system's temporary directory, unique across
+    /// the fixtures of this process.
+    fn checkpoint_dir(&self) -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        std::env::temp_dir().join(format!(
+            "libctd-checkpoint-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
 
     /// Options for [`Client::create`]. Default: all defaults.
     fn create_options(&self) -> CreateOptions {
