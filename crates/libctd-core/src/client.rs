@@ -9,8 +9,8 @@ use oci_spec::runtime::{Process, Spec};
 
 use crate::error::{Error, Result};
 use crate::stats::{Resources, Stats, Summary};
-use crate::stdio::StdioCallback;
 use crate::status::Status;
+use crate::stdio::StdioCallback;
 
 /// The version of the service behind a client.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -158,7 +158,9 @@ mod tests {
     #[test]
     fn error_is_shared_between_clones() {
         let info = EventInfo {
-            error: Some(Arc::new(Error::system("The compute system exited unexpectedly."))),
+            error: Some(Arc::new(Error::system(
+                "The compute system exited unexpectedly.",
+            ))),
             ..EventInfo::default()
         };
         let copy = info.clone();

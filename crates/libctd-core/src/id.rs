@@ -45,7 +45,9 @@ pub fn validate_namespace(namespace: &str) -> Result<()> {
 
 fn validate(what: &str, id: &str) -> Result<()> {
     if id.is_empty() {
-        return Err(Error::invalid_argument(format!("{what} id must not be empty")));
+        return Err(Error::invalid_argument(format!(
+            "{what} id must not be empty"
+        )));
     }
     if id.len() > MAX_ID_LEN {
         return Err(Error::invalid_argument(format!(
@@ -95,7 +97,14 @@ mod tests {
 
     #[test]
     fn accepts_containerd_identifiers() {
-        for id in ["a", "A9", "web-1", "a.b_c-d", "init", &"x".repeat(MAX_ID_LEN)] {
+        for id in [
+            "a",
+            "A9",
+            "web-1",
+            "a.b_c-d",
+            "init",
+            &"x".repeat(MAX_ID_LEN),
+        ] {
             assert!(validate_container_id(id).is_ok(), "{id}");
             assert!(validate_process_id(id).is_ok(), "{id}");
         }

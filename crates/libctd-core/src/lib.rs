@@ -86,7 +86,7 @@ pub use stdio::{
     stdio_callback,
 };
 
-/// Re-exported so that engines and backends name the same OCI types.
-pub use oci_spec;
 /// Re-exported for implementing [`Backend`], [`Client`] and [`Remote`].
 pub use async_trait::async_trait;
+/// Re-exported so that engines and backends name the same OCI types.
+pub use oci_spec;

@@ -80,7 +80,9 @@ mod tests {
 
     #[test]
     fn round_trips_exact_strings() {
-        let names = ["running", "created", "stopped", "paused", "pausing", "unknown"];
+        let names = [
+            "running", "created", "stopped", "paused", "pausing", "unknown",
+        ];
         for (st, name) in Status::ALL.into_iter().zip(names) {
             assert_eq!(st.to_string(), name);
             assert_eq!(name.parse::<Status>().unwrap(), st);
