@@ -36,6 +36,8 @@ pub struct Hresult(pub u32);
 const FACILITY_HCS: u32 = 0x037;
 /// Win32 facility (7).
 const FACILITY_WIN32: u32 = 7;
+/// `E_UNEXPECTED`.
+const E_UNEXPECTED: u32 = 0x8000_FFFF;
 
 /// What an [`Hresult`] means, with the v1/v2 encodings folded together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,9 +135,15 @@ impl Hresult {
         }
     }
 
-    /// The HRESULT from a signed value, as JSON documents carry it.
-    pub const fn from_i64(value: i64) -> Self {
-        Self(value as u32)
+    /// The HRESULT from a number as JSON documents carry it: signed
+    /// (`-1070137082`) or unsigned (`3224830214`). A number that is neither
+    /// gives `E_UNEXPECTED`, never a truncated code.
+    pub fn from_i64(value: i64) -> Self {
+        match (u32::try_from(value), i32::try_from(value)) {
+            (Ok(unsigned), _) => Self(unsigned),
+            (_, Ok(signed)) => Self(signed.cast_unsigned()),
+            _ => Self(E_UNEXPECTED),
+        }
     }
 
     /// The facility field (bits 16..27).
@@ -501,6 +509,10 @@ mod tests {
         assert_eq!(Hresult(0x8000_4005).code(), HcsCode::Other(0x8000_4005));
         // A negative number in a JSON document is the same HRESULT.
         assert_eq!(Hresult::from_i64(-1_070_137_082), Hresult(0xC037_0106));
+        assert_eq!(Hresult::from_i64(3_224_830_214), Hresult(0xC037_0106));
+        // Out of both ranges: not truncated into some other code.
+        assert_eq!(Hresult::from_i64(1 << 40 | 0x0106), Hresult(E_UNEXPECTED));
+        assert_eq!(Hresult::from_i64(i64::MIN), Hresult(E_UNEXPECTED));
     }
 
     #[test]

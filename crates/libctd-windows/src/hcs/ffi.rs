@@ -150,7 +150,7 @@ fn load_library(dll: &str) -> Result<HMODULE, Error> {
     let name = HSTRING::from(dll);
     // SAFETY: `name` is a valid NUL-terminated wide string that outlives the call.
     unsafe { LoadLibraryExW(&name, None, LOAD_LIBRARY_SEARCH_SYSTEM32) }.map_err(|e| {
-        let hr = Hresult(e.code().0 as u32);
+        let hr = Hresult::from(e.code());
         Error::unavailable(format!("{dll} cannot be loaded ({hr}): {FEATURE_HINT}"))
             .with_source(HcsError::new(hr))
     })
@@ -233,6 +233,13 @@ impl Fns {
             close_process: resolve!(m, DLL, "HcsCloseProcess" as CloseProcessFn),
             set_process_callback: resolve!(m, DLL, "HcsSetProcessCallback" as SetProcessCallbackFn),
         })
+    }
+}
+
+impl From<HRESULT> for Hresult {
+    /// The bits of a Windows `HRESULT` (an `i32`), as HCS documents them.
+    fn from(hr: HRESULT) -> Self {
+        Hresult(hr.0.cast_unsigned())
     }
 }
 
@@ -439,7 +446,7 @@ unsafe fn take_document(doc: PWSTR) -> String {
 }
 
 fn is_timeout(hr: HRESULT) -> bool {
-    Hresult(hr.0 as u32).is_timeout()
+    Hresult::from(hr).is_timeout()
 }
 
 /// Runs one HCS operation on the current (blocking) thread: create, issue,
@@ -490,7 +497,7 @@ unsafe fn blocking_operation(
     if hr.is_ok() {
         Ok((text, info))
     } else {
-        Err(HcsError::with_document(Hresult(hr.0 as u32), &text))
+        Err(HcsError::with_document(Hresult::from(hr), &text))
     }
 }
 
@@ -699,7 +706,7 @@ impl Computecore {
         if hr.is_err() {
             // Dropping `inner` closes the handle and unregisters.
             drop(inner);
-            return Err(HcsError::new(Hresult(hr.0 as u32)));
+            return Err(HcsError::new(Hresult::from(hr)));
         }
         Ok(FfiSystem(Arc::new(inner)))
     }
@@ -720,7 +727,7 @@ impl Computecore {
         };
         if hr.is_err() {
             drop(inner);
-            return Err(HcsError::new(Hresult(hr.0 as u32)));
+            return Err(HcsError::new(Hresult::from(hr)));
         }
         Ok(FfiProcess(Arc::new(inner)))
     }
@@ -805,7 +812,7 @@ impl Hcs for Computecore {
             }
             Ok(_) if registered.is_err() => {
                 drop(inner);
-                Err(HcsError::new(Hresult(registered.0 as u32)))
+                Err(HcsError::new(Hresult::from(registered)))
             }
             Ok(_) => Ok(FfiSystem(Arc::new(inner))),
             Err(e) => {
@@ -824,7 +831,7 @@ impl Hcs for Computecore {
             let hr =
                 unsafe { (fns.open_compute_system)(PCWSTR(id.as_ptr()), GENERIC_ALL, &mut system) };
             if hr.is_err() {
-                Err(HcsError::new(Hresult(hr.0 as u32)))
+                Err(HcsError::new(Hresult::from(hr)))
             } else {
                 Ok(system.0 as usize)
             }
@@ -969,7 +976,7 @@ impl Hcs for Computecore {
                 let hr = if raw == 0 {
                     Hresult::from_win32(win32::INVALID_HANDLE)
                 } else {
-                    Hresult(registered.0 as u32)
+                    Hresult::from(registered)
                 };
                 return Err(HcsError::new(hr));
             }
@@ -1019,7 +1026,7 @@ impl Hcs for Computecore {
                 )
             };
             if hr.is_err() {
-                Err(HcsError::new(Hresult(hr.0 as u32)))
+                Err(HcsError::new(Hresult::from(hr)))
             } else {
                 Ok(process.0 as usize)
             }
@@ -1082,7 +1089,7 @@ impl Hcs for Computecore {
         // SAFETY: valid string and out-pointer.
         let hr = unsafe { f(PCWSTR(name.as_ptr()), &mut guid) };
         if hr.is_err() {
-            return Err(HcsError::new(Hresult(hr.0 as u32)));
+            return Err(HcsError::new(Hresult::from(hr)));
         }
         Ok(format_guid(&guid))
     }
