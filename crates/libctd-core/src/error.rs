@@ -231,26 +231,21 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut prefixed = false;
+        // "<operation> container <c> process <p>: ", each part only if known.
+        let mut sep = "";
         if let Some(op) = self.operation {
             f.write_str(op)?;
-            prefixed = true;
+            sep = " ";
         }
         if let Some(c) = &self.container_id {
-            if prefixed {
-                f.write_str(" ")?;
-            }
-            write!(f, "container {c}")?;
-            prefixed = true;
+            write!(f, "{sep}container {c}")?;
+            sep = " ";
         }
         if let Some(p) = &self.process_id {
-            if prefixed {
-                f.write_str(" ")?;
-            }
-            write!(f, "process {p}")?;
-            prefixed = true;
+            write!(f, "{sep}process {p}")?;
+            sep = " ";
         }
-        if prefixed {
+        if !sep.is_empty() {
             f.write_str(": ")?;
         }
         f.write_str(&self.message)
@@ -354,6 +349,17 @@ mod tests {
     #[test]
     fn bare_message_without_context() {
         assert_eq!(Error::unknown("boom").to_string(), "boom");
+    }
+
+    #[test]
+    fn partial_context() {
+        let e = Error::unknown("boom");
+        assert_eq!(e.clone().with_process("e1").to_string(), "process e1: boom");
+        assert_eq!(
+            e.clone().with_container("c").with_process("e1").to_string(),
+            "container c process e1: boom"
+        );
+        assert_eq!(e.with_operation("exec").to_string(), "exec: boom");
     }
 
     #[test]
