@@ -195,25 +195,42 @@ impl RemoteOption for FakeRestoreReattaches {
 /// The operations of [`Client`], to script faults and delays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-#[allow(missing_docs)]
 pub enum Op {
+    /// [`Client::version`].
     Version,
+    /// [`Client::restore`].
     Restore,
+    /// [`Client::create`].
     Create,
+    /// [`Client::start`].
     Start,
+    /// [`Client::signal_process`].
     SignalProcess,
+    /// [`Client::exec`].
     Exec,
+    /// [`Client::resize_terminal`].
     ResizeTerminal,
+    /// [`Client::close_stdin`].
     CloseStdin,
+    /// [`Client::pause`].
     Pause,
+    /// [`Client::resume`].
     Resume,
+    /// [`Client::stats`].
     Stats,
+    /// [`Client::list_pids`].
     ListPids,
+    /// [`Client::summary`].
     Summary,
+    /// [`Client::delete_task`].
     DeleteTask,
+    /// [`Client::delete`].
     Delete,
+    /// [`Client::status`].
     Status,
+    /// [`Client::update_resources`].
     UpdateResources,
+    /// [`Client::create_checkpoint`].
     CreateCheckpoint,
 }
 
