@@ -23,7 +23,7 @@ pub const MAX_ID_LEN: usize = 76;
 /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 /// ```
 pub fn validate_container_id(id: &str) -> Result<()> {
-    validate("container", id).map_err(|e| e.with_container(printable(id)))
+    validate("container id", id).map_err(|e| e.with_container(printable(id)))
 }
 
 /// Checks a process id (an exec id, or [`INIT_PROCESS_ID`]).
@@ -35,23 +35,29 @@ pub fn validate_container_id(id: &str) -> Result<()> {
 /// assert!(validate_process_id("exec 1").is_err());
 /// ```
 pub fn validate_process_id(id: &str) -> Result<()> {
-    validate("process", id).map_err(|e| e.with_process(printable(id)))
+    validate("process id", id).map_err(|e| e.with_process(printable(id)))
 }
 
 /// Checks a namespace name (same grammar as ids).
+///
+/// ```
+/// use libctd_core::validate_namespace;
+///
+/// assert!(validate_namespace("moby").is_ok());
+/// let err = validate_namespace("").unwrap_err();
+/// assert_eq!(err.to_string(), "namespace must not be empty");
+/// ```
 pub fn validate_namespace(namespace: &str) -> Result<()> {
     validate("namespace", namespace)
 }
 
 fn validate(what: &str, id: &str) -> Result<()> {
     if id.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "{what} id must not be empty"
-        )));
+        return Err(Error::invalid_argument(format!("{what} must not be empty")));
     }
     if id.len() > MAX_ID_LEN {
         return Err(Error::invalid_argument(format!(
-            "{what} id is {} bytes long, the limit is {MAX_ID_LEN}",
+            "{what} is {} bytes long, the limit is {MAX_ID_LEN}",
             id.len()
         )));
     }
@@ -63,14 +69,14 @@ fn validate(what: &str, id: &str) -> Result<()> {
             prev_sep = true;
         } else {
             return Err(Error::invalid_argument(format!(
-                "{what} id {:?} is invalid at byte {i}: ids match [A-Za-z0-9]+([._-][A-Za-z0-9]+)*",
+                "{what} {:?} is invalid at byte {i}: it must match [A-Za-z0-9]+([._-][A-Za-z0-9]+)*",
                 printable(id)
             )));
         }
     }
     if prev_sep {
         return Err(Error::invalid_argument(format!(
-            "{what} id {:?} must end with a letter or digit",
+            "{what} {:?} must end with a letter or digit",
             printable(id)
         )));
     }
