@@ -392,6 +392,10 @@ struct Captured {
     stderr: Vec<u8>,
     stdout_done: bool,
     stderr_done: bool,
+    /// Why reading stdout stopped, when it was not EOF.
+    stdout_error: Option<String>,
+    /// Why reading stderr stopped, when it was not EOF.
+    stderr_error: Option<String>,
 }
 
 struct CaptureInner {
@@ -474,7 +478,8 @@ pub fn capture_stdio() -> (StdioCallback, CapturedStdio) {
 async fn copy_into(inner: Arc<CaptureInner>, mut stream: OutputStream, stderr: bool) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = stream.read(&mut buf).await.unwrap_or(0);
+        let read = stream.read(&mut buf).await;
+        let n = read.as_ref().map_or(0, |n| *n);
         {
             let mut s = lock(&inner.state);
             if n == 0 {
@@ -482,6 +487,16 @@ async fn copy_into(inner: Arc<CaptureInner>, mut stream: OutputStream, stderr: b
                     s.stderr_done = true;
                 } else {
                     s.stdout_done = true;
+                }
+                // A broken stream ends the output too, but is no EOF:
+                // the waits report it instead of a truncated output.
+                if let Err(e) = read {
+                    let (name, slot) = if stderr {
+                        ("stderr", &mut s.stderr_error)
+                    } else {
+                        ("stdout", &mut s.stdout_error)
+                    };
+                    *slot = Some(format!("reading {name} failed: {e}"));
                 }
             } else if let Some(chunk) = buf.get(..n) {
                 if stderr {
@@ -495,6 +510,14 @@ async fn copy_into(inner: Arc<CaptureInner>, mut stream: OutputStream, stderr: b
         if n == 0 {
             return;
         }
+    }
+}
+
+/// `System` with the read error of a stream that ended without EOF.
+fn check_read(error: &Option<String>) -> Result<()> {
+    match error {
+        Some(e) => Err(Error::system(e.clone())),
+        None => Ok(()),
     }
 }
 
@@ -569,21 +592,25 @@ impl CapturedStdio {
             .await
     }
 
-    /// Waits until stdout reached EOF, and returns all of it.
+    /// Waits until stdout reached EOF, and returns all of it. `System` when
+    /// reading it failed instead.
     pub async fn wait_stdout(&self, timeout: Duration) -> Result<Vec<u8>> {
         self.wait(timeout, "stdout did not reach EOF", |s| {
             s.attached && s.stdout_done
         })
         .await?;
+        check_read(&self.state().stdout_error)?;
         Ok(self.stdout())
     }
 
-    /// Waits until stderr reached EOF (or there is none), and returns all of it.
+    /// Waits until stderr reached EOF (or there is none), and returns all of
+    /// it. `System` when reading it failed instead.
     pub async fn wait_stderr(&self, timeout: Duration) -> Result<Vec<u8>> {
         self.wait(timeout, "stderr did not reach EOF", |s| {
             s.attached && s.stderr_done
         })
         .await?;
+        check_read(&self.state().stderr_error)?;
         Ok(self.stderr())
     }
 
@@ -813,6 +840,40 @@ mod tests {
             b"oops"
         );
         attachment.wait().await;
+    }
+
+    /// A stream that fails after some output.
+    struct Broken(bool);
+
+    impl tokio::io::AsyncRead for Broken {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if std::mem::replace(&mut self.0, true) {
+                std::task::Poll::Ready(Err(std::io::Error::other("pipe broke")))
+            } else {
+                buf.put_slice(b"partial");
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn capture_reports_a_broken_stream_not_eof() {
+        let (cb, cap) = capture_stdio();
+        let _a = cb(DirectIo::new(
+            None,
+            Some(Box::pin(Broken(false))),
+            None,
+            false,
+        ))
+        .unwrap();
+        let err = cap.wait_stdout(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(err.kind(), libctd_core::ErrorKind::System);
+        assert!(err.to_string().contains("pipe broke"), "{err}");
+        assert_eq!(cap.stdout(), b"partial");
     }
 
     #[tokio::test]
