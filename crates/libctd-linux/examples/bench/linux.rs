@@ -1272,7 +1272,7 @@ async fn our_burst(
     b: &Bench,
     group: bool,
     round: usize,
-) -> Result<(Duration, Vec<String>, Duration)> {
+) -> Result<(Duration, Vec<String>, Duration, Vec<Vec<f64>>)> {
     let o = b.variant(group).clone();
     let ids: Vec<String> = (0..b.args.burst)
         .map(|k| format!("burst-{}-{round}-{k}", if group { "on" } else { "off" }))
@@ -1286,13 +1286,17 @@ async fn our_burst(
         .zip(specs)
         .map(|(id, spec)| {
             let o = o.clone();
-            tokio::spawn(async move { lifecycle(&o, &id, &spec).await.map(|_| ()) })
+            tokio::spawn(async move { lifecycle(&o, &id, &spec).await })
         })
         .collect();
+    let mut steps = vec![Vec::new(); STEPS.len()];
     for t in futures::future::join_all(tasks).await {
-        t.map_err(|e| Error::system("a burst task failed").with_source(e))??;
+        let lc = t.map_err(|e| Error::system("a burst task failed").with_source(e))??;
+        for (v, (wall, _)) in steps.iter_mut().zip(lc) {
+            v.push(ms(wall));
+        }
     }
-    Ok((t0.elapsed(), ids, cpu_self() - c0))
+    Ok((t0.elapsed(), ids, cpu_self() - c0, steps))
 }
 
 async fn ctr_burst(b: &Bench, round: usize) -> Result<Duration> {
@@ -1316,6 +1320,7 @@ async fn burst(b: &Bench) -> Result<()> {
     let mut rate: HashMap<&'static str, Vec<f64>> = HashMap::new();
     let mut latency: HashMap<&'static str, Vec<f64>> = HashMap::new();
     let mut raw_latency: HashMap<&'static str, Vec<f64>> = HashMap::new();
+    let mut step_ms: HashMap<&'static str, Vec<Vec<f64>>> = HashMap::new();
     let mut cpu: HashMap<&'static str, Vec<f64>> = HashMap::new();
     for round in 0..b.args.rounds {
         let mut order = [0, 1, 2];
@@ -1325,7 +1330,13 @@ async fn burst(b: &Bench) -> Result<()> {
                 0 | 1 => {
                     let group = v == 1;
                     let label = b.variant(group).label;
-                    let (wall, ids, c) = our_burst(b, group, round).await?;
+                    let (wall, ids, c, steps) = our_burst(b, group, round).await?;
+                    let per = step_ms
+                        .entry(label)
+                        .or_insert_with(|| vec![Vec::new(); STEPS.len()]);
+                    for (v, s) in per.iter_mut().zip(steps) {
+                        v.extend(s);
+                    }
                     rate.entry(label)
                         .or_default()
                         .push(n as f64 / wall.as_secs_f64());
@@ -1399,6 +1410,32 @@ async fn burst(b: &Bench) -> Result<()> {
             Some(l.n > 0 && l.p99 < 2.0),
         );
     }
+    let mut j_steps = serde_json::Map::new();
+    for o in [&b.off, &b.on] {
+        let per = step_ms.get(o.label).cloned().unwrap_or_default();
+        let steps: serde_json::Map<String, Value> = STEPS
+            .iter()
+            .zip(&per)
+            .map(|(name, v)| ((*name).to_owned(), Dist::of(v).json(v)))
+            .collect();
+        j_steps.insert(o.label.to_owned(), Value::Object(steps));
+        let cells: Vec<String> = per
+            .iter()
+            .map(|v| {
+                let d = Dist::of(v);
+                format!("{:.0}/{:.0}", d.p50, d.max)
+            })
+            .collect();
+        b.row(
+            format!("  burst steps p50/max ms, {}", o.label),
+            cells.join(" "),
+            "create start exit del-task del",
+            None,
+            "",
+            None,
+        );
+    }
+    b.record("burst_steps_ms", Value::Object(j_steps));
     for o in [&b.off, &b.on] {
         let c = Dist::of(&get(&cpu, o.label));
         b.row(
