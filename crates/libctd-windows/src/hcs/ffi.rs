@@ -323,61 +323,51 @@ unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: *const c_vo
 
 // ---- handles ----
 
+/// The kind of an HCS handle, named by its exit notice: how to close one.
+trait HandleKind {
+    /// Calls the kind's `HcsClose*` function.
+    ///
+    /// # Safety
+    /// `h` must be an open handle of this kind, and is closed by this call.
+    unsafe fn close(fns: &Fns, h: usize);
+}
+
+impl HandleKind for SystemExit {
+    unsafe fn close(fns: &Fns, h: usize) {
+        // SAFETY: per the contract, `h` is an open HCS_SYSTEM.
+        unsafe { (fns.close_compute_system)(HCS_SYSTEM(h as *mut c_void)) }
+    }
+}
+
+impl HandleKind for ProcessExit {
+    unsafe fn close(fns: &Fns, h: usize) {
+        // SAFETY: per the contract, `h` is an open HCS_PROCESS.
+        unsafe { (fns.close_process)(HCS_PROCESS(h as *mut c_void)) }
+    }
+}
+
 /// An HCS handle of either kind: its address (0 once closed), the registry
-/// key of its callback, its exit notice, and how to close it.
-struct HandleInner<N> {
+/// key of its callback, and its exit notice.
+struct HandleInner<N: HandleKind> {
     fns: Arc<Fns>,
     handle: Mutex<usize>,
     key: usize,
     exit: watch::Receiver<Notice<N>>,
-    /// Calls the `HcsClose*` function of the handle's kind on an open handle.
-    close_fn: fn(&Fns, usize),
 }
 
 type SystemInner = HandleInner<SystemExit>;
 type ProcessInner = HandleInner<ProcessExit>;
 
-impl SystemInner {
-    fn system(
-        fns: Arc<Fns>,
-        raw: usize,
-        key: usize,
-        exit: watch::Receiver<Notice<SystemExit>>,
-    ) -> Self {
+impl<N: HandleKind> HandleInner<N> {
+    fn new(fns: Arc<Fns>, raw: usize, key: usize, exit: watch::Receiver<Notice<N>>) -> Self {
         Self {
             fns,
             handle: Mutex::new(raw),
             key,
             exit,
-            close_fn: |fns, h| {
-                // SAFETY: `h` is an open HCS_SYSTEM, closed exactly once (see `close`).
-                unsafe { (fns.close_compute_system)(HCS_SYSTEM(h as *mut c_void)) }
-            },
         }
     }
-}
 
-impl ProcessInner {
-    fn process(
-        fns: Arc<Fns>,
-        raw: usize,
-        key: usize,
-        exit: watch::Receiver<Notice<ProcessExit>>,
-    ) -> Self {
-        Self {
-            fns,
-            handle: Mutex::new(raw),
-            key,
-            exit,
-            close_fn: |fns, h| {
-                // SAFETY: `h` is an open HCS_PROCESS, closed exactly once (see `close`).
-                unsafe { (fns.close_process)(HCS_PROCESS(h as *mut c_void)) }
-            },
-        }
-    }
-}
-
-impl<N> HandleInner<N> {
     /// The open handle's address; ERROR_INVALID_HANDLE once closed.
     fn raw(&self) -> HcsResult<usize> {
         match *self.handle.lock().unwrap_or_else(PoisonError::into_inner) {
@@ -391,14 +381,15 @@ impl<N> HandleInner<N> {
     fn close(&self) -> bool {
         let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
         if h != 0 {
-            (self.close_fn)(&self.fns, h);
+            // SAFETY: `h` is open, and taken above: it is closed exactly once.
+            unsafe { N::close(&self.fns, h) };
         }
         registry().remove(&self.key);
         h != 0
     }
 }
 
-impl<N> Drop for HandleInner<N> {
+impl<N: HandleKind> Drop for HandleInner<N> {
     fn drop(&mut self) {
         self.close();
     }
@@ -693,7 +684,7 @@ impl Computecore {
         let key = next_key();
         let (tx, rx) = watch::channel(None);
         registry().insert(key, Registered::System(tx));
-        let inner = SystemInner::system(self.fns.clone(), raw.0 as usize, key, rx);
+        let inner = SystemInner::new(self.fns.clone(), raw.0 as usize, key, rx);
         // SAFETY: `raw` is open; the context is a registry key, not a pointer.
         let hr = unsafe {
             (self.fns.set_compute_system_callback)(
@@ -715,7 +706,7 @@ impl Computecore {
         let key = next_key();
         let (tx, rx) = watch::channel(None);
         registry().insert(key, Registered::Process(tx));
-        let inner = ProcessInner::process(self.fns.clone(), raw.0 as usize, key, rx);
+        let inner = ProcessInner::new(self.fns.clone(), raw.0 as usize, key, rx);
         // SAFETY: `raw` is open; the context is a registry key.
         let hr = unsafe {
             (self.fns.set_process_callback)(
@@ -803,7 +794,7 @@ impl Hcs for Computecore {
             .await;
         let raw = created.load(Ordering::SeqCst);
         let registered = HRESULT(callback.load(Ordering::SeqCst));
-        let inner = SystemInner::system(self.fns.clone(), raw, key, rx);
+        let inner = SystemInner::new(self.fns.clone(), raw, key, rx);
         // Dropping `inner` on any failure closes the handle and unregisters.
         match result {
             Ok(_) if raw == 0 => {
@@ -967,7 +958,7 @@ impl Hcs for Computecore {
             .await;
         let raw = created.load(Ordering::SeqCst);
         let registered = HRESULT(callback.load(Ordering::SeqCst));
-        let inner = ProcessInner::process(self.fns.clone(), raw, key, rx);
+        let inner = ProcessInner::new(self.fns.clone(), raw, key, rx);
         let info = match result {
             Ok((_, info)) if raw != 0 && registered.is_ok() => info,
             Ok((_, info)) => {
