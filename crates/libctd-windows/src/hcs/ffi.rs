@@ -323,8 +323,19 @@ unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: *const c_vo
 
 // ---- handles ----
 
-/// The kind of an HCS handle, named by its exit notice: how to close one.
-trait HandleKind {
+/// The kind of an HCS handle, named by its exit notice: how its events are
+/// routed, and its `HcsSet*Callback` and `HcsClose*` calls.
+trait HandleKind: Clone + Send + Sync + 'static {
+    /// The registry entry that routes the kind's events to `tx`.
+    fn registered(tx: watch::Sender<Notice<Self>>) -> Registered;
+
+    /// Registers [`on_event`] for handle `h`, with registry key `key` as
+    /// its context.
+    ///
+    /// # Safety
+    /// `h` must be an open handle of this kind.
+    unsafe fn set_callback(fns: &Fns, h: usize, key: usize) -> HRESULT;
+
     /// Calls the kind's `HcsClose*` function.
     ///
     /// # Safety
@@ -333,6 +344,23 @@ trait HandleKind {
 }
 
 impl HandleKind for SystemExit {
+    fn registered(tx: watch::Sender<Notice<Self>>) -> Registered {
+        Registered::System(tx)
+    }
+
+    unsafe fn set_callback(fns: &Fns, h: usize, key: usize) -> HRESULT {
+        // SAFETY: per the contract, `h` is an open HCS_SYSTEM; the context
+        // is a registry key, not a pointer.
+        unsafe {
+            (fns.set_compute_system_callback)(
+                HCS_SYSTEM(h as *mut c_void),
+                HcsEventOptionNone,
+                key as *const c_void,
+                Some(on_event),
+            )
+        }
+    }
+
     unsafe fn close(fns: &Fns, h: usize) {
         // SAFETY: per the contract, `h` is an open HCS_SYSTEM.
         unsafe { (fns.close_compute_system)(HCS_SYSTEM(h as *mut c_void)) }
@@ -340,10 +368,35 @@ impl HandleKind for SystemExit {
 }
 
 impl HandleKind for ProcessExit {
+    fn registered(tx: watch::Sender<Notice<Self>>) -> Registered {
+        Registered::Process(tx)
+    }
+
+    unsafe fn set_callback(fns: &Fns, h: usize, key: usize) -> HRESULT {
+        // SAFETY: per the contract, `h` is an open HCS_PROCESS; the context
+        // is a registry key.
+        unsafe {
+            (fns.set_process_callback)(
+                HCS_PROCESS(h as *mut c_void),
+                HcsEventOptionNone,
+                key as *const c_void,
+                Some(on_event),
+            )
+        }
+    }
+
     unsafe fn close(fns: &Fns, h: usize) {
         // SAFETY: per the contract, `h` is an open HCS_PROCESS.
         unsafe { (fns.close_process)(HCS_PROCESS(h as *mut c_void)) }
     }
+}
+
+/// A registry key whose entry routes `N`'s events to the returned receiver.
+fn registration<N: HandleKind>() -> (usize, watch::Receiver<Notice<N>>) {
+    let key = next_key();
+    let (tx, rx) = watch::channel(None);
+    registry().insert(key, N::registered(tx));
+    (key, rx)
 }
 
 /// An HCS handle of either kind: its address (0 once closed), the registry
@@ -373,6 +426,33 @@ impl<N: HandleKind> HandleInner<N> {
         match *self.handle.lock().unwrap_or_else(PoisonError::into_inner) {
             0 => Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))),
             h => Ok(h),
+        }
+    }
+
+    /// Resolves with the handle's exit notice; a lost service is
+    /// HCS_E_SERVICE_DISCONNECT.
+    async fn wait_exit(&self) -> HcsResult<N> {
+        let disconnected = || HcsError::new(Hresult::hcs_v2(0x011E));
+        let mut rx = self.exit.clone();
+        let notice = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| disconnected())?
+            .clone();
+        match notice {
+            Some(Ok(exit)) => Ok(exit),
+            Some(Err(hr)) => Err(HcsError::new(hr)),
+            None => Err(disconnected()),
+        }
+    }
+
+    /// [`close`](Self::close), as the `Hcs` trait answers it:
+    /// ERROR_INVALID_HANDLE when it was closed already.
+    fn close_checked(&self) -> HcsResult<()> {
+        if self.close() {
+            Ok(())
+        } else {
+            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
         }
     }
 
@@ -679,48 +759,18 @@ impl Computecore {
         .map(|(doc, _)| doc)
     }
 
-    /// Registers the exit callback of a new compute system handle.
-    fn register_system(&self, raw: HCS_SYSTEM) -> HcsResult<FfiSystem> {
-        let key = next_key();
-        let (tx, rx) = watch::channel(None);
-        registry().insert(key, Registered::System(tx));
-        let inner = SystemInner::new(self.fns.clone(), raw.0 as usize, key, rx);
-        // SAFETY: `raw` is open; the context is a registry key, not a pointer.
-        let hr = unsafe {
-            (self.fns.set_compute_system_callback)(
-                raw,
-                HcsEventOptionNone,
-                key as *const c_void,
-                Some(on_event),
-            )
-        };
+    /// Registers the exit callback of a new (opened) handle of kind `N`.
+    fn register<N: HandleKind>(&self, raw: usize) -> HcsResult<HandleInner<N>> {
+        let (key, rx) = registration::<N>();
+        let inner = HandleInner::new(self.fns.clone(), raw, key, rx);
+        // SAFETY: `raw` is an open handle of kind `N`.
+        let hr = unsafe { N::set_callback(&self.fns, raw, key) };
         if hr.is_err() {
             // Dropping `inner` closes the handle and unregisters.
             drop(inner);
             return Err(HcsError::new(Hresult::from(hr)));
         }
-        Ok(FfiSystem(Arc::new(inner)))
-    }
-
-    fn register_process(&self, raw: HCS_PROCESS) -> HcsResult<FfiProcess> {
-        let key = next_key();
-        let (tx, rx) = watch::channel(None);
-        registry().insert(key, Registered::Process(tx));
-        let inner = ProcessInner::new(self.fns.clone(), raw.0 as usize, key, rx);
-        // SAFETY: `raw` is open; the context is a registry key.
-        let hr = unsafe {
-            (self.fns.set_process_callback)(
-                raw,
-                HcsEventOptionNone,
-                key as *const c_void,
-                Some(on_event),
-            )
-        };
-        if hr.is_err() {
-            drop(inner);
-            return Err(HcsError::new(Hresult::from(hr)));
-        }
-        Ok(FfiProcess(Arc::new(inner)))
+        Ok(inner)
     }
 }
 
@@ -757,9 +807,7 @@ impl Hcs for Computecore {
         let configuration = HSTRING::from(configuration);
         // The exit callback is registered as soon as the handle exists, before
         // the operation completes, so no exit can be missed.
-        let key = next_key();
-        let (tx, rx) = watch::channel(None);
-        registry().insert(key, Registered::System(tx));
+        let (key, rx) = registration::<SystemExit>();
         let created = Arc::new(AtomicUsize::new(0));
         let callback = Arc::new(AtomicI32::new(0));
         let (out, cb) = (created.clone(), callback.clone());
@@ -777,15 +825,9 @@ impl Hcs for Computecore {
                     )
                 };
                 if hr.is_ok() && !system.0.is_null() {
-                    // SAFETY: `system` is open; the context is a registry key.
-                    let registered = unsafe {
-                        (fns.set_compute_system_callback)(
-                            system,
-                            HcsEventOptionNone,
-                            key as *const c_void,
-                            Some(on_event),
-                        )
-                    };
+                    // SAFETY: `system` is open.
+                    let registered =
+                        unsafe { SystemExit::set_callback(fns, system.0 as usize, key) };
                     cb.store(registered.0, Ordering::SeqCst);
                 }
                 out.store(system.0 as usize, Ordering::SeqCst);
@@ -829,7 +871,7 @@ impl Hcs for Computecore {
         })
         .await
         .map_err(|_| HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED)))??;
-        self.register_system(HCS_SYSTEM(raw as *mut c_void))
+        self.register(raw).map(|inner| FfiSystem(Arc::new(inner)))
     }
 
     async fn start_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
@@ -863,11 +905,7 @@ impl Hcs for Computecore {
     }
 
     async fn close_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
-        if system.0.close() {
-            Ok(())
-        } else {
-            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
-        }
+        system.0.close_checked()
     }
 
     async fn get_compute_system_properties(
@@ -898,17 +936,7 @@ impl Hcs for Computecore {
     }
 
     async fn wait_compute_system_exit(&self, system: &FfiSystem) -> HcsResult<SystemExit> {
-        let mut rx = system.0.exit.clone();
-        let notice = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| HcsError::new(Hresult::hcs_v2(0x011E)))?
-            .clone();
-        match notice {
-            Some(Ok(exit)) => Ok(exit),
-            Some(Err(hr)) => Err(HcsError::new(hr)),
-            None => Err(HcsError::new(Hresult::hcs_v2(0x011E))),
-        }
+        system.0.wait_exit().await
     }
 
     async fn create_process(
@@ -921,9 +949,7 @@ impl Hcs for Computecore {
         // The exit callback is registered as soon as the process handle
         // exists, before the creation completes: a process that exits at once
         // is still seen exiting.
-        let key = next_key();
-        let (tx, rx) = watch::channel(None);
-        registry().insert(key, Registered::Process(tx));
+        let (key, rx) = registration::<ProcessExit>();
         let created = Arc::new(AtomicUsize::new(0));
         let callback = Arc::new(AtomicI32::new(0));
         let (out, cb) = (created.clone(), callback.clone());
@@ -941,15 +967,9 @@ impl Hcs for Computecore {
                     )
                 };
                 if hr.is_ok() && !process.0.is_null() {
-                    // SAFETY: `process` is open; the context is a registry key.
-                    let registered = unsafe {
-                        (fns.set_process_callback)(
-                            process,
-                            HcsEventOptionNone,
-                            key as *const c_void,
-                            Some(on_event),
-                        )
-                    };
+                    // SAFETY: `process` is open.
+                    let registered =
+                        unsafe { ProcessExit::set_callback(fns, process.0 as usize, key) };
                     cb.store(registered.0, Ordering::SeqCst);
                 }
                 out.store(process.0 as usize, Ordering::SeqCst);
@@ -1024,7 +1044,7 @@ impl Hcs for Computecore {
         })
         .await
         .map_err(|_| HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED)))??;
-        self.register_process(HCS_PROCESS(raw as *mut c_void))
+        self.register(raw).map(|inner| FfiProcess(Arc::new(inner)))
     }
 
     async fn signal_process(&self, process: &FfiProcess, options: &str) -> HcsResult<()> {
@@ -1051,24 +1071,11 @@ impl Hcs for Computecore {
     }
 
     async fn wait_process_exit(&self, process: &FfiProcess) -> HcsResult<ProcessExit> {
-        let mut rx = process.0.exit.clone();
-        let notice = *rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| HcsError::new(Hresult::hcs_v2(0x011E)))?;
-        match notice {
-            Some(Ok(exit)) => Ok(exit),
-            Some(Err(hr)) => Err(HcsError::new(hr)),
-            None => Err(HcsError::new(Hresult::hcs_v2(0x011E))),
-        }
+        process.0.wait_exit().await
     }
 
     async fn close_process(&self, process: &FfiProcess) -> HcsResult<()> {
-        if process.0.close() {
-            Ok(())
-        } else {
-            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
-        }
+        process.0.close_checked()
     }
 
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {
