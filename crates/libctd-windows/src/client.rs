@@ -222,6 +222,26 @@ impl<H: Hcs> Inner<H> {
             .ok_or_else(|| not_found(id, operation))
     }
 
+    /// The container of an operation on one of its processes. The input is
+    /// checked first (container id, process id, then `checks`, such as a
+    /// signal number), so bad input is `InvalidArgument` even for an unknown
+    /// container.
+    fn process_container(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        operation: &'static str,
+        checks: Result<()>,
+    ) -> Result<Arc<Container<H>>> {
+        validate_container_id(container_id).map_err(|e| e.with_operation(operation))?;
+        validate_process_id(process_id).and(checks).map_err(|e| {
+            e.with_operation(operation)
+                .with_container(container_id)
+                .with_process(process_id)
+        })?;
+        self.container(container_id, operation)
+    }
+
     fn emit(&self, ctr: &Container<H>, event: EventType, info: EventInfo) {
         if ctr.servicing {
             tracing::debug!(container_id = %ctr.id, %event, "servicing container: event not emitted");
@@ -771,14 +791,9 @@ impl<H: Hcs> Client for WindowsClient<H> {
         signal: i32,
     ) -> Result<()> {
         const OP: &str = "signal_process";
-        let ctr = self.inner.container(container_id, OP)?;
-        validate_process_id(process_id)
-            .map_err(|e| e.with_operation(OP).with_container(container_id))?;
-        validate_signal(signal).map_err(|e| {
-            e.with_operation(OP)
-                .with_container(container_id)
-                .with_process(process_id)
-        })?;
+        let ctr =
+            self.inner
+                .process_container(container_id, process_id, OP, validate_signal(signal))?;
         let inner = self.inner.clone();
         let process_id = process_id.to_owned();
         detached(OP, container_id, async move {
@@ -847,9 +862,9 @@ impl<H: Hcs> Client for WindowsClient<H> {
         attach: StdioCallback,
     ) -> Result<u32> {
         const OP: &str = "exec";
-        let ctr = self.inner.container(container_id, OP)?;
-        validate_process_id(process_id)
-            .map_err(|e| e.with_operation(OP).with_container(container_id))?;
+        let ctr = self
+            .inner
+            .process_container(container_id, process_id, OP, Ok(()))?;
         if process_id == INIT_PROCESS_ID {
             // As on Linux: the id is in use, by the init process.
             return Err(Error::already_exists(format!(
@@ -932,14 +947,10 @@ impl<H: Hcs> Client for WindowsClient<H> {
         height: u32,
     ) -> Result<()> {
         const OP: &str = "resize_terminal";
-        let ctr = self.inner.container(container_id, OP)?;
-        validate_process_id(process_id)
-            .map_err(|e| e.with_operation(OP).with_container(container_id))?;
-        validate_terminal_size(width, height).map_err(|e| {
-            e.with_operation(OP)
-                .with_container(container_id)
-                .with_process(process_id)
-        })?;
+        let size = validate_terminal_size(width, height);
+        let ctr = self
+            .inner
+            .process_container(container_id, process_id, OP, size)?;
         let (handle, terminal) = process_handle(&ctr, process_id, OP).await?;
         if !terminal {
             return Err(Error::failed_precondition("the process has no terminal")
@@ -958,9 +969,9 @@ impl<H: Hcs> Client for WindowsClient<H> {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()> {
         const OP: &str = "close_stdin";
-        let ctr = self.inner.container(container_id, OP)?;
-        validate_process_id(process_id)
-            .map_err(|e| e.with_operation(OP).with_container(container_id))?;
+        let ctr = self
+            .inner
+            .process_container(container_id, process_id, OP, Ok(()))?;
         let (handle, _) = process_handle(&ctr, process_id, OP).await?;
         self.modify_process(
             &ctr.id,
