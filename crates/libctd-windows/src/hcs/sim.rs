@@ -1060,15 +1060,15 @@ async fn run_program(
         };
         match cmd.as_str() {
             "exit" => {
-                return match rest.first().map(|n| parse_code(n)) {
-                    Some(Some(code)) => code,
-                    None => 0,
-                    Some(None) => {
-                        let msg = format!("sim: bad exit code {:?}\n", rest[0]);
-                        write_err(&mut io, msg.as_bytes()).await;
-                        UNKNOWN_COMMAND_EXIT
-                    }
+                let Some(arg) = rest.first() else {
+                    return 0;
                 };
+                if let Some(code) = parse_code(arg) {
+                    return code;
+                }
+                let msg = format!("sim: bad exit code {arg:?}\n");
+                write_err(&mut io, msg.as_bytes()).await;
+                return UNKNOWN_COMMAND_EXIT;
             }
             "echo" => {
                 let line = format!("{}\n", rest.join(" "));
@@ -1211,6 +1211,40 @@ mod tests {
         assert_eq!(out, "a b\nabcdefghij");
         assert_eq!(err, "oops\n");
         assert_eq!(sim.wait_process_exit(&p).await.unwrap().code(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_exit_9009_with_a_message() {
+        let sim = Sim::new();
+        let s = running(&sim, "c").await;
+        for (script, message) in [
+            ("exit seven", "sim: bad exit code \"seven\"\n"),
+            ("bytes", "sim: bytes needs a count\n"),
+        ] {
+            let (p, mut info) = sim
+                .create_process(&s, &params(script, false))
+                .await
+                .unwrap();
+            let mut err = String::new();
+            info.stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .await
+                .unwrap();
+            assert_eq!(err, message, "{script}");
+            assert_eq!(
+                sim.wait_process_exit(&p).await.unwrap().code(),
+                Some(UNKNOWN_COMMAND_EXIT),
+                "{script}"
+            );
+        }
+        // No argument: exit 0.
+        let (p, _info) = sim
+            .create_process(&s, &params("exit", false))
+            .await
+            .unwrap();
+        assert_eq!(sim.wait_process_exit(&p).await.unwrap().code(), Some(0));
     }
 
     #[tokio::test]
