@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -218,29 +217,6 @@ impl RecordingBackend {
         found.ok_or_else(|| {
             Error::deadline_exceeded(format!(
                 "no {event} event within {timeout:?}; seen: [{}]",
-                self.describe(container_id)
-            ))
-            .with_container(container_id)
-        })
-    }
-
-    /// Waits until at least `n` events were received for `container_id`, and
-    /// returns them all.
-    pub async fn wait_for_events(
-        &self,
-        container_id: &str,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<Vec<(EventType, EventInfo)>> {
-        let deadline = Instant::now() + timeout;
-        let found = wait_until(&self.changed, deadline, || {
-            let events = self.events_of(container_id);
-            (events.len() >= n).then_some(events)
-        })
-        .await;
-        found.ok_or_else(|| {
-            Error::deadline_exceeded(format!(
-                "fewer than {n} events within {timeout:?}; seen: [{}]",
                 self.describe(container_id)
             ))
             .with_container(container_id)
@@ -652,15 +628,6 @@ impl CapturedStdio {
             .shutdown()
             .await
             .map_err(|e| Error::system("cannot shut stdin down").with_source(e))
-    }
-
-    /// Runs `f` with the stdin stream, if there is one (for tests of the raw stream).
-    pub async fn with_stdin<R, Fut>(&self, f: impl FnOnce(Option<&mut StdinStream>) -> Fut) -> R
-    where
-        Fut: Future<Output = R>,
-    {
-        let mut slot = self.inner.stdin.lock().await;
-        f(slot.as_mut()).await
     }
 }
 
