@@ -487,6 +487,29 @@ impl Sim {
         self.state().unexpected_exit_on_shutdown.remove(container)
     }
 
+    /// A pause or resume (`op`): the system goes from `from` to `to`. Only
+    /// Hyper-V isolated systems can be paused.
+    async fn transition(
+        &self,
+        handle: &SimSystem,
+        op: HcsOp,
+        from: SysStatus,
+        to: SysStatus,
+    ) -> HcsResult<()> {
+        let pending = self.gate(op, &handle.system.id).await?;
+        self.check_open(handle)?;
+        if op == HcsOp::PauseComputeSystem && !handle.system.hyperv {
+            return Err(HcsError::new(Hresult::from_win32(win32::NOT_SUPPORTED)));
+        }
+        let mut status = lock(&handle.system.status);
+        match *status {
+            current if current == from => *status = to,
+            SysStatus::Stopped => return Err(HcsError::new(hr::ALREADY_STOPPED)),
+            _ => return Err(HcsError::new(hr::INVALID_STATE)),
+        }
+        pending.map_or(Ok(()), Err)
+    }
+
     /// A shutdown or terminate (`op`): the processes end with `code`, and
     /// the system exits with `exit_type`, or unexpectedly when the fault
     /// plan says so.
@@ -621,34 +644,23 @@ impl Hcs for Sim {
     }
 
     async fn pause_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        let pending = self
-            .gate(HcsOp::PauseComputeSystem, &handle.system.id)
-            .await?;
-        self.check_open(handle)?;
-        if !handle.system.hyperv {
-            return Err(HcsError::new(Hresult::from_win32(win32::NOT_SUPPORTED)));
-        }
-        let mut status = lock(&handle.system.status);
-        match *status {
-            SysStatus::Running => *status = SysStatus::Paused,
-            SysStatus::Stopped => return Err(HcsError::new(hr::ALREADY_STOPPED)),
-            _ => return Err(HcsError::new(hr::INVALID_STATE)),
-        }
-        pending.map_or(Ok(()), Err)
+        self.transition(
+            handle,
+            HcsOp::PauseComputeSystem,
+            SysStatus::Running,
+            SysStatus::Paused,
+        )
+        .await
     }
 
     async fn resume_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        let pending = self
-            .gate(HcsOp::ResumeComputeSystem, &handle.system.id)
-            .await?;
-        self.check_open(handle)?;
-        let mut status = lock(&handle.system.status);
-        match *status {
-            SysStatus::Paused => *status = SysStatus::Running,
-            SysStatus::Stopped => return Err(HcsError::new(hr::ALREADY_STOPPED)),
-            _ => return Err(HcsError::new(hr::INVALID_STATE)),
-        }
-        pending.map_or(Ok(()), Err)
+        self.transition(
+            handle,
+            HcsOp::ResumeComputeSystem,
+            SysStatus::Paused,
+            SysStatus::Running,
+        )
+        .await
     }
 
     async fn close_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
