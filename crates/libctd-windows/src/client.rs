@@ -514,6 +514,8 @@ struct ProcessRequest<'a> {
     process: &'a Process,
     with_stdin: bool,
     operation: &'static str,
+    /// How long to wait for the process to exit when it has to be undone.
+    exit_timeout: Duration,
 }
 
 /// Starts a process and hands its streams to `attach`; on any failure the
@@ -529,6 +531,7 @@ async fn spawn_process<H: Hcs>(
         process,
         with_stdin,
         operation,
+        exit_timeout,
     } = request;
     let field = "process";
     let params = convert::process_parameters(process, with_stdin, field)
@@ -560,7 +563,14 @@ async fn spawn_process<H: Hcs>(
             if let Err(te) = hcs.terminate_process(&handle).await {
                 tracing::warn!(container_id = ctr_id, error = %te, "terminating a process whose stdio failed");
             }
-            let _ = hcs.wait_process_exit(&handle).await;
+            // Bounded: a process that survives a failed terminate must not
+            // hold the operation (and the container's state) forever.
+            match tokio::time::timeout(exit_timeout, hcs.wait_process_exit(&handle)).await {
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(container_id = ctr_id, timeout = ?exit_timeout, "a process whose stdio failed did not exit; closing it anyway");
+                }
+            }
             if let Err(ce) = hcs.close_process(&handle).await {
                 tracing::warn!(container_id = ctr_id, error = %ce, "closing a process whose stdio failed");
             }
@@ -752,6 +762,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 process: &process,
                 with_stdin,
                 operation: "start",
+                exit_timeout: inner.settings.shutdown_timeout,
             };
             let proc = spawn_process(&*inner.hcs, &ctr.system, request, attach).await?;
             let pid = proc.pid;
@@ -906,6 +917,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 process: &spec,
                 with_stdin,
                 operation: OP,
+                exit_timeout: inner.settings.shutdown_timeout,
             };
             let proc = spawn_process(&*inner.hcs, &ctr.system, request, attach)
                 .await

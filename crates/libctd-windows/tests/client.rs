@@ -707,3 +707,40 @@ async fn bad_input_is_invalid_argument_even_for_an_unknown_container() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }
+
+#[tokio::test]
+async fn a_failed_attach_whose_process_cannot_be_terminated_does_not_hang_start() {
+    let sim = Arc::new(Sim::new());
+    let backend = Arc::new(RecordingBackend::new());
+    let settings = libctd_windows::ClientSettings {
+        shutdown_timeout: Duration::from_millis(50),
+        ..libctd_windows::ClientSettings::default()
+    };
+    let client =
+        WindowsClient::with_settings(sim.clone(), "test", backend.clone(), settings).unwrap();
+    client
+        .create("c", &spec("sleep"), CreateOptions::default())
+        .await
+        .unwrap();
+    // The process survives the terminate that undoes the failed attach.
+    sim.fail_once(
+        HcsOp::TerminateProcess,
+        Some(&sys("c")),
+        Hresult(0x8000_4005),
+    );
+    let start = client.start(
+        "c",
+        None,
+        false,
+        stdio_callback(|_| Err(libctd_core::Error::system("engine said no"))),
+    );
+    let err = tokio::time::timeout(T, start)
+        .await
+        .expect("start hung on a process that did not exit")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::System);
+    assert!(err.to_string().contains("engine said no"), "{err}");
+    assert_eq!(client.status("c").await.unwrap(), Status::Created);
+    client.delete("c").await.unwrap();
+    assert!(sim.compute_systems().is_empty());
+}
