@@ -533,8 +533,7 @@ async fn spawn_process<H: Hcs>(
         operation,
         exit_timeout,
     } = request;
-    let field = "process";
-    let params = convert::process_parameters(process, with_stdin, field)
+    let params = convert::process_parameters(process, with_stdin)
         .map_err(|e| e.with_operation(operation).with_container(ctr_id))?;
     let document = serde_json::to_string(&params).map_err(|e| {
         Error::system("cannot encode the process parameters")

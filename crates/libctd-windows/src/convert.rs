@@ -449,13 +449,10 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
-/// The parameters of a process from its OCI description. `field` prefixes
-/// field names in errors (`process` for the init process).
-pub fn process_parameters(
-    process: &Process,
-    with_stdin: bool,
-    field: &str,
-) -> Result<ProcessParameters> {
+/// The parameters of a process from its OCI description. Errors name the
+/// offending field under `process` (`process.args`, `process.env[2]`...).
+pub fn process_parameters(process: &Process, with_stdin: bool) -> Result<ProcessParameters> {
+    let field = "process";
     let command_line = match process.command_line().as_ref().filter(|c| !c.is_empty()) {
         Some(line) => line.clone(),
         None => {

@@ -128,8 +128,7 @@ fn golden_hyperv_container() {
 #[test]
 fn golden_process_parameters() {
     let s = spec(full_process_isolated());
-    let params =
-        convert::process_parameters(s.process().as_ref().unwrap(), true, "process").unwrap();
+    let params = convert::process_parameters(s.process().as_ref().unwrap(), true).unwrap();
     golden("process_parameters_terminal", &params);
     // The command line reads back as the original arguments.
     assert_eq!(
@@ -144,7 +143,7 @@ fn golden_process_parameters() {
         "user": {"uid": 0, "gid": 0}
     }))
     .unwrap();
-    let params = convert::process_parameters(&p, false, "process").unwrap();
+    let params = convert::process_parameters(&p, false).unwrap();
     golden("process_parameters_command_line", &params);
 }
 
@@ -227,7 +226,7 @@ fn validations_name_their_field() {
     ];
     for (field, value) in process_cases {
         let p: Process = serde_json::from_value(value.clone()).unwrap();
-        let err = convert::process_parameters(&p, false, "process").unwrap_err();
+        let err = convert::process_parameters(&p, false).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{field}: {err}");
         assert!(
             err.to_string().contains(&format!("invalid spec: {field} ")),
