@@ -529,8 +529,9 @@ impl Inner {
         with_stdin: bool,
         attach: StdioCallback,
     ) -> Result<u32> {
-        let c = self.get(&id)?;
+        validate_container_id(&id)?;
         validate_process_id(&process_id)?;
+        let c = self.get(&id)?;
         if !c.lock().has_task {
             return Err(Error::invalid_argument("container is not running"));
         }
@@ -885,9 +886,12 @@ impl Client for LinuxClient {
         signal: i32,
     ) -> Result<()> {
         let run = async {
+            // Bad input is InvalidArgument whether or not the container exists.
+            validate_container_id(container_id)?;
+            validate_process_id(process_id)?;
+            validate_signal(signal)?;
             let c = self.inner.get_with_task(container_id)?;
             let exec_id = self.inner.exec_id(&c, process_id)?;
-            validate_signal(signal)?;
             let req = self.inner.request(KillRequest {
                 container_id: container_id.to_owned(),
                 exec_id,
@@ -932,9 +936,11 @@ impl Client for LinuxClient {
         height: u32,
     ) -> Result<()> {
         let run = async {
+            validate_container_id(container_id)?;
+            validate_process_id(process_id)?;
+            validate_terminal_size(width, height)?;
             let c = self.inner.get_with_task(container_id)?;
             let exec_id = self.inner.exec_id(&c, process_id)?;
-            validate_terminal_size(width, height)?;
             let req = self.inner.request(ResizePtyRequest {
                 container_id: container_id.to_owned(),
                 exec_id,
@@ -956,6 +962,8 @@ impl Client for LinuxClient {
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
     async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()> {
         let run = async {
+            validate_container_id(container_id)?;
+            validate_process_id(process_id)?;
             let c = self.inner.get_with_task(container_id)?;
             let exec_id = self.inner.exec_id(&c, process_id)?;
             // Every writer must go for the process to read EOF: ours too.

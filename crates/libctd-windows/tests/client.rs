@@ -684,31 +684,6 @@ async fn the_fault_plan_can_end_a_process_with_a_code() {
 }
 
 #[tokio::test]
-async fn bad_input_is_invalid_argument_even_for_an_unknown_container() {
-    let e = env();
-    let ghost = "ghost";
-    let checks = [
-        e.client.signal_process(ghost, INIT_PROCESS_ID, 0).await,
-        e.client.signal_process(ghost, "bad/id", 9).await,
-        e.client
-            .resize_terminal(ghost, INIT_PROCESS_ID, 0, 24)
-            .await,
-        e.client.close_stdin(ghost, "").await,
-    ];
-    for result in checks {
-        let err = result.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
-        assert_eq!(err.container_id(), Some(ghost), "{err}");
-    }
-    let err = e
-        .client
-        .signal_process(ghost, INIT_PROCESS_ID, 9)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-}
-
-#[tokio::test]
 async fn a_failed_attach_whose_process_cannot_be_terminated_does_not_hang_start() {
     let sim = Arc::new(Sim::new());
     let backend = Arc::new(RecordingBackend::new());

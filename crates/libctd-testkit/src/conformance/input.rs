@@ -141,6 +141,56 @@ pub(crate) async fn invalid_process_ids(h: &Harness) -> Result<()> {
     h.kill_and_remove(id).await
 }
 
+/// Bad arguments are InvalidArgument before any lookup: an engine sees the
+/// same kind whether or not the container exists.
+pub(crate) async fn bad_input_checked_before_lookup(h: &Harness) -> Result<()> {
+    let c = h.client();
+    let ghost = "ghost";
+    let process = h.fixture().process(&Program::Exit(0), false);
+    let k = ErrorKind::InvalidArgument;
+    for (what, result) in [
+        (
+            "signal 0",
+            c.signal_process(ghost, INIT_PROCESS_ID, 0).await,
+        ),
+        (
+            "signal 65",
+            c.signal_process(ghost, INIT_PROCESS_ID, 65).await,
+        ),
+        (
+            "signal a bad process id",
+            c.signal_process(ghost, "a/b", 9).await,
+        ),
+        (
+            "resize to 0x24",
+            c.resize_terminal(ghost, INIT_PROCESS_ID, 0, 24).await,
+        ),
+        ("close_stdin of \"\"", c.close_stdin(ghost, "").await),
+    ] {
+        let err = expect_err(&format!("{what} on an unknown container"), k, "", result);
+        assert_eq!(
+            err.container_id(),
+            Some(ghost),
+            "{err} does not name the container"
+        );
+    }
+    expect_err(
+        "exec with a bad process id on an unknown container",
+        k,
+        "",
+        c.exec(ghost, "../x", &process, false, discard_stdio())
+            .await,
+    );
+    // With good input, the same calls find no container.
+    expect_err(
+        "signal on an unknown container",
+        ErrorKind::NotFound,
+        "no such container",
+        c.signal_process(ghost, INIT_PROCESS_ID, 9).await,
+    );
+    Ok(())
+}
+
 /// A 76-byte id, the longest allowed, works end to end.
 pub(crate) async fn longest_container_id(h: &Harness) -> Result<()> {
     let id = "L".repeat(MAX_ID_LEN);

@@ -391,6 +391,7 @@ macro_rules! __conformance_case_list {
             info::version,
             input::invalid_container_ids,
             input::invalid_process_ids,
+            input::bad_input_checked_before_lookup,
             input::longest_container_id,
             input::spec_without_process,
             input::exec_without_args,
