@@ -37,6 +37,10 @@ use crate::remote::Shared;
 
 /// The runtime used when [`CreateOptions::runtime`] is unset.
 pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
+
+/// The annotation (and label) by which containerd's runc shim groups
+/// containers into one shim.
+const SHIM_GROUP_KEY: &str = "io.containerd.runc.v2.group";
 /// How long deleting a process waits for the engine to consume its output.
 const STDIO_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The bound on an exec's cleanup after its exit was delivered.
@@ -382,6 +386,18 @@ impl Inner {
                 "the spec has no process: a Linux container needs one",
             ));
         }
+        // The runc shim groups containers by the spec's annotation (it reads the
+        // bundle's config.json); the container label alone does not reach it.
+        let spec = match &self.shared.shim_group {
+            Some(group) => {
+                let mut spec = spec;
+                let mut annotations = spec.annotations().clone().unwrap_or_default();
+                annotations.insert(SHIM_GROUP_KEY.to_owned(), group.clone());
+                spec.set_annotations(Some(annotations));
+                spec
+            }
+            None => spec,
+        };
         let spec_any = convert::json_any(convert::SPEC_TYPE_URL, &spec)?;
         let terminal = spec
             .process()
@@ -410,7 +426,7 @@ impl Inner {
         }
         let mut labels: HashMap<String, String> = options.labels.clone().into_iter().collect();
         if let Some(group) = &self.shared.shim_group {
-            labels.insert("io.containerd.runc.v2.group".into(), group.clone());
+            labels.insert(SHIM_GROUP_KEY.into(), group.clone());
         }
         let runtime = options
             .runtime

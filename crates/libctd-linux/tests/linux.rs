@@ -659,3 +659,66 @@ async fn errors_are_classified_with_context() {
         "{v:?}"
     );
 }
+
+/// The runc shims serving namespace `ns` (their command line names it).
+fn shims_of(ns: &str) -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.first()
+                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"-namespace" && w[1] == ns.as_bytes())
+        })
+        .count()
+}
+
+async fn start_two_sleepers(ctd: &Containerd, client: &LinuxClient, ids: [&str; 2]) {
+    for id in ids {
+        client
+            .create(id, &ctd.spec(SLEEP, false), Default::default())
+            .await
+            .unwrap();
+        client
+            .start(id, None, false, discard_stdio())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shim_group_puts_containers_in_one_shim() {
+    use libctd_core::{Remote, RemoteOption};
+    use libctd_linux::{Address, LinuxRemote, ShimGroup, StateDir};
+
+    // Without the option, each container gets a shim of its own...
+    let (ctd, client, backend) = setup().await;
+    start_two_sleepers(ctd, &client, ["solo-a", "solo-b"]).await;
+    assert_eq!(shims_of(client.namespace()), 2);
+    for id in ["solo-a", "solo-b"] {
+        kill_and_delete(&client, &backend, id).await;
+    }
+
+    // ...with it, the two share one.
+    let remote = LinuxRemote::new(&[
+        &Address(ctd.remote().socket()) as &dyn RemoteOption,
+        &StateDir(ctd.scratch_dir("group-state")),
+        &ShimGroup("pod1".into()),
+    ])
+    .await
+    .unwrap();
+    let backend = Arc::new(RecordingBackend::new());
+    let ns = ctd.unique_namespace("group");
+    let grouped = remote.new_linux_client(&ns, backend.clone()).await.unwrap();
+    start_two_sleepers(ctd, &grouped, ["pod-a", "pod-b"]).await;
+    assert_eq!(shims_of(&ns), 1);
+    for id in ["pod-a", "pod-b"] {
+        kill_and_delete(&grouped, &backend, id).await;
+    }
+    remote.cleanup().await.unwrap();
+}
