@@ -626,26 +626,35 @@ impl Inner {
     async fn delete_task(self: Arc<Self>, id: String) -> Result<TaskExit> {
         let c = self.get(&id)?;
         let _guard = c.lifecycle.lock().await;
-        let req = self.request(GetRequest {
-            container_id: id.clone(),
-            exec_id: String::new(),
-        });
-        match self.tasks().get(req).await {
-            Ok(r) => {
-                let status = r
-                    .into_inner()
-                    .process
-                    .map_or(Status::Unknown, |p| convert::status_from_proto(p.status));
-                if matches!(status, Status::Running | Status::Paused | Status::Pausing) {
-                    return Err(Error::failed_precondition(format!(
-                        "the task is {status}: it must stop before it is deleted"
-                    )));
+        // Once the init exit has arrived the task is known to be stopped: the
+        // status query is only needed before (one RPC less per lifecycle).
+        let init_exited = c
+            .lock()
+            .processes
+            .get(INIT_PROCESS_ID)
+            .is_some_and(|p| p.exit_delivered);
+        if !init_exited {
+            let req = self.request(GetRequest {
+                container_id: id.clone(),
+                exec_id: String::new(),
+            });
+            match self.tasks().get(req).await {
+                Ok(r) => {
+                    let status = r
+                        .into_inner()
+                        .process
+                        .map_or(Status::Unknown, |p| convert::status_from_proto(p.status));
+                    if matches!(status, Status::Running | Status::Paused | Status::Pausing) {
+                        return Err(Error::failed_precondition(format!(
+                            "the task is {status}: it must stop before it is deleted"
+                        )));
+                    }
                 }
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    return Err(Error::not_found("container is not running").with_source(s));
+                }
+                Err(s) => return Err(status_error(s)),
             }
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                return Err(Error::not_found("container is not running").with_source(s));
-            }
-            Err(s) => return Err(status_error(s)),
         }
         let req = self.request(DeleteTaskRequest {
             container_id: id.clone(),
@@ -671,11 +680,19 @@ impl Inner {
     async fn delete(self: Arc<Self>, id: String) -> Result<()> {
         let c = self.get(&id)?;
         let _guard = c.lifecycle.lock().await;
+        // Without a task known to this client (never started, or its task
+        // deleted through it) there is nothing to check: one RPC less.
+        let has_task = c.lock().has_task;
         let req = self.request(GetRequest {
             container_id: id.clone(),
             exec_id: String::new(),
         });
-        match self.tasks().get(req).await {
+        let task = if has_task {
+            self.tasks().get(req).await
+        } else {
+            Err(tonic::Status::not_found("no task known to this client"))
+        };
+        match task {
             Ok(r) => {
                 let status = r
                     .into_inner()
