@@ -91,9 +91,14 @@ impl EventQueue {
         }
         queues.insert(container_id.to_owned(), VecDeque::new());
         drop(queues);
-        let inner = self.inner.clone();
-        let id = container_id.to_owned();
-        self.inner.runtime.spawn(inner.run(id, job));
+        // The worker is built before it is spawned: if the runtime drops the
+        // task unpolled (it shut down), the worker's drop still cleans up.
+        let worker = Worker {
+            inner: self.inner.clone(),
+            container_id: container_id.to_owned(),
+            finished: false,
+        };
+        self.inner.runtime.spawn(worker.run(job));
     }
 
     /// How many containers have events running or waiting.
@@ -143,28 +148,70 @@ impl Inner {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The worker of one container: runs jobs until its queue is empty, then
-    /// removes the entry (under the lock, so an append either lands before the
-    /// removal and is run, or after it and starts a new worker).
-    async fn run(self: Arc<Self>, container_id: String, first: Job) {
+    /// Forgets a container whose worker will never run again.
+    fn abandon(&self, container_id: &str) {
+        let removed = self.lock().remove(container_id);
+        // The jobs are dropped here, outside the lock.
+        let dropped = removed.map_or(0, |q| q.len());
+        if dropped > 0 {
+            tracing::warn!(
+                container_id,
+                dropped,
+                "the runtime shut down: queued events were not delivered"
+            );
+        }
+        self.drained.notify_waiters();
+    }
+}
+
+/// A container's worker. If its task is dropped before the queue drains (the
+/// runtime shut down, or the worker could not even be spawned), it removes the
+/// container's entry so that waiters and later appends are not stuck behind a
+/// worker that no longer exists.
+struct Worker {
+    inner: Arc<Inner>,
+    container_id: String,
+    finished: bool,
+}
+
+impl Worker {
+    /// Runs the container's jobs until its queue is empty, then removes the
+    /// entry (under the lock, so an append either lands before the removal and
+    /// is run, or after it and starts a new worker).
+    async fn run(mut self, first: Job) {
         let mut job = first;
         loop {
             if CatchUnwind(job).await.is_err() {
-                tracing::error!(container_id, "an event job panicked; continuing");
+                tracing::error!(
+                    container_id = self.container_id,
+                    "an event job panicked; continuing"
+                );
             }
             let next = {
-                let mut queues = self.lock();
-                match queues.get_mut(&container_id).and_then(VecDeque::pop_front) {
+                let mut queues = self.inner.lock();
+                match queues
+                    .get_mut(&self.container_id)
+                    .and_then(VecDeque::pop_front)
+                {
                     Some(next) => next,
                     None => {
-                        queues.remove(&container_id);
+                        queues.remove(&self.container_id);
+                        self.finished = true;
                         drop(queues);
-                        self.drained.notify_waiters();
+                        self.inner.drained.notify_waiters();
                         return;
                     }
                 }
             };
             job = next;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.inner.abandon(&self.container_id);
         }
     }
 }
@@ -409,6 +456,21 @@ mod tests {
         queue.append("c", async move { push(&l, "c", 1) });
         deadline(queue.wait_idle()).await;
         assert_eq!(per_container(&log)["c"], vec![1]);
+    }
+
+    #[test]
+    fn a_shut_down_runtime_leaves_no_stuck_entry() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let queue = EventQueue::with_runtime(rt.handle().clone());
+        drop(rt);
+        queue.append("c", async {});
+        assert_eq!(queue.active_containers(), 0);
+        // A later append is not parked behind a worker that never ran.
+        queue.append("c", async {});
+        assert_eq!(queue.waiting("c"), 0);
+        assert_eq!(queue.active_containers(), 0);
     }
 
     #[test]
