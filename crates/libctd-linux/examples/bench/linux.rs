@@ -589,6 +589,21 @@ impl RawExits {
     }
 }
 
+/// libctd's own share of each exit event's latency: its `Backend` call's
+/// latency minus the bare subscriber's, container by container (ms; negative
+/// when the bare subscriber happened to be scheduled later).
+fn paired_share_ms(o: &Ours, raw: &RawExits, ids: &[String]) -> Vec<f64> {
+    let ours = o
+        .recorder
+        .latency
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let bare = raw.seen.lock().unwrap_or_else(PoisonError::into_inner);
+    ids.iter()
+        .filter_map(|id| Some(ms(*ours.get(id)?) - ms(*bare.get(id)?)))
+        .collect()
+}
+
 impl Drop for RawExits {
     fn drop(&mut self) {
         self.task.abort();
@@ -1195,10 +1210,14 @@ async fn sequential(b: &Bench) -> Result<()> {
         let ids = seq_ids.get(o.label).cloned().unwrap_or_default();
         let lv = o.recorder.latencies_ms(&ids);
         let rv = b.raw.latencies_ms(&ids);
-        let (l, r) = (Dist::of(&lv), Dist::of(&rv));
+        let sv = paired_share_ms(o, &b.raw, &ids);
+        let (l, r, sh) = (Dist::of(&lv), Dist::of(&rv), Dist::of(&sv));
         j_lat.insert(
             o.label.to_owned(),
-            json!({ "libctd": l.json(&lv), "raw_subscriber": r.json(&rv) }),
+            json!({
+                "libctd": l.json(&lv), "raw_subscriber": r.json(&rv),
+                "libctd_minus_raw": sh.json(&sv),
+            }),
         );
         b.row(
             format!("event latency ms p50/p99 (sequential), {}", o.label),
@@ -1206,6 +1225,14 @@ async fn sequential(b: &Bench) -> Result<()> {
             format!("raw gRPC {:.2} / {:.2} (n={})", r.p50, r.p99, r.n),
             Some(l.p99 / r.p99),
             "(burst's)",
+            None,
+        );
+        b.row(
+            "  libctd's share, paired p50/p90/max ms",
+            format!("{:.3} / {:.3} / {:.3}", sh.p50, sh.p90, sh.max),
+            "libctd minus raw, per event",
+            None,
+            "",
             None,
         );
     }
@@ -1321,6 +1348,7 @@ async fn burst(b: &Bench) -> Result<()> {
     let mut latency: HashMap<&'static str, Vec<f64>> = HashMap::new();
     let mut raw_latency: HashMap<&'static str, Vec<f64>> = HashMap::new();
     let mut step_ms: HashMap<&'static str, Vec<Vec<f64>>> = HashMap::new();
+    let mut burst_ids: HashMap<&'static str, Vec<String>> = HashMap::new();
     let mut cpu: HashMap<&'static str, Vec<f64>> = HashMap::new();
     for round in 0..b.args.rounds {
         let mut order = [0, 1, 2];
@@ -1349,6 +1377,7 @@ async fn burst(b: &Bench) -> Result<()> {
                         .entry(label)
                         .or_default()
                         .extend(b.raw.latencies_ms(&ids));
+                    burst_ids.entry(label).or_default().extend(ids);
                 }
                 _ => {
                     let wall = ctr_burst(b, round).await?;
@@ -1398,6 +1427,7 @@ async fn burst(b: &Bench) -> Result<()> {
             Some(ratio >= 1.3),
         );
     }
+    let mut j_share = serde_json::Map::new();
     for o in [&b.off, &b.on] {
         let l = Dist::of(&get(&latency, o.label));
         let r = Dist::of(&get(&raw_latency, o.label));
@@ -1409,7 +1439,23 @@ async fn burst(b: &Bench) -> Result<()> {
             "p99 < 2 ms",
             Some(l.n > 0 && l.p99 < 2.0),
         );
+        let ids = burst_ids.get(o.label).cloned().unwrap_or_default();
+        let sv = paired_share_ms(o, &b.raw, &ids);
+        let sh = Dist::of(&sv);
+        j_share.insert(o.label.to_owned(), sh.json(&sv));
+        b.row(
+            "  libctd's share, paired p50/p90/p99 ms",
+            format!("{:.2} / {:.2} / {:.2}", sh.p50, sh.p90, sh.p99),
+            "libctd minus raw, per event",
+            None,
+            "",
+            None,
+        );
     }
+    b.record(
+        "burst_event_latency_libctd_minus_raw_ms",
+        Value::Object(j_share),
+    );
     let mut j_steps = serde_json::Map::new();
     for o in [&b.off, &b.on] {
         let per = step_ms.get(o.label).cloned().unwrap_or_default();
