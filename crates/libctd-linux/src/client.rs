@@ -78,7 +78,7 @@ pub(crate) struct Container {
     /// Its FIFO directory.
     pub dir: PathBuf,
     /// Whether its init process has a terminal.
-    pub terminal: Mutex<bool>,
+    pub terminal: bool,
     /// The runc shim options it was created with (sent again on task create).
     pub runc: convert::RuncOptionsProto,
     /// Serialises start, delete_task, delete and restore.
@@ -412,7 +412,7 @@ impl Inner {
         let container = Arc::new(Container {
             id: id.clone(),
             dir: self.dir_of(&id),
-            terminal: Mutex::new(terminal),
+            terminal,
             runc: runc.clone(),
             lifecycle: tokio::sync::Mutex::new(()),
             state: Mutex::new(ContainerState::default()),
@@ -472,7 +472,7 @@ impl Inner {
                 dir.display()
             )));
         }
-        let terminal = *c.terminal.lock().unwrap_or_else(PoisonError::into_inner);
+        let terminal = c.terminal;
         let fifos = FifoSet::new(&c.dir, INIT_PROCESS_ID, with_stdin, terminal);
         let proc = self.attach_process(&c, INIT_PROCESS_ID, fifos.clone(), attach, false)?;
         {
@@ -764,7 +764,7 @@ impl Inner {
                     Arc::new(Container {
                         id: id.clone(),
                         dir: self.dir_of(&id),
-                        terminal: Mutex::new(terminal),
+                        terminal,
                         runc,
                         lifecycle: tokio::sync::Mutex::new(()),
                         state: Mutex::new(ContainerState::default()),
