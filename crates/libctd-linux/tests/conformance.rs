@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder, Process, Spec};
 use libctd_core::{Backend, Client, ErrorKind, Resources, Result};
 use libctd_testkit::conformance::{Capabilities, Fixture, Program, Support};
-use libctd_testkit::containerd::{Containerd, busybox_process, busybox_spec};
+use libctd_testkit::containerd::{
+    Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works,
+};
 
 /// The memory limit of every container: low enough for `Program::Oom` to be
 /// killed at once, high enough for everything else.
@@ -37,8 +39,7 @@ fn args(program: &Program) -> Vec<String> {
             text.clone(),
         ],
         Program::Cat => vec!["cat".into()],
-        // As pid 1, sh must trap SIGTERM to die of it; `wait` returns at once.
-        Program::Sleep => sh("trap 'exit 143' TERM; sleep 100000 & wait"),
+        Program::Sleep => SLEEP_ARGS.iter().map(|a| a.to_string()).collect(),
         Program::Oom => sh("x=xxxxxxxxxxxxxxxx; while :; do x=$x$x; done"),
         Program::Output { bytes } => vec![
             "head".into(),
@@ -109,12 +110,10 @@ impl Fixture for LinuxFixture {
 
 async fn fixture() -> LinuxFixture {
     let ctd = Containerd::shared().await.expect("the containerd harness");
-    let criu_works = std::process::Command::new("criu")
-        .arg("check")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    LinuxFixture { ctd, criu_works }
+    LinuxFixture {
+        ctd,
+        criu_works: criu_works(),
+    }
 }
 
 libctd_testkit::conformance_suite!(fixture);

@@ -13,7 +13,9 @@ use libctd_core::{
     Client, ErrorKind, EventType, INIT_PROCESS_ID, PlatformStats, Resources, Status, discard_stdio,
 };
 use libctd_linux::LinuxClient;
-use libctd_testkit::containerd::{Containerd, busybox_process, busybox_spec};
+use libctd_testkit::containerd::{
+    Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works,
+};
 use libctd_testkit::{RecordingBackend, capture_stdio};
 
 const T: Duration = Duration::from_secs(30);
@@ -25,9 +27,6 @@ async fn setup() -> (&'static Containerd, Arc<LinuxClient>, Arc<RecordingBackend
     let client = ctd.client(backend.clone()).await.expect("client");
     (ctd, client, backend)
 }
-
-/// Runs until SIGTERM (exit 143) or SIGKILL.
-const SLEEP: &[&str] = &["sh", "-c", "trap 'exit 143' TERM; sleep 100000 & wait"];
 
 async fn kill_and_delete(client: &LinuxClient, backend: &RecordingBackend, id: &str) {
     client.signal_process(id, INIT_PROCESS_ID, 9).await.unwrap();
@@ -224,7 +223,7 @@ async fn stdin_written_and_closed_before_start_is_not_lost() {
 async fn exec_with_empty_stdin_does_not_hang() {
     let (ctd, client, backend) = setup().await;
     client
-        .create("ei", &ctd.spec(SLEEP, false), Default::default())
+        .create("ei", &ctd.spec(SLEEP_ARGS, false), Default::default())
         .await
         .unwrap();
     client
@@ -251,7 +250,7 @@ async fn exec_with_empty_stdin_does_not_hang() {
 async fn terminal_resize_is_seen_by_stty() {
     let (ctd, client, backend) = setup().await;
     client
-        .create("tty", &ctd.spec(SLEEP, false), Default::default())
+        .create("tty", &ctd.spec(SLEEP_ARGS, false), Default::default())
         .await
         .unwrap();
     client
@@ -286,7 +285,7 @@ async fn terminal_resize_is_seen_by_stty() {
 async fn twenty_execs_in_parallel() {
     let (ctd, client, backend) = setup().await;
     client
-        .create("par", &ctd.spec(SLEEP, false), Default::default())
+        .create("par", &ctd.spec(SLEEP_ARGS, false), Default::default())
         .await
         .unwrap();
     client
@@ -325,7 +324,7 @@ async fn twenty_execs_in_parallel() {
 async fn racing_execs_with_one_id_leave_the_winner_intact() {
     let (ctd, client, backend) = setup().await;
     client
-        .create("race", &ctd.spec(SLEEP, false), Default::default())
+        .create("race", &ctd.spec(SLEEP_ARGS, false), Default::default())
         .await
         .unwrap();
     client
@@ -434,7 +433,7 @@ async fn pause_freezes_a_counter_and_resume_thaws_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn update_resources_changes_the_memory_limit_in_stats() {
     let (ctd, client, backend) = setup().await;
-    let spec = busybox_spec(ctd.rootfs(), SLEEP, false, Some(64 * MIB));
+    let spec = busybox_spec(ctd.rootfs(), SLEEP_ARGS, false, Some(64 * MIB));
     client
         .create("mem", &spec, Default::default())
         .await
@@ -478,7 +477,7 @@ async fn update_resources_changes_the_memory_limit_in_stats() {
 async fn checkpoint_names_criu_when_it_cannot_run() {
     let (ctd, client, backend) = setup().await;
     client
-        .create("cp", &ctd.spec(SLEEP, false), Default::default())
+        .create("cp", &ctd.spec(SLEEP_ARGS, false), Default::default())
         .await
         .unwrap();
     client
@@ -486,13 +485,8 @@ async fn checkpoint_names_criu_when_it_cannot_run() {
         .await
         .unwrap();
     let dir = ctd.scratch_dir("checkpoint");
-    let criu_works = std::process::Command::new("criu")
-        .arg("check")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
     let result = client.create_checkpoint("cp", &dir, false).await;
-    if criu_works {
+    if criu_works() {
         result.unwrap();
     } else {
         let err = result.unwrap_err();
@@ -611,11 +605,11 @@ async fn errors_are_classified_with_context() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     client
-        .create("er", &ctd.spec(SLEEP, false), Default::default())
+        .create("er", &ctd.spec(SLEEP_ARGS, false), Default::default())
         .await
         .unwrap();
     let e = client
-        .create("er", &ctd.spec(SLEEP, false), Default::default())
+        .create("er", &ctd.spec(SLEEP_ARGS, false), Default::default())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
@@ -693,7 +687,7 @@ fn shims_of(ns: &str) -> usize {
 async fn start_two_sleepers(ctd: &Containerd, client: &LinuxClient, ids: [&str; 2]) {
     for id in ids {
         client
-            .create(id, &ctd.spec(SLEEP, false), Default::default())
+            .create(id, &ctd.spec(SLEEP_ARGS, false), Default::default())
             .await
             .unwrap();
         client

@@ -13,12 +13,11 @@ use std::time::Duration;
 use libctd_core::{EventType, INIT_PROCESS_ID, Remote, RemoteOption, discard_stdio};
 use libctd_linux::{HealthCheck, LinuxRemote, StateDir};
 use libctd_testkit::RecordingBackend;
-use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
+use libctd_testkit::containerd::{SLEEP_ARGS, build_busybox_rootfs, busybox_spec};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const T: Duration = Duration::from_secs(30);
-const SLEEP: &[&str] = &["sh", "-c", "trap 'exit 143' TERM; sleep 100000 & wait"];
 
 async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
     let deadline = tokio::time::Instant::now() + T;
@@ -59,7 +58,7 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     let ids: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
     let mut pids = Vec::new();
     for id in &ids {
-        let spec = busybox_spec(&rootfs, SLEEP, false, None);
+        let spec = busybox_spec(&rootfs, SLEEP_ARGS, false, None);
         client.create(id, &spec, Default::default()).await.unwrap();
         pids.push(
             client
@@ -70,7 +69,7 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     }
 
     // One more container whose shim dies with containerd.
-    let spec = busybox_spec(&rootfs, SLEEP, false, None);
+    let spec = busybox_spec(&rootfs, SLEEP_ARGS, false, None);
     client
         .create("orphan", &spec, Default::default())
         .await

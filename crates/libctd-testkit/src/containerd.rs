@@ -51,6 +51,18 @@ impl std::fmt::Debug for Containerd {
     }
 }
 
+/// A busybox command line that runs until SIGTERM (exit 143) or SIGKILL. As
+/// pid 1, sh must trap SIGTERM to die of it; `wait` lets the trap run at once.
+pub const SLEEP_ARGS: &[&str] = &["sh", "-c", "trap 'exit 143' TERM; sleep 100000 & wait"];
+
+/// Whether CRIU can checkpoint on this host (`criu check` succeeds).
+pub fn criu_works() -> bool {
+    std::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Builds a busybox root filesystem at `dir`: `/bin/busybox` with a link per
 /// applet, and the directories a container needs.
 pub fn build_busybox_rootfs(dir: &Path) -> Result<()> {
