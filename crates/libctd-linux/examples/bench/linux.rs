@@ -402,9 +402,6 @@ struct Ours {
     client: Arc<LinuxClient>,
     recorder: Arc<Recorder>,
     live: Mutex<HashSet<String>>,
-    /// Whether the benchmark adds the shim-group annotation to its specs
-    /// itself (see [`Bench::spec_for`]).
-    annotate_group: bool,
 }
 
 impl Ours {
@@ -808,19 +805,6 @@ impl Bench {
         busybox_spec(&self.rootfs, args, false, None)
     }
 
-    /// A spec for a container of `o`, with the shim-group annotation when
-    /// `o.annotate_group` (a workaround kept for measuring builds whose
-    /// ShimGroup option set only the container label, which containerd 1.6's
-    /// runc shim never reads; the option itself sets the annotation since
-    /// 37af4b0, so the grouped variant measures the option alone).
-    fn spec_for(&self, o: &Ours, args: &[&str]) -> Spec {
-        let mut spec = self.spec(args);
-        if o.annotate_group {
-            annotate_group(&mut spec);
-        }
-        spec
-    }
-
     fn variant(&self, group: bool) -> &Arc<Ours> {
         if group { &self.on } else { &self.off }
     }
@@ -918,14 +902,12 @@ async fn run(args: Args) -> Result<()> {
             client: client_off,
             recorder: rec_off,
             live: Mutex::default(),
-            annotate_group: false,
         }),
         on: Arc::new(Ours {
             label: "libctd+group",
             client: client_on,
             recorder: rec_on,
             live: Mutex::default(),
-            annotate_group: false,
         }),
         ctr: Ctr {
             fifo_dir: state.join("ctr-fifo"),
@@ -1005,7 +987,7 @@ async fn phases(b: &Arc<Bench>) -> Result<()> {
         // other containers would have: without one, every grouped lifecycle
         // would start (and stop) the group's shim afresh.
         let keeper = "keeper";
-        let spec = b.spec_for(&b.on, &["sleep", "100000"]);
+        let spec = b.spec(&["sleep", "100000"]);
         let create = b.on.client.create(keeper, &spec, CreateOptions::new());
         within("create", keeper, create).await?;
         b.on.track(keeper, true);
@@ -1032,7 +1014,7 @@ async fn phases(b: &Arc<Bench>) -> Result<()> {
 async fn warm_up(b: &Bench) -> Result<()> {
     println!("bench: warming up");
     lifecycle(&b.off, "warm-off", &b.spec(&["/bin/true"])).await?;
-    lifecycle(&b.on, "warm-on", &b.spec_for(&b.on, &["/bin/true"])).await?;
+    lifecycle(&b.on, "warm-on", &b.spec(&["/bin/true"])).await?;
     if b.raw.latencies_ms(&["warm-off".to_owned()]).is_empty() {
         eprintln!("bench: the raw event subscriber missed the warm-up exit");
     }
@@ -1059,7 +1041,7 @@ async fn sequential(b: &Bench) -> Result<()> {
             match v {
                 Seq::Off | Seq::On => {
                     let o = b.variant(v == Seq::On);
-                    let spec = b.spec_for(o, &["/bin/true"]);
+                    let spec = b.spec(&["/bin/true"]);
                     let u0 = Usage::of(libc::RUSAGE_SELF);
                     let suffix = if v == Seq::On { "on" } else { "off" };
                     let cid = format!("{id}-{suffix}");
@@ -1305,7 +1287,7 @@ async fn our_burst(
     let ids: Vec<String> = (0..b.args.burst)
         .map(|k| format!("burst-{}-{round}-{k}", if group { "on" } else { "off" }))
         .collect();
-    let specs: Vec<Spec> = ids.iter().map(|_| b.spec_for(&o, &["/bin/true"])).collect();
+    let specs: Vec<Spec> = ids.iter().map(|_| b.spec(&["/bin/true"])).collect();
     let c0 = cpu_self();
     let t0 = Instant::now();
     let tasks: Vec<_> = ids
@@ -1785,10 +1767,7 @@ async fn memory(b: &Bench, group: bool) -> Result<()> {
     let ids: Vec<String> = (0..n)
         .map(|k| format!("mem-{}-{k}", if group { "on" } else { "off" }))
         .collect();
-    let specs: Vec<Spec> = ids
-        .iter()
-        .map(|_| b.spec_for(o, &["sleep", "100000"]))
-        .collect();
+    let specs: Vec<Spec> = ids.iter().map(|_| b.spec(&["sleep", "100000"])).collect();
     let exits = start_all(o, &ids, &specs).await?;
     let (loaded, heap_loaded) = (rss_bytes(), heap_in_use());
     let (shims, shim_rss) = shims_of(o.client.namespace());
