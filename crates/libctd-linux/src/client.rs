@@ -634,26 +634,11 @@ impl Inner {
             .get(INIT_PROCESS_ID)
             .is_some_and(|p| p.exit_delivered);
         if !init_exited {
-            let req = self.request(GetRequest {
-                container_id: id.clone(),
-                exec_id: String::new(),
-            });
-            match self.tasks().get(req).await {
-                Ok(r) => {
-                    let status = r
-                        .into_inner()
-                        .process
-                        .map_or(Status::Unknown, |p| convert::status_from_proto(p.status));
-                    if matches!(status, Status::Running | Status::Paused | Status::Pausing) {
-                        return Err(Error::failed_precondition(format!(
-                            "the task is {status}: it must stop before it is deleted"
-                        )));
-                    }
-                }
-                Err(s) if s.code() == tonic::Code::NotFound => {
-                    return Err(Error::not_found("container is not running").with_source(s));
-                }
-                Err(s) => return Err(status_error(s)),
+            let status = self.task_status(&id).await?;
+            if matches!(status, Status::Running | Status::Paused | Status::Pausing) {
+                return Err(Error::failed_precondition(format!(
+                    "the task is {status}: it must stop before it is deleted"
+                )));
             }
         }
         let req = self.request(DeleteTaskRequest {
@@ -683,33 +668,22 @@ impl Inner {
         // Without a task known to this client (never started, or its task
         // deleted through it) there is nothing to check: one RPC less.
         let has_task = c.lock().has_task;
-        let req = self.request(GetRequest {
-            container_id: id.clone(),
-            exec_id: String::new(),
-        });
-        let task = if has_task {
-            self.tasks().get(req).await
-        } else {
-            Err(tonic::Status::not_found("no task known to this client"))
-        };
-        match task {
-            Ok(r) => {
-                let status = r
-                    .into_inner()
-                    .process
-                    .map_or(Status::Unknown, |p| convert::status_from_proto(p.status));
-                if status != Status::Stopped {
+        if has_task {
+            match self.task_status(&id).await {
+                Ok(Status::Stopped) => {
+                    let req = self.request(DeleteTaskRequest {
+                        container_id: id.clone(),
+                    });
+                    self.tasks().delete(req).await.map_err(status_error)?;
+                }
+                Ok(status) => {
                     return Err(Error::failed_precondition(format!(
                         "the container's task is {status}; stop it and delete the task first"
                     )));
                 }
-                let req = self.request(DeleteTaskRequest {
-                    container_id: id.clone(),
-                });
-                self.tasks().delete(req).await.map_err(status_error)?;
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-            Err(status) if status.code() == tonic::Code::NotFound => {}
-            Err(status) => return Err(status_error(status)),
         }
         Self::drop_task_state(&c).await;
         let req = self.request(DeleteContainerRequest { id: id.clone() });
@@ -1157,20 +1131,13 @@ impl Client for LinuxClient {
     async fn status(&self, container_id: &str) -> Result<Status> {
         let run = async {
             self.inner.get(container_id)?;
-            let req = self.inner.request(GetRequest {
-                container_id: container_id.to_owned(),
-                exec_id: String::new(),
-            });
-            match self.inner.tasks().get(req).await {
-                Ok(r) => Ok(r
-                    .into_inner()
-                    .process
-                    .map_or(Status::Unknown, |p| convert::status_from_proto(p.status))),
-                Err(s) if s.code() == tonic::Code::NotFound => {
-                    Err(Error::not_found("no such task").with_source(s))
-                }
-                Err(s) => Err(status_error(s)),
-            }
+            self.inner
+                .task_status(container_id)
+                .await
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound => e.with_message("no such task"),
+                    _ => e,
+                })
         };
         run.await.context("status", container_id)
     }
