@@ -96,3 +96,63 @@ pub fn config_mut<'a, T: RemoteConfig>(
         ))
     })
 }
+
+/// Defines a newtype [`RemoteOption`] that applies itself to one backend's
+/// configuration type, found with [`config_mut`] (so on any other
+/// configuration it fails with `NotImplemented`).
+///
+/// The body sees the configuration (`&mut Config`) and the option's value
+/// (`&T`) under the two names given, may `return Err(..)` for a bad value,
+/// and otherwise the option applies successfully. The type derives `Debug`
+/// and `Clone`; give any other attribute (docs, more derives) before the name.
+///
+/// ```
+/// use libctd_core::{remote_option, ErrorKind, Error, RemoteConfig, RemoteOption};
+///
+/// #[derive(Default)]
+/// struct MyConfig { workers: u32 }
+/// impl RemoteConfig for MyConfig {
+///     fn platform(&self) -> &'static str { "mine" }
+/// }
+///
+/// remote_option!(
+///     /// How many workers to run (at least 1).
+///     #[derive(Copy)]
+///     pub Workers(u32) for MyConfig, "workers", |config, n| {
+///         if *n == 0 {
+///             return Err(Error::invalid_argument("workers must be at least 1"));
+///         }
+///         config.workers = *n;
+///     }
+/// );
+///
+/// let mut mine = MyConfig::default();
+/// Workers(4).apply(&mut mine).unwrap();
+/// assert_eq!(mine.workers, 4);
+/// assert_eq!(Workers(0).apply(&mut mine).unwrap_err().kind(), ErrorKind::InvalidArgument);
+/// ```
+#[macro_export]
+macro_rules! remote_option {
+    (
+        $(#[$meta:meta])*
+        $vis:vis $name:ident($ty:ty) for $config:ty, $label:literal,
+        |$cfg:ident, $value:ident| $body:block
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        $vis struct $name(pub $ty);
+
+        impl $crate::RemoteOption for $name {
+            fn name(&self) -> &'static str {
+                $label
+            }
+
+            fn apply(&self, config: &mut dyn $crate::RemoteConfig) -> $crate::Result<()> {
+                let $cfg = $crate::config_mut::<$config>(config, self.name())?;
+                let $value = &self.0;
+                $body
+                ::core::result::Result::Ok(())
+            }
+        }
+    };
+}

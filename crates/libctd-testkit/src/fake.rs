@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{LinuxMemory, LinuxResources, Process, Spec};
 use libctd_core::{
     Backend, Client, Error, ErrorKind, EventDispatcher, INIT_PROCESS_ID, Remote, RemoteConfig,
-    RemoteOption, Resources, Result, Version, config_mut, validate_container_id,
+    RemoteOption, Resources, Result, Version, remote_option, validate_container_id,
     validate_namespace, validate_process_id,
 };
 
@@ -90,107 +90,65 @@ impl RemoteConfig for FakeConfig {
     }
 }
 
-/// Option: what the fake answers to [`Client::version`].
-#[derive(Debug, Clone)]
-pub struct FakeVersion(pub Version);
-
-impl RemoteOption for FakeVersion {
-    fn name(&self) -> &'static str {
-        "fake version"
-    }
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        if self.0.version.is_empty() {
+remote_option!(
+    /// Option: what the fake answers to [`Client::version`].
+    pub FakeVersion(Version) for FakeConfig, "fake version", |config, version| {
+        if version.version.is_empty() {
             return Err(Error::invalid_argument(
                 "the fake version must not be empty",
             ));
         }
-        config_mut::<FakeConfig>(config, self.name())?.version = self.0.clone();
-        Ok(())
+        config.version = version.clone();
     }
-}
+);
 
-/// Option: what a process runs when its command is not the fake's own.
-#[derive(Debug, Clone)]
-pub struct FakeDefaultProgram(pub Program);
-
-impl RemoteOption for FakeDefaultProgram {
-    fn name(&self) -> &'static str {
-        "fake default program"
-    }
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        if self.0 == Program::Missing {
+remote_option!(
+    /// Option: what a process runs when its command is not the fake's own.
+    pub FakeDefaultProgram(Program) for FakeConfig, "fake default program", |config, program| {
+        if *program == Program::Missing {
             return Err(Error::invalid_argument(
                 "the default program must be one that runs",
             ));
         }
-        config_mut::<FakeConfig>(config, self.name())?.default_program = self.0.clone();
-        Ok(())
+        config.default_program = program.clone();
     }
-}
+);
 
-/// Option: the first pid the fake hands out (at least 2).
-#[derive(Debug, Clone, Copy)]
-pub struct FakeFirstPid(pub u32);
-
-impl RemoteOption for FakeFirstPid {
-    fn name(&self) -> &'static str {
-        "fake first pid"
-    }
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        if self.0 < 2 {
+remote_option!(
+    /// Option: the first pid the fake hands out (at least 2).
+    #[derive(Copy)]
+    pub FakeFirstPid(u32) for FakeConfig, "fake first pid", |config, pid| {
+        if *pid < 2 {
             return Err(Error::invalid_argument(format!(
-                "the first pid must be at least 2, not {}",
-                self.0
+                "the first pid must be at least 2, not {pid}"
             )));
         }
-        config_mut::<FakeConfig>(config, self.name())?.first_pid = self.0;
-        Ok(())
+        config.first_pid = *pid;
     }
-}
+);
 
-/// Option: operations that fail with `NotImplemented`.
-#[derive(Debug, Clone)]
-pub struct FakeUnsupported(pub Vec<Op>);
+remote_option!(
+    /// Option: operations that fail with `NotImplemented`.
+    pub FakeUnsupported(Vec<Op>) for FakeConfig, "fake unsupported operations", |config, ops| {
+        config.unsupported.clone_from(ops);
+    }
+);
 
-impl RemoteOption for FakeUnsupported {
-    fn name(&self) -> &'static str {
-        "fake unsupported operations"
+remote_option!(
+    /// Option: whether OOM kills are reported.
+    #[derive(Copy)]
+    pub FakeOomEvents(bool) for FakeConfig, "fake oom events", |config, on| {
+        config.oom_events = *on;
     }
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        config_mut::<FakeConfig>(config, self.name())?
-            .unsupported
-            .clone_from(&self.0);
-        Ok(())
-    }
-}
+);
 
-/// Option: whether OOM kills are reported.
-#[derive(Debug, Clone, Copy)]
-pub struct FakeOomEvents(pub bool);
-
-impl RemoteOption for FakeOomEvents {
-    fn name(&self) -> &'static str {
-        "fake oom events"
+remote_option!(
+    /// Option: whether restore re-attaches to running containers.
+    #[derive(Copy)]
+    pub FakeRestoreReattaches(bool) for FakeConfig, "fake restore reattaches", |config, on| {
+        config.restore_reattaches = *on;
     }
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        config_mut::<FakeConfig>(config, self.name())?.oom_events = self.0;
-        Ok(())
-    }
-}
-
-/// Option: whether restore re-attaches to running containers.
-#[derive(Debug, Clone, Copy)]
-pub struct FakeRestoreReattaches(pub bool);
-
-impl RemoteOption for FakeRestoreReattaches {
-    fn name(&self) -> &'static str {
-        "fake restore reattaches"
-    }
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        config_mut::<FakeConfig>(config, self.name())?.restore_reattaches = self.0;
-        Ok(())
-    }
-}
+);
 
 /// The operations of [`Client`], to script faults and delays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

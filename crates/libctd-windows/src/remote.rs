@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use libctd_core::{
-    Backend, Client, Error, RemoteConfig, RemoteOption, Result, config_mut, validate_namespace,
+    Backend, Client, Error, RemoteConfig, RemoteOption, Result, remote_option, validate_namespace,
 };
 
 use crate::client::{ClientSettings, WindowsClient};
@@ -26,45 +26,27 @@ impl RemoteConfig for WindowsConfig {
     }
 }
 
-/// How long to wait for a compute system to exit after a shutdown or
-/// terminate request. Must be positive.
-#[derive(Debug, Clone, Copy)]
-pub struct ShutdownTimeout(pub Duration);
-
-impl RemoteOption for ShutdownTimeout {
-    fn name(&self) -> &'static str {
-        "shutdown timeout"
-    }
-
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        if self.0.is_zero() {
+remote_option!(
+    /// How long to wait for a compute system to exit after a shutdown or
+    /// terminate request. Must be positive.
+    #[derive(Copy)]
+    pub ShutdownTimeout(Duration) for WindowsConfig, "shutdown timeout", |config, timeout| {
+        if timeout.is_zero() {
             return Err(Error::invalid_argument(
                 "the shutdown timeout must be positive",
             ));
         }
-        config_mut::<WindowsConfig>(config, self.name())?
-            .client
-            .shutdown_timeout = self.0;
-        Ok(())
+        config.client.shutdown_timeout = *timeout;
     }
-}
+);
 
-/// How long to let the engine consume a deleted process's output.
-#[derive(Debug, Clone, Copy)]
-pub struct StdioDrainTimeout(pub Duration);
-
-impl RemoteOption for StdioDrainTimeout {
-    fn name(&self) -> &'static str {
-        "stdio drain timeout"
+remote_option!(
+    /// How long to let the engine consume a deleted process's output.
+    #[derive(Copy)]
+    pub StdioDrainTimeout(Duration) for WindowsConfig, "stdio drain timeout", |config, timeout| {
+        config.client.stdio_drain_timeout = *timeout;
     }
-
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        config_mut::<WindowsConfig>(config, self.name())?
-            .client
-            .stdio_drain_timeout = self.0;
-        Ok(())
-    }
-}
+);
 
 /// The Windows remote: HCS runs in-process, so there is no daemon to start;
 /// the remote shares one [`Hcs`] among its clients.
@@ -189,7 +171,7 @@ impl<H: Hcs> libctd_core::Remote for WindowsRemote<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libctd_core::{ErrorKind, Remote};
+    use libctd_core::{ErrorKind, Remote, config_mut};
 
     #[derive(Debug)]
     struct Foreign;
