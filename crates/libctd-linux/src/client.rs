@@ -128,6 +128,15 @@ impl Drop for LinuxClient {
     }
 }
 
+/// The exec id containerd knows a process by: "" for the init process.
+pub(crate) fn wire_exec_id(process_id: &str) -> String {
+    if process_id == INIT_PROCESS_ID {
+        String::new()
+    } else {
+        process_id.to_owned()
+    }
+}
+
 /// Runs `fut` in its own task, so that dropping the caller's future does not
 /// interrupt a change half-way (operations stay cancel-safe).
 async fn detached<T, F>(fut: F) -> Result<T>
@@ -218,17 +227,24 @@ impl Inner {
         Ok(c)
     }
 
-    /// The containerd exec id of a tracked process ("" for init).
-    fn exec_id(&self, c: &Container, process_id: &str) -> Result<String> {
+    /// A tracked process of a container with a task, and its containerd exec
+    /// id. Both ids and `input` (the operation's other checks) are validated
+    /// before anything is looked up, so bad input is InvalidArgument whether
+    /// or not the container exists.
+    fn process(
+        &self,
+        container_id: &str,
+        process_id: &str,
+        input: Result<()>,
+    ) -> Result<(Arc<Container>, String)> {
+        validate_container_id(container_id)?;
         validate_process_id(process_id)?;
-        if process_id == INIT_PROCESS_ID {
-            return Ok(String::new());
+        input?;
+        let c = self.get_with_task(container_id)?;
+        if process_id != INIT_PROCESS_ID && !c.lock().processes.contains_key(process_id) {
+            return Err(Error::not_found("no such exec").with_process(process_id));
         }
-        if c.lock().processes.contains_key(process_id) {
-            Ok(process_id.to_owned())
-        } else {
-            Err(Error::not_found("no such exec").with_process(process_id))
-        }
+        Ok((c, wire_exec_id(process_id)))
     }
 
     fn dir_of(&self, id: &str) -> PathBuf {
@@ -262,11 +278,7 @@ impl Inner {
         if has_stdin {
             let inner = self.clone();
             let cid = c.id.clone();
-            let exec_id = if process_id == INIT_PROCESS_ID {
-                String::new()
-            } else {
-                process_id.to_owned()
-            };
+            let exec_id = wire_exec_id(process_id);
             tokio::spawn(async move {
                 // Only an engine close notifies; a client close_stdin does its own CloseIO.
                 let Ok(closed) = close_rx.await else { return };
@@ -893,12 +905,9 @@ impl Client for LinuxClient {
         signal: i32,
     ) -> Result<()> {
         let run = async {
-            // Bad input is InvalidArgument whether or not the container exists.
-            validate_container_id(container_id)?;
-            validate_process_id(process_id)?;
-            validate_signal(signal)?;
-            let c = self.inner.get_with_task(container_id)?;
-            let exec_id = self.inner.exec_id(&c, process_id)?;
+            let (_, exec_id) =
+                self.inner
+                    .process(container_id, process_id, validate_signal(signal))?;
             let req = self.inner.request(KillRequest {
                 container_id: container_id.to_owned(),
                 exec_id,
@@ -943,11 +952,11 @@ impl Client for LinuxClient {
         height: u32,
     ) -> Result<()> {
         let run = async {
-            validate_container_id(container_id)?;
-            validate_process_id(process_id)?;
-            validate_terminal_size(width, height)?;
-            let c = self.inner.get_with_task(container_id)?;
-            let exec_id = self.inner.exec_id(&c, process_id)?;
+            let (_, exec_id) = self.inner.process(
+                container_id,
+                process_id,
+                validate_terminal_size(width, height),
+            )?;
             let req = self.inner.request(ResizePtyRequest {
                 container_id: container_id.to_owned(),
                 exec_id,
@@ -969,10 +978,7 @@ impl Client for LinuxClient {
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace))]
     async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()> {
         let run = async {
-            validate_container_id(container_id)?;
-            validate_process_id(process_id)?;
-            let c = self.inner.get_with_task(container_id)?;
-            let exec_id = self.inner.exec_id(&c, process_id)?;
+            let (c, exec_id) = self.inner.process(container_id, process_id, Ok(()))?;
             // Every writer must go for the process to read EOF: ours too.
             if let Some(slot) = c
                 .lock()
