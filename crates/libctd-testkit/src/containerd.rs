@@ -40,7 +40,6 @@ pub struct Containerd {
     remote: Arc<LinuxRemote>,
     state_dir: PathBuf,
     rootfs: PathBuf,
-    handle: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Containerd {
@@ -186,19 +185,18 @@ impl Containerd {
                         return;
                     }
                 };
-                let handle = rt.handle().clone();
                 rt.block_on(async move {
                     let remote = LinuxRemote::new(&[
                         &StateDir(dir) as &dyn RemoteOption,
                         &LogLevel("warn".into()),
                     ])
                     .await;
-                    let _ = tx.send(remote.map(|r| (Arc::new(r), handle)));
+                    let _ = tx.send(remote.map(Arc::new));
                     std::future::pending::<()>().await;
                 });
             })
             .map_err(|e| Error::system("cannot start the harness thread").with_source(e))?;
-        let (remote, handle) = rx
+        let remote = rx
             .await
             .map_err(|_| Error::system("the harness thread died"))??;
         build_busybox_rootfs(&rootfs)?;
@@ -207,18 +205,12 @@ impl Containerd {
             remote,
             state_dir,
             rootfs,
-            handle,
         })
     }
 
     /// The remote (an embedded containerd).
     pub fn remote(&self) -> &Arc<LinuxRemote> {
         &self.remote
-    }
-
-    /// The runtime the daemon's supervisor runs on.
-    pub fn runtime(&self) -> &tokio::runtime::Handle {
-        &self.handle
     }
 
     /// The state directory of the daemon.
