@@ -186,7 +186,8 @@ async fn criu_error(e: Error, what: &str) -> Error {
 }
 
 impl Inner {
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// A request carrying the client's namespace header.
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
         r.metadata_mut()
             .insert("containerd-namespace", self.ns_header.clone());
@@ -201,7 +202,7 @@ impl Inner {
         ContainersClient::new(self.shared.channel.clone())
     }
 
-    fn lock_containers(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
+    pub(crate) fn lock_containers(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
         self.containers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

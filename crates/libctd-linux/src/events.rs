@@ -18,7 +18,7 @@ use prost_types::Any;
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 
-use crate::client::Inner;
+use crate::client::{Inner, wire_exec_id};
 use crate::convert;
 
 /// The topic of the private event that proves a subscription is live.
@@ -113,11 +113,9 @@ async fn subscribe_once(inner: &Arc<Inner>, ready: &mut Option<oneshot::Sender<(
         SYNC_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     let mut events = EventsClient::new(inner.shared.channel.clone());
-    let mut req = tonic::Request::new(SubscribeRequest {
+    let req = inner.request(SubscribeRequest {
         filters: vec![format!("namespace=={},topic~=|^/tasks/|", inner.namespace)],
     });
-    req.metadata_mut()
-        .insert("containerd-namespace", inner.ns_header.clone());
     // containerd answers Subscribe only with its first event: publish private
     // sync events until one comes back through this subscription.
     let publisher = tokio::spawn(publish_sync(inner.clone(), token.clone()));
@@ -173,15 +171,13 @@ impl Drop for AbortOnDrop {
 async fn publish_sync(inner: Arc<Inner>, token: String) {
     let mut events = EventsClient::new(inner.shared.channel.clone());
     loop {
-        let mut req = tonic::Request::new(PublishRequest {
+        let req = inner.request(PublishRequest {
             topic: SYNC_TOPIC.to_owned(),
             event: Some(Any {
                 type_url: SYNC_TYPE_URL.to_owned(),
                 value: token.clone().into_bytes(),
             }),
         });
-        req.metadata_mut()
-            .insert("containerd-namespace", inner.ns_header.clone());
         if let Err(e) = events.publish(req).await {
             tracing::debug!(error = %e, "publishing the sync event failed");
         }
@@ -282,11 +278,7 @@ fn deliver(inner: &Arc<Inner>, kind: EventType, info: EventInfo) {
 /// After a gap: asks containerd for every started process whose exit was
 /// not delivered, and delivers the exits that happened meanwhile, once.
 async fn reconcile(inner: &Arc<Inner>) {
-    let containers: Vec<_> = inner
-        .containers
-        .lock()
-        .map(|m| m.values().cloned().collect())
-        .unwrap_or_default();
+    let containers: Vec<_> = inner.lock_containers().values().cloned().collect();
     for c in containers {
         let pending: Vec<String> = c
             .lock()
@@ -296,17 +288,10 @@ async fn reconcile(inner: &Arc<Inner>) {
             .map(|(id, _)| id.clone())
             .collect();
         for process_id in pending {
-            let exec_id = if process_id == INIT_PROCESS_ID {
-                String::new()
-            } else {
-                process_id.clone()
-            };
-            let mut req = tonic::Request::new(GetRequest {
+            let req = inner.request(GetRequest {
                 container_id: c.id.clone(),
-                exec_id,
+                exec_id: wire_exec_id(&process_id),
             });
-            req.metadata_mut()
-                .insert("containerd-namespace", inner.ns_header.clone());
             // A process that vanished (its shim died, someone deleted it)
             // exited too: its exit is delivered with an unknown status.
             let mut vanished = None;
