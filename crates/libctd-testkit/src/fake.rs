@@ -471,7 +471,10 @@ impl FakeRemote {
     pub fn with_options(options: &[&dyn RemoteOption]) -> Result<Self> {
         let mut config = FakeConfig::default();
         for option in options {
-            option.apply(&mut config)?;
+            // As the Linux and Windows remotes do.
+            option
+                .apply(&mut config)
+                .map_err(|e| e.with_operation("new remote"))?;
         }
         Ok(Self::from_config(config))
     }

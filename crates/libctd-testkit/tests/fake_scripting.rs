@@ -270,6 +270,7 @@ async fn options_configure_the_fake_and_foreign_options_fail() {
     assert!(err.to_string().contains("fake"), "{err}");
     let err = FakeRemote::with_options(&[&FakeFirstPid(0)]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(err.operation(), Some("new remote"), "{err}");
     let err = FakeRemote::with_options(&[&FakeVersion(Version::default())]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
