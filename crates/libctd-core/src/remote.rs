@@ -43,7 +43,10 @@ pub trait RemoteConfig: Any + Send {
 /// A setting applied to a remote's configuration before it starts.
 ///
 /// Applying can fail (a bad value), and an option that the remote does not
-/// support is an error, never silently ignored.
+/// support is an error, never silently ignored. An option that sets a field
+/// of one backend's configuration is best written with
+/// [`remote_option!`](crate::remote_option); the example below spells out by
+/// hand what that macro writes.
 ///
 /// ```
 /// use libctd_core::{config_mut, ErrorKind, RemoteConfig, RemoteOption, Result};
