@@ -196,10 +196,9 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
         TaskEvent::ExecStarted(e) => &e.container_id,
         TaskEvent::Paused(e) => &e.container_id,
         TaskEvent::Resumed(e) => &e.container_id,
-    }
-    .clone();
-    let Some(c) = inner.container(&container_id) else {
-        return; // not ours
+    };
+    let Some(c) = inner.container(container_id) else {
+        return; // not ours: nothing allocated for it
     };
     let mut info = EventInfo {
         container_id: container_id.clone(),
@@ -236,10 +235,10 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
             TaskEvent::Paused(_) => EventType::Paused,
             TaskEvent::Resumed(_) => EventType::Resumed,
             TaskEvent::Exit(e) => {
-                let process_id = if e.id == container_id || e.id.is_empty() {
+                let process_id = if e.id == info.container_id || e.id.is_empty() {
                     INIT_PROCESS_ID.to_owned()
                 } else {
-                    e.id.clone()
+                    e.id
                 };
                 let Some(p) = st.processes.get_mut(&process_id) else {
                     return; // a process we no longer track
