@@ -181,7 +181,7 @@ option!(
     /// Containers created through the remote share runc shims labelled with
     /// this group (`io.containerd.runc.v2.group`).
     ShimGroup(String), "shim group", |c, v| {
-        libctd_core::validate_namespace(v)
+        validate_namespace(v)
             .map_err(|e| e.with_message(format!("shim group {v:?} is not a valid name")))?;
         c.shim_group = Some(v.clone());
     }
@@ -304,6 +304,15 @@ impl std::fmt::Debug for LinuxRemote {
     }
 }
 
+/// The socket a configuration talks to: its address, else the embedded
+/// daemon's socket under the state directory.
+fn socket_of(config: &LinuxConfig) -> PathBuf {
+    match &config.address {
+        Some(a) => a.clone(),
+        None => supervisor::DaemonPaths::new(&config.state_dir).socket,
+    }
+}
+
 /// A channel that dials `socket` lazily and again after each failure.
 fn lazy_channel(socket: &Path) -> Result<Channel> {
     let path = socket.to_path_buf();
@@ -343,10 +352,7 @@ impl LinuxRemote {
     pub async fn with_config(config: LinuxConfig) -> Result<Self> {
         supervisor::prepare_state_dir(&config.state_dir)?;
         let fifo_root = config.state_dir.join("fifo");
-        let socket = match &config.address {
-            Some(a) => a.clone(),
-            None => supervisor::DaemonPaths::new(&config.state_dir).socket,
-        };
+        let socket = socket_of(&config);
         if socket.as_os_str().len() >= 108 {
             return Err(Error::invalid_argument(format!(
                 "the socket path {} is too long for a unix socket (at most 107 bytes); use a shorter state directory",
@@ -384,10 +390,7 @@ impl LinuxRemote {
 
     /// The containerd socket.
     pub fn socket(&self) -> PathBuf {
-        match &self.config.address {
-            Some(a) => a.clone(),
-            None => supervisor::DaemonPaths::new(&self.config.state_dir).socket,
-        }
+        socket_of(&self.config)
     }
 
     /// The pid of the embedded containerd (`None` for an external one or after cleanup).
