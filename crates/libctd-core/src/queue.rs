@@ -276,13 +276,12 @@ impl EventDispatcher {
             process_id = %info.process_id,
             event = %event,
         );
+        // The job owns one copy of the id; `info` itself goes to the backend
+        // uncloned.
         self.queue.append(
-            &container_id,
+            &info.container_id.clone(),
             async move {
-                if let Err(e) = backend
-                    .process_event(&info.container_id, event, info.clone())
-                    .await
-                {
+                if let Err(e) = backend.process_event(&container_id, event, info).await {
                     tracing::warn!(error = %e, "the backend failed to process an event");
                 }
                 after.await;
