@@ -8,19 +8,11 @@
 //! (`cargo xtask bench --help` lists them; `--quick` is a smoke run).
 //! See BENCHMARKS.md.
 
-use std::path::{Path, PathBuf};
-
-use crate::{Result, cargo, step};
-
-/// The repository root (xtask's parent directory).
-fn root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
+use crate::{Result, cargo, step, workspace_root};
 
 /// Builds and runs the benchmark program, passing `args` through.
 pub fn run(args: &[String]) -> Result {
-    let root = root();
+    let root = workspace_root();
     let mut build = cargo(&[
         "build",
         "--release",
@@ -51,7 +43,7 @@ mod tests {
 
     #[test]
     fn root_is_the_workspace() {
-        let root = root();
+        let root = workspace_root();
         assert!(root.join("Cargo.toml").is_file());
         assert!(
             root.join("crates/libctd-linux/examples/bench/main.rs")

@@ -11,6 +11,7 @@
 //! - `bench`: the benchmarks on an embedded containerd (see BENCHMARKS.md).
 
 use std::env;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
@@ -90,6 +91,12 @@ fn demo() -> Result {
         "demo",
         cargo(&["run", "--quiet", "-p", "libctd-linux", "--example", "demo"]),
     )
+}
+
+/// The workspace root: the parent of xtask's manifest directory.
+pub(crate) fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 /// A `cargo` command with the given arguments, using the cargo that runs xtask.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Result, WINDOWS_TARGET, cargo};
+use crate::{Result, WINDOWS_TARGET, cargo, workspace_root};
 
 /// The package whose tests run under Wine.
 const PACKAGE: &str = "libctd-windows";
@@ -29,7 +29,7 @@ const EXE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Builds and runs the Windows tests under wine64.
 pub fn run() -> Result {
-    let root = workspace_root()?;
+    let root = workspace_root();
     let target_dir = target_dir(&root);
     let exes = build_tests(&root)?;
     if exes.is_empty() {
@@ -115,17 +115,6 @@ fn run_bounded(command: &mut Command, what: &str, timeout: Duration) -> Result<O
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The workspace root: the parent of xtask's manifest directory.
-fn workspace_root() -> Result<PathBuf> {
-    let manifest = env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| format!("{} has no parent directory", manifest.display()))
 }
 
 fn target_dir(root: &Path) -> PathBuf {
