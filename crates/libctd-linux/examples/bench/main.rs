@@ -5,9 +5,9 @@
 //! latency, and the client's own CPU time and memory, with the shim-group
 //! option off and on.
 //!
-//! It starts an embedded containerd of its own (through the testkit's
-//! harness), prints a table, writes `bench/results.json`, and leaves nothing
-//! running. It must run as root, with containerd, ctr, runc and busybox-static
+//! It starts an embedded containerd of its own on its own runtime (as an
+//! engine would; the testkit supplies only the busybox rootfs and specs),
+//! prints a table, writes `bench/results.json`, and leaves nothing running. It must run as root, with containerd, ctr, runc and busybox-static
 //! installed:
 //!
 //! ```text
