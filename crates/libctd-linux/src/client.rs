@@ -361,14 +361,16 @@ impl Inner {
         }
     }
 
+    /// Marks the container task-less and takes its processes.
+    fn take_processes(c: &Container) -> Vec<Proc> {
+        let mut st = c.lock();
+        st.has_task = false;
+        st.processes.drain().map(|(_, p)| p).collect()
+    }
+
     /// Forgets the task's processes and releases their streams.
     async fn drop_task_state(c: &Container) {
-        let procs: Vec<Proc> = {
-            let mut st = c.lock();
-            st.has_task = false;
-            st.processes.drain().map(|(_, p)| p).collect()
-        };
-        for p in procs {
+        for p in Self::take_processes(c) {
             Self::release(p).await;
         }
     }
@@ -376,12 +378,7 @@ impl Inner {
     /// Forgets the task's processes for a re-attach: their streams are
     /// cancelled at once, their FIFOs (still the shim's) are kept.
     fn detach_task_state(c: &Container) {
-        let procs: Vec<Proc> = {
-            let mut st = c.lock();
-            st.has_task = false;
-            st.processes.drain().map(|(_, p)| p).collect()
-        };
-        for p in procs {
+        for p in Self::take_processes(c) {
             // The old streams let go without draining or closing anything.
             p.drain.store(false, std::sync::atomic::Ordering::SeqCst);
             if let Some(slot) = &p.stdin {
