@@ -25,7 +25,6 @@ use libctd_core::{
     StdioAttachment, StdioCallback, Summary, TaskExit, Version, validate_container_id,
     validate_process_id, validate_signal, validate_terminal_size,
 };
-use prost::Message;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -738,8 +737,7 @@ impl Inner {
             .runtime
             .as_ref()
             .and_then(|r| r.options.as_ref())
-            .filter(|a| a.type_url.trim_start_matches('/') == convert::RUNC_OPTIONS_TYPE_URL)
-            .and_then(|a| convert::RuncOptionsProto::decode(a.value.as_slice()).ok())
+            .and_then(|a| convert::decode_any(a, convert::RUNC_OPTIONS_TYPE_URL))
             .unwrap_or_default();
         let c = {
             let mut map = self.lock_containers();
@@ -1099,10 +1097,12 @@ impl Client for LinuxClient {
                 .map(|p| {
                     let exec_id = p
                         .info
-                        .filter(|a| {
-                            a.type_url.trim_start_matches('/') == convert::PROCESS_DETAILS_TYPE_URL
+                        .and_then(|a| {
+                            convert::decode_any::<convert::ProcessDetailsProto>(
+                                &a,
+                                convert::PROCESS_DETAILS_TYPE_URL,
+                            )
                         })
-                        .and_then(|a| convert::ProcessDetailsProto::decode(a.value.as_slice()).ok())
                         .map(|d| d.exec_id)
                         .filter(|e| !e.is_empty());
                     Summary::Linux(LinuxProcess {

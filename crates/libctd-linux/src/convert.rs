@@ -260,6 +260,15 @@ pub(crate) fn proto_any<M: Message>(type_url: &str, message: &M) -> Any {
     }
 }
 
+/// The protobuf message in `any` when it has `type_url` (with or without a
+/// leading `/`) and decodes; `None` otherwise.
+pub(crate) fn decode_any<M: Message + Default>(any: &Any, type_url: &str) -> Option<M> {
+    if any.type_url.trim_start_matches('/') != type_url {
+        return None;
+    }
+    M::decode(any.value.as_slice()).ok()
+}
+
 /// A serde value as an `Any` carrying JSON, as containerd stores OCI documents.
 pub(crate) fn json_any<T: Serialize>(type_url: &str, value: &T) -> Result<Any, Error> {
     let value = serde_json::to_vec(value).map_err(|e| {
@@ -496,6 +505,21 @@ fn classify_message(lower: &str) -> ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_any_checks_the_type_url() {
+        let details = ProcessDetailsProto {
+            exec_id: "e1".into(),
+        };
+        let mut any = proto_any(PROCESS_DETAILS_TYPE_URL, &details);
+        let bare: Option<ProcessDetailsProto> = decode_any(&any, PROCESS_DETAILS_TYPE_URL);
+        assert_eq!(bare.map(|d| d.exec_id).as_deref(), Some("e1"));
+        any.type_url = format!("/{PROCESS_DETAILS_TYPE_URL}");
+        let slashed: Option<ProcessDetailsProto> = decode_any(&any, PROCESS_DETAILS_TYPE_URL);
+        assert_eq!(slashed.map(|d| d.exec_id).as_deref(), Some("e1"));
+        let other: Option<ProcessDetailsProto> = decode_any(&any, RUNC_OPTIONS_TYPE_URL);
+        assert!(other.is_none());
+    }
 
     #[test]
     fn codes_map_to_kinds() {
