@@ -327,7 +327,7 @@ pub(crate) fn decode_metrics(data: &Any) -> Result<LinuxStats, Error> {
     let url = data.type_url.trim_start_matches('/');
     if url == CGROUPS_V1_METRICS {
         let m = v1::Metrics::decode(data.value.as_slice()).map_err(bad)?;
-        Ok(stats_from_v1(&m))
+        Ok(stats_from_v1(m))
     } else if url == CGROUPS_V2_METRICS {
         let m = v2::Metrics::decode(data.value.as_slice()).map_err(bad)?;
         Ok(stats_from_v2(&m))
@@ -338,11 +338,11 @@ pub(crate) fn decode_metrics(data: &Any) -> Result<LinuxStats, Error> {
     }
 }
 
-pub(crate) fn stats_from_v1(m: &v1::Metrics) -> LinuxStats {
+pub(crate) fn stats_from_v1(m: v1::Metrics) -> LinuxStats {
     let mut out = LinuxStats::default();
-    if let Some(cpu) = &m.cpu {
-        let usage = cpu.usage.clone().unwrap_or_default();
-        let thr = cpu.throttling.clone().unwrap_or_default();
+    if let Some(cpu) = m.cpu {
+        let usage = cpu.usage.unwrap_or_default();
+        let thr = cpu.throttling.unwrap_or_default();
         out.cpu = CpuStats {
             usage_total_ns: usage.total,
             usage_user_ns: usage.user,
@@ -353,8 +353,8 @@ pub(crate) fn stats_from_v1(m: &v1::Metrics) -> LinuxStats {
             throttled_time_ns: thr.throttled_time,
         };
     }
-    if let Some(mem) = &m.memory {
-        let usage = mem.usage.clone().unwrap_or_default();
+    if let Some(mem) = m.memory {
+        let usage = mem.usage.unwrap_or_default();
         out.memory = MemoryStats {
             usage: usage.usage,
             max_usage: usage.max,
@@ -371,14 +371,14 @@ pub(crate) fn stats_from_v1(m: &v1::Metrics) -> LinuxStats {
             limit: p.limit,
         };
     }
-    if let Some(b) = &m.blkio {
+    if let Some(b) = m.blkio {
         out.blkio = b
             .io_service_bytes_recursive
-            .iter()
+            .into_iter()
             .map(|e| BlkioEntry {
                 major: e.major,
                 minor: e.minor,
-                op: e.op.clone(),
+                op: e.op,
                 value: e.value,
             })
             .collect();
