@@ -43,7 +43,7 @@ const SHIM_GROUP_KEY: &str = "io.containerd.runc.v2.group";
 /// How long deleting a process waits for the engine to consume its output.
 const STDIO_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The bound on an exec's cleanup after its exit was delivered.
-pub(crate) const EXEC_CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+const EXEC_CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One process the client tracks.
 pub(crate) struct Proc {
