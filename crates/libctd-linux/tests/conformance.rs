@@ -13,7 +13,7 @@ use libctd_core::oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder, 
 use libctd_core::{Backend, Client, ErrorKind, Resources, Result};
 use libctd_testkit::conformance::{Capabilities, Fixture, Program, Support};
 use libctd_testkit::containerd::{
-    Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works,
+    Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works, wait_sigterm_caught,
 };
 
 /// The memory limit of every container: low enough for `Program::Oom` to be
@@ -54,6 +54,13 @@ fn args(program: &Program) -> Vec<String> {
 
 #[async_trait]
 impl Fixture for LinuxFixture {
+    async fn ready(&self, program: &Program, pid: u32) -> Result<()> {
+        match program {
+            Program::Sleep => wait_sigterm_caught(pid, self.timeout()).await,
+            _ => Ok(()),
+        }
+    }
+
     async fn client(&self, backend: Arc<dyn Backend>) -> Result<Arc<dyn Client>> {
         let client: Arc<dyn Client> = self.ctd.client(backend).await?;
         Ok(client)

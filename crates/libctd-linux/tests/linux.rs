@@ -14,7 +14,7 @@ use libctd_core::{
 };
 use libctd_linux::LinuxClient;
 use libctd_testkit::containerd::{
-    Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works,
+    Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works, wait_sigterm_caught,
 };
 use libctd_testkit::{RecordingBackend, capture_stdio};
 
@@ -626,10 +626,11 @@ async fn errors_are_classified_with_context() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-    client
+    let pid = client
         .start("er", None, false, discard_stdio())
         .await
         .unwrap();
+    wait_sigterm_caught(pid, T).await.unwrap();
     let e = client
         .start("er", None, false, discard_stdio())
         .await

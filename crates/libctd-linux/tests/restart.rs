@@ -13,7 +13,9 @@ use std::time::Duration;
 use libctd_core::{EventType, INIT_PROCESS_ID, Remote, RemoteOption, discard_stdio};
 use libctd_linux::{HealthCheck, LinuxRemote, StateDir};
 use libctd_testkit::RecordingBackend;
-use libctd_testkit::containerd::{SLEEP_ARGS, build_busybox_rootfs, busybox_spec};
+use libctd_testkit::containerd::{
+    SLEEP_ARGS, build_busybox_rootfs, busybox_spec, wait_sigterm_caught,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -60,12 +62,13 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     for id in &ids {
         let spec = busybox_spec(&rootfs, SLEEP_ARGS, false, None);
         client.create(id, &spec, Default::default()).await.unwrap();
-        pids.push(
-            client
-                .start(id, None, false, discard_stdio())
-                .await
-                .unwrap(),
-        );
+        let pid = client
+            .start(id, None, false, discard_stdio())
+            .await
+            .unwrap();
+        // Half of them end by SIGTERM later: it must find the trap set.
+        wait_sigterm_caught(pid, T).await.unwrap();
+        pids.push(pid);
     }
 
     // One more container whose shim dies with containerd.

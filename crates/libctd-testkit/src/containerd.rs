@@ -54,6 +54,30 @@ impl std::fmt::Debug for Containerd {
 /// pid 1, sh must trap SIGTERM to die of it; `wait` lets the trap run at once.
 pub const SLEEP_ARGS: &[&str] = &["sh", "-c", "trap 'exit 143' TERM; sleep 100000 & wait"];
 
+/// Resolves once process `pid` (host pid) catches SIGTERM, as [`SLEEP_ARGS`]
+/// does once its trap is set: a SIGTERM sent earlier is ignored by a pid 1
+/// without a handler. Reads the kernel's `SigCgt` mask, polling up to `timeout`.
+pub async fn wait_sigterm_caught(pid: u32, timeout: std::time::Duration) -> Result<()> {
+    const SIGTERM_BIT: u64 = 1 << (15 - 1);
+    let status = format!("/proc/{pid}/status");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let caught = std::fs::read_to_string(&status).ok().and_then(|s| {
+            let mask = s.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        });
+        if caught.is_some_and(|mask| mask & SIGTERM_BIT != 0) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::deadline_exceeded(format!(
+                "process {pid} did not trap SIGTERM within {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Whether CRIU can checkpoint on this host (`criu check` succeeds).
 pub fn criu_works() -> bool {
     std::process::Command::new("criu")

@@ -272,7 +272,9 @@ impl Harness {
         with_stdin: bool,
     ) -> Result<Started> {
         self.create(id, program, terminal).await?;
-        self.start(id, with_stdin).await
+        let started = self.start(id, with_stdin).await?;
+        self.fixture.ready(program, started.pid).await?;
+        Ok(started)
     }
 
     /// Runs `program` as exec `process_id` in container `id`, capturing its streams.

@@ -236,6 +236,13 @@ pub trait Fixture: Send + Sync + 'static {
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)
     }
+
+    /// Resolves once the init process `pid`, just started, is ready for what
+    /// the suite does next (for example, a shell that must trap SIGTERM before
+    /// a SIGTERM can end it). Default: ready at once.
+    async fn ready(&self, _program: &Program, _pid: u32) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The future of one case.
