@@ -1,7 +1,7 @@
 //! Starts, health-checks, restarts and stops an embedded containerd.
 
 use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use containerd_client::services::v1::version_client::VersionClient;
 use libctd_core::{Error, Result};
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::{Mutex, watch};
@@ -43,6 +44,8 @@ pub(crate) struct DaemonPaths {
     pub pid_file: PathBuf,
     pub config_file: PathBuf,
     pub log_file: PathBuf,
+    /// Held (flock) by the one supervisor that owns the daemon.
+    pub lock_file: PathBuf,
     pub root: PathBuf,
     pub state: PathBuf,
 }
@@ -56,6 +59,7 @@ impl DaemonPaths {
             pid_file: state_dir.join("containerd.pid"),
             config_file: state_dir.join("containerd.toml"),
             log_file: state_dir.join("containerd.log"),
+            lock_file: state_dir.join("supervisor.lock"),
             root: daemon.join("root"),
             state: daemon.join("state"),
         }
@@ -82,6 +86,10 @@ pub(crate) struct Supervisor {
     restarts: AtomicU64,
     stop: watch::Sender<bool>,
     monitor: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The lock that makes this supervisor the daemon's owner: only the owner
+    /// starts, restarts or stops it; other supervisors of the same state
+    /// directory adopt the daemon it runs.
+    owner: std::sync::Mutex<Option<Flock<std::fs::File>>>,
 }
 
 impl Supervisor {
@@ -100,17 +108,34 @@ impl Supervisor {
             restarts: AtomicU64::new(0),
             stop,
             monitor: std::sync::Mutex::new(None),
+            owner: std::sync::Mutex::new(None),
         });
         {
             let mut daemon = sup.daemon.lock().await;
-            if let Some(pid) = sup.live_daemon_from_pid_file().await {
-                tracing::info!(pid, "reusing the containerd named by the pid file");
-                sup.pid.store(pid, Ordering::SeqCst);
-                *daemon = Daemon::Adopted(pid);
-            } else {
-                check_prerequisites(&sup.config)?;
-                write_config(&sup.config, &sup.paths)?;
-                *daemon = sup.spawn().await?;
+            let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+            loop {
+                let owner = sup.try_own();
+                if let Some(pid) = sup.live_daemon_from_pid_file().await {
+                    tracing::info!(pid, owner, "reusing the containerd named by the pid file");
+                    sup.pid.store(pid, Ordering::SeqCst);
+                    *daemon = Daemon::Adopted(pid);
+                    break;
+                }
+                if owner {
+                    check_prerequisites(&sup.config)?;
+                    write_config(&sup.config, &sup.paths)?;
+                    *daemon = sup.spawn().await?;
+                    break;
+                }
+                // Another supervisor owns the directory and is (re)starting its daemon.
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::unavailable(format!(
+                        "another process supervises the containerd of {} (it holds {}), but no containerd answered there within {READY_TIMEOUT:?}",
+                        sup.config.state_dir.display(),
+                        sup.paths.lock_file.display()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         let span = tracing::info_span!("containerd_health", socket = %sup.paths.socket.display());
@@ -129,6 +154,47 @@ impl Supervisor {
     /// How many times the daemon was restarted.
     pub(crate) fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::SeqCst)
+    }
+
+    /// Whether this supervisor owns the daemon, taking the state directory's
+    /// lock if it is free (its holder is gone or let go).
+    fn try_own(&self) -> bool {
+        let Ok(mut owner) = self.owner.lock() else {
+            return false;
+        };
+        if owner.is_some() {
+            return true;
+        }
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&self.paths.lock_file)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, lock = %self.paths.lock_file.display(), "cannot open the supervisor lock");
+                return false;
+            }
+        };
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                *owner = Some(lock);
+                true
+            }
+            Err((_, errno)) => {
+                if errno != nix::errno::Errno::EWOULDBLOCK {
+                    tracing::warn!(%errno, "cannot lock the supervisor lock");
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether this supervisor holds the state directory's lock.
+    fn owns(&self) -> bool {
+        self.owner.lock().is_ok_and(|o| o.is_some())
     }
 
     /// A live containerd recorded in the pid file, answering on our socket.
@@ -253,6 +319,21 @@ impl Supervisor {
                 tracing::warn!(failures, "containerd did not answer a health check");
                 continue;
             }
+            if !self.try_own() {
+                // Its owner restarts it: adopt the daemon the pid file names.
+                if let Some(pid) = self.live_daemon_from_pid_file().await
+                    && pid != self.pid()
+                {
+                    tracing::info!(
+                        pid,
+                        "adopting the containerd restarted by the state directory's owner"
+                    );
+                    *self.daemon.lock().await = Daemon::Adopted(pid);
+                    self.pid.store(pid, Ordering::SeqCst);
+                    failures = 0;
+                }
+                continue;
+            }
             let delay = Duration::from_millis(100u64 << attempt.min(6)).min(MAX_RESTART_DELAY);
             attempt += 1;
             tracing::warn!(dead, failures, ?delay, "restarting containerd");
@@ -286,13 +367,18 @@ impl Supervisor {
         }
     }
 
-    /// Stops the health loop, leaving the daemon running.
+    /// Stops the health loop, leaving the daemon running, and gives up
+    /// ownership so that another supervisor may take the daemon over.
     pub(crate) fn stop_monitoring(&self) {
         self.stop.send_replace(true);
+        if let Ok(mut owner) = self.owner.lock() {
+            *owner = None;
+        }
     }
 
-    /// Stops the health loop and the daemon (SIGTERM, grace period, SIGKILL),
-    /// then removes the pid file and sockets. Idempotent.
+    /// Stops the health loop and, when this supervisor owns the daemon, the
+    /// daemon (SIGTERM, grace period, SIGKILL), then removes the pid file and
+    /// sockets; a daemon owned by another supervisor is left to it. Idempotent.
     pub(crate) async fn stop(&self) {
         self.stop.send_replace(true);
         let monitor = self.monitor.lock().ok().and_then(|mut m| m.take());
@@ -300,14 +386,21 @@ impl Supervisor {
             let _ = m.await;
         }
         let mut daemon = self.daemon.lock().await;
-        kill_daemon(&mut daemon, Signal::SIGTERM, STOP_GRACE).await;
         self.pid.store(0, Ordering::SeqCst);
+        if !self.owns() {
+            *daemon = Daemon::None;
+            return;
+        }
+        kill_daemon(&mut daemon, Signal::SIGTERM, STOP_GRACE).await;
         for path in [
             &self.paths.pid_file,
             &self.paths.socket,
             &self.paths.ttrpc_socket,
         ] {
             let _ = std::fs::remove_file(path);
+        }
+        if let Ok(mut owner) = self.owner.lock() {
+            *owner = None;
         }
     }
 }
@@ -380,21 +473,93 @@ pub(crate) fn state_dir_error(dir: &Path, what: &str, e: std::io::Error) -> Erro
     .with_source(e)
 }
 
-/// Creates `dir` (0700) or checks that it is a usable directory.
+/// The file that marks a state directory as created by libctd: only such a
+/// directory is ever removed whole.
+pub(crate) const CREATED_MARKER: &str = ".libctd-created";
+
+/// Creates `dir` (mode 0700, marked as libctd's) or checks that an existing
+/// one is safe to use: a real directory (not a symlink), owned by this
+/// process's user, writable by no one else. An existing directory is never
+/// changed: its mode stays as its owner set it.
 pub(crate) fn prepare_state_dir(dir: &Path) -> Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        return Err(Error::invalid_argument(format!(
-            "the state directory {} cannot be used: it is not a directory",
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let refuse = |why: String| {
+        Error::invalid_argument(format!(
+            "the state directory {} cannot be used: {why}",
             dir.display()
-        )));
+        ))
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) => {
+            if meta.file_type().is_symlink() {
+                return Err(refuse(
+                    "it is a symbolic link; name the directory it points to".into(),
+                ));
+            }
+            if !meta.is_dir() {
+                return Err(refuse("it is not a directory".into()));
+            }
+            let me = nix::unistd::geteuid().as_raw();
+            if meta.uid() != me {
+                return Err(Error::permission_denied(format!(
+                    "the state directory {} cannot be used: it is owned by uid {}, not by this process's uid {me}",
+                    dir.display(),
+                    meta.uid()
+                )));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(refuse(format!(
+                    "it is writable by other users (mode {:o}); use a directory only its owner can write (libctd never changes the mode of a directory it did not create)",
+                    meta.mode() & 0o7777
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| state_dir_error(dir, "cannot create its parent", e))?;
+            }
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {
+                    std::fs::write(dir.join(CREATED_MARKER), b"")
+                        .map_err(|e| state_dir_error(dir, "it is not writable", e))?;
+                }
+                // Made by someone else meanwhile: check it as an existing one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return prepare_state_dir(dir);
+                }
+                Err(e) => return Err(state_dir_error(dir, "cannot create it", e)),
+            }
+        }
+        Err(e) => return Err(state_dir_error(dir, "cannot inspect it", e)),
     }
-    std::fs::create_dir_all(dir).map_err(|e| state_dir_error(dir, "cannot create it", e))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| state_dir_error(dir, "cannot set its mode to 0700", e))?;
     let probe = dir.join(".libctd-probe");
     std::fs::write(&probe, b"").map_err(|e| state_dir_error(dir, "it is not writable", e))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
+}
+
+/// Removes what libctd made under a state directory: the whole directory
+/// when libctd created it, else only its own files and folders in it.
+pub(crate) fn remove_state_dir(dir: &Path) {
+    if dir.join(CREATED_MARKER).exists() {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    let paths = DaemonPaths::new(dir);
+    for file in [
+        &paths.socket,
+        &paths.ttrpc_socket,
+        &paths.pid_file,
+        &paths.config_file,
+        &paths.log_file,
+        &paths.lock_file,
+    ] {
+        let _ = std::fs::remove_file(file);
+    }
+    for sub in ["daemon", "fifo", "runc"] {
+        let _ = std::fs::remove_dir_all(dir.join(sub));
+    }
 }
 
 /// The first executable named `name` in PATH (or `name` itself when it has a `/`).
@@ -663,7 +828,7 @@ extern "C" fn run_at_exit() {
             let _ = std::fs::remove_file(path);
         }
         if let Some(dir) = state_dir {
-            let _ = std::fs::remove_dir_all(dir);
+            remove_state_dir(&dir);
         }
     }
 }
