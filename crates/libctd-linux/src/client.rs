@@ -33,6 +33,7 @@ use tonic::transport::Channel;
 use crate::convert::{self, status_error};
 use crate::fifo::FifoSet;
 use crate::remote::Shared;
+use crate::rollback::{Rollback, unreachable};
 
 /// The runtime used when [`CreateOptions::runtime`] is unset.
 pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
@@ -48,6 +49,8 @@ const EXEC_CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// One process the client tracks.
 pub(crate) struct Proc {
     pub fifos: FifoSet,
+    /// Whether it has a terminal (only then can it be resized).
+    pub terminal: bool,
     /// The client's end of stdin, if any.
     pub stdin: Option<crate::fifo::StdinSlot>,
     /// Whether its dropped output streams are drained.
@@ -69,6 +72,11 @@ pub(crate) struct ContainerState {
     pub oom: bool,
     /// Exec ids being set up.
     pub reserved: std::collections::HashSet<String>,
+    /// A restore is between registering the container and tracking its init
+    /// process: an init exit seen meanwhile is kept in `missed_exit`.
+    pub restoring: bool,
+    /// The init exit (pid, status, time) that arrived while restoring.
+    pub missed_exit: Option<containerd_client::events::TaskExit>,
 }
 
 /// A container the client tracks.
@@ -98,6 +106,10 @@ pub(crate) struct Inner {
     pub shared: Arc<Shared>,
     pub containers: Mutex<HashMap<String, Arc<Container>>>,
     pub dispatcher: EventDispatcher,
+    /// Rollbacks that could not reach containerd, by container id.
+    pub pending: Mutex<HashMap<String, Vec<Rollback>>>,
+    /// Serialises the completion of remembered rollbacks.
+    pub settling: tokio::sync::Mutex<()>,
 }
 
 /// A client of one containerd namespace.
@@ -143,9 +155,9 @@ where
     T: Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
-    tokio::spawn(fut)
-        .await
-        .map_err(|e| Error::system("the operation's task failed").with_source(e))?
+    tokio::spawn(fut).await.map_err(|e| {
+        Error::system("libctd's task for the operation panicked (a bug in libctd)").with_source(e)
+    })?
 }
 
 /// Whether CRIU can run here (`criu check`), with its complaint if not.
@@ -185,8 +197,17 @@ async fn criu_error(e: Error, what: &str) -> Error {
 }
 
 impl Inner {
-    /// A request carrying the client's namespace header.
+    /// A request carrying the client's namespace header and the remote's
+    /// deadline (sent to containerd too, which then gives up as well).
     pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = self.stream_request(message);
+        r.set_timeout(self.shared.rpc_timeout);
+        r
+    }
+
+    /// A request carrying the client's namespace header and no deadline: for
+    /// the event stream, which lasts as long as the client.
+    pub(crate) fn stream_request<T>(&self, message: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
         r.metadata_mut()
             .insert("containerd-namespace", self.ns_header.clone());
@@ -197,7 +218,7 @@ impl Inner {
         TasksClient::new(self.shared.channel.clone())
     }
 
-    fn containers_client(&self) -> ContainersClient<Channel> {
+    pub(crate) fn containers_client(&self) -> ContainersClient<Channel> {
         ContainersClient::new(self.shared.channel.clone())
     }
 
@@ -205,6 +226,10 @@ impl Inner {
         self.containers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn lock_pending(&self) -> MutexGuard<'_, HashMap<String, Vec<Rollback>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn container(&self, id: &str) -> Option<Arc<Container>> {
@@ -267,7 +292,18 @@ impl Inner {
         let (close_tx, close_rx) = oneshot::channel();
         let (io, stdin_slot, drain) = fifos.open(close_tx)?;
         let has_stdin = io.stdin.is_some();
-        let attachment = match attach(io) {
+        let attached = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attach(io)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Error::system(format!(
+                    "the engine's stdio callback panicked: {what}"
+                )))
+            });
+        let attachment = match attached {
             Ok(a) => a,
             Err(e) => {
                 fifos.remove();
@@ -297,6 +333,7 @@ impl Inner {
             });
         }
         Ok(Proc {
+            terminal: fifos.terminal,
             fifos,
             stdin: stdin_slot,
             drain,
@@ -361,15 +398,41 @@ impl Inner {
     }
 
     /// Marks the container task-less and takes its processes.
-    fn take_processes(c: &Container) -> Vec<Proc> {
+    fn take_processes(c: &Container) -> Vec<(String, Proc)> {
         let mut st = c.lock();
         st.has_task = false;
-        st.processes.drain().map(|(_, p)| p).collect()
+        st.processes.drain().collect()
     }
 
-    /// Forgets the task's processes and releases their streams.
-    async fn drop_task_state(c: &Container) {
-        for p in Self::take_processes(c) {
+    /// Processes whose exit has not come yet (an exec killed with its init,
+    /// an exit still on its way) get their real status while the task exists.
+    async fn exits_before_task_delete(self: &Arc<Self>, c: &Arc<Container>) {
+        let undelivered = c
+            .lock()
+            .processes
+            .values()
+            .any(|p| *p.started.borrow() && !p.exit_delivered);
+        if undelivered {
+            crate::events::reconcile_container(self, c, |_| true).await;
+        }
+    }
+
+    /// Forgets the task's processes and releases their streams. The task is
+    /// gone: a started process whose exit never came gets one now, with an
+    /// unknown status, so that nobody waits for it for ever.
+    async fn drop_task_state(&self, c: &Container) {
+        let oom = c.lock().oom;
+        for (process_id, p) in Self::take_processes(c) {
+            if *p.started.borrow() && !p.exit_delivered {
+                let info = crate::events::lost_exit(
+                    &c.id,
+                    &process_id,
+                    p.pid,
+                    oom,
+                    "the task was deleted before the process's exit was reported",
+                );
+                self.dispatcher.dispatch(libctd_core::EventType::Exit, info);
+            }
             Self::release(p).await;
         }
     }
@@ -377,7 +440,7 @@ impl Inner {
     /// Forgets the task's processes for a re-attach: their streams are
     /// cancelled at once, their FIFOs (still the shim's) are kept.
     fn detach_task_state(c: &Container) {
-        for p in Self::take_processes(c) {
+        for (_, p) in Self::take_processes(c) {
             // The old streams let go without draining or closing anything.
             p.drain.store(false, std::sync::atomic::Ordering::SeqCst);
             if let Some(slot) = &p.stdin {
@@ -390,11 +453,14 @@ impl Inner {
     }
 
     async fn create(self: Arc<Self>, id: String, spec: Spec, options: CreateOptions) -> Result<()> {
-        if spec.process().is_none() {
-            return Err(Error::invalid_argument(
-                "the spec has no process: a Linux container needs one",
-            ));
+        crate::validate::spec(&spec)?;
+        if let Some(runtime) = &options.runtime {
+            crate::validate::runtime(runtime)?;
         }
+        if self.container(&id).is_some() {
+            return Err(Error::already_exists("container already exists"));
+        }
+        self.settle(&id).await?;
         // The runc shim groups containers by the spec's annotation (it reads the
         // bundle's config.json); the container label alone does not reach it.
         let spec = match &self.shared.shim_group {
@@ -456,7 +522,12 @@ impl Inner {
         });
         if let Err(status) = self.containers_client().create(req).await {
             self.lock_containers().remove(&id);
-            return Err(status_error(status));
+            let e = status_error(status);
+            if unreachable(&e) {
+                // containerd may have made the record before it went away.
+                self.roll_back(&id, Rollback::Container).await;
+            }
+            return Err(e);
         }
         Ok(())
     }
@@ -473,6 +544,7 @@ impl Inner {
         if c.lock().has_task {
             return Err(Error::already_exists("container is already started"));
         }
+        self.settle(&id).await?;
         if let Some(dir) = &checkpoint_dir
             && !dir.is_absolute()
         {
@@ -505,8 +577,11 @@ impl Inner {
             ..Default::default()
         });
         if let Err(status) = self.tasks().create(req).await {
-            Self::drop_task_state(&c).await;
             let e = status_error(status);
+            // A task the shim made before the failure (containerd died, the
+            // deadline passed, runc failed half-way) goes too.
+            self.roll_back(&id, Rollback::Task).await;
+            self.drop_task_state(&c).await;
             return Err(match checkpoint_dir {
                 Some(_) => criu_error(e, "restoring a checkpoint").await,
                 None => e,
@@ -521,21 +596,8 @@ impl Inner {
             Err(status) => {
                 let e = status_error(status);
                 // Leave nothing behind, so start can be retried.
-                let mut tasks = self.tasks();
-                let _ = tasks
-                    .kill(self.request(KillRequest {
-                        container_id: id.clone(),
-                        exec_id: String::new(),
-                        signal: 9,
-                        all: true,
-                    }))
-                    .await;
-                let _ = tasks
-                    .delete(self.request(DeleteTaskRequest {
-                        container_id: id.clone(),
-                    }))
-                    .await;
-                Self::drop_task_state(&c).await;
+                self.roll_back(&id, Rollback::Task).await;
+                self.drop_task_state(&c).await;
                 return Err(e);
             }
         };
@@ -556,13 +618,11 @@ impl Inner {
     ) -> Result<u32> {
         validate_container_id(&id)?;
         validate_process_id(&process_id)?;
-        let c = self.get(&id)?;
-        if !c.lock().has_task {
-            return Err(Error::invalid_argument("container is not running"));
-        }
         if spec.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::invalid_argument("the process has no args"));
         }
+        let c = self.get_with_task(&id)?;
+        self.settle(&id).await?;
         if self.task_status(&id).await? == Status::Stopped {
             return Err(Error::failed_precondition("the container is stopped"));
         }
@@ -598,10 +658,15 @@ impl Inner {
             exec_id: process_id.clone(),
         });
         if let Err(status) = self.tasks().exec(req).await {
+            let e = status_error(status);
+            if unreachable(&e) {
+                self.roll_back(&id, Rollback::Exec(process_id.clone()))
+                    .await;
+            }
             if let Some(p) = forget(&c) {
                 Self::release(p).await;
             }
-            return Err(status_error(status));
+            return Err(e);
         }
         let req = self.request(StartRequest {
             container_id: id.clone(),
@@ -617,17 +682,13 @@ impl Inner {
                 Ok(pid)
             }
             Err(status) => {
-                let _ = self
-                    .tasks()
-                    .delete_process(self.request(DeleteProcessRequest {
-                        container_id: id.clone(),
-                        exec_id: process_id.clone(),
-                    }))
+                let e = status_error(status);
+                self.roll_back(&id, Rollback::Exec(process_id.clone()))
                     .await;
                 if let Some(p) = forget(&c) {
                     Self::release(p).await;
                 }
-                Err(status_error(status))
+                Err(e)
             }
         }
     }
@@ -650,6 +711,7 @@ impl Inner {
                 )));
             }
         }
+        self.exits_before_task_delete(&c).await;
         let req = self.request(DeleteTaskRequest {
             container_id: id.clone(),
         });
@@ -663,7 +725,7 @@ impl Inner {
                 });
             }
         };
-        Self::drop_task_state(&c).await;
+        self.drop_task_state(&c).await;
         Ok(TaskExit {
             exit_code: resp.exit_status,
             exited_at: convert::time_from_proto(resp.exited_at.as_ref())
@@ -674,12 +736,14 @@ impl Inner {
     async fn delete(self: Arc<Self>, id: String) -> Result<()> {
         let c = self.get(&id)?;
         let _guard = c.lifecycle.lock().await;
+        self.settle(&id).await?;
         // Without a task known to this client (never started, or its task
         // deleted through it) there is nothing to check: one RPC less.
         let has_task = c.lock().has_task;
         if has_task {
             match self.task_status(&id).await {
                 Ok(Status::Stopped) => {
+                    self.exits_before_task_delete(&c).await;
                     let req = self.request(DeleteTaskRequest {
                         container_id: id.clone(),
                     });
@@ -694,7 +758,7 @@ impl Inner {
                 Err(e) => return Err(e),
             }
         }
-        Self::drop_task_state(&c).await;
+        self.drop_task_state(&c).await;
         let req = self.request(DeleteContainerRequest { id: id.clone() });
         match self.containers_client().delete(req).await {
             Ok(_) => {}
@@ -755,6 +819,35 @@ impl Inner {
                 .clone()
         };
         let _guard = c.lifecycle.lock().await;
+        // Register first, then read: an init exit that arrives from here on,
+        // before the process is tracked, is kept and delivered below.
+        {
+            let mut st = c.lock();
+            st.restoring = true;
+            st.missed_exit = None;
+        }
+        let restored = self.restore_task(&c, attach).await;
+        let missed = {
+            let mut st = c.lock();
+            st.restoring = false;
+            st.missed_exit.take()
+        };
+        let restored = restored?;
+        if let Some(exit) = missed
+            && restored.alive
+        {
+            crate::events::handle(&self, crate::events::TaskEvent::Exit(exit));
+        }
+        Ok(restored)
+    }
+
+    /// Reads the task of a registered container and tracks its init process.
+    async fn restore_task(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        attach: StdioCallback,
+    ) -> Result<Restored> {
+        let id = c.id.clone();
         let req = self.request(GetRequest {
             container_id: id.clone(),
             exec_id: String::new(),
@@ -762,7 +855,7 @@ impl Inner {
         let process = match self.tasks().get(req).await {
             Ok(r) => r.into_inner().process.unwrap_or_default(),
             Err(s) if s.code() == tonic::Code::NotFound => {
-                Self::drop_task_state(&c).await;
+                self.drop_task_state(c).await;
                 return Ok(Restored {
                     alive: false,
                     pid: None,
@@ -778,8 +871,8 @@ impl Inner {
             process.terminal,
         );
         // Streams of a previous attachment (a second restore) are replaced.
-        Self::detach_task_state(&c);
-        let mut proc = self.attach_process(&c, INIT_PROCESS_ID, fifos, attach, true)?;
+        Self::detach_task_state(c);
+        let mut proc = self.attach_process(c, INIT_PROCESS_ID, fifos, attach, true)?;
         proc.pid = process.pid;
         proc.exit_delivered = status == Status::Stopped;
         {
@@ -811,6 +904,8 @@ impl LinuxClient {
             shared,
             containers: Mutex::new(HashMap::new()),
             dispatcher: EventDispatcher::new(backend)?,
+            pending: Mutex::new(HashMap::new()),
+            settling: tokio::sync::Mutex::new(()),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         let span = tracing::info_span!("events", namespace = %namespace);
@@ -845,7 +940,7 @@ impl Client for LinuxClient {
     async fn version(&self) -> Result<Version> {
         let mut v = VersionClient::new(self.inner.shared.channel.clone());
         let r = v
-            .version(())
+            .version(self.inner.request(()))
             .await
             .map_err(status_error)
             .map_err(|e| e.with_operation("version"))?
@@ -948,11 +1043,20 @@ impl Client for LinuxClient {
         height: u32,
     ) -> Result<()> {
         let run = async {
-            let (_, exec_id) = self.inner.process(
+            let (c, exec_id) = self.inner.process(
                 container_id,
                 process_id,
                 validate_terminal_size(width, height),
             )?;
+            if c.lock()
+                .processes
+                .get(process_id)
+                .is_some_and(|p| !p.terminal)
+            {
+                return Err(Error::failed_precondition(
+                    "the process has no terminal to resize",
+                ));
+            }
             let req = self.inner.request(ResizePtyRequest {
                 container_id: container_id.to_owned(),
                 exec_id,

@@ -431,15 +431,21 @@ pub(crate) fn stats_from_v2(m: &v2::Metrics) -> LinuxStats {
     out
 }
 
-/// Classifies a gRPC status from containerd into an [`Error`].
-///
-/// containerd sends errdefs kinds as gRPC codes; some paths (the shim) send
-/// `Unknown` with the kind only in the message, which is checked too. A
-/// broken transport (the daemon went away) is `Unavailable`.
+/// What an RPC's failure means for the caller: the gRPC code (or, for
+/// `Unknown`, containerd's errdefs suffix and runc's well-known failures)
+/// mapped to an [`ErrorKind`]. A failure that never reached containerd (no
+/// socket, a broken connection, the client-side deadline) says so: it is
+/// containerd that cannot be reached, not the container that is wrong.
 pub(crate) fn status_error(status: tonic::Status) -> Error {
     let message = status.message().to_owned();
     let lower = message.to_ascii_lowercase();
+    // tonic attaches the transport's error to the statuses it makes itself.
+    let local = std::error::Error::source(&status).is_some();
     let kind = match status.code() {
+        tonic::Code::Cancelled if local && lower.contains("timeout expired") => {
+            ErrorKind::DeadlineExceeded
+        }
+        _ if local => ErrorKind::Unavailable,
         tonic::Code::NotFound => ErrorKind::NotFound,
         tonic::Code::AlreadyExists => ErrorKind::AlreadyExists,
         tonic::Code::InvalidArgument | tonic::Code::OutOfRange => ErrorKind::InvalidArgument,
@@ -455,16 +461,26 @@ pub(crate) fn status_error(status: tonic::Status) -> Error {
         | tonic::Code::Aborted => ErrorKind::System,
         tonic::Code::Unknown | tonic::Code::Ok => classify_message(&lower),
     };
-    let message = if message.is_empty() {
-        format!("containerd answered {}", status.code())
-    } else {
-        message
+    let message = match kind {
+        ErrorKind::DeadlineExceeded => format!(
+            "containerd did not answer within the call's deadline (RpcTimeout): {}",
+            if message.is_empty() {
+                "no answer"
+            } else {
+                &message
+            }
+        ),
+        ErrorKind::Unavailable if local => {
+            format!("containerd is unreachable: {message}")
+        }
+        _ if message.is_empty() => format!("containerd answered {}", status.code()),
+        _ => message,
     };
     Error::new(kind, message).with_source(status)
 }
 
 /// The kind named at the end of a containerd error message, as errdefs writes
-/// it (`...: not found`), or a transport failure.
+/// it (`...: not found`), runc's well-known failures, or a transport failure.
 fn classify_message(lower: &str) -> ErrorKind {
     const SUFFIXES: [(&str, ErrorKind); 6] = [
         ("not found", ErrorKind::NotFound),
@@ -474,32 +490,37 @@ fn classify_message(lower: &str) -> ErrorKind {
         ("not implemented", ErrorKind::NotImplemented),
         ("unavailable", ErrorKind::Unavailable),
     ];
-    for (suffix, kind) in SUFFIXES {
-        if lower.ends_with(suffix) {
-            return kind;
-        }
+    // Checked in order: the first phrase found decides.
+    const PHRASES: [(&str, ErrorKind); 18] = [
+        // runc cannot run what the spec asks for: the spec is wrong.
+        ("executable file not found", ErrorKind::InvalidArgument),
+        ("exec format error", ErrorKind::InvalidArgument),
+        ("invalid rootfs", ErrorKind::InvalidArgument),
+        ("rootfs", ErrorKind::InvalidArgument),
+        ("chdir to cwd", ErrorKind::InvalidArgument),
+        ("no such file or directory", ErrorKind::InvalidArgument),
+        ("permission denied", ErrorKind::PermissionDenied),
+        ("must not be empty", ErrorKind::InvalidArgument),
+        // runc and the shim say what state forbids the operation.
+        ("stopped state", ErrorKind::FailedPrecondition),
+        ("a running process", ErrorKind::FailedPrecondition),
+        ("not paused", ErrorKind::FailedPrecondition),
+        ("must be stopped", ErrorKind::FailedPrecondition),
+        ("is not running", ErrorKind::FailedPrecondition),
+        // The connection itself failed.
+        ("transport error", ErrorKind::Unavailable),
+        ("h2 protocol error", ErrorKind::Unavailable),
+        ("connection reset", ErrorKind::Unavailable),
+        ("broken pipe", ErrorKind::Unavailable),
+        ("error trying to connect", ErrorKind::Unavailable),
+    ];
+    if let Some((_, kind)) = SUFFIXES.iter().find(|(s, _)| lower.ends_with(s)) {
+        return *kind;
     }
-    // runc and the shim say what state forbids the operation.
-    if lower.contains("stopped state")
-        || lower.contains("a running process")
-        || lower.contains("not paused")
-        || lower.contains("must be stopped")
-        || lower.contains("is not running")
-    {
-        return ErrorKind::FailedPrecondition;
-    }
-    if lower.contains("must not be empty") {
-        return ErrorKind::InvalidArgument;
-    }
-    if lower.contains("transport error")
-        || lower.contains("h2 protocol error")
-        || lower.contains("connection reset")
-        || lower.contains("broken pipe")
-        || lower.contains("error trying to connect")
-    {
-        return ErrorKind::Unavailable;
-    }
-    ErrorKind::Unknown
+    PHRASES
+        .iter()
+        .find(|(p, _)| lower.contains(p))
+        .map_or(ErrorKind::Unknown, |(_, kind)| *kind)
 }
 
 #[cfg(test)]
@@ -540,7 +561,7 @@ mod tests {
         for (code, kind) in cases {
             let e = status_error(tonic::Status::new(code, "boom"));
             assert_eq!(e.kind(), kind, "{code:?}");
-            assert_eq!(e.message(), "boom");
+            assert!(e.message().ends_with("boom"), "{e}");
         }
     }
 
@@ -552,6 +573,57 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         let e = status_error(tonic::Status::unknown("something odd"));
         assert_eq!(e.kind(), ErrorKind::Unknown);
+    }
+
+    #[test]
+    fn runc_failures_are_classified() {
+        for (text, kind) in [
+            (
+                "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"nosuch\": executable file not found in $PATH: unknown",
+                ErrorKind::InvalidArgument,
+            ),
+            (
+                "OCI runtime create failed: runc create failed: invalid rootfs: stat /nope: no such file or directory: unknown",
+                ErrorKind::InvalidArgument,
+            ),
+            (
+                "OCI runtime exec failed: exec failed: unable to start container process: exec: \"/etc\": permission denied: unknown",
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                "cannot exec in a stopped state: unknown",
+                ErrorKind::FailedPrecondition,
+            ),
+        ] {
+            assert_eq!(
+                status_error(tonic::Status::unknown(text)).kind(),
+                kind,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn local_transport_failures_name_containerd() {
+        let e = status_error(tonic::Status::from_error(Box::new(tonic::TimeoutExpired(
+            (),
+        ))));
+        assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+        assert!(e.message().contains("containerd did not answer"), "{e}");
+        let e = status_error(tonic::Status::new(
+            tonic::Code::DeadlineExceeded,
+            "context deadline exceeded",
+        ));
+        assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+        assert!(e.message().contains("containerd did not answer"), "{e}");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = status_error(tonic::Status::from_error(Box::new(io)));
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert!(e.message().contains("containerd is unreachable"), "{e}");
+        // containerd's own Unavailable (a dead shim) is not a transport failure.
+        let e = status_error(tonic::Status::unavailable("ttrpc: closed"));
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert_eq!(e.message(), "ttrpc: closed");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use prost_types::Any;
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 
-use crate::client::{Inner, wire_exec_id};
+use crate::client::{Container, Inner, wire_exec_id};
 use crate::convert;
 
 /// The topic of the private event that proves a subscription is live.
@@ -113,7 +113,7 @@ async fn subscribe_once(inner: &Arc<Inner>, ready: &mut Option<oneshot::Sender<(
         SYNC_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     let mut events = EventsClient::new(inner.shared.channel.clone());
-    let req = inner.request(SubscribeRequest {
+    let req = inner.stream_request(SubscribeRequest {
         filters: vec![format!("namespace=={},topic~=|^/tasks/|", inner.namespace)],
     });
     // containerd answers Subscribe only with its first event: publish private
@@ -235,12 +235,17 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
             TaskEvent::Paused(_) => EventType::Paused,
             TaskEvent::Resumed(_) => EventType::Resumed,
             TaskEvent::Exit(e) => {
-                let process_id = if e.id == info.container_id || e.id.is_empty() {
+                let is_init = e.id == info.container_id || e.id.is_empty();
+                let process_id = if is_init {
                     INIT_PROCESS_ID.to_owned()
                 } else {
-                    e.id
+                    e.id.clone()
                 };
                 let Some(p) = st.processes.get_mut(&process_id) else {
+                    if is_init && st.restoring {
+                        // restore delivers it once it tracks the process.
+                        st.missed_exit = Some(e);
+                    }
                     return; // a process we no longer track
                 };
                 if p.exit_delivered {
@@ -260,9 +265,20 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
     deliver(inner, kind, info);
 }
 
-/// Queues one event; an exec's exit is followed, in the same slot, by its cleanup.
+/// Queues one event; an exec's exit is followed, in the same slot, by its
+/// cleanup; the init's exit by a check that every exec gets its exit too.
 fn deliver(inner: &Arc<Inner>, kind: EventType, info: EventInfo) {
-    if kind == EventType::Exit && info.process_id != INIT_PROCESS_ID {
+    if kind == EventType::Exit && info.process_id == INIT_PROCESS_ID {
+        if let Some(c) = inner.container(&info.container_id)
+            && c.lock()
+                .processes
+                .iter()
+                .any(|(id, p)| id != INIT_PROCESS_ID && !p.exit_delivered)
+        {
+            tokio::spawn(execs_after_init_exit(inner.clone(), c));
+        }
+        inner.dispatcher.dispatch(kind, info);
+    } else if kind == EventType::Exit {
         let inner2 = inner.clone();
         let cid = info.container_id.clone();
         let exec_id = info.process_id.clone();
@@ -274,18 +290,56 @@ fn deliver(inner: &Arc<Inner>, kind: EventType, info: EventInfo) {
     }
 }
 
-/// After a gap: asks containerd for every started process whose exit was
-/// not delivered, and delivers the exits that happened meanwhile, once.
+/// How long, after the init exit, the execs of a task are watched for exits
+/// their shim may never report.
+const EXEC_EXIT_WATCH: Duration = Duration::from_secs(10);
+
+/// After the init process exited, the kernel kills every other process of
+/// the container; their exits normally come from the shim, but not when the
+/// shim itself died. Until each exec's exit is delivered (by the stream or
+/// here), asks containerd for it; an exec whose task is gone gets an exit
+/// with an unknown status.
+async fn execs_after_init_exit(inner: Arc<Inner>, c: Arc<Container>) {
+    let deadline = tokio::time::Instant::now() + EXEC_EXIT_WATCH;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let undelivered = reconcile_container(&inner, &c, |id| id != INIT_PROCESS_ID).await;
+        if undelivered == 0 || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// After a gap: completes rollbacks that could not reach containerd, then
+/// asks containerd for every started process whose exit was not delivered,
+/// and delivers the exits that happened meanwhile, once.
 async fn reconcile(inner: &Arc<Inner>) {
+    inner.settle_all().await;
     let containers: Vec<_> = inner.lock_containers().values().cloned().collect();
     for c in containers {
-        let pending: Vec<String> = c
-            .lock()
-            .processes
-            .iter()
-            .filter(|(_, p)| *p.started.borrow() && !p.exit_delivered)
-            .map(|(id, _)| id.clone())
-            .collect();
+        reconcile_container(inner, &c, |_| true).await;
+    }
+}
+
+/// Delivers the exits of the container's started processes (those `which`
+/// selects) that containerd reports stopped or gone; returns how many of
+/// them are still running or could not be asked about.
+pub(crate) async fn reconcile_container(
+    inner: &Arc<Inner>,
+    c: &Arc<Container>,
+    which: impl Fn(&str) -> bool,
+) -> usize {
+    let pending: Vec<String> = c
+        .lock()
+        .processes
+        .iter()
+        .filter(|(id, p)| which(id) && *p.started.borrow() && !p.exit_delivered)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut undelivered = 0;
+    {
         for process_id in pending {
             let req = inner.request(GetRequest {
                 container_id: c.id.clone(),
@@ -297,21 +351,19 @@ async fn reconcile(inner: &Arc<Inner>) {
             let process = match inner.tasks().get(req).await {
                 Ok(r) => r.into_inner().process.unwrap_or_default(),
                 Err(e) if e.code() == tonic::Code::NotFound => {
-                    vanished = Some(Arc::new(
-                        libctd_core::Error::not_found(
-                            "the process vanished while events were not received; its exit status is unknown",
-                        )
-                        .with_container(c.id.clone())
-                        .with_process(process_id.clone()),
-                    ));
+                    vanished = Some(
+                        "the process is gone from containerd without a reported exit (its shim died, or it was deleted)",
+                    );
                     Default::default()
                 }
                 Err(e) => {
                     tracing::debug!(container_id = %c.id, process_id, error = %e, "reconcile: cannot get the process");
+                    undelivered += 1;
                     continue;
                 }
             };
             if vanished.is_none() && convert::status_from_proto(process.status) != Status::Stopped {
+                undelivered += 1;
                 continue;
             }
             let info = {
@@ -325,16 +377,7 @@ async fn reconcile(inner: &Arc<Inner>) {
                 }
                 p.exit_delivered = true;
                 match vanished {
-                    Some(error) => EventInfo {
-                        container_id: c.id.clone(),
-                        process_id: process_id.clone(),
-                        pid: p.pid,
-                        exit_code: u32::MAX,
-                        exited_at: Some(std::time::SystemTime::now()),
-                        oom_killed: oom,
-                        error: Some(error),
-                        ..EventInfo::default()
-                    },
+                    Some(why) => lost_exit(&c.id, &process_id, p.pid, oom, why),
                     None => EventInfo {
                         container_id: c.id.clone(),
                         process_id: process_id.clone(),
@@ -346,9 +389,35 @@ async fn reconcile(inner: &Arc<Inner>) {
                     },
                 }
             };
-            tracing::info!(container_id = %c.id, process_id, "delivering an exit missed during a gap");
+            tracing::info!(container_id = %c.id, process_id, "delivering an exit the event stream did not bring");
             deliver(inner, EventType::Exit, info);
         }
+    }
+    undelivered
+}
+
+/// The exit of a process whose real status cannot be known: exit code
+/// 4294967295 and an error saying why.
+pub(crate) fn lost_exit(
+    container_id: &str,
+    process_id: &str,
+    pid: u32,
+    oom_killed: bool,
+    why: &str,
+) -> EventInfo {
+    EventInfo {
+        container_id: container_id.to_owned(),
+        process_id: process_id.to_owned(),
+        pid,
+        exit_code: u32::MAX,
+        exited_at: Some(std::time::SystemTime::now()),
+        oom_killed,
+        error: Some(Arc::new(
+            libctd_core::Error::not_found(format!("{why}; its exit status is unknown"))
+                .with_container(container_id)
+                .with_process(process_id),
+        )),
+        ..EventInfo::default()
     }
 }
 

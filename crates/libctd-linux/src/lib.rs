@@ -69,13 +69,17 @@ mod fifo;
 #[cfg(unix)]
 mod remote;
 #[cfg(unix)]
+mod rollback;
+#[cfg(unix)]
 mod supervisor;
+#[cfg(unix)]
+mod validate;
 
 #[cfg(unix)]
 pub use client::{DEFAULT_RUNTIME, LinuxClient};
 #[cfg(unix)]
 pub use remote::{
-    Address, ContainerdBinary, DEFAULT_STATE_DIR, DebugAddress, HealthCheck, LinuxConfig,
-    LinuxRemote, LogLevel, MetricsAddress, OomScore, Outlive, PluginConfig, ShimGroup, SocketOwner,
-    StateDir,
+    Address, ContainerdBinary, DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, DebugAddress, HealthCheck,
+    LinuxConfig, LinuxRemote, LogLevel, MetricsAddress, OomScore, Outlive, PluginConfig,
+    RpcTimeout, ShimGroup, SocketOwner, StateDir,
 };

@@ -53,7 +53,12 @@ pub struct LinuxConfig {
     pub health_timeout: Duration,
     /// Consecutive failed checks after which a live but hung daemon is restarted.
     pub health_failures: u32,
+    /// The deadline of every call to containerd (the event stream excepted).
+    pub rpc_timeout: Duration,
 }
+
+/// The default deadline of a call to containerd.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for LinuxConfig {
     fn default() -> Self {
@@ -73,6 +78,7 @@ impl Default for LinuxConfig {
             health_interval: Duration::from_millis(500),
             health_timeout: Duration::from_secs(3),
             health_failures: 3,
+            rpc_timeout: DEFAULT_RPC_TIMEOUT,
         }
     }
 }
@@ -187,6 +193,18 @@ option!(
     }
 );
 option!(
+    /// The deadline of every call to containerd (default
+    /// [`DEFAULT_RPC_TIMEOUT`]): a daemon that does not answer in time fails
+    /// the call with `DeadlineExceeded`, and a change it may have half made
+    /// is rolled back. The event stream has none.
+    RpcTimeout(Duration), "RPC timeout", |c, v| {
+        if v.is_zero() {
+            return Err(Error::invalid_argument("the RPC timeout must be positive"));
+        }
+        c.rpc_timeout = *v;
+    }
+);
+option!(
     /// Let the embedded containerd outlive this process.
     Outlive(bool), "outlive", |c, v| {
         c.outlive = *v;
@@ -259,6 +277,11 @@ pub(crate) struct Shared {
     pub runc_root: PathBuf,
     /// The shim group label, if any.
     pub shim_group: Option<String>,
+    /// The deadline of each call.
+    pub rpc_timeout: Duration,
+    /// Where an embedded daemon keeps its task bundles (`None` at an
+    /// address): a bundle left by a task containerd lost is removed there.
+    pub bundle_root: Option<PathBuf>,
     /// Becomes true on cleanup: event streams stop.
     pub closed: watch::Receiver<bool>,
 }
@@ -374,6 +397,12 @@ impl LinuxRemote {
                 fifo_root,
                 runc_root: config.state_dir.join("runc"),
                 shim_group: config.shim_group.clone(),
+                rpc_timeout: config.rpc_timeout,
+                bundle_root: config.address.is_none().then(|| {
+                    supervisor::DaemonPaths::new(&config.state_dir)
+                        .state
+                        .join("io.containerd.runtime.v2.task")
+                }),
                 closed: closed_rx,
             }),
             config,

@@ -14,7 +14,7 @@ use libctd_core::{
 };
 use libctd_linux::LinuxClient;
 use libctd_testkit::containerd::{
-    Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works, wait_sigterm_caught,
+    self, Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works, wait_sigterm_caught,
 };
 use libctd_testkit::{RecordingBackend, capture_stdio};
 
@@ -29,13 +29,9 @@ async fn setup() -> (&'static Containerd, Arc<LinuxClient>, Arc<RecordingBackend
 }
 
 async fn kill_and_delete(client: &LinuxClient, backend: &RecordingBackend, id: &str) {
-    client.signal_process(id, INIT_PROCESS_ID, 9).await.unwrap();
-    backend
-        .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
+    containerd::kill_and_remove(client, backend, id, T)
         .await
         .unwrap();
-    client.delete_task(id).await.unwrap();
-    client.delete(id).await.unwrap();
 }
 
 fn cgroup_path(spec: &Spec) -> PathBuf {
@@ -625,7 +621,7 @@ async fn errors_are_classified_with_context() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(e.kind(), ErrorKind::NotFound, "exec without a task: {e}");
     let pid = client
         .start("er", None, false, discard_stdio())
         .await
@@ -667,24 +663,6 @@ async fn errors_are_classified_with_context() {
     );
 }
 
-/// The runc shims serving namespace `ns` (their command line names it).
-fn shims_of(ns: &str) -> usize {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    procs
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.first()
-                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"-namespace" && w[1] == ns.as_bytes())
-        })
-        .count()
-}
-
 async fn start_two_sleepers(ctd: &Containerd, client: &LinuxClient, ids: [&str; 2]) {
     for id in ids {
         client
@@ -706,7 +684,7 @@ async fn shim_group_puts_containers_in_one_shim() {
     // Without the option, each container gets a shim of its own...
     let (ctd, client, backend) = setup().await;
     start_two_sleepers(ctd, &client, ["solo-a", "solo-b"]).await;
-    assert_eq!(shims_of(client.namespace()), 2);
+    assert_eq!(containerd::shims_of(client.namespace()).len(), 2);
     for id in ["solo-a", "solo-b"] {
         kill_and_delete(&client, &backend, id).await;
     }
@@ -723,7 +701,7 @@ async fn shim_group_puts_containers_in_one_shim() {
     let ns = ctd.unique_namespace("group");
     let grouped = remote.new_linux_client(&ns, backend.clone()).await.unwrap();
     start_two_sleepers(ctd, &grouped, ["pod-a", "pod-b"]).await;
-    assert_eq!(shims_of(&ns), 1);
+    assert_eq!(containerd::shims_of(&ns).len(), 1);
     for id in ["pod-a", "pod-b"] {
         kill_and_delete(&grouped, &backend, id).await;
     }

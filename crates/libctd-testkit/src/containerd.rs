@@ -28,7 +28,9 @@ use libctd_core::oci_spec::runtime::{
     LinuxBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, Process, ProcessBuilder, RootBuilder,
     Spec,
 };
-use libctd_core::{Backend, Error, RemoteOption, Result};
+use libctd_core::{Backend, Client, Error, EventType, INIT_PROCESS_ID, RemoteOption, Result};
+
+use crate::RecordingBackend;
 use libctd_linux::{LinuxClient, LinuxRemote, LogLevel, StateDir};
 use tokio::sync::OnceCell;
 
@@ -276,4 +278,43 @@ impl Containerd {
         let _ = std::fs::create_dir_all(&dir);
         dir
     }
+}
+
+/// The pids of the runc shims serving namespace `ns` (their command line
+/// names it).
+pub fn shims_of(ns: &str) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let shim = args
+                .first()
+                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"-namespace" && w[1] == ns.as_bytes());
+            shim.then_some(pid)
+        })
+        .collect()
+}
+
+/// SIGKILLs container `id`'s init process, waits (up to `timeout`) for its
+/// exit event at `backend`, then deletes its task and the container.
+pub async fn kill_and_remove(
+    client: &dyn Client,
+    backend: &RecordingBackend,
+    id: &str,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    client.signal_process(id, INIT_PROCESS_ID, 9).await?;
+    backend
+        .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, timeout)
+        .await?;
+    client.delete_task(id).await?;
+    client.delete(id).await
 }

@@ -892,7 +892,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
             let mut state = ctr.state.lock().await;
             if state.init.is_none() && state.exit.is_none() {
                 // Never started: there is no task to run the exec in.
-                return Err(Error::invalid_argument("container is not running")
+                return Err(Error::not_found("container is not running")
                     .with_operation(OP)
                     .with_container(&id)
                     .with_process(&exec_id));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use libctd_core::oci_spec::runtime::{Process, Spec, WindowsResources};
-use libctd_core::{Backend, Client, ErrorKind, Remote, Resources, Result};
+use libctd_core::{Backend, Client, Remote, Resources, Result};
 use libctd_testkit::conformance::{Capabilities, Fixture, Program, Support};
 use libctd_windows::WindowsRemote;
 use libctd_windows::hcs::sim::{CONTROL_C_EXIT, Sim, TERMINATED_EXIT};
@@ -114,10 +114,6 @@ impl Fixture for SimFixture {
         caps.checkpoint = Support::not_implemented("checkpoints");
         caps.update_resources = Support::not_implemented("resources");
         caps.status_before_start = Support::Supported;
-        caps.exec_before_start = Support::Fails {
-            kind: ErrorKind::InvalidArgument,
-            contains: "not running",
-        };
         caps.oom_events = false;
         caps.restore_reattaches = false;
         caps

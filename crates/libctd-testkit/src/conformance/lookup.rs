@@ -148,13 +148,12 @@ pub(crate) async fn created_container_has_no_task(h: &Harness) -> Result<()> {
         assert_eq!(status, libctd_core::Status::Created, "status before start");
     }
     let process = h.fixture().process(&Program::Exit(0), false);
-    let exec = c.exec(id, "e1", &process, false, discard_stdio()).await;
-    if h.check_support("exec before start", h.caps().exec_before_start, exec)
-        .is_some()
-    {
-        h.next_process_event(id, "e1", libctd_core::EventType::Exit)
-            .await?;
-    }
+    expect_err(
+        "exec before start",
+        ErrorKind::NotFound,
+        "not running",
+        c.exec(id, "e1", &process, false, discard_stdio()).await,
+    );
     c.delete(id).await?;
     expect_err(
         "status after delete",

@@ -141,9 +141,6 @@ pub struct Capabilities {
     pub stats: Support,
     /// Processes with a terminal, and [`Client::resize_terminal`].
     pub terminal: Support,
-    /// [`Client::exec`] in a created container that was not started. Linux:
-    /// `InvalidArgument` "container is not running" (there is no task yet).
-    pub exec_before_start: Support,
     /// [`Client::status`] of a created container that was not started:
     /// `Supported` means it answers [`Status::Created`](libctd_core::Status::Created);
     /// Linux fails with `NotFound` (there is no task yet).
@@ -158,8 +155,8 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Everything supported; before start, `exec` fails with `InvalidArgument`
-    /// and `status` with `NotFound`, as on Linux.
+    /// Everything supported; before start, `status` fails with `NotFound`,
+    /// as on Linux.
     pub fn new() -> Self {
         Self {
             version: Support::Supported,
@@ -170,10 +167,6 @@ impl Capabilities {
             summary: Support::Supported,
             stats: Support::Supported,
             terminal: Support::Supported,
-            exec_before_start: Support::Fails {
-                kind: ErrorKind::InvalidArgument,
-                contains: "not running",
-            },
             status_before_start: Support::Fails {
                 kind: ErrorKind::NotFound,
                 contains: "",

@@ -228,6 +228,16 @@ pub(crate) async fn resize_terminal(h: &Harness) -> Result<()> {
         "no such exec",
         h.client().resize_terminal(id, "nobody", 80, 24).await,
     );
+    let plain = h.fixture().process(&Program::Sleep, false);
+    h.client()
+        .exec(id, "plain", &plain, false, libctd_core::discard_stdio())
+        .await?;
+    expect_err(
+        "resize a process without a terminal",
+        ErrorKind::FailedPrecondition,
+        "terminal",
+        h.client().resize_terminal(id, "plain", 80, 24).await,
+    );
     h.client()
         .signal_process(id, INIT_PROCESS_ID, SIGKILL)
         .await?;

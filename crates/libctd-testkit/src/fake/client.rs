@@ -686,7 +686,7 @@ impl Client for FakeClient {
             let process = check_process(Some(spec), "the exec")?;
             let c = container_mut(cs, container_id)?;
             let Some(task) = c.task.as_mut() else {
-                return Err(Error::invalid_argument("container is not running"));
+                return Err(Error::not_found("container is not running"));
             };
             if !task.init.running() {
                 return Err(Error::failed_precondition(
@@ -732,8 +732,13 @@ impl Client for FakeClient {
             Some(process_id),
             checks,
             |cs| {
-                // Like runc's shim: resizing a process without a terminal does nothing.
-                running_proc(cs, container_id, process_id).map(|_| ())
+                let p = running_proc(cs, container_id, process_id)?;
+                if !p.terminal {
+                    return Err(Error::failed_precondition(
+                        "the process has no terminal to resize",
+                    ));
+                }
+                Ok(())
             },
         )
         .await

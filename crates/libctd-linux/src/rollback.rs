@@ -1,0 +1,206 @@
+//! Rollback of what a failed operation may have left in containerd.
+//!
+//! A create, start or exec that fails part-way (containerd died, the call
+//! timed out, runc refused) may leave a container record, a task or an exec
+//! process behind, which would make the id unusable ("already exists") and
+//! leak a shim, runc state and cgroups. The failing operation removes it at
+//! once; when containerd cannot be reached for that, the rollback is
+//! remembered and completed before the id is used again (create, start,
+//! exec, delete) and as soon as the event stream is back (reconcile).
+
+use std::time::Duration;
+
+use containerd_client::services::v1::{
+    DeleteContainerRequest, DeleteProcessRequest, DeleteTaskRequest, KillRequest,
+};
+use libctd_core::{Error, ErrorKind, Result};
+
+use crate::client::Inner;
+use crate::convert::status_error;
+
+/// How long a rollback waits for a killed process to stop before it can be
+/// deleted.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// One change to undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rollback {
+    /// The container record (a create whose outcome is unknown).
+    Container,
+    /// The container's task (a failed start).
+    Task,
+    /// An exec process (a failed exec).
+    Exec(String),
+}
+
+/// Whether `e` means containerd was not reached (the change is unknown).
+pub(crate) fn unreachable(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Unavailable | ErrorKind::DeadlineExceeded | ErrorKind::Cancelled
+    )
+}
+
+impl Inner {
+    /// Undoes `change` of container `id` now, or remembers it for later when
+    /// containerd cannot be reached.
+    pub(crate) async fn roll_back(&self, id: &str, change: Rollback) {
+        if let Err(e) = self.undo(id, &change).await {
+            tracing::warn!(container_id = id, ?change, error = %e, "rollback deferred until containerd answers");
+            self.lock_pending()
+                .entry(id.to_owned())
+                .or_default()
+                .push(change);
+        }
+    }
+
+    /// Completes the remembered rollbacks of container `id`. Fails
+    /// `Unavailable` while containerd still cannot be reached, so that the id
+    /// is not used on top of what is left.
+    pub(crate) async fn settle(&self, id: &str) -> Result<()> {
+        if !self.lock_pending().contains_key(id) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.settling.lock().await;
+        let changes = self.lock_pending().get(id).cloned().unwrap_or_default();
+        for change in &changes {
+            if let Err(e) = self.undo(id, change).await {
+                return Err(Error::unavailable(format!(
+                    "an earlier failed operation left state in containerd that cannot be removed yet: {}",
+                    e.message()
+                ))
+                .with_source(e));
+            }
+            let mut pending = self.lock_pending();
+            if let Some(list) = pending.get_mut(id) {
+                list.retain(|c| c != change);
+                if list.is_empty() {
+                    pending.remove(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes every remembered rollback that containerd now allows.
+    pub(crate) async fn settle_all(&self) {
+        let ids: Vec<String> = self.lock_pending().keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.settle(&id).await {
+                tracing::debug!(container_id = %id, error = %e, "rollback still pending");
+            }
+        }
+    }
+
+    /// Undoes one change. Errs only when containerd was not reached; any
+    /// other failure is logged and the change counted as undone, so that a
+    /// refusal cannot make the id unusable for ever.
+    async fn undo(&self, id: &str, change: &Rollback) -> Result<()> {
+        let result = match change {
+            Rollback::Container => {
+                let req = self.request(DeleteContainerRequest { id: id.to_owned() });
+                self.containers_client()
+                    .delete(req)
+                    .await
+                    .map(drop)
+                    .map_err(status_error)
+            }
+            Rollback::Task => match self.kill_and_delete(id, "").await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.remove_stale_bundle(id).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Rollback::Exec(exec_id) => self.kill_and_delete(id, exec_id).await,
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) if unreachable(&e) => Err(e),
+            Err(e) => {
+                tracing::warn!(container_id = id, ?change, error = %e.report(), "rollback refused; giving up on it");
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes what an interrupted task create left in an embedded daemon's
+    /// state when containerd itself no longer knows the task: containerd
+    /// 1.6 leaves a bundle whose shim never wrote its `runtime` file (it
+    /// cannot clean it up at restart), and the id can never start again.
+    /// Its runc container, if runc got that far, is deleted by force.
+    async fn remove_stale_bundle(&self, id: &str) {
+        let Some(root) = &self.shared.bundle_root else {
+            return;
+        };
+        let bundle = root.join(&self.namespace).join(id);
+        if !bundle.exists() {
+            return;
+        }
+        tracing::warn!(container_id = id, bundle = %bundle.display(), "removing a task bundle containerd lost");
+        let runc_root = self.shared.runc_root.join(&self.namespace);
+        if runc_root.join(id).exists() {
+            let forced = tokio::process::Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["delete", "--force", id])
+                .output();
+            match tokio::time::timeout(STOP_WAIT, forced).await {
+                Ok(Ok(out)) if out.status.success() => {}
+                other => {
+                    tracing::warn!(container_id = id, result = ?other.map(|r| r.map(|o| o.status)), "runc delete --force failed")
+                }
+            }
+        }
+        if let Ok(work) = std::fs::read_link(bundle.join("work")) {
+            let _ = std::fs::remove_dir_all(work);
+        }
+        if let Err(e) = std::fs::remove_dir_all(&bundle) {
+            tracing::warn!(container_id = id, error = %e, "cannot remove a lost task bundle");
+        }
+    }
+
+    /// SIGKILLs a task (`exec_id` "") or exec and deletes it once stopped.
+    async fn kill_and_delete(&self, id: &str, exec_id: &str) -> Result<()> {
+        let kill = self.request(KillRequest {
+            container_id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+            signal: 9,
+            all: exec_id.is_empty(),
+        });
+        if let Err(e) = self.tasks().kill(kill).await.map_err(status_error)
+            && unreachable(&e)
+        {
+            return Err(e);
+        }
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let deleted = if exec_id.is_empty() {
+                let req = self.request(DeleteTaskRequest {
+                    container_id: id.to_owned(),
+                });
+                self.tasks().delete(req).await.map(drop)
+            } else {
+                let req = self.request(DeleteProcessRequest {
+                    container_id: id.to_owned(),
+                    exec_id: exec_id.to_owned(),
+                });
+                self.tasks().delete_process(req).await.map(drop)
+            };
+            match deleted.map_err(status_error) {
+                // Killed but not yet reaped: ask again shortly.
+                Err(e)
+                    if e.kind() == ErrorKind::FailedPrecondition
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+}
