@@ -457,6 +457,9 @@ impl Inner {
         if let Some(runtime) = &options.runtime {
             crate::validate::runtime(runtime)?;
         }
+        if let Some(runc) = &options.runc {
+            crate::validate::runc(runc)?;
+        }
         if self.container(&id).is_some() {
             return Err(Error::already_exists("container already exists"));
         }

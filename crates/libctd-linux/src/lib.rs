@@ -66,6 +66,8 @@ mod convert;
 mod events;
 #[cfg(unix)]
 mod fifo;
+#[cfg(all(unix, test))]
+mod fuzz;
 #[cfg(unix)]
 mod remote;
 #[cfg(unix)]
