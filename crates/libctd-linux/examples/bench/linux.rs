@@ -21,6 +21,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+mod restore;
+mod soak;
+
 /// The longest any single operation may take before the run fails.
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The shim group of the "group" variant.
@@ -32,19 +35,23 @@ const BATCH: usize = 10;
 const MIB: u64 = 1 << 20;
 const USAGE: &str = "\
 usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N]
-             [--stdout-runs N] [--attached N] [--only LIST] [--state-parent DIR]
-             [--out PATH]
+             [--stdout-runs N] [--attached N] [--soak N] [--restore N] [--only LIST]
+             [--state-parent DIR] [--out PATH]
 
   --quick          small counts for a smoke run (also BENCH_QUICK=1):
-                   10 lifecycles, bursts of 10, 1 round, 64 MiB, 1 run, 10 attached
+                   10 lifecycles, bursts of 10, 1 round, 64 MiB, 1 run, 10 attached,
+                   a soak of 200, 20 restored
   --lifecycles N   sequential lifecycles per variant (default 50)
   --burst N        lifecycles started at once per burst (default 50)
   --rounds N       bursts per variant (default 3)
   --stdout-mib N   MiB written to stdout per throughput run (default 1024)
   --stdout-runs N  throughput runs per variant (default 3)
   --attached N     running containers with attached stdio for the memory figure (default 100)
+  --soak N         sequential lifecycles of the soak, sampled every N/10 (default 5000)
+  --restore N      running attached containers an engine restart restores (default 200)
   --out PATH       where to write the results (default bench/results.json)
-  --only LIST      run only these phases (comma-separated: memory,lifecycle,burst,stdout)
+  --only LIST      run only these phases (comma-separated:
+                   memory,lifecycle,burst,stdout,restore,soak)
   --state-parent D where the daemon's state directory and all FIFOs go, ctr's
                    included (default /run, as libctd's default state dir)
 
@@ -52,7 +59,7 @@ Flags may follow --quick to override its counts. BENCH_RUNTIME=current-thread
 runs on tokio's current-thread runtime; RUST_LOG enables tracing. Must run as root.";
 
 /// The phases `--only` selects from, in the order they run.
-const PHASES: [&str; 4] = ["memory", "lifecycle", "burst", "stdout"];
+const PHASES: [&str; 6] = ["memory", "lifecycle", "burst", "stdout", "restore", "soak"];
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -63,6 +70,8 @@ struct Args {
     stdout_mib: u64,
     stdout_runs: usize,
     attached: usize,
+    soak: usize,
+    restore: usize,
     out: PathBuf,
     quick: bool,
     /// The phases to run (all when empty).
@@ -80,6 +89,8 @@ impl Args {
             stdout_mib: 1024,
             stdout_runs: 3,
             attached: 100,
+            soak: 5000,
+            restore: 200,
             out: PathBuf::from("bench/results.json"),
             quick: false,
             only: Vec::new(),
@@ -99,6 +110,8 @@ impl Args {
             stdout_mib: 64,
             stdout_runs: 1,
             attached: 10,
+            soak: 200,
+            restore: 20,
             quick: true,
             ..self
         }
@@ -136,6 +149,8 @@ impl Args {
                 "--stdout-mib" => args.stdout_mib = count()? as u64,
                 "--stdout-runs" => args.stdout_runs = count()?,
                 "--attached" => args.attached = count()?,
+                "--soak" => args.soak = count()?,
+                "--restore" => args.restore = count()?,
                 "--out" => args.out = PathBuf::from(value),
                 "--state-parent" => {
                     args.state_parent = PathBuf::from(value);
@@ -750,6 +765,8 @@ async fn timed_command(
 /// Everything the phases share.
 struct Bench {
     args: Args,
+    /// The embedded daemon's remote, for clients of a phase's own.
+    remote: Arc<LinuxRemote>,
     /// The busybox root filesystem every container runs on.
     rootfs: PathBuf,
     off: Arc<Ours>,
@@ -855,11 +872,13 @@ async fn run(args: Args) -> Result<()> {
         fs_type(&args.state_parent)
     );
     let _ = std::fs::remove_dir_all(&state);
-    let remote = LinuxRemote::new(&[
-        &StateDir(state.clone()) as &dyn RemoteOption,
-        &LogLevel("warn".into()),
-    ])
-    .await?;
+    let remote = Arc::new(
+        LinuxRemote::new(&[
+            &StateDir(state.clone()) as &dyn RemoteOption,
+            &LogLevel("warn".into()),
+        ])
+        .await?,
+    );
     // Should anything below return early, the daemon stops when this process exits.
     remote.stop_at_exit(true);
     let rootfs = state.join("rootfs");
@@ -920,6 +939,7 @@ async fn run(args: Args) -> Result<()> {
             bundle,
         },
         raw,
+        remote: remote.clone(),
         args: args.clone(),
         results: Mutex::default(),
         rows: Mutex::default(),
@@ -1005,6 +1025,15 @@ async fn phases(b: &Arc<Bench>) -> Result<()> {
     }
     if b.args.runs("stdout") {
         stdout(b).instrument(tracing::info_span!("stdout")).await?;
+    }
+    if b.args.runs("restore") {
+        let span = tracing::info_span!("restore");
+        restore::restore_at_scale(b).instrument(span).await?;
+    }
+    if b.args.runs("soak") {
+        soak::soak(b)
+            .instrument(tracing::info_span!("soak"))
+            .await?;
     }
 
     Ok(())
