@@ -85,9 +85,46 @@ fn cgroup_of(spec: &Spec) -> PathBuf {
         .expect("the harness sets a cgroup path")
 }
 
-/// Waits until nothing of namespace `ns` remains: no shim, no runc state, no
-/// bundle, no FIFO, none of `cgroups`; fails listing what is left.
-async fn assert_nothing_left(state_dir: &Path, ns: &str, cgroups: &[PathBuf]) {
+/// The ids of the containers and tasks containerd (at `socket`) holds in `ns`.
+async fn containerd_holds(socket: &Path, ns: &str) -> (Vec<String>, Vec<String>) {
+    use containerd_client::services::v1::containers_client::ContainersClient;
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::{ListContainersRequest, ListTasksRequest};
+    let channel = containerd_client::connect(socket).await.unwrap();
+    fn with_ns<T>(ns: &str, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut()
+            .insert("containerd-namespace", ns.parse().unwrap());
+        r
+    }
+    let containers = ContainersClient::new(channel.clone())
+        .list(with_ns(ns, ListContainersRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    let tasks = TasksClient::new(channel)
+        .list(with_ns(ns, ListTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    (
+        containers.into_iter().map(|c| c.id).collect(),
+        tasks.into_iter().map(|t| t.id).collect(),
+    )
+}
+
+/// Waits until nothing of namespace `ns` remains: no container or task in
+/// containerd, no shim, no runc state, no bundle, no FIFO, none of
+/// `cgroups`; fails listing what is left.
+async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups: &[PathBuf]) {
+    let state_dir = &remote.config().state_dir;
+    let (containers, tasks) = containerd_holds(&remote.socket(), ns).await;
+    assert!(
+        containers.is_empty() && tasks.is_empty(),
+        "containerd still holds containers {containers:?} and tasks {tasks:?} in {ns}"
+    );
     let runc = state_dir.join("runc").join(ns);
     let bundles = state_dir
         .join("daemon/state/io.containerd.runtime.v2.task")
@@ -215,7 +252,7 @@ async fn containerd_dying_during_start_leaves_nothing_and_ids_are_reusable() {
     for id in &ids {
         kill_and_remove(&client, &backend, id).await;
     }
-    assert_nothing_left(&dir, &ns, &cgroups).await;
+    assert_nothing_left(&remote, &ns, &cgroups).await;
     remove_own_daemon(remote, &dir).await;
 }
 
@@ -334,7 +371,7 @@ async fn bad_specs_fail_at_create_and_a_failed_start_leaves_the_id_usable() {
         .await
         .unwrap();
     kill_and_remove(&client, &backend, "bad").await;
-    assert_nothing_left(ctd.state_dir(), &ns, &[cgroup, good_cgroup]).await;
+    assert_nothing_left(ctd.remote(), &ns, &[cgroup, good_cgroup]).await;
 }
 
 /// Fault 4: an existing state directory is never taken over: a symlink, one
@@ -444,7 +481,7 @@ async fn an_exec_gets_its_exit_when_the_shim_dies() {
         .filter(|(e, _)| *e == EventType::Exit)
         .count();
     assert_eq!(exits, 2, "{:?}", backend.event_types_of("s"));
-    assert_nothing_left(ctd.state_dir(), &ns, &[cgroup]).await;
+    assert_nothing_left(ctd.remote(), &ns, &[cgroup]).await;
 }
 
 /// Fault 6: a containerd that stops answering (SIGSTOP) fails every call by
@@ -661,5 +698,5 @@ async fn a_panicking_stdio_callback_is_reported_and_cleaned_up() {
         .await
         .unwrap();
     kill_and_remove(&client, &backend, "p").await;
-    assert_nothing_left(ctd.state_dir(), &ns, &[cgroup]).await;
+    assert_nothing_left(ctd.remote(), &ns, &[cgroup]).await;
 }
