@@ -63,6 +63,8 @@ mod client;
 #[cfg(unix)]
 mod convert;
 #[cfg(unix)]
+mod daemon_config;
+#[cfg(unix)]
 mod events;
 #[cfg(unix)]
 mod fifo;
