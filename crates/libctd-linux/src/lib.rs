@@ -71,6 +71,8 @@ mod fifo;
 #[cfg(unix)]
 mod remote;
 #[cfg(unix)]
+mod shim_exits;
+#[cfg(unix)]
 mod supervisor;
 
 #[cfg(unix)]

@@ -17,6 +17,7 @@ use tonic::transport::Channel;
 
 use crate::daemon_config::{self, Binary};
 use crate::remote::LinuxConfig;
+use crate::shim_exits::ShimExits;
 
 /// How long a started daemon has to answer Version.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,6 +68,8 @@ pub(crate) struct Supervisor {
     config: LinuxConfig,
     /// The daemon binary and its line, probed before the first start.
     binary: tokio::sync::OnceCell<Binary>,
+    /// Exits the shims kept, recorded before each daemon start.
+    pub(crate) exits: Arc<ShimExits>,
     pub(crate) paths: DaemonPaths,
     channel: Channel,
     daemon: Mutex<Daemon>,
@@ -86,6 +89,7 @@ impl Supervisor {
         let sup = Arc::new(Self {
             config,
             binary: tokio::sync::OnceCell::new(),
+            exits: Arc::default(),
             paths,
             channel,
             daemon: Mutex::new(Daemon::None),
@@ -152,6 +156,8 @@ impl Supervisor {
         for stale in [&self.paths.socket, &self.paths.ttrpc_socket] {
             let _ = std::fs::remove_file(stale);
         }
+        // 1.7 and 2.x drop the tasks whose processes died meanwhile as they start.
+        self.exits.snapshot(&self.paths.state).await;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
