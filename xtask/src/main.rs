@@ -3,12 +3,15 @@
 //! - `setup`: install what the build and tests need (Debian packages as root,
 //!   the Windows rustup target); prints the exact command when not root.
 //! - `ci`: setup, fmt check, clippy (host and `x86_64-pc-windows-gnu`), every
-//!   test (Linux on a real containerd, Windows natively and under Wine),
-//!   rustdoc with warnings denied. This is the README's test command.
+//!   test (Linux on the installed containerd 1.6, the Linux backend's tests
+//!   again on 1.7 and 2.1, Windows natively and under Wine), rustdoc with
+//!   warnings denied, and finally a check that no daemon, shim or container
+//!   the tests started survives them. This is the README's test command.
 //! - `test`: setup and the tests only.
 //! - `demo`: setup, then a real container on an embedded containerd.
 //! - `windows-test`: the Windows crate's tests as Windows binaries under Wine.
-//! - `bench`: the benchmarks on an embedded containerd (see BENCHMARKS.md).
+//! - `bench`: the benchmarks on an embedded containerd (see BENCHMARKS.md);
+//!   `--containerd PATH|1.7|2.1` picks the daemon.
 
 use std::env;
 use std::path::{Path, PathBuf};
