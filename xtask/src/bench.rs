@@ -5,10 +5,25 @@
 //! The program is the `bench` example of `libctd-linux`
 //! (`crates/libctd-linux/examples/bench/`); xtask only builds and runs it, so
 //! xtask stays free of dependencies. `ARGS` are passed through
-//! (`cargo xtask bench --help` lists them; `--quick` is a smoke run).
+//! (`cargo xtask bench --help` lists them; `--quick` is a smoke run), except
+//! that `--containerd` also takes a tested line's name (`1.7`, `2.1`) for the
+//! daemon `cargo xtask setup` fetched: `cargo xtask bench --containerd 2.1`.
 //! See BENCHMARKS.md.
 
-use crate::{Result, cargo, step, workspace_root};
+use crate::{Result, cargo, daemons, step, workspace_root};
+
+/// `args` with a line name after `--containerd` replaced by its binary.
+fn resolve_lines(args: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = args.to_vec();
+    for i in 1..out.len() {
+        if out[i - 1] == "--containerd"
+            && let Some(line) = daemons::LINES.iter().find(|l| l.name == out[i])
+        {
+            out[i] = line.containerd().to_string_lossy().into_owned();
+        }
+    }
+    out
+}
 
 /// Builds and runs the benchmark program, passing `args` through.
 pub fn run(args: &[String]) -> Result {
@@ -33,13 +48,25 @@ pub fn run(args: &[String]) -> Result {
         "bench",
         "--",
     ]);
-    bench.args(args).current_dir(&root);
+    bench.args(resolve_lines(args)).current_dir(&root);
     step("benchmarks", bench)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_names_become_their_fetched_daemons() {
+        let args: Vec<String> = ["--quick", "--containerd", "2.1", "--out", "2.1"]
+            .map(String::from)
+            .to_vec();
+        let resolved = resolve_lines(&args);
+        assert!(resolved[2].ends_with("usr/bin/containerd"), "{resolved:?}");
+        assert_eq!(resolved[4], "2.1", "only the value of --containerd");
+        let path = vec!["--containerd".to_owned(), "/opt/containerd".to_owned()];
+        assert_eq!(resolve_lines(&path), path);
+    }
 
     #[test]
     fn root_is_the_workspace() {

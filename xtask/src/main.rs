@@ -3,18 +3,23 @@
 //! - `setup`: install what the build and tests need (Debian packages as root,
 //!   the Windows rustup target); prints the exact command when not root.
 //! - `ci`: setup, fmt check, clippy (host and `x86_64-pc-windows-gnu`), every
-//!   test (Linux on a real containerd, Windows natively and under Wine),
-//!   rustdoc with warnings denied. This is the README's test command.
+//!   test (Linux on the installed containerd 1.6, the Linux backend's tests
+//!   again on 1.7 and 2.1, Windows natively and under Wine), rustdoc with
+//!   warnings denied, and finally a check that no daemon, shim or container
+//!   the tests started survives them. This is the README's test command.
 //! - `test`: setup and the tests only.
 //! - `demo`: setup, then a real container on an embedded containerd.
 //! - `windows-test`: the Windows crate's tests as Windows binaries under Wine.
-//! - `bench`: the benchmarks on an embedded containerd (see BENCHMARKS.md).
+//! - `bench`: the benchmarks on an embedded containerd (see BENCHMARKS.md);
+//!   `--containerd PATH|1.7|2.1` picks the daemon.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod daemons;
+mod leftovers;
 mod setup;
 mod windows_test;
 
@@ -80,9 +85,29 @@ fn ci() -> Result {
     test()
 }
 
+/// Every test: the workspace on the installed containerd (1.6), the Linux
+/// backend's tests on each other line, the Windows tests under Wine; then
+/// no shim, container or daemon the tests started may survive them.
 fn test() -> Result {
-    step("tests", cargo(&["test", "--workspace", "--all-features"]))?;
-    step_fn("windows tests under wine", windows_test::run)
+    let run = leftovers::RunMark::new();
+    let result = (|| {
+        let mut all = cargo(&["test", "--workspace", "--all-features"]);
+        run.mark(&mut all);
+        step("tests (containerd 1.6, installed)", all)?;
+        for line in daemons::LINES {
+            let mut linux = cargo(&["test", "-p", "libctd-linux", "--all-features"]);
+            linux.env(daemons::CONTAINERD_ENV, line.containerd());
+            run.mark(&mut linux);
+            step(
+                &format!("Linux tests on containerd {} ({})", line.name, line.version),
+                linux,
+            )?;
+        }
+        step_fn("windows tests under wine", windows_test::run)
+    })();
+    // Checked even when a test failed: a failure must leave nothing behind.
+    let leftovers = step_fn_with("no leftover shims, containers or daemons", || run.check());
+    result.and(leftovers)
 }
 
 fn demo() -> Result {
@@ -120,6 +145,10 @@ pub(crate) fn step(name: &str, mut cmd: Command) -> Result {
 }
 
 fn step_fn(name: &str, f: fn() -> Result) -> Result {
+    step_fn_with(name, f)
+}
+
+fn step_fn_with(name: &str, f: impl FnOnce() -> Result) -> Result {
     println!("==> {name}");
     f().map_err(|e| format!("{name}: {e}"))
 }

@@ -1,8 +1,9 @@
 //! Installs what the build, the tests and the demo need.
 //!
 //! Debian packages are installed with apt when running as root; otherwise the
-//! exact command is printed and setup fails. The Windows rustup target is added
-//! when missing.
+//! exact command is printed and setup fails. The other containerd lines the
+//! tests run on are fetched into `target/containerd/` (see `daemons.rs`). The
+//! Windows rustup target is added when missing.
 
 use std::path::Path;
 use std::process::Command;
@@ -55,12 +56,15 @@ const WINDOWS: &[Need] = &[
 /// Everything.
 pub fn all() -> Result {
     install(&[LINUX, WINDOWS].concat())?;
+    crate::daemons::fetch_all()?;
     rustup_target()
 }
 
-/// Only what the Linux demo needs.
+/// What the Linux demo and benchmarks need (the benchmarks may run on any
+/// tested containerd line).
 pub fn linux() -> Result {
-    install(LINUX)
+    install(LINUX)?;
+    crate::daemons::fetch_all()
 }
 
 fn install(needs: &[Need]) -> Result {

@@ -722,6 +722,19 @@ impl Inner {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 let e = status_error(status);
+                // 1.7 and 2.x drop a task that died while they were down;
+                // its exit, delivered from its shim's record, is the answer.
+                let kept = (init_exited && e.kind() == ErrorKind::NotFound)
+                    .then(|| crate::events::take_exit_kept_by_shim(&self, &id))
+                    .flatten();
+                if let Some(exit) = kept {
+                    self.drop_task_state(&c).await;
+                    return Ok(TaskExit {
+                        exit_code: exit.exit_status,
+                        exited_at: convert::time_from_proto(exit.exited_at.as_ref())
+                            .unwrap_or_else(SystemTime::now),
+                    });
+                }
                 return Err(match e.kind() {
                     ErrorKind::NotFound => e.with_message("container is not running"),
                     _ => e,

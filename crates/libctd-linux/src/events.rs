@@ -10,8 +10,9 @@ use containerd_client::events::{
     TaskStart,
 };
 use containerd_client::services::v1::events_client::EventsClient;
-use containerd_client::services::v1::{GetRequest, PublishRequest, SubscribeRequest};
+use containerd_client::services::v1::{GetRequest, GetResponse, PublishRequest, SubscribeRequest};
 use containerd_client::types::Envelope;
+use containerd_client::types::v1::Process;
 use libctd_core::{EventInfo, EventType, INIT_PROCESS_ID, Status};
 use prost::{Message, Name};
 use prost_types::Any;
@@ -348,7 +349,8 @@ pub(crate) async fn reconcile_container(
             // A process that vanished (its shim died, someone deleted it)
             // exited too: its exit is delivered with an unknown status.
             let mut vanished = None;
-            let process = match inner.tasks().get(req).await {
+            let got = inner.tasks().get(req).await;
+            let process = match got.or_else(|e| exit_kept_by_shim(inner, &c.id, &process_id, e)) {
                 Ok(r) => r.into_inner().process.unwrap_or_default(),
                 Err(e) if e.code() == tonic::Code::NotFound => {
                     vanished = Some(
@@ -419,6 +421,64 @@ pub(crate) fn lost_exit(
         )),
         ..EventInfo::default()
     }
+}
+
+/// When containerd no longer knows a process (`NotFound`), the exit its shim
+/// reported before the embedded daemon restarted: 1.7 and 2.x drop the tasks
+/// whose processes died while they were down (see `shim_exits`). Shaped as
+/// the stopped process `Tasks.Get` would have returned; otherwise `error`.
+fn exit_kept_by_shim(
+    inner: &Inner,
+    container_id: &str,
+    process_id: &str,
+    error: tonic::Status,
+) -> Result<tonic::Response<GetResponse>, tonic::Status> {
+    if error.code() != tonic::Code::NotFound || process_id != INIT_PROCESS_ID {
+        return Err(error);
+    }
+    let pid = inner
+        .container(container_id)
+        .and_then(|c| c.lock().processes.get(process_id).map(|p| p.pid));
+    let Some(exit) = inner
+        .shared
+        .shim_exits
+        .as_ref()
+        .zip(pid)
+        .and_then(|(exits, pid)| exits.get(&inner.namespace, container_id, pid))
+    else {
+        return Err(error);
+    };
+    tracing::debug!(
+        container_id,
+        "reconcile: the exit status comes from the shim"
+    );
+    Ok(tonic::Response::new(GetResponse {
+        process: Some(Process {
+            id: container_id.to_owned(),
+            pid: exit.pid,
+            status: containerd_client::types::v1::Status::Stopped as i32,
+            exit_status: exit.exit_status,
+            exited_at: exit.exited_at,
+            ..Process::default()
+        }),
+    }))
+}
+
+/// The init exit a shim kept for a task containerd dropped (see
+/// [`exit_kept_by_shim`]), claimed when the task is deleted.
+pub(crate) fn take_exit_kept_by_shim(inner: &Inner, container_id: &str) -> Option<TaskExit> {
+    let exit = inner
+        .shared
+        .shim_exits
+        .as_ref()?
+        .take(&inner.namespace, container_id)?;
+    Some(TaskExit {
+        container_id: container_id.to_owned(),
+        id: container_id.to_owned(),
+        pid: exit.pid,
+        exit_status: exit.exit_status,
+        exited_at: exit.exited_at,
+    })
 }
 
 #[cfg(test)]

@@ -56,12 +56,55 @@
 //!   are delivered, exactly once.
 //! - runc keeps its state under `<state>/runc` for containers created here.
 //!
+//! # containerd lines
+//!
+//! Tested on containerd 1.6, 1.7 and 2.1 (Debian's 1.6.20, 1.7.24 and
+//! 2.1.9, all with runc 1.1.5). [`ContainerdBinary`] selects the daemon an
+//! embedded remote runs. Where the lines differ:
+//!
+//! - Configuration: the embedded daemon's binary is asked for its version
+//!   (`containerd --version`); 1.x gets `version = 2`, 2.x `version = 3`.
+//!   The keys libctd writes (`root`, `state`, `oom_score`,
+//!   `disabled_plugins`, `[grpc]`, `[ttrpc]`, `[debug]`, `[metrics]`,
+//!   `[plugins."<id>"]`) are the same in both.
+//! - Plugin ids: 1.x has one CRI plugin (`io.containerd.grpc.v1.cri`); 2.x
+//!   splits it into `io.containerd.cri.v1.images`, `io.containerd.cri.v1.runtime`,
+//!   `io.containerd.podsandbox.controller.v1.podsandbox` and the gRPC
+//!   service, and its `io.containerd.grpc.v1.sandbox-controllers` needs the
+//!   pod sandbox controller: all of them are disabled; 2.x has no `aufs`
+//!   snapshotter but a `blockfile` one.
+//! - Shims: containerd starts the `containerd-shim-runc-v2` it finds in its
+//!   `PATH`; the embedded daemon runs with its own directory first, so each
+//!   line runs its own shim (2.x shims serve the task API v3, 1.x v2).
+//! - Exits during an outage: 1.6 keeps a task whose processes died while it
+//!   was down, stopped, with its exit status. 1.7 and 2.x delete such a
+//!   task, and its status, as they start (they treat the shim as leaked).
+//!   Before the supervisor starts a daemon it asks every shim for its init
+//!   process's state and keeps the stopped ones' status; reconciliation and
+//!   `delete_task` use it when containerd no longer knows the task. This
+//!   needs the embedded daemon: an external daemon ([`Address`]) restarts
+//!   out of libctd's sight, and such an exit is then delivered with
+//!   4294967295 and an error saying the status is unknown (as for a process
+//!   whose shim died on any line).
+//! - Start-up errors: the daemon's own log tail is quoted; its wording
+//!   differs (1.x "Can't convert ... to float64", 2.x "cannot decode TOML
+//!   ... of type float64").
+//! - Read the same way on all three (the conformance suite runs on each):
+//!   event topics and payloads (bare type URLs), `exited_at` of a running
+//!   process (Go's zero time or none: both read as none), the gRPC codes and
+//!   messages the error classifier reads, metrics type URLs (with or without
+//!   a leading `/`; `io.containerd.cgroups.v1.Metrics` on a cgroup v1 host),
+//!   and task delete responses (only the exit status and time are read; 1.6
+//!   leaves the id empty).
+//!
 //! On targets other than Unix the crate is empty.
 
 #[cfg(unix)]
 mod client;
 #[cfg(unix)]
 mod convert;
+#[cfg(unix)]
+mod daemon_config;
 #[cfg(unix)]
 mod events;
 #[cfg(unix)]
@@ -72,6 +115,8 @@ mod fuzz;
 mod remote;
 #[cfg(unix)]
 mod rollback;
+#[cfg(unix)]
+mod shim_exits;
 #[cfg(unix)]
 mod supervisor;
 #[cfg(unix)]

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::client::LinuxClient;
+use crate::shim_exits::ShimExits;
 use crate::supervisor::{self, Supervisor, version_ok};
 
 /// The default state directory of an embedded containerd.
@@ -284,6 +285,8 @@ pub(crate) struct Shared {
     pub bundle_root: Option<PathBuf>,
     /// Becomes true on cleanup: event streams stop.
     pub closed: watch::Receiver<bool>,
+    /// Exits the shims kept across restarts of an embedded daemon.
+    pub shim_exits: Option<Arc<ShimExits>>,
 }
 
 /// containerd, embedded and supervised by default, or at an address.
@@ -404,6 +407,7 @@ impl LinuxRemote {
                         .join("io.containerd.runtime.v2.task")
                 }),
                 closed: closed_rx,
+                shim_exits: supervisor.as_ref().map(|s| s.exits.clone()),
             }),
             config,
             supervisor,

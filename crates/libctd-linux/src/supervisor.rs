@@ -1,6 +1,5 @@
 //! Starts, health-checks, restarts and stops an embedded containerd.
 
-use std::fmt::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,17 +16,9 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::daemon_config::{self, Binary};
 use crate::remote::LinuxConfig;
-
-/// containerd plugins an embedded daemon does not need.
-const DISABLED_PLUGINS: [&str; 6] = [
-    "io.containerd.grpc.v1.cri",
-    "io.containerd.internal.v1.opt",
-    "io.containerd.snapshotter.v1.aufs",
-    "io.containerd.snapshotter.v1.btrfs",
-    "io.containerd.snapshotter.v1.devmapper",
-    "io.containerd.snapshotter.v1.zfs",
-];
+use crate::shim_exits::ShimExits;
 
 /// How long a started daemon has to answer Version.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,6 +70,10 @@ enum Daemon {
 /// Supervises one embedded containerd.
 pub(crate) struct Supervisor {
     config: LinuxConfig,
+    /// The daemon binary and its line, probed before the first start.
+    binary: tokio::sync::OnceCell<Binary>,
+    /// Exits the shims kept, recorded before each daemon start.
+    pub(crate) exits: Arc<ShimExits>,
     pub(crate) paths: DaemonPaths,
     channel: Channel,
     daemon: Mutex<Daemon>,
@@ -101,6 +96,8 @@ impl Supervisor {
         let (stop, _) = watch::channel(false);
         let sup = Arc::new(Self {
             config,
+            binary: tokio::sync::OnceCell::new(),
+            exits: Arc::default(),
             paths,
             channel,
             daemon: Mutex::new(Daemon::None),
@@ -122,8 +119,8 @@ impl Supervisor {
                     break;
                 }
                 if owner {
-                    check_prerequisites(&sup.config)?;
-                    write_config(&sup.config, &sup.paths)?;
+                    let line = sup.binary().await?.line;
+                    daemon_config::write_config(&sup.config, &sup.paths, line)?;
                     *daemon = sup.spawn().await?;
                     break;
                 }
@@ -197,6 +194,13 @@ impl Supervisor {
         self.owner.lock().is_ok_and(|o| o.is_some())
     }
 
+    /// The daemon binary, probed on first use.
+    async fn binary(&self) -> Result<&Binary> {
+        self.binary
+            .get_or_try_init(|| Binary::probe(&self.config))
+            .await
+    }
+
     /// A live containerd recorded in the pid file, answering on our socket.
     async fn live_daemon_from_pid_file(&self) -> Option<u32> {
         let text = std::fs::read_to_string(&self.paths.pid_file).ok()?;
@@ -218,6 +222,8 @@ impl Supervisor {
         for stale in [&self.paths.socket, &self.paths.ttrpc_socket] {
             let _ = std::fs::remove_file(stale);
         }
+        // 1.7 and 2.x drop the tasks whose processes died meanwhile as they start.
+        self.exits.snapshot(&self.paths.state).await;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -228,8 +234,12 @@ impl Supervisor {
         let log2 = log.try_clone().map_err(|e| {
             state_dir_error(&self.config.state_dir, "cannot open the containerd log", e)
         })?;
-        let mut cmd = tokio::process::Command::new(&self.config.containerd_binary);
+        let binary = self.binary().await?;
+        tracing::debug!(binary = %binary.path.display(), line = %binary.line, "starting containerd");
+        let mut cmd = tokio::process::Command::new(&binary.path);
         cmd.arg("--config").arg(&self.paths.config_file);
+        // The shim containerd starts is looked up in its PATH: its own line's.
+        cmd.env("PATH", binary.search_path());
         if let Some(level) = &self.config.log_level {
             cmd.arg("--log-level").arg(level);
         }
@@ -263,7 +273,7 @@ impl Supervisor {
             };
             Error::unavailable(format!(
                 "containerd {kind}: {} (install it with `apt-get install containerd`)",
-                self.config.containerd_binary.display()
+                binary.path.display()
             ))
             .with_source(e)
         })?;
@@ -578,97 +588,6 @@ pub(crate) fn find_binary(name: &Path) -> Option<PathBuf> {
         .find(|p| is_exec(p))
 }
 
-/// containerd, its runc shim and runc must be installed.
-fn check_prerequisites(config: &LinuxConfig) -> Result<()> {
-    let need = [
-        (
-            config.containerd_binary.as_path(),
-            "containerd",
-            "containerd",
-        ),
-        (
-            Path::new("containerd-shim-runc-v2"),
-            "containerd's runc shim (containerd-shim-runc-v2)",
-            "containerd",
-        ),
-        (Path::new("runc"), "runc", "runc"),
-    ];
-    for (binary, what, package) in need {
-        if find_binary(binary).is_none() {
-            return Err(Error::unavailable(format!(
-                "{what} is not installed: {} is not in PATH (install it with `apt-get install {package}`)",
-                binary.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Writes the daemon's configuration file.
-fn write_config(config: &LinuxConfig, paths: &DaemonPaths) -> Result<()> {
-    for dir in [&paths.root, &paths.state] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| state_dir_error(&config.state_dir, "cannot create daemon dirs", e))?;
-    }
-    let text = render_config(config, paths);
-    std::fs::write(&paths.config_file, text)
-        .map_err(|e| state_dir_error(&config.state_dir, "cannot write the config file", e))
-}
-
-/// A TOML string literal.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The configuration file's text.
-pub(crate) fn render_config(config: &LinuxConfig, paths: &DaemonPaths) -> String {
-    let mut t = String::from("version = 2\n");
-    let p = |p: &Path| toml_str(&p.to_string_lossy());
-    let _ = writeln!(t, "root = {}", p(&paths.root));
-    let _ = writeln!(t, "state = {}", p(&paths.state));
-    if let Some(score) = config.oom_score {
-        let _ = writeln!(t, "oom_score = {score}");
-    }
-    let disabled: Vec<String> = DISABLED_PLUGINS.iter().map(|s| toml_str(s)).collect();
-    let _ = writeln!(t, "disabled_plugins = [{}]", disabled.join(", "));
-    let _ = writeln!(t, "\n[grpc]\n  address = {}", p(&paths.socket));
-    if let Some(uid) = config.socket_uid {
-        let _ = writeln!(t, "  uid = {uid}");
-    }
-    if let Some(gid) = config.socket_gid {
-        let _ = writeln!(t, "  gid = {gid}");
-    }
-    let _ = writeln!(t, "\n[ttrpc]\n  address = {}", p(&paths.ttrpc_socket));
-    if config.debug_address.is_some() || config.log_level.is_some() {
-        t.push_str("\n[debug]\n");
-        if let Some(a) = &config.debug_address {
-            let _ = writeln!(t, "  address = {}", p(a));
-        }
-        if let Some(l) = &config.log_level {
-            let _ = writeln!(t, "  level = {}", toml_str(l));
-        }
-    }
-    if let Some(a) = &config.metrics_address {
-        let _ = writeln!(t, "\n[metrics]\n  address = {}", toml_str(a));
-    }
-    for (plugin, body) in &config.plugin_config {
-        let _ = writeln!(t, "\n[plugins.{}]\n{body}", toml_str(plugin));
-    }
-    t
-}
-
 /// Daemons to stop when the process exits: (pid, paths, state dir to remove).
 type ExitEntry = (Arc<Supervisor>, Option<PathBuf>);
 static AT_EXIT: std::sync::Mutex<Vec<ExitEntry>> = std::sync::Mutex::new(Vec::new());
@@ -836,48 +755,6 @@ extern "C" fn run_at_exit() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_option_reaches_the_config_file() {
-        let config = LinuxConfig {
-            state_dir: PathBuf::from("/run/x"),
-            log_level: Some("debug".into()),
-            debug_address: Some(PathBuf::from("/run/x/debug.sock")),
-            metrics_address: Some("127.0.0.1:1338".into()),
-            plugin_config: vec![(
-                "io.containerd.gc.v1.scheduler".into(),
-                "pause_threshold = 0.05".into(),
-            )],
-            oom_score: Some(-999),
-            socket_uid: Some(1),
-            socket_gid: Some(2),
-            ..LinuxConfig::default()
-        };
-        let paths = DaemonPaths::new(&config.state_dir);
-        let text = render_config(&config, &paths);
-        for needle in [
-            "version = 2",
-            "root = \"/run/x/daemon/root\"",
-            "state = \"/run/x/daemon/state\"",
-            "oom_score = -999",
-            "\"io.containerd.grpc.v1.cri\"",
-            "address = \"/run/x/containerd.sock\"",
-            "uid = 1",
-            "gid = 2",
-            "address = \"/run/x/containerd.sock.ttrpc\"",
-            "address = \"/run/x/debug.sock\"",
-            "level = \"debug\"",
-            "address = \"127.0.0.1:1338\"",
-            "[plugins.\"io.containerd.gc.v1.scheduler\"]\npause_threshold = 0.05",
-        ] {
-            assert!(text.contains(needle), "{needle} missing from\n{text}");
-        }
-    }
-
-    #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-    }
 
     #[test]
     fn binaries_are_found_in_path_or_by_path() {

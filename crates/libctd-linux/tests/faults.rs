@@ -517,6 +517,28 @@ async fn a_hung_containerd_fails_calls_by_their_deadline_and_rolls_back() {
 
     let daemon = owner.daemon_pid().unwrap();
     signal(daemon, Signal::SIGSTOP);
+    // kill(2) returns before every thread has stopped: wait until they have.
+    let stopped = || {
+        entries(Path::new(&format!("/proc/{daemon}/task")))
+            .iter()
+            .all(|t| {
+                std::fs::read_to_string(format!("/proc/{daemon}/task/{t}/stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('T')
+                })
+            })
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    while !stopped() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "containerd did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let bounded = |what: &'static str, r| {
         let e: libctd_core::Error = r;
         assert_eq!(e.kind(), ErrorKind::DeadlineExceeded, "{what}: {e}");
@@ -539,15 +561,20 @@ async fn a_hung_containerd_fails_calls_by_their_deadline_and_rolls_back() {
     signal(daemon, Signal::SIGCONT);
 
     // containerd now may or may not run the create it had queued (the
-    // client cancelled it): either way the client rolls it back before it
-    // uses the id again.
-    let deadline = tokio::time::Instant::now() + T;
-    while !remote.is_healthy(Duration::from_secs(1)).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "containerd is stuck"
-        );
+    // client cancelled it, racing the handler): give it up to 5 s to land,
+    // as another client sees it. Either way the client rolls it back
+    // before it uses the id again.
+    let observer = remote
+        .new_linux_client(&ns, Arc::new(RecordingBackend::new()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while observer.restore("late", discard_stdio()).await.is_err()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    drop(observer);
     // The client rolls its timed-out create back before using the id again.
     client
         .create("late", &spec, Default::default())

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libctd_core::{EventType, INIT_PROCESS_ID, Remote, RemoteOption, discard_stdio};
-use libctd_linux::{HealthCheck, LinuxRemote, StateDir};
+use libctd_linux::{ContainerdBinary, HealthCheck, LinuxRemote, StateDir};
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
-    SLEEP_ARGS, build_busybox_rootfs, busybox_spec, wait_sigterm_caught,
+    SLEEP_ARGS, build_busybox_rootfs, busybox_spec, containerd_binary, wait_sigterm_caught,
 };
+use libctd_testkit::namespace::NamespaceGuard;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -44,6 +45,7 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     let _ = std::fs::remove_dir_all(&dir);
     let remote = LinuxRemote::new(&[
         &StateDir(dir.clone()) as &dyn RemoteOption,
+        &ContainerdBinary(containerd_binary()),
         &HealthCheck {
             interval: Duration::from_millis(200),
             timeout: Duration::from_millis(500),
@@ -55,6 +57,8 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     let rootfs = dir.join("rootfs");
     build_busybox_rootfs(&rootfs).unwrap();
     let backend = Arc::new(RecordingBackend::new());
+    // Whatever a failure leaves in the namespace is removed when it unwinds.
+    let _guard = NamespaceGuard::new(remote.socket(), "restart");
     let client = remote.new_client("restart", backend.clone()).await.unwrap();
 
     let ids: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();

@@ -29,9 +29,9 @@ use libctd_core::oci_spec::runtime::{
     Spec,
 };
 use libctd_core::{Backend, Client, Error, EventType, INIT_PROCESS_ID, RemoteOption, Result};
+use libctd_linux::{ContainerdBinary, LinuxClient, LinuxRemote, LogLevel, StateDir};
 
 use crate::RecordingBackend;
-use libctd_linux::{LinuxClient, LinuxRemote, LogLevel, StateDir};
 use tokio::sync::OnceCell;
 
 static SHARED: OnceCell<Containerd> = OnceCell::const_new();
@@ -50,6 +50,18 @@ impl std::fmt::Debug for Containerd {
             .field("state_dir", &self.state_dir)
             .finish()
     }
+}
+
+/// The environment variable naming the containerd binary the tests run
+/// (`LIBCTD_CONTAINERD=/path/to/containerd cargo test -p libctd-linux`).
+pub const CONTAINERD_ENV: &str = "LIBCTD_CONTAINERD";
+
+/// The containerd binary tests run: `$LIBCTD_CONTAINERD` when set and not
+/// empty, else the installed `containerd` found in `PATH`.
+pub fn containerd_binary() -> PathBuf {
+    std::env::var_os(CONTAINERD_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("containerd"), PathBuf::from)
 }
 
 /// A busybox command line that runs until SIGTERM (exit 143) or SIGKILL. As
@@ -214,6 +226,7 @@ impl Containerd {
                 rt.block_on(async move {
                     let remote = LinuxRemote::new(&[
                         &StateDir(dir) as &dyn RemoteOption,
+                        &ContainerdBinary(containerd_binary()),
                         &LogLevel("warn".into()),
                     ])
                     .await;

@@ -64,6 +64,8 @@ pub mod conformance;
 #[cfg(all(unix, feature = "containerd"))]
 pub mod containerd;
 pub mod fake;
+#[cfg(all(unix, feature = "containerd"))]
+pub mod namespace;
 
 pub use backend::{CapturedStdio, Hold, RecordedEvent, RecordingBackend, capture_stdio};
 pub use fake::{FakeClient, FakeFixture, FakeRemote};

@@ -14,7 +14,9 @@ use libctd_core::{
     INIT_PROCESS_ID, Remote, RemoteOption, Result, Status, StdioAttachment, discard_stdio,
     stdio_callback,
 };
-use libctd_linux::{Address, LinuxClient, LinuxRemote, LogLevel, ShimGroup, StateDir};
+use libctd_linux::{
+    Address, ContainerdBinary, LinuxClient, LinuxRemote, LogLevel, ShimGroup, StateDir,
+};
 use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -36,7 +38,7 @@ const MIB: u64 = 1 << 20;
 const USAGE: &str = "\
 usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N]
              [--stdout-runs N] [--attached N] [--soak N] [--restore N] [--only LIST]
-             [--state-parent DIR] [--out PATH]
+             [--state-parent DIR] [--out PATH] [--containerd PATH]
 
   --quick          small counts for a smoke run (also BENCH_QUICK=1):
                    10 lifecycles, bursts of 10, 1 round, 64 MiB, 1 run, 10 attached,
@@ -54,6 +56,8 @@ usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N
                    memory,lifecycle,burst,stdout,restore,soak)
   --state-parent D where the daemon's state directory and all FIFOs go, ctr's
                    included (default /run, as libctd's default state dir)
+  --containerd P   the containerd binary to run (default: the installed one);
+                   the `ctr` next to it (same line) is the reference
 
 Flags may follow --quick to override its counts. BENCH_RUNTIME=current-thread
 runs on tokio's current-thread runtime; RUST_LOG enables tracing. Must run as root.";
@@ -78,6 +82,8 @@ struct Args {
     only: Vec<String>,
     /// Where the daemon's state directory (and every FIFO) is created.
     state_parent: PathBuf,
+    /// The containerd binary (a name looked up in PATH, or a path).
+    containerd: PathBuf,
 }
 
 impl Args {
@@ -95,7 +101,18 @@ impl Args {
             quick: false,
             only: Vec::new(),
             state_parent: PathBuf::from("/run"),
+            containerd: PathBuf::from("containerd"),
         }
+    }
+
+    /// The `ctr` of the daemon's line: next to its binary, else from PATH.
+    fn ctr(&self) -> PathBuf {
+        self.containerd
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map(|dir| dir.join("ctr"))
+            .filter(|ctr| ctr.is_file())
+            .unwrap_or_else(|| PathBuf::from("ctr"))
     }
 
     fn runs(&self, phase: &str) -> bool {
@@ -152,6 +169,7 @@ impl Args {
                 "--soak" => args.soak = count()?,
                 "--restore" => args.restore = count()?,
                 "--out" => args.out = PathBuf::from(value),
+                "--containerd" => args.containerd = PathBuf::from(value),
                 "--state-parent" => {
                     args.state_parent = PathBuf::from(value);
                     if !args.state_parent.is_absolute() {
@@ -625,6 +643,8 @@ impl Drop for RawExits {
 
 /// `ctr` against the same daemon, in a namespace of its own.
 struct Ctr {
+    /// The `ctr` binary (of the daemon's line).
+    binary: PathBuf,
     /// Where ctr creates its FIFOs: beside ours, on the same filesystem.
     fifo_dir: PathBuf,
     socket: PathBuf,
@@ -634,7 +654,7 @@ struct Ctr {
 
 impl Ctr {
     fn command(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new("ctr");
+        let mut cmd = tokio::process::Command::new(&self.binary);
         cmd.arg("--address")
             .arg(&self.socket)
             .arg("--namespace")
@@ -875,6 +895,7 @@ async fn run(args: Args) -> Result<()> {
     let remote = Arc::new(
         LinuxRemote::new(&[
             &StateDir(state.clone()) as &dyn RemoteOption,
+            &ContainerdBinary(args.containerd.clone()),
             &LogLevel("warn".into()),
         ])
         .await?,
@@ -929,6 +950,7 @@ async fn run(args: Args) -> Result<()> {
             live: Mutex::default(),
         }),
         ctr: Ctr {
+            binary: args.ctr(),
             fifo_dir: state.join("ctr-fifo"),
             socket: socket.clone(),
             namespace: format!("bench-ctr-{pid}"),
@@ -1905,7 +1927,7 @@ async fn machine(b: &Bench) -> Value {
         "cgroup": if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "v2" } else { "v1" },
         "containerd": containerd,
         "runc": first_line("runc", "--version"),
-        "ctr": first_line("ctr", "--version"),
+        "ctr": first_line(&b.ctr.binary.to_string_lossy(), "--version"),
         "unix_time": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     })
 }
@@ -2031,6 +2053,19 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(a.runs("burst") && a.runs("memory") && !a.runs("lifecycle"));
+        // The installed daemon by default, its ctr from PATH; a chosen one's
+        // own ctr when it has one next to it.
+        let a = Args::parse(&[], false).unwrap().unwrap();
+        assert_eq!(a.containerd, PathBuf::from("containerd"));
+        assert_eq!(a.ctr(), PathBuf::from("ctr"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ctr"), b"").unwrap();
+        let daemon = dir.path().join("containerd");
+        let a = Args::parse(&argv(&["--containerd", daemon.to_str().unwrap()]), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.containerd, daemon);
+        assert_eq!(a.ctr(), dir.path().join("ctr"));
     }
 
     #[test]
