@@ -180,58 +180,58 @@ macro_rules! resolve {
 }
 
 impl Fns {
-    fn load() -> Result<Self, Error> {
-        const DLL: &str = "computecore.dll";
-        let m = load_library(DLL)?;
+    /// Resolves every function in `DLL` (computecore.dll) from System32.
+    fn load(dll: &str) -> Result<Self, Error> {
+        let m = load_library(dll)?;
         Ok(Self {
-            create_operation: resolve!(m, DLL, "HcsCreateOperation" as CreateOperationFn),
-            close_operation: resolve!(m, DLL, "HcsCloseOperation" as CloseOperationFn),
-            cancel_operation: resolve!(m, DLL, "HcsCancelOperation" as CancelOperationFn),
+            create_operation: resolve!(m, dll, "HcsCreateOperation" as CreateOperationFn),
+            close_operation: resolve!(m, dll, "HcsCloseOperation" as CloseOperationFn),
+            cancel_operation: resolve!(m, dll, "HcsCancelOperation" as CancelOperationFn),
             wait_for_operation_result: resolve!(
                 m,
-                DLL,
+                dll,
                 "HcsWaitForOperationResult" as WaitForOperationResultFn
             ),
             wait_for_operation_result_and_process_info: resolve!(
                 m,
-                DLL,
+                dll,
                 "HcsWaitForOperationResultAndProcessInfo" as WaitForOperationResultAndProcessInfoFn
             ),
             create_compute_system: resolve!(
                 m,
-                DLL,
+                dll,
                 "HcsCreateComputeSystem" as CreateComputeSystemFn
             ),
-            open_compute_system: resolve!(m, DLL, "HcsOpenComputeSystem" as OpenComputeSystemFn),
-            start_compute_system: resolve!(m, DLL, "HcsStartComputeSystem" as SystemOpFn),
-            shutdown_compute_system: resolve!(m, DLL, "HcsShutDownComputeSystem" as SystemOpFn),
-            terminate_compute_system: resolve!(m, DLL, "HcsTerminateComputeSystem" as SystemOpFn),
-            pause_compute_system: resolve!(m, DLL, "HcsPauseComputeSystem" as SystemOpFn),
-            resume_compute_system: resolve!(m, DLL, "HcsResumeComputeSystem" as SystemOpFn),
+            open_compute_system: resolve!(m, dll, "HcsOpenComputeSystem" as OpenComputeSystemFn),
+            start_compute_system: resolve!(m, dll, "HcsStartComputeSystem" as SystemOpFn),
+            shutdown_compute_system: resolve!(m, dll, "HcsShutDownComputeSystem" as SystemOpFn),
+            terminate_compute_system: resolve!(m, dll, "HcsTerminateComputeSystem" as SystemOpFn),
+            pause_compute_system: resolve!(m, dll, "HcsPauseComputeSystem" as SystemOpFn),
+            resume_compute_system: resolve!(m, dll, "HcsResumeComputeSystem" as SystemOpFn),
             get_compute_system_properties: resolve!(
                 m,
-                DLL,
+                dll,
                 "HcsGetComputeSystemProperties" as SystemOpFn
             ),
             modify_compute_system: resolve!(
                 m,
-                DLL,
+                dll,
                 "HcsModifyComputeSystem" as ModifyComputeSystemFn
             ),
-            close_compute_system: resolve!(m, DLL, "HcsCloseComputeSystem" as CloseComputeSystemFn),
+            close_compute_system: resolve!(m, dll, "HcsCloseComputeSystem" as CloseComputeSystemFn),
             set_compute_system_callback: resolve!(
                 m,
-                DLL,
+                dll,
                 "HcsSetComputeSystemCallback" as SetComputeSystemCallbackFn
             ),
-            create_process: resolve!(m, DLL, "HcsCreateProcess" as CreateProcessFn),
-            open_process: resolve!(m, DLL, "HcsOpenProcess" as OpenProcessFn),
-            signal_process: resolve!(m, DLL, "HcsSignalProcess" as ProcessOpFn),
-            terminate_process: resolve!(m, DLL, "HcsTerminateProcess" as ProcessOpFn),
-            modify_process: resolve!(m, DLL, "HcsModifyProcess" as ProcessOpFn),
-            get_process_properties: resolve!(m, DLL, "HcsGetProcessProperties" as ProcessOpFn),
-            close_process: resolve!(m, DLL, "HcsCloseProcess" as CloseProcessFn),
-            set_process_callback: resolve!(m, DLL, "HcsSetProcessCallback" as SetProcessCallbackFn),
+            create_process: resolve!(m, dll, "HcsCreateProcess" as CreateProcessFn),
+            open_process: resolve!(m, dll, "HcsOpenProcess" as OpenProcessFn),
+            signal_process: resolve!(m, dll, "HcsSignalProcess" as ProcessOpFn),
+            terminate_process: resolve!(m, dll, "HcsTerminateProcess" as ProcessOpFn),
+            modify_process: resolve!(m, dll, "HcsModifyProcess" as ProcessOpFn),
+            get_process_properties: resolve!(m, dll, "HcsGetProcessProperties" as ProcessOpFn),
+            close_process: resolve!(m, dll, "HcsCloseProcess" as CloseProcessFn),
+            set_process_callback: resolve!(m, dll, "HcsSetProcessCallback" as SetProcessCallbackFn),
         })
     }
 }
@@ -659,7 +659,8 @@ impl Computecore {
     /// (naming the Windows Containers feature) when the DLL or a function is
     /// missing.
     pub fn load() -> Result<Self, Error> {
-        let fns = Fns::load().map_err(|e| e.with_operation("load computecore.dll"))?;
+        let fns =
+            Fns::load("computecore.dll").map_err(|e| e.with_operation("load computecore.dll"))?;
         // vmcompute.dll's NameToGuid computes layer ids; without it only
         // layer-less documents can be built.
         let name_to_guid = load_library("vmcompute.dll")
@@ -1118,37 +1119,48 @@ mod tests {
         symbol(ntdll, "ntdll.dll", "wine_get_version").is_ok()
     }
 
-    /// Under Wine (and on Windows without the Containers feature)
-    /// computecore.dll is missing: loading must say so, not crash.
+    /// A missing computecore.dll (Windows without the Containers feature)
+    /// is a clear Unavailable error, not a crash.
     #[test]
-    fn missing_computecore_is_unavailable_not_a_crash() {
-        match Computecore::load() {
-            Ok(_) => assert!(
-                !under_wine(),
-                "Wine has no computecore.dll, yet the binding loaded"
-            ),
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.report());
-                let text = e.to_string();
-                assert!(text.contains("Windows Containers feature"), "{text}");
-                assert!(text.contains("computecore.dll"), "{text}");
-                if under_wine() {
-                    // The DLL is absent: ERROR_MOD_NOT_FOUND as an HRESULT.
-                    assert!(text.contains("(0x8007007e)"), "{text}");
-                }
-                println!("as expected: {text}");
-            }
-        }
+    fn a_missing_dll_is_unavailable_not_a_crash() {
+        let dll = "libctd-no-such-computecore.dll";
+        let e = Fns::load(dll)
+            .err()
+            .expect("a DLL that does not exist loaded");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.report());
+        let text = e.to_string();
+        assert!(text.contains("Windows Containers feature"), "{text}");
+        assert!(text.contains(dll), "{text}");
+        // ERROR_MOD_NOT_FOUND as an HRESULT.
+        assert!(text.contains("(0x8007007e)"), "{text}");
     }
 
+    /// A DLL without the HCS functions (an older Windows) is Unavailable too.
     #[test]
-    fn the_native_remote_is_unavailable_without_hcs() {
-        match crate::WindowsRemote::native(&[]) {
-            Ok(_) => assert!(!under_wine(), "the native remote loaded under Wine"),
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.report());
-                assert!(e.to_string().contains("Windows Containers feature"), "{e}");
-            }
+    fn a_dll_without_the_functions_is_unavailable() {
+        let e = Fns::load("kernel32.dll")
+            .err()
+            .expect("kernel32.dll is not HCS");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.report());
+        let text = e.to_string();
+        assert!(
+            text.contains("has no function HcsCreateOperation"),
+            "{text}"
+        );
+    }
+
+    /// Under Wine, `cargo xtask windows-test` installs the computecore.dll
+    /// double into System32: the binding and the native remote load it.
+    #[test]
+    fn under_wine_the_double_loads() {
+        if !under_wine() {
+            return;
+        }
+        if let Err(e) = Computecore::load() {
+            panic!("the computecore.dll double did not load: {}", e.report());
+        }
+        if let Err(e) = crate::WindowsRemote::native(&[]) {
+            panic!("the native remote did not load: {}", e.report());
         }
     }
 
