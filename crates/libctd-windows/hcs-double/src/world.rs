@@ -531,11 +531,17 @@ pub fn issue(
 /// Stores an operation's result (unless cancelled first), releases its
 /// target and calls its completion callback.
 fn complete(op_h: usize, op: &Arc<Operation>, result: OpResult) {
-    // The world lock is never taken under an operation's.
-    let alive = world().entries.contains_key(&op_h);
-    let (target, counted) = {
+    {
+        // The target is released before the result is visible: a caller
+        // that saw the result may close the target at once.
+        let mut w = world();
+        let alive = w.entries.contains_key(&op_h);
         let mut st = lock(&op.state);
-        let counted = !st.cancelled;
+        if !st.cancelled
+            && let Some(e) = w.entries.get_mut(&st.target)
+        {
+            e.pending = e.pending.saturating_sub(1);
+        }
         if st.result.is_none() && alive {
             st.result = Some(result);
         } else if let Some(info) = result.info {
@@ -543,10 +549,6 @@ fn complete(op_h: usize, op: &Arc<Operation>, result: OpResult) {
             info.close();
         }
         op.cv.notify_all();
-        (st.target, counted)
-    };
-    if counted && let Some(e) = world().entries.get_mut(&target) {
-        e.pending = e.pending.saturating_sub(1);
     }
     if let Some((cb, ctx)) = op.completion
         && world().entries.contains_key(&op_h)
@@ -559,19 +561,17 @@ fn complete(op_h: usize, op: &Arc<Operation>, result: OpResult) {
 /// Cancels an operation: it completes with ERROR_CANCELLED at once and has
 /// no effect, unless its system's plan ignores cancels.
 pub fn cancel(op: &Operation, ignore: bool) {
-    let target = {
-        let mut st = lock(&op.state);
-        if !st.issued || st.result.is_some() || st.cancelled {
-            return;
-        }
-        st.cancelled = true;
-        if !ignore {
-            st.result = Some(OpResult::fail(hr::CANCELLED, "the operation was cancelled"));
-            op.cv.notify_all();
-        }
-        st.target
-    };
-    if let Some(e) = world().entries.get_mut(&target) {
+    let mut w = world();
+    let mut st = lock(&op.state);
+    if !st.issued || st.result.is_some() || st.cancelled {
+        return;
+    }
+    st.cancelled = true;
+    if !ignore {
+        st.result = Some(OpResult::fail(hr::CANCELLED, "the operation was cancelled"));
+        op.cv.notify_all();
+    }
+    if let Some(e) = w.entries.get_mut(&st.target) {
         e.pending = e.pending.saturating_sub(1);
     }
 }
