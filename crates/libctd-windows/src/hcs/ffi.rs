@@ -33,7 +33,7 @@ use std::io;
 use std::os::windows::io::{FromRawHandle, RawHandle};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -399,34 +399,93 @@ fn registration<N: HandleKind>() -> (usize, watch::Receiver<Notice<N>>) {
     (key, rx)
 }
 
-/// An HCS handle of either kind: its address (0 once closed), the registry
-/// key of its callback, and its exit notice.
+/// An HCS handle of either kind: its address (0 once closed) and the calls
+/// in flight on it, the registry key of its callback, and its exit notice.
+///
+/// computecore faults when a handle is closed while a call on it is in
+/// flight, so every call holds a [`Lease`] (a shared lock, as hcsshim's read
+/// lock) for the whole operation, and [`close`](Self::close) waits for the
+/// leases to end before closing (blocking: run it off the async workers).
+/// The address is reachable only through a lease.
 struct HandleInner<N: HandleKind> {
     fns: Arc<Fns>,
-    handle: Mutex<usize>,
+    state: Mutex<HandleState>,
+    idle: Condvar,
     key: usize,
     exit: watch::Receiver<Notice<N>>,
+}
+
+/// The address of a handle and its leases.
+struct HandleState {
+    /// The handle's address; 0 once closed.
+    raw: usize,
+    /// Leases alive.
+    leases: usize,
+    /// Set once a close began: no new leases.
+    closing: bool,
 }
 
 type SystemInner = HandleInner<SystemExit>;
 type ProcessInner = HandleInner<ProcessExit>;
 
+/// A shared hold on an open handle: it is not closed while the lease lives.
+struct Lease<N: HandleKind> {
+    inner: Arc<HandleInner<N>>,
+    raw: usize,
+}
+
+impl<N: HandleKind> Lease<N> {
+    /// The open handle's address, valid while the lease lives.
+    fn raw(&self) -> usize {
+        self.raw
+    }
+}
+
+impl<N: HandleKind> Drop for Lease<N> {
+    fn drop(&mut self) {
+        let mut st = self.inner.lock_state();
+        st.leases -= 1;
+        if st.leases == 0 {
+            self.inner.idle.notify_all();
+        }
+    }
+}
+
+fn invalid_handle() -> HcsError {
+    HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))
+}
+
 impl<N: HandleKind> HandleInner<N> {
     fn new(fns: Arc<Fns>, raw: usize, key: usize, exit: watch::Receiver<Notice<N>>) -> Self {
         Self {
             fns,
-            handle: Mutex::new(raw),
+            state: Mutex::new(HandleState {
+                raw,
+                leases: 0,
+                closing: false,
+            }),
+            idle: Condvar::new(),
             key,
             exit,
         }
     }
 
-    /// The open handle's address; ERROR_INVALID_HANDLE once closed.
-    fn raw(&self) -> HcsResult<usize> {
-        match *self.handle.lock().unwrap_or_else(PoisonError::into_inner) {
-            0 => Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))),
-            h => Ok(h),
+    fn lock_state(&self) -> MutexGuard<'_, HandleState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A lease on the open handle; ERROR_INVALID_HANDLE once closed or
+    /// closing.
+    fn lease(self: &Arc<Self>) -> HcsResult<Lease<N>> {
+        let mut st = self.lock_state();
+        if st.raw == 0 || st.closing {
+            return Err(invalid_handle());
         }
+        st.leases += 1;
+        Ok(Lease {
+            inner: self.clone(),
+            raw: st.raw,
+        })
     }
 
     /// Resolves with the handle's exit notice; a lost service is
@@ -446,32 +505,47 @@ impl<N: HandleKind> HandleInner<N> {
         }
     }
 
-    /// [`close`](Self::close), as the `Hcs` trait answers it:
-    /// ERROR_INVALID_HANDLE when it was closed already.
-    fn close_checked(&self) -> HcsResult<()> {
-        if self.close() {
-            Ok(())
-        } else {
-            Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
+    /// [`close`](Self::close) on a blocking thread, as the `Hcs` trait
+    /// answers it: ERROR_INVALID_HANDLE when it was closed already.
+    async fn close_async(self: &Arc<Self>) -> HcsResult<()> {
+        let inner = self.clone();
+        match tokio::task::spawn_blocking(move || inner.close()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(invalid_handle()),
+            Err(_) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
         }
     }
 
-    /// Closes the handle (once: the address is taken) and unregisters its
-    /// callback; false when it was closed already.
+    /// Closes the handle once the calls in flight on it ended (new calls
+    /// fail from now on), and unregisters its callback; false when it was
+    /// closed (or being closed) already. Blocks; `HcsClose*` also drains
+    /// the handle's callbacks.
     fn close(&self) -> bool {
-        let h = std::mem::take(&mut *self.handle.lock().unwrap_or_else(PoisonError::into_inner));
-        if h != 0 {
-            // SAFETY: `h` is open, and taken above: it is closed exactly once.
-            unsafe { N::close(&self.fns, h) };
-        }
+        let h = {
+            let mut st = self.lock_state();
+            if st.raw == 0 || st.closing {
+                return false;
+            }
+            st.closing = true;
+            while st.leases > 0 {
+                st = self.idle.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+            std::mem::take(&mut st.raw)
+        };
+        // SAFETY: `h` is open, no call is in flight on it, and it was taken
+        // above: it is closed exactly once.
+        unsafe { N::close(&self.fns, h) };
         registry().remove(&self.key);
-        h != 0
+        true
     }
 }
 
 impl<N: HandleKind> Drop for HandleInner<N> {
     fn drop(&mut self) {
-        self.close();
+        // No lease is alive (each holds the handle), so this does not block.
+        if !self.close() {
+            registry().remove(&self.key);
+        }
     }
 }
 
@@ -685,13 +759,17 @@ impl Computecore {
 
     /// Runs an operation on a blocking thread; the thread finishes it (and
     /// frees it) even when the caller's future is dropped.
-    async fn operation<F>(
+    /// `lease` keeps the handle the operation is issued on open until the
+    /// operation is finished.
+    async fn operation<F, L>(
         &self,
+        lease: L,
         want_process_info: bool,
         issue: F,
     ) -> HcsResult<(String, HCS_PROCESS_INFORMATION)>
     where
         F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
+        L: Send + 'static,
     {
         let fns = self.fns.clone();
         let timeout_ms = self.timeout_ms();
@@ -705,6 +783,7 @@ impl Computecore {
             let result = unsafe {
                 blocking_operation(&fns, timeout_ms, want_process_info, |op| issue(&fns, op))
             };
+            drop(lease);
             if let Err(e) = &result {
                 tracing::debug!(error = %e, "HCS operation failed");
             }
@@ -724,9 +803,10 @@ impl Computecore {
         pick: fn(&Fns) -> SystemOpFn,
         options: &str,
     ) -> HcsResult<String> {
-        let raw = system.0.raw()?;
+        let lease = system.0.lease()?;
+        let raw = lease.raw();
         let options = HSTRING::from(options);
-        self.operation(false, move |fns, op| {
+        self.operation(lease, false, move |fns, op| {
             let wide = if options.is_empty() {
                 PCWSTR::null()
             } else {
@@ -745,9 +825,10 @@ impl Computecore {
         pick: fn(&Fns) -> ProcessOpFn,
         options: &str,
     ) -> HcsResult<String> {
-        let raw = process.0.raw()?;
+        let lease = process.0.lease()?;
+        let raw = lease.raw();
         let options = HSTRING::from(options);
-        self.operation(false, move |fns, op| {
+        self.operation(lease, false, move |fns, op| {
             let wide = if options.is_empty() {
                 PCWSTR::null()
             } else {
@@ -813,7 +894,7 @@ impl Hcs for Computecore {
         let callback = Arc::new(AtomicI32::new(0));
         let (out, cb) = (created.clone(), callback.clone());
         let result = self
-            .operation(false, move |fns, op| {
+            .operation((), false, move |fns, op| {
                 let mut system = HCS_SYSTEM::default();
                 // SAFETY: valid strings; a null security descriptor means the default.
                 let hr = unsafe {
@@ -906,7 +987,7 @@ impl Hcs for Computecore {
     }
 
     async fn close_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
-        system.0.close_checked()
+        system.0.close_async().await
     }
 
     async fn get_compute_system_properties(
@@ -919,9 +1000,10 @@ impl Hcs for Computecore {
     }
 
     async fn modify_compute_system(&self, system: &FfiSystem, request: &str) -> HcsResult<()> {
-        let raw = system.0.raw()?;
+        let lease = system.0.lease()?;
+        let raw = lease.raw();
         let request = HSTRING::from(request);
-        self.operation(false, move |fns, op| {
+        self.operation(lease, false, move |fns, op| {
             // SAFETY: open system, valid string, no identity token.
             unsafe {
                 (fns.modify_compute_system)(
@@ -945,7 +1027,8 @@ impl Hcs for Computecore {
         system: &FfiSystem,
         parameters: &str,
     ) -> HcsResult<(FfiProcess, ProcessInfo)> {
-        let raw_system = system.0.raw()?;
+        let lease = system.0.lease()?;
+        let raw_system = lease.raw();
         let parameters = HSTRING::from(parameters);
         // The exit callback is registered as soon as the process handle
         // exists, before the creation completes: a process that exits at once
@@ -955,7 +1038,7 @@ impl Hcs for Computecore {
         let callback = Arc::new(AtomicI32::new(0));
         let (out, cb) = (created.clone(), callback.clone());
         let result = self
-            .operation(true, move |fns, op| {
+            .operation(lease, true, move |fns, op| {
                 let mut process = HCS_PROCESS::default();
                 // SAFETY: open system, valid string, default security.
                 let hr = unsafe {
@@ -1024,14 +1107,14 @@ impl Hcs for Computecore {
     }
 
     async fn open_process(&self, system: &FfiSystem, pid: u32) -> HcsResult<FfiProcess> {
-        let raw_system = system.0.raw()?;
+        let lease = system.0.lease()?;
         let fns = self.fns.clone();
         let raw = tokio::task::spawn_blocking(move || {
             let mut process = HCS_PROCESS::default();
-            // SAFETY: open system and a valid out-pointer.
+            // SAFETY: the leased system is open; a valid out-pointer.
             let hr = unsafe {
                 (fns.open_process)(
-                    HCS_SYSTEM(raw_system as *mut c_void),
+                    HCS_SYSTEM(lease.raw() as *mut c_void),
                     pid,
                     GENERIC_ALL,
                     &mut process,
@@ -1076,7 +1159,7 @@ impl Hcs for Computecore {
     }
 
     async fn close_process(&self, process: &FfiProcess) -> HcsResult<()> {
-        process.0.close_checked()
+        process.0.close_async().await
     }
 
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {
