@@ -8,19 +8,101 @@
 #[path = "support/double.rs"]
 mod double;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use libctd_core::oci_spec::runtime::Spec;
+use libctd_core::{Client, CreateOptions, EventInfo, EventType, INIT_PROCESS_ID, discard_stdio};
+use libctd_testkit::backend::RecordingBackend;
 use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::ffi::Computecore;
+use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
 
 const T: Duration = Duration::from_secs(10);
 
+/// A namespace no other test uses.
+fn unique_namespace() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("faults{}x", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// A compute system id no other test uses, and the pattern of its reports.
 fn unique_id(what: &str) -> (String, String) {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let tag = format!("@faults{}x", NEXT.fetch_add(1, Ordering::Relaxed));
+    let tag = format!("@{}", unique_namespace());
     (format!("{what}{tag}"), tag)
+}
+
+/// A `WindowsClient` over the binding, in a namespace of its own.
+struct Env {
+    client: WindowsClient<Computecore>,
+    backend: Arc<RecordingBackend>,
+    namespace: String,
+}
+
+fn env_with(hcs: Computecore) -> Env {
+    let backend = Arc::new(RecordingBackend::new());
+    let namespace = unique_namespace();
+    let client = WindowsClient::new(Arc::new(hcs), &namespace, backend.clone()).unwrap();
+    Env {
+        client,
+        backend,
+        namespace,
+    }
+}
+
+fn env() -> Env {
+    env_with(Computecore::load().unwrap())
+}
+
+/// A process-isolated container running `script` (the double's language).
+fn spec(script: &str) -> Spec {
+    let args: Vec<&str> = script.split(' ').collect();
+    serde_json::from_value(serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"args": args, "cwd": "C:\\", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "\\\\?\\Volume{0b8e5fd4-1111}\\"},
+        "windows": {"layerFolders": ["C:\\layers\\base", "C:\\layers\\scratch"]},
+    }))
+    .unwrap()
+}
+
+impl Env {
+    /// The compute system id of container `id`.
+    fn sys(&self, id: &str) -> String {
+        format!("{id}@{}", self.namespace)
+    }
+
+    async fn run(&self, id: &str, script: &str) -> u32 {
+        self.client
+            .create(id, &spec(script), CreateOptions::default())
+            .await
+            .unwrap();
+        self.client
+            .start(id, None, false, discard_stdio())
+            .await
+            .unwrap()
+    }
+
+    async fn exit(&self, id: &str) -> EventInfo {
+        self.backend
+            .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
+            .await
+            .unwrap()
+    }
+
+    async fn remove(&self, id: &str) {
+        self.client.delete_task(id).await.unwrap();
+        self.client.delete(id).await.unwrap();
+    }
+
+    /// No violation, leak or orphan in this namespace.
+    async fn assert_clean(&self) {
+        let pattern = format!("@{}", self.namespace);
+        tokio::task::spawn_blocking(move || double::assert_clean(&pattern, T))
+            .await
+            .unwrap();
+    }
 }
 
 const PROCESS_ISOLATED: &str = r#"{"Owner":"test","SchemaVersion":{"Major":2,"Minor":1},
@@ -77,4 +159,77 @@ async fn close_waits_for_calls_in_flight() {
     let err = hcs.close_compute_system(&system).await.unwrap_err();
     assert_eq!(err.hresult.0, 0x8007_0006, "{err}");
     double::assert_clean(&tag, T);
+}
+
+/// Defect 2: a container that dies on its own reaches the engine as exit
+/// 4294967295 with the system error, not as its processes' exit code and
+/// no error.
+#[tokio::test(flavor = "multi_thread")]
+async fn unexpected_exit_carries_the_system_error() {
+    let e = env();
+    e.run("c", "sleep").await;
+    assert!(double::crash(&e.sys("c")));
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit
+        .error
+        .expect("the exit carries the system error")
+        .to_string();
+    assert!(
+        text.contains("The compute system exited unexpectedly. (0xc0370106)"),
+        "{text}"
+    );
+    assert!(text.contains("container c encountered an error"), "{text}");
+    e.remove("c").await;
+    e.assert_clean().await;
+}
+
+/// Defect 2: an exit code HCS could not read is 4294967295 with an error
+/// saying why, never 4294967295 alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_exit_code_carries_an_error() {
+    let e = env();
+    double::faults(
+        &e.sys("c"),
+        serde_json::json!({"ExitCodeUnavailable": true}),
+    );
+    double::faults(
+        &e.sys("x"),
+        serde_json::json!({"ExitCodeUnavailable": true}),
+    );
+    e.run("c", "exit 3").await;
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit
+        .error
+        .expect("an unknown exit code has an error")
+        .to_string();
+    assert!(text.contains("HcsWaitForProcessExit"), "{text}");
+    assert!(text.contains("(0x80070006)"), "{text}");
+    e.remove("c").await;
+
+    // The same for an exec.
+    e.run("x", "sleep").await;
+    let process = serde_json::from_value(serde_json::json!(
+        {"args": ["exit", "4"], "cwd": "C:\\", "user": {"uid": 0, "gid": 0}}
+    ))
+    .unwrap();
+    e.client
+        .exec("x", "e1", &process, false, discard_stdio())
+        .await
+        .unwrap();
+    let exit = e
+        .backend
+        .next_process_event("x", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    assert!(exit.error.is_some(), "an unknown exit code has an error");
+    e.client
+        .signal_process("x", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    e.exit("x").await;
+    e.remove("x").await;
+    e.assert_clean().await;
 }
