@@ -233,3 +233,58 @@ async fn unreadable_exit_code_carries_an_error() {
     e.remove("x").await;
     e.assert_clean().await;
 }
+
+/// Polls the double until `pattern`'s systems have a process and every
+/// process exited (none orphaned); panics after [`T`].
+fn wait_processes_ended(pattern: &str) {
+    let until = Instant::now() + T;
+    loop {
+        let r = double::report(pattern);
+        let procs = r["Processes"].as_array().unwrap().clone();
+        let orphans = r["Orphans"].as_array().unwrap().len();
+        if !procs.is_empty() && orphans == 0 && procs.iter().all(|p| p["Exited"] == true) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "processes did not end: {procs:?}, orphans {orphans}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Defect 4: a timeout is a bound. A 300 ms timeout against a 3 s process
+/// creation that ignores the cancel returns in about 300 ms (no second,
+/// infinite wait), and the process HCS creates after the cancel is
+/// terminated and closed, not left running without a handle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_is_a_bound_and_leaves_no_orphan() {
+    let hcs = Computecore::load()
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    let e = env_with(hcs);
+    double::faults(
+        &e.sys("c"),
+        serde_json::json!({"Slow": {"HcsCreateProcess": 3000}, "IgnoreCancel": true}),
+    );
+    e.client
+        .create("c", &spec("sleep"), CreateOptions::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = e
+        .client
+        .start("c", None, false, discard_stdio())
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "took {took:?}: {err}");
+    assert!(err.to_string().contains("0x80370118"), "{err}");
+    // The creation completes in the double 3 s later: the process must end.
+    let pattern = format!("@{}", e.namespace);
+    tokio::task::spawn_blocking(move || wait_processes_ended(&pattern))
+        .await
+        .unwrap();
+    e.client.delete("c").await.unwrap();
+    e.assert_clean().await;
+}

@@ -380,14 +380,20 @@ impl World {
             })
             .collect();
         let mut orphans = Vec::new();
+        let mut processes = Vec::new();
         for s in self.systems.values().filter(|s| mine(&s.id)) {
             for p in lock(&s.state).processes.values() {
-                if !p.exited() && !handled.contains(&p.pid) {
+                let exited = p.exited();
+                if !exited && !handled.contains(&p.pid) {
                     orphans.push(format!("process {} of {:?}", p.pid, s.id));
                 }
+                processes.push(
+                    serde_json::json!({"System": s.id, "ProcessId": p.pid, "Exited": exited}),
+                );
             }
         }
-        serde_json::json!({"Violations": violations, "OpenHandles": open, "Orphans": orphans})
+        serde_json::json!({"Violations": violations, "OpenHandles": open, "Orphans": orphans,
+                           "Processes": processes})
     }
 }
 

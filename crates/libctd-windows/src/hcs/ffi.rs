@@ -8,9 +8,11 @@
 //! naming the Windows Containers feature.
 //!
 //! Operations run on blocking threads: create an operation, issue the call,
-//! wait for its result with a timeout; on timeout the operation is cancelled
-//! and then waited for (abandoning one crashes computecore), its result
-//! document freed with `LocalFree`, and the operation closed. Exit
+//! wait for its result with a timeout; on a wait timeout (only
+//! HCS_E_OPERATION_TIMEOUT) the operation is cancelled and closed without a
+//! second wait, as hcsshim does, and a system or process HCS handed back is
+//! terminated and closed. Result documents are freed with `LocalFree`.
+//! Every call holds a lease on its handle, and a close waits for them. Exit
 //! notifications arrive through callbacks registered before anything can
 //! exit, with a registry key (never a pointer) as context; the callbacks never
 //! block nor unwind.
@@ -590,12 +592,18 @@ unsafe fn take_document(doc: PWSTR) -> String {
     text
 }
 
-fn is_timeout(hr: HRESULT) -> bool {
-    Hresult::from(hr).is_timeout()
+/// HCS_E_OPERATION_TIMEOUT: the only answer meaning "the wait timed out"
+/// (HCS_E_CONNECTION_TIMEOUT and ERROR_TIMEOUT are failures of the
+/// operation itself).
+const OPERATION_TIMEOUT: Hresult = Hresult::hcs_v2(0x0118);
+
+fn is_wait_timeout(hr: HRESULT) -> bool {
+    Hresult::from(hr) == OPERATION_TIMEOUT
 }
 
 /// Runs one HCS operation on the current (blocking) thread: create, issue,
-/// wait with `timeout_ms`; cancel-then-wait on timeout; free; close.
+/// wait with `timeout_ms`; on a wait timeout cancel it (as hcsshim does, no
+/// second wait: the timeout is a bound); free; close.
 ///
 /// # Safety
 /// `issue` must pass the operation to exactly one HCS call and return its HRESULT.
@@ -624,16 +632,12 @@ unsafe fn blocking_operation(
         // SAFETY: as above.
         unsafe { (fns.wait_for_operation_result)(op, timeout_ms, &mut doc) }
     };
-    if issued.is_ok() && is_timeout(hr) {
-        // Never abandon an in-flight operation: cancel it, then wait for it.
-        // SAFETY: `doc` came from the wait above.
-        let _ = unsafe { take_document(doc) };
-        doc = PWSTR::null();
-        // SAFETY: `op` is live; the second wait has no timeout.
-        unsafe {
-            let _ = (fns.cancel_operation)(op);
-            let _ = (fns.wait_for_operation_result)(op, INFINITE, &mut doc);
-        }
+    if issued.is_ok() && is_wait_timeout(hr) {
+        // Cancel the operation in flight; closing it below is then safe.
+        // What HCS creates after the cancel is the caller's to undo.
+        // SAFETY: `op` is live.
+        let _ = unsafe { (fns.cancel_operation)(op) };
+        info = HCS_PROCESS_INFORMATION::default();
     }
     // SAFETY: `doc` is null or an HCS document, freed once.
     let text = unsafe { take_document(doc) };
@@ -920,16 +924,23 @@ impl Hcs for Computecore {
         let registered = HRESULT(callback.load(Ordering::SeqCst));
         let inner = SystemInner::new(self.fns.clone(), raw, key, rx);
         // Dropping `inner` on any failure closes the handle and unregisters.
-        match result {
-            Ok(_) if raw == 0 => {
+        match result.map(drop) {
+            Ok(()) if raw == 0 => {
                 drop(inner);
                 Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)))
             }
-            Ok(_) if registered.is_err() => {
+            Ok(()) if registered.is_err() => {
                 drop(inner);
                 Err(HcsError::new(Hresult::from(registered)))
             }
-            Ok(_) => Ok(FfiSystem(Arc::new(inner))),
+            Ok(()) => Ok(FfiSystem(Arc::new(inner))),
+            Err(e) if raw != 0 && e.hresult == OPERATION_TIMEOUT => {
+                // HCS may still create it: terminate (bounded), then close.
+                let system = FfiSystem(Arc::new(inner));
+                let _ = self.terminate_compute_system(&system).await;
+                let _ = system.0.close_async().await;
+                Err(e)
+            }
             Err(e) => {
                 drop(inner);
                 Err(e)
@@ -1063,9 +1074,10 @@ impl Hcs for Computecore {
         let raw = created.load(Ordering::SeqCst);
         let registered = HRESULT(callback.load(Ordering::SeqCst));
         let inner = ProcessInner::new(self.fns.clone(), raw, key, rx);
-        let info = match result {
-            Ok((_, info)) if raw != 0 && registered.is_ok() => info,
-            Ok((_, info)) => {
+        // The information holds raw handles: Send only wrapped.
+        let info = match result.map(|(_, info)| SendInfo(info)) {
+            Ok(SendInfo(info)) if raw != 0 && registered.is_ok() => info,
+            Ok(SendInfo(info)) => {
                 close_std_handles(&info);
                 drop(inner);
                 let hr = if raw == 0 {
@@ -1074,6 +1086,14 @@ impl Hcs for Computecore {
                     Hresult::from(registered)
                 };
                 return Err(HcsError::new(hr));
+            }
+            Err(e) if raw != 0 && e.hresult == OPERATION_TIMEOUT => {
+                // HCS may still create and start it: terminate (bounded),
+                // then close; its stdio never reached us.
+                let process = FfiProcess(Arc::new(inner));
+                let _ = self.terminate_process(&process).await;
+                let _ = process.0.close_async().await;
+                return Err(e);
             }
             Err(e) => {
                 // Dropping `inner` closes the handle (if any) and unregisters.
@@ -1245,6 +1265,17 @@ mod tests {
         if let Err(e) = crate::WindowsRemote::native(&[]) {
             panic!("the native remote did not load: {}", e.report());
         }
+    }
+
+    /// Only HCS_E_OPERATION_TIMEOUT means the wait timed out.
+    #[test]
+    fn only_operation_timeout_is_a_wait_timeout() {
+        assert!(is_wait_timeout(HRESULT(0x8037_0118_u32 as i32)));
+        // HCS_E_CONNECTION_TIMEOUT, in both encodings, and ERROR_TIMEOUT.
+        assert!(!is_wait_timeout(HRESULT(0x8037_0109_u32 as i32)));
+        assert!(!is_wait_timeout(HRESULT(0xC037_0109_u32 as i32)));
+        assert!(!is_wait_timeout(HRESULT(0x8007_05B4_u32 as i32)));
+        assert!(!is_wait_timeout(HRESULT(0)));
     }
 
     #[test]
