@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{Client, CreateOptions, EventInfo, EventType, INIT_PROCESS_ID, discard_stdio};
 use libctd_testkit::backend::RecordingBackend;
+use libctd_testkit::capture_stdio;
 use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::ffi::Computecore;
 use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
@@ -286,5 +287,50 @@ async fn a_timeout_is_a_bound_and_leaves_no_orphan() {
         .await
         .unwrap();
     e.client.delete("c").await.unwrap();
+    e.assert_clean().await;
+}
+
+/// Defect 3: on Windows Server 2022 the wait for HcsCreateProcess can fail
+/// although HCS handed back a valid process handle and the process runs.
+/// The binding recovers its information with HcsGetProcessInfo instead of
+/// closing the handle and orphaning the process.
+#[tokio::test(flavor = "multi_thread")]
+async fn ws2022_create_process_quirk_recovers_the_process() {
+    let e = env();
+    double::faults(&e.sys("c"), serde_json::json!({"CreateProcessQuirk": true}));
+    e.client
+        .create(
+            "c",
+            &spec("cat ; echo done ; exit 3"),
+            CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let (attach, io) = capture_stdio();
+    let pid = e.client.start("c", None, true, attach).await.unwrap();
+    assert_ne!(pid, 0);
+    io.write_stdin(b"hello\n").await.unwrap();
+    io.close_stdin().await.unwrap();
+    let out = io.wait_stdout_contains(b"done", T).await.unwrap();
+    assert_eq!(out, b"hello\ndone\n");
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, 3);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.remove("c").await;
+
+    // A process that really failed to start is still an error: no
+    // information to recover.
+    double::faults(&e.sys("m"), serde_json::json!({"CreateProcessQuirk": true}));
+    e.client
+        .create("m", &spec("no-such-program.exe"), CreateOptions::default())
+        .await
+        .unwrap();
+    let err = e
+        .client
+        .start("m", None, false, discard_stdio())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("0x80070002"), "{err}");
+    e.client.delete("m").await.unwrap();
     e.assert_clean().await;
 }

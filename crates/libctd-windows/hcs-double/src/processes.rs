@@ -329,14 +329,24 @@ pub extern "system" fn HcsGetProcessInfo(
     operation: HCS_OPERATION,
 ) -> HRESULT {
     process_call(process, operation, "HcsGetProcessInfo", |p| {
-        let info = lock(&p.ctl).info.take().unwrap_or(ProcInfo {
-            pid: p.pid,
-            ..ProcInfo::default()
-        });
-        OpResult {
-            hr: 0,
-            doc: String::new(),
-            info: Some(info),
+        let started = lock(&p.system.state).processes.contains_key(&p.pid);
+        let info = lock(&p.ctl).info.take();
+        match info {
+            Some(info) => OpResult {
+                hr: 0,
+                doc: String::new(),
+                info: Some(info),
+            },
+            // Started, its handles handed over already.
+            None if started => OpResult {
+                hr: 0,
+                doc: String::new(),
+                info: Some(ProcInfo {
+                    pid: p.pid,
+                    ..ProcInfo::default()
+                }),
+            },
+            None => OpResult::fail(hr::PROCESS_INFO_NOT_AVAILABLE, "the process never started"),
         }
     })
 }

@@ -38,6 +38,8 @@ pub mod hr {
     pub const ALREADY_STOPPED: i32 = i(Hresult::hcs_v1(0x0110));
     /// HCS_E_PROCESS_ALREADY_STOPPED.
     pub const PROCESS_ALREADY_STOPPED: i32 = i(Hresult::hcs_v2(0x011F));
+    /// HCS_E_PROCESS_INFO_NOT_AVAILABLE.
+    pub const PROCESS_INFO_NOT_AVAILABLE: i32 = i(Hresult::hcs_v2(0x011D));
     /// HCS_E_INVALID_STATE.
     pub const INVALID_STATE: i32 = i(Hresult::hcs_v1(0x0105));
     /// HCS_E_INVALID_JSON.

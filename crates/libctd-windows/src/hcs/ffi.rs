@@ -110,6 +110,7 @@ type CreateProcessFn = unsafe extern "system" fn(
 ) -> HRESULT;
 type OpenProcessFn = unsafe extern "system" fn(HCS_SYSTEM, u32, u32, *mut HCS_PROCESS) -> HRESULT;
 type ProcessOpFn = unsafe extern "system" fn(HCS_PROCESS, HCS_OPERATION, PCWSTR) -> HRESULT;
+type GetProcessInfoFn = unsafe extern "system" fn(HCS_PROCESS, HCS_OPERATION) -> HRESULT;
 type CloseProcessFn = unsafe extern "system" fn(HCS_PROCESS);
 type SetProcessCallbackFn = unsafe extern "system" fn(
     HCS_PROCESS,
@@ -143,6 +144,7 @@ struct Fns {
     terminate_process: ProcessOpFn,
     modify_process: ProcessOpFn,
     get_process_properties: ProcessOpFn,
+    get_process_info: GetProcessInfoFn,
     close_process: CloseProcessFn,
     set_process_callback: SetProcessCallbackFn,
 }
@@ -232,6 +234,7 @@ impl Fns {
             terminate_process: resolve!(m, dll, "HcsTerminateProcess" as ProcessOpFn),
             modify_process: resolve!(m, dll, "HcsModifyProcess" as ProcessOpFn),
             get_process_properties: resolve!(m, dll, "HcsGetProcessProperties" as ProcessOpFn),
+            get_process_info: resolve!(m, dll, "HcsGetProcessInfo" as GetProcessInfoFn),
             close_process: resolve!(m, dll, "HcsCloseProcess" as CloseProcessFn),
             set_process_callback: resolve!(m, dll, "HcsSetProcessCallback" as SetProcessCallbackFn),
         })
@@ -845,6 +848,30 @@ impl Computecore {
         .map(|(doc, _)| doc)
     }
 
+    /// The information of a process whose creation's wait failed, through
+    /// HcsGetProcessInfo; `None` when HCS has none (it never started).
+    async fn recover_process_info(&self, process: &Arc<ProcessInner>) -> Option<SendInfo> {
+        let lease = process.lease().ok()?;
+        let raw = lease.raw();
+        let recovered = self
+            .operation(lease, true, move |fns, op| {
+                // SAFETY: the leased process is open.
+                unsafe { (fns.get_process_info)(HCS_PROCESS(raw as *mut c_void), op) }
+            })
+            .await;
+        match recovered {
+            Ok((_, info)) if info.ProcessId != 0 => Some(SendInfo(info)),
+            Ok((_, info)) => {
+                close_std_handles(&info);
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "HcsGetProcessInfo failed");
+                None
+            }
+        }
+    }
+
     /// Registers the exit callback of a new (opened) handle of kind `N`.
     fn register<N: HandleKind>(&self, raw: usize) -> HcsResult<HandleInner<N>> {
         let (key, rx) = registration::<N>();
@@ -1073,7 +1100,9 @@ impl Hcs for Computecore {
             .await;
         let raw = created.load(Ordering::SeqCst);
         let registered = HRESULT(callback.load(Ordering::SeqCst));
-        let inner = ProcessInner::new(self.fns.clone(), raw, key, rx);
+        // Dropping the last reference to `inner` closes the handle (if any)
+        // and unregisters.
+        let inner = Arc::new(ProcessInner::new(self.fns.clone(), raw, key, rx));
         // The information holds raw handles: Send only wrapped.
         let info = match result.map(|(_, info)| SendInfo(info)) {
             Ok(SendInfo(info)) if raw != 0 && registered.is_ok() => info,
@@ -1090,18 +1119,31 @@ impl Hcs for Computecore {
             Err(e) if raw != 0 && e.hresult == OPERATION_TIMEOUT => {
                 // HCS may still create and start it: terminate (bounded),
                 // then close; its stdio never reached us.
-                let process = FfiProcess(Arc::new(inner));
+                let process = FfiProcess(inner);
                 let _ = self.terminate_process(&process).await;
                 let _ = process.0.close_async().await;
                 return Err(e);
             }
+            Err(e) if raw != 0 && registered.is_ok() => {
+                // Windows Server 2022: the wait can fail although the
+                // process runs; recover its information as hcsshim does.
+                match self.recover_process_info(&inner).await {
+                    Some(SendInfo(info)) => {
+                        tracing::debug!(error = %e, "HcsCreateProcess failed, yet the process runs: recovered");
+                        info
+                    }
+                    None => {
+                        drop(inner);
+                        return Err(e);
+                    }
+                }
+            }
             Err(e) => {
-                // Dropping `inner` closes the handle (if any) and unregisters.
                 drop(inner);
                 return Err(e);
             }
         };
-        let process = FfiProcess(Arc::new(inner));
+        let process = FfiProcess(inner);
         // The handles are fetched once and owned from here on.
         let stdin = handle_value(info.StdInput).map(|h| {
             // SAFETY: HCS handed over this open pipe handle.
