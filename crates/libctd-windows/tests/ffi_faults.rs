@@ -334,3 +334,37 @@ async fn ws2022_create_process_quirk_recovers_the_process() {
     e.client.delete("m").await.unwrap();
     e.assert_clean().await;
 }
+
+/// Defect 5: a shutdown or terminate is submitted, then the exit
+/// notification is relied on: an operation whose completion comes long
+/// after the system exited does not hold the exit back.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_does_not_wait_for_a_late_operation() {
+    let e = env();
+    for (id, op) in [
+        ("s", "HcsShutDownComputeSystem"),
+        ("t", "HcsTerminateComputeSystem"),
+    ] {
+        double::faults(&e.sys(id), serde_json::json!({"Late": {op: 3000}}));
+        e.run(id, "sleep").await;
+    }
+    let started = Instant::now();
+    // SIGTERM shuts the compute system down; SIGKILL terminates it.
+    e.client
+        .signal_process("s", INIT_PROCESS_ID, 15)
+        .await
+        .unwrap();
+    e.client
+        .signal_process("t", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    let s = e.exit("s").await;
+    let t = e.exit("t").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+    assert_eq!(s.exit_code, 0xC000_013A, "{:?}", s.error);
+    assert_eq!(t.exit_code, 1, "{:?}", t.error);
+    e.remove("s").await;
+    e.remove("t").await;
+    e.assert_clean().await;
+}

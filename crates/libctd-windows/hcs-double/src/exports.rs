@@ -19,7 +19,7 @@ use windows::core::{HRESULT, PCWSTR, PWSTR};
 use crate::events::stop_system;
 use crate::world::{
     self, CONTROL_C_EXIT, Faults, Kind, OpResult, Operation, Process, Status, System, SystemState,
-    TERMINATED_EXIT, enter, hr, issue, leave, lock, world,
+    TERMINATED_EXIT, Timing, enter, hr, issue, leave, lock, world,
 };
 
 /// Reads a wide string argument; `None` when null or not UTF-16.
@@ -83,8 +83,8 @@ fn system_call(
         Ok(s) => s,
         Err(e) => return HRESULT(e),
     };
-    let (delay, fail, ignore) = plan(&s.faults, call);
-    let issued = issue(op.0 as usize, h, call, delay, ignore, move |cancelled| {
+    let (timing, fail, ignore) = plan(&s.faults, call);
+    let issued = issue(op.0 as usize, h, call, timing, ignore, move |cancelled| {
         if cancelled {
             OpResult::default()
         } else if let Some(e) = fail {
@@ -109,8 +109,8 @@ pub(crate) fn process_call(
         Ok(p) => p,
         Err(e) => return HRESULT(e),
     };
-    let (delay, fail, ignore) = plan(&p.system.faults, call);
-    let issued = issue(op.0 as usize, h, call, delay, ignore, move |cancelled| {
+    let (timing, fail, ignore) = plan(&p.system.faults, call);
+    let issued = issue(op.0 as usize, h, call, timing, ignore, move |cancelled| {
         if cancelled {
             OpResult::default()
         } else if let Some(e) = fail {
@@ -123,8 +123,8 @@ pub(crate) fn process_call(
     HRESULT(issued.err().unwrap_or(0))
 }
 
-pub(crate) fn plan(f: &Faults, call: &str) -> (Duration, Option<i32>, bool) {
-    (f.delay(call), f.fail.get(call).copied(), f.ignore_cancel)
+pub(crate) fn plan(f: &Faults, call: &str) -> (Timing, Option<i32>, bool) {
+    (f.timing(call), f.fail.get(call).copied(), f.ignore_cancel)
 }
 
 // ---- operations ----
@@ -305,13 +305,13 @@ pub extern "system" fn HcsCreateComputeSystem(
         (system, h)
     };
     let call = "HcsCreateComputeSystem";
-    let (delay, fail, ignore) = plan(&system.faults, call);
+    let (timing, fail, ignore) = plan(&system.faults, call);
     let s = system.clone();
     let issued = issue(
         operation.0 as usize,
         h,
         call,
-        delay,
+        timing,
         ignore,
         move |cancelled| {
             let checked = match (&doc, fail) {

@@ -32,7 +32,8 @@
 //! - A fault plan per compute system id, set through the control export
 //!   `LibctdDoubleControl` (JSON in, JSON out): `{"Faults":{"System":id,
 //!   "Plan":{...}}}` with `UnexpectedExitOnShutdown`, `ExitCodeUnavailable`,
-//!   `Slow:{"HcsCreateProcess":ms,...}`, `IgnoreCancel`, `Fail:{"Hcs...":hr}`
+//!   `Slow:{"HcsCreateProcess":ms,...}` (the effect comes late),
+//!   `Late:{...}` (the effect is immediate, the completion late), `IgnoreCancel`, `Fail:{"Hcs...":hr}`
 //!   and `CreateProcessQuirk` (Windows Server 2022: the wait for
 //!   HcsCreateProcess fails although the process runs); `{"Crash":id}` makes a
 //!   running system exit unexpectedly; `{"Report":pattern}` lists violations,

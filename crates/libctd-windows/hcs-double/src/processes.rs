@@ -151,13 +151,13 @@ pub extern "system" fn HcsCreateProcess(
         let h = w.alloc(Kind::Process(p.clone()), &s.id);
         (p, h)
     };
-    let (delay, fail, ignore) = plan(&s.faults, CALL);
+    let (timing, fail, ignore) = plan(&s.faults, CALL);
     let proc_ = p.clone();
     let issued = issue(
         operation.0 as usize,
         h,
         CALL,
-        delay,
+        timing,
         ignore,
         move |cancelled| {
             let never_started = |r: OpResult| {

@@ -234,7 +234,15 @@ pub struct Faults {
     pub ignore_cancel: bool,
     pub create_process_quirk: bool,
     pub slow: HashMap<String, u64>,
+    pub late: HashMap<String, u64>,
     pub fail: HashMap<String, i32>,
+}
+
+/// When an operation takes effect, and when it completes after that.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    pub before: Duration,
+    pub after: Duration,
 }
 
 impl Faults {
@@ -260,6 +268,10 @@ impl Faults {
                 .into_iter()
                 .map(|(k, n)| (k, n.max(0) as u64))
                 .collect(),
+            late: map("Late")
+                .into_iter()
+                .map(|(k, n)| (k, n.max(0) as u64))
+                .collect(),
             fail: map("Fail")
                 .into_iter()
                 .map(|(k, n)| (k, n as u32 as i32))
@@ -267,9 +279,14 @@ impl Faults {
         }
     }
 
-    /// How long `op` takes.
-    pub fn delay(&self, op: &str) -> Duration {
-        Duration::from_millis(self.slow.get(op).copied().unwrap_or(0))
+    /// How long `op` takes to take effect (`Slow`), then to complete
+    /// (`Late`).
+    pub fn timing(&self, op: &str) -> Timing {
+        let ms = |m: &HashMap<String, u64>| Duration::from_millis(m.get(op).copied().unwrap_or(0));
+        Timing {
+            before: ms(&self.slow),
+            after: ms(&self.late),
+        }
     }
 }
 
@@ -493,7 +510,7 @@ pub fn issue(
     op_h: usize,
     target: usize,
     call: &str,
-    delay: Duration,
+    timing: Timing,
     ignore_cancel: bool,
     work: impl FnOnce(bool) -> OpResult + Send + 'static,
 ) -> Result<(), i32> {
@@ -525,12 +542,13 @@ pub fn issue(
         op
     };
     std::thread::spawn(move || {
-        std::thread::sleep(delay);
+        std::thread::sleep(timing.before);
         let cancelled = {
             let st = lock(&op.state);
             st.cancelled && !ignore_cancel
         };
         let result = work(cancelled);
+        std::thread::sleep(timing.after);
         complete(op_h, &op, result);
     });
     Ok(())

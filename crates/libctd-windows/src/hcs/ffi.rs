@@ -653,6 +653,71 @@ unsafe fn blocking_operation(
     }
 }
 
+/// How long a shutdown or terminate is waited for before it counts as
+/// submitted (pending).
+const SUBMIT_WAIT: Duration = Duration::from_secs(1);
+/// The slices in which a submitted stop is waited for, between looks at the
+/// exit notification.
+const STOP_SLICE_MS: u32 = 50;
+
+/// Runs a shutdown or terminate (`pick`) of system `raw` on the current
+/// (blocking) thread. `answer` gets HCS_E_OPERATION_PENDING once
+/// [`SUBMIT_WAIT`] passed; the operation is waited for in slices until it
+/// completes (its result is returned), the system has `exited` or `timeout`
+/// passed (it is then cancelled), and closed.
+///
+/// # Safety
+/// `raw` must be an open compute system for the whole call.
+unsafe fn stop_operation(
+    fns: &Fns,
+    raw: usize,
+    pick: fn(&Fns) -> SystemOpFn,
+    timeout: Duration,
+    exited: impl Fn() -> bool,
+    answer: &mut impl FnMut(HcsResult<()>),
+) -> HcsResult<()> {
+    // SAFETY: no context and no completion callback: the operation is waited on.
+    let op = unsafe { (fns.create_operation)(std::ptr::null(), None) };
+    if op.is_invalid() {
+        return Err(HcsError::new(Hresult(0x8007_000E))); // E_OUTOFMEMORY
+    }
+    // SAFETY: `raw` is open; no options.
+    let mut hr = unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, PCWSTR::null()) };
+    let mut doc = PWSTR::null();
+    if hr.is_ok() {
+        let started = std::time::Instant::now();
+        loop {
+            // SAFETY: `op` is live; `doc` a valid out-pointer.
+            hr = unsafe { (fns.wait_for_operation_result)(op, STOP_SLICE_MS, &mut doc) };
+            if !is_wait_timeout(hr) {
+                break;
+            }
+            let waited = started.elapsed();
+            if exited() || waited >= timeout {
+                // Done by the notification's word (or given up on): cancel.
+                // SAFETY: `op` is live.
+                let _ = unsafe { (fns.cancel_operation)(op) };
+                if exited() {
+                    hr = HRESULT(0);
+                }
+                break;
+            }
+            if waited >= SUBMIT_WAIT {
+                answer(Err(HcsError::new(Hresult::hcs_v2(0x0117))));
+            }
+        }
+    }
+    // SAFETY: `doc` is null or an HCS document, freed once.
+    let text = unsafe { take_document(doc) };
+    // SAFETY: `op` is live and closed once.
+    unsafe { (fns.close_operation)(op) };
+    if hr.is_ok() {
+        Ok(())
+    } else {
+        Err(HcsError::with_document(Hresult::from(hr), &text))
+    }
+}
+
 /// Closes the stdio handles of a process that will not be used.
 fn close_std_handles(info: &HCS_PROCESS_INFORMATION) {
     for h in [info.StdInput, info.StdOutput, info.StdError] {
@@ -848,6 +913,40 @@ impl Computecore {
         .map(|(doc, _)| doc)
     }
 
+    /// A shutdown or terminate, submitted: its answer when it completes
+    /// within [`SUBMIT_WAIT`], else HCS_E_OPERATION_PENDING, and the caller
+    /// relies on the exit notification (as hcsshim does). A blocking thread
+    /// keeps the operation (and a lease on the system) until it completes,
+    /// the system has exited (then it is cancelled), or the timeout.
+    async fn stop_system(&self, system: &FfiSystem, pick: fn(&Fns) -> SystemOpFn) -> HcsResult<()> {
+        let lease = system.0.lease()?;
+        let exit = system.0.exit.clone();
+        let fns = self.fns.clone();
+        let timeout = self.timeout;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let span = tracing::debug_span!(parent: &tracing::Span::current(), "hcs_stop");
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut tx = Some(tx);
+            let mut answer = |r: HcsResult<()>| {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(r);
+                }
+            };
+            let exited = || exit.borrow().is_some();
+            // SAFETY: the lease keeps the system open until this returns.
+            let result =
+                unsafe { stop_operation(&fns, lease.raw(), pick, timeout, exited, &mut answer) };
+            drop(lease);
+            if let Err(e) = &result {
+                tracing::debug!(error = %e, "HCS stop operation failed");
+            }
+            answer(result);
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))))
+    }
+
     /// The information of a process whose creation's wait failed, through
     /// HcsGetProcessInfo; `None` when HCS has none (it never started).
     async fn recover_process_info(&self, process: &Arc<ProcessInner>) -> Option<SendInfo> {
@@ -1001,15 +1100,13 @@ impl Hcs for Computecore {
     }
 
     async fn shutdown_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
-        self.system_op(system, |f| f.shutdown_compute_system, "")
+        self.stop_system(system, |f| f.shutdown_compute_system)
             .await
-            .map(drop)
     }
 
     async fn terminate_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
-        self.system_op(system, |f| f.terminate_compute_system, "")
+        self.stop_system(system, |f| f.terminate_compute_system)
             .await
-            .map(drop)
     }
 
     async fn pause_compute_system(&self, system: &FfiSystem) -> HcsResult<()> {
