@@ -6,7 +6,12 @@
 //! 2. `xtask/assets/windows/bcryptprimitives.c` is built with
 //!    `x86_64-w64-mingw32-gcc` into the DLL Rust's std needs and Wine 8.0 lacks,
 //!    and placed beside the executables.
-//! 3. Each executable runs under `wine64` (`/usr/lib/wine/wine64`, or
+//! 3. The computecore.dll double (`crates/libctd-windows/hcs-double`) is
+//!    built for the Windows target and installed into the Wine prefix's
+//!    `system32` as `computecore.dll` and `vmcompute.dll` (the binding loads
+//!    them from System32 only), with the stub beside it, so the binding's
+//!    tests and the ffi conformance suite run against it.
+//! 4. Each executable runs under `wine64` (`/usr/lib/wine/wine64`, or
 //!    `$LIBCTD_WINE`) with `WINEDEBUG=-all` and a private `WINEPREFIX` under the
 //!    target directory, for at most [`EXE_TIMEOUT`] each (a hung test binary is
 //!    killed and fails the run); any failure fails the run.
@@ -26,6 +31,18 @@ const DEFAULT_WINE: &str = "/usr/lib/wine/wine64";
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 /// How long one test executable may run under Wine before it is killed.
 const EXE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long creating the Wine prefix may take.
+const PREFIX_TIMEOUT: Duration = Duration::from_secs(300);
+/// The package of the computecore.dll double.
+const DOUBLE_PACKAGE: &str = "libctd-hcs-double";
+/// The DLL the double's package builds.
+const DOUBLE_DLL: &str = "computecore.dll";
+/// The names the double is installed under in the prefix's `system32`.
+const DOUBLE_NAMES: &[&str] = &["computecore.dll", "vmcompute.dll"];
+/// Wine's DLL overrides: no Mono/Gecko installers when the prefix is
+/// created; our stub bcryptprimitives.dll and the HCS double are the native
+/// DLLs to load.
+const DLL_OVERRIDES: &str = "mscoree,mshtml=;bcryptprimitives,computecore,vmcompute=n";
 
 /// Builds and runs the Windows tests under wine64.
 pub fn run() -> Result {
@@ -55,21 +72,16 @@ pub fn run() -> Result {
     let prefix = target_dir.join("wine").join("prefix");
     std::fs::create_dir_all(&prefix)
         .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
+    let double = build_double(&root, &target_dir)?;
+    let system32 = init_prefix(&wine, &prefix)?;
+    install(&double, &system32, DOUBLE_NAMES)?;
+    install(&dll, &system32, &["bcryptprimitives.dll"])?;
 
     let mut failed = Vec::new();
     for exe in &exes {
         println!("--> wine {}", exe.display());
-        let mut command = Command::new(&wine);
-        command
-            .arg(exe)
-            .current_dir(&root)
-            .env("WINEPREFIX", &prefix)
-            .env("WINEDEBUG", "-all")
-            // No Mono/Gecko installers when the prefix is created; our stub
-            // bcryptprimitives.dll is the native one to load.
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=;bcryptprimitives=n")
-            .env_remove("DISPLAY")
-            .stdin(Stdio::null());
+        let mut command = wine_command(&wine, &prefix);
+        command.arg(exe).current_dir(&root);
         let what = format!("{} {}", wine.display(), exe.display());
         match run_bounded(&mut command, &what, EXE_TIMEOUT)? {
             Some(status) if status.success() => {}
@@ -89,6 +101,77 @@ pub fn run() -> Result {
             failed.join(", ")
         ))
     }
+}
+
+/// `wine64` with the prefix and environment every run uses.
+fn wine_command(wine: &Path, prefix: &Path) -> Command {
+    let mut command = Command::new(wine);
+    command
+        .env("WINEPREFIX", prefix)
+        .env("WINEDEBUG", "-all")
+        .env("WINEDLLOVERRIDES", DLL_OVERRIDES)
+        .env_remove("DISPLAY")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Creates the Wine prefix if needed (`wineboot --init`) and returns its
+/// `system32`.
+fn init_prefix(wine: &Path, prefix: &Path) -> Result<PathBuf> {
+    let system32 = prefix.join("drive_c").join("windows").join("system32");
+    if !system32.is_dir() {
+        println!("--> creating the Wine prefix {}", prefix.display());
+        let mut command = wine_command(wine, prefix);
+        command.args(["wineboot", "--init"]);
+        match run_bounded(&mut command, "wineboot --init", PREFIX_TIMEOUT)? {
+            Some(status) if status.success() => {}
+            Some(status) => return Err(format!("wineboot --init failed ({status})")),
+            None => {
+                return Err(format!(
+                    "wineboot --init still running after {PREFIX_TIMEOUT:?}"
+                ));
+            }
+        }
+    }
+    if system32.is_dir() {
+        Ok(system32)
+    } else {
+        Err(format!(
+            "the Wine prefix has no {} after wineboot",
+            system32.display()
+        ))
+    }
+}
+
+/// Builds the computecore.dll double and returns its path.
+fn build_double(root: &Path, target_dir: &Path) -> Result<PathBuf> {
+    println!("--> building the HCS double ({DOUBLE_PACKAGE}) for {WINDOWS_TARGET}");
+    let status = cargo(&["build", "-p", DOUBLE_PACKAGE, "--target", WINDOWS_TARGET])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {DOUBLE_PACKAGE} failed ({status})"));
+    }
+    let dll = target_dir
+        .join(WINDOWS_TARGET)
+        .join("debug")
+        .join(DOUBLE_DLL);
+    if dll.is_file() {
+        Ok(dll)
+    } else {
+        Err(format!("{DOUBLE_PACKAGE} built no {}", dll.display()))
+    }
+}
+
+/// Copies `dll` into `dir` under each of `names`.
+fn install(dll: &Path, dir: &Path, names: &[&str]) -> Result {
+    for name in names {
+        let dest = dir.join(name);
+        std::fs::copy(dll, &dest)
+            .map_err(|e| format!("cannot copy {} to {}: {e}", dll.display(), dest.display()))?;
+    }
+    Ok(())
 }
 
 /// Runs `command` for at most `timeout`: its exit status, or `None` when it

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::convert::{self, ContainerConfig, Isolation};
-use crate::error::HcsError;
+use crate::error::{HcsError, Hresult};
 use crate::hcs::{Hcs, HcsOp, SystemExit};
 use crate::schema::{ModifyProcessRequest, PropertyQuery};
 
@@ -286,20 +286,32 @@ impl<H: Hcs> Inner<H> {
 
     /// Shuts the compute system down, waiting for it, and falls back to
     /// terminate. A shutdown failure is returned even when terminate then
-    /// succeeded; when terminate fails too, both are chained.
+    /// succeeded; when terminate fails too, both are chained. A system that
+    /// stopped already is fine only if it did not die: its stored exit
+    /// notice is read, and an unexpected exit is the failure.
     async fn shutdown_system(&self, ctr_id: &str, system: &H::System) -> Result<()> {
         const OP: HcsOp = HcsOp::ShutDownComputeSystem;
+        let exited = |exit: SystemExit| match exit.error() {
+            Some(e) => Err(e.into_error(ctr_id, OP.name())),
+            None => Ok(()),
+        };
         let shutdown = match self.hcs.shutdown_compute_system(system).await {
-            Err(e) if e.hresult.is_already_stopped() => Ok(()),
+            Err(e) if e.hresult.is_already_stopped() => {
+                match self.wait_system_exit(ctr_id, system, OP).await {
+                    Ok(exit) => exited(exit),
+                    // Stopped, but how is unknown: nothing to report.
+                    Err(e) => {
+                        tracing::debug!(container_id = ctr_id, error = %e.report(), "no exit notice for a stopped compute system");
+                        Ok(())
+                    }
+                }
+            }
             Err(e) if !e.hresult.is_pending() => Err(e.into_error(ctr_id, OP.name())),
             // Requested (or pending): the exit notification says how it went.
             _ => self
                 .wait_system_exit(ctr_id, system, OP)
                 .await
-                .and_then(|exit| match exit.error() {
-                    Some(e) => Err(e.into_error(ctr_id, OP.name())),
-                    None => Ok(()),
-                }),
+                .and_then(exited),
         };
         let Err(err) = shutdown else {
             return Ok(());
@@ -325,15 +337,18 @@ impl<H: Hcs> Inner<H> {
 
     /// Waits for a process's exit, then closes its handle. Gives when it
     /// exited, its exit code ([`UNKNOWN_EXIT_CODE`] when HCS could not tell
-    /// it, or the close failed) and the close failure.
+    /// it, or the close failed) and the errors that made it unknown: never
+    /// [`UNKNOWN_EXIT_CODE`] without an error.
     async fn wait_and_close(
         &self,
         ctr_id: &str,
         process_id: &str,
         handle: &H::Process,
-    ) -> (SystemTime, u32, Option<Error>) {
+    ) -> (SystemTime, u32, Vec<Error>) {
+        const WAIT: HcsOp = HcsOp::WaitForProcessExit;
         let waited = self.hcs.wait_process_exit(handle).await;
         let exited_at = SystemTime::now();
+        let mut errors = Vec::new();
         let mut exit_code = match waited {
             Ok(exit) => exit.code().unwrap_or_else(|| {
                 tracing::warn!(
@@ -342,34 +357,32 @@ impl<H: Hcs> Inner<H> {
                     last_wait_result = exit.last_wait_result,
                     "the exit code of the process is not available"
                 );
+                let hr = Hresult(exit.last_wait_result.cast_unsigned());
+                errors.push(HcsError::new(hr).into_error(ctr_id, WAIT.name()));
                 UNKNOWN_EXIT_CODE
             }),
             Err(e) => {
                 tracing::warn!(container_id = ctr_id, process_id, error = %e, "waiting for the process failed (the container may have been killed)");
+                errors.push(e.into_error(ctr_id, WAIT.name()));
                 UNKNOWN_EXIT_CODE
             }
         };
-        let closed = match self.hcs.close_process(handle).await {
-            Ok(()) => None,
-            Err(e) => {
-                exit_code = UNKNOWN_EXIT_CODE;
-                let e = e.into_error(ctr_id, HcsOp::CloseProcess.name());
-                Some(
-                    Error::system(format!("hcsProcess.Close() failed {}", e.message()))
-                        .with_source(e),
-                )
-            }
-        };
-        (exited_at, exit_code, closed)
+        if let Err(e) = self.hcs.close_process(handle).await {
+            exit_code = UNKNOWN_EXIT_CODE;
+            let e = e.into_error(ctr_id, HcsOp::CloseProcess.name());
+            errors.push(
+                Error::system(format!("hcsProcess.Close() failed {}", e.message())).with_source(e),
+            );
+        }
+        (exited_at, exit_code, errors)
     }
 
     /// Reaps the init process: the exit path libcontainerd settled on.
     async fn reap_init(self: Arc<Self>, ctr: Arc<Container<H>>, handle: H::Process, pid: u32) {
         let id = ctr.id.clone();
         let hcs = self.hcs.clone();
-        let (exited_at, mut exit_code, closed) =
+        let (exited_at, mut exit_code, mut chain) =
             self.wait_and_close(&id, INIT_PROCESS_ID, &handle).await;
-        let mut chain: Vec<Error> = closed.into_iter().collect();
 
         // Stopped, and anyone waiting on that woken, before the shutdown.
         {
@@ -451,8 +464,8 @@ impl<H: Hcs> Inner<H> {
         handle: H::Process,
         pid: u32,
     ) {
-        let (exited_at, exit_code, closed) = self.wait_and_close(&ctr.id, &exec_id, &handle).await;
-        let error = closed.map(|e| {
+        let (exited_at, exit_code, errors) = self.wait_and_close(&ctr.id, &exec_id, &handle).await;
+        let error = chain_errors(errors).map(|e| {
             Arc::new(
                 e.with_operation("exit")
                     .with_container(&ctr.id)

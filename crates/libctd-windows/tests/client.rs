@@ -128,6 +128,26 @@ async fn unexpected_exit_during_shutdown_fails_the_exit() {
     assert!(e.sim.compute_systems().is_empty());
 }
 
+/// A container that dies on its own: exit 4294967295 with the system error
+/// (the simulation agrees with the computecore.dll double).
+#[tokio::test]
+async fn crash_gives_minus_one_with_the_system_error() {
+    let e = env();
+    e.run("c", &spec("sleep")).await;
+    assert!(e.sim.crash(&sys("c")));
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit
+        .error
+        .expect("the exit carries the system error")
+        .to_string();
+    assert!(
+        text.contains("The compute system exited unexpectedly. (0xc0370106)"),
+        "{text}"
+    );
+    e.remove("c").await;
+}
+
 #[tokio::test]
 async fn pending_updates_only_for_exit_code_zero() {
     let e = env();
@@ -241,13 +261,19 @@ async fn close_failures_chain_in_order() {
 }
 
 #[tokio::test]
-async fn failed_wait_result_gives_minus_one_without_error() {
+async fn failed_wait_result_gives_minus_one_with_its_error() {
     let e = env();
     e.sim.set_last_wait_result(&sys("c"), 0x102);
     e.run("c", &spec("exit 0")).await;
     let exit = e.exit("c").await;
     assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
-    assert!(exit.error.is_none());
+    // Never 4294967295 without an error.
+    let text = exit
+        .error
+        .expect("an unknown exit code has an error")
+        .to_string();
+    assert!(text.contains("HcsWaitForProcessExit"), "{text}");
+    assert!(text.contains("(0x00000102)"), "{text}");
     assert!(!exit.update_pending);
     e.remove("c").await;
 }

@@ -4,147 +4,29 @@
 // Test helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "support/fixture.rs"]
+mod fixture;
 
-use libctd_core::oci_spec::runtime::{Process, Spec, WindowsResources};
-use libctd_core::{Backend, Client, Remote, Resources, Result};
-use libctd_testkit::conformance::{Capabilities, Fixture, Program, Support};
-use libctd_windows::WindowsRemote;
-use libctd_windows::hcs::sim::{CONTROL_C_EXIT, Sim, TERMINATED_EXIT};
+use std::sync::Arc;
+
+use fixture::HcsFixture;
+use libctd_windows::hcs::sim::Sim;
 
 /// Layers of every container; the base one holds a utility VM.
 const BASE_LAYER: &str = r"C:\layers\base";
 
-struct SimFixture {
-    remote: WindowsRemote<Sim>,
-    hyperv: bool,
-    next: AtomicU64,
-}
-
-impl SimFixture {
-    fn new(hyperv: bool) -> Self {
-        let sim = Sim::new();
-        sim.add_utility_vm(BASE_LAYER);
-        Self {
-            remote: WindowsRemote::new(Arc::new(sim), &[]).unwrap(),
-            hyperv,
-            next: AtomicU64::new(0),
-        }
-    }
-}
-
-/// The simulator's script for a program.
-fn args(program: &Program) -> Vec<String> {
-    let words: Vec<String> = match program {
-        Program::Exit(code) => vec!["exit".into(), code.to_string()],
-        Program::Print(text) => vec!["print".into(), text.clone()],
-        Program::PrintStderr(text) => vec!["printerr".into(), text.clone()],
-        Program::Cat => vec!["cat".into()],
-        Program::Sleep => vec!["sleep".into()],
-        // No OOM killer on Windows: the allocation fails and the process
-        // exits with STATUS_NO_MEMORY.
-        Program::Oom => vec![
-            "echoerr".into(),
-            "out of memory".into(),
-            ";".into(),
-            "exit".into(),
-            "0xC0000017".into(),
-        ],
-        Program::Output { bytes } => vec!["bytes".into(), bytes.to_string()],
-        Program::Missing => vec!["no-such-program.exe".into()],
-        other => panic!("the Windows fixture does not know {other:?}"),
-    };
-    words
-}
-
-fn process_json(program: &Program, terminal: bool) -> serde_json::Value {
-    serde_json::json!({
-        "args": args(program),
-        "cwd": "C:\\",
-        "env": ["PATH=C:\\Windows\\system32;C:\\Windows"],
-        "user": {"uid": 0, "gid": 0, "username": "ContainerUser"},
-        "terminal": terminal,
-        "consoleSize": {"height": 24, "width": 80}
-    })
-}
-
-#[libctd_core::async_trait]
-impl Fixture for SimFixture {
-    async fn client(&self, backend: Arc<dyn Backend>) -> Result<Arc<dyn Client>> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.remote
-            .new_client(&format!("conformance-{n}"), backend)
-            .await
-    }
-
-    fn spec(&self, program: &Program, terminal: bool) -> Spec {
-        let mut windows = serde_json::json!({
-            "layerFolders": [BASE_LAYER, "C:\\layers\\scratch"],
-        });
-        let root_path = if self.hyperv {
-            windows["hyperv"] = serde_json::json!({});
-            ""
-        } else {
-            "\\\\?\\Volume{0b8e5fd4-0000-0000-0000-100000000000}\\"
-        };
-        serde_json::from_value(serde_json::json!({
-            "ociVersion": "1.0.2",
-            "hostname": "conformance",
-            "process": process_json(program, terminal),
-            "root": {"path": root_path, "readonly": false},
-            "mounts": [],
-            "windows": windows,
-        }))
-        .unwrap()
-    }
-
-    fn process(&self, program: &Program, terminal: bool) -> Process {
-        serde_json::from_value(process_json(program, terminal)).unwrap()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        let mut caps = Capabilities::new();
-        caps.version = Support::not_implemented("version");
-        caps.pause = if self.hyperv {
-            Support::Supported
-        } else {
-            Support::not_implemented("Hyper-V")
-        };
-        caps.checkpoint = Support::not_implemented("checkpoints");
-        caps.update_resources = Support::not_implemented("resources");
-        caps.status_before_start = Support::Supported;
-        caps.oom_events = false;
-        caps.restore_reattaches = false;
-        caps
-    }
-
-    /// SIGKILL terminates (the compute system, or an exec); any other signal
-    /// shuts the compute system down, ending its processes as a console
-    /// control event does.
-    fn signal_exit_code(&self, signal: i32) -> u32 {
-        if signal == 9 {
-            TERMINATED_EXIT
-        } else {
-            CONTROL_C_EXIT
-        }
-    }
-
-    fn resources(&self) -> Resources {
-        Resources::Windows(WindowsResources::default())
-    }
+fn sim_fixture(hyperv: bool) -> HcsFixture<Sim> {
+    let sim = Sim::new();
+    sim.add_utility_vm(BASE_LAYER);
+    HcsFixture::new(Arc::new(sim), hyperv, BASE_LAYER, "conformance-")
 }
 
 /// Process isolation: pause and resume are not implemented.
 mod process_isolation {
-    use super::SimFixture;
-
-    libctd_testkit::conformance_suite!(|| async { SimFixture::new(false) });
+    libctd_testkit::conformance_suite!(|| async { crate::sim_fixture(false) });
 }
 
 /// Hyper-V isolation: pause and resume work.
 mod hyperv_isolation {
-    use super::SimFixture;
-
-    libctd_testkit::conformance_suite!(|| async { SimFixture::new(true) });
+    libctd_testkit::conformance_suite!(|| async { crate::sim_fixture(true) });
 }

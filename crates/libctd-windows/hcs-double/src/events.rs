@@ -1,0 +1,113 @@
+//! Exit notifications: delivered through the registered callbacks, from
+//! threads of the double's own, never after the handle is closed.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use windows::Win32::System::HostComputeSystem::{
+    HCS_EVENT, HCS_EVENT_TYPE, HCS_OPERATION, HcsEventProcessExited, HcsEventSystemExited,
+};
+use windows::core::PCWSTR;
+
+use crate::world::{Kind, Process, Status, System, hr, lock, notify, world};
+
+/// Delivers an event of `ty` with `data` to the callback of handle `h`.
+pub fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
+    let cb = {
+        let mut w = world();
+        match w.entries.get_mut(&h) {
+            Some(e) => match e.callback {
+                Some(cb) => {
+                    e.delivering += 1;
+                    cb
+                }
+                None => return,
+            },
+            None => return,
+        }
+    };
+    let wide: Vec<u16> = data.encode_utf16().chain(std::iter::once(0)).collect();
+    let event = HCS_EVENT {
+        Type: ty,
+        EventData: PCWSTR(wide.as_ptr()),
+        Operation: HCS_OPERATION::default(),
+    };
+    // SAFETY: the caller's callback and context; `event` outlives the call.
+    unsafe { (cb.0)(&event, cb.1 as *const c_void) };
+    if let Some(e) = world().entries.get_mut(&h) {
+        e.delivering = e.delivering.saturating_sub(1);
+    }
+    notify();
+}
+
+/// Sends an event to every open handle matching `is_target`, from a thread
+/// of the double's own.
+pub fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Kind) -> bool) {
+    let targets: Vec<usize> = world()
+        .entries
+        .iter()
+        .filter(|(_, e)| e.callback.is_some() && is_target(&e.kind))
+        .map(|(h, _)| *h)
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for h in targets {
+            deliver(h, ty, &data);
+        }
+    });
+}
+
+/// Stops `system`: its processes end with `code`, then its exit is
+/// published. False when it was stopped already.
+pub fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, status: i32) -> bool {
+    let processes: Vec<Arc<Process>> = {
+        let mut st = lock(&system.state);
+        if st.status == Status::Stopped {
+            return false;
+        }
+        st.status = Status::Stopped;
+        st.exit = Some(serde_json::json!({"Status": status, "ExitType": exit_type}).to_string());
+        st.processes.values().cloned().collect()
+    };
+    for p in processes {
+        p.kill(code);
+    }
+    let data = lock(&system.state).exit.clone().unwrap_or_default();
+    let s = system.clone();
+    broadcast(
+        HcsEventSystemExited,
+        data,
+        move |k| matches!(k, Kind::System(x) if Arc::ptr_eq(x, &s)),
+    );
+    true
+}
+
+/// Publishes a process's exit with `code`.
+pub fn process_exited(p: &Arc<Process>, code: u32) {
+    let last_wait_result = if p.system.faults.exit_code_unavailable {
+        hr::INVALID_HANDLE
+    } else {
+        0
+    };
+    let data = serde_json::json!({
+        "ProcessId": p.pid,
+        "Exited": true,
+        "ExitCode": code,
+        "LastWaitResult": last_wait_result,
+    })
+    .to_string();
+    {
+        let mut st = lock(&p.ctl);
+        st.exit = Some(code);
+        st.exit_data = Some(data.clone());
+        p.cv.notify_all();
+    }
+    let me = p.clone();
+    broadcast(
+        HcsEventProcessExited,
+        data,
+        move |k| matches!(k, Kind::Process(x) if Arc::ptr_eq(x, &me)),
+    );
+}

@@ -1,0 +1,603 @@
+//! The double's model: handles, operations, compute systems, processes, the
+//! fault plan and the record of handle-discipline violations.
+//!
+//! Lock order: the world lock first, then an operation's, system's or
+//! process's own lock; never the world lock while holding one of those.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::c_void;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use libctd_windows::error::{Hresult, win32};
+use windows::Win32::Foundation::{CloseHandle, HANDLE};
+use windows::Win32::System::HostComputeSystem::{HCS_EVENT, HCS_OPERATION};
+
+/// A registered event callback.
+pub type EventCallback = unsafe extern "system" fn(*const HCS_EVENT, *const c_void);
+/// An operation's completion callback.
+pub type Completion = unsafe extern "system" fn(HCS_OPERATION, *const c_void);
+
+/// The HRESULTs the double returns.
+pub mod hr {
+    use super::{Hresult, win32};
+
+    /// An HRESULT as `HRESULT.0`.
+    pub const fn i(h: Hresult) -> i32 {
+        h.0 as i32
+    }
+    /// HCS_E_OPERATION_TIMEOUT.
+    pub const OPERATION_TIMEOUT: i32 = i(Hresult::hcs_v2(0x0118));
+    /// HCS_E_OPERATION_NOT_STARTED.
+    pub const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0119));
+    /// HCS_E_OPERATION_ALREADY_STARTED.
+    pub const ALREADY_STARTED: i32 = i(Hresult::hcs_v2(0x0116));
+    /// HCS_E_SYSTEM_NOT_FOUND.
+    pub const SYSTEM_NOT_FOUND: i32 = i(Hresult::hcs_v1(0x010E));
+    /// HCS_E_SYSTEM_ALREADY_STOPPED.
+    pub const ALREADY_STOPPED: i32 = i(Hresult::hcs_v1(0x0110));
+    /// HCS_E_PROCESS_ALREADY_STOPPED.
+    pub const PROCESS_ALREADY_STOPPED: i32 = i(Hresult::hcs_v2(0x011F));
+    /// HCS_E_PROCESS_INFO_NOT_AVAILABLE.
+    pub const PROCESS_INFO_NOT_AVAILABLE: i32 = i(Hresult::hcs_v2(0x011D));
+    /// HCS_E_INVALID_STATE.
+    pub const INVALID_STATE: i32 = i(Hresult::hcs_v1(0x0105));
+    /// HCS_E_INVALID_JSON.
+    pub const INVALID_JSON: i32 = i(Hresult::hcs_v1(0x010D));
+    /// HCS_E_UNEXPECTED_EXIT.
+    pub const UNEXPECTED_EXIT: i32 = i(Hresult::hcs_v1(0x0106));
+    /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
+    pub const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
+    /// E_INVALIDARG.
+    pub const INVALID_ARG: i32 = 0x8007_0057_u32 as i32;
+    /// HRESULT_FROM_WIN32(ERROR_CANCELLED).
+    pub const CANCELLED: i32 = 0x8007_04C7_u32 as i32;
+    /// ERROR_FILE_NOT_FOUND.
+    pub const FILE_NOT_FOUND: i32 = i(Hresult::from_win32(win32::FILE_NOT_FOUND));
+    /// ERROR_NOT_SUPPORTED.
+    pub const NOT_SUPPORTED: i32 = i(Hresult::from_win32(win32::NOT_SUPPORTED));
+    /// ERROR_NOT_FOUND.
+    pub const NOT_FOUND: i32 = i(Hresult::from_win32(win32::NOT_FOUND));
+    /// ERROR_ALREADY_EXISTS.
+    pub const ALREADY_EXISTS: i32 = i(Hresult::from_win32(win32::ALREADY_EXISTS));
+}
+
+/// The exit code of a process ended by a console control event.
+pub const CONTROL_C_EXIT: u32 = 0xC000_013A;
+/// The exit code of a terminated process.
+pub const TERMINATED_EXIT: u32 = 1;
+
+/// A process's pid and the stdio handles not yet handed to the caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub stdin: usize,
+    pub stdout: usize,
+    pub stderr: usize,
+}
+
+impl ProcInfo {
+    /// Closes the handles nobody took.
+    pub fn close(&self) {
+        for h in [self.stdin, self.stdout, self.stderr] {
+            if h != 0 {
+                // SAFETY: a pipe handle the double created and still owns.
+                let _ = unsafe { CloseHandle(HANDLE(h as *mut c_void)) };
+            }
+        }
+    }
+}
+
+/// The outcome of an operation.
+#[derive(Debug, Clone, Default)]
+pub struct OpResult {
+    pub hr: i32,
+    pub doc: String,
+    pub info: Option<ProcInfo>,
+}
+
+impl OpResult {
+    /// Success with a document.
+    pub fn ok(doc: String) -> Self {
+        Self {
+            hr: 0,
+            doc,
+            info: None,
+        }
+    }
+
+    /// A failure with HCS's result document.
+    pub fn fail(hr: i32, detail: &str) -> Self {
+        let message = Hresult(hr as u32).message().unwrap_or(detail);
+        let doc = serde_json::json!({
+            "Error": hr,
+            "ErrorMessage": message,
+            "ErrorEvents": [{"Message": detail}],
+        });
+        Self {
+            hr,
+            doc: doc.to_string(),
+            info: None,
+        }
+    }
+}
+
+/// An HCS operation.
+pub struct Operation {
+    pub completion: Option<(Completion, usize)>,
+    pub state: Mutex<OpState>,
+    pub cv: Condvar,
+}
+
+/// An operation's progress.
+#[derive(Default)]
+pub struct OpState {
+    /// The handle it was issued on (0 when not yet issued).
+    pub target: usize,
+    pub issued: bool,
+    pub result: Option<OpResult>,
+    pub cancelled: bool,
+}
+
+/// What a handle refers to.
+#[derive(Clone)]
+pub enum Kind {
+    Operation(Arc<Operation>),
+    System(Arc<System>),
+    Process(Arc<Process>),
+}
+
+/// An open handle.
+pub struct Entry {
+    pub kind: Kind,
+    /// The compute system it concerns ("" for an unissued operation).
+    pub owner: String,
+    pub callback: Option<(EventCallback, usize)>,
+    /// Calls on the handle in progress.
+    pub calls: u32,
+    /// Uncancelled operations issued on it, not complete.
+    pub pending: u32,
+    /// Callbacks being delivered for it.
+    pub delivering: u32,
+}
+
+/// A compute system's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// A compute system.
+pub struct System {
+    pub id: String,
+    pub hyperv: bool,
+    pub faults: Faults,
+    pub state: Mutex<SystemState>,
+}
+
+/// A compute system's mutable state.
+pub struct SystemState {
+    pub status: Status,
+    pub started: Option<Instant>,
+    pub processes: HashMap<u32, Arc<Process>>,
+    /// The SystemExited data, once exited.
+    pub exit: Option<String>,
+}
+
+/// A process of a compute system.
+pub struct Process {
+    pub pid: u32,
+    pub system: Arc<System>,
+    pub image: String,
+    pub ctl: Mutex<ProcState>,
+    pub cv: Condvar,
+}
+
+/// A process's mutable state.
+#[derive(Default)]
+pub struct ProcState {
+    pub kill: Option<u32>,
+    pub stdin_closed: bool,
+    pub exit: Option<u32>,
+    pub console_size: Option<[u16; 2]>,
+    /// The ProcessExited data, once exited.
+    pub exit_data: Option<String>,
+    /// Stdio handles not yet handed to the caller.
+    pub info: Option<ProcInfo>,
+}
+
+impl Process {
+    /// Asks the process to end with `code` (first request wins).
+    pub fn kill(&self, code: u32) {
+        let mut st = lock(&self.ctl);
+        if st.kill.is_none() {
+            st.kill = Some(code);
+        }
+        self.cv.notify_all();
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&self) -> bool {
+        lock(&self.ctl).exit.is_some()
+    }
+}
+
+/// A compute system's fault plan.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub unexpected_exit_on_shutdown: bool,
+    pub exit_code_unavailable: bool,
+    pub ignore_cancel: bool,
+    pub create_process_quirk: bool,
+    pub slow: HashMap<String, u64>,
+    pub late: HashMap<String, u64>,
+    pub fail: HashMap<String, i32>,
+}
+
+/// When an operation takes effect, and when it completes after that.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    pub before: Duration,
+    pub after: Duration,
+}
+
+impl Faults {
+    /// Reads a plan document.
+    pub fn parse(v: &serde_json::Value) -> Self {
+        let flag = |k: &str| v.get(k).and_then(serde_json::Value::as_bool) == Some(true);
+        let map = |k: &str| -> HashMap<String, i64> {
+            v.get(k)
+                .and_then(serde_json::Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Self {
+            unexpected_exit_on_shutdown: flag("UnexpectedExitOnShutdown"),
+            exit_code_unavailable: flag("ExitCodeUnavailable"),
+            ignore_cancel: flag("IgnoreCancel"),
+            create_process_quirk: flag("CreateProcessQuirk"),
+            slow: map("Slow")
+                .into_iter()
+                .map(|(k, n)| (k, n.max(0) as u64))
+                .collect(),
+            late: map("Late")
+                .into_iter()
+                .map(|(k, n)| (k, n.max(0) as u64))
+                .collect(),
+            fail: map("Fail")
+                .into_iter()
+                .map(|(k, n)| (k, n as u32 as i32))
+                .collect(),
+        }
+    }
+
+    /// How long `op` takes to take effect (`Slow`), then to complete
+    /// (`Late`).
+    pub fn timing(&self, op: &str) -> Timing {
+        let ms = |m: &HashMap<String, u64>| Duration::from_millis(m.get(op).copied().unwrap_or(0));
+        Timing {
+            before: ms(&self.slow),
+            after: ms(&self.late),
+        }
+    }
+}
+
+/// Everything the double knows.
+#[derive(Default)]
+pub struct World {
+    next: usize,
+    pub entries: HashMap<usize, Entry>,
+    closed: HashMap<usize, String>,
+    pub systems: HashMap<String, Arc<System>>,
+    violations: Vec<(String, String)>,
+    pub plans: HashMap<String, Faults>,
+    next_pid: u32,
+}
+
+/// Locks ignoring poison: the double must keep answering.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn cell() -> &'static (Mutex<World>, Condvar) {
+    static WORLD: OnceLock<(Mutex<World>, Condvar)> = OnceLock::new();
+    WORLD.get_or_init(|| (Mutex::new(World::default()), Condvar::new()))
+}
+
+/// The world, locked.
+pub fn world() -> MutexGuard<'static, World> {
+    lock(&cell().0)
+}
+
+/// Wakes threads waiting for a handle's calls or callbacks to finish.
+pub fn notify() {
+    cell().1.notify_all();
+}
+
+impl World {
+    /// A new handle for `kind`; values are never reused.
+    pub fn alloc(&mut self, kind: Kind, owner: &str) -> usize {
+        self.next += 1;
+        let h = 0x1_0000 + self.next * 16;
+        self.entries.insert(
+            h,
+            Entry {
+                kind,
+                owner: owner.to_owned(),
+                callback: None,
+                calls: 0,
+                pending: 0,
+                delivering: 0,
+            },
+        );
+        h
+    }
+
+    /// A new pid.
+    pub fn pid(&mut self) -> u32 {
+        self.next_pid += 4;
+        1000 + self.next_pid
+    }
+
+    /// Records a violation against compute system `owner`.
+    pub fn violation(&mut self, owner: &str, what: String) {
+        self.violations.push((owner.to_owned(), what));
+    }
+
+    /// Records a call on a handle that is not open.
+    fn bad_handle(&mut self, h: usize, call: &str) -> i32 {
+        match self.closed.get(&h).cloned() {
+            Some(owner) => self.violation(&owner, format!("{call} on closed handle {h:#x}")),
+            None => self.violation("", format!("{call} on unknown handle {h:#x}")),
+        }
+        hr::INVALID_HANDLE
+    }
+
+    /// The report of systems whose id contains `pattern` (all for "").
+    pub fn report(&self, pattern: &str) -> serde_json::Value {
+        let mine = |owner: &str| {
+            if pattern.is_empty() {
+                true
+            } else {
+                !owner.is_empty() && owner.contains(pattern)
+            }
+        };
+        let violations: Vec<&String> = self
+            .violations
+            .iter()
+            .filter(|(o, _)| mine(o))
+            .map(|(_, v)| v)
+            .collect();
+        let mut open: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| mine(&e.owner))
+            .map(|(h, e)| {
+                let what = match e.kind {
+                    Kind::Operation(_) => "operation",
+                    Kind::System(_) => "compute system",
+                    Kind::Process(_) => "process",
+                };
+                format!("{what} handle {h:#x} of {:?}", e.owner)
+            })
+            .collect();
+        open.sort();
+        let handled: HashSet<u32> = self
+            .entries
+            .values()
+            .filter_map(|e| match &e.kind {
+                Kind::Process(p) => Some(p.pid),
+                _ => None,
+            })
+            .collect();
+        let mut orphans = Vec::new();
+        let mut processes = Vec::new();
+        for s in self.systems.values().filter(|s| mine(&s.id)) {
+            for p in lock(&s.state).processes.values() {
+                let exited = p.exited();
+                if !exited && !handled.contains(&p.pid) {
+                    orphans.push(format!("process {} of {:?}", p.pid, s.id));
+                }
+                processes.push(
+                    serde_json::json!({"System": s.id, "ProcessId": p.pid, "Exited": exited}),
+                );
+            }
+        }
+        serde_json::json!({"Violations": violations, "OpenHandles": open, "Orphans": orphans,
+                           "Processes": processes})
+    }
+}
+
+/// Begins call `call` on handle `h`, which must be open and satisfy `want`;
+/// `Err(hr)` (and a recorded violation) otherwise. End it with [`leave`].
+pub fn enter<T>(h: usize, call: &str, want: impl FnOnce(&Kind) -> Option<T>) -> Result<T, i32> {
+    let mut w = world();
+    let found = w.entries.get_mut(&h).map(|e| (want(&e.kind), e));
+    match found {
+        Some((Some(t), e)) => {
+            e.calls += 1;
+            Ok(t)
+        }
+        Some((None, _)) => {
+            w.violation("", format!("{call} on handle {h:#x} of another kind"));
+            Err(hr::INVALID_HANDLE)
+        }
+        None => Err(w.bad_handle(h, call)),
+    }
+}
+
+/// Ends a call begun with [`enter`].
+pub fn leave(h: usize) {
+    if let Some(e) = world().entries.get_mut(&h) {
+        e.calls = e.calls.saturating_sub(1);
+    }
+    notify();
+}
+
+/// Closes handle `h` with `call`, recording misuse; waits for callbacks
+/// being delivered for it (as computecore drains them). Returns the closed
+/// entry's kind.
+pub fn close(h: usize, call: &str) -> Option<Kind> {
+    let mut w = world();
+    let Some(e) = w.entries.get(&h) else {
+        let _ = w.bad_handle(h, call);
+        return None;
+    };
+    let (owner, calls, pending) = (e.owner.clone(), e.calls, e.pending);
+    if calls > 0 {
+        w.violation(
+            &owner,
+            format!("{call} of {h:#x} while a call on it is in flight"),
+        );
+    }
+    if pending > 0 {
+        w.violation(
+            &owner,
+            format!("{call} of {h:#x} while an operation on it is in flight"),
+        );
+    }
+    while w.entries.get(&h).is_some_and(|e| e.delivering > 0) {
+        w = cell().1.wait(w).unwrap_or_else(PoisonError::into_inner);
+    }
+    let e = w.entries.remove(&h)?;
+    w.closed.insert(h, owner.clone());
+    match &e.kind {
+        Kind::System(s) => {
+            let still_open = w
+                .entries
+                .values()
+                .any(|o| matches!(&o.kind, Kind::System(x) if Arc::ptr_eq(x, s)));
+            if !still_open {
+                // ShouldTerminateOnLastHandleClosed.
+                if w.systems.get(&s.id).is_some_and(|x| Arc::ptr_eq(x, s)) {
+                    w.systems.remove(&s.id);
+                }
+                drop(w);
+                crate::events::stop_system(s, TERMINATED_EXIT, "ForcedExit", 0);
+                return Some(e.kind);
+            }
+        }
+        Kind::Operation(op) => {
+            let mut st = lock(&op.state);
+            if st.issued && st.result.is_none() && !st.cancelled {
+                w.violation(
+                    &owner,
+                    format!("{call} of {h:#x} still in flight, not cancelled"),
+                );
+            }
+            if let Some(info) = st.result.as_mut().and_then(|r| r.info.take()) {
+                info.close();
+            }
+        }
+        Kind::Process(_) => {}
+    }
+    Some(e.kind)
+}
+
+/// Issues operation `op_h` on handle `target`; `work` runs on the double's
+/// own thread after `delay`, and is told whether the operation was cancelled
+/// (it then must undo what the call began). Fails when `op_h` is not an
+/// open operation or was issued before.
+pub fn issue(
+    op_h: usize,
+    target: usize,
+    call: &str,
+    timing: Timing,
+    ignore_cancel: bool,
+    work: impl FnOnce(bool) -> OpResult + Send + 'static,
+) -> Result<(), i32> {
+    let op = {
+        let mut w = world();
+        let owner = w.entries.get(&target).map(|e| e.owner.clone());
+        let op = match w.entries.get_mut(&op_h) {
+            Some(Entry {
+                kind: Kind::Operation(op),
+                owner: op_owner,
+                ..
+            }) => {
+                *op_owner = owner.unwrap_or_default();
+                op.clone()
+            }
+            _ => return Err(w.bad_handle(op_h, call)),
+        };
+        {
+            let mut st = lock(&op.state);
+            if st.issued {
+                return Err(hr::ALREADY_STARTED);
+            }
+            st.issued = true;
+            st.target = target;
+        }
+        if let Some(e) = w.entries.get_mut(&target) {
+            e.pending += 1;
+        }
+        op
+    };
+    std::thread::spawn(move || {
+        std::thread::sleep(timing.before);
+        let cancelled = {
+            let st = lock(&op.state);
+            st.cancelled && !ignore_cancel
+        };
+        let result = work(cancelled);
+        std::thread::sleep(timing.after);
+        complete(op_h, &op, result);
+    });
+    Ok(())
+}
+
+/// Stores an operation's result (unless cancelled first), releases its
+/// target and calls its completion callback.
+fn complete(op_h: usize, op: &Arc<Operation>, result: OpResult) {
+    {
+        // The target is released before the result is visible: a caller
+        // that saw the result may close the target at once.
+        let mut w = world();
+        let alive = w.entries.contains_key(&op_h);
+        let mut st = lock(&op.state);
+        if !st.cancelled
+            && let Some(e) = w.entries.get_mut(&st.target)
+        {
+            e.pending = e.pending.saturating_sub(1);
+        }
+        if st.result.is_none() && alive {
+            st.result = Some(result);
+        } else if let Some(info) = result.info {
+            // Nobody can take the handles any more.
+            info.close();
+        }
+        op.cv.notify_all();
+    }
+    if let Some((cb, ctx)) = op.completion
+        && world().entries.contains_key(&op_h)
+    {
+        // SAFETY: the caller's completion callback, with its context.
+        unsafe { cb(HCS_OPERATION(op_h as *mut c_void), ctx as *const c_void) };
+    }
+}
+
+/// Cancels an operation: it completes with ERROR_CANCELLED at once and has
+/// no effect, unless its system's plan ignores cancels.
+pub fn cancel(op: &Operation, ignore: bool) {
+    let mut w = world();
+    let mut st = lock(&op.state);
+    if !st.issued || st.result.is_some() || st.cancelled {
+        return;
+    }
+    st.cancelled = true;
+    if !ignore {
+        st.result = Some(OpResult::fail(hr::CANCELLED, "the operation was cancelled"));
+        op.cv.notify_all();
+    }
+    if let Some(e) = w.entries.get_mut(&st.target) {
+        e.pending = e.pending.saturating_sub(1);
+    }
+}

@@ -1,0 +1,227 @@
+//! HCS operations run on blocking threads, and the stdio of new processes.
+
+use std::ffi::c_void;
+use std::io;
+use std::os::windows::io::{FromRawHandle, RawHandle};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::AsyncWrite;
+use windows::Win32::Foundation::{HANDLE, HLOCAL, INVALID_HANDLE_VALUE, LocalFree};
+use windows::Win32::System::HostComputeSystem::{
+    HCS_OPERATION, HCS_PROCESS_INFORMATION, HCS_SYSTEM,
+};
+use windows::core::{HRESULT, PCWSTR, PWSTR};
+
+use crate::error::{HcsError, Hresult};
+use crate::hcs::HcsResult;
+
+use super::fns::*;
+
+// ---- operations ----
+
+/// Converts and frees a result document.
+///
+/// # Safety
+/// `doc` must be null or a document HCS allocated with `LocalAlloc`.
+pub(super) unsafe fn take_document(doc: PWSTR) -> String {
+    if doc.is_null() {
+        return String::new();
+    }
+    // SAFETY: HCS documents are NUL-terminated wide strings.
+    let text = unsafe { doc.to_string() }.unwrap_or_default();
+    // SAFETY: the document was allocated by HCS with LocalAlloc and is freed once.
+    unsafe { LocalFree(Some(HLOCAL(doc.0.cast()))) };
+    text
+}
+
+/// HCS_E_OPERATION_TIMEOUT: the only answer meaning "the wait timed out"
+/// (HCS_E_CONNECTION_TIMEOUT and ERROR_TIMEOUT are failures of the
+/// operation itself).
+pub(super) const OPERATION_TIMEOUT: Hresult = Hresult::hcs_v2(0x0118);
+
+pub(super) fn is_wait_timeout(hr: HRESULT) -> bool {
+    Hresult::from(hr) == OPERATION_TIMEOUT
+}
+
+/// Runs one HCS operation on the current (blocking) thread: create, issue,
+/// wait with `timeout_ms`; on a wait timeout cancel it (as hcsshim does, no
+/// second wait: the timeout is a bound); free; close.
+///
+/// # Safety
+/// `issue` must pass the operation to exactly one HCS call and return its HRESULT.
+pub(super) unsafe fn blocking_operation(
+    fns: &Fns,
+    timeout_ms: u32,
+    want_process_info: bool,
+    issue: impl FnOnce(HCS_OPERATION) -> HRESULT,
+) -> HcsResult<(String, HCS_PROCESS_INFORMATION)> {
+    // SAFETY: no context and no completion callback: the operation is waited on.
+    let op = unsafe { (fns.create_operation)(std::ptr::null(), None) };
+    if op.is_invalid() {
+        return Err(HcsError::new(Hresult(0x8007_000E))); // E_OUTOFMEMORY
+    }
+    let issued = issue(op);
+    let mut info = HCS_PROCESS_INFORMATION::default();
+    let mut doc = PWSTR::null();
+    let hr = if issued.is_err() {
+        issued
+    } else if want_process_info {
+        // SAFETY: `op` is a live operation; `info` and `doc` are valid out-pointers.
+        unsafe {
+            (fns.wait_for_operation_result_and_process_info)(op, timeout_ms, &mut info, &mut doc)
+        }
+    } else {
+        // SAFETY: as above.
+        unsafe { (fns.wait_for_operation_result)(op, timeout_ms, &mut doc) }
+    };
+    if issued.is_ok() && is_wait_timeout(hr) {
+        // Cancel the operation in flight; closing it below is then safe.
+        // What HCS creates after the cancel is the caller's to undo.
+        // SAFETY: `op` is live.
+        let _ = unsafe { (fns.cancel_operation)(op) };
+        info = HCS_PROCESS_INFORMATION::default();
+    }
+    // SAFETY: `doc` is null or an HCS document, freed once.
+    let text = unsafe { take_document(doc) };
+    // SAFETY: `op` is live and closed once.
+    unsafe { (fns.close_operation)(op) };
+    if hr.is_ok() {
+        Ok((text, info))
+    } else {
+        Err(HcsError::with_document(Hresult::from(hr), &text))
+    }
+}
+
+/// How long a shutdown or terminate is waited for before it counts as
+/// submitted (pending).
+pub(super) const SUBMIT_WAIT: Duration = Duration::from_secs(1);
+/// The slices in which a submitted stop is waited for, between looks at the
+/// exit notification.
+pub(super) const STOP_SLICE_MS: u32 = 50;
+
+/// Runs a shutdown or terminate (`pick`) of system `raw` on the current
+/// (blocking) thread. `answer` gets HCS_E_OPERATION_PENDING once
+/// [`SUBMIT_WAIT`] passed; the operation is waited for in slices until it
+/// completes (its result is returned), the system has `exited` or `timeout`
+/// passed (it is then cancelled), and closed.
+///
+/// # Safety
+/// `raw` must be an open compute system for the whole call.
+pub(super) unsafe fn stop_operation(
+    fns: &Fns,
+    raw: usize,
+    pick: fn(&Fns) -> SystemOpFn,
+    timeout: Duration,
+    exited: impl Fn() -> bool,
+    answer: &mut impl FnMut(HcsResult<()>),
+) -> HcsResult<()> {
+    // SAFETY: no context and no completion callback: the operation is waited on.
+    let op = unsafe { (fns.create_operation)(std::ptr::null(), None) };
+    if op.is_invalid() {
+        return Err(HcsError::new(Hresult(0x8007_000E))); // E_OUTOFMEMORY
+    }
+    // SAFETY: `raw` is open; no options.
+    let mut hr = unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, PCWSTR::null()) };
+    let mut doc = PWSTR::null();
+    if hr.is_ok() {
+        let started = std::time::Instant::now();
+        loop {
+            // SAFETY: `op` is live; `doc` a valid out-pointer.
+            hr = unsafe { (fns.wait_for_operation_result)(op, STOP_SLICE_MS, &mut doc) };
+            if !is_wait_timeout(hr) {
+                break;
+            }
+            let waited = started.elapsed();
+            if exited() || waited >= timeout {
+                // Done by the notification's word (or given up on): cancel.
+                // SAFETY: `op` is live.
+                let _ = unsafe { (fns.cancel_operation)(op) };
+                if exited() {
+                    hr = HRESULT(0);
+                }
+                break;
+            }
+            if waited >= SUBMIT_WAIT {
+                answer(Err(HcsError::new(Hresult::hcs_v2(0x0117))));
+            }
+        }
+    }
+    // SAFETY: `doc` is null or an HCS document, freed once.
+    let text = unsafe { take_document(doc) };
+    // SAFETY: `op` is live and closed once.
+    unsafe { (fns.close_operation)(op) };
+    if hr.is_ok() {
+        Ok(())
+    } else {
+        Err(HcsError::with_document(Hresult::from(hr), &text))
+    }
+}
+
+/// Closes the stdio handles of a process that will not be used.
+pub(super) fn close_std_handles(info: &HCS_PROCESS_INFORMATION) {
+    for h in [info.StdInput, info.StdOutput, info.StdError] {
+        if let Some(h) = handle_value(h) {
+            // SAFETY: an open handle HCS handed over, dropped (closed) once.
+            drop(unsafe { std::fs::File::from_raw_handle(h as RawHandle) });
+        }
+    }
+}
+
+/// A handle that can cross threads.
+pub(super) fn handle_value(h: HANDLE) -> Option<usize> {
+    if h.is_invalid() || h == INVALID_HANDLE_VALUE {
+        None
+    } else {
+        Some(h.0 as usize)
+    }
+}
+
+/// A write half that closes its handle on shutdown, so the process reads EOF.
+pub(super) struct ClosingWriter(pub(super) Option<tokio::fs::File>);
+
+impl AsyncWrite for ClosingWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(f) => Pin::new(f).poll_write(cx, buf),
+            None => Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe))),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.as_mut() {
+            Some(f) => Pin::new(f).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let flushed = match self.0.as_mut() {
+            Some(f) => Pin::new(f).poll_flush(cx),
+            None => return Poll::Ready(Ok(())),
+        };
+        match flushed {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                // Dropping the file closes the pipe: the process reads EOF.
+                self.0 = None;
+                Poll::Ready(result)
+            }
+        }
+    }
+}
+
+/// Wraps an owned pipe handle as a tokio file.
+///
+/// # Safety
+/// `h` must be an open handle owned by nobody else.
+pub(super) unsafe fn file_of(h: usize) -> tokio::fs::File {
+    // SAFETY: per the contract, the handle is open and ownership moves here.
+    let std_file = unsafe { std::fs::File::from_raw_handle(h as RawHandle) };
+    tokio::fs::File::from_std(std_file)
+}

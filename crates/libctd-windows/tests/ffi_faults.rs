@@ -1,0 +1,370 @@
+//! The binding (`hcs::ffi`) and `WindowsClient` over it against the
+//! computecore.dll double's fault plan under Wine: one test per defect of
+//! issue 8. Runs where `cargo xtask windows-test` installed the double.
+#![cfg(windows)]
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/double.rs"]
+mod double;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use libctd_core::oci_spec::runtime::Spec;
+use libctd_core::{Client, CreateOptions, EventInfo, EventType, INIT_PROCESS_ID, discard_stdio};
+use libctd_testkit::backend::RecordingBackend;
+use libctd_testkit::capture_stdio;
+use libctd_windows::hcs::Hcs;
+use libctd_windows::hcs::ffi::Computecore;
+use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A namespace no other test uses.
+fn unique_namespace() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("faults{}x", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A compute system id no other test uses, and the pattern of its reports.
+fn unique_id(what: &str) -> (String, String) {
+    let tag = format!("@{}", unique_namespace());
+    (format!("{what}{tag}"), tag)
+}
+
+/// A `WindowsClient` over the binding, in a namespace of its own.
+struct Env {
+    client: WindowsClient<Computecore>,
+    backend: Arc<RecordingBackend>,
+    namespace: String,
+}
+
+fn env_with(hcs: Computecore) -> Env {
+    let backend = Arc::new(RecordingBackend::new());
+    let namespace = unique_namespace();
+    let client = WindowsClient::new(Arc::new(hcs), &namespace, backend.clone()).unwrap();
+    Env {
+        client,
+        backend,
+        namespace,
+    }
+}
+
+fn env() -> Env {
+    env_with(Computecore::load().unwrap())
+}
+
+/// A process-isolated container running `script` (the double's language).
+fn spec(script: &str) -> Spec {
+    let args: Vec<&str> = script.split(' ').collect();
+    serde_json::from_value(serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"args": args, "cwd": "C:\\", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "\\\\?\\Volume{0b8e5fd4-1111}\\"},
+        "windows": {"layerFolders": ["C:\\layers\\base", "C:\\layers\\scratch"]},
+    }))
+    .unwrap()
+}
+
+impl Env {
+    /// The compute system id of container `id`.
+    fn sys(&self, id: &str) -> String {
+        format!("{id}@{}", self.namespace)
+    }
+
+    async fn run(&self, id: &str, script: &str) -> u32 {
+        self.client
+            .create(id, &spec(script), CreateOptions::default())
+            .await
+            .unwrap();
+        self.client
+            .start(id, None, false, discard_stdio())
+            .await
+            .unwrap()
+    }
+
+    async fn exit(&self, id: &str) -> EventInfo {
+        self.backend
+            .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
+            .await
+            .unwrap()
+    }
+
+    async fn remove(&self, id: &str) {
+        self.client.delete_task(id).await.unwrap();
+        self.client.delete(id).await.unwrap();
+    }
+
+    /// No violation, leak or orphan in this namespace.
+    async fn assert_clean(&self) {
+        let pattern = format!("@{}", self.namespace);
+        tokio::task::spawn_blocking(move || double::assert_clean(&pattern, T))
+            .await
+            .unwrap();
+    }
+}
+
+const PROCESS_ISOLATED: &str = r#"{"Owner":"test","SchemaVersion":{"Major":2,"Minor":1},
+    "ShouldTerminateOnLastHandleClosed":true,
+    "Container":{"Storage":{"Layers":[],"Path":"\\\\?\\Volume{0b8e5fd4-1}\\"}}}"#;
+
+/// Polls the double until `pattern`'s systems have an operation in flight.
+fn wait_operation_in_flight(pattern: &str) {
+    let until = Instant::now() + T;
+    while !double::report(pattern)["OpenHandles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h.as_str().unwrap().starts_with("operation"))
+    {
+        assert!(Instant::now() < until, "no operation in flight");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Defect 1: closing a compute system handle while a call on it is in
+/// flight faults inside computecore. Close must wait for the call, and a
+/// call after close must fail without reaching computecore.
+#[tokio::test(flavor = "multi_thread")]
+async fn close_waits_for_calls_in_flight() {
+    let hcs = std::sync::Arc::new(Computecore::load().unwrap());
+    let (id, tag) = unique_id("lifetime");
+    double::faults(
+        &id,
+        serde_json::json!({"Slow": {"HcsGetComputeSystemProperties": 500}}),
+    );
+    let system = hcs
+        .create_compute_system(&id, PROCESS_ISOLATED)
+        .await
+        .unwrap();
+    hcs.start_compute_system(&system).await.unwrap();
+
+    let (h, s) = (hcs.clone(), system.clone());
+    let query = tokio::spawn(async move {
+        h.get_compute_system_properties(&s, r#"{"PropertyTypes":["Statistics"]}"#)
+            .await
+    });
+    let pattern = tag.clone();
+    tokio::task::spawn_blocking(move || wait_operation_in_flight(&pattern))
+        .await
+        .unwrap();
+    hcs.close_compute_system(&system).await.unwrap();
+    let answer = query.await.unwrap().unwrap();
+    assert!(answer.contains("Statistics"), "{answer}");
+
+    // The handle is closed: calls fail as invalid handles, in the binding.
+    let err = hcs.start_compute_system(&system).await.unwrap_err();
+    assert_eq!(err.hresult.0, 0x8007_0006, "{err}");
+    let err = hcs.close_compute_system(&system).await.unwrap_err();
+    assert_eq!(err.hresult.0, 0x8007_0006, "{err}");
+    double::assert_clean(&tag, T);
+}
+
+/// Defect 2: a container that dies on its own reaches the engine as exit
+/// 4294967295 with the system error, not as its processes' exit code and
+/// no error.
+#[tokio::test(flavor = "multi_thread")]
+async fn unexpected_exit_carries_the_system_error() {
+    let e = env();
+    e.run("c", "sleep").await;
+    assert!(double::crash(&e.sys("c")));
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit
+        .error
+        .expect("the exit carries the system error")
+        .to_string();
+    assert!(
+        text.contains("The compute system exited unexpectedly. (0xc0370106)"),
+        "{text}"
+    );
+    assert!(text.contains("container c encountered an error"), "{text}");
+    e.remove("c").await;
+    e.assert_clean().await;
+}
+
+/// Defect 2: an exit code HCS could not read is 4294967295 with an error
+/// saying why, never 4294967295 alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_exit_code_carries_an_error() {
+    let e = env();
+    double::faults(
+        &e.sys("c"),
+        serde_json::json!({"ExitCodeUnavailable": true}),
+    );
+    double::faults(
+        &e.sys("x"),
+        serde_json::json!({"ExitCodeUnavailable": true}),
+    );
+    e.run("c", "exit 3").await;
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit
+        .error
+        .expect("an unknown exit code has an error")
+        .to_string();
+    assert!(text.contains("HcsWaitForProcessExit"), "{text}");
+    assert!(text.contains("(0x80070006)"), "{text}");
+    e.remove("c").await;
+
+    // The same for an exec.
+    e.run("x", "sleep").await;
+    let process = serde_json::from_value(serde_json::json!(
+        {"args": ["exit", "4"], "cwd": "C:\\", "user": {"uid": 0, "gid": 0}}
+    ))
+    .unwrap();
+    e.client
+        .exec("x", "e1", &process, false, discard_stdio())
+        .await
+        .unwrap();
+    let exit = e
+        .backend
+        .next_process_event("x", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    assert!(exit.error.is_some(), "an unknown exit code has an error");
+    e.client
+        .signal_process("x", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    e.exit("x").await;
+    e.remove("x").await;
+    e.assert_clean().await;
+}
+
+/// Polls the double until `pattern`'s systems have a process and every
+/// process exited (none orphaned); panics after [`T`].
+fn wait_processes_ended(pattern: &str) {
+    let until = Instant::now() + T;
+    loop {
+        let r = double::report(pattern);
+        let procs = r["Processes"].as_array().unwrap().clone();
+        let orphans = r["Orphans"].as_array().unwrap().len();
+        if !procs.is_empty() && orphans == 0 && procs.iter().all(|p| p["Exited"] == true) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "processes did not end: {procs:?}, orphans {orphans}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Defect 4: a timeout is a bound. A 300 ms timeout against a 3 s process
+/// creation that ignores the cancel returns in about 300 ms (no second,
+/// infinite wait), and the process HCS creates after the cancel is
+/// terminated and closed, not left running without a handle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_is_a_bound_and_leaves_no_orphan() {
+    let hcs = Computecore::load()
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    let e = env_with(hcs);
+    double::faults(
+        &e.sys("c"),
+        serde_json::json!({"Slow": {"HcsCreateProcess": 3000}, "IgnoreCancel": true}),
+    );
+    e.client
+        .create("c", &spec("sleep"), CreateOptions::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = e
+        .client
+        .start("c", None, false, discard_stdio())
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "took {took:?}: {err}");
+    assert!(err.to_string().contains("0x80370118"), "{err}");
+    // The creation completes in the double 3 s later: the process must end.
+    let pattern = format!("@{}", e.namespace);
+    tokio::task::spawn_blocking(move || wait_processes_ended(&pattern))
+        .await
+        .unwrap();
+    e.client.delete("c").await.unwrap();
+    e.assert_clean().await;
+}
+
+/// Defect 3: on Windows Server 2022 the wait for HcsCreateProcess can fail
+/// although HCS handed back a valid process handle and the process runs.
+/// The binding recovers its information with HcsGetProcessInfo instead of
+/// closing the handle and orphaning the process.
+#[tokio::test(flavor = "multi_thread")]
+async fn ws2022_create_process_quirk_recovers_the_process() {
+    let e = env();
+    double::faults(&e.sys("c"), serde_json::json!({"CreateProcessQuirk": true}));
+    e.client
+        .create(
+            "c",
+            &spec("cat ; echo done ; exit 3"),
+            CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let (attach, io) = capture_stdio();
+    let pid = e.client.start("c", None, true, attach).await.unwrap();
+    assert_ne!(pid, 0);
+    io.write_stdin(b"hello\n").await.unwrap();
+    io.close_stdin().await.unwrap();
+    let out = io.wait_stdout_contains(b"done", T).await.unwrap();
+    assert_eq!(out, b"hello\ndone\n");
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, 3);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.remove("c").await;
+
+    // A process that really failed to start is still an error: no
+    // information to recover.
+    double::faults(&e.sys("m"), serde_json::json!({"CreateProcessQuirk": true}));
+    e.client
+        .create("m", &spec("no-such-program.exe"), CreateOptions::default())
+        .await
+        .unwrap();
+    let err = e
+        .client
+        .start("m", None, false, discard_stdio())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("0x80070002"), "{err}");
+    e.client.delete("m").await.unwrap();
+    e.assert_clean().await;
+}
+
+/// Defect 5: a shutdown or terminate is submitted, then the exit
+/// notification is relied on: an operation whose completion comes long
+/// after the system exited does not hold the exit back.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_does_not_wait_for_a_late_operation() {
+    let e = env();
+    for (id, op) in [
+        ("s", "HcsShutDownComputeSystem"),
+        ("t", "HcsTerminateComputeSystem"),
+    ] {
+        double::faults(&e.sys(id), serde_json::json!({"Late": {op: 3000}}));
+        e.run(id, "sleep").await;
+    }
+    let started = Instant::now();
+    // SIGTERM shuts the compute system down; SIGKILL terminates it.
+    e.client
+        .signal_process("s", INIT_PROCESS_ID, 15)
+        .await
+        .unwrap();
+    e.client
+        .signal_process("t", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    let s = e.exit("s").await;
+    let t = e.exit("t").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+    assert_eq!(s.exit_code, 0xC000_013A, "{:?}", s.error);
+    assert_eq!(t.exit_code, 1, "{:?}", t.error);
+    e.remove("s").await;
+    e.remove("t").await;
+    e.assert_clean().await;
+}

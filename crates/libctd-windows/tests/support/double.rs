@@ -1,0 +1,98 @@
+//! The computecore.dll double's control export, for tests under Wine
+//! (`cargo xtask windows-test` installs the double into System32).
+
+// Shared by several test files, each using part of it.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use windows::Win32::Foundation::{HLOCAL, LocalFree};
+use windows::Win32::System::LibraryLoader::{
+    GetProcAddress, LOAD_LIBRARY_SEARCH_SYSTEM32, LoadLibraryExW,
+};
+use windows::core::{HRESULT, HSTRING, PCWSTR, PWSTR, s};
+
+type ControlFn = unsafe extern "system" fn(PCWSTR, *mut PWSTR) -> HRESULT;
+
+/// Sends a control request to the double; its JSON answer.
+pub fn control(request: serde_json::Value) -> serde_json::Value {
+    // SAFETY: loading a DLL from System32 by name.
+    let module = unsafe {
+        LoadLibraryExW(
+            &HSTRING::from("computecore.dll"),
+            None,
+            LOAD_LIBRARY_SEARCH_SYSTEM32,
+        )
+    }
+    .expect("the computecore.dll double is not installed (run cargo xtask windows-test)");
+    // SAFETY: a loaded module and a NUL-terminated name.
+    let f = unsafe { GetProcAddress(module, s!("LibctdDoubleControl")) }
+        .expect("computecore.dll is not the double: no LibctdDoubleControl");
+    // SAFETY: the control export's signature.
+    let f: ControlFn = unsafe { std::mem::transmute(f) };
+    let request = HSTRING::from(request.to_string());
+    let mut answer = PWSTR::null();
+    // SAFETY: a valid string and out-pointer.
+    let hr = unsafe { f(PCWSTR(request.as_ptr()), &mut answer) };
+    assert!(hr.is_ok(), "LibctdDoubleControl failed: {hr:?}");
+    // SAFETY: the answer is a NUL-terminated string from LocalAlloc.
+    let text = unsafe { answer.to_string() }.unwrap();
+    // SAFETY: freed once, as HCS documents are.
+    unsafe { LocalFree(Some(HLOCAL(answer.0.cast()))) };
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Sets the fault plan of compute system `system_id` (before it is created).
+pub fn faults(system_id: &str, plan: serde_json::Value) {
+    control(serde_json::json!({"Faults": {"System": system_id, "Plan": plan}}));
+}
+
+/// Makes a running compute system exit unexpectedly.
+pub fn crash(system_id: &str) -> bool {
+    control(serde_json::json!({"Crash": system_id}))["Crashed"] == true
+}
+
+/// The double's report on compute systems whose id contains `pattern`.
+pub fn report(pattern: &str) -> serde_json::Value {
+    control(serde_json::json!({"Report": pattern}))
+}
+
+/// The handle-discipline violations recorded against `pattern`'s systems.
+pub fn violations(pattern: &str) -> Vec<String> {
+    list(&report(pattern), "Violations")
+}
+
+fn list(report: &serde_json::Value, key: &str) -> Vec<String> {
+    report[key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts that `pattern`'s systems saw no violation and, within
+/// `deadline`, hold no open handle and no orphaned process.
+pub fn assert_clean(pattern: &str, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    loop {
+        let r = report(pattern);
+        let violations = list(&r, "Violations");
+        assert!(
+            violations.is_empty(),
+            "handle discipline violated: {violations:#?}"
+        );
+        let open = list(&r, "OpenHandles");
+        let orphans = list(&r, "Orphans");
+        if open.is_empty() && orphans.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "leaked after {deadline:?}: handles {open:#?}, orphaned processes {orphans:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
