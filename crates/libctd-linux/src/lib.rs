@@ -30,19 +30,30 @@
 //! # How it works
 //!
 //! - [`LinuxRemote`] embeds containerd by default: under its state directory
-//!   (mode 0700) it writes a config with the CRI and unused plugins disabled,
-//!   starts `containerd` (dying with this process unless [`Outlive`]), records
-//!   its pid, and reuses a live daemon named by that pid file. It checks health
-//!   every 500 ms (3 s timeout) and restarts a dead or hung daemon with
-//!   throttling; clients reconnect by themselves. With [`Address`] it uses an
-//!   existing containerd and never restarts it. `cleanup()` sends SIGTERM,
-//!   waits up to 15 s, then SIGKILL, and removes the pid file and sockets.
+//!   it writes a config with the CRI and unused plugins disabled, starts
+//!   `containerd` (dying with this process unless [`Outlive`]), records its
+//!   pid, and reuses a live daemon named by that pid file. A new state
+//!   directory is made 0700; an existing one is used only if it is a real
+//!   directory of this user that no one else can write, and is never changed
+//!   or removed. Of several remotes on one state directory, the one holding
+//!   its lock (`supervisor.lock`) owns the daemon: only it starts, restarts
+//!   or stops it; the others adopt it. The owner checks health every 500 ms
+//!   (3 s timeout) and restarts a dead or hung daemon with throttling;
+//!   clients reconnect by themselves. With [`Address`] it uses an existing
+//!   containerd and never restarts it. `cleanup()` sends SIGTERM, waits up to
+//!   15 s, then SIGKILL, and removes the pid file and sockets.
 //! - [`LinuxClient`] implements the 18 operations of
 //!   [`Client`](libctd_core::Client). Every request carries the client's
-//!   namespace; every gRPC status is classified into an
-//!   [`ErrorKind`](libctd_core::ErrorKind) naming the container and operation.
-//!   Mutating operations run in their own task, so dropping a call never
-//!   leaves the client half-way.
+//!   namespace and a deadline ([`RpcTimeout`], default 30 s): a containerd
+//!   that does not answer fails the call `DeadlineExceeded`, one that is gone
+//!   `Unavailable` ("containerd is unreachable"). Every gRPC status is
+//!   classified into an [`ErrorKind`](libctd_core::ErrorKind) naming the
+//!   container and operation. Mutating operations run in their own task, so
+//!   dropping a call never leaves the client half-way.
+//! - A create, start or exec that fails part-way removes what containerd
+//!   made of it; when containerd cannot be reached for that, the rollback is
+//!   remembered and completed before the id is used again, so a failed
+//!   operation can always be retried with the same id.
 //! - Stdio travels through FIFOs under `<state>/fifo/<namespace>/<container>/`,
 //!   opened on tokio; output the engine drops is drained, and stdin closed by
 //!   the engine leads to exactly one `CloseIO` once the process started.
@@ -53,7 +64,10 @@
 //!   are delivered once; an exited exec is deleted after its exit was
 //!   delivered (bounded by a timeout). A broken stream is resubscribed with
 //!   backoff and the client then reconciles: exits that happened meanwhile
-//!   are delivered, exactly once.
+//!   are delivered, exactly once. Every started process gets exactly one
+//!   exit: one whose task is gone (its shim died, the task was deleted)
+//!   gets exit code 4294967295 and an `error` saying why; an exit that races
+//!   `restore` is kept until restore tracks the process.
 //! - runc keeps its state under `<state>/runc` for containers created here.
 //!
 //! # containerd lines
