@@ -18,7 +18,7 @@ use crate::remote::LinuxConfig;
 use crate::supervisor::{DaemonPaths, find_binary, state_dir_error};
 
 /// How long `containerd --version` may take.
-const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Plugins a 1.6 / 1.7 daemon does not need (configuration `version = 2`).
 const DISABLED_PLUGINS_V1: &[&str] = &[
