@@ -93,34 +93,78 @@ pub struct RuncOptions {
 /// The operations an engine performs on containers, implemented by each
 /// platform's backend.
 ///
-/// Every operation validates its input first (ids, signals, sizes) and fails
-/// with a typed [`Error`] naming the operation and container. Operations are
-/// cancel-safe: dropping the future (or wrapping it in `tokio::time::timeout`)
-/// leaves the client consistent. The trait is object-safe; engines hold an
-/// `Arc<dyn Client>`.
+/// Every operation validates its input first (ids, signals, sizes, paths)
+/// and fails with a typed [`Error`] naming the operation, the container and,
+/// where there is one, the process. The trait is object-safe; engines hold
+/// an `Arc<dyn Client>`.
 ///
-/// Error kinds common to all operations: `InvalidArgument` for a malformed id
-/// or argument; `NotFound` for an unknown container ("no such container"), a
-/// container without a task where one is needed ("container is not running"),
-/// or an unknown exec ("no such exec"); `NotImplemented` for what the platform
-/// lacks; `Unavailable` when the service cannot be reached.
+/// # Errors
+///
+/// One [`ErrorKind`](crate::ErrorKind) per situation, on every backend (the
+/// conformance suite of `libctd-testkit` asserts each):
+///
+/// | situation | kind | operations |
+/// |---|---|---|
+/// | malformed container id, process id, signal, terminal size, path or spec | `InvalidArgument` | all that take one; checked before any lookup |
+/// | unknown container | `NotFound` "no such container" | all but `version`, `create` |
+/// | the container has no task (never started, or its task deleted) | `NotFound` "container is not running" | `signal_process`, `exec`, `resize_terminal`, `close_stdin`, `pause`, `resume`, `stats`, `list_pids`, `summary`, `update_resources`, `create_checkpoint`, `delete_task`; `status` on Linux (Windows answers `Created`) |
+/// | unknown exec id | `NotFound` "no such exec" | `signal_process`, `resize_terminal`, `close_stdin` |
+/// | the id is in use | `AlreadyExists` | `create` (container id), `exec` (process id), `start` (already started) |
+/// | the task is in the wrong state | `FailedPrecondition` | `exec` in a stopped container, `pause` when not running, `resume` when not paused, `delete_task` and `delete` while it runs, `resize_terminal` of a process without a terminal |
+/// | the platform lacks it | `NotImplemented` | `create_checkpoint` (Windows; Linux where CRIU cannot run), `pause`/`resume` of process-isolated Windows containers, `version` and `update_resources` on Windows |
+/// | the service cannot be reached | `Unavailable` | all |
+/// | the service did not answer within the backend's deadline | `DeadlineExceeded` | all (Linux: `RpcTimeout`) |
+///
+/// # Cancel safety
+///
+/// Dropping an operation's future (or wrapping it in
+/// `tokio::time::timeout`) never leaves the client half-way, but it does
+/// not undo what was asked either. The operations that change state
+/// (`restore`, `create`, `start`, `exec`, `delete_task`, `delete`) run in a
+/// task of their own: they run to completion, or roll back, after the
+/// caller's future is dropped, and the engine learns the outcome from the
+/// events that follow (`create`, `start`, `exec-added`, `exit`...) or a
+/// later `status`. A dropped single request (`signal_process`,
+/// `resize_terminal`, `close_stdin`, `pause`, `resume`, `update_resources`,
+/// `create_checkpoint`) may or may not have reached the service; its effect,
+/// if any, shows in events (`paused`, `resumed`, `exit`) and `status`.
+/// Queries (`version`, `status`, `stats`, `list_pids`, `summary`) can be
+/// dropped freely.
 #[async_trait]
 pub trait Client: Send + Sync {
     /// The version of the service.
+    ///
+    /// # Errors
+    /// `NotImplemented` on Windows; `Unavailable`, `DeadlineExceeded`.
     async fn version(&self) -> Result<Version>;
 
     /// Re-attaches to a container that exists in the service (after an engine
     /// restart). `attach` is called with the reopened streams only when a task
-    /// exists.
+    /// exists. With `alive == true`, the process's exit arrives later as an
+    /// `exit` event, exactly once, however it races the restore.
+    ///
+    /// # Errors
+    /// `NotFound` for a container the service does not know; the error
+    /// `attach` returns.
     async fn restore(&self, container_id: &str, attach: StdioCallback) -> Result<Restored>;
 
-    /// Creates a container from `spec`. `AlreadyExists` when the id is in use.
+    /// Creates a container from `spec`.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when the id is in use; `InvalidArgument` for a spec
+    /// that cannot run (no process; on Linux no root, a relative or missing
+    /// `root.path`, a malformed runtime or runc options).
     async fn create(&self, container_id: &str, spec: &Spec, options: CreateOptions) -> Result<()>;
 
     /// Creates and starts the init process, calling `attach` with its streams
     /// before it starts, and returns its pid. With `checkpoint_dir`, restores
-    /// from that checkpoint. `AlreadyExists` when already started. A failed start
-    /// leaves nothing behind, so it can be retried.
+    /// from that checkpoint. A failed start leaves nothing behind, so it can
+    /// be retried with the same id.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when already started; `InvalidArgument` for a relative
+    /// checkpoint directory or a process the runtime cannot run (executable
+    /// not found); the error `attach` returns.
     async fn start(
         &self,
         container_id: &str,
@@ -131,11 +175,19 @@ pub trait Client: Send + Sync {
 
     /// Sends `signal` to a process ([`INIT_PROCESS_ID`](crate::INIT_PROCESS_ID)
     /// or an exec id).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a signal outside 1..=64; `NotFound` for an
+    /// unknown exec or a container without a task.
     async fn signal_process(&self, container_id: &str, process_id: &str, signal: i32)
     -> Result<()>;
 
     /// Runs an additional process in the container's task and returns its pid.
-    /// `AlreadyExists` when `process_id` is in use.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when `process_id` is in use; `NotFound` "container is
+    /// not running" without a task; `FailedPrecondition` when the task has
+    /// stopped; `InvalidArgument` for a process without args.
     async fn exec(
         &self,
         container_id: &str,
@@ -146,6 +198,10 @@ pub trait Client: Send + Sync {
     ) -> Result<u32>;
 
     /// Resizes a process's terminal, in character cells.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a side outside 1..=65535; `FailedPrecondition`
+    /// for a process without a terminal.
     async fn resize_terminal(
         &self,
         container_id: &str,
@@ -155,38 +211,74 @@ pub trait Client: Send + Sync {
     ) -> Result<()>;
 
     /// Closes a process's standard input, so it reads EOF.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown exec or a container without a task.
     async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()>;
 
     /// Freezes every process of the container.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when it is not running; `NotImplemented` for
+    /// process-isolated Windows containers.
     async fn pause(&self, container_id: &str) -> Result<()>;
 
     /// Thaws a paused container.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when it is not paused; `NotImplemented` for
+    /// process-isolated Windows containers.
     async fn resume(&self, container_id: &str) -> Result<()>;
 
     /// The container's resource usage.
+    ///
+    /// # Errors
+    /// `NotFound` without a task.
     async fn stats(&self, container_id: &str) -> Result<Stats>;
 
     /// The pids of the container's processes.
+    ///
+    /// # Errors
+    /// `NotFound` without a task.
     async fn list_pids(&self, container_id: &str) -> Result<Vec<u32>>;
 
     /// The container's processes, with platform details.
+    ///
+    /// # Errors
+    /// `NotFound` without a task.
     async fn summary(&self, container_id: &str) -> Result<Vec<Summary>>;
 
     /// Deletes the container's stopped task and returns how it ended.
-    /// `FailedPrecondition` while it runs.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` while it runs; `NotFound` without a task.
     async fn delete_task(&self, container_id: &str) -> Result<TaskExit>;
 
     /// Deletes the container (its task must be gone or stopped) and its state.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` while its task runs.
     async fn delete(&self, container_id: &str) -> Result<()>;
 
-    /// The status of the container's task. `NotFound` without a task.
+    /// The status of the container's task.
+    ///
+    /// # Errors
+    /// `NotFound` without a task on Linux (Windows answers `Created`).
     async fn status(&self, container_id: &str) -> Result<Status>;
 
     /// Changes the resource limits of a running container.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for resources of another platform; `NotImplemented`
+    /// on Windows.
     async fn update_resources(&self, container_id: &str, resources: &Resources) -> Result<()>;
 
     /// Checkpoints the container into `checkpoint_dir`, stopping it afterwards
     /// when `exit` is set.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a relative directory; `NotImplemented` on
+    /// Windows and where CRIU cannot run (the message says why).
     async fn create_checkpoint(
         &self,
         container_id: &str,

@@ -125,6 +125,31 @@ pub struct EventInfo {
     pub error: Option<Arc<Error>>,
 }
 
+/// The exit code of a process whose real exit status could not be obtained
+/// (`u32` of -1, as Moby reports it); [`EventInfo::error`] then says why.
+pub const UNKNOWN_EXIT_CODE: u32 = u32::MAX;
+
+impl EventInfo {
+    /// The exit code of an `exit` event, or `None` when the backend could not
+    /// obtain it ([`UNKNOWN_EXIT_CODE`]; `error` says why).
+    ///
+    /// ```
+    /// use libctd_core::{EventInfo, UNKNOWN_EXIT_CODE};
+    /// let known = EventInfo { exit_code: 137, ..EventInfo::default() };
+    /// assert_eq!(known.exit_status(), Some(137));
+    /// let lost = EventInfo { exit_code: UNKNOWN_EXIT_CODE, ..EventInfo::default() };
+    /// assert_eq!(lost.exit_status(), None);
+    /// ```
+    pub fn exit_status(&self) -> Option<u32> {
+        (self.exit_code != UNKNOWN_EXIT_CODE).then_some(self.exit_code)
+    }
+
+    /// The process's pid, or `None` where it is not known (pid 0).
+    pub fn pid(&self) -> Option<u32> {
+        (self.pid != 0).then_some(self.pid)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

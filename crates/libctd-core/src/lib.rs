@@ -69,7 +69,7 @@ pub use client::{
     validate_terminal_size,
 };
 pub use error::{BoxError, Error, ErrorContext, ErrorKind, Report, Result};
-pub use event::{EventInfo, EventType};
+pub use event::{EventInfo, EventType, UNKNOWN_EXIT_CODE};
 pub use id::{
     INIT_PROCESS_ID, MAX_ID_LEN, validate_container_id, validate_namespace, validate_process_id,
 };

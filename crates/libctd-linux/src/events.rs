@@ -411,7 +411,7 @@ pub(crate) fn lost_exit(
         container_id: container_id.to_owned(),
         process_id: process_id.to_owned(),
         pid,
-        exit_code: u32::MAX,
+        exit_code: libctd_core::UNKNOWN_EXIT_CODE,
         exited_at: Some(std::time::SystemTime::now()),
         oom_killed,
         error: Some(Arc::new(
