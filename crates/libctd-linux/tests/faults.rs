@@ -18,7 +18,9 @@ use libctd_core::{
     Client, DirectIo, ErrorKind, EventType, INIT_PROCESS_ID, Remote, RemoteOption, StdioAttachment,
     StdioCallback, discard_stdio,
 };
-use libctd_linux::{Address, HealthCheck, LinuxClient, LinuxRemote, RpcTimeout, StateDir};
+use libctd_linux::{
+    Address, ContainerdBinary, HealthCheck, LinuxClient, LinuxRemote, RpcTimeout, StateDir,
+};
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
     self, Containerd, SLEEP_ARGS, build_busybox_rootfs, busybox_process, busybox_spec, shims_of,
@@ -34,7 +36,8 @@ async fn own_daemon(name: &str, options: &[&dyn RemoteOption]) -> (LinuxRemote, 
     let dir = PathBuf::from(format!("/tmp/libctd-f{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let state = StateDir(dir.clone());
-    let mut all: Vec<&dyn RemoteOption> = vec![&state];
+    let binary = ContainerdBinary(containerd::containerd_binary());
+    let mut all: Vec<&dyn RemoteOption> = vec![&state, &binary];
     all.extend_from_slice(options);
     let remote = LinuxRemote::new(&all).await.unwrap();
     let rootfs = dir.join("rootfs");
@@ -266,9 +269,13 @@ async fn two_remotes_on_one_state_dir_restart_one_daemon() {
         failures: 3,
     };
     let (first, dir, _) = own_daemon("shared", &[&fast]).await;
-    let second = LinuxRemote::new(&[&StateDir(dir.clone()) as &dyn RemoteOption, &fast])
-        .await
-        .unwrap();
+    let second = LinuxRemote::new(&[
+        &StateDir(dir.clone()) as &dyn RemoteOption,
+        &ContainerdBinary(containerd::containerd_binary()),
+        &fast,
+    ])
+    .await
+    .unwrap();
     let old = first.daemon_pid().unwrap();
     assert_eq!(second.daemon_pid(), Some(old), "the second remote adopts");
     signal(old, Signal::SIGKILL);
@@ -414,9 +421,12 @@ async fn a_state_dir_that_is_not_ours_is_refused_and_left_unchanged() {
     let mine = base.join("mine");
     std::fs::create_dir(&mine).unwrap();
     std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o750)).unwrap();
-    let remote = LinuxRemote::new(&[&StateDir(mine.clone()) as &dyn RemoteOption])
-        .await
-        .unwrap();
+    let remote = LinuxRemote::new(&[
+        &StateDir(mine.clone()) as &dyn RemoteOption,
+        &ContainerdBinary(containerd::containerd_binary()),
+    ])
+    .await
+    .unwrap();
     let mode = std::fs::metadata(&mine).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o750);
     remote.cleanup().await.unwrap();
