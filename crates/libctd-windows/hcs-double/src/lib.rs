@@ -49,6 +49,8 @@
 //! Only a Windows Server host with the Containers feature proves the binding.
 
 #[cfg(windows)]
+mod documents;
+#[cfg(windows)]
 mod events;
 #[cfg(windows)]
 mod exports;
