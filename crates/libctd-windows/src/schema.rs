@@ -50,7 +50,8 @@ pub struct ComputeSystem {
     /// A container (process-isolated, or hosted by `HostingSystemId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<Container>,
-    /// The container hosted by a Hyper-V utility VM.
+    /// A container inside a VM document: a form HCS does not boot; kept to
+    /// read documents, never built (Hyper-V isolation uses `HostingSystemId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosted_system: Option<HostedSystem>,
     /// The Hyper-V utility VM.

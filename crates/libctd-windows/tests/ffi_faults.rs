@@ -368,3 +368,91 @@ async fn stop_does_not_wait_for_a_late_operation() {
     e.remove("t").await;
     e.assert_clean().await;
 }
+
+/// The double itself: handle misuse that a real computecore punishes with an
+/// access violation is recorded (so the checks above can fail).
+#[test]
+fn the_double_records_handle_misuse() {
+    use windows::Win32::System::HostComputeSystem::{HCS_OPERATION, HCS_SYSTEM};
+    use windows::core::{HRESULT, HSTRING, PCWSTR, PWSTR};
+    type CreateOp = unsafe extern "system" fn(*const std::ffi::c_void, usize) -> HCS_OPERATION;
+    type CloseOp = unsafe extern "system" fn(HCS_OPERATION);
+    type Wait = unsafe extern "system" fn(HCS_OPERATION, u32, *mut PWSTR) -> HRESULT;
+    type Create = unsafe extern "system" fn(
+        PCWSTR,
+        PCWSTR,
+        HCS_OPERATION,
+        *const std::ffi::c_void,
+        *mut HCS_SYSTEM,
+    ) -> HRESULT;
+    type SystemOp = unsafe extern "system" fn(HCS_SYSTEM, HCS_OPERATION, PCWSTR) -> HRESULT;
+    type CloseSystem = unsafe extern "system" fn(HCS_SYSTEM);
+    // SAFETY: computecore's signatures.
+    let (create_op, close_op, wait, create, start, close) = unsafe {
+        (
+            std::mem::transmute::<double::Export, CreateOp>(double::export(
+                b"HcsCreateOperation\0",
+            )),
+            std::mem::transmute::<double::Export, CloseOp>(double::export(b"HcsCloseOperation\0")),
+            std::mem::transmute::<double::Export, Wait>(double::export(
+                b"HcsWaitForOperationResult\0",
+            )),
+            std::mem::transmute::<double::Export, Create>(double::export(
+                b"HcsCreateComputeSystem\0",
+            )),
+            std::mem::transmute::<double::Export, SystemOp>(double::export(
+                b"HcsStartComputeSystem\0",
+            )),
+            std::mem::transmute::<double::Export, CloseSystem>(double::export(
+                b"HcsCloseComputeSystem\0",
+            )),
+        )
+    };
+    let (id, tag) = unique_id("misuse");
+    double::faults(
+        &id,
+        serde_json::json!({"Slow": {"HcsCreateComputeSystem": 300}}),
+    );
+    let wide_id = HSTRING::from(id.as_str());
+    let doc = HSTRING::from(PROCESS_ISOLATED);
+    let mut system = HCS_SYSTEM::default();
+    // SAFETY: the double's exports with valid arguments, then misuse on purpose.
+    unsafe {
+        let op = create_op(std::ptr::null(), 0);
+        let hr = create(
+            PCWSTR(wide_id.as_ptr()),
+            PCWSTR(doc.as_ptr()),
+            op,
+            std::ptr::null(),
+            &mut system,
+        );
+        assert!(hr.is_ok(), "{hr:?}");
+        // The creation is in flight: closing its operation abandons it, and
+        // closing the system closes under it.
+        close_op(op);
+        close(system);
+        // A call on, and a close of, the closed handle.
+        let op = create_op(std::ptr::null(), 0);
+        assert_eq!(start(system, op, PCWSTR::null()).0 as u32, 0x8007_0006);
+        close(system);
+        let mut result = PWSTR::null();
+        // The operation was never issued.
+        assert_eq!(wait(op, 0, &mut result).0 as u32, 0x8037_0119);
+        close_op(op);
+    }
+    let violations = double::violations(&tag);
+    let expect = [
+        "HcsCloseOperation",
+        "still in flight, not cancelled",
+        "HcsCloseComputeSystem of",
+        "while an operation on it is in flight",
+        "HcsStartComputeSystem on closed handle",
+        "HcsCloseComputeSystem on closed handle",
+    ];
+    for what in expect {
+        assert!(
+            violations.iter().any(|v| v.contains(what)),
+            "{what:?} not recorded: {violations:#?}"
+        );
+    }
+}
