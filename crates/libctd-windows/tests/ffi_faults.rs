@@ -18,7 +18,7 @@ use libctd_testkit::backend::RecordingBackend;
 use libctd_testkit::capture_stdio;
 use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::ffi::Computecore;
-use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
+use libctd_windows::{ClientSettings, UNKNOWN_EXIT_CODE, WindowsClient};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -42,9 +42,14 @@ struct Env {
 }
 
 fn env_with(hcs: Computecore) -> Env {
+    env_with_settings(hcs, ClientSettings::default())
+}
+
+fn env_with_settings(hcs: Computecore, settings: ClientSettings) -> Env {
     let backend = Arc::new(RecordingBackend::new());
     let namespace = unique_namespace();
-    let client = WindowsClient::new(Arc::new(hcs), &namespace, backend.clone()).unwrap();
+    let client =
+        WindowsClient::with_settings(Arc::new(hcs), &namespace, backend.clone(), settings).unwrap();
     Env {
         client,
         backend,
@@ -455,4 +460,55 @@ fn the_double_records_handle_misuse() {
             "{what:?} not recorded: {violations:#?}"
         );
     }
+}
+
+/// A shutdown that does not take effect within the client's shutdown
+/// timeout falls back to terminate: the exit arrives after about the submit
+/// wait plus the shutdown timeout, not the shutdown's own 3 s, as
+/// 4294967295 with the shutdown's failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_shutdown_falls_back_to_terminate() {
+    let settings = ClientSettings {
+        shutdown_timeout: Duration::from_millis(300),
+        ..ClientSettings::default()
+    };
+    let e = env_with_settings(Computecore::load().unwrap(), settings);
+    double::faults(
+        &e.sys("c"),
+        serde_json::json!({"Slow": {"HcsShutDownComputeSystem": 3000}}),
+    );
+    let started = Instant::now();
+    e.run("c", "exit 0").await;
+    let exit = e.exit("c").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit.error.expect("the shutdown's failure").to_string();
+    assert!(text.contains("failed to shutdown container"), "{text}");
+    assert!(text.contains("did not exit within 300ms"), "{text}");
+    e.remove("c").await;
+    e.assert_clean().await;
+}
+
+/// A fault of the plan reaches the engine: a shutdown denied access falls
+/// back to terminate, and the exit carries "Access is denied." with
+/// 4294967295.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_shutdown_is_reported() {
+    let e = env();
+    double::faults(
+        &e.sys("d"),
+        serde_json::json!({"Fail": {"HcsShutDownComputeSystem": 0x8007_0005_u32}}),
+    );
+    e.run("d", "exit 0").await;
+    let exit = e.exit("d").await;
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit
+        .error
+        .expect("the denied shutdown is reported")
+        .to_string();
+    assert!(text.contains("failed to shutdown container"), "{text}");
+    assert!(text.contains("(0x80070005)"), "{text}");
+    e.remove("d").await;
+    e.assert_clean().await;
 }
