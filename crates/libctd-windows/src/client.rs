@@ -104,6 +104,8 @@ struct Inner<H: Hcs> {
 struct Container<H: Hcs> {
     id: String,
     system: H::System,
+    /// With Hyper-V isolation, the utility VM hosting `system`.
+    utility_vm: Option<H::System>,
     isolation: Isolation,
     servicing: bool,
     spec: Spec,
@@ -335,6 +337,44 @@ impl<H: Hcs> Inner<H> {
         }
     }
 
+    /// Creates and starts the utility VM `uvm_id` of container `ctr_id`
+    /// from `document`; on failure nothing is left running.
+    async fn start_utility_vm(
+        &self,
+        ctr_id: &str,
+        uvm_id: &str,
+        document: &str,
+    ) -> Result<H::System> {
+        let uvm = self
+            .hcs
+            .create_compute_system(uvm_id, document)
+            .await
+            .map_err(|e| hcs_error(e, ctr_id, HcsOp::CreateComputeSystem, "create"))?;
+        if let Err(e) = self.hcs.start_compute_system(&uvm).await {
+            let err = hcs_error(e, ctr_id, HcsOp::StartComputeSystem, "create");
+            if let Err(e) = self.release_utility_vm(ctr_id, Some(&uvm)).await {
+                tracing::warn!(container_id = ctr_id, error = %e.report(), "releasing a utility VM that failed to start");
+            }
+            return Err(err);
+        }
+        Ok(uvm)
+    }
+
+    /// Terminates and closes a container's utility VM, once the container's
+    /// own compute system is gone.
+    async fn release_utility_vm(&self, ctr_id: &str, uvm: Option<&H::System>) -> Result<()> {
+        let Some(uvm) = uvm else {
+            return Ok(());
+        };
+        let terminated = self.terminate_system(ctr_id, uvm).await;
+        let closed = self
+            .hcs
+            .close_compute_system(uvm)
+            .await
+            .map_err(|e| e.into_error(ctr_id, HcsOp::CloseComputeSystem.name()));
+        terminated.and(closed)
+    }
+
     /// Waits for a process's exit, then closes its handle. Gives when it
     /// exited, its exit code ([`UNKNOWN_EXIT_CODE`] when HCS could not tell
     /// it, or the close failed) and the errors that made it unknown: never
@@ -430,6 +470,16 @@ impl<H: Hcs> Inner<H> {
                 Error::new(
                     e.kind(),
                     format!("failed to terminate container: {}", e.message()),
+                )
+                .with_source(e),
+            );
+        }
+        if let Err(e) = self.release_utility_vm(&id, ctr.utility_vm.as_ref()).await {
+            exit_code = UNKNOWN_EXIT_CODE;
+            chain.push(
+                Error::new(
+                    e.kind(),
+                    format!("failed to terminate utility VM: {}", e.message()),
                 )
                 .with_source(e),
             );
@@ -636,6 +686,14 @@ impl<H: Hcs> Client for WindowsClient<H> {
                         tracing::warn!(container_id = %id, error = %e, "closing a restored compute system");
                     }
                     terminated.map_err(|e| e.with_operation("restore"))?;
+                    // A Hyper-V isolated container's utility VM goes too.
+                    let uvm_id = convert::utility_vm_id(&inner.system_id(&id));
+                    if let Ok(uvm) = inner.hcs.open_compute_system(&uvm_id).await {
+                        inner
+                            .release_utility_vm(&id, Some(&uvm))
+                            .await
+                            .map_err(|e| e.with_operation("restore"))?;
+                    }
                     Ok(Restored {
                         alive: false,
                         pid: None,
@@ -656,15 +714,24 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 .with_operation("create")
                 .with_container(container_id));
         }
-        let config: ContainerConfig =
+        let mut config: ContainerConfig =
             convert::compute_system(&*self.inner.hcs, &self.inner.namespace, spec)
                 .map_err(|e| e.with_operation("create").with_container(container_id))?;
-        let document = serde_json::to_string(&config.document).map_err(|e| {
-            Error::system("cannot encode the compute system document")
-                .with_source(e)
-                .with_operation("create")
-                .with_container(container_id)
-        })?;
+        let system_id = self.inner.system_id(container_id);
+        let uvm_id = convert::utility_vm_id(&system_id);
+        if config.utility_vm.is_some() {
+            config.document.hosting_system_id = Some(uvm_id.clone());
+        }
+        let encode = |doc: &crate::schema::ComputeSystem| {
+            serde_json::to_string(doc).map_err(|e| {
+                Error::system("cannot encode the compute system document")
+                    .with_source(e)
+                    .with_operation("create")
+                    .with_container(container_id)
+            })
+        };
+        let document = encode(&config.document)?;
+        let uvm_document = config.utility_vm.as_ref().map(encode).transpose()?;
         let inner = self.inner.clone();
         let id = container_id.to_owned();
         let spec = spec.clone();
@@ -678,10 +745,24 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 }
             }
             let hcs = &inner.hcs;
-            let system = hcs
-                .create_compute_system(&inner.system_id(&id), &document)
+            // Hyper-V isolation: the utility VM first, the container in it.
+            let utility_vm = match &uvm_document {
+                Some(doc) => Some(inner.start_utility_vm(&id, &uvm_id, doc).await?),
+                None => None,
+            };
+            let created = hcs
+                .create_compute_system(&system_id, &document)
                 .await
-                .map_err(|e| hcs_error(e, &id, HcsOp::CreateComputeSystem, "create"))?;
+                .map_err(|e| hcs_error(e, &id, HcsOp::CreateComputeSystem, "create"));
+            let system = match created {
+                Ok(system) => system,
+                Err(err) => {
+                    if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
+                        tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed create");
+                    }
+                    return Err(err);
+                }
+            };
             if let Err(e) = hcs.start_compute_system(&system).await {
                 let err = hcs_error(e, &id, HcsOp::StartComputeSystem, "create");
                 if let Err(te) = inner.terminate_system(&id, &system).await {
@@ -690,11 +771,15 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 if let Err(ce) = hcs.close_compute_system(&system).await {
                     tracing::warn!(container_id = %id, error = %ce, "close after a failed start");
                 }
+                if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
+                    tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed start");
+                }
                 return Err(err);
             }
             let ctr = Arc::new(Container {
                 id: id.clone(),
                 system,
+                utility_vm,
                 isolation: config.isolation,
                 servicing: config.servicing,
                 spec,
@@ -721,6 +806,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 // so this cannot normally happen. Undo ours.
                 let _ = inner.terminate_system(&id, &ctr.system).await;
                 let _ = hcs.close_compute_system(&ctr.system).await;
+                let _ = inner.release_utility_vm(&id, ctr.utility_vm.as_ref()).await;
                 return Err(Error::already_exists("container already exists")
                     .with_operation("create")
                     .with_container(&id));
@@ -1086,6 +1172,10 @@ impl<H: Hcs> Client for WindowsClient<H> {
                     if let Err(e) = inner.hcs.close_compute_system(&ctr.system).await {
                         return Err(hcs_error(e, &id, HcsOp::CloseComputeSystem, OP));
                     }
+                    inner
+                        .release_utility_vm(&id, ctr.utility_vm.as_ref())
+                        .await
+                        .map_err(|e| e.with_operation(OP))?;
                     state.status = Status::Stopped;
                 }
                 Status::Stopped => {
@@ -1252,10 +1342,12 @@ impl<H: Hcs> WindowsClient<H> {
                         .with_container(&id),
                 );
             }
+            // Hyper-V isolation: the utility VM is what pauses.
+            let target = ctr.utility_vm.as_ref().unwrap_or(&ctr.system);
             let result = if pause {
-                inner.hcs.pause_compute_system(&ctr.system).await
+                inner.hcs.pause_compute_system(target).await
             } else {
-                inner.hcs.resume_compute_system(&ctr.system).await
+                inner.hcs.resume_compute_system(target).await
             };
             match result {
                 Ok(()) => {}

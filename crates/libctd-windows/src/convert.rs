@@ -22,11 +22,11 @@ use libctd_core::{
 
 use crate::hcs::Hcs;
 use crate::schema::{
-    Chipset, ComputeSystem, Container, ContainerMemory, ContainerProcessor, Devices, GuestOs,
-    HostedSystem, Layer, MappedDirectory, MappedPipe, Networking, ProcessDetails,
-    ProcessParameters, Properties, SchemaVersion, Storage, StorageQoS, Topology, Uefi,
-    UefiBootEntry, VirtualMachine, VirtualSmb, VirtualSmbShare, VirtualSmbShareOptions, VmMemory,
-    VmProcessor,
+    Attachment, Chipset, ComputeSystem, Container, ContainerMemory, ContainerProcessor, Devices,
+    GuestOs, HvSocket, HvSocketSystemConfig, Layer, MappedDirectory, MappedPipe, Networking,
+    ProcessDetails, ProcessParameters, Properties, SchemaVersion, Scsi, Storage, StorageQoS,
+    Topology, Uefi, UefiBootEntry, VirtualMachine, VirtualSmb, VirtualSmbShare,
+    VirtualSmbShareOptions, VmMemory, VmProcessor,
 };
 
 /// How a container is isolated from the host.
@@ -41,12 +41,28 @@ pub enum Isolation {
 /// A container's compute-system document and what the client needs to know of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerConfig {
-    /// The document for `HcsCreateComputeSystem`.
+    /// The container's document for `HcsCreateComputeSystem`. With Hyper-V
+    /// isolation its `HostingSystemId` is to be set to the utility VM's id
+    /// (see [`utility_vm_id`]).
     pub document: ComputeSystem,
+    /// With Hyper-V isolation, the utility VM's document, created and
+    /// started before the container.
+    pub utility_vm: Option<ComputeSystem>,
     /// Its isolation.
     pub isolation: Isolation,
     /// A servicing container (Windows update): it emits no events.
     pub servicing: bool,
+}
+
+/// Where a VSMB share of the utility VM appears inside it (`\\?\VMSMB\VSMB-{..}\<share>`).
+const VSMB_PREFIX: &str = r"\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\";
+/// Who may bind Hyper-V sockets in the utility VM: SYSTEM and administrators.
+const HV_SOCKET_BIND_SDDL: &str = "D:P(A;;FA;;;SY)(A;;FA;;;BA)";
+
+/// The compute system id of the utility VM of the container whose compute
+/// system id is `system_id` (`@` never occurs in ids).
+pub fn utility_vm_id(system_id: &str) -> String {
+    format!("{system_id}@uvm")
 }
 
 /// The prefix of named-pipe mount destinations.
@@ -131,9 +147,19 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
             if !root_path.is_empty() {
                 return Err(invalid("root.path", "must be empty with Hyper-V isolation"));
             }
-            None
+            // The scratch: the last layer folder, as Moby passes it.
+            layer_folders.last().cloned()
         }
     };
+    // The read-only layers on the host; with Hyper-V isolation the utility
+    // VM shares each (VSMB, named by layer id) and the container sees them
+    // there.
+    let host_layers = layers.clone();
+    if isolation == Isolation::HyperV {
+        for layer in &mut layers {
+            layer.path = format!("{VSMB_PREFIX}{}", layer.id);
+        }
+    }
 
     // oci-spec 0.10 has no getters for these fields: read them through serde.
     let resources: Option<OciResources> = mirror(&windows.resources(), "windows.resources")?;
@@ -288,17 +314,28 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
         networking,
     };
 
-    let document = match isolation {
-        Isolation::Process => ComputeSystem {
-            owner: owner.to_owned(),
-            schema_version: SchemaVersion::V2_1,
-            should_terminate_on_last_handle_closed: true,
-            container: Some(container),
-            hosted_system: None,
-            virtual_machine: None,
-        },
+    let read_only_share = VirtualSmbShareOptions {
+        read_only: true,
+        share_read: true,
+        cache_io: true,
+        pseudo_oplocks: true,
+        take_backup_privilege: true,
+    };
+    let utility_vm = match isolation {
+        Isolation::Process => None,
         Isolation::HyperV => {
             let uvm = utility_vm_path(hcs, spec, parents)?;
+            let scratch = layer_folders.last().cloned().unwrap_or_default();
+            let mut shares = vec![VirtualSmbShare {
+                name: "os".to_owned(),
+                path: join_windows(&uvm, "Files"),
+                options: read_only_share.clone(),
+            }];
+            shares.extend(host_layers.iter().map(|l| VirtualSmbShare {
+                name: l.id.clone(),
+                path: l.path.clone(),
+                options: read_only_share.clone(),
+            }));
             let vm = VirtualMachine {
                 stop_on_reset: true,
                 chipset: Chipset {
@@ -319,37 +356,51 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
                     },
                 },
                 devices: Devices {
-                    virtual_smb: VirtualSmb {
-                        shares: vec![VirtualSmbShare {
-                            name: "os".to_owned(),
-                            path: join_windows(&uvm, "Files"),
-                            options: VirtualSmbShareOptions {
-                                read_only: true,
-                                share_read: true,
-                                cache_io: true,
-                                pseudo_oplocks: true,
-                                take_backup_privilege: true,
-                            },
-                        }],
-                    },
+                    // The utility VM boots from its scratch disk at SCSI 0:0.
+                    scsi: BTreeMap::from([(
+                        "0".to_owned(),
+                        Scsi {
+                            attachments: BTreeMap::from([(
+                                "0".to_owned(),
+                                Attachment {
+                                    kind: "VirtualDisk".to_owned(),
+                                    path: join_windows(&scratch, "sandbox.vhdx"),
+                                },
+                            )]),
+                        },
+                    )]),
+                    hv_socket: Some(HvSocket {
+                        hv_socket_config: HvSocketSystemConfig {
+                            default_bind_security_descriptor: HV_SOCKET_BIND_SDDL.to_owned(),
+                        },
+                    }),
+                    virtual_smb: VirtualSmb { shares },
                 },
             };
-            ComputeSystem {
+            Some(ComputeSystem {
                 owner: owner.to_owned(),
                 schema_version: SchemaVersion::V2_1,
                 should_terminate_on_last_handle_closed: true,
+                hosting_system_id: None,
                 container: None,
-                hosted_system: Some(HostedSystem {
-                    schema_version: SchemaVersion::V2_1,
-                    container,
-                }),
+                hosted_system: None,
                 virtual_machine: Some(vm),
-            }
+            })
         }
+    };
+    let document = ComputeSystem {
+        owner: owner.to_owned(),
+        schema_version: SchemaVersion::V2_1,
+        should_terminate_on_last_handle_closed: true,
+        hosting_system_id: None,
+        container: Some(container),
+        hosted_system: None,
+        virtual_machine: None,
     };
 
     Ok(ContainerConfig {
         document,
+        utility_vm,
         isolation,
         servicing: windows.servicing().unwrap_or(false),
     })

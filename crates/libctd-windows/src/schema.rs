@@ -44,10 +44,14 @@ pub struct ComputeSystem {
     pub schema_version: SchemaVersion,
     /// Terminate the system when its last handle is closed.
     pub should_terminate_on_last_handle_closed: bool,
-    /// A process-isolated container.
+    /// The utility VM hosting this container (Hyper-V isolation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosting_system_id: Option<String>,
+    /// A container (process-isolated, or hosted by `HostingSystemId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<Container>,
-    /// The container hosted by a Hyper-V utility VM.
+    /// A container inside a VM document: a form HCS does not boot; kept to
+    /// read documents, never built (Hyper-V isolation uses `HostingSystemId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosted_system: Option<HostedSystem>,
     /// The Hyper-V utility VM.
@@ -273,8 +277,49 @@ pub struct VmProcessor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Devices {
+    /// SCSI controllers by number, each with its attachments by LUN.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scsi: BTreeMap<String, Scsi>,
+    /// The VM's Hyper-V socket configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hv_socket: Option<HvSocket>,
     /// VSMB shares.
     pub virtual_smb: VirtualSmb,
+}
+
+/// A SCSI controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Scsi {
+    /// Attachments by LUN.
+    pub attachments: BTreeMap<String, Attachment>,
+}
+
+/// A disk attached to a SCSI controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Attachment {
+    /// The attachment kind (`VirtualDisk`).
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The host path of the disk.
+    pub path: String,
+}
+
+/// A VM's Hyper-V socket device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HvSocket {
+    /// The system-wide configuration.
+    pub hv_socket_config: HvSocketSystemConfig,
+}
+
+/// Default security of the VM's Hyper-V sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HvSocketSystemConfig {
+    /// Who may bind a Hyper-V socket (an SDDL string).
+    pub default_bind_security_descriptor: String,
 }
 
 /// VSMB shares.

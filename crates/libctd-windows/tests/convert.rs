@@ -122,7 +122,15 @@ fn golden_hyperv_container() {
     )
     .unwrap();
     assert_eq!(config.isolation, Isolation::HyperV);
-    golden("hyperv", &config.document);
+    // The container runs in its own utility VM, linked as the client does.
+    let mut container = config.document.clone();
+    container.hosting_system_id = Some(convert::utility_vm_id("iso@moby"));
+    assert_eq!(container.hosting_system_id.as_deref(), Some("iso@moby@uvm"));
+    golden("hyperv", &container);
+    golden(
+        "hyperv_utility_vm",
+        &config.utility_vm.expect("a utility VM document"),
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use libctd_testkit::backend::RecordingBackend;
 use libctd_testkit::capture_stdio;
 use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::ffi::Computecore;
-use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
+use libctd_windows::{ClientSettings, UNKNOWN_EXIT_CODE, WindowsClient};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -42,9 +42,14 @@ struct Env {
 }
 
 fn env_with(hcs: Computecore) -> Env {
+    env_with_settings(hcs, ClientSettings::default())
+}
+
+fn env_with_settings(hcs: Computecore, settings: ClientSettings) -> Env {
     let backend = Arc::new(RecordingBackend::new());
     let namespace = unique_namespace();
-    let client = WindowsClient::new(Arc::new(hcs), &namespace, backend.clone()).unwrap();
+    let client =
+        WindowsClient::with_settings(Arc::new(hcs), &namespace, backend.clone(), settings).unwrap();
     Env {
         client,
         backend,
@@ -366,5 +371,144 @@ async fn stop_does_not_wait_for_a_late_operation() {
     assert_eq!(t.exit_code, 1, "{:?}", t.error);
     e.remove("s").await;
     e.remove("t").await;
+    e.assert_clean().await;
+}
+
+/// The double itself: handle misuse that a real computecore punishes with an
+/// access violation is recorded (so the checks above can fail).
+#[test]
+fn the_double_records_handle_misuse() {
+    use windows::Win32::System::HostComputeSystem::{HCS_OPERATION, HCS_SYSTEM};
+    use windows::core::{HRESULT, HSTRING, PCWSTR, PWSTR};
+    type CreateOp = unsafe extern "system" fn(*const std::ffi::c_void, usize) -> HCS_OPERATION;
+    type CloseOp = unsafe extern "system" fn(HCS_OPERATION);
+    type Wait = unsafe extern "system" fn(HCS_OPERATION, u32, *mut PWSTR) -> HRESULT;
+    type Create = unsafe extern "system" fn(
+        PCWSTR,
+        PCWSTR,
+        HCS_OPERATION,
+        *const std::ffi::c_void,
+        *mut HCS_SYSTEM,
+    ) -> HRESULT;
+    type SystemOp = unsafe extern "system" fn(HCS_SYSTEM, HCS_OPERATION, PCWSTR) -> HRESULT;
+    type CloseSystem = unsafe extern "system" fn(HCS_SYSTEM);
+    // SAFETY: computecore's signatures.
+    let (create_op, close_op, wait, create, start, close) = unsafe {
+        (
+            std::mem::transmute::<double::Export, CreateOp>(double::export(
+                b"HcsCreateOperation\0",
+            )),
+            std::mem::transmute::<double::Export, CloseOp>(double::export(b"HcsCloseOperation\0")),
+            std::mem::transmute::<double::Export, Wait>(double::export(
+                b"HcsWaitForOperationResult\0",
+            )),
+            std::mem::transmute::<double::Export, Create>(double::export(
+                b"HcsCreateComputeSystem\0",
+            )),
+            std::mem::transmute::<double::Export, SystemOp>(double::export(
+                b"HcsStartComputeSystem\0",
+            )),
+            std::mem::transmute::<double::Export, CloseSystem>(double::export(
+                b"HcsCloseComputeSystem\0",
+            )),
+        )
+    };
+    let (id, tag) = unique_id("misuse");
+    double::faults(
+        &id,
+        serde_json::json!({"Slow": {"HcsCreateComputeSystem": 300}}),
+    );
+    let wide_id = HSTRING::from(id.as_str());
+    let doc = HSTRING::from(PROCESS_ISOLATED);
+    let mut system = HCS_SYSTEM::default();
+    // SAFETY: the double's exports with valid arguments, then misuse on purpose.
+    unsafe {
+        let op = create_op(std::ptr::null(), 0);
+        let hr = create(
+            PCWSTR(wide_id.as_ptr()),
+            PCWSTR(doc.as_ptr()),
+            op,
+            std::ptr::null(),
+            &mut system,
+        );
+        assert!(hr.is_ok(), "{hr:?}");
+        // The creation is in flight: closing its operation abandons it, and
+        // closing the system closes under it.
+        close_op(op);
+        close(system);
+        // A call on, and a close of, the closed handle.
+        let op = create_op(std::ptr::null(), 0);
+        assert_eq!(start(system, op, PCWSTR::null()).0 as u32, 0x8007_0006);
+        close(system);
+        let mut result = PWSTR::null();
+        // The operation was never issued.
+        assert_eq!(wait(op, 0, &mut result).0 as u32, 0x8037_0119);
+        close_op(op);
+    }
+    let violations = double::violations(&tag);
+    let expect = [
+        "HcsCloseOperation",
+        "still in flight, not cancelled",
+        "HcsCloseComputeSystem of",
+        "while an operation on it is in flight",
+        "HcsStartComputeSystem on closed handle",
+        "HcsCloseComputeSystem on closed handle",
+    ];
+    for what in expect {
+        assert!(
+            violations.iter().any(|v| v.contains(what)),
+            "{what:?} not recorded: {violations:#?}"
+        );
+    }
+}
+
+/// A shutdown that does not take effect within the client's shutdown
+/// timeout falls back to terminate: the exit arrives after about the submit
+/// wait plus the shutdown timeout, not the shutdown's own 3 s, as
+/// 4294967295 with the shutdown's failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_shutdown_falls_back_to_terminate() {
+    let settings = ClientSettings {
+        shutdown_timeout: Duration::from_millis(300),
+        ..ClientSettings::default()
+    };
+    let e = env_with_settings(Computecore::load().unwrap(), settings);
+    double::faults(
+        &e.sys("c"),
+        serde_json::json!({"Slow": {"HcsShutDownComputeSystem": 3000}}),
+    );
+    let started = Instant::now();
+    e.run("c", "exit 0").await;
+    let exit = e.exit("c").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit.error.expect("the shutdown's failure").to_string();
+    assert!(text.contains("failed to shutdown container"), "{text}");
+    assert!(text.contains("did not exit within 300ms"), "{text}");
+    e.remove("c").await;
+    e.assert_clean().await;
+}
+
+/// A fault of the plan reaches the engine: a shutdown denied access falls
+/// back to terminate, and the exit carries "Access is denied." with
+/// 4294967295.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_shutdown_is_reported() {
+    let e = env();
+    double::faults(
+        &e.sys("d"),
+        serde_json::json!({"Fail": {"HcsShutDownComputeSystem": 0x8007_0005_u32}}),
+    );
+    e.run("d", "exit 0").await;
+    let exit = e.exit("d").await;
+    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
+    let text = exit
+        .error
+        .expect("the denied shutdown is reported")
+        .to_string();
+    assert!(text.contains("failed to shutdown container"), "{text}");
+    assert!(text.contains("(0x80070005)"), "{text}");
+    e.remove("d").await;
     e.assert_clean().await;
 }

@@ -81,6 +81,16 @@ pub fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, status: i32
         data,
         move |k| matches!(k, Kind::System(x) if Arc::ptr_eq(x, &s)),
     );
+    // The containers a utility VM hosts die with it.
+    let hosted: Vec<Arc<System>> = world()
+        .systems
+        .values()
+        .filter(|h| h.hosted_by.as_deref() == Some(system.id.as_str()))
+        .cloned()
+        .collect();
+    for h in hosted {
+        stop_system(&h, code, exit_type, status);
+    }
     true
 }
 

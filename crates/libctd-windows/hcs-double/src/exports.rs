@@ -16,6 +16,7 @@ use windows::Win32::System::HostComputeSystem::{
 use windows::Win32::System::Memory::{LMEM_FIXED, LocalAlloc};
 use windows::core::{HRESULT, PCWSTR, PWSTR};
 
+use crate::documents::{check_configuration, check_host, vsmb_shares};
 use crate::events::stop_system;
 use crate::world::{
     self, CONTROL_C_EXIT, Faults, Kind, OpResult, Operation, Process, Status, System, SystemState,
@@ -253,21 +254,6 @@ pub extern "system" fn HcsWaitForOperationResultAndProcessInfo(
 
 // ---- compute systems ----
 
-/// Checks the parts of a configuration the double relies on.
-fn check_configuration(doc: &serde_json::Value) -> Result<(), String> {
-    if doc
-        .pointer("/SchemaVersion/Major")
-        .and_then(serde_json::Value::as_u64)
-        != Some(2)
-    {
-        return Err("SchemaVersion must be 2.x".into());
-    }
-    if doc.get("Container").is_none() && doc.get("VirtualMachine").is_none() {
-        return Err("neither Container nor VirtualMachine".into());
-    }
-    Ok(())
-}
-
 #[unsafe(no_mangle)]
 pub extern "system" fn HcsCreateComputeSystem(
     id: PCWSTR,
@@ -281,9 +267,15 @@ pub extern "system" fn HcsCreateComputeSystem(
         return HRESULT(hr::INVALID_ARG);
     };
     let doc = serde_json::from_str::<serde_json::Value>(&config);
-    let hyperv = doc.as_ref().is_ok_and(|d| {
-        d.get("VirtualMachine").is_some() || d.pointer("/Container/HostingSystemId").is_some()
+    let hyperv = doc
+        .as_ref()
+        .is_ok_and(|d| d.get("VirtualMachine").is_some() || d.get("HostingSystemId").is_some());
+    let hosted_by = doc.as_ref().ok().and_then(|d| {
+        d.get("HostingSystemId")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
     });
+    let shares = doc.as_ref().map(vsmb_shares).unwrap_or_default();
     let (system, h) = {
         let mut w = world();
         if w.systems.contains_key(&id) {
@@ -292,6 +284,8 @@ pub extern "system" fn HcsCreateComputeSystem(
         let system = Arc::new(System {
             id: id.clone(),
             hyperv,
+            hosted_by: hosted_by.clone(),
+            shares,
             faults: w.plans.get(&id).cloned().unwrap_or_default(),
             state: Mutex::new(SystemState {
                 status: Status::Creating,
@@ -318,7 +312,9 @@ pub extern "system" fn HcsCreateComputeSystem(
                 _ if cancelled => Err((hr::CANCELLED, "cancelled".to_owned())),
                 (_, Some(e)) => Err((e, call.to_owned())),
                 (Err(e), _) => Err((hr::INVALID_JSON, e.to_string())),
-                (Ok(d), _) => check_configuration(d).map_err(|m| (hr::INVALID_JSON, m)),
+                (Ok(d), _) => check_configuration(d)
+                    .map_err(|m| (hr::INVALID_JSON, m))
+                    .and_then(|()| hosted_by.as_deref().map_or(Ok(()), |h| check_host(d, h))),
             };
             match checked {
                 Ok(()) => {

@@ -28,26 +28,60 @@
 //!   uncancelled operation on the handle is in flight, a double close, an
 //!   operation closed while still in flight without a cancel. Each is recorded
 //!   against its compute system (and the call fails with E_HANDLE); leaked
-//!   handles and orphaned processes are listed by the report.
+//!   handles and orphaned processes are listed by the report. `HcsClose*`
+//!   waits for the handle's callbacks being delivered and none is delivered
+//!   after it. The tests over the binding check the report at the end of
+//!   every case, which fails the case that misbehaved.
+//! - Documents are checked for what HCS needs to boot them: schema 2; a
+//!   utility VM with its scratch disk at SCSI 0:0, an HvSocket configuration
+//!   and the `os` VSMB share; a container with `Storage.Path`; a hosted
+//!   container (`HostingSystemId`) whose utility VM runs and whose layers are
+//!   that VM's VSMB shares; never the combined `HostedSystem` form. A utility
+//!   VM's hosted containers stop with it.
 //! - A fault plan per compute system id, set through the control export
-//!   `LibctdDoubleControl` (JSON in, JSON out): `{"Faults":{"System":id,
-//!   "Plan":{...}}}` with `UnexpectedExitOnShutdown`, `ExitCodeUnavailable`,
-//!   `Slow:{"HcsCreateProcess":ms,...}` (the effect comes late),
-//!   `Late:{...}` (the effect is immediate, the completion late), `IgnoreCancel`, `Fail:{"Hcs...":hr}`
-//!   and `CreateProcessQuirk` (Windows Server 2022: the wait for
-//!   HcsCreateProcess fails although the process runs); `{"Crash":id}` makes a
-//!   running system exit unexpectedly; `{"Report":pattern}` lists violations,
-//!   open handles and orphaned processes of systems whose id contains pattern.
+//!   `LibctdDoubleControl` (JSON in, JSON out, freed with `LocalFree`):
+//!   `{"Faults":{"System":id,"Plan":{...}}}`, the plan holding
+//!   - `UnexpectedExitOnShutdown`: a shutdown or terminate ends in
+//!     `"ExitType":"UnexpectedExit"`;
+//!   - `ExitCodeUnavailable`: processes exit with a non-zero `LastWaitResult`;
+//!   - `Slow:{"HcsCreateProcess":ms,...}`: the operation takes effect late;
+//!   - `Late:{...}`: the effect is immediate, the operation completes late;
+//!   - `IgnoreCancel`: `HcsCancelOperation` succeeds but changes nothing;
+//!   - `Fail:{"Hcs...":hr}`: the operation fails with `hr` (access denied,
+//!     "already stopped", ...);
+//!   - `CreateProcessQuirk`: Windows Server 2022's HcsCreateProcess whose
+//!     wait fails (E_INVALIDARG) although the process runs.
+//!
+//!   `{"Crash":id}` makes a running system exit unexpectedly;
+//!   `{"Report":pattern}` lists the violations, open handles, processes and
+//!   orphaned processes (running, without a handle) of the systems whose id
+//!   contains `pattern`.
 //!
 //! # What it cannot prove
 //!
-//! It is not HCS: no container or VM boots, documents are only checked for
-//! the fields the double needs (the golden tests check them against the
-//! schema), the exact HRESULTs of some failures (cancelled operation, a call
-//! on a bad handle) and the ordering of notifications on a real host are
-//! assumptions, and a real computecore crashes where the double only records.
-//! Only a Windows Server host with the Containers feature proves the binding.
+//! It is not HCS: no container or VM boots and no process runs a real
+//! program. Only a Windows Server host with the Containers feature proves
+//! the binding. In particular the double does not model:
+//!
+//! - the exact HRESULTs of some failures (a cancelled operation completes
+//!   with ERROR_CANCELLED, a call on a bad handle returns E_HANDLE: real
+//!   computecore crashes instead), nor the text of HCS's `ErrorMessage`s;
+//! - the ordering and timing of notifications on a real host (ProcessExited
+//!   before or after SystemExited; an exit that happened before a callback
+//!   was registered is delivered at registration, an assumption);
+//! - what a crashed compute system's processes report (here: exit code 1);
+//! - operation completion callbacks beyond calling them, `HcsGetOperation*`,
+//!   `HcsEnumerateComputeSystems`, `HcsWaitFor*Exit`, modify requests
+//!   (`HcsModifyComputeSystem` answers "not supported"), statistics beyond
+//!   plausible numbers, service disconnects, security descriptors and
+//!   identity tokens;
+//! - the schema: documents are checked only for the fields above (the
+//!   golden tests pin them against the published schema), and the utility
+//!   VM's guest (GCS, VSMB mounts, the scratch's file system) not at all;
+//! - `NameToGuid`'s real algorithm (here the simulation's stable hash).
 
+#[cfg(windows)]
+mod documents;
 #[cfg(windows)]
 mod events;
 #[cfg(windows)]

@@ -175,6 +175,10 @@ pub enum Status {
 pub struct System {
     pub id: String,
     pub hyperv: bool,
+    /// The utility VM hosting this container (`HostingSystemId`).
+    pub hosted_by: Option<String>,
+    /// A utility VM's VSMB share names.
+    pub shares: Vec<String>,
     pub faults: Faults,
     pub state: Mutex<SystemState>,
 }

@@ -12,7 +12,13 @@
 //! HCS_E_OPERATION_TIMEOUT) the operation is cancelled and closed without a
 //! second wait, as hcsshim does, and a system or process HCS handed back is
 //! terminated and closed. Result documents are freed with `LocalFree`.
-//! Every call holds a lease on its handle, and a close waits for them. Exit
+//! Every call holds a lease on its handle, and a close waits for them.
+//! Shutdown and terminate are submitted; the exit notification tells how
+//! they ended. When the wait for HcsCreateProcess fails although a process
+//! handle came back (Windows Server 2022), HcsGetProcessInfo recovers it.
+//!
+//! Under Wine, `cargo xtask windows-test` runs this binding against the
+//! computecore.dll double (`crates/libctd-windows/hcs-double`). Exit
 //! notifications arrive through callbacks registered before anything can
 //! exit, with a registry key (never a pointer) as context; the callbacks never
 //! block nor unwind.

@@ -569,9 +569,26 @@ impl Hcs for Sim {
         self.gate(HcsOp::CreateComputeSystem, id).await?;
         let doc: ComputeSystem = serde_json::from_str(configuration)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
+        if doc.hosted_system.is_some() {
+            // As the computecore.dll double: a utility VM and its container
+            // are separate compute systems, linked by HostingSystemId.
+            return Err(HcsError::with_document(
+                hr::INVALID_JSON,
+                r#"{"ErrorMessage":"HostedSystem is not supported"}"#,
+            ));
+        }
         let mut state = self.state();
         if state.systems.contains_key(id) {
             return Err(HcsError::new(Hresult::from_win32(win32::ALREADY_EXISTS)));
+        }
+        if let Some(host) = &doc.hosting_system_id {
+            match state.systems.get(host) {
+                None => return Err(HcsError::new(hr::NOT_FOUND)),
+                Some(h) if *lock(&h.status) != SysStatus::Running => {
+                    return Err(HcsError::new(hr::INVALID_STATE));
+                }
+                Some(_) => {}
+            }
         }
         let (exit, _) = watch::channel(None);
         let system = Arc::new(System {

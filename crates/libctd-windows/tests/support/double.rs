@@ -10,12 +10,16 @@ use windows::Win32::Foundation::{HLOCAL, LocalFree};
 use windows::Win32::System::LibraryLoader::{
     GetProcAddress, LOAD_LIBRARY_SEARCH_SYSTEM32, LoadLibraryExW,
 };
-use windows::core::{HRESULT, HSTRING, PCWSTR, PWSTR, s};
+use windows::core::{HRESULT, HSTRING, PCSTR, PCWSTR, PWSTR};
 
 type ControlFn = unsafe extern "system" fn(PCWSTR, *mut PWSTR) -> HRESULT;
 
-/// Sends a control request to the double; its JSON answer.
-pub fn control(request: serde_json::Value) -> serde_json::Value {
+/// An export's address, to transmute to its signature.
+pub type Export = unsafe extern "system" fn() -> isize;
+
+/// The address of computecore.dll's export `name` (NUL-terminated).
+pub fn export(name: &[u8]) -> Export {
+    assert_eq!(name.last(), Some(&0), "export names are NUL-terminated");
     // SAFETY: loading a DLL from System32 by name.
     let module = unsafe {
         LoadLibraryExW(
@@ -26,10 +30,14 @@ pub fn control(request: serde_json::Value) -> serde_json::Value {
     }
     .expect("the computecore.dll double is not installed (run cargo xtask windows-test)");
     // SAFETY: a loaded module and a NUL-terminated name.
-    let f = unsafe { GetProcAddress(module, s!("LibctdDoubleControl")) }
-        .expect("computecore.dll is not the double: no LibctdDoubleControl");
+    unsafe { GetProcAddress(module, PCSTR(name.as_ptr())) }
+        .expect("computecore.dll lacks the export")
+}
+
+/// Sends a control request to the double; its JSON answer.
+pub fn control(request: serde_json::Value) -> serde_json::Value {
     // SAFETY: the control export's signature.
-    let f: ControlFn = unsafe { std::mem::transmute(f) };
+    let f = unsafe { std::mem::transmute::<Export, ControlFn>(export(b"LibctdDoubleControl\0")) };
     let request = HSTRING::from(request.to_string());
     let mut answer = PWSTR::null();
     // SAFETY: a valid string and out-pointer.
