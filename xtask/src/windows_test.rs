@@ -30,7 +30,7 @@ const DEFAULT_WINE: &str = "/usr/lib/wine/wine64";
 /// The mingw C compiler.
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 /// How long one test executable may run under Wine before it is killed.
-const EXE_TIMEOUT: Duration = Duration::from_secs(600);
+const EXE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long creating the Wine prefix may take.
 const PREFIX_TIMEOUT: Duration = Duration::from_secs(300);
 /// The package of the computecore.dll double.
@@ -78,19 +78,38 @@ pub fn run() -> Result {
     install(&dll, &system32, &["bcryptprimitives.dll"])?;
 
     let mut failed = Vec::new();
+    let mut flaked = Vec::new();
     for exe in &exes {
-        println!("--> wine {}", exe.display());
-        let mut command = wine_command(&wine, &prefix);
-        command.arg(exe).current_dir(&root);
-        let what = format!("{} {}", wine.display(), exe.display());
-        match run_bounded(&mut command, &what, EXE_TIMEOUT)? {
-            Some(status) if status.success() => {}
-            Some(status) => failed.push(format!("{} ({status})", exe.display())),
-            None => failed.push(format!(
-                "{} (killed: still running after {EXE_TIMEOUT:?})",
-                exe.display()
-            )),
+        let run_once = || -> Result<Option<String>> {
+            println!("--> wine {}", exe.display());
+            let mut command = wine_command(&wine, &prefix);
+            command.arg(exe).current_dir(&root);
+            let what = format!("{} {}", wine.display(), exe.display());
+            Ok(match run_bounded(&mut command, &what, EXE_TIMEOUT)? {
+                Some(status) if status.success() => None,
+                Some(status) => Some(format!("{} ({status})", exe.display())),
+                None => Some(format!(
+                    "{} (killed: still running after {EXE_TIMEOUT:?})",
+                    exe.display()
+                )),
+            })
+        };
+        // A binary whose tests passed has been seen to hang or fail in
+        // Wine's process exit (about 1 run in 40 on a loaded machine): it
+        // gets one more run, and the first failure is reported either way.
+        if let Some(first) = run_once()? {
+            println!("xtask: FLAKY? {first}; running it once more");
+            match run_once()? {
+                None => flaked.push(first),
+                Some(second) => failed.push(format!("{first}, then {second}")),
+            }
         }
+    }
+    if !flaked.is_empty() {
+        println!(
+            "xtask: WARNING: passed only on a second run under Wine: {}",
+            flaked.join(", ")
+        );
     }
     if failed.is_empty() {
         println!("all {} Windows test binaries passed under Wine", exes.len());
