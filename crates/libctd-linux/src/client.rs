@@ -579,16 +579,25 @@ impl Inner {
             options,
             ..Default::default()
         });
-        if let Err(status) = self.tasks().create(req).await {
-            let e = status_error(status);
-            // A task the shim made before the failure (containerd died, the
-            // deadline passed, runc failed half-way) goes too.
-            self.roll_back(&id, Rollback::Task).await;
-            self.drop_task_state(&c).await;
-            return Err(match checkpoint_dir {
-                Some(_) => criu_error(e, "restoring a checkpoint").await,
-                None => e,
-            });
+        match self.tasks().create(req).await {
+            // Known from here on, the pid tells this process's exit from a
+            // previous task's (one a rollback killed) still on its way.
+            Ok(created) => {
+                if let Some(p) = c.lock().processes.get_mut(INIT_PROCESS_ID) {
+                    p.pid = created.into_inner().pid;
+                }
+            }
+            Err(status) => {
+                let e = status_error(status);
+                // A task the shim made before the failure (containerd died,
+                // the deadline passed, runc failed half-way) goes too.
+                self.roll_back(&id, Rollback::Task).await;
+                self.drop_task_state(&c).await;
+                return Err(match checkpoint_dir {
+                    Some(_) => criu_error(e, "restoring a checkpoint").await,
+                    None => e,
+                });
+            }
         }
         let req = self.request(StartRequest {
             container_id: id.clone(),

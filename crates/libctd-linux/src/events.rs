@@ -249,7 +249,15 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
                     }
                     return; // a process we no longer track
                 };
-                if p.exit_delivered {
+                // The exit of an earlier process of the same id (a task a
+                // rollback killed before this one was created): an init
+                // cannot exit before its task create answered with its pid.
+                let earlier = if p.pid == 0 {
+                    is_init
+                } else {
+                    e.pid != 0 && e.pid != p.pid
+                };
+                if p.exit_delivered || earlier {
                     return;
                 }
                 p.exit_delivered = true;
