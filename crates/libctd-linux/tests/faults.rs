@@ -246,11 +246,25 @@ async fn containerd_dying_during_start_leaves_nothing_and_ids_are_reusable() {
         "every start finished before containerd died"
     );
     wait_restarted(&remote, old).await;
+    // A retry may meet the restarted daemon still settling the shims it
+    // reloaded (1.7 was seen to hold a create past the 30 s deadline once):
+    // a start that times out rolls back too, so it is retried until it works.
+    let deadline = tokio::time::Instant::now() + 3 * T;
     for id in &failed {
-        client
-            .start(id, None, false, discard_stdio())
-            .await
-            .unwrap_or_else(|e| panic!("retrying the start of {id}: {e}"));
+        loop {
+            match client.start(id, None, false, discard_stdio()).await {
+                Ok(_) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::DeadlineExceeded | ErrorKind::Unavailable
+                    ) && tokio::time::Instant::now() < deadline =>
+                {
+                    eprintln!("retrying the start of {id} again: {e}");
+                }
+                Err(e) => panic!("retrying the start of {id}: {e}"),
+            }
+        }
     }
     for id in &ids {
         kill_and_remove(&client, &backend, id).await;
