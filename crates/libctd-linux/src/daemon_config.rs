@@ -116,6 +116,8 @@ impl Binary {
                 config.containerd_binary.display()
             ))
         })?;
+        // Absolute, so that its directory can go first on the daemon's PATH.
+        let path = std::path::absolute(&path).unwrap_or(path);
         let run = tokio::process::Command::new(&path)
             .arg("--version")
             .kill_on_drop(true)

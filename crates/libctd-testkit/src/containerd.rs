@@ -71,12 +71,23 @@ pub const SLEEP_ARGS: &[&str] = &["sh", "-c", "trap 'exit 143' TERM; sleep 10000
 /// Resolves once process `pid` (host pid) catches SIGTERM, as [`SLEEP_ARGS`]
 /// does once its trap is set: a SIGTERM sent earlier is ignored by a pid 1
 /// without a handler. Reads the kernel's `SigCgt` mask, polling up to `timeout`.
+///
+/// The process must also have left runc's init: task start returns once runc
+/// released the container's init, which may still be `runc:[2:INIT]` (a Go
+/// program, whose runtime catches every signal, SIGTERM included) for a
+/// moment before it executes the container's program. A SIGTERM sent then is
+/// swallowed and the program never sees it: under load this lost about one
+/// SIGTERM in ten on every containerd line.
 pub async fn wait_sigterm_caught(pid: u32, timeout: std::time::Duration) -> Result<()> {
     const SIGTERM_BIT: u64 = 1 << (15 - 1);
     let status = format!("/proc/{pid}/status");
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let caught = std::fs::read_to_string(&status).ok().and_then(|s| {
+            let name = s.lines().find_map(|l| l.strip_prefix("Name:"))?;
+            if name.trim().starts_with("runc") {
+                return None; // still runc's init
+            }
             let mask = s.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
             u64::from_str_radix(mask.trim(), 16).ok()
         });
