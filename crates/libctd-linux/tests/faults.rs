@@ -33,6 +33,7 @@ const T: Duration = Duration::from_secs(30);
 /// A daemon of the test's own, under `/tmp/libctd-f<pid>-<name>`, with a
 /// busybox rootfs in its state directory.
 async fn own_daemon(name: &str, options: &[&dyn RemoteOption]) -> (LinuxRemote, PathBuf, PathBuf) {
+    containerd::require_root();
     let dir = PathBuf::from(format!("/tmp/libctd-f{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let state = StateDir(dir.clone());
@@ -399,6 +400,7 @@ async fn bad_specs_fail_at_create_and_a_failed_start_leaves_the_id_usable() {
 /// of another user or one others can write is refused and left unchanged.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_dir_that_is_not_ours_is_refused_and_left_unchanged() {
+    containerd::require_root();
     let base = PathBuf::from(format!("/tmp/libctd-f{}-dirs", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();

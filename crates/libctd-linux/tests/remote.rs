@@ -17,6 +17,7 @@ use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::containerd_binary;
 
 fn state_dir(name: &str) -> PathBuf {
+    libctd_testkit::containerd::require_root();
     let dir = PathBuf::from(format!("/tmp/libctd-r{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir

@@ -41,6 +41,7 @@ async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() {
+    libctd_testkit::containerd::require_root();
     let dir = PathBuf::from(format!("/tmp/libctd-k{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let remote = LinuxRemote::new(&[

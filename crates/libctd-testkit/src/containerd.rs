@@ -103,6 +103,24 @@ pub async fn wait_sigterm_caught(pid: u32, timeout: std::time::Duration) -> Resu
     }
 }
 
+/// Fails the calling test with one clear line unless it runs as root: the
+/// Linux backend's tests start containerd and containers. `cargo xtask test`
+/// (as root) runs every test.
+pub fn require_root() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned))
+        });
+    if uid.as_deref() != Some("0") {
+        panic!(
+            "this test starts containerd and containers and needs root: run `cargo xtask test` as root"
+        );
+    }
+}
+
 /// Whether CRIU can checkpoint on this host (`criu check` succeeds).
 pub fn criu_works() -> bool {
     std::process::Command::new("criu")
@@ -210,6 +228,7 @@ pub fn busybox_spec(
 impl Containerd {
     /// The test binary's daemon, started on first use.
     pub async fn shared() -> Result<&'static Containerd> {
+        require_root();
         SHARED.get_or_try_init(Self::start).await
     }
 
