@@ -1,4 +1,7 @@
 //! [`LinuxClient`]: the 18 operations over containerd's gRPC API.
+//!
+//! Over 600 lines: the state model, every operation and the trait wrappers
+//! still live together; issue 12 splits them into `state` and `client/`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -439,17 +442,26 @@ impl Inner {
 
     /// Forgets the task's processes for a re-attach: their streams are
     /// cancelled at once, their FIFOs (still the shim's) are kept.
-    fn detach_task_state(c: &Container) {
-        for (_, p) in Self::take_processes(c) {
-            // The old streams let go without draining or closing anything.
-            p.drain.store(false, std::sync::atomic::Ordering::SeqCst);
-            if let Some(slot) = &p.stdin {
-                crate::fifo::lock(slot).close_by_client();
-            }
-            if let Some(mut a) = p.attachment {
-                a.cancel();
-            }
+    /// Lets go of the init process's streams for a re-attach (a second
+    /// restore): they are cancelled at once, the FIFOs (still the shim's) are
+    /// kept. The container stays marked with a task; its execs stay tracked.
+    /// Returns whether the old init's exit was already delivered.
+    fn detach_init(c: &Container) -> bool {
+        let old = {
+            let mut st = c.lock();
+            st.has_task = true;
+            st.processes.remove(INIT_PROCESS_ID)
+        };
+        let Some(p) = old else { return false };
+        // The old streams let go without draining or closing anything.
+        p.drain.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(slot) = &p.stdin {
+            crate::fifo::lock(slot).close_by_client();
         }
+        if let Some(mut a) = p.attachment {
+            a.cancel();
+        }
+        p.exit_delivered
     }
 
     async fn create(self: Arc<Self>, id: String, spec: Spec, options: CreateOptions) -> Result<()> {
@@ -542,12 +554,7 @@ impl Inner {
         with_stdin: bool,
         attach: StdioCallback,
     ) -> Result<u32> {
-        let c = self.get(&id)?;
-        let _guard = c.lifecycle.lock().await;
-        if c.lock().has_task {
-            return Err(Error::already_exists("container is already started"));
-        }
-        self.settle(&id).await?;
+        validate_container_id(&id)?;
         if let Some(dir) = &checkpoint_dir
             && !dir.is_absolute()
         {
@@ -556,6 +563,12 @@ impl Inner {
                 dir.display()
             )));
         }
+        let c = self.get(&id)?;
+        let _guard = c.lifecycle.lock().await;
+        if c.lock().has_task {
+            return Err(Error::already_exists("container is already started"));
+        }
+        self.settle(&id).await?;
         let terminal = c.terminal;
         let fifos = FifoSet::new(&c.dir, INIT_PROCESS_ID, with_stdin, terminal);
         let proc = self.attach_process(&c, INIT_PROCESS_ID, fifos.clone(), attach, false)?;
@@ -570,7 +583,7 @@ impl Inner {
             runc.criu_image_path = dir.to_string_lossy().into_owned();
         }
         let options = Some(convert::proto_any(convert::RUNC_OPTIONS_TYPE_URL, &runc));
-        let req = self.request(CreateTaskRequest {
+        let create = CreateTaskRequest {
             container_id: id.clone(),
             stdin: FifoSet::wire(&fifos.stdin),
             stdout: FifoSet::wire(&fifos.stdout),
@@ -578,7 +591,12 @@ impl Inner {
             terminal,
             options,
             ..Default::default()
-        });
+        };
+        // CRIU restoring a checkpoint takes as long as the image needs.
+        let req = match checkpoint_dir {
+            Some(_) => self.stream_request(create),
+            None => self.request(create),
+        };
         match self.tasks().create(req).await {
             // Known from here on, the pid tells this process's exit from a
             // previous task's (one a rollback killed) still on its way.
@@ -589,10 +607,15 @@ impl Inner {
             }
             Err(status) => {
                 let e = status_error(status);
-                // A task the shim made before the failure (containerd died,
-                // the deadline passed, runc failed half-way) goes too.
-                self.roll_back(&id, Rollback::Task).await;
+                // Forgotten first, so that the exit of what the rollback
+                // kills is not taken as this process's.
                 self.drop_task_state(&c).await;
+                // A task the shim made before the failure (containerd died,
+                // the deadline passed, runc failed half-way) goes too; a
+                // task that already existed is not this start's to kill.
+                if e.kind() != ErrorKind::AlreadyExists {
+                    self.roll_back(&id, Rollback::Task).await;
+                }
                 return Err(match checkpoint_dir {
                     Some(_) => criu_error(e, "restoring a checkpoint").await,
                     None => e,
@@ -607,9 +630,10 @@ impl Inner {
             Ok(r) => r.into_inner().pid,
             Err(status) => {
                 let e = status_error(status);
-                // Leave nothing behind, so start can be retried.
-                self.roll_back(&id, Rollback::Task).await;
+                // Leave nothing behind, so start can be retried; forgotten
+                // first, so that the killed process's exit is not delivered.
                 self.drop_task_state(&c).await;
+                self.roll_back(&id, Rollback::Task).await;
                 return Err(e);
             }
         };
@@ -671,11 +695,12 @@ impl Inner {
         });
         if let Err(status) = self.tasks().exec(req).await {
             let e = status_error(status);
+            let forgotten = forget(&c);
             if unreachable(&e) {
                 self.roll_back(&id, Rollback::Exec(process_id.clone()))
                     .await;
             }
-            if let Some(p) = forget(&c) {
+            if let Some(p) = forgotten {
                 Self::release(p).await;
             }
             return Err(e);
@@ -695,9 +720,11 @@ impl Inner {
             }
             Err(status) => {
                 let e = status_error(status);
+                // Forgotten first, so that the killed exec's exit is not delivered.
+                let forgotten = forget(&c);
                 self.roll_back(&id, Rollback::Exec(process_id.clone()))
                     .await;
-                if let Some(p) = forget(&c) {
+                if let Some(p) = forgotten {
                     Self::release(p).await;
                 }
                 Err(e)
@@ -895,11 +922,12 @@ impl Inner {
             &process.stderr,
             process.terminal,
         );
-        // Streams of a previous attachment (a second restore) are replaced.
-        Self::detach_task_state(c);
+        // Streams of a previous attachment (a second restore) are replaced;
+        // an exit it already delivered is not delivered again.
+        let delivered = Self::detach_init(c);
         let mut proc = self.attach_process(c, INIT_PROCESS_ID, fifos, attach, true)?;
         proc.pid = process.pid;
-        proc.exit_delivered = status == Status::Stopped;
+        proc.exit_delivered = delivered || status == Status::Stopped;
         {
             let mut st = c.lock();
             st.processes.insert(INIT_PROCESS_ID.to_owned(), proc);
@@ -1316,7 +1344,8 @@ impl Client for LinuxClient {
                 image_path: checkpoint_dir.to_string_lossy().into_owned(),
                 ..Default::default()
             };
-            let req = self.inner.request(CheckpointTaskRequest {
+            // CRIU takes as long as the image needs: no RPC deadline.
+            let req = self.inner.stream_request(CheckpointTaskRequest {
                 container_id: container_id.to_owned(),
                 parent_checkpoint: String::new(),
                 options: Some(convert::proto_any(

@@ -310,14 +310,16 @@ const EXEC_EXIT_WATCH: Duration = Duration::from_secs(10);
 /// with an unknown status.
 async fn execs_after_init_exit(inner: Arc<Inner>, c: Arc<Container>) {
     let deadline = tokio::time::Instant::now() + EXEC_EXIT_WATCH;
-    let mut pause = Duration::from_millis(50);
+    // The shim normally reports the execs' exits right after the init's:
+    // ask only about those it has not reported after a moment.
+    let mut pause = Duration::from_millis(200);
     loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
         let undelivered = reconcile_container(&inner, &c, |id| id != INIT_PROCESS_ID).await;
         if undelivered == 0 || tokio::time::Instant::now() >= deadline {
             return;
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -325,7 +327,10 @@ async fn execs_after_init_exit(inner: Arc<Inner>, c: Arc<Container>) {
 /// asks containerd for every started process whose exit was not delivered,
 /// and delivers the exits that happened meanwhile, once.
 async fn reconcile(inner: &Arc<Inner>) {
-    inner.settle_all().await;
+    // On its own task: a rollback can take a deadline or two, and the
+    // stream must go on being read meanwhile.
+    let settling = inner.clone();
+    tokio::spawn(async move { settling.settle_all().await });
     let containers: Vec<_> = inner.lock_containers().values().cloned().collect();
     for c in containers {
         reconcile_container(inner, &c, |_| true).await;

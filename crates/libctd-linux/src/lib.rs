@@ -141,6 +141,6 @@ pub use client::{DEFAULT_RUNTIME, LinuxClient};
 #[cfg(unix)]
 pub use remote::{
     Address, ContainerdBinary, DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, DebugAddress, HealthCheck,
-    LinuxConfig, LinuxRemote, LogLevel, MetricsAddress, OomScore, Outlive, PluginConfig,
-    RpcTimeout, ShimGroup, SocketOwner, StateDir,
+    LinuxConfig, LinuxRemote, LogLevel, MAX_RPC_TIMEOUT, MetricsAddress, OomScore, Outlive,
+    PluginConfig, RpcTimeout, ShimGroup, SocketOwner, StateDir,
 };

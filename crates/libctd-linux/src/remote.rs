@@ -61,6 +61,18 @@ pub struct LinuxConfig {
 /// The default deadline of a call to containerd.
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest deadline accepted (gRPC cannot carry an unbounded one).
+pub const MAX_RPC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+fn validate_rpc_timeout(t: Duration) -> Result<()> {
+    if t.is_zero() || t > MAX_RPC_TIMEOUT {
+        return Err(Error::invalid_argument(format!(
+            "the RPC timeout {t:?} must be positive and at most {MAX_RPC_TIMEOUT:?}"
+        )));
+    }
+    Ok(())
+}
+
 impl Default for LinuxConfig {
     fn default() -> Self {
         Self {
@@ -199,9 +211,7 @@ option!(
     /// the call with `DeadlineExceeded`, and a change it may have half made
     /// is rolled back. The event stream has none.
     RpcTimeout(Duration), "RPC timeout", |c, v| {
-        if v.is_zero() {
-            return Err(Error::invalid_argument("the RPC timeout must be positive"));
-        }
+        validate_rpc_timeout(*v)?;
         c.rpc_timeout = *v;
     }
 );
@@ -376,6 +386,7 @@ impl LinuxRemote {
 
     /// Builds a remote from a complete configuration.
     pub async fn with_config(config: LinuxConfig) -> Result<Self> {
+        validate_rpc_timeout(config.rpc_timeout).map_err(|e| e.with_operation("new remote"))?;
         supervisor::prepare_state_dir(&config.state_dir)?;
         let fifo_root = config.state_dir.join("fifo");
         let socket = socket_of(&config);

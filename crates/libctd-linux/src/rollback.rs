@@ -8,6 +8,7 @@
 //! remembered and completed before the id is used again (create, start,
 //! exec, delete) and as soon as the event stream is back (reconcile).
 
+use std::path::Path;
 use std::time::Duration;
 
 use containerd_client::services::v1::{
@@ -33,43 +34,57 @@ pub(crate) enum Rollback {
     Exec(String),
 }
 
-/// Whether `e` means containerd was not reached (the change is unknown).
+/// Whether `e` means containerd was not reached, so that what was asked
+/// may or may not have happened: the call's deadline passed, or the
+/// transport failed (a status tonic made itself). containerd's own
+/// `Unavailable` (a dead shim's "ttrpc: closed") is an answer, not this.
 pub(crate) fn unreachable(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::Unavailable | ErrorKind::DeadlineExceeded | ErrorKind::Cancelled
-    )
+    match e.kind() {
+        ErrorKind::DeadlineExceeded => true,
+        ErrorKind::Unavailable | ErrorKind::Cancelled => std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<tonic::Status>())
+            .is_some_and(|s| std::error::Error::source(s).is_some()),
+        _ => false,
+    }
 }
 
 impl Inner {
-    /// Undoes `change` of container `id` now, or remembers it for later when
-    /// containerd cannot be reached.
+    /// Undoes `change` of container `id` now, or leaves it remembered for
+    /// later when containerd cannot be reached. It is remembered before it is
+    /// tried, so that a concurrent use of the id waits for it (`settle`).
     pub(crate) async fn roll_back(&self, id: &str, change: Rollback) {
-        if let Err(e) = self.undo(id, &change).await {
-            tracing::warn!(container_id = id, ?change, error = %e, "rollback deferred until containerd answers");
-            self.lock_pending()
-                .entry(id.to_owned())
-                .or_default()
-                .push(change);
+        self.lock_pending()
+            .entry(id.to_owned())
+            .or_default()
+            .push(change);
+        if let Err(e) = self.complete(id, false).await {
+            tracing::warn!(container_id = id, error = %e, "rollback deferred until containerd answers");
         }
     }
 
-    /// Completes the remembered rollbacks of container `id`. Fails
-    /// `Unavailable` while containerd still cannot be reached, so that the id
-    /// is not used on top of what is left.
+    /// Completes the remembered rollbacks of container `id`. Fails (with the
+    /// kind of what failed: `Unavailable` or `DeadlineExceeded`) while
+    /// containerd still cannot be reached, so that the id is not used on top
+    /// of what is left.
     pub(crate) async fn settle(&self, id: &str) -> Result<()> {
         if !self.lock_pending().contains_key(id) {
             return Ok(());
         }
+        self.complete(id, true).await
+    }
+
+    /// Undoes the remembered changes of `id`, one caller at a time; a
+    /// `deferred` completion may also clear a bundle containerd lost.
+    async fn complete(&self, id: &str, deferred: bool) -> Result<()> {
         let _one_at_a_time = self.settling.lock().await;
         let changes = self.lock_pending().get(id).cloned().unwrap_or_default();
         for change in &changes {
-            if let Err(e) = self.undo(id, change).await {
-                return Err(Error::unavailable(format!(
+            if let Err(e) = self.undo(id, change, deferred).await {
+                let msg = format!(
                     "an earlier failed operation left state in containerd that cannot be removed yet: {}",
                     e.message()
-                ))
-                .with_source(e));
+                );
+                return Err(e.with_message(msg));
             }
             let mut pending = self.lock_pending();
             if let Some(list) = pending.get_mut(id) {
@@ -95,7 +110,7 @@ impl Inner {
     /// Undoes one change. Errs only when containerd was not reached; any
     /// other failure is logged and the change counted as undone, so that a
     /// refusal cannot make the id unusable for ever.
-    async fn undo(&self, id: &str, change: &Rollback) -> Result<()> {
+    async fn undo(&self, id: &str, change: &Rollback, deferred: bool) -> Result<()> {
         let result = match change {
             Rollback::Container => {
                 let req = self.request(DeleteContainerRequest { id: id.to_owned() });
@@ -108,7 +123,9 @@ impl Inner {
             Rollback::Task => match self.kill_and_delete(id, "").await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => {
-                    self.remove_stale_bundle(id).await;
+                    if deferred {
+                        self.remove_stale_bundle(id).await;
+                    }
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -136,7 +153,9 @@ impl Inner {
             return;
         };
         let bundle = root.join(&self.namespace).join(id);
-        if !bundle.exists() {
+        // A shim that got as far as its address or pid file is containerd's
+        // to clean up; only a bundle without either is lost.
+        if !bundle.exists() || bundle.join("address").exists() || bundle.join("shim.pid").exists() {
             return;
         }
         tracing::warn!(container_id = id, bundle = %bundle.display(), "removing a task bundle containerd lost");
@@ -146,6 +165,7 @@ impl Inner {
                 .arg("--root")
                 .arg(&runc_root)
                 .args(["delete", "--force", id])
+                .kill_on_drop(true)
                 .output();
             match tokio::time::timeout(STOP_WAIT, forced).await {
                 Ok(Ok(out)) if out.status.success() => {}
@@ -154,7 +174,13 @@ impl Inner {
                 }
             }
         }
-        if let Ok(work) = std::fs::read_link(bundle.join("work")) {
+        // The shim's work directory, only where containerd puts it.
+        if let Ok(work) = std::fs::read_link(bundle.join("work"))
+            && work.ends_with(Path::new(&self.namespace).join(id))
+            && work
+                .components()
+                .any(|c| c.as_os_str() == "io.containerd.runtime.v2.task")
+        {
             let _ = std::fs::remove_dir_all(work);
         }
         if let Err(e) = std::fs::remove_dir_all(&bundle) {

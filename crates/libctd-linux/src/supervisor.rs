@@ -1,4 +1,7 @@
 //! Starts, health-checks, restarts and stops an embedded containerd.
+//!
+//! Over 600 lines: the daemon's lifecycle, the state directory's rules and
+//! the exit-time clean-up share its private state; issue 12 re-layers it.
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -85,6 +88,10 @@ pub(crate) struct Supervisor {
     /// starts, restarts or stops it; other supervisors of the same state
     /// directory adopt the daemon it runs.
     owner: std::sync::Mutex<Option<Flock<std::fs::File>>>,
+    /// Set when the remote lets go of the daemon (dropped without cleanup):
+    /// ownership is given up once the health loop has ended, not before, so
+    /// that a restart in progress cannot overlap another supervisor's.
+    let_go: std::sync::atomic::AtomicBool,
 }
 
 impl Supervisor {
@@ -106,6 +113,7 @@ impl Supervisor {
             stop,
             monitor: std::sync::Mutex::new(None),
             owner: std::sync::Mutex::new(None),
+            let_go: std::sync::atomic::AtomicBool::new(false),
         });
         {
             let mut daemon = sup.daemon.lock().await;
@@ -136,7 +144,16 @@ impl Supervisor {
             }
         }
         let span = tracing::info_span!("containerd_health", socket = %sup.paths.socket.display());
-        let monitor = tokio::spawn(tracing::Instrument::instrument(sup.clone().monitor(), span));
+        let watched = sup.clone();
+        let monitor = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                watched.clone().monitor().await;
+                if watched.let_go.load(Ordering::SeqCst) {
+                    watched.release();
+                }
+            },
+            span,
+        ));
         if let Ok(mut slot) = sup.monitor.lock() {
             *slot = Some(monitor);
         }
@@ -380,7 +397,18 @@ impl Supervisor {
     /// Stops the health loop, leaving the daemon running, and gives up
     /// ownership so that another supervisor may take the daemon over.
     pub(crate) fn stop_monitoring(&self) {
+        self.let_go.store(true, Ordering::SeqCst);
         self.stop.send_replace(true);
+        // No restart in progress (it holds the daemon's lock): let go now,
+        // so that the next remote on the directory owns it at once; else the
+        // health loop lets go when that restart is over.
+        if let Ok(_idle) = self.daemon.try_lock() {
+            self.release();
+        }
+    }
+
+    /// Gives up ownership of the daemon.
+    fn release(&self) {
         if let Ok(mut owner) = self.owner.lock() {
             *owner = None;
         }
@@ -409,9 +437,7 @@ impl Supervisor {
         ] {
             let _ = std::fs::remove_file(path);
         }
-        if let Ok(mut owner) = self.owner.lock() {
-            *owner = None;
-        }
+        self.release();
     }
 }
 
@@ -724,6 +750,10 @@ extern "C" fn run_at_exit() {
     for (sup, state_dir) in list {
         // No restart from here on.
         sup.stop.send_replace(true);
+        // A daemon this process merely adopted is its owner's to stop.
+        if !sup.owns() {
+            continue;
+        }
         if state_dir.is_some() {
             // The state goes away: containers left behind would be orphans.
             kill_shims_of(&sup.paths.socket);

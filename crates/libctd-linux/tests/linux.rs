@@ -1,5 +1,8 @@
 //! Linux-specific behaviour on a real containerd + runc + busybox rootfs,
 //! through the test binary's embedded daemon (one namespace per test).
+//!
+//! Over 600 lines: one test per Linux-specific behaviour of the issue that
+//! asked for them, each self-contained.
 
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
