@@ -26,7 +26,7 @@ fn resolve_lines(args: &[String]) -> Vec<String> {
 }
 
 /// Builds and runs the benchmark program, passing `args` through.
-pub fn run(args: &[String]) -> Result {
+pub(crate) fn run(args: &[String]) -> Result {
     let root = workspace_root();
     let mut build = cargo(&[
         "build",

@@ -17,11 +17,11 @@ use crate::{Result, step, workspace_root};
 
 /// The variable naming the daemon the Linux tests run (read by
 /// `libctd_testkit::containerd::containerd_binary`).
-pub const CONTAINERD_ENV: &str = "LIBCTD_CONTAINERD";
+pub(crate) const CONTAINERD_ENV: &str = "LIBCTD_CONTAINERD";
 
 /// A containerd line fetched from a Debian suite.
 #[derive(Debug, Clone, Copy)]
-pub struct Line {
+pub(crate) struct Line {
     /// The line, as the README's support table names it.
     pub name: &'static str,
     /// The Debian suite that ships it.
@@ -31,7 +31,7 @@ pub struct Line {
 }
 
 /// The lines tested besides the installed containerd (bookworm's 1.6.20).
-pub const LINES: &[Line] = &[
+pub(crate) const LINES: &[Line] = &[
     Line {
         name: "1.7",
         suite: "trixie",
@@ -56,7 +56,7 @@ impl Line {
     }
 
     /// The line's `containerd` binary (its shim is in the same directory).
-    pub fn containerd(&self) -> PathBuf {
+    pub(crate) fn containerd(&self) -> PathBuf {
         self.root().join("usr/bin/containerd")
     }
 
@@ -70,7 +70,7 @@ impl Line {
 }
 
 /// Fetches every line not cached yet.
-pub fn fetch_all() -> Result {
+pub(crate) fn fetch_all() -> Result {
     let missing: Vec<&Line> = LINES.iter().filter(|l| !l.cached()).collect();
     if missing.is_empty() {
         return Ok(());

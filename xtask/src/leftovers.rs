@@ -19,7 +19,7 @@ use crate::Result;
 const MARK_ENV: &str = "LIBCTD_CI_RUN";
 
 /// One run's mark.
-pub struct RunMark {
+pub(crate) struct RunMark {
     token: String,
 }
 
@@ -33,7 +33,7 @@ struct Survivor {
 
 impl RunMark {
     /// A mark no other run uses (this process's pid and start time).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -44,13 +44,13 @@ impl RunMark {
     }
 
     /// Marks the processes `cmd` starts (and everything they start).
-    pub fn mark(&self, cmd: &mut Command) {
+    pub(crate) fn mark(&self, cmd: &mut Command) {
         cmd.env(MARK_ENV, &self.token);
     }
 
     /// Fails, after killing them, when marked daemons or shims, or their
     /// containers, still run.
-    pub fn check(&self) -> Result {
+    pub(crate) fn check(&self) -> Result {
         let survivors = self.survivors();
         if survivors.is_empty() {
             println!("    none");

@@ -54,7 +54,7 @@ const WINDOWS: &[Need] = &[
 ];
 
 /// Everything.
-pub fn all() -> Result {
+pub(crate) fn all() -> Result {
     install(&[LINUX, WINDOWS].concat())?;
     crate::daemons::fetch_all()?;
     rustup_target()
@@ -62,7 +62,7 @@ pub fn all() -> Result {
 
 /// What the Linux demo and benchmarks need (the benchmarks may run on any
 /// tested containerd line).
-pub fn linux() -> Result {
+pub(crate) fn linux() -> Result {
     install(LINUX)?;
     crate::daemons::fetch_all()
 }

@@ -45,7 +45,7 @@ const DOUBLE_NAMES: &[&str] = &["computecore.dll", "vmcompute.dll"];
 const DLL_OVERRIDES: &str = "mscoree,mshtml=;bcryptprimitives,computecore,vmcompute=n";
 
 /// Builds and runs the Windows tests under wine64.
-pub fn run() -> Result {
+pub(crate) fn run() -> Result {
     let root = workspace_root();
     let target_dir = target_dir(&root);
     let exes = build_tests(&root)?;

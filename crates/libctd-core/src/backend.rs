@@ -31,6 +31,9 @@ use crate::event::{EventInfo, EventType};
 ///         Ok(())
 ///     }
 /// }
+///
+/// let engine: std::sync::Arc<dyn Backend> = std::sync::Arc::new(Engine);
+/// # drop(engine);
 /// ```
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {

@@ -51,6 +51,7 @@
 //! - [`Error`], [`ErrorKind`]: one error type, classified.
 //! - [`validate_container_id`] and friends: input checks every backend applies
 //!   before touching a path or a daemon.
+#![doc(test(attr(deny(warnings))))]
 
 mod backend;
 mod client;

@@ -169,7 +169,7 @@ mod demo {
         Ok(())
     }
 
-    pub fn main() -> ExitCode {
+    pub(crate) fn main() -> ExitCode {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()

@@ -274,7 +274,7 @@ mod run {
         }
     }
 
-    pub fn main() -> i32 {
+    pub(crate) fn main() -> i32 {
         let args = match parse() {
             Ok(a) => a,
             Err(msg) => {

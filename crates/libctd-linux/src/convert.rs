@@ -92,7 +92,7 @@ pub(crate) struct ProcessDetailsProto {
 pub(crate) mod v1 {
     /// The top-level message.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Metrics {
+    pub(crate) struct Metrics {
         #[prost(message, optional, tag = "2")]
         pub pids: Option<PidsStat>,
         #[prost(message, optional, tag = "3")]
@@ -104,7 +104,7 @@ pub(crate) mod v1 {
     }
     /// Task counts.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PidsStat {
+    pub(crate) struct PidsStat {
         #[prost(uint64, tag = "1")]
         pub current: u64,
         #[prost(uint64, tag = "2")]
@@ -112,7 +112,7 @@ pub(crate) mod v1 {
     }
     /// CPU accounting.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct CpuStat {
+    pub(crate) struct CpuStat {
         #[prost(message, optional, tag = "1")]
         pub usage: Option<CpuUsage>,
         #[prost(message, optional, tag = "2")]
@@ -120,7 +120,7 @@ pub(crate) mod v1 {
     }
     /// CPU time.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct CpuUsage {
+    pub(crate) struct CpuUsage {
         #[prost(uint64, tag = "1")]
         pub total: u64,
         #[prost(uint64, tag = "2")]
@@ -132,7 +132,7 @@ pub(crate) mod v1 {
     }
     /// CFS throttling.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Throttle {
+    pub(crate) struct Throttle {
         #[prost(uint64, tag = "1")]
         pub periods: u64,
         #[prost(uint64, tag = "2")]
@@ -142,7 +142,7 @@ pub(crate) mod v1 {
     }
     /// Memory accounting.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MemoryStat {
+    pub(crate) struct MemoryStat {
         #[prost(uint64, tag = "1")]
         pub cache: u64,
         #[prost(uint64, tag = "2")]
@@ -155,7 +155,7 @@ pub(crate) mod v1 {
     }
     /// One memory counter.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MemoryEntry {
+    pub(crate) struct MemoryEntry {
         #[prost(uint64, tag = "1")]
         pub limit: u64,
         #[prost(uint64, tag = "2")]
@@ -167,13 +167,13 @@ pub(crate) mod v1 {
     }
     /// Block I/O.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct BlkIoStat {
+    pub(crate) struct BlkIoStat {
         #[prost(message, repeated, tag = "1")]
         pub io_service_bytes_recursive: Vec<BlkIoEntry>,
     }
     /// One block I/O counter.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct BlkIoEntry {
+    pub(crate) struct BlkIoEntry {
         #[prost(string, tag = "1")]
         pub op: String,
         #[prost(string, tag = "2")]
@@ -192,7 +192,7 @@ pub(crate) mod v1 {
 pub(crate) mod v2 {
     /// The top-level message.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Metrics {
+    pub(crate) struct Metrics {
         #[prost(message, optional, tag = "1")]
         pub pids: Option<super::v1::PidsStat>,
         #[prost(message, optional, tag = "2")]
@@ -204,7 +204,7 @@ pub(crate) mod v2 {
     }
     /// CPU accounting, in microseconds.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct CpuStat {
+    pub(crate) struct CpuStat {
         #[prost(uint64, tag = "1")]
         pub usage_usec: u64,
         #[prost(uint64, tag = "2")]
@@ -220,7 +220,7 @@ pub(crate) mod v2 {
     }
     /// Memory accounting.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MemoryStat {
+    pub(crate) struct MemoryStat {
         #[prost(uint64, tag = "1")]
         pub anon: u64,
         #[prost(uint64, tag = "2")]
@@ -237,13 +237,13 @@ pub(crate) mod v2 {
     }
     /// Block I/O.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct IoStat {
+    pub(crate) struct IoStat {
         #[prost(message, repeated, tag = "1")]
         pub usage: Vec<IoEntry>,
     }
     /// One device's I/O counters.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct IoEntry {
+    pub(crate) struct IoEntry {
         #[prost(uint64, tag = "1")]
         pub major: u64,
         #[prost(uint64, tag = "2")]

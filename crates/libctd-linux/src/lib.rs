@@ -25,6 +25,7 @@
 //! println!("web runs as pid {pid}");
 //! remote.cleanup().await?; // stops the daemon it started
 //! # Ok(()) }
+//! # fn main() { let _ = run; }
 //! ```
 //!
 //! # How it works
@@ -112,6 +113,7 @@
 //!   leaves the id empty).
 //!
 //! On targets other than Unix the crate is empty.
+#![doc(test(attr(deny(warnings))))]
 
 #[cfg(unix)]
 mod client;

@@ -322,6 +322,7 @@ pub(crate) struct Shared {
 /// println!("containerd {}", client.version().await?.version);
 /// remote.cleanup().await?;
 /// # Ok(()) }
+/// # fn main() { let _ = demo; }
 /// ```
 pub struct LinuxRemote {
     config: LinuxConfig,

@@ -18,6 +18,7 @@
 //! client.create("hello", &ctd.spec(&["echo", "hi"], false), Default::default()).await?;
 //! client.start("hello", None, false, discard_stdio()).await?;
 //! # Ok(()) }
+//! # fn main() { let _ = demo; }
 //! ```
 
 use std::path::{Path, PathBuf};

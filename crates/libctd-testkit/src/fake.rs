@@ -413,10 +413,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.next_pid.fetch_add(1, Ordering::Relaxed)
     }
-    pub fn serial(&self) -> u64 {
+    pub(crate) fn serial(&self) -> u64 {
         self.next_serial.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -427,7 +427,7 @@ impl Shared {
 /// ```
 /// use std::sync::Arc;
 /// use libctd_core::{ErrorKind, Remote};
-/// use libctd_testkit::fake::{FakeRemote, FakeVersion};
+/// use libctd_testkit::fake::FakeRemote;
 /// use libctd_testkit::RecordingBackend;
 ///
 /// # #[tokio::main] async fn main() {

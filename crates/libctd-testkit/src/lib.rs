@@ -58,6 +58,7 @@
 //!   gives the test its stdin.
 //! - [`conformance`]: the behaviour suite every `Client` must pass, expanded
 //!   into named tests by [`conformance_suite!`].
+#![doc(test(attr(deny(warnings))))]
 
 pub mod backend;
 pub mod conformance;

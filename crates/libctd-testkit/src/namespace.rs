@@ -14,6 +14,7 @@
 //! let _guard = NamespaceGuard::new(socket, "restart");
 //! // ... the test; whatever it leaves in "restart" is removed at the end.
 //! # }
+//! # fn main() { let _ = demo; }
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -58,7 +58,7 @@ impl Default for ClientSettings {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use libctd_core::{Client, ErrorKind, Status};
+/// use libctd_core::{Client, ErrorKind};
 /// use libctd_windows::{WindowsClient, hcs::sim::Sim};
 /// # use libctd_core::{async_trait, Backend, BoxError, EventInfo, EventType};
 /// # struct Quiet;

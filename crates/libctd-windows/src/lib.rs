@@ -56,6 +56,7 @@
 //! Modules: [`hcs`] (the `Hcs` trait, the simulation and the FFI binding),
 //! [`schema`] (HCS documents), [`convert`] (OCI spec to documents), [`error`]
 //! (HRESULTs), [`client`] and [`remote`].
+#![doc(test(attr(deny(warnings))))]
 
 pub mod client;
 pub mod convert;

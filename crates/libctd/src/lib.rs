@@ -37,12 +37,14 @@
 //! client.delete("web").await?;
 //! remote.cleanup().await?;
 //! # Ok(()) }
+//! # fn main() { let _ = run; }
 //! ```
 //!
 //! Everything in [`libctd_core`] is re-exported here; the platform's backend is
 //! [`platform`]. For tests of an engine, `libctd-testkit` offers an in-memory
 //! fake `Remote`, a recording `Backend` and the conformance suite that every
 //! backend passes.
+#![doc(test(attr(deny(warnings))))]
 
 use std::sync::Arc;
 

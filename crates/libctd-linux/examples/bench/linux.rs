@@ -199,7 +199,7 @@ impl Args {
 }
 
 /// Runs the benchmarks with the process's arguments.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let quick_env = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
     let args = match Args::parse(&argv, quick_env) {

@@ -18,7 +18,7 @@
 //!     libctd_testkit::FakeFixture::new()
 //! }
 //! libctd_testkit::conformance_suite!(fixture);
-//! # fn main() {}
+//! # fn main() { let _ = fixture; }
 //! ```
 //!
 //! The crate that expands the macro needs `tokio` (features `macros` and

@@ -163,12 +163,12 @@ fn not_running() -> Error {
 }
 
 impl Namespace {
-    pub fn container_ids(&self) -> Vec<String> {
+    pub(crate) fn container_ids(&self) -> Vec<String> {
         lock(&self.containers).keys().cloned().collect()
     }
 
     /// Ends a process as if it had ended by itself.
-    pub fn end_process(&self, container_id: &str, process_id: &str, end: End) -> Result<()> {
+    pub(crate) fn end_process(&self, container_id: &str, process_id: &str, end: End) -> Result<()> {
         let cs = lock(&self.containers);
         running_proc(&cs, container_id, process_id)?
             .control

@@ -10,7 +10,7 @@ const VSMB_PREFIX: &str = r"\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870
 /// them): schema 2; a utility VM with its scratch disk at SCSI 0:0, a
 /// Hyper-V socket configuration and the `os` VSMB share; a container with
 /// its scratch as `Storage.Path`; never the combined `HostedSystem` form.
-pub fn check_configuration(doc: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn check_configuration(doc: &serde_json::Value) -> Result<(), String> {
     let text = |p: &str| {
         doc.pointer(p)
             .and_then(serde_json::Value::as_str)
@@ -58,7 +58,7 @@ pub fn check_configuration(doc: &serde_json::Value) -> Result<(), String> {
 }
 
 /// A utility VM document's VSMB share names.
-pub fn vsmb_shares(doc: &serde_json::Value) -> Vec<String> {
+pub(crate) fn vsmb_shares(doc: &serde_json::Value) -> Vec<String> {
     doc.pointer("/VirtualMachine/Devices/VirtualSmb/Shares")
         .and_then(serde_json::Value::as_array)
         .map(|shares| {
@@ -73,7 +73,7 @@ pub fn vsmb_shares(doc: &serde_json::Value) -> Vec<String> {
 
 /// Checks a hosted container against its utility VM: it must run, and
 /// every layer must be one of its VSMB shares.
-pub fn check_host(doc: &serde_json::Value, host_id: &str) -> Result<(), (i32, String)> {
+pub(crate) fn check_host(doc: &serde_json::Value, host_id: &str) -> Result<(), (i32, String)> {
     let host = world().systems.get(host_id).cloned();
     let Some(host) = host else {
         return Err((hr::SYSTEM_NOT_FOUND, format!("no utility VM {host_id:?}")));

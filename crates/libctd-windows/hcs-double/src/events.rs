@@ -12,7 +12,7 @@ use windows::core::PCWSTR;
 use crate::world::{Kind, Process, Status, System, hr, lock, notify, world};
 
 /// Delivers an event of `ty` with `data` to the callback of handle `h`.
-pub fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
+pub(crate) fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
     let cb = {
         let mut w = world();
         match w.entries.get_mut(&h) {
@@ -42,7 +42,7 @@ pub fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
 
 /// Sends an event to every open handle matching `is_target`, from a thread
 /// of the double's own.
-pub fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Kind) -> bool) {
+pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Kind) -> bool) {
     let targets: Vec<usize> = world()
         .entries
         .iter()
@@ -61,7 +61,7 @@ pub fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Kind) -> 
 
 /// Stops `system`: its processes end with `code`, then its exit is
 /// published. False when it was stopped already.
-pub fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, status: i32) -> bool {
+pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, status: i32) -> bool {
     let processes: Vec<Arc<Process>> = {
         let mut st = lock(&system.state);
         if st.status == Status::Stopped {
@@ -95,7 +95,7 @@ pub fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, status: i32
 }
 
 /// Publishes a process's exit with `code`.
-pub fn process_exited(p: &Arc<Process>, code: u32) {
+pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
     let last_wait_result = if p.system.faults.exit_code_unavailable {
         hr::INVALID_HANDLE
     } else {

@@ -15,14 +15,14 @@ use crate::events::process_exited;
 use crate::world::{Process, lock};
 
 /// The statements a script may use.
-pub const KNOWN: &[&str] = &[
+pub(crate) const KNOWN: &[&str] = &[
     "exit", "echo", "echoerr", "print", "printerr", "cat", "bytes", "sleep", "sleepms",
 ];
 /// The exit code of a statement with bad arguments.
 const BAD_ARGUMENTS_EXIT: u32 = 9009;
 
 /// The double's ends of a process's pipes.
-pub struct Io {
+pub(crate) struct Io {
     pub stdin: Option<File>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
@@ -53,7 +53,7 @@ fn write(stream: &mut Option<File>, data: &[u8]) {
 
 /// Runs `args` as process `p` on a new thread; its pipes close and its exit
 /// is published when the script ends or the process is killed.
-pub fn spawn(p: Arc<Process>, args: Vec<String>, io: Io) {
+pub(crate) fn spawn(p: Arc<Process>, args: Vec<String>, io: Io) {
     std::thread::spawn(move || {
         let code = run(&p, &args, io);
         process_exited(&p, code);

@@ -12,7 +12,7 @@ use crate::exports::{put, text};
 use crate::world::{Faults, OpResult, Status, System, hr, lock, world};
 
 /// Answers a compute system property query.
-pub fn answer(s: &Arc<System>, query: &str) -> OpResult {
+pub(crate) fn answer(s: &Arc<System>, query: &str) -> OpResult {
     let Ok(query) = serde_json::from_str::<serde_json::Value>(query) else {
         return OpResult::fail(hr::INVALID_JSON, "the query is not JSON");
     };

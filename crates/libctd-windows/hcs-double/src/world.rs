@@ -14,62 +14,62 @@ use windows::Win32::Foundation::{CloseHandle, HANDLE};
 use windows::Win32::System::HostComputeSystem::{HCS_EVENT, HCS_OPERATION};
 
 /// A registered event callback.
-pub type EventCallback = unsafe extern "system" fn(*const HCS_EVENT, *const c_void);
+pub(crate) type EventCallback = unsafe extern "system" fn(*const HCS_EVENT, *const c_void);
 /// An operation's completion callback.
-pub type Completion = unsafe extern "system" fn(HCS_OPERATION, *const c_void);
+pub(crate) type Completion = unsafe extern "system" fn(HCS_OPERATION, *const c_void);
 
 /// The HRESULTs the double returns.
-pub mod hr {
+pub(crate) mod hr {
     use super::{Hresult, win32};
 
     /// An HRESULT as `HRESULT.0`.
-    pub const fn i(h: Hresult) -> i32 {
+    pub(crate) const fn i(h: Hresult) -> i32 {
         h.0 as i32
     }
     /// HCS_E_OPERATION_TIMEOUT.
-    pub const OPERATION_TIMEOUT: i32 = i(Hresult::hcs_v2(0x0118));
+    pub(crate) const OPERATION_TIMEOUT: i32 = i(Hresult::hcs_v2(0x0118));
     /// HCS_E_OPERATION_NOT_STARTED.
-    pub const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0119));
+    pub(crate) const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0119));
     /// HCS_E_OPERATION_ALREADY_STARTED.
-    pub const ALREADY_STARTED: i32 = i(Hresult::hcs_v2(0x0116));
+    pub(crate) const ALREADY_STARTED: i32 = i(Hresult::hcs_v2(0x0116));
     /// HCS_E_SYSTEM_NOT_FOUND.
-    pub const SYSTEM_NOT_FOUND: i32 = i(Hresult::hcs_v1(0x010E));
+    pub(crate) const SYSTEM_NOT_FOUND: i32 = i(Hresult::hcs_v1(0x010E));
     /// HCS_E_SYSTEM_ALREADY_STOPPED.
-    pub const ALREADY_STOPPED: i32 = i(Hresult::hcs_v1(0x0110));
+    pub(crate) const ALREADY_STOPPED: i32 = i(Hresult::hcs_v1(0x0110));
     /// HCS_E_PROCESS_ALREADY_STOPPED.
-    pub const PROCESS_ALREADY_STOPPED: i32 = i(Hresult::hcs_v2(0x011F));
+    pub(crate) const PROCESS_ALREADY_STOPPED: i32 = i(Hresult::hcs_v2(0x011F));
     /// HCS_E_PROCESS_INFO_NOT_AVAILABLE.
-    pub const PROCESS_INFO_NOT_AVAILABLE: i32 = i(Hresult::hcs_v2(0x011D));
+    pub(crate) const PROCESS_INFO_NOT_AVAILABLE: i32 = i(Hresult::hcs_v2(0x011D));
     /// HCS_E_INVALID_STATE.
-    pub const INVALID_STATE: i32 = i(Hresult::hcs_v1(0x0105));
+    pub(crate) const INVALID_STATE: i32 = i(Hresult::hcs_v1(0x0105));
     /// HCS_E_INVALID_JSON.
-    pub const INVALID_JSON: i32 = i(Hresult::hcs_v1(0x010D));
+    pub(crate) const INVALID_JSON: i32 = i(Hresult::hcs_v1(0x010D));
     /// HCS_E_UNEXPECTED_EXIT.
-    pub const UNEXPECTED_EXIT: i32 = i(Hresult::hcs_v1(0x0106));
+    pub(crate) const UNEXPECTED_EXIT: i32 = i(Hresult::hcs_v1(0x0106));
     /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
-    pub const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
+    pub(crate) const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
     /// E_INVALIDARG.
-    pub const INVALID_ARG: i32 = 0x8007_0057_u32 as i32;
+    pub(crate) const INVALID_ARG: i32 = 0x8007_0057_u32 as i32;
     /// HRESULT_FROM_WIN32(ERROR_CANCELLED).
-    pub const CANCELLED: i32 = 0x8007_04C7_u32 as i32;
+    pub(crate) const CANCELLED: i32 = 0x8007_04C7_u32 as i32;
     /// ERROR_FILE_NOT_FOUND.
-    pub const FILE_NOT_FOUND: i32 = i(Hresult::from_win32(win32::FILE_NOT_FOUND));
+    pub(crate) const FILE_NOT_FOUND: i32 = i(Hresult::from_win32(win32::FILE_NOT_FOUND));
     /// ERROR_NOT_SUPPORTED.
-    pub const NOT_SUPPORTED: i32 = i(Hresult::from_win32(win32::NOT_SUPPORTED));
+    pub(crate) const NOT_SUPPORTED: i32 = i(Hresult::from_win32(win32::NOT_SUPPORTED));
     /// ERROR_NOT_FOUND.
-    pub const NOT_FOUND: i32 = i(Hresult::from_win32(win32::NOT_FOUND));
+    pub(crate) const NOT_FOUND: i32 = i(Hresult::from_win32(win32::NOT_FOUND));
     /// ERROR_ALREADY_EXISTS.
-    pub const ALREADY_EXISTS: i32 = i(Hresult::from_win32(win32::ALREADY_EXISTS));
+    pub(crate) const ALREADY_EXISTS: i32 = i(Hresult::from_win32(win32::ALREADY_EXISTS));
 }
 
 /// The exit code of a process ended by a console control event.
-pub const CONTROL_C_EXIT: u32 = 0xC000_013A;
+pub(crate) const CONTROL_C_EXIT: u32 = 0xC000_013A;
 /// The exit code of a terminated process.
-pub const TERMINATED_EXIT: u32 = 1;
+pub(crate) const TERMINATED_EXIT: u32 = 1;
 
 /// A process's pid and the stdio handles not yet handed to the caller.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ProcInfo {
+pub(crate) struct ProcInfo {
     pub pid: u32,
     pub stdin: usize,
     pub stdout: usize,
@@ -78,7 +78,7 @@ pub struct ProcInfo {
 
 impl ProcInfo {
     /// Closes the handles nobody took.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         for h in [self.stdin, self.stdout, self.stderr] {
             if h != 0 {
                 // SAFETY: a pipe handle the double created and still owns.
@@ -90,7 +90,7 @@ impl ProcInfo {
 
 /// The outcome of an operation.
 #[derive(Debug, Clone, Default)]
-pub struct OpResult {
+pub(crate) struct OpResult {
     pub hr: i32,
     pub doc: String,
     pub info: Option<ProcInfo>,
@@ -98,7 +98,7 @@ pub struct OpResult {
 
 impl OpResult {
     /// Success with a document.
-    pub fn ok(doc: String) -> Self {
+    pub(crate) fn ok(doc: String) -> Self {
         Self {
             hr: 0,
             doc,
@@ -107,7 +107,7 @@ impl OpResult {
     }
 
     /// A failure with HCS's result document.
-    pub fn fail(hr: i32, detail: &str) -> Self {
+    pub(crate) fn fail(hr: i32, detail: &str) -> Self {
         let message = Hresult(hr as u32).message().unwrap_or(detail);
         let doc = serde_json::json!({
             "Error": hr,
@@ -123,7 +123,7 @@ impl OpResult {
 }
 
 /// An HCS operation.
-pub struct Operation {
+pub(crate) struct Operation {
     pub completion: Option<(Completion, usize)>,
     pub state: Mutex<OpState>,
     pub cv: Condvar,
@@ -131,7 +131,7 @@ pub struct Operation {
 
 /// An operation's progress.
 #[derive(Default)]
-pub struct OpState {
+pub(crate) struct OpState {
     /// The handle it was issued on (0 when not yet issued).
     pub target: usize,
     pub issued: bool,
@@ -141,14 +141,14 @@ pub struct OpState {
 
 /// What a handle refers to.
 #[derive(Clone)]
-pub enum Kind {
+pub(crate) enum Kind {
     Operation(Arc<Operation>),
     System(Arc<System>),
     Process(Arc<Process>),
 }
 
 /// An open handle.
-pub struct Entry {
+pub(crate) struct Entry {
     pub kind: Kind,
     /// The compute system it concerns ("" for an unissued operation).
     pub owner: String,
@@ -163,7 +163,7 @@ pub struct Entry {
 
 /// A compute system's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Creating,
     Created,
     Running,
@@ -172,7 +172,7 @@ pub enum Status {
 }
 
 /// A compute system.
-pub struct System {
+pub(crate) struct System {
     pub id: String,
     pub hyperv: bool,
     /// The utility VM hosting this container (`HostingSystemId`).
@@ -184,7 +184,7 @@ pub struct System {
 }
 
 /// A compute system's mutable state.
-pub struct SystemState {
+pub(crate) struct SystemState {
     pub status: Status,
     pub started: Option<Instant>,
     pub processes: HashMap<u32, Arc<Process>>,
@@ -193,7 +193,7 @@ pub struct SystemState {
 }
 
 /// A process of a compute system.
-pub struct Process {
+pub(crate) struct Process {
     pub pid: u32,
     pub system: Arc<System>,
     pub image: String,
@@ -203,7 +203,7 @@ pub struct Process {
 
 /// A process's mutable state.
 #[derive(Default)]
-pub struct ProcState {
+pub(crate) struct ProcState {
     pub kill: Option<u32>,
     pub stdin_closed: bool,
     pub exit: Option<u32>,
@@ -216,7 +216,7 @@ pub struct ProcState {
 
 impl Process {
     /// Asks the process to end with `code` (first request wins).
-    pub fn kill(&self, code: u32) {
+    pub(crate) fn kill(&self, code: u32) {
         let mut st = lock(&self.ctl);
         if st.kill.is_none() {
             st.kill = Some(code);
@@ -225,14 +225,14 @@ impl Process {
     }
 
     /// Whether it has exited.
-    pub fn exited(&self) -> bool {
+    pub(crate) fn exited(&self) -> bool {
         lock(&self.ctl).exit.is_some()
     }
 }
 
 /// A compute system's fault plan.
 #[derive(Debug, Clone, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     pub unexpected_exit_on_shutdown: bool,
     pub exit_code_unavailable: bool,
     pub ignore_cancel: bool,
@@ -244,14 +244,14 @@ pub struct Faults {
 
 /// When an operation takes effect, and when it completes after that.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Timing {
+pub(crate) struct Timing {
     pub before: Duration,
     pub after: Duration,
 }
 
 impl Faults {
     /// Reads a plan document.
-    pub fn parse(v: &serde_json::Value) -> Self {
+    pub(crate) fn parse(v: &serde_json::Value) -> Self {
         let flag = |k: &str| v.get(k).and_then(serde_json::Value::as_bool) == Some(true);
         let map = |k: &str| -> HashMap<String, i64> {
             v.get(k)
@@ -285,7 +285,7 @@ impl Faults {
 
     /// How long `op` takes to take effect (`Slow`), then to complete
     /// (`Late`).
-    pub fn timing(&self, op: &str) -> Timing {
+    pub(crate) fn timing(&self, op: &str) -> Timing {
         let ms = |m: &HashMap<String, u64>| Duration::from_millis(m.get(op).copied().unwrap_or(0));
         Timing {
             before: ms(&self.slow),
@@ -296,7 +296,7 @@ impl Faults {
 
 /// Everything the double knows.
 #[derive(Default)]
-pub struct World {
+pub(crate) struct World {
     next: usize,
     pub entries: HashMap<usize, Entry>,
     closed: HashMap<usize, String>,
@@ -307,7 +307,7 @@ pub struct World {
 }
 
 /// Locks ignoring poison: the double must keep answering.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -317,18 +317,18 @@ fn cell() -> &'static (Mutex<World>, Condvar) {
 }
 
 /// The world, locked.
-pub fn world() -> MutexGuard<'static, World> {
+pub(crate) fn world() -> MutexGuard<'static, World> {
     lock(&cell().0)
 }
 
 /// Wakes threads waiting for a handle's calls or callbacks to finish.
-pub fn notify() {
+pub(crate) fn notify() {
     cell().1.notify_all();
 }
 
 impl World {
     /// A new handle for `kind`; values are never reused.
-    pub fn alloc(&mut self, kind: Kind, owner: &str) -> usize {
+    pub(crate) fn alloc(&mut self, kind: Kind, owner: &str) -> usize {
         self.next += 1;
         let h = 0x1_0000 + self.next * 16;
         self.entries.insert(
@@ -346,13 +346,13 @@ impl World {
     }
 
     /// A new pid.
-    pub fn pid(&mut self) -> u32 {
+    pub(crate) fn pid(&mut self) -> u32 {
         self.next_pid += 4;
         1000 + self.next_pid
     }
 
     /// Records a violation against compute system `owner`.
-    pub fn violation(&mut self, owner: &str, what: String) {
+    pub(crate) fn violation(&mut self, owner: &str, what: String) {
         self.violations.push((owner.to_owned(), what));
     }
 
@@ -366,7 +366,7 @@ impl World {
     }
 
     /// The report of systems whose id contains `pattern` (all for "").
-    pub fn report(&self, pattern: &str) -> serde_json::Value {
+    pub(crate) fn report(&self, pattern: &str) -> serde_json::Value {
         let mine = |owner: &str| {
             if pattern.is_empty() {
                 true
@@ -422,7 +422,11 @@ impl World {
 
 /// Begins call `call` on handle `h`, which must be open and satisfy `want`;
 /// `Err(hr)` (and a recorded violation) otherwise. End it with [`leave`].
-pub fn enter<T>(h: usize, call: &str, want: impl FnOnce(&Kind) -> Option<T>) -> Result<T, i32> {
+pub(crate) fn enter<T>(
+    h: usize,
+    call: &str,
+    want: impl FnOnce(&Kind) -> Option<T>,
+) -> Result<T, i32> {
     let mut w = world();
     let found = w.entries.get_mut(&h).map(|e| (want(&e.kind), e));
     match found {
@@ -439,7 +443,7 @@ pub fn enter<T>(h: usize, call: &str, want: impl FnOnce(&Kind) -> Option<T>) -> 
 }
 
 /// Ends a call begun with [`enter`].
-pub fn leave(h: usize) {
+pub(crate) fn leave(h: usize) {
     if let Some(e) = world().entries.get_mut(&h) {
         e.calls = e.calls.saturating_sub(1);
     }
@@ -449,7 +453,7 @@ pub fn leave(h: usize) {
 /// Closes handle `h` with `call`, recording misuse; waits for callbacks
 /// being delivered for it (as computecore drains them). Returns the closed
 /// entry's kind.
-pub fn close(h: usize, call: &str) -> Option<Kind> {
+pub(crate) fn close(h: usize, call: &str) -> Option<Kind> {
     let mut w = world();
     let Some(e) = w.entries.get(&h) else {
         let _ = w.bad_handle(h, call);
@@ -510,7 +514,7 @@ pub fn close(h: usize, call: &str) -> Option<Kind> {
 /// own thread after `delay`, and is told whether the operation was cancelled
 /// (it then must undo what the call began). Fails when `op_h` is not an
 /// open operation or was issued before.
-pub fn issue(
+pub(crate) fn issue(
     op_h: usize,
     target: usize,
     call: &str,
@@ -590,7 +594,7 @@ fn complete(op_h: usize, op: &Arc<Operation>, result: OpResult) {
 
 /// Cancels an operation: it completes with ERROR_CANCELLED at once and has
 /// no effect, unless its system's plan ignores cancels.
-pub fn cancel(op: &Operation, ignore: bool) {
+pub(crate) fn cancel(op: &Operation, ignore: bool) {
     let mut w = world();
     let mut st = lock(&op.state);
     if !st.issued || st.result.is_some() || st.cancelled {

@@ -85,12 +85,12 @@ const KNOWN_STATEMENTS: &[&str] = &[
 /// HRESULTs the simulation answers with.
 mod hr {
     use crate::error::Hresult;
-    pub const INVALID_STATE: Hresult = Hresult::hcs_v1(0x0105);
-    pub const INVALID_JSON: Hresult = Hresult::hcs_v1(0x010D);
-    pub const NOT_FOUND: Hresult = Hresult::hcs_v1(0x010E);
-    pub const ALREADY_STOPPED: Hresult = Hresult::hcs_v1(0x0110);
-    pub const PROCESS_ALREADY_STOPPED: Hresult = Hresult::hcs_v2(0x011F);
-    pub const SERVICE_DISCONNECT: Hresult = Hresult::hcs_v2(0x011E);
+    pub(super) const INVALID_STATE: Hresult = Hresult::hcs_v1(0x0105);
+    pub(super) const INVALID_JSON: Hresult = Hresult::hcs_v1(0x010D);
+    pub(super) const NOT_FOUND: Hresult = Hresult::hcs_v1(0x010E);
+    pub(super) const ALREADY_STOPPED: Hresult = Hresult::hcs_v1(0x0110);
+    pub(super) const PROCESS_ALREADY_STOPPED: Hresult = Hresult::hcs_v2(0x011F);
+    pub(super) const SERVICE_DISCONNECT: Hresult = Hresult::hcs_v2(0x011E);
 }
 
 /// A simulated HCS. Clones share one simulated service.

@@ -15,10 +15,10 @@ use windows::core::{HRESULT, HSTRING, PCSTR, PCWSTR, PWSTR};
 type ControlFn = unsafe extern "system" fn(PCWSTR, *mut PWSTR) -> HRESULT;
 
 /// An export's address, to transmute to its signature.
-pub type Export = unsafe extern "system" fn() -> isize;
+pub(crate) type Export = unsafe extern "system" fn() -> isize;
 
 /// The address of computecore.dll's export `name` (NUL-terminated).
-pub fn export(name: &[u8]) -> Export {
+pub(crate) fn export(name: &[u8]) -> Export {
     assert_eq!(name.last(), Some(&0), "export names are NUL-terminated");
     // SAFETY: loading a DLL from System32 by name.
     let module = unsafe {
@@ -35,7 +35,7 @@ pub fn export(name: &[u8]) -> Export {
 }
 
 /// Sends a control request to the double; its JSON answer.
-pub fn control(request: serde_json::Value) -> serde_json::Value {
+pub(crate) fn control(request: serde_json::Value) -> serde_json::Value {
     // SAFETY: the control export's signature.
     let f = unsafe { std::mem::transmute::<Export, ControlFn>(export(b"LibctdDoubleControl\0")) };
     let request = HSTRING::from(request.to_string());
@@ -51,22 +51,22 @@ pub fn control(request: serde_json::Value) -> serde_json::Value {
 }
 
 /// Sets the fault plan of compute system `system_id` (before it is created).
-pub fn faults(system_id: &str, plan: serde_json::Value) {
+pub(crate) fn faults(system_id: &str, plan: serde_json::Value) {
     control(serde_json::json!({"Faults": {"System": system_id, "Plan": plan}}));
 }
 
 /// Makes a running compute system exit unexpectedly.
-pub fn crash(system_id: &str) -> bool {
+pub(crate) fn crash(system_id: &str) -> bool {
     control(serde_json::json!({"Crash": system_id}))["Crashed"] == true
 }
 
 /// The double's report on compute systems whose id contains `pattern`.
-pub fn report(pattern: &str) -> serde_json::Value {
+pub(crate) fn report(pattern: &str) -> serde_json::Value {
     control(serde_json::json!({"Report": pattern}))
 }
 
 /// The handle-discipline violations recorded against `pattern`'s systems.
-pub fn violations(pattern: &str) -> Vec<String> {
+pub(crate) fn violations(pattern: &str) -> Vec<String> {
     list(&report(pattern), "Violations")
 }
 
@@ -83,7 +83,7 @@ fn list(report: &serde_json::Value, key: &str) -> Vec<String> {
 
 /// Asserts that `pattern`'s systems saw no violation and, within
 /// `deadline`, hold no open handle and no orphaned process.
-pub fn assert_clean(pattern: &str, deadline: Duration) {
+pub(crate) fn assert_clean(pattern: &str, deadline: Duration) {
     let until = Instant::now() + deadline;
     loop {
         let r = report(pattern);

@@ -12,10 +12,10 @@ use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::sim::{CONTROL_C_EXIT, TERMINATED_EXIT};
 
 /// A check run when a fixture is dropped, given its namespace prefix.
-pub type OnDrop = Box<dyn Fn(&str) + Send + Sync>;
+pub(crate) type OnDrop = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Containers of a [`WindowsRemote`] over `H`, process or Hyper-V isolated.
-pub struct HcsFixture<H: Hcs> {
+pub(crate) struct HcsFixture<H: Hcs> {
     remote: WindowsRemote<H>,
     hyperv: bool,
     /// The first layer folder; it holds a utility VM.
@@ -28,7 +28,7 @@ pub struct HcsFixture<H: Hcs> {
 
 impl<H: Hcs> HcsFixture<H> {
     /// A fixture over `hcs`; `base_layer` must hold a utility VM for `hcs`.
-    pub fn new(hcs: Arc<H>, hyperv: bool, base_layer: &str, prefix: &str) -> Self {
+    pub(crate) fn new(hcs: Arc<H>, hyperv: bool, base_layer: &str, prefix: &str) -> Self {
         Self {
             remote: WindowsRemote::new(hcs, &[]).unwrap(),
             hyperv,
@@ -42,7 +42,7 @@ impl<H: Hcs> HcsFixture<H> {
     /// Runs `check` with the namespace prefix when the fixture is dropped.
     // Only the tests over the binding check at drop, not those over the simulation.
     #[allow(dead_code)]
-    pub fn on_drop(mut self, check: OnDrop) -> Self {
+    pub(crate) fn on_drop(mut self, check: OnDrop) -> Self {
         self.on_drop = Some(check);
         self
     }
