@@ -28,6 +28,7 @@ use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
     self, Containerd, SLEEP_ARGS, build_busybox_rootfs, busybox_process, busybox_spec, shims_of,
 };
+use libctd_testkit::namespace::NamespaceGuard;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -212,6 +213,8 @@ async fn containerd_dying_during_start_leaves_nothing_and_ids_are_reusable() {
     let (remote, dir, rootfs) = own_daemon("start", &[&fast]).await;
     let backend = Arc::new(RecordingBackend::new());
     let ns = format!("fstart-{}", std::process::id());
+    // Should the test fail, its containers go with it.
+    let _guard = NamespaceGuard::new(remote.socket(), &ns);
     let client = remote.new_linux_client(&ns, backend.clone()).await.unwrap();
     let ids: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
     let mut cgroups = Vec::new();
@@ -532,6 +535,7 @@ async fn a_hung_containerd_fails_calls_by_their_deadline_and_rolls_back() {
     .await
     .unwrap();
     let ns = format!("fhung-{}", std::process::id());
+    let _guard = NamespaceGuard::new(owner.socket(), &ns);
     let backend = Arc::new(RecordingBackend::new());
     let client = remote.new_linux_client(&ns, backend).await.unwrap();
     let spec = busybox_spec(&rootfs, SLEEP_ARGS, false, None);
