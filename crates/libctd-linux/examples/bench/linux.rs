@@ -1661,7 +1661,14 @@ async fn start_attached(o: &Ours, id: &str, spec: &Spec) -> Result<oneshot::Rece
     .await?;
     o.track(id, true);
     let exit = o.recorder.expect_exit(id);
-    let attach = stdio_callback(|io: DirectIo| {
+    let start = o.client.start(id, None, false, sink_stdio());
+    within("start", id, start).await?;
+    Ok(exit)
+}
+
+/// Reads the process's output to nowhere, on tasks of ours.
+fn sink_stdio() -> libctd_core::StdioCallback {
+    stdio_callback(|io: DirectIo| {
         let tasks: Vec<_> = [io.stdout, io.stderr]
             .into_iter()
             .flatten()
@@ -1672,9 +1679,7 @@ async fn start_attached(o: &Ours, id: &str, spec: &Spec) -> Result<oneshot::Rece
             })
             .collect();
         Ok(Box::new(tasks) as Box<dyn StdioAttachment>)
-    });
-    within("start", id, o.client.start(id, None, false, attach)).await?;
-    Ok(exit)
+    })
 }
 
 /// Bytes the allocator has handed out and not taken back (mallinfo2).

@@ -9,14 +9,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use libctd_core::{
-    Backend, BoxError, Client, CreateOptions, DirectIo, Error, EventInfo, EventType,
-    INIT_PROCESS_ID, Result, StdioAttachment, StdioCallback, stdio_callback,
+    Backend, BoxError, Client, CreateOptions, Error, EventInfo, EventType, INIT_PROCESS_ID, Result,
 };
 use libctd_linux::LinuxClient;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::{BATCH, Bench, OP_TIMEOUT, cpu_self, ms, within};
+use super::{BATCH, Bench, OP_TIMEOUT, cpu_self, ms, sink_stdio, within};
 
 /// How many restores run at once, as an engine restoring its containers would.
 const CONCURRENT_RESTORES: usize = 50;
@@ -57,22 +56,6 @@ impl Backend for Exits {
         }
         Ok(())
     }
-}
-
-/// Copies the process's output to nowhere on tasks of ours.
-fn sink_stdio() -> StdioCallback {
-    stdio_callback(|io: DirectIo| {
-        let tasks: Vec<_> = [io.stdout, io.stderr]
-            .into_iter()
-            .flatten()
-            .map(|mut s| {
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
-                })
-            })
-            .collect();
-        Ok(Box::new(tasks) as Box<dyn StdioAttachment>)
-    })
 }
 
 /// Runs `f` over `ids` with at most `width` at once; the first error wins.
