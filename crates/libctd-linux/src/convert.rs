@@ -442,8 +442,7 @@ pub(crate) fn stats_from_v2(m: &v2::Metrics) -> LinuxStats {
 pub(crate) fn status_error(status: tonic::Status) -> Error {
     let message = status.message().to_owned();
     let lower = message.to_ascii_lowercase();
-    // tonic attaches the transport's error to the statuses it makes itself.
-    let local = std::error::Error::source(&status).is_some();
+    let local = made_by_transport(&status);
     let kind = match status.code() {
         tonic::Code::Cancelled if local && lower.contains("timeout expired") => {
             ErrorKind::DeadlineExceeded
@@ -480,6 +479,12 @@ pub(crate) fn status_error(status: tonic::Status) -> Error {
         _ => message,
     };
     Error::new(kind, message).with_source(status)
+}
+
+/// Whether tonic made `status` itself (it attaches the transport's error to
+/// those): no answer came from containerd.
+pub(crate) fn made_by_transport(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
 }
 
 /// The kind named at the end of a containerd error message, as errdefs writes

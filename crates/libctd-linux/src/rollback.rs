@@ -17,7 +17,7 @@ use containerd_client::services::v1::{
 use libctd_core::{Error, ErrorKind, Result};
 
 use crate::client::Inner;
-use crate::convert::status_error;
+use crate::convert::{made_by_transport, status_error};
 
 /// How long a rollback waits for a killed process to stop before it can be
 /// deleted.
@@ -36,14 +36,14 @@ pub(crate) enum Rollback {
 
 /// Whether `e` means containerd was not reached, so that what was asked
 /// may or may not have happened: the call's deadline passed, or the
-/// transport failed (a status tonic made itself). containerd's own
-/// `Unavailable` (a dead shim's "ttrpc: closed") is an answer, not this.
+/// transport failed (`status_error` made it `Unavailable`). containerd's
+/// own `Unavailable` (a dead shim's "ttrpc: closed") is an answer, not this.
 pub(crate) fn unreachable(e: &Error) -> bool {
     match e.kind() {
         ErrorKind::DeadlineExceeded => true,
-        ErrorKind::Unavailable | ErrorKind::Cancelled => std::error::Error::source(e)
+        ErrorKind::Unavailable => std::error::Error::source(e)
             .and_then(|s| s.downcast_ref::<tonic::Status>())
-            .is_some_and(|s| std::error::Error::source(s).is_some()),
+            .is_some_and(made_by_transport),
         _ => false,
     }
 }

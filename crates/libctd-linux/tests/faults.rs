@@ -193,6 +193,29 @@ async fn wait_restarted(remote: &LinuxRemote, old_pid: u32) {
     }
 }
 
+/// A client of the binary's shared daemon in a namespace of its own.
+async fn shared_client() -> (
+    &'static Containerd,
+    Arc<LinuxClient>,
+    Arc<RecordingBackend>,
+    String,
+) {
+    let ctd = Containerd::shared().await.unwrap();
+    let backend = Arc::new(RecordingBackend::new());
+    let client = ctd.client(backend.clone()).await.unwrap();
+    let ns = client.namespace().to_owned();
+    (ctd, client, backend, ns)
+}
+
+/// How many exit events of container `id` reached `backend`.
+fn exits_of(backend: &RecordingBackend, id: &str) -> usize {
+    backend
+        .event_types_of(id)
+        .iter()
+        .filter(|e| **e == EventType::Exit)
+        .count()
+}
+
 async fn kill_and_remove(client: &LinuxClient, backend: &RecordingBackend, id: &str) {
     containerd::kill_and_remove(client, backend, id, T)
         .await
@@ -333,10 +356,7 @@ async fn two_remotes_on_one_state_dir_restart_one_daemon() {
 /// refuses leaves nothing, so the id can be started again.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_specs_fail_at_create_and_a_failed_start_leaves_the_id_usable() {
-    let ctd = Containerd::shared().await.unwrap();
-    let backend = Arc::new(RecordingBackend::new());
-    let client = ctd.client(backend.clone()).await.unwrap();
-    let ns = client.namespace().to_owned();
+    let (ctd, client, backend, ns) = shared_client().await;
     let mut relative = ctd.spec(&["true"], false);
     let mut root = relative.root().clone().unwrap();
     root.set_path(PathBuf::from("rootfs"));
@@ -460,10 +480,7 @@ async fn a_state_dir_that_is_not_ours_is_refused_and_left_unchanged() {
 /// code and an error saying why.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exec_gets_its_exit_when_the_shim_dies() {
-    let ctd = Containerd::shared().await.unwrap();
-    let backend = Arc::new(RecordingBackend::new());
-    let client = ctd.client(backend.clone()).await.unwrap();
-    let ns = client.namespace().to_owned();
+    let (ctd, client, backend, ns) = shared_client().await;
     let spec = ctd.spec(SLEEP_ARGS, false);
     let cgroup = cgroup_of(&spec);
     client.create("s", &spec, Default::default()).await.unwrap();
@@ -503,12 +520,12 @@ async fn an_exec_gets_its_exit_when_the_shim_dies() {
     tokio::time::timeout(T, client.event_queue().wait_idle())
         .await
         .unwrap();
-    let exits = backend
-        .events_of("s")
-        .iter()
-        .filter(|(e, _)| *e == EventType::Exit)
-        .count();
-    assert_eq!(exits, 2, "{:?}", backend.event_types_of("s"));
+    assert_eq!(
+        exits_of(&backend, "s"),
+        2,
+        "{:?}",
+        backend.event_types_of("s")
+    );
     assert_nothing_left(ctd.remote(), &ns, &[cgroup]).await;
 }
 
@@ -733,22 +750,19 @@ async fn an_exit_racing_restore_is_delivered_exactly_once() {
     tokio::time::timeout(T, restorer.event_queue().wait_idle())
         .await
         .unwrap();
-    let exits = backend
-        .events_of("victim")
-        .iter()
-        .filter(|(e, _)| *e == EventType::Exit)
-        .count();
-    assert_eq!(exits, 1, "{:?}", backend.event_types_of("victim"));
+    assert_eq!(
+        exits_of(&backend, "victim"),
+        1,
+        "{:?}",
+        backend.event_types_of("victim")
+    );
 }
 
 /// A stdio callback that panics fails the start with an error saying so,
 /// removes the FIFOs it was given, and the start can be retried.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicking_stdio_callback_is_reported_and_cleaned_up() {
-    let ctd = Containerd::shared().await.unwrap();
-    let backend = Arc::new(RecordingBackend::new());
-    let client = ctd.client(backend.clone()).await.unwrap();
-    let ns = client.namespace().to_owned();
+    let (ctd, client, backend, ns) = shared_client().await;
     let spec = ctd.spec(SLEEP_ARGS, false);
     let cgroup = cgroup_of(&spec);
     client.create("p", &spec, Default::default()).await.unwrap();
