@@ -14,6 +14,7 @@ use crate::stdio::StdioCallback;
 
 /// The version of the service behind a client.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Version {
     /// The release, e.g. `1.6.20`.
     pub version: String,
@@ -21,8 +22,19 @@ pub struct Version {
     pub revision: String,
 }
 
+impl Version {
+    /// A version of `version` (the release) at `revision`.
+    pub fn new(version: impl Into<String>, revision: impl Into<String>) -> Self {
+        Self {
+            version: version.into(),
+            revision: revision.into(),
+        }
+    }
+}
+
 /// What [`Client::restore`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Restored {
     /// Whether the init process still runs.
     pub alive: bool,
@@ -30,13 +42,38 @@ pub struct Restored {
     pub pid: Option<u32>,
 }
 
+impl Restored {
+    /// A restored container whose init process runs (`alive`) or not, with
+    /// its pid when a task exists.
+    pub fn new(alive: bool, pid: Option<u32>) -> Self {
+        Self { alive, pid }
+    }
+}
+
 /// How the init process ended, from [`Client::delete_task`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskExit {
-    /// Its exit status (4294967295 when it could not be obtained).
+    /// Its exit status ([`UNKNOWN_EXIT_CODE`](crate::UNKNOWN_EXIT_CODE) when
+    /// it could not be obtained).
     pub exit_code: u32,
     /// When it exited.
     pub exited_at: SystemTime,
+}
+
+impl TaskExit {
+    /// An exit with `exit_code` at `exited_at`.
+    pub fn new(exit_code: u32, exited_at: SystemTime) -> Self {
+        Self {
+            exit_code,
+            exited_at,
+        }
+    }
+
+    /// The exit code, or `None` when it could not be obtained.
+    pub fn exit_status(&self) -> Option<u32> {
+        (self.exit_code != crate::UNKNOWN_EXIT_CODE).then_some(self.exit_code)
+    }
 }
 
 /// Runtime settings for [`Client::create`].
@@ -113,7 +150,7 @@ pub struct RuncOptions {
 /// | the task is in the wrong state | `FailedPrecondition` | `exec` in a stopped container, `pause` when not running, `resume` when not paused, `delete_task` and `delete` while it runs, `resize_terminal` of a process without a terminal |
 /// | the platform lacks it | `NotImplemented` | `create_checkpoint` (Windows; Linux where CRIU cannot run), `pause`/`resume` of process-isolated Windows containers, `version` and `update_resources` on Windows |
 /// | the service cannot be reached | `Unavailable` | all |
-/// | the service did not answer within the backend's deadline | `DeadlineExceeded` | all (Linux: `RpcTimeout`) |
+/// | the service did not answer within the backend's deadline | `DeadlineExceeded` | all (Linux: `rpc_timeout`) |
 ///
 /// # Cancel safety
 ///

@@ -17,7 +17,10 @@ use crate::error::Error;
 /// assert_eq!(EventType::ExecAdded.to_string(), "exec-added");
 /// assert_eq!("oom".parse::<EventType>().unwrap(), EventType::Oom);
 /// ```
+///
+/// New kinds may be added: a `match` needs a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventType {
     /// `unknown`: an event libctd could not classify.
     Unknown,
@@ -88,20 +91,23 @@ impl FromStr for EventType {
 
 /// The details of an event.
 ///
+/// Backends, fakes and engines' tests make one with [`EventInfo::new`] and
+/// the `with_*` setters; its fields are public to read (and to change). New
+/// fields may be added, so it cannot be written as a struct literal outside
+/// this crate.
+///
 /// ```
 /// use libctd_core::{EventInfo, INIT_PROCESS_ID};
 ///
-/// let info = EventInfo {
-///     container_id: "web".into(),
-///     process_id: INIT_PROCESS_ID.into(),
-///     pid: 4242,
-///     exit_code: 137,
-///     oom_killed: true,
-///     ..EventInfo::default()
-/// };
+/// let info = EventInfo::new("web", INIT_PROCESS_ID)
+///     .with_pid(4242)
+///     .with_exit_code(137)
+///     .with_oom_killed(true);
+/// assert_eq!(info.exit_status(), Some(137));
 /// assert!(info.error.is_none());
 /// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct EventInfo {
     /// The container the event concerns.
     pub container_id: String,
@@ -130,14 +136,67 @@ pub struct EventInfo {
 pub const UNKNOWN_EXIT_CODE: u32 = u32::MAX;
 
 impl EventInfo {
+    /// The details of an event of `process_id` in `container_id`, every
+    /// other field at its default (pid 0, exit code 0, no error).
+    pub fn new(container_id: impl Into<String>, process_id: impl Into<String>) -> Self {
+        Self {
+            container_id: container_id.into(),
+            process_id: process_id.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the pid.
+    #[must_use]
+    pub fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = pid;
+        self
+    }
+
+    /// Sets the exit code ([`UNKNOWN_EXIT_CODE`] when it could not be
+    /// obtained).
+    #[must_use]
+    pub fn with_exit_code(mut self, exit_code: u32) -> Self {
+        self.exit_code = exit_code;
+        self
+    }
+
+    /// Sets when the process exited.
+    #[must_use]
+    pub fn with_exited_at(mut self, exited_at: Option<SystemTime>) -> Self {
+        self.exited_at = exited_at;
+        self
+    }
+
+    /// Sets whether the container was OOM-killed.
+    #[must_use]
+    pub fn with_oom_killed(mut self, oom_killed: bool) -> Self {
+        self.oom_killed = oom_killed;
+        self
+    }
+
+    /// Sets whether Windows updates are pending.
+    #[must_use]
+    pub fn with_update_pending(mut self, update_pending: bool) -> Self {
+        self.update_pending = update_pending;
+        self
+    }
+
+    /// Sets the system failure met while reaping the process.
+    #[must_use]
+    pub fn with_error(mut self, error: Option<Arc<Error>>) -> Self {
+        self.error = error;
+        self
+    }
+
     /// The exit code of an `exit` event, or `None` when the backend could not
     /// obtain it ([`UNKNOWN_EXIT_CODE`]; `error` says why).
     ///
     /// ```
     /// use libctd_core::{EventInfo, UNKNOWN_EXIT_CODE};
-    /// let known = EventInfo { exit_code: 137, ..EventInfo::default() };
+    /// let known = EventInfo::new("web", "init").with_exit_code(137);
     /// assert_eq!(known.exit_status(), Some(137));
-    /// let lost = EventInfo { exit_code: UNKNOWN_EXIT_CODE, ..EventInfo::default() };
+    /// let lost = EventInfo::new("web", "init").with_exit_code(UNKNOWN_EXIT_CODE);
     /// assert_eq!(lost.exit_status(), None);
     /// ```
     pub fn exit_status(&self) -> Option<u32> {

@@ -26,12 +26,7 @@
 //! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 //! let events = EventDispatcher::new(Arc::new(Engine(tx))).unwrap();
 //! for (event, code) in [(EventType::Start, 0), (EventType::Exit, 3)] {
-//!     let info = EventInfo {
-//!         container_id: "web".into(),
-//!         process_id: INIT_PROCESS_ID.into(),
-//!         exit_code: code,
-//!         ..EventInfo::default()
-//!     };
+//!     let info = EventInfo::new("web", INIT_PROCESS_ID).with_exit_code(code);
 //!     events.dispatch(event, info);
 //! }
 //! assert_eq!(rx.recv().await.unwrap(), "web start 0");
@@ -41,7 +36,7 @@
 //!
 //! The pieces:
 //! - [`Client`]: the 18 operations on containers; [`Remote`]: the service that
-//!   hands out clients; [`RemoteOption`]: settings a remote applies to itself.
+//!   hands out clients (each backend builds its own with a typed builder).
 //! - [`Backend`]: the engine's event callback, fed through the per-container
 //!   [`EventQueue`] by an [`EventDispatcher`].
 //! - [`EventType`], [`EventInfo`], [`Status`]: what happened, and in what state a
@@ -75,7 +70,7 @@ pub use id::{
     INIT_PROCESS_ID, MAX_ID_LEN, validate_container_id, validate_namespace, validate_process_id,
 };
 pub use queue::{EventDispatcher, EventQueue};
-pub use remote::{Remote, RemoteConfig, RemoteOption, config_mut};
+pub use remote::Remote;
 pub use stats::{
     BlkioEntry, CpuStats, LinuxProcess, LinuxStats, MemoryStats, PidsStats, PlatformStats,
     Resources, Stats, Summary, WindowsMemoryStats, WindowsProcess, WindowsProcessorStats,

@@ -17,7 +17,10 @@ use crate::error::Error;
 /// assert_eq!(s.to_string(), "paused");
 /// assert!("sleeping".parse::<Status>().is_err());
 /// ```
+///
+/// New states may be added: a `match` needs a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Status {
     /// `running`: the init process runs.
     Running,

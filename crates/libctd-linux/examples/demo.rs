@@ -23,9 +23,9 @@ mod demo {
 
     use libctd_core::{
         Backend, BoxError, DirectIo, EventInfo, EventType, INIT_PROCESS_ID, PlatformStats, Remote,
-        RemoteOption, Result, StdioAttachment, stdio_callback,
+        Result, StdioAttachment, stdio_callback,
     };
-    use libctd_linux::{LinuxRemote, StateDir};
+    use libctd_linux::LinuxRemote;
     use libctd_testkit::containerd::{build_busybox_rootfs, busybox_process, busybox_spec};
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::sync::mpsc;
@@ -193,11 +193,7 @@ mod demo {
                 "starting an embedded containerd under {}",
                 state_dir.display()
             );
-            let remote = match LinuxRemote::new(
-                &[&StateDir(state_dir.clone()) as &dyn RemoteOption],
-            )
-            .await
-            {
+            let remote = match LinuxRemote::builder().state_dir(&state_dir).build().await {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {}", e.report());

@@ -29,10 +29,10 @@ mod run {
     use std::sync::Arc;
 
     use libctd_core::{
-        Backend, BoxError, Client, DirectIo, EventInfo, EventType, INIT_PROCESS_ID, Remote,
-        RemoteOption, Result, StdioAttachment, stdio_callback,
+        Backend, BoxError, Client, DirectIo, EventInfo, EventType, INIT_PROCESS_ID, Remote, Result,
+        StdioAttachment, stdio_callback,
     };
-    use libctd_linux::{LinuxRemote, StateDir};
+    use libctd_linux::LinuxRemote;
     use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
     use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
     use tokio::io::AsyncWriteExt;
@@ -298,11 +298,7 @@ mod run {
             let state_dir = args.state_dir.clone().unwrap_or_else(|| {
                 PathBuf::from(format!("/tmp/libctd-run-{}", std::process::id()))
             });
-            let remote = match LinuxRemote::new(
-                &[&StateDir(state_dir.clone()) as &dyn RemoteOption],
-            )
-            .await
-            {
+            let remote = match LinuxRemote::builder().state_dir(&state_dir).build().await {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("run: {}", e.report());

@@ -765,11 +765,11 @@ impl Inner {
                     .flatten();
                 if let Some(exit) = kept {
                     self.drop_task_state(&c).await;
-                    return Ok(TaskExit {
-                        exit_code: exit.exit_status,
-                        exited_at: convert::time_from_proto(exit.exited_at.as_ref())
+                    return Ok(TaskExit::new(
+                        exit.exit_status,
+                        convert::time_from_proto(exit.exited_at.as_ref())
                             .unwrap_or_else(SystemTime::now),
-                    });
+                    ));
                 }
                 return Err(match e.kind() {
                     ErrorKind::NotFound => e.with_message("container is not running"),
@@ -778,11 +778,10 @@ impl Inner {
             }
         };
         self.drop_task_state(&c).await;
-        Ok(TaskExit {
-            exit_code: resp.exit_status,
-            exited_at: convert::time_from_proto(resp.exited_at.as_ref())
-                .unwrap_or_else(SystemTime::now),
-        })
+        Ok(TaskExit::new(
+            resp.exit_status,
+            convert::time_from_proto(resp.exited_at.as_ref()).unwrap_or_else(SystemTime::now),
+        ))
     }
 
     async fn delete(self: Arc<Self>, id: String) -> Result<()> {
@@ -908,10 +907,7 @@ impl Inner {
             Ok(r) => r.into_inner().process.unwrap_or_default(),
             Err(s) if s.code() == tonic::Code::NotFound => {
                 self.drop_task_state(c).await;
-                return Ok(Restored {
-                    alive: false,
-                    pid: None,
-                });
+                return Ok(Restored::new(false, None));
             }
             Err(s) => return Err(status_error(s)),
         };
@@ -933,10 +929,10 @@ impl Inner {
             st.processes.insert(INIT_PROCESS_ID.to_owned(), proc);
             st.has_task = true;
         }
-        Ok(Restored {
-            alive: status != Status::Stopped && status != Status::Unknown,
-            pid: Some(process.pid),
-        })
+        Ok(Restored::new(
+            status != Status::Stopped && status != Status::Unknown,
+            Some(process.pid),
+        ))
     }
 }
 
@@ -998,10 +994,7 @@ impl Client for LinuxClient {
             .map_err(status_error)
             .map_err(|e| e.with_operation("version"))?
             .into_inner();
-        Ok(Version {
-            version: r.version,
-            revision: r.revision,
-        })
+        Ok(Version::new(r.version, r.revision))
     }
 
     #[tracing::instrument(level = "debug", skip(self, attach), fields(namespace = %self.inner.namespace))]

@@ -465,7 +465,7 @@ pub(crate) fn status_error(status: tonic::Status) -> Error {
     };
     let message = match kind {
         ErrorKind::DeadlineExceeded => format!(
-            "containerd did not answer within the call's deadline (RpcTimeout): {}",
+            "containerd did not answer within the call's deadline (rpc_timeout): {}",
             if message.is_empty() {
                 "no answer"
             } else {

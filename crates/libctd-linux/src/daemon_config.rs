@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use libctd_core::{Error, Result};
 
-use crate::remote::LinuxConfig;
+use crate::config::LinuxConfig;
 use crate::supervisor::{DaemonPaths, find_binary, state_dir_error};
 
 /// How long `containerd --version` may take.
@@ -237,14 +237,19 @@ pub(crate) fn render_config(config: &LinuxConfig, paths: &DaemonPaths, line: Lin
             let _ = writeln!(t, "  address = {}", p(a));
         }
         if let Some(l) = &config.log_level {
-            let _ = writeln!(t, "  level = {}", toml_str(l));
+            let _ = writeln!(t, "  level = {}", toml_str(l.as_str()));
         }
     }
     if let Some(a) = &config.metrics_address {
         let _ = writeln!(t, "\n[metrics]\n  address = {}", toml_str(a));
     }
-    for (plugin, body) in &config.plugin_config {
-        let _ = writeln!(t, "\n[plugins.{}]\n{body}", toml_str(plugin));
+    for section in &config.plugin_config {
+        let _ = writeln!(
+            t,
+            "\n[plugins.{}]\n{}",
+            toml_str(&section.plugin),
+            section.toml
+        );
     }
     t
 }
@@ -311,20 +316,16 @@ mod tests {
 
     #[test]
     fn every_option_reaches_the_config_file() {
-        let config = LinuxConfig {
-            state_dir: PathBuf::from("/run/x"),
-            log_level: Some("debug".into()),
-            debug_address: Some(PathBuf::from("/run/x/debug.sock")),
-            metrics_address: Some("127.0.0.1:1338".into()),
-            plugin_config: vec![(
-                "io.containerd.gc.v1.scheduler".into(),
-                "pause_threshold = 0.05".into(),
-            )],
-            oom_score: Some(-999),
-            socket_uid: Some(1),
-            socket_gid: Some(2),
-            ..LinuxConfig::default()
-        };
+        let config = crate::LinuxRemote::builder()
+            .state_dir("/run/x")
+            .log_level(crate::LogLevel::Debug)
+            .debug_address("/run/x/debug.sock")
+            .metrics_address("127.0.0.1:1338")
+            .plugin_config("io.containerd.gc.v1.scheduler", "pause_threshold = 0.05")
+            .oom_score(-999)
+            .socket_owner(1, 2)
+            .into_config()
+            .unwrap();
         let paths = DaemonPaths::new(&config.state_dir);
         for line in [V16, V21] {
             let text = render_config(&config, &paths, line);

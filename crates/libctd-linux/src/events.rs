@@ -201,11 +201,7 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
     let Some(c) = inner.container(container_id) else {
         return; // not ours: nothing allocated for it
     };
-    let mut info = EventInfo {
-        container_id: container_id.clone(),
-        process_id: INIT_PROCESS_ID.to_owned(),
-        ..EventInfo::default()
-    };
+    let mut info = EventInfo::new(container_id.as_str(), INIT_PROCESS_ID);
     let kind = {
         let mut st = c.lock();
         let kind = match event {
@@ -393,15 +389,11 @@ pub(crate) async fn reconcile_container(
                 p.exit_delivered = true;
                 match vanished {
                     Some(why) => lost_exit(&c.id, &process_id, p.pid, oom, why),
-                    None => EventInfo {
-                        container_id: c.id.clone(),
-                        process_id: process_id.clone(),
-                        pid: process.pid,
-                        exit_code: process.exit_status,
-                        exited_at: convert::time_from_proto(process.exited_at.as_ref()),
-                        oom_killed: oom,
-                        ..EventInfo::default()
-                    },
+                    None => EventInfo::new(c.id.as_str(), process_id.as_str())
+                        .with_pid(process.pid)
+                        .with_exit_code(process.exit_status)
+                        .with_exited_at(convert::time_from_proto(process.exited_at.as_ref()))
+                        .with_oom_killed(oom),
                 }
             };
             tracing::info!(container_id = %c.id, process_id, "delivering an exit the event stream did not bring");
@@ -420,20 +412,16 @@ pub(crate) fn lost_exit(
     oom_killed: bool,
     why: &str,
 ) -> EventInfo {
-    EventInfo {
-        container_id: container_id.to_owned(),
-        process_id: process_id.to_owned(),
-        pid,
-        exit_code: libctd_core::UNKNOWN_EXIT_CODE,
-        exited_at: Some(std::time::SystemTime::now()),
-        oom_killed,
-        error: Some(Arc::new(
+    EventInfo::new(container_id, process_id)
+        .with_pid(pid)
+        .with_exit_code(libctd_core::UNKNOWN_EXIT_CODE)
+        .with_exited_at(Some(std::time::SystemTime::now()))
+        .with_oom_killed(oom_killed)
+        .with_error(Some(Arc::new(
             libctd_core::Error::not_found(format!("{why}; its exit status is unknown"))
                 .with_container(container_id)
                 .with_process(process_id),
-        )),
-        ..EventInfo::default()
-    }
+        )))
 }
 
 /// When containerd no longer knows a process (`NotFound`), the exit its shim

@@ -4,8 +4,8 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use libctd_core::{discard_stdio, Backend, BoxError, EventInfo, EventType, Remote, RemoteOption};
-//! use libctd_linux::{LinuxRemote, StateDir};
+//! use libctd_core::{discard_stdio, Backend, BoxError, EventInfo, EventType, Remote};
+//! use libctd_linux::LinuxRemote;
 //!
 //! struct Engine;
 //! #[libctd_core::async_trait]
@@ -18,7 +18,7 @@
 //!
 //! # async fn run(spec: libctd_core::oci_spec::runtime::Spec) -> libctd_core::Result<()> {
 //! // Starts (or reuses) a private containerd under the state directory.
-//! let remote = LinuxRemote::new(&[&StateDir("/run/my-engine".into()) as &dyn RemoteOption]).await?;
+//! let remote = LinuxRemote::builder().state_dir("/run/my-engine").build().await?;
 //! let client = remote.new_client("my-engine", Arc::new(Engine)).await?;
 //! client.create("web", &spec, Default::default()).await?;
 //! let pid = client.start("web", None, false, discard_stdio()).await?;
@@ -32,7 +32,8 @@
 //!
 //! - [`LinuxRemote`] embeds containerd by default: under its state directory
 //!   it writes a config with the CRI and unused plugins disabled, starts
-//!   `containerd` (dying with this process unless [`Outlive`]), records its
+//!   `containerd` (dying with this process unless
+//!   [`outlive`](LinuxRemoteBuilder::outlive)), records its
 //!   pid, and reuses a live daemon named by that pid file. A new state
 //!   directory is made 0700; an existing one is used only if it is a real
 //!   directory of this user that no one else can write, and is never changed
@@ -40,12 +41,12 @@
 //!   its lock (`supervisor.lock`) owns the daemon: only it starts, restarts
 //!   or stops it; the others adopt it. The owner checks health every 500 ms
 //!   (3 s timeout) and restarts a dead or hung daemon with throttling;
-//!   clients reconnect by themselves. With [`Address`] it uses an existing
+//!   clients reconnect by themselves. With [`address`](LinuxRemoteBuilder::address) it uses an existing
 //!   containerd and never restarts it. `cleanup()` sends SIGTERM, waits up to
 //!   15 s, then SIGKILL, and removes the pid file and sockets.
 //! - [`LinuxClient`] implements the 18 operations of
 //!   [`Client`](libctd_core::Client). Every request carries the client's
-//!   namespace and a deadline ([`RpcTimeout`], default 30 s): a containerd
+//!   namespace and a deadline ([`rpc_timeout`](LinuxRemoteBuilder::rpc_timeout), default 30 s): a containerd
 //!   that does not answer fails the call `DeadlineExceeded`, one that is gone
 //!   `Unavailable` ("containerd is unreachable"). Every gRPC status is
 //!   classified into an [`ErrorKind`](libctd_core::ErrorKind) naming the
@@ -74,7 +75,7 @@
 //! # containerd lines
 //!
 //! Tested on containerd 1.6, 1.7 and 2.1 (Debian's 1.6.20, 1.7.24 and
-//! 2.1.9, all with runc 1.1.5). [`ContainerdBinary`] selects the daemon an
+//! 2.1.9, all with runc 1.1.5). [`containerd_binary`](LinuxRemoteBuilder::containerd_binary) selects the daemon an
 //! embedded remote runs. Where the lines differ:
 //!
 //! - Configuration: the embedded daemon's binary is asked for its version
@@ -97,7 +98,8 @@
 //!   Before the supervisor starts a daemon it asks every shim for its init
 //!   process's state and keeps the stopped ones' status; reconciliation and
 //!   `delete_task` use it when containerd no longer knows the task. This
-//!   needs the embedded daemon: an external daemon ([`Address`]) restarts
+//!   needs the embedded daemon: an external daemon
+//!   ([`address`](LinuxRemoteBuilder::address)) restarts
 //!   out of libctd's sight, and such an exit is then delivered with
 //!   4294967295 and an error saying the status is unknown (as for a process
 //!   whose shim died on any line).
@@ -117,6 +119,8 @@
 
 #[cfg(unix)]
 mod client;
+#[cfg(unix)]
+mod config;
 #[cfg(unix)]
 mod convert;
 #[cfg(unix)]
@@ -141,8 +145,9 @@ mod validate;
 #[cfg(unix)]
 pub use client::{DEFAULT_RUNTIME, LinuxClient};
 #[cfg(unix)]
-pub use remote::{
-    Address, ContainerdBinary, DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, DebugAddress, HealthCheck,
-    LinuxConfig, LinuxRemote, LogLevel, MAX_RPC_TIMEOUT, MetricsAddress, OomScore, Outlive,
-    PluginConfig, RpcTimeout, ShimGroup, SocketOwner, StateDir,
+pub use config::{
+    DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, HealthCheck, LinuxConfig, LinuxRemoteBuilder, LogLevel,
+    MAX_RPC_TIMEOUT, PluginConfig,
 };
+#[cfg(unix)]
+pub use remote::LinuxRemote;

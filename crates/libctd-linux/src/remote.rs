@@ -1,5 +1,5 @@
 //! [`LinuxRemote`]: a containerd to talk to, embedded and supervised by
-//! default, and the options that configure it.
+//! default.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,276 +7,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hyper_util::rt::TokioIo;
-use libctd_core::{
-    Backend, Client, Error, ErrorKind, RemoteConfig, RemoteOption, Result, config_mut,
-    validate_namespace,
-};
+use libctd_core::{Backend, Client, Error, ErrorKind, Result, validate_namespace};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::client::LinuxClient;
+use crate::config::{LinuxConfig, LinuxRemoteBuilder};
 use crate::shim_exits::ShimExits;
 use crate::supervisor::{self, Supervisor, version_ok};
-
-/// The default state directory of an embedded containerd.
-pub const DEFAULT_STATE_DIR: &str = "/run/libctd";
-
-/// The configuration a [`LinuxRemote`] is built from; [`RemoteOption`]s edit it.
-#[derive(Debug, Clone)]
-pub struct LinuxConfig {
-    /// The socket of an existing containerd; `None` embeds one.
-    pub address: Option<PathBuf>,
-    /// Where the embedded daemon and the stdio FIFOs live (mode 0700).
-    pub state_dir: PathBuf,
-    /// The containerd binary to run.
-    pub containerd_binary: PathBuf,
-    /// containerd's log level.
-    pub log_level: Option<String>,
-    /// containerd's debug socket.
-    pub debug_address: Option<PathBuf>,
-    /// containerd's metrics (Prometheus) address.
-    pub metrics_address: Option<String>,
-    /// Extra `[plugins."<name>"]` sections: (plugin name, TOML body).
-    pub plugin_config: Vec<(String, String)>,
-    /// containerd's OOM score adjustment.
-    pub oom_score: Option<i32>,
-    /// Owner of the gRPC socket.
-    pub socket_uid: Option<u32>,
-    /// Group of the gRPC socket.
-    pub socket_gid: Option<u32>,
-    /// Containers created through this remote share runc shims of this group.
-    pub shim_group: Option<String>,
-    /// Let the embedded daemon outlive this process (no PDEATHSIG).
-    pub outlive: bool,
-    /// Pause between two health checks.
-    pub health_interval: Duration,
-    /// How long a health check waits for an answer.
-    pub health_timeout: Duration,
-    /// Consecutive failed checks after which a live but hung daemon is restarted.
-    pub health_failures: u32,
-    /// The deadline of every call to containerd (the event stream excepted).
-    pub rpc_timeout: Duration,
-}
-
-/// The default deadline of a call to containerd.
-pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The longest deadline accepted (gRPC cannot carry an unbounded one).
-pub const MAX_RPC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
-fn validate_rpc_timeout(t: Duration) -> Result<()> {
-    if t.is_zero() || t > MAX_RPC_TIMEOUT {
-        return Err(Error::invalid_argument(format!(
-            "the RPC timeout {t:?} must be positive and at most {MAX_RPC_TIMEOUT:?}"
-        )));
-    }
-    Ok(())
-}
-
-impl Default for LinuxConfig {
-    fn default() -> Self {
-        Self {
-            address: None,
-            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
-            containerd_binary: PathBuf::from("containerd"),
-            log_level: None,
-            debug_address: None,
-            metrics_address: None,
-            plugin_config: Vec::new(),
-            oom_score: None,
-            socket_uid: None,
-            socket_gid: None,
-            shim_group: None,
-            outlive: false,
-            health_interval: Duration::from_millis(500),
-            health_timeout: Duration::from_secs(3),
-            health_failures: 3,
-            rpc_timeout: DEFAULT_RPC_TIMEOUT,
-        }
-    }
-}
-
-impl RemoteConfig for LinuxConfig {
-    fn platform(&self) -> &'static str {
-        "linux"
-    }
-}
-
-macro_rules! option {
-    ($(#[$doc:meta])* $name:ident($ty:ty), $label:literal, |$cfg:ident, $v:ident| $body:block) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq)]
-        pub struct $name(pub $ty);
-
-        impl RemoteOption for $name {
-            fn name(&self) -> &'static str {
-                $label
-            }
-            fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-                let $cfg = config_mut::<LinuxConfig>(config, self.name())?;
-                let $v = &self.0;
-                $body
-                Ok(())
-            }
-        }
-    };
-}
-
-option!(
-    /// Connect to the containerd at this socket instead of embedding one; it is
-    /// never restarted.
-    Address(PathBuf), "address", |c, v| {
-        if v.as_os_str().is_empty() {
-            return Err(Error::invalid_argument("the containerd address must not be empty"));
-        }
-        c.address = Some(v.clone());
-    }
-);
-option!(
-    /// The state directory (default [`DEFAULT_STATE_DIR`]).
-    StateDir(PathBuf), "state dir", |c, v| {
-        if !v.is_absolute() {
-            return Err(Error::invalid_argument(format!(
-                "the state directory {} must be an absolute path", v.display()
-            )));
-        }
-        c.state_dir = v.clone();
-    }
-);
-option!(
-    /// The containerd binary (a name looked up in PATH, or a path).
-    ContainerdBinary(PathBuf), "containerd binary", |c, v| {
-        c.containerd_binary = v.clone();
-    }
-);
-option!(
-    /// containerd's log level: trace, debug, info, warn, error, fatal or panic.
-    LogLevel(String), "log level", |c, v| {
-        const LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "panic"];
-        if !LEVELS.contains(&v.as_str()) {
-            return Err(Error::invalid_argument(format!(
-                "log level {v:?} is not one of {}", LEVELS.join(", ")
-            )));
-        }
-        c.log_level = Some(v.clone());
-    }
-);
-option!(
-    /// containerd's debug socket.
-    DebugAddress(PathBuf), "debug address", |c, v| {
-        c.debug_address = Some(v.clone());
-    }
-);
-option!(
-    /// containerd's metrics address (`host:port`).
-    MetricsAddress(String), "metrics address", |c, v| {
-        if !v.contains(':') {
-            return Err(Error::invalid_argument(format!(
-                "metrics address {v:?} is not host:port"
-            )));
-        }
-        c.metrics_address = Some(v.clone());
-    }
-);
-option!(
-    /// containerd's OOM score adjustment, -1000 to 1000.
-    OomScore(i32), "OOM score", |c, v| {
-        if !(-1000..=1000).contains(v) {
-            return Err(Error::invalid_argument(format!(
-                "OOM score {v} is out of range -1000..=1000"
-            )));
-        }
-        c.oom_score = Some(*v);
-    }
-);
-option!(
-    /// Owner (uid, gid) of containerd's gRPC socket.
-    SocketOwner((u32, u32)), "socket uid/gid", |c, v| {
-        c.socket_uid = Some(v.0);
-        c.socket_gid = Some(v.1);
-    }
-);
-option!(
-    /// Containers created through the remote share runc shims labelled with
-    /// this group (`io.containerd.runc.v2.group`).
-    ShimGroup(String), "shim group", |c, v| {
-        validate_namespace(v)
-            .map_err(|e| e.with_message(format!("shim group {v:?} is not a valid name")))?;
-        c.shim_group = Some(v.clone());
-    }
-);
-option!(
-    /// The deadline of every call to containerd (default
-    /// [`DEFAULT_RPC_TIMEOUT`]): a daemon that does not answer in time fails
-    /// the call with `DeadlineExceeded`, and a change it may have half made
-    /// is rolled back. The event stream has none.
-    RpcTimeout(Duration), "RPC timeout", |c, v| {
-        validate_rpc_timeout(*v)?;
-        c.rpc_timeout = *v;
-    }
-);
-option!(
-    /// Let the embedded containerd outlive this process.
-    Outlive(bool), "outlive", |c, v| {
-        c.outlive = *v;
-    }
-);
-
-/// A configuration section for one containerd plugin.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginConfig {
-    /// The plugin's name, such as `io.containerd.runtime.v1.linux`.
-    pub plugin: String,
-    /// The body of its `[plugins."<plugin>"]` TOML section.
-    pub toml: String,
-}
-
-impl RemoteOption for PluginConfig {
-    fn name(&self) -> &'static str {
-        "plugin config"
-    }
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        let c = config_mut::<LinuxConfig>(config, self.name())?;
-        if self.plugin.is_empty() || self.toml.lines().any(|l| l.trim_start().starts_with('[')) {
-            return Err(Error::invalid_argument(format!(
-                "plugin config for {:?} must name a plugin and hold keys only, no [sections]",
-                self.plugin
-            )));
-        }
-        c.plugin_config
-            .push((self.plugin.clone(), self.toml.clone()));
-        Ok(())
-    }
-}
-
-/// The health-check timing of an embedded daemon.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HealthCheck {
-    /// Pause between checks (default 500 ms).
-    pub interval: Duration,
-    /// How long a check waits (default 3 s).
-    pub timeout: Duration,
-    /// Failed checks before a hung daemon is restarted (default 3).
-    pub failures: u32,
-}
-
-impl RemoteOption for HealthCheck {
-    fn name(&self) -> &'static str {
-        "health check"
-    }
-    fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-        let c = config_mut::<LinuxConfig>(config, self.name())?;
-        if self.interval.is_zero() || self.timeout.is_zero() || self.failures == 0 {
-            return Err(Error::invalid_argument(
-                "health check interval, timeout and failures must be positive",
-            ));
-        }
-        c.health_interval = self.interval;
-        c.health_timeout = self.timeout;
-        c.health_failures = self.failures;
-        Ok(())
-    }
-}
 
 /// What clients of one remote share.
 pub(crate) struct Shared {
@@ -301,7 +39,8 @@ pub(crate) struct Shared {
 
 /// containerd, embedded and supervised by default, or at an address.
 ///
-/// The embedded daemon gets a parent-death signal unless [`Outlive`] is set.
+/// Built with [`LinuxRemote::builder`]. The embedded daemon gets a
+/// parent-death signal unless [`outlive`](LinuxRemoteBuilder::outlive) is set.
 /// Linux ties that signal to the *thread* that started the process, so build
 /// the remote on a runtime whose threads live as long as the remote (a
 /// multi-threaded runtime, or the main thread's); restarts are spawned from
@@ -309,15 +48,15 @@ pub(crate) struct Shared {
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use libctd_core::{Remote, RemoteOption};
-/// use libctd_linux::{LinuxRemote, LogLevel, StateDir};
+/// use libctd_core::Remote;
+/// use libctd_linux::{LinuxRemote, LogLevel};
 ///
 /// # async fn demo(backend: Arc<dyn libctd_core::Backend>) -> libctd_core::Result<()> {
-/// let remote = LinuxRemote::new(&[
-///     &StateDir("/run/my-engine/containerd".into()) as &dyn RemoteOption,
-///     &LogLevel("info".into()),
-/// ])
-/// .await?;
+/// let remote = LinuxRemote::builder()
+///     .state_dir("/run/my-engine/containerd")
+///     .log_level(LogLevel::Info)
+///     .build()
+///     .await?;
 /// let client = remote.new_client("my-engine", backend).await?;
 /// println!("containerd {}", client.version().await?.version);
 /// remote.cleanup().await?;
@@ -367,27 +106,21 @@ fn lazy_channel(socket: &Path) -> Result<Channel> {
 }
 
 impl LinuxRemote {
-    /// Builds a remote from `options`: starts (or reuses) an embedded
-    /// containerd under the state directory, or connects to `Address`.
-    ///
-    /// Errors: `InvalidArgument`/`PermissionDenied` when the state directory
-    /// cannot be used; `Unavailable` when containerd or runc is not installed,
-    /// when the daemon does not come up, or when the address is not a
-    /// containerd.
-    #[tracing::instrument(level = "info", skip_all)]
-    pub async fn new(options: &[&dyn RemoteOption]) -> Result<Self> {
-        let mut config = LinuxConfig::default();
-        for option in options {
-            option
-                .apply(&mut config)
-                .map_err(|e| e.with_operation("new remote"))?;
-        }
-        Self::with_config(config).await
+    /// A builder with every setting at its default: an embedded containerd
+    /// under [`DEFAULT_STATE_DIR`](crate::DEFAULT_STATE_DIR).
+    pub fn builder() -> LinuxRemoteBuilder {
+        LinuxRemoteBuilder::default()
     }
 
-    /// Builds a remote from a complete configuration.
+    /// Builds a remote from a complete configuration, validated first as
+    /// [`LinuxRemoteBuilder::build`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`LinuxRemoteBuilder::build`].
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn with_config(config: LinuxConfig) -> Result<Self> {
-        validate_rpc_timeout(config.rpc_timeout).map_err(|e| e.with_operation("new remote"))?;
+        config.validate()?;
         supervisor::prepare_state_dir(&config.state_dir)?;
         let fifo_root = config.state_dir.join("fifo");
         let socket = socket_of(&config);
@@ -479,6 +212,27 @@ impl LinuxRemote {
                 .with_operation("new_client"));
         }
         LinuxClient::connect(self.shared.clone(), namespace, backend).await
+    }
+}
+
+impl LinuxRemoteBuilder {
+    /// Validates the configuration and starts (or reuses) an embedded
+    /// containerd under the state directory, or connects to the
+    /// [`address`](Self::address).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for a bad setting (see [`LinuxConfig::validate`]);
+    /// `InvalidArgument`/`PermissionDenied` when the state directory cannot
+    /// be used; `Unavailable` when containerd or runc is not installed, when
+    /// the daemon does not come up, or when the address is not a containerd.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while an embedded daemon starts leaves that
+    /// daemon running; the next remote on the same state directory reuses it.
+    pub async fn build(self) -> Result<LinuxRemote> {
+        LinuxRemote::with_config(self.config).await
     }
 }
 

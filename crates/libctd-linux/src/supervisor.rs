@@ -19,8 +19,8 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::config::LinuxConfig;
 use crate::daemon_config::{self, Binary};
-use crate::remote::LinuxConfig;
 use crate::shim_exits::ShimExits;
 
 /// How long a started daemon has to answer Version.
@@ -258,7 +258,7 @@ impl Supervisor {
         // The shim containerd starts is looked up in its PATH: its own line's.
         cmd.env("PATH", binary.search_path());
         if let Some(level) = &self.config.log_level {
-            cmd.arg("--log-level").arg(level);
+            cmd.arg("--log-level").arg(level.as_str());
         }
         cmd.env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
@@ -333,16 +333,16 @@ impl Supervisor {
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                () = tokio::time::sleep(self.config.health_interval) => {}
+                () = tokio::time::sleep(self.config.health_check.interval) => {}
             }
             let dead = self.daemon_exited().await;
-            if !dead && version_ok(&self.channel, self.config.health_timeout).await {
+            if !dead && version_ok(&self.channel, self.config.health_check.timeout).await {
                 failures = 0;
                 attempt = 0;
                 continue;
             }
             failures += 1;
-            if !dead && failures < self.config.health_failures {
+            if !dead && failures < self.config.health_check.failures {
                 tracing::warn!(failures, "containerd did not answer a health check");
                 continue;
             }

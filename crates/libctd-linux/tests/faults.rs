@@ -18,12 +18,10 @@ use std::time::Duration;
 
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
-    Client, DirectIo, ErrorKind, EventType, INIT_PROCESS_ID, Remote, RemoteOption, StdioAttachment,
+    Client, DirectIo, ErrorKind, EventType, INIT_PROCESS_ID, Remote, StdioAttachment,
     StdioCallback, discard_stdio,
 };
-use libctd_linux::{
-    Address, ContainerdBinary, HealthCheck, LinuxClient, LinuxRemote, RpcTimeout, StateDir,
-};
+use libctd_linux::{HealthCheck, LinuxClient, LinuxRemote, LinuxRemoteBuilder};
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
     self, Containerd, SLEEP_ARGS, build_busybox_rootfs, busybox_process, busybox_spec, shims_of,
@@ -34,17 +32,24 @@ use nix::unistd::Pid;
 
 const T: Duration = Duration::from_secs(30);
 
+/// An embedded remote under `dir` running the line the tests run.
+fn embedded_at(dir: &Path) -> LinuxRemoteBuilder {
+    LinuxRemote::builder()
+        .state_dir(dir)
+        .containerd_binary(containerd::containerd_binary())
+}
+
 /// A daemon of the test's own, under `/tmp/libctd-f<pid>-<name>`, with a
 /// busybox rootfs in its state directory.
-async fn own_daemon(name: &str, options: &[&dyn RemoteOption]) -> (LinuxRemote, PathBuf, PathBuf) {
+async fn own_daemon(name: &str, health: HealthCheck) -> (LinuxRemote, PathBuf, PathBuf) {
     containerd::require_root();
     let dir = PathBuf::from(format!("/tmp/libctd-f{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let state = StateDir(dir.clone());
-    let binary = ContainerdBinary(containerd::containerd_binary());
-    let mut all: Vec<&dyn RemoteOption> = vec![&state, &binary];
-    all.extend_from_slice(options);
-    let remote = LinuxRemote::new(&all).await.unwrap();
+    let remote = embedded_at(&dir)
+        .health_check(health)
+        .build()
+        .await
+        .unwrap();
     let rootfs = dir.join("rootfs");
     build_busybox_rootfs(&rootfs).unwrap();
     (remote, dir, rootfs)
@@ -233,7 +238,7 @@ async fn containerd_dying_during_start_leaves_nothing_and_ids_are_reusable() {
         timeout: Duration::from_millis(500),
         failures: 3,
     };
-    let (remote, dir, rootfs) = own_daemon("start", &[&fast]).await;
+    let (remote, dir, rootfs) = own_daemon("start", fast).await;
     let backend = Arc::new(RecordingBackend::new());
     let ns = format!("fstart-{}", std::process::id());
     // Should the test fail, its containers go with it.
@@ -312,14 +317,8 @@ async fn two_remotes_on_one_state_dir_restart_one_daemon() {
         timeout: Duration::from_millis(500),
         failures: 3,
     };
-    let (first, dir, _) = own_daemon("shared", &[&fast]).await;
-    let second = LinuxRemote::new(&[
-        &StateDir(dir.clone()) as &dyn RemoteOption,
-        &ContainerdBinary(containerd::containerd_binary()),
-        &fast,
-    ])
-    .await
-    .unwrap();
+    let (first, dir, _) = own_daemon("shared", fast).await;
+    let second = embedded_at(&dir).health_check(fast).build().await.unwrap();
     let old = first.daemon_pid().unwrap();
     assert_eq!(second.daemon_pid(), Some(old), "the second remote adopts");
     signal(old, Signal::SIGKILL);
@@ -432,7 +431,9 @@ async fn a_state_dir_that_is_not_ours_is_refused_and_left_unchanged() {
     std::fs::create_dir_all(&base).unwrap();
     let refused = |dir: PathBuf, kind: ErrorKind, says: &'static str| async move {
         let before = std::fs::symlink_metadata(&dir).unwrap();
-        let e = LinuxRemote::new(&[&StateDir(dir.clone()) as &dyn RemoteOption])
+        let e = LinuxRemote::builder()
+            .state_dir(&dir)
+            .build()
             .await
             .unwrap_err();
         assert_eq!(e.kind(), kind, "{}: {e}", dir.display());
@@ -463,12 +464,7 @@ async fn a_state_dir_that_is_not_ours_is_refused_and_left_unchanged() {
     let mine = base.join("mine");
     std::fs::create_dir(&mine).unwrap();
     std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o750)).unwrap();
-    let remote = LinuxRemote::new(&[
-        &StateDir(mine.clone()) as &dyn RemoteOption,
-        &ContainerdBinary(containerd::containerd_binary()),
-    ])
-    .await
-    .unwrap();
+    let remote = embedded_at(&mine).build().await.unwrap();
     let mode = std::fs::metadata(&mine).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o750);
     remote.cleanup().await.unwrap();
@@ -541,16 +537,16 @@ async fn a_hung_containerd_fails_calls_by_their_deadline_and_rolls_back() {
         timeout: Duration::from_secs(3),
         failures: 3,
     };
-    let (owner, dir, rootfs) = own_daemon("hung", &[&patient]).await;
+    let (owner, dir, rootfs) = own_daemon("hung", patient).await;
     let client_dir = PathBuf::from(format!("/tmp/libctd-f{}-hung-client", std::process::id()));
     let _ = std::fs::remove_dir_all(&client_dir);
-    let remote = LinuxRemote::new(&[
-        &Address(owner.socket()) as &dyn RemoteOption,
-        &StateDir(client_dir.clone()),
-        &RpcTimeout(Duration::from_secs(1)),
-    ])
-    .await
-    .unwrap();
+    let remote = LinuxRemote::builder()
+        .address(owner.socket())
+        .state_dir(&client_dir)
+        .rpc_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
     let ns = format!("fhung-{}", std::process::id());
     let _guard = NamespaceGuard::new(owner.socket(), &ns);
     let backend = Arc::new(RecordingBackend::new());

@@ -681,8 +681,8 @@ async fn start_two_sleepers(ctd: &Containerd, client: &LinuxClient, ids: [&str; 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shim_group_puts_containers_in_one_shim() {
-    use libctd_core::{Remote, RemoteOption};
-    use libctd_linux::{Address, LinuxRemote, ShimGroup, StateDir};
+    use libctd_core::Remote;
+    use libctd_linux::LinuxRemote;
 
     // Without the option, each container gets a shim of its own...
     let (ctd, client, backend) = setup().await;
@@ -693,13 +693,13 @@ async fn shim_group_puts_containers_in_one_shim() {
     }
 
     // ...with it, the two share one.
-    let remote = LinuxRemote::new(&[
-        &Address(ctd.remote().socket()) as &dyn RemoteOption,
-        &StateDir(ctd.scratch_dir("group-state")),
-        &ShimGroup("pod1".into()),
-    ])
-    .await
-    .unwrap();
+    let remote = LinuxRemote::builder()
+        .address(ctd.remote().socket())
+        .state_dir(ctd.scratch_dir("group-state"))
+        .shim_group("pod1")
+        .build()
+        .await
+        .unwrap();
     let backend = Arc::new(RecordingBackend::new());
     let ns = ctd.unique_namespace("group");
     let grouped = remote.new_linux_client(&ns, backend.clone()).await.unwrap();

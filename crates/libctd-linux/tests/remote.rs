@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use libctd_core::{ErrorKind, Remote, RemoteOption};
-use libctd_linux::{
-    Address, ContainerdBinary, LinuxRemote, LogLevel, OomScore, PluginConfig, StateDir,
-};
+use libctd_core::{ErrorKind, Remote};
+use libctd_linux::{LinuxRemote, LinuxRemoteBuilder, LogLevel};
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::containerd_binary;
 
@@ -29,15 +27,16 @@ fn gone(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-/// The daemon the tests run (`LIBCTD_CONTAINERD`, else the installed one).
-fn binary() -> ContainerdBinary {
-    ContainerdBinary(containerd_binary())
+/// A builder of an embedded remote under `dir` running the daemon the tests
+/// run (`LIBCTD_CONTAINERD`, else the installed one).
+fn at(dir: &Path) -> LinuxRemoteBuilder {
+    LinuxRemote::builder()
+        .state_dir(dir)
+        .containerd_binary(containerd_binary())
 }
 
 async fn embedded(dir: &Path) -> LinuxRemote {
-    LinuxRemote::new(&[&StateDir(dir.into()) as &dyn RemoteOption, &binary()])
-        .await
-        .unwrap()
+    at(dir).build().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,12 +82,12 @@ async fn external_address_is_used_and_never_stopped() {
     let owner = embedded(&dir).await;
     let pid = owner.daemon_pid().unwrap();
     let client_dir = state_dir("ext-client");
-    let external = LinuxRemote::new(&[
-        &Address(owner.socket()) as &dyn RemoteOption,
-        &StateDir(client_dir.clone()),
-    ])
-    .await
-    .unwrap();
+    let external = LinuxRemote::builder()
+        .address(owner.socket())
+        .state_dir(&client_dir)
+        .build()
+        .await
+        .unwrap();
     assert_eq!(external.daemon_pid(), None);
     let client = external
         .new_client("ext", Arc::new(RecordingBackend::new()))
@@ -110,22 +109,20 @@ async fn external_address_is_used_and_never_stopped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_containerd_is_a_clear_error() {
     let dir = state_dir("missing");
-    let err = LinuxRemote::new(&[
-        &StateDir(dir.clone()) as &dyn RemoteOption,
-        &ContainerdBinary("/nonexistent/containerd".into()),
-    ])
-    .await
-    .unwrap_err();
+    let err = at(&dir)
+        .containerd_binary("/nonexistent/containerd")
+        .build()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("not installed"), "{err}");
     // A binary that is not a containerd says so when asked for its version
     // (the config's dialect depends on it), before anything is started.
-    let err = LinuxRemote::new(&[
-        &StateDir(dir.clone()) as &dyn RemoteOption,
-        &ContainerdBinary("/bin/echo".into()),
-    ])
-    .await
-    .unwrap_err();
+    let err = at(&dir)
+        .containerd_binary("/bin/echo")
+        .build()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("is not a containerd"), "{err}");
     assert!(!dir.join("containerd.toml").exists());
@@ -136,15 +133,11 @@ async fn missing_containerd_is_a_clear_error() {
 async fn unusable_state_dir_is_a_clear_error() {
     let file = state_dir("file");
     std::fs::write(&file, b"not a dir").unwrap();
-    let err = LinuxRemote::new(&[&StateDir(file.clone()) as &dyn RemoteOption])
-        .await
-        .unwrap_err();
+    let err = at(&file).build().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("state directory"), "{err}");
     std::fs::remove_file(&file).unwrap();
-    let err = LinuxRemote::new(&[&StateDir("relative".into()) as &dyn RemoteOption])
-        .await
-        .unwrap_err();
+    let err = at(Path::new("relative")).build().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 
@@ -160,66 +153,65 @@ async fn a_socket_that_is_not_containerd_is_a_clear_error() {
             let _ = s.write_all(b"HTTP/1.0 400 nope\r\n\r\n").await;
         }
     });
-    let err = LinuxRemote::new(&[
-        &Address(sock.clone()) as &dyn RemoteOption,
-        &StateDir(dir.join("state")),
-    ])
-    .await
-    .unwrap_err();
+    let err = at(&dir.join("state"))
+        .address(&sock)
+        .build()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("not a containerd"), "{err}");
     server.abort();
     let plain = dir.join("plain");
     std::fs::write(&plain, b"").unwrap();
-    let err = LinuxRemote::new(&[
-        &Address(plain) as &dyn RemoteOption,
-        &StateDir(dir.join("state")),
-    ])
-    .await
-    .unwrap_err();
+    let err = at(&dir.join("state"))
+        .address(plain)
+        .build()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("not a containerd"), "{err}");
-    let err = LinuxRemote::new(&[
-        &Address(dir.join("absent.sock")) as &dyn RemoteOption,
-        &StateDir(dir.join("state")),
-    ])
-    .await
-    .unwrap_err();
+    let err = at(&dir.join("state"))
+        .address(dir.join("absent.sock"))
+        .build()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bad_options_are_rejected() {
-    let bad: [&dyn RemoteOption; 3] = [
-        &LogLevel("loud".into()),
-        &OomScore(5000),
-        &PluginConfig {
-            plugin: "io.containerd.gc.v1.scheduler".into(),
-            toml: "[evil]".into(),
-        },
+async fn bad_settings_are_rejected_before_anything_starts() {
+    let dir = state_dir("badopt");
+    let bad = [
+        at(&dir).oom_score(5000),
+        at(&dir).plugin_config("io.containerd.gc.v1.scheduler", "[evil]"),
+        at(&dir).rpc_timeout(Duration::ZERO),
+        at(&dir).address(""),
     ];
-    for option in bad {
-        let err = LinuxRemote::new(&[option]).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{option:?}");
+    for builder in bad {
+        let config = builder.config().clone();
+        let err = builder.build().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{config:?}");
+        // The same configuration edited by hand is refused the same way.
+        let err = LinuxRemote::with_config(config).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     }
+    assert!(!dir.exists(), "a refused setting made the state directory");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_that_dies_at_start_up_reports_its_log() {
     let dir = state_dir("badcfg");
-    let err = LinuxRemote::new(&[
-        &StateDir(dir.clone()) as &dyn RemoteOption,
-        &binary(),
-        &PluginConfig {
-            plugin: "io.containerd.gc.v1.scheduler".into(),
-            toml: "pause_threshold = \"not a number\"".into(),
-        },
-        &LogLevel("debug".into()),
-        &OomScore(-500),
-    ])
-    .await
-    .unwrap_err();
+    let err = at(&dir)
+        .plugin_config(
+            "io.containerd.gc.v1.scheduler",
+            "pause_threshold = \"not a number\"",
+        )
+        .log_level(LogLevel::Debug)
+        .oom_score(-500)
+        .build()
+        .await
+        .unwrap_err();
     // containerd rejects the value; the error quotes its log, which says why.
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     let message = err.to_string();
@@ -244,9 +236,7 @@ async fn a_state_dir_too_long_for_a_socket_is_rejected() {
         std::process::id(),
         "x".repeat(100)
     ));
-    let err = LinuxRemote::new(&[&StateDir(dir.clone()) as &dyn RemoteOption])
-        .await
-        .unwrap_err();
+    let err = at(&dir).build().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("too long"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -260,13 +250,7 @@ fn start_on_a_thread(dir: PathBuf, outlive: bool) -> u32 {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let remote = LinuxRemote::new(&[
-                &StateDir(dir) as &dyn RemoteOption,
-                &binary(),
-                &libctd_linux::Outlive(outlive),
-            ])
-            .await
-            .unwrap();
+            let remote = at(&dir).outlive(outlive).build().await.unwrap();
             remote.daemon_pid().unwrap()
         })
     })

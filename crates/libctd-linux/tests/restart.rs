@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libctd_core::{EventType, INIT_PROCESS_ID, Remote, RemoteOption, discard_stdio};
-use libctd_linux::{ContainerdBinary, HealthCheck, LinuxRemote, StateDir};
+use libctd_core::{EventType, INIT_PROCESS_ID, Remote, discard_stdio};
+use libctd_linux::{HealthCheck, LinuxRemote};
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
     SLEEP_ARGS, build_busybox_rootfs, busybox_spec, containerd_binary, wait_sigterm_caught,
@@ -44,17 +44,17 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     libctd_testkit::containerd::require_root();
     let dir = PathBuf::from(format!("/tmp/libctd-k{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let remote = LinuxRemote::new(&[
-        &StateDir(dir.clone()) as &dyn RemoteOption,
-        &ContainerdBinary(containerd_binary()),
-        &HealthCheck {
+    let remote = LinuxRemote::builder()
+        .state_dir(&dir)
+        .containerd_binary(containerd_binary())
+        .health_check(HealthCheck {
             interval: Duration::from_millis(200),
             timeout: Duration::from_millis(500),
             failures: 3,
-        },
-    ])
-    .await
-    .unwrap();
+        })
+        .build()
+        .await
+        .unwrap();
     let rootfs = dir.join("rootfs");
     build_busybox_rootfs(&rootfs).unwrap();
     let backend = Arc::new(RecordingBackend::new());

@@ -100,7 +100,7 @@ struct Script {
 ///
 /// # #[tokio::main] async fn main() {
 /// let backend = Arc::new(RecordingBackend::new());
-/// let info = EventInfo { container_id: "web".into(), exit_code: 3, ..EventInfo::default() };
+/// let info = EventInfo::new("web", libctd_core::INIT_PROCESS_ID).with_exit_code(3);
 /// backend.process_event("web", EventType::Exit, info).await.unwrap();
 /// let exit = backend
 ///     .next_event("web", EventType::Exit, Duration::from_secs(1))
@@ -650,11 +650,7 @@ mod tests {
     use super::*;
 
     fn info(c: &str, p: &str) -> EventInfo {
-        EventInfo {
-            container_id: c.into(),
-            process_id: p.into(),
-            ..EventInfo::default()
-        }
+        EventInfo::new(c, p)
     }
 
     #[tokio::test]

@@ -29,8 +29,8 @@ use libctd_core::oci_spec::runtime::{
     LinuxBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, Process, ProcessBuilder, RootBuilder,
     Spec,
 };
-use libctd_core::{Backend, Client, Error, EventType, INIT_PROCESS_ID, RemoteOption, Result};
-use libctd_linux::{ContainerdBinary, LinuxClient, LinuxRemote, LogLevel, StateDir};
+use libctd_core::{Backend, Client, Error, EventType, INIT_PROCESS_ID, Result};
+use libctd_linux::{LinuxClient, LinuxRemote, LogLevel};
 
 use crate::RecordingBackend;
 use tokio::sync::OnceCell;
@@ -255,12 +255,12 @@ impl Containerd {
                     }
                 };
                 rt.block_on(async move {
-                    let remote = LinuxRemote::new(&[
-                        &StateDir(dir) as &dyn RemoteOption,
-                        &ContainerdBinary(containerd_binary()),
-                        &LogLevel("warn".into()),
-                    ])
-                    .await;
+                    let remote = LinuxRemote::builder()
+                        .state_dir(dir)
+                        .containerd_binary(containerd_binary())
+                        .log_level(LogLevel::Warn)
+                        .build()
+                        .await;
                     let _ = tx.send(remote.map(Arc::new));
                     std::future::pending::<()>().await;
                 });

@@ -28,9 +28,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{LinuxMemory, LinuxResources, Process, Spec};
 use libctd_core::{
-    Backend, Client, Error, ErrorKind, EventDispatcher, INIT_PROCESS_ID, Remote, RemoteConfig,
-    RemoteOption, Resources, Result, Version, remote_option, validate_container_id,
-    validate_namespace, validate_process_id,
+    Backend, Client, Error, ErrorKind, EventDispatcher, INIT_PROCESS_ID, Remote, Resources, Result,
+    Version, validate_container_id, validate_namespace, validate_process_id,
 };
 
 use crate::conformance::{Capabilities, Fixture, Program, Support};
@@ -49,7 +48,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The configuration [`RemoteOption`]s of the fake apply to.
+/// The configuration of a [`FakeRemote`]; write it with [`FakeRemote::builder`].
 #[derive(Debug, Clone)]
 pub struct FakeConfig {
     /// What the fake answers to [`Client::version`].
@@ -71,10 +70,10 @@ pub struct FakeConfig {
 impl Default for FakeConfig {
     fn default() -> Self {
         Self {
-            version: Version {
-                version: concat!("fake-", env!("CARGO_PKG_VERSION")).to_owned(),
-                revision: "libctd-testkit".to_owned(),
-            },
+            version: Version::new(
+                concat!("fake-", env!("CARGO_PKG_VERSION")),
+                "libctd-testkit",
+            ),
             default_program: Program::Sleep,
             first_pid: 1000,
             unsupported: Vec::new(),
@@ -84,71 +83,105 @@ impl Default for FakeConfig {
     }
 }
 
-impl RemoteConfig for FakeConfig {
-    fn platform(&self) -> &'static str {
-        "fake"
+impl FakeConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for an empty version, a default program that does
+    /// not run ([`Program::Missing`]) or a first pid below 2.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::invalid_argument(msg).with_operation("new remote"));
+        if self.version.version.is_empty() {
+            return bad("the fake version must not be empty".into());
+        }
+        if self.default_program == Program::Missing {
+            return bad("the default program must be one that runs".into());
+        }
+        if self.first_pid < 2 {
+            return bad(format!(
+                "the first pid must be at least 2, not {}",
+                self.first_pid
+            ));
+        }
+        Ok(())
     }
 }
 
-remote_option!(
-    /// Option: what the fake answers to [`Client::version`].
-    pub FakeVersion(Version) for FakeConfig, "fake version", |config, version| {
-        if version.version.is_empty() {
-            return Err(Error::invalid_argument(
-                "the fake version must not be empty",
-            ));
-        }
-        config.version = version.clone();
-    }
-);
+/// Writes a [`FakeConfig`] setting by setting; [`build`](Self::build)
+/// validates it. Made by [`FakeRemote::builder`].
+///
+/// ```
+/// use libctd_testkit::fake::Op;
+/// use libctd_testkit::FakeRemote;
+///
+/// let remote = FakeRemote::builder()
+///     .first_pid(5000)
+///     .unsupported(vec![Op::CreateCheckpoint])
+///     .build()
+///     .unwrap();
+/// assert_eq!(remote.config().first_pid, 5000);
+/// assert!(FakeRemote::builder().first_pid(1).build().is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct FakeRemoteBuilder {
+    config: FakeConfig,
+}
 
-remote_option!(
-    /// Option: what a process runs when its command is not the fake's own.
-    pub FakeDefaultProgram(Program) for FakeConfig, "fake default program", |config, program| {
-        if *program == Program::Missing {
-            return Err(Error::invalid_argument(
-                "the default program must be one that runs",
-            ));
-        }
-        config.default_program = program.clone();
+impl FakeRemoteBuilder {
+    /// What the fake answers to [`Client::version`] (not empty).
+    pub fn version(mut self, version: Version) -> Self {
+        self.config.version = version;
+        self
     }
-);
 
-remote_option!(
-    /// Option: the first pid the fake hands out (at least 2).
-    #[derive(Copy)]
-    pub FakeFirstPid(u32) for FakeConfig, "fake first pid", |config, pid| {
-        if *pid < 2 {
-            return Err(Error::invalid_argument(format!(
-                "the first pid must be at least 2, not {pid}"
-            )));
-        }
-        config.first_pid = *pid;
+    /// What a process runs when its command is not the fake's own (one that
+    /// runs: not [`Program::Missing`]).
+    pub fn default_program(mut self, program: Program) -> Self {
+        self.config.default_program = program;
+        self
     }
-);
 
-remote_option!(
-    /// Option: operations that fail with `NotImplemented`.
-    pub FakeUnsupported(Vec<Op>) for FakeConfig, "fake unsupported operations", |config, ops| {
-        config.unsupported.clone_from(ops);
+    /// The first pid the fake hands out (at least 2; default 1000).
+    pub fn first_pid(mut self, pid: u32) -> Self {
+        self.config.first_pid = pid;
+        self
     }
-);
 
-remote_option!(
-    /// Option: whether OOM kills are reported.
-    #[derive(Copy)]
-    pub FakeOomEvents(bool) for FakeConfig, "fake oom events", |config, on| {
-        config.oom_events = *on;
+    /// Operations that fail with `NotImplemented`.
+    pub fn unsupported(mut self, ops: Vec<Op>) -> Self {
+        self.config.unsupported = ops;
+        self
     }
-);
 
-remote_option!(
-    /// Option: whether restore re-attaches to running containers.
-    #[derive(Copy)]
-    pub FakeRestoreReattaches(bool) for FakeConfig, "fake restore reattaches", |config, on| {
-        config.restore_reattaches = *on;
+    /// Whether OOM kills are reported (default yes).
+    pub fn oom_events(mut self, on: bool) -> Self {
+        self.config.oom_events = on;
+        self
     }
-);
+
+    /// Whether restore re-attaches to running containers (default yes).
+    pub fn restore_reattaches(mut self, on: bool) -> Self {
+        self.config.restore_reattaches = on;
+        self
+    }
+
+    /// The configuration written so far (not yet validated).
+    pub fn config(&self) -> &FakeConfig {
+        &self.config
+    }
+
+    /// The remote.
+    ///
+    /// # Errors
+    ///
+    /// As [`FakeConfig::validate`].
+    pub fn build(self) -> Result<FakeRemote> {
+        self.config.validate()?;
+        Ok(FakeRemote::from_config(self.config))
+    }
+}
 
 /// The operations of [`Client`], to script faults and delays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -466,17 +499,9 @@ impl FakeRemote {
         Self::from_config(FakeConfig::default())
     }
 
-    /// A remote configured by `options`; fails with the first option's error
-    /// (`NotImplemented` for an option of another platform).
-    pub fn with_options(options: &[&dyn RemoteOption]) -> Result<Self> {
-        let mut config = FakeConfig::default();
-        for option in options {
-            // As the Linux and Windows remotes do.
-            option
-                .apply(&mut config)
-                .map_err(|e| e.with_operation("new remote"))?;
-        }
-        Ok(Self::from_config(config))
+    /// A builder with every setting at its default.
+    pub fn builder() -> FakeRemoteBuilder {
+        FakeRemoteBuilder::default()
     }
 
     fn from_config(config: FakeConfig) -> Self {

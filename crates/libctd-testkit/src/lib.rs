@@ -69,4 +69,4 @@ pub mod fake;
 pub mod namespace;
 
 pub use backend::{CapturedStdio, Hold, RecordedEvent, RecordingBackend, capture_stdio};
-pub use fake::{FakeClient, FakeFixture, FakeRemote};
+pub use fake::{FakeClient, FakeFixture, FakeRemote, FakeRemoteBuilder};

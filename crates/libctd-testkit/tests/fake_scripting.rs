@@ -8,14 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libctd_core::{
-    Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, Remote, RemoteConfig,
-    RemoteOption, Result, Status, Version, config_mut, discard_stdio,
+    Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, Remote, Result, Status, Version,
+    discard_stdio,
 };
 use libctd_testkit::conformance::Program;
-use libctd_testkit::fake::{
-    FakeDefaultProgram, FakeFirstPid, FakeVersion, Op, ProcessScript, fake_process, fake_spec,
-    output_pattern,
-};
+use libctd_testkit::fake::{Op, ProcessScript, fake_process, fake_spec, output_pattern};
 use libctd_testkit::{FakeRemote, RecordingBackend, capture_stdio};
 
 const T: Duration = Duration::from_secs(10);
@@ -208,17 +205,14 @@ async fn exit_process_ends_a_process_with_a_code() {
 }
 
 #[tokio::test]
-async fn options_configure_the_fake_and_foreign_options_fail() {
-    let version = Version {
-        version: "9.9.9".into(),
-        revision: "abc".into(),
-    };
-    let remote = FakeRemote::with_options(&[
-        &FakeVersion(version.clone()),
-        &FakeFirstPid(5000),
-        &FakeDefaultProgram(Program::Exit(8)),
-    ])
-    .unwrap();
+async fn the_builder_configures_the_fake_and_refuses_bad_values() {
+    let version = Version::new("9.9.9", "abc");
+    let remote = FakeRemote::builder()
+        .version(version.clone())
+        .first_pid(5000)
+        .default_program(Program::Exit(8))
+        .build()
+        .unwrap();
     let (c, backend) = client(&remote, "ns").await;
     assert_eq!(c.version().await.unwrap(), version);
     // Not the fake's command: the default program runs.
@@ -243,35 +237,23 @@ async fn options_configure_the_fake_and_foreign_options_fail() {
         8
     );
 
-    remote.script().set_version(Version {
-        version: "scripted".into(),
-        revision: String::new(),
-    });
+    remote
+        .script()
+        .set_version(Version::new("scripted", String::new()));
     assert_eq!(c.version().await.unwrap().version, "scripted");
 
-    #[derive(Debug)]
-    struct Foreign;
-    struct OtherConfig;
-    impl RemoteConfig for OtherConfig {
-        fn platform(&self) -> &'static str {
-            "other"
-        }
-    }
-    impl RemoteOption for Foreign {
-        fn name(&self) -> &'static str {
-            "foreign"
-        }
-        fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-            config_mut::<OtherConfig>(config, self.name()).map(|_| ())
-        }
-    }
-    let err = FakeRemote::with_options(&[&Foreign]).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotImplemented);
-    assert!(err.to_string().contains("fake"), "{err}");
-    let err = FakeRemote::with_options(&[&FakeFirstPid(0)]).unwrap_err();
+    let err = FakeRemote::builder().first_pid(0).build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert_eq!(err.operation(), Some("new remote"), "{err}");
-    let err = FakeRemote::with_options(&[&FakeVersion(Version::default())]).unwrap_err();
+    let err = FakeRemote::builder()
+        .version(Version::default())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let err = FakeRemote::builder()
+        .default_program(Program::Missing)
+        .build()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 

@@ -428,10 +428,7 @@ impl<H: Hcs> Inner<H> {
         {
             let mut state = ctr.state.lock().await;
             state.status = Status::Stopped;
-            state.exit = Some(TaskExit {
-                exit_code,
-                exited_at,
-            });
+            state.exit = Some(TaskExit::new(exit_code, exited_at));
         }
 
         let mut update_pending = false;
@@ -492,16 +489,12 @@ impl<H: Hcs> Inner<H> {
                     .with_process(INIT_PROCESS_ID),
             )
         });
-        let info = EventInfo {
-            container_id: id.clone(),
-            process_id: INIT_PROCESS_ID.to_owned(),
-            pid,
-            exit_code,
-            exited_at: Some(exited_at),
-            oom_killed: false,
-            update_pending,
-            error,
-        };
+        let info = EventInfo::new(id.clone(), INIT_PROCESS_ID)
+            .with_pid(pid)
+            .with_exit_code(exit_code)
+            .with_exited_at(Some(exited_at))
+            .with_update_pending(update_pending)
+            .with_error(error);
         self.emit(&ctr, EventType::Exit, info);
         ctr.reaped.send_replace(true);
     }
@@ -522,16 +515,11 @@ impl<H: Hcs> Inner<H> {
                     .with_process(&exec_id),
             )
         });
-        let info = EventInfo {
-            container_id: ctr.id.clone(),
-            process_id: exec_id.clone(),
-            pid,
-            exit_code,
-            exited_at: Some(exited_at),
-            oom_killed: false,
-            update_pending: false,
-            error,
-        };
+        let info = EventInfo::new(ctr.id.clone(), exec_id.clone())
+            .with_pid(pid)
+            .with_exit_code(exit_code)
+            .with_exited_at(Some(exited_at))
+            .with_error(error);
         let drain = self.settings.stdio_drain_timeout;
         let cleanup_ctr = ctr.clone();
         let cleanup = async move {
@@ -674,10 +662,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                         .await
                         .map_err(|e| e.with_operation("restore"))?;
                 }
-                return Ok(Restored {
-                    alive: false,
-                    pid: None,
-                });
+                return Ok(Restored::new(false, None));
             }
             match inner.hcs.open_compute_system(&inner.system_id(&id)).await {
                 Ok(system) => {
@@ -694,10 +679,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                             .await
                             .map_err(|e| e.with_operation("restore"))?;
                     }
-                    Ok(Restored {
-                        alive: false,
-                        pid: None,
-                    })
+                    Ok(Restored::new(false, None))
                 }
                 Err(e) if e.hresult.is_not_exist() => Err(not_found(&id, "restore")),
                 Err(e) => Err(hcs_error(e, &id, HcsOp::OpenComputeSystem, "restore")),
@@ -814,11 +796,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
             inner.emit(
                 &ctr,
                 EventType::Create,
-                EventInfo {
-                    container_id: id.clone(),
-                    process_id: INIT_PROCESS_ID.to_owned(),
-                    ..EventInfo::default()
-                },
+                EventInfo::new(id.clone(), INIT_PROCESS_ID),
             );
             Ok(())
         })
@@ -871,12 +849,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
             inner.emit(
                 &ctr,
                 EventType::Start,
-                EventInfo {
-                    container_id: id.clone(),
-                    process_id: INIT_PROCESS_ID.to_owned(),
-                    pid,
-                    ..EventInfo::default()
-                },
+                EventInfo::new(id.clone(), INIT_PROCESS_ID).with_pid(pid),
             );
             drop(state);
             let span =
@@ -1027,12 +1000,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 inner.emit(
                     &ctr,
                     event,
-                    EventInfo {
-                        container_id: id.clone(),
-                        process_id: exec_id.clone(),
-                        pid,
-                        ..EventInfo::default()
-                    },
+                    EventInfo::new(id.clone(), exec_id.clone()).with_pid(pid),
                 );
             }
             drop(state);
@@ -1359,12 +1327,7 @@ impl<H: Hcs> WindowsClient<H> {
             inner.emit(
                 &ctr,
                 event,
-                EventInfo {
-                    container_id: id.clone(),
-                    process_id: INIT_PROCESS_ID.to_owned(),
-                    pid,
-                    ..EventInfo::default()
-                },
+                EventInfo::new(id.clone(), INIT_PROCESS_ID).with_pid(pid),
             );
             Ok(())
         })

@@ -66,4 +66,4 @@ pub mod remote;
 pub mod schema;
 
 pub use client::{ClientSettings, UNKNOWN_EXIT_CODE, WindowsClient};
-pub use remote::{WindowsConfig, WindowsRemote};
+pub use remote::{PlatformHcs, WindowsConfig, WindowsRemote, WindowsRemoteBuilder};

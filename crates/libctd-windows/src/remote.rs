@@ -5,48 +5,108 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use libctd_core::{
-    Backend, Client, Error, RemoteConfig, RemoteOption, Result, remote_option, validate_namespace,
-};
+use libctd_core::{Backend, Client, Error, Result, validate_namespace};
 
 use crate::client::{ClientSettings, WindowsClient};
 use crate::hcs::Hcs;
 use crate::hcs::sim::Sim;
 
-/// The configuration a [`WindowsRemote`] is built from; options act on it.
+/// The configuration a [`WindowsRemote`] is built from; write it with
+/// [`WindowsRemote::builder`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WindowsConfig {
     /// Settings given to every client.
     pub client: ClientSettings,
 }
 
-impl RemoteConfig for WindowsConfig {
-    fn platform(&self) -> &'static str {
-        "windows"
+impl WindowsConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for a zero shutdown timeout.
+    pub fn validate(&self) -> Result<()> {
+        if self.client.shutdown_timeout.is_zero() {
+            return Err(
+                Error::invalid_argument("the shutdown timeout must be positive")
+                    .with_operation("new remote"),
+            );
+        }
+        Ok(())
     }
 }
 
-remote_option!(
-    /// How long to wait for a compute system to exit after a shutdown or
-    /// terminate request. Must be positive.
-    #[derive(Copy)]
-    pub ShutdownTimeout(Duration) for WindowsConfig, "shutdown timeout", |config, timeout| {
-        if timeout.is_zero() {
-            return Err(Error::invalid_argument(
-                "the shutdown timeout must be positive",
-            ));
-        }
-        config.client.shutdown_timeout = *timeout;
-    }
-);
+/// The HCS a [`WindowsRemote`] uses unless told otherwise: the real
+/// computecore.dll on Windows, the simulator elsewhere.
+#[cfg(windows)]
+pub type PlatformHcs = crate::hcs::ffi::Computecore;
+/// The HCS a [`WindowsRemote`] uses unless told otherwise: the real
+/// computecore.dll on Windows, the simulator elsewhere.
+#[cfg(not(windows))]
+pub type PlatformHcs = Sim;
 
-remote_option!(
-    /// How long to let the engine consume a deleted process's output.
-    #[derive(Copy)]
-    pub StdioDrainTimeout(Duration) for WindowsConfig, "stdio drain timeout", |config, timeout| {
-        config.client.stdio_drain_timeout = *timeout;
+/// Writes a [`WindowsConfig`] setting by setting; [`build`](Self::build),
+/// [`simulated`](Self::simulated) or (on Windows) `native` validate it once
+/// and make the remote. Made by [`WindowsRemote::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until it builds a remote"]
+pub struct WindowsRemoteBuilder {
+    config: WindowsConfig,
+}
+
+impl WindowsRemoteBuilder {
+    /// How long to wait for a compute system to exit after a shutdown or
+    /// terminate request (default 5 minutes, as libcontainerd). Must be
+    /// positive.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.client.shutdown_timeout = timeout;
+        self
     }
-);
+
+    /// How long to let the engine consume a deleted process's output before
+    /// its copies are cancelled (default 2 s; zero cancels at once).
+    pub fn stdio_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.client.stdio_drain_timeout = timeout;
+        self
+    }
+
+    /// The configuration written so far (not yet validated).
+    pub fn config(&self) -> &WindowsConfig {
+        &self.config
+    }
+
+    /// A remote over `hcs`.
+    ///
+    /// # Errors
+    ///
+    /// As [`WindowsConfig::validate`].
+    pub fn build<H: Hcs>(self, hcs: Arc<H>) -> Result<WindowsRemote<H>> {
+        WindowsRemote::with_config(hcs, self.config)
+    }
+
+    /// A remote over a fresh simulated HCS.
+    ///
+    /// # Errors
+    ///
+    /// As [`WindowsConfig::validate`].
+    pub fn simulated(self) -> Result<WindowsRemote<Sim>> {
+        self.build(Arc::new(Sim::new()))
+    }
+
+    /// A remote over the real computecore.dll.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` when the Windows Containers feature is not installed;
+    /// otherwise as [`WindowsConfig::validate`].
+    #[cfg(windows)]
+    pub fn native(self) -> Result<WindowsRemote<crate::hcs::ffi::Computecore>> {
+        self.config.validate()?;
+        let hcs = crate::hcs::ffi::Computecore::load()?;
+        self.build(Arc::new(hcs))
+    }
+}
 
 /// The Windows remote: HCS runs in-process, so there is no daemon to start;
 /// the remote shares one [`Hcs`] among its clients.
@@ -54,7 +114,6 @@ remote_option!(
 /// ```
 /// use libctd_core::Remote;
 /// use libctd_windows::WindowsRemote;
-/// use libctd_windows::remote::ShutdownTimeout;
 /// # use std::sync::Arc;
 /// # use libctd_core::{async_trait, Backend, BoxError, EventInfo, EventType};
 /// # struct Quiet;
@@ -64,14 +123,16 @@ remote_option!(
 /// # }
 ///
 /// # #[tokio::main] async fn main() {
-/// let timeout = ShutdownTimeout(std::time::Duration::from_secs(30));
-/// let remote = WindowsRemote::simulated(&[&timeout]).unwrap();
+/// let remote = WindowsRemote::builder()
+///     .shutdown_timeout(std::time::Duration::from_secs(30))
+///     .simulated()
+///     .unwrap();
 /// let client = remote.new_client("moby", Arc::new(Quiet)).await.unwrap();
 /// # drop(client);
 /// remote.cleanup().await.unwrap();
 /// # }
 /// ```
-pub struct WindowsRemote<H: Hcs> {
+pub struct WindowsRemote<H: Hcs = PlatformHcs> {
     hcs: Arc<H>,
     config: WindowsConfig,
     closed: AtomicBool,
@@ -87,14 +148,13 @@ impl<H: Hcs> std::fmt::Debug for WindowsRemote<H> {
 }
 
 impl<H: Hcs> WindowsRemote<H> {
-    /// A remote over `hcs`, configured by `options` (applied in order).
-    pub fn new(hcs: Arc<H>, options: &[&dyn RemoteOption]) -> Result<Self> {
-        let mut config = WindowsConfig::default();
-        for option in options {
-            option
-                .apply(&mut config)
-                .map_err(|e| e.with_operation("new remote"))?;
-        }
+    /// A remote over `hcs` with a complete configuration, validated first.
+    ///
+    /// # Errors
+    ///
+    /// As [`WindowsConfig::validate`].
+    pub fn with_config(hcs: Arc<H>, config: WindowsConfig) -> Result<Self> {
+        config.validate()?;
         Ok(Self {
             hcs,
             config,
@@ -131,20 +191,10 @@ impl<H: Hcs> WindowsRemote<H> {
     }
 }
 
-impl WindowsRemote<Sim> {
-    /// A remote over a fresh simulated HCS.
-    pub fn simulated(options: &[&dyn RemoteOption]) -> Result<Self> {
-        Self::new(Arc::new(Sim::new()), options)
-    }
-}
-
-#[cfg(windows)]
-impl WindowsRemote<crate::hcs::ffi::Computecore> {
-    /// A remote over the real computecore.dll. Fails with `Unavailable` when
-    /// the Windows Containers feature is not installed.
-    pub fn native(options: &[&dyn RemoteOption]) -> Result<Self> {
-        let hcs = crate::hcs::ffi::Computecore::load()?;
-        Self::new(Arc::new(hcs), options)
+impl WindowsRemote {
+    /// A builder with every setting at its default.
+    pub fn builder() -> WindowsRemoteBuilder {
+        WindowsRemoteBuilder::default()
     }
 }
 
@@ -171,37 +221,34 @@ impl<H: Hcs> libctd_core::Remote for WindowsRemote<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libctd_core::{ErrorKind, Remote, config_mut};
-
-    #[derive(Debug)]
-    struct Foreign;
-    impl RemoteOption for Foreign {
-        fn name(&self) -> &'static str {
-            "foreign"
-        }
-        fn apply(&self, config: &mut dyn RemoteConfig) -> Result<()> {
-            struct Other;
-            impl RemoteConfig for Other {
-                fn platform(&self) -> &'static str {
-                    "other"
-                }
-            }
-            config_mut::<Other>(config, self.name()).map(|_| ())
-        }
-    }
+    use libctd_core::{ErrorKind, Remote};
 
     #[test]
-    fn options_apply_or_fail() {
-        let remote = WindowsRemote::simulated(&[&ShutdownTimeout(Duration::from_secs(7))]).unwrap();
+    fn settings_apply_or_fail() {
+        let remote = WindowsRemote::builder()
+            .shutdown_timeout(Duration::from_secs(7))
+            .stdio_drain_timeout(Duration::ZERO)
+            .simulated()
+            .unwrap();
         assert_eq!(
             remote.config().client.shutdown_timeout,
             Duration::from_secs(7)
         );
-        let err = WindowsRemote::simulated(&[&ShutdownTimeout(Duration::ZERO)]).unwrap_err();
+        assert_eq!(remote.config().client.stdio_drain_timeout, Duration::ZERO);
+        let err = WindowsRemote::builder()
+            .shutdown_timeout(Duration::ZERO)
+            .simulated()
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-        let err = WindowsRemote::simulated(&[&Foreign]).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::NotImplemented);
-        assert!(err.to_string().contains("windows"), "{err}");
+        assert!(err.to_string().contains("shutdown timeout"), "{err}");
+        let mut config = WindowsConfig::default();
+        config.client.shutdown_timeout = Duration::ZERO;
+        let err = WindowsRemote::with_config(Arc::new(Sim::new()), config).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::InvalidArgument,
+            "nothing bypasses validation"
+        );
     }
 
     #[tokio::test]
@@ -218,7 +265,7 @@ mod tests {
                 Ok(())
             }
         }
-        let remote = WindowsRemote::simulated(&[]).unwrap();
+        let remote = WindowsRemote::builder().simulated().unwrap();
         let err = remote
             .new_client("bad/ns", Arc::new(Quiet))
             .await

@@ -24,7 +24,7 @@
 //!
 //! # async fn run(spec: Spec) -> libctd::Result<()> {
 //! // On Linux: an embedded, supervised containerd. On Windows: HCS in-process.
-//! let remote = libctd::default_remote(&[]).await?;
+//! let remote = libctd::default_remote().await?;
 //! let client = remote.new_client("my-engine", Arc::new(Engine)).await?;
 //!
 //! client.create("web", &spec, Default::default()).await?;
@@ -57,9 +57,15 @@ cfg_if::cfg_if! {
 
         /// The platform's default remote: HCS v2 in-process (computecore.dll,
         /// loaded at run time; `Unavailable` where the Containers feature is
-        /// missing).
-        pub async fn default_remote(options: &[&dyn RemoteOption]) -> Result<Arc<dyn Remote>> {
-            Ok(Arc::new(libctd_windows::WindowsRemote::native(options)?))
+        /// missing). For other settings use
+        /// [`platform::WindowsRemote::builder`] inside the engine's own
+        /// `cfg(windows)` code.
+        ///
+        /// # Errors
+        ///
+        /// `Unavailable` where HCS is missing.
+        pub async fn default_remote() -> Result<Arc<dyn Remote>> {
+            Ok(Arc::new(libctd_windows::WindowsRemote::builder().native()?))
         }
     } else if #[cfg(unix)] {
         /// This target's backend: containerd.
@@ -67,9 +73,16 @@ cfg_if::cfg_if! {
 
         /// The platform's default remote: an embedded containerd supervised by
         /// libctd under [`platform::DEFAULT_STATE_DIR`] (reused if already
-        /// running), unless an [`platform::Address`] option names an existing one.
-        pub async fn default_remote(options: &[&dyn RemoteOption]) -> Result<Arc<dyn Remote>> {
-            Ok(Arc::new(libctd_linux::LinuxRemote::new(options).await?))
+        /// running). For other settings (an existing containerd's address,
+        /// another state directory, timeouts) use
+        /// [`platform::LinuxRemote::builder`] inside the engine's own
+        /// `cfg(unix)` code.
+        ///
+        /// # Errors
+        ///
+        /// As [`platform::LinuxRemoteBuilder::build`].
+        pub async fn default_remote() -> Result<Arc<dyn Remote>> {
+            Ok(Arc::new(libctd_linux::LinuxRemote::builder().build().await?))
         }
     }
 }

@@ -1,16 +1,20 @@
-//! The facade picks this target's backend and passes options through to it.
+//! The facade re-exports this target's backend, whose builder is the way to
+//! set platform options.
 
 #![cfg(unix)]
 
-use libctd::{ErrorKind, RemoteOption, platform};
+use libctd::{ErrorKind, platform};
 
 #[tokio::test]
-async fn default_remote_reports_an_unreachable_containerd() {
+async fn the_platform_builder_reports_an_unreachable_containerd() {
     let dir = std::env::temp_dir().join(format!("libctd-facade-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("nothing-here.sock");
-    let address = platform::Address(socket.clone());
-    let err = match libctd::default_remote(&[&address as &dyn RemoteOption]).await {
+    let err = match platform::LinuxRemote::builder()
+        .address(&socket)
+        .build()
+        .await
+    {
         Ok(_) => panic!("connected to a socket that does not exist"),
         Err(e) => e,
     };
@@ -24,12 +28,16 @@ async fn default_remote_reports_an_unreachable_containerd() {
 }
 
 #[tokio::test]
-async fn default_remote_rejects_a_bad_option_value() {
-    let level = platform::LogLevel("loud".into());
-    let err = match libctd::default_remote(&[&level as &dyn RemoteOption]).await {
-        Ok(_) => panic!("accepted log level \"loud\""),
+async fn the_platform_builder_rejects_a_bad_value_before_starting_anything() {
+    let err = match platform::LinuxRemote::builder()
+        .state_dir("relative/state")
+        .build()
+        .await
+    {
+        Ok(_) => panic!("accepted a relative state directory"),
         Err(e) => e,
     };
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    assert!(err.to_string().contains("loud"), "{err}");
+    assert!(err.to_string().contains("relative/state"), "{err}");
+    assert!(!std::path::Path::new("relative").exists());
 }

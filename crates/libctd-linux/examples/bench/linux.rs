@@ -11,12 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
     Backend, BoxError, Client, CreateOptions, DirectIo, Error, ErrorContext, EventInfo, EventType,
-    INIT_PROCESS_ID, Remote, RemoteOption, Result, Status, StdioAttachment, discard_stdio,
-    stdio_callback,
+    INIT_PROCESS_ID, Remote, Result, Status, StdioAttachment, discard_stdio, stdio_callback,
 };
-use libctd_linux::{
-    Address, ContainerdBinary, LinuxClient, LinuxRemote, LogLevel, ShimGroup, StateDir,
-};
+use libctd_linux::{LinuxClient, LinuxRemote, LogLevel};
 use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -893,12 +890,12 @@ async fn run(args: Args) -> Result<()> {
     );
     let _ = std::fs::remove_dir_all(&state);
     let remote = Arc::new(
-        LinuxRemote::new(&[
-            &StateDir(state.clone()) as &dyn RemoteOption,
-            &ContainerdBinary(args.containerd.clone()),
-            &LogLevel("warn".into()),
-        ])
-        .await?,
+        LinuxRemote::builder()
+            .state_dir(&state)
+            .containerd_binary(&args.containerd)
+            .log_level(LogLevel::Warn)
+            .build()
+            .await?,
     );
     // Should anything below return early, the daemon stops when this process exits.
     remote.stop_at_exit(true);
@@ -912,12 +909,12 @@ async fn run(args: Args) -> Result<()> {
         .new_linux_client(&format!("bench-off-{pid}"), rec_off.clone())
         .await?;
     // The same daemon through a second remote whose containers share shims.
-    let group_remote = LinuxRemote::new(&[
-        &Address(socket.clone()) as &dyn RemoteOption,
-        &StateDir(state.join("grp")),
-        &ShimGroup(GROUP.to_owned()),
-    ])
-    .await?;
+    let group_remote = LinuxRemote::builder()
+        .address(&socket)
+        .state_dir(state.join("grp"))
+        .shim_group(GROUP)
+        .build()
+        .await?;
     let client_on = group_remote
         .new_linux_client(&format!("bench-on-{pid}"), rec_on.clone())
         .await?;

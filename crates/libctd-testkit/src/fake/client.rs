@@ -138,13 +138,9 @@ impl Container {
     }
 
     fn info(&self, container_id: &str, process_id: &str, pid: u32) -> EventInfo {
-        EventInfo {
-            container_id: container_id.to_owned(),
-            process_id: process_id.to_owned(),
-            pid,
-            oom_killed: self.oom_killed,
-            ..EventInfo::default()
-        }
+        EventInfo::new(container_id, process_id)
+            .with_pid(pid)
+            .with_oom_killed(self.oom_killed)
     }
 }
 
@@ -549,10 +545,7 @@ impl Client for FakeClient {
             // Events of the container now go to this client.
             c.events = self.events.clone();
             let Some(task) = c.task.as_mut() else {
-                return Ok(Restored {
-                    alive: false,
-                    pid: None,
-                });
+                return Ok(Restored::new(false, None));
             };
             let p = &mut task.init;
             if !reattach {
@@ -560,10 +553,7 @@ impl Client for FakeClient {
                 if p.running() {
                     p.control.send_replace(Some(End::Signal(9)));
                 }
-                return Ok(Restored {
-                    alive: false,
-                    pid: Some(p.pid),
-                });
+                return Ok(Restored::new(false, Some(p.pid)));
             }
             let running = p.running();
             let io = p.reopen_stdio();
@@ -571,10 +561,7 @@ impl Client for FakeClient {
             if let Some(mut old) = p.attachment.replace(attachment) {
                 old.cancel();
             }
-            Ok(Restored {
-                alive: running,
-                pid: Some(p.pid),
-            })
+            Ok(Restored::new(running, Some(p.pid)))
         })
         .await
     }
@@ -837,10 +824,7 @@ impl Client for FakeClient {
             if let Some(task) = c.task.take() {
                 release_task(task);
             }
-            Ok(TaskExit {
-                exit_code,
-                exited_at,
-            })
+            Ok(TaskExit::new(exit_code, exited_at))
         })
         .await
     }

@@ -677,7 +677,7 @@ mod tests {
         if let Err(e) = Computecore::load() {
             panic!("the computecore.dll double did not load: {}", e.report());
         }
-        if let Err(e) = crate::WindowsRemote::native(&[]) {
+        if let Err(e) = crate::WindowsRemote::builder().native() {
             panic!("the native remote did not load: {}", e.report());
         }
     }

@@ -30,7 +30,7 @@ impl<H: Hcs> HcsFixture<H> {
     /// A fixture over `hcs`; `base_layer` must hold a utility VM for `hcs`.
     pub(crate) fn new(hcs: Arc<H>, hyperv: bool, base_layer: &str, prefix: &str) -> Self {
         Self {
-            remote: WindowsRemote::new(hcs, &[]).unwrap(),
+            remote: WindowsRemote::builder().build(hcs).unwrap(),
             hyperv,
             base_layer: base_layer.to_owned(),
             prefix: prefix.to_owned(),
