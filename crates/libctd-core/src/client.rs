@@ -82,8 +82,9 @@ impl TaskExit {
 pub struct CreateOptions {
     /// The runtime (Linux: default `io.containerd.runc.v2`).
     pub runtime: Option<String>,
-    /// Options of the runc shim (Linux only).
-    pub runc: Option<RuncOptions>,
+    /// Options of the runtime, as the platform's backend offers them
+    /// (Linux: `libctd_linux::RuncOptions`).
+    pub runtime_options: Option<RuntimeOptions>,
     /// Labels recorded on the container.
     pub labels: BTreeMap<String, String>,
 }
@@ -94,9 +95,17 @@ impl CreateOptions {
         Self::default()
     }
 
-    /// Sets the runc shim options.
-    pub fn with_runc(mut self, runc: RuncOptions) -> Self {
-        self.runc = Some(runc);
+    /// Sets the runtime (Linux: a containerd runtime name such as
+    /// `io.containerd.runc.v2`, or a shim's absolute path).
+    pub fn with_runtime(mut self, runtime: impl Into<String>) -> Self {
+        self.runtime = Some(runtime.into());
+        self
+    }
+
+    /// Sets the runtime's options: a platform's typed options convert into
+    /// [`RuntimeOptions`] (Linux: `libctd_linux::RuncOptions`).
+    pub fn with_runtime_options(mut self, options: impl Into<RuntimeOptions>) -> Self {
+        self.runtime_options = Some(options.into());
         self
     }
 
@@ -107,24 +116,47 @@ impl CreateOptions {
     }
 }
 
-/// Options of containerd's runc shim (`containerd.runc.v1.Options`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RuncOptions {
-    /// The runc binary to use instead of `runc`.
-    pub binary_name: Option<String>,
-    /// runc's state root.
-    pub root: Option<String>,
-    /// Use systemd to manage cgroups.
-    pub systemd_cgroup: bool,
-    /// Do not use pivot_root.
-    pub no_pivot_root: bool,
-    /// Do not create a session keyring.
-    pub no_new_keyring: bool,
-    /// Owner of the stdio FIFOs.
-    pub io_uid: u32,
-    /// Group of the stdio FIFOs.
-    pub io_gid: u32,
+/// A runtime's options in the form containerd carries them: a protobuf
+/// message and its type name (`Runtime.options`, a `google.protobuf.Any`).
+///
+/// Platform-neutral code passes them through; a platform's backend crate
+/// offers typed options that convert into them (Linux:
+/// `libctd_linux::RuncOptions`), and each backend refuses with
+/// `InvalidArgument` a type it does not understand.
+///
+/// ```
+/// use libctd_core::{CreateOptions, RuntimeOptions};
+///
+/// let raw = RuntimeOptions::new("example.com.shim.Options", vec![0x08, 0x01]);
+/// assert_eq!(raw.type_url(), "example.com.shim.Options");
+/// let options = CreateOptions::new().with_runtime_options(raw.clone());
+/// assert_eq!(options.runtime_options, Some(raw));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    type_url: String,
+    value: Vec<u8>,
+}
+
+impl RuntimeOptions {
+    /// Options of type `type_url` (the message's full name), encoded as
+    /// `value` (protobuf bytes).
+    pub fn new(type_url: impl Into<String>, value: Vec<u8>) -> Self {
+        Self {
+            type_url: type_url.into(),
+            value,
+        }
+    }
+
+    /// The message's type name.
+    pub fn type_url(&self) -> &str {
+        &self.type_url
+    }
+
+    /// The encoded message.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
 }
 
 /// The operations an engine performs on containers, implemented by each
@@ -143,6 +175,7 @@ pub struct RuncOptions {
 /// | situation | kind | operations |
 /// |---|---|---|
 /// | malformed container id, process id, signal, terminal size, path or spec | `InvalidArgument` | all that take one; checked before any lookup |
+/// | runtime options of a type the backend does not understand, or that do not decode | `InvalidArgument` | `create` |
 /// | unknown container | `NotFound` "no such container" | all but `version`, `create` |
 /// | the container has no task (never started, or its task deleted) | `NotFound` "container is not running" | `signal_process`, `exec`, `resize_terminal`, `close_stdin`, `pause`, `resume`, `stats`, `list_pids`, `summary`, `update_resources`, `create_checkpoint`, `delete_task`; `status` on Linux (Windows answers `Created`) |
 /// | unknown exec id | `NotFound` "no such exec" | `signal_process`, `resize_terminal`, `close_stdin` |

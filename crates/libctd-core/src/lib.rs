@@ -61,8 +61,8 @@ mod stdio;
 
 pub use backend::Backend;
 pub use client::{
-    Client, CreateOptions, MAX_SIGNAL, Restored, RuncOptions, TaskExit, Version, validate_signal,
-    validate_terminal_size,
+    Client, CreateOptions, MAX_SIGNAL, Restored, RuntimeOptions, TaskExit, Version,
+    validate_signal, validate_terminal_size,
 };
 pub use error::{BoxError, Error, ErrorContext, ErrorKind, Report, Result};
 pub use event::{EventInfo, EventType, UNKNOWN_EXIT_CODE};

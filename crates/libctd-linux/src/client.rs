@@ -469,9 +469,10 @@ impl Inner {
         if let Some(runtime) = &options.runtime {
             crate::validate::runtime(runtime)?;
         }
-        if let Some(runc) = &options.runc {
-            crate::validate::runc(runc)?;
-        }
+        let mut runc = match &options.runtime_options {
+            Some(o) => crate::runc::decode(o)?,
+            None => convert::RuncOptionsProto::default(),
+        };
         if self.container(&id).is_some() {
             return Err(Error::already_exists("container already exists"));
         }
@@ -494,7 +495,6 @@ impl Inner {
             .as_ref()
             .and_then(|p| p.terminal())
             .unwrap_or(false);
-        let mut runc = convert::runc_options(options.runc.as_ref());
         if runc.root.is_empty() {
             // runc's state stays under the remote's state directory.
             runc.root = self.shared.runc_root.to_string_lossy().into_owned();

@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libctd_core::{
-    BlkioEntry, CpuStats, Error, ErrorKind, LinuxStats, MemoryStats, PidsStats, RuncOptions, Status,
+    BlkioEntry, CpuStats, Error, ErrorKind, LinuxStats, MemoryStats, PidsStats, Status,
 };
 use prost::Message;
 use prost_types::{Any, Timestamp};
@@ -283,19 +283,18 @@ pub(crate) fn json_any<T: Serialize>(type_url: &str, value: &T) -> Result<Any, E
     })
 }
 
-/// The runc shim options for libctd's [`RuncOptions`].
-pub(crate) fn runc_options(options: Option<&RuncOptions>) -> RuncOptionsProto {
-    let mut proto = RuncOptionsProto::default();
-    if let Some(o) = options {
-        proto.binary_name = o.binary_name.clone().unwrap_or_default();
-        proto.root = o.root.clone().unwrap_or_default();
-        proto.systemd_cgroup = o.systemd_cgroup;
-        proto.no_pivot_root = o.no_pivot_root;
-        proto.no_new_keyring = o.no_new_keyring;
-        proto.io_uid = o.io_uid;
-        proto.io_gid = o.io_gid;
+/// The runc shim options for libctd's [`RuncOptions`](crate::RuncOptions).
+pub(crate) fn runc_options(o: &crate::RuncOptions) -> RuncOptionsProto {
+    RuncOptionsProto {
+        binary_name: o.binary_name.clone().unwrap_or_default(),
+        root: o.root.clone().unwrap_or_default(),
+        systemd_cgroup: o.systemd_cgroup,
+        no_pivot_root: o.no_pivot_root,
+        no_new_keyring: o.no_new_keyring,
+        io_uid: o.io_uid,
+        io_gid: o.io_gid,
+        ..RuncOptionsProto::default()
     }
-    proto
 }
 
 /// A protobuf timestamp as a `SystemTime`; Go's zero time (and anything before

@@ -6,7 +6,7 @@
 //! per target (default 100,000).
 
 use libctd_core::oci_spec::runtime::Spec;
-use libctd_core::{RuncOptions, validate_container_id, validate_process_id};
+use libctd_core::{validate_container_id, validate_process_id};
 use proptest::prelude::*;
 use prost::Message;
 use prost_types::Any;
@@ -124,12 +124,17 @@ proptest! {
         root in proptest::option::of(".{0,20}"),
         flags in any::<(bool, bool, bool, u32, u32)>(),
     ) {
-        let mut o = RuncOptions::default();
-        o.binary_name = binary;
-        o.root = root;
-        (o.systemd_cgroup, o.no_pivot_root, o.no_new_keyring, o.io_uid, o.io_gid) = flags;
-        if crate::validate::runc(&o).is_ok() {
-            let proto = convert::runc_options(Some(&o));
+        let (systemd_cgroup, no_pivot_root, no_new_keyring, io_uid, io_gid) = flags;
+        let o = crate::RuncOptions {
+            binary_name: binary,
+            root,
+            systemd_cgroup,
+            no_pivot_root,
+            no_new_keyring,
+            io_uid,
+            io_gid,
+        };
+        if let Ok(proto) = crate::runc::decode(&o.into()) {
             prop_assert!(!proto.binary_name.contains('\0'));
             prop_assert!(proto.root.is_empty() || proto.root.starts_with('/'));
         }

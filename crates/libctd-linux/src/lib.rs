@@ -136,6 +136,8 @@ mod remote;
 #[cfg(unix)]
 mod rollback;
 #[cfg(unix)]
+mod runc;
+#[cfg(unix)]
 mod shim_exits;
 #[cfg(unix)]
 mod supervisor;
@@ -151,3 +153,5 @@ pub use config::{
 };
 #[cfg(unix)]
 pub use remote::LinuxRemote;
+#[cfg(unix)]
+pub use runc::RuncOptions;

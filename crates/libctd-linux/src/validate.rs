@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use libctd_core::oci_spec::runtime::Spec;
-use libctd_core::{Error, Result, RuncOptions};
+use libctd_core::{Error, Result};
 
 /// The longest runtime name accepted.
 const MAX_RUNTIME_LEN: usize = 255;
@@ -73,26 +73,6 @@ pub(crate) fn runtime(name: &str) -> Result<()> {
     };
     if parts.len() < 3 || !parts.iter().all(word_ok) {
         return bad("expected a name like io.containerd.runc.v2, or a shim's absolute path");
-    }
-    Ok(())
-}
-
-/// An engine's runc options: a binary name without NUL, a state root that
-/// is absolute.
-pub(crate) fn runc(options: &RuncOptions) -> Result<()> {
-    if let Some(binary) = &options.binary_name
-        && (binary.is_empty() || binary.contains('\0'))
-    {
-        return Err(Error::invalid_argument(format!(
-            "runc binary {binary:?} must be a non-empty name or path"
-        )));
-    }
-    if let Some(root) = &options.root
-        && (!root.starts_with('/') || root.contains('\0'))
-    {
-        return Err(Error::invalid_argument(format!(
-            "runc root {root:?} must be an absolute path"
-        )));
     }
     Ok(())
 }

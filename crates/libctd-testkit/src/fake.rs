@@ -37,7 +37,7 @@ use crate::conformance::{Capabilities, Fixture, Program, Support};
 mod client;
 mod program;
 
-pub use client::FakeClient;
+pub use client::{FAKE_RUNTIME_OPTIONS_TYPE, FakeClient};
 pub use program::{FAKE_COMMAND, output_pattern, program_args};
 
 use client::Namespace;

@@ -688,9 +688,17 @@ impl<H: Hcs> Client for WindowsClient<H> {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, spec, _options))]
-    async fn create(&self, container_id: &str, spec: &Spec, _options: CreateOptions) -> Result<()> {
+    #[tracing::instrument(level = "debug", skip(self, spec, options))]
+    async fn create(&self, container_id: &str, spec: &Spec, options: CreateOptions) -> Result<()> {
         validate_container_id(container_id).map_err(|e| e.with_operation("create"))?;
+        if let Some(o) = &options.runtime_options {
+            return Err(Error::invalid_argument(format!(
+                "runtime options of type {:?} are not understood: the Windows backend takes none",
+                o.type_url()
+            ))
+            .with_operation("create")
+            .with_container(container_id));
+        }
         if spec.process().is_none() {
             return Err(Error::invalid_argument("invalid spec: process is required")
                 .with_operation("create")

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use libctd_core::{
-    Client, CreateOptions, ErrorKind, INIT_PROCESS_ID, MAX_ID_LEN, Result, Status, discard_stdio,
+    Client, CreateOptions, ErrorKind, INIT_PROCESS_ID, MAX_ID_LEN, Result, RuntimeOptions, Status,
+    discard_stdio,
 };
 
 use super::{Harness, Program, expect_err};
@@ -213,6 +214,36 @@ pub(crate) async fn spec_without_process(h: &Harness) -> Result<()> {
             .create(id, &spec, h.fixture().create_options())
             .await,
     );
+    expect_err(
+        "status",
+        ErrorKind::NotFound,
+        "",
+        h.client().status(id).await,
+    );
+    h.create(id, &Program::Exit(0), false).await?;
+    h.client().delete(id).await?;
+    Ok(())
+}
+
+/// Runtime options of a type no backend understands are InvalidArgument
+/// naming the type, and leave no container: the id can be created at once.
+pub(crate) async fn unknown_runtime_options(h: &Harness) -> Result<()> {
+    let id = "odd-runtime";
+    let spec = h.fixture().spec(&Program::Exit(0), false);
+    let odd = RuntimeOptions::new("example.invalid.Options", vec![0x08, 0x01]);
+    let err = expect_err(
+        "create with unknown runtime options",
+        ErrorKind::InvalidArgument,
+        "example.invalid.Options",
+        h.client()
+            .create(
+                id,
+                &spec,
+                h.fixture().create_options().with_runtime_options(odd),
+            )
+            .await,
+    );
+    assert_eq!(err.operation(), Some("create"), "{err}");
     expect_err(
         "status",
         ErrorKind::NotFound,

@@ -394,6 +394,7 @@ macro_rules! __conformance_case_list {
             input::bad_input_checked_before_lookup,
             input::longest_container_id,
             input::spec_without_process,
+            input::unknown_runtime_options,
             input::exec_without_args,
             input::namespaces_are_isolated,
             input::concurrent_containers,

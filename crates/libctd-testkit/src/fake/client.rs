@@ -499,6 +499,24 @@ impl FakeClient {
     }
 }
 
+/// The one runtime options type the fake takes: the runc shim's, as the
+/// Linux backend does (its bytes are not read).
+pub const FAKE_RUNTIME_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+
+/// Refuses runtime options of any other type, as every backend refuses a
+/// type it does not understand.
+fn check_runtime_options(options: Option<&libctd_core::RuntimeOptions>) -> Result<()> {
+    match options {
+        Some(o) if o.type_url() != FAKE_RUNTIME_OPTIONS_TYPE => {
+            Err(Error::invalid_argument(format!(
+                "runtime options of type {:?} are not understood: the fake takes {FAKE_RUNTIME_OPTIONS_TYPE}",
+                o.type_url()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Validates the parts of a process spec the fake relies on.
 fn check_process(process: Option<&Process>, what: &str) -> Result<Process> {
     let process = process
@@ -566,10 +584,11 @@ impl Client for FakeClient {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, spec, _options), fields(namespace = %self.namespace))]
-    async fn create(&self, container_id: &str, spec: &Spec, _options: CreateOptions) -> Result<()> {
+    #[tracing::instrument(level = "debug", skip(self, spec, options), fields(namespace = %self.namespace))]
+    async fn create(&self, container_id: &str, spec: &Spec, options: CreateOptions) -> Result<()> {
         self.operate(Op::Create, container_id, None, Ok(()), |cs| {
             check_process(spec.process().as_ref(), "the spec")?;
+            check_runtime_options(options.runtime_options.as_ref())?;
             if cs.contains_key(container_id) {
                 return Err(Error::already_exists("container already exists"));
             }
