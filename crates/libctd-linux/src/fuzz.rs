@@ -39,8 +39,8 @@ const URLS: [&str; 12] = [
     "containerd.events.TaskExecStarted",
     "containerd.events.TaskPaused",
     "containerd.events.TaskResumed",
-    convert::CGROUPS_V1_METRICS,
-    convert::CGROUPS_V2_METRICS,
+    "io.containerd.cgroups.v1.Metrics",
+    "io.containerd.cgroups.v2.Metrics",
     "containerd.events.ContainerCreate",
 ];
 
@@ -93,8 +93,8 @@ proptest! {
 
     #[test]
     fn record_runtime_options(value in protobuf_like()) {
-        let any = Any { type_url: convert::RUNC_OPTIONS_TYPE_URL.to_owned(), value };
-        if let Some(o) = convert::decode_any::<RuncOptionsProto>(&any, convert::RUNC_OPTIONS_TYPE_URL) {
+        let any = Any { type_url: "containerd.runc.v1.Options".to_owned(), value };
+        if let Some(o) = convert::decode_any::<RuncOptionsProto>(&any) {
             // What decodes re-encodes to the same message.
             let again = RuncOptionsProto::decode(o.encode_to_vec().as_slice());
             prop_assert_eq!(again.ok(), Some(o));
