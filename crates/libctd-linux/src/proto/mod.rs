@@ -1,7 +1,7 @@
 //! Protobuf messages generated from `crates/libctd-linux/proto/` by
 //! `cargo xtask protos` (prost-build, with `prost::Name` impls): the runc
-//! shim's options and the cgroup v1/v2 metrics, which containerd-client does
-//! not compile. Only this file is hand-written: the `*.rs` files beside it
+//! shim's options, the cgroup v1/v2 metrics, the shim task service's State
+//! messages and ttrpc's envelope, none of which containerd-client compiles. Only this file is hand-written: the `*.rs` files beside it
 //! are generated and must not be edited (see `proto/README.md`).
 
 // Generated code: documented by the .proto comments where upstream has them,
@@ -20,6 +20,19 @@ pub(crate) mod runc {
     pub(crate) mod v1 {
         include!("containerd.runc.v1.rs");
     }
+}
+
+/// The runc shim's task service (`containerd.task.v3`; v2's State messages
+/// are the same on the wire).
+pub(crate) mod task {
+    pub(crate) mod v3 {
+        include!("containerd.task.v3.rs");
+    }
+}
+
+/// ttrpc's request and response envelopes (protobuf package `grpc`).
+pub(crate) mod ttrpc {
+    include!("grpc.rs");
 }
 
 /// containerd/cgroups' metrics (`io.containerd.cgroups.v1` and `.v2`).
