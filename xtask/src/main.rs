@@ -2,7 +2,8 @@
 //!
 //! - `setup`: install what the build and tests need (Debian packages as root,
 //!   the Windows rustup target); prints the exact command when not root.
-//! - `ci`: setup, fmt check, clippy (host and `x86_64-pc-windows-gnu`), every
+//! - `ci`: setup, fmt check, a check that the generated protobuf code is
+//!   current (`protos --check`), clippy (host and `x86_64-pc-windows-gnu`), every
 //!   test (Linux on the installed containerd 1.6, the Linux backend's tests
 //!   again on 1.7 and 2.1, Windows natively and under Wine), rustdoc with
 //!   warnings denied, and finally a check that no daemon, shim or container
@@ -12,6 +13,10 @@
 //! - `windows-test`: the Windows crate's tests as Windows binaries under Wine.
 //! - `bench`: the benchmarks on an embedded containerd (see BENCHMARKS.md);
 //!   `--containerd PATH|1.7|2.1` picks the daemon.
+//! - `protos`: regenerate the Linux backend's protobuf messages
+//!   (`crates/libctd-linux/src/proto/`) from its `proto/` files with
+//!   prost-build and protoc; `protos --check` fails when the checked-in
+//!   output is not what the .proto files give.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod daemons;
 mod leftovers;
+mod protos;
 mod setup;
 mod windows_test;
 
@@ -36,8 +42,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("windows-test") => setup::all().and_then(|()| windows_test::run()),
         Some("bench") => setup::linux().and_then(|()| bench::run(&args[1..])),
+        Some("protos") => protos::run(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <setup | ci | test | demo | windows-test | bench>\n\
+            "usage: cargo xtask <setup | ci | test | demo | windows-test | bench | protos>\n\
              see xtask/src/main.rs for what each does"
                 .to_owned(),
         ),
@@ -54,6 +61,9 @@ fn main() -> ExitCode {
 fn ci() -> Result {
     setup::all()?;
     step("fmt", cargo(&["fmt", "--all", "--check"]))?;
+    step_fn_with("generated protobuf code is current", || {
+        protos::run(&["--check".to_owned()])
+    })?;
     step(
         "clippy (host)",
         cargo(&[

@@ -35,6 +35,12 @@ const LINUX: &[Need] = &[
         path_or_name: "protoc",
         package: "protobuf-compiler",
     },
+    // The well-known types `cargo xtask protos` needs (only recommended by
+    // protobuf-compiler).
+    Need {
+        path_or_name: "/usr/include/google/protobuf/timestamp.proto",
+        package: "libprotobuf-dev",
+    },
     Need {
         path_or_name: "criu",
         package: "criu",

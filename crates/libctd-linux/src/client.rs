@@ -522,7 +522,7 @@ impl Inner {
             .runtime
             .clone()
             .unwrap_or_else(|| DEFAULT_RUNTIME.to_owned());
-        let runc_options = Some(convert::proto_any(convert::RUNC_OPTIONS_TYPE_URL, &runc));
+        let runc_options = Some(convert::proto_any(&runc));
         let req = self.request(CreateContainerRequest {
             container: Some(ContainerProto {
                 id: id.clone(),
@@ -582,7 +582,7 @@ impl Inner {
         if let Some(dir) = &checkpoint_dir {
             runc.criu_image_path = dir.to_string_lossy().into_owned();
         }
-        let options = Some(convert::proto_any(convert::RUNC_OPTIONS_TYPE_URL, &runc));
+        let options = Some(convert::proto_any(&runc));
         let create = CreateTaskRequest {
             container_id: id.clone(),
             stdin: FifoSet::wire(&fifos.stdin),
@@ -852,7 +852,7 @@ impl Inner {
             .runtime
             .as_ref()
             .and_then(|r| r.options.as_ref())
-            .and_then(|a| convert::decode_any(a, convert::RUNC_OPTIONS_TYPE_URL))
+            .and_then(convert::decode_any)
             .unwrap_or_default();
         let c = {
             let mut map = self.lock_containers();
@@ -1245,16 +1245,7 @@ impl Client for LinuxClient {
             Ok(procs
                 .into_iter()
                 .map(|p| {
-                    let exec_id = p
-                        .info
-                        .and_then(|a| {
-                            convert::decode_any::<convert::ProcessDetailsProto>(
-                                &a,
-                                convert::PROCESS_DETAILS_TYPE_URL,
-                            )
-                        })
-                        .map(|d| d.exec_id)
-                        .filter(|e| !e.is_empty());
+                    let exec_id = convert::exec_id_of(p.info.as_ref());
                     Summary::Linux(LinuxProcess {
                         pid: p.pid,
                         exec_id,
@@ -1341,10 +1332,7 @@ impl Client for LinuxClient {
             let req = self.inner.stream_request(CheckpointTaskRequest {
                 container_id: container_id.to_owned(),
                 parent_checkpoint: String::new(),
-                options: Some(convert::proto_any(
-                    convert::CHECKPOINT_OPTIONS_TYPE_URL,
-                    &options,
-                )),
+                options: Some(convert::proto_any(&options)),
             });
             match self.inner.tasks().checkpoint(req).await {
                 Ok(_) => Ok(()),

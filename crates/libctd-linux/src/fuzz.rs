@@ -1,6 +1,6 @@
 //! Property tests that stand in for fuzz targets: each decoder of input
-//! from outside (containerd's event payloads and metrics, a container
-//! record's runtime options and spec, gRPC statuses, an engine's runc
+//! from outside (containerd's event payloads, metrics and process
+//! details, a container record's runtime options and spec, gRPC statuses, an engine's runc
 //! options and ids) takes arbitrary input without panicking, and what it
 //! accepts is well-formed. `LIBCTD_FUZZ_CASES` sets the number of cases
 //! per target (default 100,000).
@@ -39,8 +39,8 @@ const URLS: [&str; 12] = [
     "containerd.events.TaskExecStarted",
     "containerd.events.TaskPaused",
     "containerd.events.TaskResumed",
-    convert::CGROUPS_V1_METRICS,
-    convert::CGROUPS_V2_METRICS,
+    "io.containerd.cgroups.v1.Metrics",
+    "io.containerd.cgroups.v2.Metrics",
     "containerd.events.ContainerCreate",
 ];
 
@@ -93,11 +93,22 @@ proptest! {
 
     #[test]
     fn record_runtime_options(value in protobuf_like()) {
-        let any = Any { type_url: convert::RUNC_OPTIONS_TYPE_URL.to_owned(), value };
-        if let Some(o) = convert::decode_any::<RuncOptionsProto>(&any, convert::RUNC_OPTIONS_TYPE_URL) {
+        let any = Any { type_url: "containerd.runc.v1.Options".to_owned(), value };
+        if let Some(o) = convert::decode_any::<RuncOptionsProto>(&any) {
             // What decodes re-encodes to the same message.
             let again = RuncOptionsProto::decode(o.encode_to_vec().as_slice());
             prop_assert_eq!(again.ok(), Some(o));
+        }
+    }
+
+    #[test]
+    fn list_pids_details(
+        url in prop::sample::select(&["containerd.runc.v1.ProcessDetails", "/containerd.runc.v1.ProcessDetails", "containerd.runc.v1.Options"][..]),
+        value in protobuf_like(),
+    ) {
+        let any = Any { type_url: url.to_owned(), value };
+        if let Some(exec_id) = convert::exec_id_of(Some(&any)) {
+            prop_assert!(!exec_id.is_empty());
         }
     }
 

@@ -132,6 +132,8 @@ mod fifo;
 #[cfg(all(unix, test))]
 mod fuzz;
 #[cfg(unix)]
+mod proto;
+#[cfg(unix)]
 mod remote;
 #[cfg(unix)]
 mod rollback;

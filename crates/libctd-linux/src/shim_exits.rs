@@ -25,6 +25,10 @@ use prost_types::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+// The messages are generated (`crate::proto`, from `proto/*.proto`).
+use crate::proto::task::v3::{StateRequest, StateResponse};
+use crate::proto::ttrpc::{KeyValue, Request as TtrpcRequest, Response as TtrpcResponse};
+
 /// The runtime v2 task directory under containerd's state directory.
 const TASK_DIR: &str = "io.containerd.runtime.v2.task";
 /// How long one shim may take to answer.
@@ -224,73 +228,10 @@ async fn ttrpc_call(
     }
 }
 
-/// ttrpc's request envelope.
-#[derive(Clone, PartialEq, Message)]
-struct TtrpcRequest {
-    #[prost(string, tag = "1")]
-    service: String,
-    #[prost(string, tag = "2")]
-    method: String,
-    #[prost(bytes = "vec", tag = "3")]
-    payload: Vec<u8>,
-    #[prost(int64, tag = "4")]
-    timeout_nano: i64,
-    #[prost(message, repeated, tag = "5")]
-    metadata: Vec<KeyValue>,
-}
-
-/// ttrpc request metadata.
-#[derive(Clone, PartialEq, Message)]
-struct KeyValue {
-    #[prost(string, tag = "1")]
-    key: String,
-    #[prost(string, tag = "2")]
-    value: String,
-}
-
-/// ttrpc's response envelope.
-#[derive(Clone, PartialEq, Message)]
-struct TtrpcResponse {
-    #[prost(message, optional, tag = "1")]
-    status: Option<RpcStatus>,
-    #[prost(bytes = "vec", tag = "2")]
-    payload: Vec<u8>,
-}
-
-/// google.rpc.Status (code and message only).
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
-/// The shim task service's StateRequest.
-#[derive(Clone, PartialEq, Message)]
-struct StateRequest {
-    #[prost(string, tag = "1")]
-    id: String,
-    #[prost(string, tag = "2")]
-    exec_id: String,
-}
-
-/// The fields of the shim task service's StateResponse used here.
-#[derive(Clone, PartialEq, Message)]
-struct StateResponse {
-    #[prost(uint32, tag = "3")]
-    pid: u32,
-    #[prost(int32, tag = "4")]
-    status: i32,
-    #[prost(uint32, tag = "9")]
-    exit_status: u32,
-    #[prost(message, optional, tag = "10")]
-    exited_at: Option<Timestamp>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::ttrpc::Status as RpcStatus;
 
     #[test]
     fn shim_sockets_are_read_from_either_bundle_file() {
@@ -320,6 +261,43 @@ mod tests {
         assert_eq!(shim_socket(&c), None);
     }
 
+    #[test]
+    fn ttrpc_messages_keep_their_wire_format() {
+        // The tags ttrpc and the shim task API use, byte for byte.
+        let request = TtrpcRequest {
+            service: "s".into(),
+            method: "m".into(),
+            payload: vec![1],
+            timeout_nano: 5,
+            metadata: vec![KeyValue {
+                key: "k".into(),
+                value: "v".into(),
+            }],
+        };
+        assert_eq!(
+            request.encode_to_vec(),
+            [
+                0x0a, 1, b's', 0x12, 1, b'm', 0x1a, 1, 1, 0x20, 5, 0x2a, 6, 0x0a, 1, b'k', 0x12, 1,
+                b'v'
+            ]
+        );
+        // pid 3: 42, status 4: STOPPED, exit_status 9: 137, exited_at 10: {seconds: 7}.
+        let state = StateResponse::decode(
+            [0x18, 42, 0x20, 3, 0x48, 0x89, 0x01, 0x52, 2, 0x08, 7].as_slice(),
+        )
+        .unwrap();
+        assert_eq!(
+            (state.pid, state.status, state.exit_status),
+            (42, STOPPED, 137)
+        );
+        assert_eq!(state.exited_at.map(|t| t.seconds), Some(7));
+        // status 1: {message 2: "m"}, payload 2: [9].
+        let response =
+            TtrpcResponse::decode([0x0a, 3, 0x12, 1, b'm', 0x12, 1, 9].as_slice()).unwrap();
+        assert_eq!(response.status.map(|s| s.message).as_deref(), Some("m"));
+        assert_eq!(response.payload, [9]);
+    }
+
     /// A shim double speaking ttrpc as containerd's ttrpc package frames it:
     /// answers State for "dead" with STOPPED/137, for others with RUNNING.
     async fn fake_shim(socket: PathBuf) -> tokio::task::JoinHandle<()> {
@@ -347,6 +325,7 @@ mod tests {
                                 seconds: 1_700_000_000,
                                 nanos: 0,
                             }),
+                            ..Default::default()
                         }
                         .encode_to_vec(),
                     }
@@ -355,6 +334,7 @@ mod tests {
                         status: Some(RpcStatus {
                             code: 12,
                             message: format!("service {} not implemented", req.service),
+                            details: vec![],
                         }),
                         payload: vec![],
                     }
