@@ -360,12 +360,14 @@ mod tests {
     fn runc_options_encode_as_before() {
         // The fields libctd sets, with the tags of containerd's oci.proto;
         // the empty ones (proto3) are not sent.
-        let mut o = RuncOptions::default();
-        o.binary_name = Some("runc".into());
-        o.root = Some("/r".into());
-        o.systemd_cgroup = true;
-        o.io_uid = 7;
-        let bytes = runc_options(Some(&o)).encode_to_vec();
+        let o = crate::RuncOptions {
+            binary_name: Some("runc".into()),
+            root: Some("/r".into()),
+            systemd_cgroup: true,
+            io_uid: 7,
+            ..crate::RuncOptions::default()
+        };
+        let bytes = runc_options(&o).encode_to_vec();
         assert_eq!(
             bytes,
             [

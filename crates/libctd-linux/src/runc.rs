@@ -2,7 +2,7 @@
 //! [`CreateOptions`](libctd_core::CreateOptions).
 
 use libctd_core::{Error, Result, RuntimeOptions};
-use prost::Message;
+use prost::{Message, Name};
 
 use crate::convert::{self, RuncOptionsProto};
 
@@ -46,7 +46,7 @@ pub struct RuncOptions {
 impl From<RuncOptions> for RuntimeOptions {
     fn from(options: RuncOptions) -> Self {
         let proto = convert::runc_options(&options);
-        RuntimeOptions::new(convert::RUNC_OPTIONS_TYPE_URL, proto.encode_to_vec())
+        RuntimeOptions::new(RuncOptionsProto::full_name(), proto.encode_to_vec())
     }
 }
 
@@ -55,11 +55,11 @@ impl From<RuncOptions> for RuntimeOptions {
 pub(crate) fn decode(options: &RuntimeOptions) -> Result<RuncOptionsProto> {
     // containerd's type URLs may carry a domain (`types.googleapis.com/`).
     let name = options.type_url().rsplit('/').next().unwrap_or_default();
-    if name != convert::RUNC_OPTIONS_TYPE_URL {
+    if name != RuncOptionsProto::full_name() {
         return Err(Error::invalid_argument(format!(
             "runtime options of type {:?} are not understood: the Linux backend takes {} (libctd_linux::RuncOptions)",
             options.type_url(),
-            convert::RUNC_OPTIONS_TYPE_URL
+            RuncOptionsProto::full_name()
         )));
     }
     let proto = RuncOptionsProto::decode(options.value()).map_err(|e| {
@@ -120,7 +120,7 @@ mod tests {
             "not understood",
         );
         refused(
-            RuntimeOptions::new(convert::RUNC_OPTIONS_TYPE_URL, vec![0xff, 0xff]),
+            RuntimeOptions::new(RuncOptionsProto::full_name(), vec![0xff, 0xff]),
             "do not decode",
         );
         let relative = RuncOptions {
