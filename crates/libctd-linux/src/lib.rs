@@ -139,7 +139,7 @@ mod supervisor;
 mod validate;
 
 #[cfg(unix)]
-pub use client::{DEFAULT_RUNTIME, LinuxClient};
+pub use client::{DEFAULT_RUNTIME, LinuxClient, SHIM_GROUP_KEY};
 #[cfg(unix)]
 pub use remote::{
     Address, ContainerdBinary, DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, DebugAddress, HealthCheck,
