@@ -203,6 +203,8 @@ mod tests {
         assert!(a.quick);
         let a = Args::parse(&[], false).unwrap().unwrap();
         assert_eq!((a.lifecycles, a.attached), (50, 100));
+        // Beside libctd's own default state directory.
+        assert_eq!(a.state_parent, PathBuf::from("/run"));
         assert!(Args::parse(&argv(&["--help"]), false).unwrap().is_none());
         let a = Args::parse(&argv(&["--only", "burst,memory"]), false)
             .unwrap()

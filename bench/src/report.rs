@@ -18,11 +18,17 @@ pub(crate) struct Report {
 
 /// One line of the printed table.
 struct Row {
+    /// What is measured.
     measure: String,
+    /// libctd's figure.
     ours: String,
+    /// The reference's figure.
     reference: String,
+    /// libctd over the reference, `1.23x`, or empty.
     ratio: String,
+    /// The target, or a remark.
     target: String,
+    /// Whether the target was met (none: no target).
     met: Option<bool>,
 }
 
@@ -136,5 +142,33 @@ impl Report {
             .map_err(|e| Error::system(format!("cannot write {}", out.display())).with_source(e))?;
         println!("bench: results written to {}", out.display());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_the_records_and_the_table() {
+        let report = Report::default();
+        report.record("machine", json!({"cpus": 2}));
+        report.row(
+            "lifecycle p50 ms",
+            "1.0",
+            "ctr 2.0",
+            Some(0.5),
+            "<= 0.6x",
+            Some(true),
+        );
+        report.row("  steps", "a / b", "", None, "", None);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("bench/results.json");
+        report.write(&out).unwrap();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(v["machine"]["cpus"], 2);
+        assert_eq!(v["table"][0]["ratio"], "0.50x");
+        assert_eq!(v["table"][0]["met"], true);
+        assert_eq!(v["table"][1]["met"], Value::Null);
     }
 }
