@@ -2,9 +2,8 @@
 //! it on an embedded containerd of its own, from the repository root, so that
 //! its results land in `bench/results.json`.
 //!
-//! The program is the `bench` example of `libctd-linux`
-//! (`crates/libctd-linux/examples/bench/`); xtask only builds and runs it, so
-//! xtask stays free of dependencies. `ARGS` are passed through
+//! The program is the workspace member `libctd-bench` (`bench/`); xtask only
+//! builds and runs it, so xtask stays free of dependencies. `ARGS` are passed through
 //! (`cargo xtask bench --help` lists them; `--quick` is a smoke run), except
 //! that `--containerd` also takes a tested line's name (`1.7`, `2.1`) for the
 //! daemon `cargo xtask setup` fetched: `cargo xtask bench --containerd 2.1`.
@@ -28,14 +27,7 @@ fn resolve_lines(args: &[String]) -> Vec<String> {
 /// Builds and runs the benchmark program, passing `args` through.
 pub(crate) fn run(args: &[String]) -> Result {
     let root = workspace_root();
-    let mut build = cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "libctd-linux",
-        "--example",
-        "bench",
-    ]);
+    let mut build = cargo(&["build", "--release", "--package", "libctd-bench"]);
     build.current_dir(&root);
     step("build the benchmarks (release)", build)?;
     let mut bench = cargo(&[
@@ -43,9 +35,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         "--quiet",
         "--release",
         "--package",
-        "libctd-linux",
-        "--example",
-        "bench",
+        "libctd-bench",
         "--",
     ]);
     bench.args(resolve_lines(args)).current_dir(&root);
@@ -72,9 +62,6 @@ mod tests {
     fn root_is_the_workspace() {
         let root = workspace_root();
         assert!(root.join("Cargo.toml").is_file());
-        assert!(
-            root.join("crates/libctd-linux/examples/bench/main.rs")
-                .is_file()
-        );
+        assert!(root.join("bench/src/main.rs").is_file());
     }
 }

@@ -42,8 +42,10 @@ use crate::rollback::{Rollback, unreachable};
 pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
 
 /// The annotation (and label) by which containerd's runc shim groups
-/// containers into one shim.
-const SHIM_GROUP_KEY: &str = "io.containerd.runc.v2.group";
+/// containers into one shim (the shim reads the spec's annotation). With
+/// [`shim_group`](crate::LinuxRemoteBuilder::shim_group), create sets it
+/// to the group's name in both.
+pub const SHIM_GROUP_KEY: &str = "io.containerd.runc.v2.group";
 /// How long deleting a process waits for the engine to consume its output.
 const STDIO_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The bound on an exec's cleanup after its exit was delivered.

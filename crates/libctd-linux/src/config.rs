@@ -331,7 +331,7 @@ impl LinuxRemoteBuilder {
     }
 
     /// Containers created through the remote share runc shims labelled with
-    /// this group (`io.containerd.runc.v2.group`).
+    /// this group ([`SHIM_GROUP_KEY`](crate::SHIM_GROUP_KEY)).
     pub fn shim_group(mut self, group: impl Into<String>) -> Self {
         self.config.shim_group = Some(group.into());
         self

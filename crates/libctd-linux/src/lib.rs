@@ -147,7 +147,7 @@ mod supervisor;
 mod validate;
 
 #[cfg(unix)]
-pub use client::{DEFAULT_RUNTIME, LinuxClient};
+pub use client::{DEFAULT_RUNTIME, LinuxClient, SHIM_GROUP_KEY};
 #[cfg(unix)]
 pub use config::{
     DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, HealthCheck, LinuxConfig, LinuxRemoteBuilder, LogLevel,

@@ -15,7 +15,9 @@ use libctd_linux::LinuxClient;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::{BATCH, Bench, OP_TIMEOUT, cpu_self, ms, sink_stdio, within};
+use crate::measure::{cpu_self, ms};
+use crate::ours::{BATCH, OP_TIMEOUT, sink_stdio, within};
+use crate::run::Bench;
 
 /// How many restores run at once, as an engine restoring its containers would.
 const CONCURRENT_RESTORES: usize = 50;
@@ -72,6 +74,8 @@ where
     Ok(())
 }
 
+/// Starts `b.args.restore` attached containers, drops their client, restores
+/// them all in a new one, then kills them and checks every exit arrives once.
 pub(super) async fn restore_at_scale(b: &Bench) -> Result<()> {
     let n = b.args.restore;
     println!("bench: engine restart with {n} running containers attached");
@@ -153,7 +157,7 @@ pub(super) async fn restore_at_scale(b: &Bench) -> Result<()> {
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let once = ids.iter().all(|id| seen.get(id) == Some(&1));
-    b.record(
+    b.report.record(
         "restore",
         json!({
             "containers": n, "wall_ms": ms(wall), "cpu_ms": ms(cpu),
@@ -161,7 +165,7 @@ pub(super) async fn restore_at_scale(b: &Bench) -> Result<()> {
             "exits_exactly_once": once,
         }),
     );
-    b.row(
+    b.report.row(
         format!("engine restart: restore {n} attached"),
         format!("{:.0} ms, CPU {:.2} ms each", ms(wall), ms(cpu) / n as f64),
         "",

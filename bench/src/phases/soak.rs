@@ -6,52 +6,13 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use libctd_core::Result;
 use serde_json::json;
 
-use super::{Bench, Ours, Recorder, Result, heap_in_use, lifecycle, rss_bytes};
-
-/// One reading of the process.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    lifecycles: usize,
-    rss: u64,
-    heap: u64,
-    fds: usize,
-    threads: usize,
-    tasks: usize,
-}
-
-impl Sample {
-    fn now(lifecycles: usize) -> Self {
-        let count = |dir: &str| std::fs::read_dir(dir).map_or(0, Iterator::count);
-        Self {
-            lifecycles,
-            rss: rss_bytes(),
-            heap: heap_in_use(),
-            fds: count("/proc/self/fd"),
-            threads: count("/proc/self/task"),
-            tasks: tokio::runtime::Handle::current()
-                .metrics()
-                .num_alive_tasks(),
-        }
-    }
-}
-
-/// Least-squares slope of `y` over `x` (per unit of `x`).
-fn slope(points: &[(f64, f64)]) -> f64 {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return 0.0;
-    }
-    let (sx, sy) = points
-        .iter()
-        .fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
-    let (mx, my) = (sx / n, sy / n);
-    let (num, den) = points.iter().fold((0.0, 0.0), |(num, den), (x, y)| {
-        (num + (x - mx) * (y - my), den + (x - mx) * (x - mx))
-    });
-    if den == 0.0 { 0.0 } else { num / den }
-}
+use crate::measure::{MIB, Sample, rss_bytes};
+use crate::ours::{Ours, Recorder, lifecycle};
+use crate::run::Bench;
+use crate::stats::slope;
 
 /// Runs `b.args.soak` lifecycles of `/bin/true`, sampling every tenth.
 pub(super) async fn soak(b: &Bench) -> Result<()> {
@@ -104,7 +65,7 @@ pub(super) async fn soak(b: &Bench) -> Result<()> {
     } else {
         "the heap grows: memory is held per lifecycle"
     };
-    b.record(
+    b.report.record(
         "soak",
         json!({
             "lifecycles": n,
@@ -119,18 +80,18 @@ pub(super) async fn soak(b: &Bench) -> Result<()> {
             "verdict": verdict,
         }),
     );
-    b.row(
+    b.report.row(
         format!("soak {n}: heap / RSS per lifecycle"),
         format!("{heap_per:+.0} B / {rss_per:+.0} B"),
         format!(
             "RSS {:.1} MiB after malloc_trim",
-            trimmed as f64 / super::MIB as f64
+            trimmed as f64 / MIB as f64
         ),
         None,
         verdict,
         None,
     );
-    b.row(
+    b.report.row(
         format!("soak {n}: fds, threads, tokio tasks"),
         format!(
             "{}->{}, {}->{}, {}->{}",
