@@ -1,14 +1,26 @@
 //! Statistics, process summaries and resource updates, with a variant per platform.
+//!
+//! The figures are `#[non_exhaustive]`: a backend fills a `Default` value
+//! field by field (or uses the constructors below), so new figures can be
+//! added without breaking it.
 
 use std::time::SystemTime;
 
 /// A container's resource usage at one instant.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Stats {
     /// When the figures were read.
     pub read: SystemTime,
     /// The figures themselves.
     pub platform: PlatformStats,
+}
+
+impl Stats {
+    /// Figures read at `read`.
+    pub fn new(read: SystemTime, platform: PlatformStats) -> Self {
+        Self { read, platform }
+    }
 }
 
 /// Platform-specific statistics.
@@ -23,6 +35,7 @@ pub enum PlatformStats {
 
 /// cgroup (v1 or v2) metrics of a Linux container, in common units.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LinuxStats {
     /// CPU accounting.
     pub cpu: CpuStats,
@@ -36,6 +49,7 @@ pub struct LinuxStats {
 
 /// CPU usage, in nanoseconds unless stated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CpuStats {
     /// Total CPU time consumed.
     pub usage_total_ns: u64,
@@ -55,6 +69,7 @@ pub struct CpuStats {
 
 /// Memory usage, in bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemoryStats {
     /// Current usage.
     pub usage: u64,
@@ -74,6 +89,7 @@ pub struct MemoryStats {
 
 /// Task counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PidsStats {
     /// Tasks in the container now.
     pub current: u64,
@@ -83,6 +99,7 @@ pub struct PidsStats {
 
 /// One block-I/O counter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BlkioEntry {
     /// Device major number.
     pub major: u64,
@@ -94,8 +111,21 @@ pub struct BlkioEntry {
     pub value: u64,
 }
 
+impl BlkioEntry {
+    /// The counter `op` of device `major:minor`.
+    pub fn new(major: u64, minor: u64, op: impl Into<String>, value: u64) -> Self {
+        Self {
+            major,
+            minor,
+            op: op.into(),
+            value,
+        }
+    }
+}
+
 /// HCS statistics of a Windows container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WindowsStats {
     /// HCS's own timestamp of the reading, as it reported it.
     pub timestamp: String,
@@ -113,6 +143,7 @@ pub struct WindowsStats {
 
 /// Processor usage of a Windows container, in 100 ns units.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WindowsProcessorStats {
     /// Total run time.
     pub total_runtime_100ns: u64,
@@ -124,6 +155,7 @@ pub struct WindowsProcessorStats {
 
 /// Memory usage of a Windows container, in bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WindowsMemoryStats {
     /// Committed memory.
     pub commit_bytes: u64,
@@ -135,6 +167,7 @@ pub struct WindowsMemoryStats {
 
 /// Storage usage of a Windows container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WindowsStorageStats {
     /// Normalised read count.
     pub read_count_normalized: u64,
@@ -168,6 +201,7 @@ impl Summary {
 
 /// A process of a Linux container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LinuxProcess {
     /// The host pid.
     pub pid: u32,
@@ -175,8 +209,16 @@ pub struct LinuxProcess {
     pub exec_id: Option<String>,
 }
 
+impl LinuxProcess {
+    /// The process `pid`, with its exec id when the runtime reports it.
+    pub fn new(pid: u32, exec_id: Option<String>) -> Self {
+        Self { pid, exec_id }
+    }
+}
+
 /// A process of a Windows container (an HCS `ProcessList` item).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WindowsProcess {
     /// The process id.
     pub process_id: u32,

@@ -1213,11 +1213,10 @@ impl Client for LinuxClient {
             let data = metric
                 .data
                 .ok_or_else(|| Error::system("containerd sent metrics without data"))?;
-            Ok(Stats {
-                read: convert::time_from_proto(metric.timestamp.as_ref())
-                    .unwrap_or_else(SystemTime::now),
-                platform: PlatformStats::Linux(convert::decode_metrics(&data)?),
-            })
+            Ok(Stats::new(
+                convert::time_from_proto(metric.timestamp.as_ref()).unwrap_or_else(SystemTime::now),
+                PlatformStats::Linux(convert::decode_metrics(&data)?),
+            ))
         };
         run.await.context("stats", container_id)
     }
@@ -1248,10 +1247,7 @@ impl Client for LinuxClient {
                 .into_iter()
                 .map(|p| {
                     let exec_id = convert::exec_id_of(p.info.as_ref());
-                    Summary::Linux(LinuxProcess {
-                        pid: p.pid,
-                        exec_id,
-                    })
+                    Summary::Linux(LinuxProcess::new(p.pid, exec_id))
                 })
                 .collect())
         };

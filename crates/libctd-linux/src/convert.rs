@@ -7,9 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use libctd_core::{
-    BlkioEntry, CpuStats, Error, ErrorKind, LinuxStats, MemoryStats, PidsStats, Status,
-};
+use libctd_core::{BlkioEntry, Error, ErrorKind, LinuxStats, Status};
 use prost::{Message, Name};
 use prost_types::{Any, Timestamp};
 use serde::Serialize;
@@ -143,44 +141,33 @@ pub(crate) fn stats_from_v1(m: v1::Metrics) -> LinuxStats {
     if let Some(cpu) = m.cpu {
         let usage = cpu.usage.unwrap_or_default();
         let thr = cpu.throttling.unwrap_or_default();
-        out.cpu = CpuStats {
-            usage_total_ns: usage.total,
-            usage_user_ns: usage.user,
-            usage_kernel_ns: usage.kernel,
-            per_cpu_ns: usage.per_cpu,
-            periods: thr.periods,
-            throttled_periods: thr.throttled_periods,
-            throttled_time_ns: thr.throttled_time,
-        };
+        out.cpu.usage_total_ns = usage.total;
+        out.cpu.usage_user_ns = usage.user;
+        out.cpu.usage_kernel_ns = usage.kernel;
+        out.cpu.per_cpu_ns = usage.per_cpu;
+        out.cpu.periods = thr.periods;
+        out.cpu.throttled_periods = thr.throttled_periods;
+        out.cpu.throttled_time_ns = thr.throttled_time;
     }
     if let Some(mem) = m.memory {
         let usage = mem.usage.unwrap_or_default();
-        out.memory = MemoryStats {
-            usage: usage.usage,
-            max_usage: usage.max,
-            limit: usage.limit,
-            failcnt: usage.failcnt,
-            cache: mem.cache,
-            rss: mem.rss,
-            swap_usage: mem.swap.as_ref().map_or(0, |s| s.usage),
-        };
+        out.memory.usage = usage.usage;
+        out.memory.max_usage = usage.max;
+        out.memory.limit = usage.limit;
+        out.memory.failcnt = usage.failcnt;
+        out.memory.cache = mem.cache;
+        out.memory.rss = mem.rss;
+        out.memory.swap_usage = mem.swap.as_ref().map_or(0, |s| s.usage);
     }
     if let Some(p) = &m.pids {
-        out.pids = PidsStats {
-            current: p.current,
-            limit: p.limit,
-        };
+        out.pids.current = p.current;
+        out.pids.limit = p.limit;
     }
     if let Some(b) = m.blkio {
         out.blkio = b
             .io_service_bytes_recursive
             .into_iter()
-            .map(|e| BlkioEntry {
-                major: e.major,
-                minor: e.minor,
-                op: e.op,
-                value: e.value,
-            })
+            .map(|e| BlkioEntry::new(e.major, e.minor, e.op, e.value))
             .collect();
     }
     out
@@ -189,42 +176,29 @@ pub(crate) fn stats_from_v1(m: v1::Metrics) -> LinuxStats {
 pub(crate) fn stats_from_v2(m: &v2::Metrics) -> LinuxStats {
     let mut out = LinuxStats::default();
     if let Some(cpu) = &m.cpu {
-        out.cpu = CpuStats {
-            usage_total_ns: cpu.usage_usec.saturating_mul(1000),
-            usage_user_ns: cpu.user_usec.saturating_mul(1000),
-            usage_kernel_ns: cpu.system_usec.saturating_mul(1000),
-            per_cpu_ns: Vec::new(),
-            periods: cpu.nr_periods,
-            throttled_periods: cpu.nr_throttled,
-            throttled_time_ns: cpu.throttled_usec.saturating_mul(1000),
-        };
+        out.cpu.usage_total_ns = cpu.usage_usec.saturating_mul(1000);
+        out.cpu.usage_user_ns = cpu.user_usec.saturating_mul(1000);
+        out.cpu.usage_kernel_ns = cpu.system_usec.saturating_mul(1000);
+        out.cpu.periods = cpu.nr_periods;
+        out.cpu.throttled_periods = cpu.nr_throttled;
+        out.cpu.throttled_time_ns = cpu.throttled_usec.saturating_mul(1000);
     }
     if let Some(mem) = &m.memory {
-        out.memory = MemoryStats {
-            usage: mem.usage,
-            max_usage: mem.max_usage,
-            limit: mem.usage_limit,
-            failcnt: 0,
-            cache: mem.file,
-            rss: mem.anon,
-            swap_usage: mem.swap_usage,
-        };
+        out.memory.usage = mem.usage;
+        out.memory.max_usage = mem.max_usage;
+        out.memory.limit = mem.usage_limit;
+        out.memory.cache = mem.file;
+        out.memory.rss = mem.anon;
+        out.memory.swap_usage = mem.swap_usage;
     }
     if let Some(p) = &m.pids {
-        out.pids = PidsStats {
-            current: p.current,
-            limit: p.limit,
-        };
+        out.pids.current = p.current;
+        out.pids.limit = p.limit;
     }
     if let Some(io) = &m.io {
         for e in &io.usage {
             for (op, value) in [("Read", e.rbytes), ("Write", e.wbytes)] {
-                out.blkio.push(BlkioEntry {
-                    major: e.major,
-                    minor: e.minor,
-                    op: op.to_owned(),
-                    value,
-                });
+                out.blkio.push(BlkioEntry::new(e.major, e.minor, op, value));
             }
         }
     }

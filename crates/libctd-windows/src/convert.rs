@@ -15,10 +15,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use libctd_core::oci_spec::runtime::{Process, Spec};
-use libctd_core::{
-    Error, PlatformStats, Result, Stats, Summary, WindowsMemoryStats, WindowsProcess,
-    WindowsProcessorStats, WindowsStats, WindowsStorageStats,
-};
+use libctd_core::{Error, PlatformStats, Result, Stats, Summary, WindowsProcess, WindowsStats};
 
 use crate::hcs::Hcs;
 use crate::schema::{
@@ -667,30 +664,21 @@ pub fn split_command_line(line: &str) -> Vec<String> {
 /// libctd statistics from a `Statistics` answer.
 pub fn stats(properties: &Properties) -> Stats {
     let s = properties.statistics.clone().unwrap_or_default();
-    Stats {
-        read: SystemTime::now(),
-        platform: PlatformStats::Windows(WindowsStats {
-            timestamp: s.timestamp,
-            container_start_time: s.container_start_time,
-            uptime_100ns: s.uptime_100ns,
-            processor: WindowsProcessorStats {
-                total_runtime_100ns: s.processor.total_runtime_100ns,
-                runtime_user_100ns: s.processor.runtime_user_100ns,
-                runtime_kernel_100ns: s.processor.runtime_kernel_100ns,
-            },
-            memory: WindowsMemoryStats {
-                commit_bytes: s.memory.memory_usage_commit_bytes,
-                commit_peak_bytes: s.memory.memory_usage_commit_peak_bytes,
-                private_working_set_bytes: s.memory.memory_usage_private_working_set_bytes,
-            },
-            storage: WindowsStorageStats {
-                read_count_normalized: s.storage.read_count_normalized,
-                read_size_bytes: s.storage.read_size_bytes,
-                write_count_normalized: s.storage.write_count_normalized,
-                write_size_bytes: s.storage.write_size_bytes,
-            },
-        }),
-    }
+    let mut w = WindowsStats::default();
+    w.timestamp = s.timestamp;
+    w.container_start_time = s.container_start_time;
+    w.uptime_100ns = s.uptime_100ns;
+    w.processor.total_runtime_100ns = s.processor.total_runtime_100ns;
+    w.processor.runtime_user_100ns = s.processor.runtime_user_100ns;
+    w.processor.runtime_kernel_100ns = s.processor.runtime_kernel_100ns;
+    w.memory.commit_bytes = s.memory.memory_usage_commit_bytes;
+    w.memory.commit_peak_bytes = s.memory.memory_usage_commit_peak_bytes;
+    w.memory.private_working_set_bytes = s.memory.memory_usage_private_working_set_bytes;
+    w.storage.read_count_normalized = s.storage.read_count_normalized;
+    w.storage.read_size_bytes = s.storage.read_size_bytes;
+    w.storage.write_count_normalized = s.storage.write_count_normalized;
+    w.storage.write_size_bytes = s.storage.write_size_bytes;
+    Stats::new(SystemTime::now(), PlatformStats::Windows(w))
 }
 
 /// libctd summaries from a `ProcessList` answer.
@@ -700,16 +688,16 @@ pub fn summary(properties: &Properties) -> Vec<Summary> {
         .iter()
         .flatten()
         .map(|p: &ProcessDetails| {
-            Summary::Windows(WindowsProcess {
-                process_id: p.process_id,
-                image_name: p.image_name.clone(),
-                create_timestamp: p.create_timestamp.clone(),
-                user_time_100ns: p.user_time_100ns,
-                kernel_time_100ns: p.kernel_time_100ns,
-                memory_commit_bytes: p.memory_commit_bytes,
-                memory_working_set_private_bytes: p.memory_working_set_private_bytes,
-                memory_working_set_shared_bytes: p.memory_working_set_shared_bytes,
-            })
+            let mut w = WindowsProcess::default();
+            w.process_id = p.process_id;
+            w.image_name.clone_from(&p.image_name);
+            w.create_timestamp.clone_from(&p.create_timestamp);
+            w.user_time_100ns = p.user_time_100ns;
+            w.kernel_time_100ns = p.kernel_time_100ns;
+            w.memory_commit_bytes = p.memory_commit_bytes;
+            w.memory_working_set_private_bytes = p.memory_working_set_private_bytes;
+            w.memory_working_set_shared_bytes = p.memory_working_set_shared_bytes;
+            Summary::Windows(w)
         })
         .collect()
 }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
     Client, CreateOptions, DirectIo, Error, EventDispatcher, EventInfo, EventType, INIT_PROCESS_ID,
-    LinuxProcess, LinuxStats, MemoryStats, PidsStats, PlatformStats, Resources, Restored, Result,
-    Stats, Status, StdioAttachment, StdioCallback, Summary, TaskExit, Version, validate_signal,
+    LinuxProcess, LinuxStats, PlatformStats, Resources, Restored, Result, Stats, Status,
+    StdioAttachment, StdioCallback, Summary, TaskExit, Version, validate_signal,
     validate_terminal_size,
 };
 use tokio::io::DuplexStream;
@@ -793,21 +793,11 @@ impl Client for FakeClient {
                     .unwrap_or(u64::MAX),
                 _ => u64::MAX,
             };
-            Ok(Stats {
-                read: SystemTime::now(),
-                platform: PlatformStats::Linux(LinuxStats {
-                    memory: MemoryStats {
-                        usage: running.saturating_mul(1024 * 1024),
-                        limit,
-                        ..MemoryStats::default()
-                    },
-                    pids: PidsStats {
-                        current: running,
-                        limit: 0,
-                    },
-                    ..LinuxStats::default()
-                }),
-            })
+            let mut linux = LinuxStats::default();
+            linux.memory.usage = running.saturating_mul(1024 * 1024);
+            linux.memory.limit = limit;
+            linux.pids.current = running;
+            Ok(Stats::new(SystemTime::now(), PlatformStats::Linux(linux)))
         })
         .await
     }
@@ -827,7 +817,7 @@ impl Client for FakeClient {
             let task = container(cs, container_id)?.task()?;
             Ok(running_pids(task)
                 .into_iter()
-                .map(|(pid, exec_id)| Summary::Linux(LinuxProcess { pid, exec_id }))
+                .map(|(pid, exec_id)| Summary::Linux(LinuxProcess::new(pid, exec_id)))
                 .collect())
         })
         .await
