@@ -3,7 +3,8 @@
 //! - `setup`: install what the build and tests need (Debian packages as root,
 //!   the Windows rustup target); prints the exact command when not root.
 //! - `ci`: setup, fmt check, a check that the generated protobuf code is
-//!   current (`protos --check`), clippy (host and `x86_64-pc-windows-gnu`), every
+//!   current (`protos --check`), no unused dependency (`unused_deps.rs`, the
+//!   check `cargo machete` makes), clippy (host and `x86_64-pc-windows-gnu`), every
 //!   test (Linux on the installed containerd 1.6, the Linux backend's tests
 //!   again on 1.7 and 2.1, Windows natively and under Wine), rustdoc with
 //!   warnings denied, and finally a check that no daemon, shim or container
@@ -27,6 +28,7 @@ mod daemons;
 mod leftovers;
 mod protos;
 mod setup;
+mod unused_deps;
 mod windows_test;
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -63,6 +65,9 @@ fn ci() -> Result {
     step("fmt", cargo(&["fmt", "--all", "--check"]))?;
     step_fn_with("generated protobuf code is current", || {
         protos::run(&["--check".to_owned()])
+    })?;
+    step_fn_with("no unused dependencies", || {
+        unused_deps::check(&workspace_root())
     })?;
     step(
         "clippy (host)",
