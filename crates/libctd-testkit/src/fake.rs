@@ -5,7 +5,7 @@
 //! args are `["libctd-fake", "exit", "3"]` exits with 3, `print TEXT` writes to
 //! stdout, `print-stderr TEXT` to stderr, `cat` echoes stdin, `sleep` runs
 //! until signalled, `oom` is OOM-killed, `output N` writes N bytes. Any other
-//! command runs the configured default program ([`FakeDefaultProgram`],
+//! command runs the configured default program ([`FakeRemoteBuilder::default_program`],
 //! `sleep` unless set); a command under `/nonexistent` fails to start.
 //!
 //! Behaviour follows containerd through libctd's Linux backend: `create`
