@@ -970,8 +970,9 @@ impl<H: Hcs> Client for WindowsClient<H> {
         detached(OP, container_id, async move {
             let id = ctr.id.clone();
             let mut state = ctr.state.lock().await;
-            if state.init.is_none() && state.exit.is_none() {
-                // Never started: there is no task to run the exec in.
+            if (state.init.is_none() && state.exit.is_none()) || state.task_deleted {
+                // Never started, or its task deleted: there is no task to
+                // run the exec in.
                 return Err(Error::not_found("container is not running")
                     .with_operation(OP)
                     .with_container(&id)

@@ -3,7 +3,7 @@
 use libctd_core::{EventType, INIT_PROCESS_ID, Result, Status};
 
 use super::harness::SIGKILL;
-use super::{Harness, Program, expect_err};
+use super::{Harness, Program, Support, expect_err};
 
 fn position(types: &[EventType], t: EventType) -> usize {
     types
@@ -157,6 +157,30 @@ pub(crate) async fn kill_is_not_oom(h: &Harness) -> Result<()> {
     let exit = h.wait_exit(id).await?;
     assert!(!exit.oom_killed, "oom_killed after a plain SIGKILL");
     assert!(!h.backend().event_types_of(id).contains(&EventType::Oom));
+    h.remove(id).await?;
+    Ok(())
+}
+
+/// pause of a container whose init process exited (its task not yet
+/// deleted): FailedPrecondition, or the error of a platform without pause.
+pub(crate) async fn pause_stopped(h: &Harness) -> Result<()> {
+    let id = "pause-stopped";
+    h.run(id, &Program::Exit(0), false, false).await?;
+    h.wait_exit(id).await?;
+    let result = h.client().pause(id).await;
+    match h.caps().pause {
+        Support::Fails { kind, contains } => {
+            expect_err("pause of a stopped task", kind, contains, result);
+        }
+        _ => {
+            expect_err(
+                "pause of a stopped task",
+                libctd_core::ErrorKind::FailedPrecondition,
+                "",
+                result,
+            );
+        }
+    }
     h.remove(id).await?;
     Ok(())
 }

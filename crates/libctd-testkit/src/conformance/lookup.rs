@@ -9,12 +9,23 @@ const GHOST: &str = "ghost";
 /// `result` is NotFound "no such container", or, for an operation the
 /// platform lacks, the error its capability names.
 fn not_found_or<T: std::fmt::Debug>(what: &str, support: Support, result: Result<T>) {
+    not_found_saying_or(what, "no such container", support, result);
+}
+
+/// `result` is NotFound with `says` in its message, or, for an operation
+/// the platform lacks, the error its capability names.
+fn not_found_saying_or<T: std::fmt::Debug>(
+    what: &str,
+    says: &str,
+    support: Support,
+    result: Result<T>,
+) {
     match (support, &result) {
         (Support::Fails { kind, contains }, Err(e)) if e.kind() == kind => {
             expect_err(what, kind, contains, result);
         }
         _ => {
-            expect_err(what, ErrorKind::NotFound, "no such container", result);
+            expect_err(what, ErrorKind::NotFound, says, result);
         }
     }
 }
@@ -162,4 +173,86 @@ pub(crate) async fn created_container_has_no_task(h: &Harness) -> Result<()> {
         c.status(id).await,
     );
     Ok(())
+}
+
+/// Every operation of the trait's "no task" row, on a container never
+/// started and on one whose task was deleted: NotFound "container is not
+/// running" (or the error of a capability the platform lacks).
+pub(crate) async fn task_less_operations(h: &Harness) -> Result<()> {
+    let id = "taskless";
+    h.create(id, &Program::Sleep, false).await?;
+    task_less(h, id, "never started").await;
+    h.client().delete(id).await?;
+    h.run(id, &Program::Exit(0), false, false).await?;
+    h.wait_exit(id).await?;
+    h.client().delete_task(id).await?;
+    task_less(h, id, "task deleted").await;
+    h.client().delete(id).await?;
+    Ok(())
+}
+
+async fn task_less(h: &Harness, id: &str, when: &str) {
+    const SAYS: &str = "not running";
+    let c = h.client();
+    let caps = h.caps();
+    let what = |op: &str| format!("{op} ({when})");
+    let process = h.fixture().process(&Program::Exit(0), false);
+    let checkpoint = std::env::temp_dir().join(format!("libctd-taskless-{}", std::process::id()));
+    expect_err(
+        &what("signal_process"),
+        ErrorKind::NotFound,
+        SAYS,
+        c.signal_process(id, INIT_PROCESS_ID, 9).await,
+    );
+    expect_err(
+        &what("exec"),
+        ErrorKind::NotFound,
+        SAYS,
+        c.exec(id, "e1", &process, false, discard_stdio()).await,
+    );
+    not_found_saying_or(
+        &what("resize_terminal"),
+        SAYS,
+        caps.terminal,
+        c.resize_terminal(id, INIT_PROCESS_ID, 80, 24).await,
+    );
+    expect_err(
+        &what("close_stdin"),
+        ErrorKind::NotFound,
+        SAYS,
+        c.close_stdin(id, INIT_PROCESS_ID).await,
+    );
+    not_found_saying_or(&what("pause"), SAYS, caps.pause, c.pause(id).await);
+    not_found_saying_or(&what("resume"), SAYS, caps.pause, c.resume(id).await);
+    not_found_saying_or(&what("stats"), SAYS, caps.stats, c.stats(id).await);
+    not_found_saying_or(
+        &what("list_pids"),
+        SAYS,
+        caps.list_pids,
+        c.list_pids(id).await,
+    );
+    not_found_saying_or(&what("summary"), SAYS, caps.summary, c.summary(id).await);
+    not_found_saying_or(
+        &what("update_resources"),
+        SAYS,
+        caps.update_resources,
+        c.update_resources(id, &h.fixture().resources()).await,
+    );
+    not_found_saying_or(
+        &what("create_checkpoint"),
+        SAYS,
+        caps.checkpoint,
+        c.create_checkpoint(id, &checkpoint, false).await,
+    );
+    assert!(
+        !checkpoint.exists(),
+        "{}: a checkpoint was written",
+        what("create_checkpoint")
+    );
+    expect_err(
+        &what("delete_task"),
+        ErrorKind::NotFound,
+        SAYS,
+        c.delete_task(id).await,
+    );
 }
