@@ -50,6 +50,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The configuration of a [`FakeRemote`]; write it with [`FakeRemote::builder`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FakeConfig {
     /// What the fake answers to [`Client::version`].
     pub version: Version,
