@@ -97,8 +97,26 @@ impl FromStr for LogLevel {
 pub struct PluginConfig {
     /// The plugin's name, such as `io.containerd.runtime.v1.linux`.
     pub plugin: String,
-    /// The body of its `[plugins."<plugin>"]` TOML section: keys only.
+    /// The body of its `[plugins."<plugin>"]` TOML section (keys, and
+    /// tables nested in it).
     pub toml: String,
+}
+
+impl PluginConfig {
+    /// The section's body, parsed.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` when the body is not valid TOML.
+    pub(crate) fn table(&self) -> Result<toml::Table> {
+        self.toml.parse::<toml::Table>().map_err(|e| {
+            Error::invalid_argument(format!(
+                "plugin config for {:?} is not valid TOML: {}",
+                self.plugin,
+                e.message().trim_end()
+            ))
+        })
+    }
 }
 
 /// The health-check timing of an embedded daemon.
@@ -192,7 +210,7 @@ impl LinuxConfig {
     /// `InvalidArgument`: an empty address or binary, a relative state
     /// directory, a metrics address that is not `host:port`, an OOM score
     /// outside -1000..=1000, a shim group that is not a valid name, a plugin
-    /// section without a name or holding `[sections]`, a zero health-check
+    /// section without a name or whose body is not valid TOML, a zero health-check
     /// value, an RPC timeout of zero or over [`MAX_RPC_TIMEOUT`].
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::invalid_argument(msg).with_operation("new remote"));
@@ -225,12 +243,10 @@ impl LinuxConfig {
             })?;
         }
         for p in &self.plugin_config {
-            if p.plugin.is_empty() || p.toml.lines().any(|l| l.trim_start().starts_with('[')) {
-                return bad(format!(
-                    "plugin config for {:?} must name a plugin and hold keys only, no [sections]",
-                    p.plugin
-                ));
+            if p.plugin.is_empty() {
+                return bad("a plugin config must name its plugin".into());
             }
+            p.table().map_err(|e| e.with_operation("new remote"))?;
         }
         let h = &self.health_check;
         if h.interval.is_zero() || h.timeout.is_zero() || h.failures == 0 {
@@ -308,7 +324,9 @@ impl LinuxRemoteBuilder {
         self
     }
 
-    /// Adds a `[plugins."<plugin>"]` section whose body is `toml` (keys only).
+    /// Adds a `[plugins."<plugin>"]` section whose body is `toml` (keys, and
+    /// tables nested in the plugin's: `[sub]` becomes
+    /// `[plugins."<plugin>".sub]`). Sections of one plugin are merged.
     pub fn plugin_config(mut self, plugin: impl Into<String>, toml: impl Into<String>) -> Self {
         self.config.plugin_config.push(PluginConfig {
             plugin: plugin.into(),
@@ -441,8 +459,8 @@ mod tests {
         rejects(b().oom_score(1001), "-1000..=1000");
         rejects(b().oom_score(-1001), "-1000..=1000");
         rejects(b().shim_group("a/b"), "shim group");
-        rejects(b().plugin_config("", "a = 1"), "must name a plugin");
-        rejects(b().plugin_config("p", "[x]\na = 1"), "no [sections]");
+        rejects(b().plugin_config("", "a = 1"), "must name its plugin");
+        rejects(b().plugin_config("p", "a = = 1"), "not valid TOML");
         let zero = HealthCheck {
             failures: 0,
             ..HealthCheck::default()

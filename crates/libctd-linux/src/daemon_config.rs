@@ -8,7 +8,6 @@
 //! line.
 
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -185,73 +184,87 @@ pub(crate) fn write_config(config: &LinuxConfig, paths: &DaemonPaths, line: Line
         std::fs::create_dir_all(dir)
             .map_err(|e| state_dir_error(&config.state_dir, "cannot create daemon dirs", e))?;
     }
-    let text = render_config(config, paths, line);
+    let text = render_config(config, paths, line)?;
     std::fs::write(&paths.config_file, text)
         .map_err(|e| state_dir_error(&config.state_dir, "cannot write the config file", e))
 }
 
-/// A TOML string literal.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The configuration file's text for a daemon of `line`. The keys used are
 /// the same in versions 2 and 3; only the version and plugin ids differ.
-pub(crate) fn render_config(config: &LinuxConfig, paths: &DaemonPaths, line: Line) -> String {
-    let mut t = format!("version = {}\n", line.config_version());
-    let p = |p: &Path| toml_str(&p.to_string_lossy());
-    let _ = writeln!(t, "root = {}", p(&paths.root));
-    let _ = writeln!(t, "state = {}", p(&paths.state));
+pub(crate) fn render_config(
+    config: &LinuxConfig,
+    paths: &DaemonPaths,
+    line: Line,
+) -> Result<String> {
+    use toml::{Table, Value};
+    let path = |p: &Path| Value::String(p.to_string_lossy().into_owned());
+    let table = |entries: Vec<(&str, Value)>| -> Value {
+        Value::Table(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        )
+    };
+    let mut t = Table::new();
+    t.insert(
+        "version".into(),
+        Value::Integer(line.config_version().into()),
+    );
+    t.insert("root".into(), path(&paths.root));
+    t.insert("state".into(), path(&paths.state));
     if let Some(score) = config.oom_score {
-        let _ = writeln!(t, "oom_score = {score}");
+        t.insert("oom_score".into(), Value::Integer(score.into()));
     }
-    let disabled: Vec<String> = line
+    let disabled = line
         .disabled_plugins()
         .iter()
-        .map(|s| toml_str(s))
-        .collect();
-    let _ = writeln!(t, "disabled_plugins = [{}]", disabled.join(", "));
-    let _ = writeln!(t, "\n[grpc]\n  address = {}", p(&paths.socket));
+        .map(|p| Value::String((*p).to_owned()));
+    t.insert("disabled_plugins".into(), Value::Array(disabled.collect()));
+    let mut grpc = vec![("address", path(&paths.socket))];
     if let Some(uid) = config.socket_uid {
-        let _ = writeln!(t, "  uid = {uid}");
+        grpc.push(("uid", Value::Integer(uid.into())));
     }
     if let Some(gid) = config.socket_gid {
-        let _ = writeln!(t, "  gid = {gid}");
+        grpc.push(("gid", Value::Integer(gid.into())));
     }
-    let _ = writeln!(t, "\n[ttrpc]\n  address = {}", p(&paths.ttrpc_socket));
-    if config.debug_address.is_some() || config.log_level.is_some() {
-        t.push_str("\n[debug]\n");
-        if let Some(a) = &config.debug_address {
-            let _ = writeln!(t, "  address = {}", p(a));
-        }
-        if let Some(l) = &config.log_level {
-            let _ = writeln!(t, "  level = {}", toml_str(l.as_str()));
-        }
+    t.insert("grpc".into(), table(grpc));
+    t.insert(
+        "ttrpc".into(),
+        table(vec![("address", path(&paths.ttrpc_socket))]),
+    );
+    let mut debug = Vec::new();
+    if let Some(a) = &config.debug_address {
+        debug.push(("address", path(a)));
+    }
+    if let Some(l) = &config.log_level {
+        debug.push(("level", Value::String(l.as_str().to_owned())));
+    }
+    if !debug.is_empty() {
+        t.insert("debug".into(), table(debug));
     }
     if let Some(a) = &config.metrics_address {
-        let _ = writeln!(t, "\n[metrics]\n  address = {}", toml_str(a));
-    }
-    for section in &config.plugin_config {
-        let _ = writeln!(
-            t,
-            "\n[plugins.{}]\n{}",
-            toml_str(&section.plugin),
-            section.toml
+        t.insert(
+            "metrics".into(),
+            table(vec![("address", Value::String(a.clone()))]),
         );
     }
-    t
+    if !config.plugin_config.is_empty() {
+        let mut plugins = Table::new();
+        for section in &config.plugin_config {
+            let body = section.table()?;
+            match plugins.get_mut(&section.plugin) {
+                // Two sections for one plugin: the later keys win.
+                Some(Value::Table(existing)) => existing.extend(body),
+                _ => {
+                    plugins.insert(section.plugin.clone(), Value::Table(body));
+                }
+            }
+        }
+        t.insert("plugins".into(), Value::Table(plugins));
+    }
+    toml::to_string(&t)
+        .map_err(|e| Error::system("cannot write the daemon's configuration").with_source(e))
 }
 
 #[cfg(test)]
@@ -299,10 +312,10 @@ mod tests {
     fn each_line_gets_its_config_version_and_plugin_ids() {
         let config = LinuxConfig::default();
         let paths = DaemonPaths::new(Path::new("/run/x"));
-        let v1 = render_config(&config, &paths, V16);
+        let v1 = render_config(&config, &paths, V16).unwrap();
         assert!(v1.starts_with("version = 2\n"), "{v1}");
         assert!(!v1.contains("io.containerd.cri.v1.runtime"), "{v1}");
-        let v2 = render_config(&config, &paths, V21);
+        let v2 = render_config(&config, &paths, V21).unwrap();
         assert!(v2.starts_with("version = 3\n"), "{v2}");
         for id in [
             "\"io.containerd.grpc.v1.cri\"",
@@ -328,7 +341,7 @@ mod tests {
             .unwrap();
         let paths = DaemonPaths::new(&config.state_dir);
         for line in [V16, V21] {
-            let text = render_config(&config, &paths, line);
+            let text = render_config(&config, &paths, line).unwrap();
             for needle in [
                 "root = \"/run/x/daemon/root\"",
                 "state = \"/run/x/daemon/state\"",
@@ -349,8 +362,21 @@ mod tests {
     }
 
     #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    fn strings_are_escaped_and_plugin_sections_nest() {
+        let config = crate::LinuxRemote::builder()
+            .state_dir("/run/a\"b")
+            .plugin_config("p", "a = 1\n[nested]\nb = \"x\\ny\"")
+            .plugin_config("p", "c = true")
+            .into_config()
+            .unwrap();
+        let paths = DaemonPaths::new(&config.state_dir);
+        let text = render_config(&config, &paths, V16).unwrap();
+        let back: toml::Table = text.parse().unwrap();
+        assert_eq!(back["root"].as_str(), Some("/run/a\"b/daemon/root"));
+        let p = &back["plugins"]["p"];
+        assert_eq!(p["a"].as_integer(), Some(1));
+        assert_eq!(p["nested"]["b"].as_str(), Some("x\ny"));
+        assert_eq!(p["c"].as_bool(), Some(true));
     }
 
     #[test]

@@ -184,7 +184,7 @@ async fn bad_settings_are_rejected_before_anything_starts() {
     let dir = state_dir("badopt");
     let bad = [
         at(&dir).oom_score(5000),
-        at(&dir).plugin_config("io.containerd.gc.v1.scheduler", "[evil]"),
+        at(&dir).plugin_config("io.containerd.gc.v1.scheduler", "]evil["),
         at(&dir).rpc_timeout(Duration::ZERO),
         at(&dir).address(""),
     ];
