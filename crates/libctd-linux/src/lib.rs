@@ -122,6 +122,8 @@ mod client;
 #[cfg(unix)]
 mod config;
 #[cfg(unix)]
+mod conn;
+#[cfg(unix)]
 mod convert;
 #[cfg(unix)]
 mod daemon_config;
@@ -132,6 +134,8 @@ mod fifo;
 #[cfg(all(unix, test))]
 mod fuzz;
 #[cfg(unix)]
+mod procfs;
+#[cfg(unix)]
 mod proto;
 #[cfg(unix)]
 mod remote;
@@ -140,7 +144,13 @@ mod rollback;
 #[cfg(unix)]
 mod runc;
 #[cfg(unix)]
+mod session;
+#[cfg(unix)]
 mod shim_exits;
+#[cfg(unix)]
+mod state;
+#[cfg(unix)]
+mod state_dir;
 #[cfg(unix)]
 mod supervisor;
 #[cfg(unix)]
