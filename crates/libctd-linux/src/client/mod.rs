@@ -8,6 +8,8 @@ mod exec;
 mod lifecycle;
 mod queries;
 mod restore;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::path::Path;
