@@ -14,6 +14,9 @@
 //! deadline (a transport `Cancelled "Timeout expired"`); the whole daemon
 //! can go down (every call fails, every stream ends with `Unknown`, as an
 //! h2 error does), and new subscriptions can be made deaf.
+//!
+//! Over 600 lines: one model of containerd's containers, tasks and events,
+//! each of the seam's 21 calls a few lines over the same private world.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
