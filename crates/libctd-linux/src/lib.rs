@@ -133,6 +133,8 @@ mod events;
 mod fifo;
 #[cfg(all(unix, test))]
 mod fuzz;
+#[cfg(all(unix, test))]
+mod layers;
 #[cfg(unix)]
 mod procfs;
 #[cfg(unix)]
