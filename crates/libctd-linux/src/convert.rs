@@ -79,20 +79,6 @@ pub(crate) fn json_any<T: Serialize>(type_url: &str, value: &T) -> Result<Any, E
     })
 }
 
-/// The runc shim options for libctd's [`RuncOptions`](crate::RuncOptions).
-pub(crate) fn runc_options(o: &crate::RuncOptions) -> RuncOptionsProto {
-    RuncOptionsProto {
-        binary_name: o.binary_name.clone().unwrap_or_default(),
-        root: o.root.clone().unwrap_or_default(),
-        systemd_cgroup: o.systemd_cgroup,
-        no_pivot_root: o.no_pivot_root,
-        no_new_keyring: o.no_new_keyring,
-        io_uid: o.io_uid,
-        io_gid: o.io_gid,
-        ..RuncOptionsProto::default()
-    }
-}
-
 /// A protobuf timestamp as a `SystemTime`; Go's zero time (and anything before
 /// the epoch) is "none".
 pub(crate) fn time_from_proto(ts: Option<&Timestamp>) -> Option<SystemTime> {
@@ -328,29 +314,6 @@ mod tests {
         assert_eq!(details.type_url, "containerd.runc.v1.ProcessDetails");
         assert_eq!(v1::Metrics::full_name(), "io.containerd.cgroups.v1.Metrics");
         assert_eq!(v2::Metrics::full_name(), "io.containerd.cgroups.v2.Metrics");
-    }
-
-    #[test]
-    fn runc_options_encode_as_before() {
-        // The fields libctd sets, with the tags of containerd's oci.proto;
-        // the empty ones (proto3) are not sent.
-        let o = crate::RuncOptions {
-            binary_name: Some("runc".into()),
-            root: Some("/r".into()),
-            systemd_cgroup: true,
-            io_uid: 7,
-            ..crate::RuncOptions::default()
-        };
-        let bytes = runc_options(&o).encode_to_vec();
-        assert_eq!(
-            bytes,
-            [
-                0x20, 7, // io_uid = 4
-                0x32, 4, b'r', b'u', b'n', b'c', // binary_name = 6
-                0x3a, 2, b'/', b'r', // root = 7
-                0x48, 1, // systemd_cgroup = 9
-            ]
-        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use libctd_core::{Error, Result};
 
 use crate::config::LinuxConfig;
-use crate::supervisor::{DaemonPaths, find_binary, state_dir_error};
+use crate::state_dir::{DaemonPaths, find_binary, state_dir_error};
 
 /// How long `containerd --version` may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);

@@ -9,8 +9,7 @@ use containerd_client::events::{
     TaskCreate, TaskExecAdded, TaskExecStarted, TaskExit, TaskOom, TaskPaused, TaskResumed,
     TaskStart,
 };
-use containerd_client::services::v1::events_client::EventsClient;
-use containerd_client::services::v1::{GetRequest, GetResponse, PublishRequest, SubscribeRequest};
+use containerd_client::services::v1::{GetResponse, PublishRequest};
 use containerd_client::types::Envelope;
 use containerd_client::types::v1::Process;
 use libctd_core::{EventInfo, EventType, INIT_PROCESS_ID, Status};
@@ -19,8 +18,10 @@ use prost_types::Any;
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 
-use crate::client::{Container, Inner, wire_exec_id};
+use crate::conn::wire_exec_id;
 use crate::convert;
+use crate::session::Session;
+use crate::state::{Container, StreamExit};
 
 /// The topic of the private event that proves a subscription is live.
 const SYNC_TOPIC: &str = "/tasks/libctd-sync";
@@ -81,9 +82,9 @@ pub(crate) fn decode(event: &Any) -> Option<TaskEvent> {
 
 /// The subscription loop of one client. `ready` is answered once the first
 /// subscription is live.
-pub(crate) async fn run(inner: Arc<Inner>, ready: oneshot::Sender<()>) {
+pub(crate) async fn run(inner: Arc<Session>, ready: oneshot::Sender<()>) {
     let mut ready = Some(ready);
-    let mut closed = inner.shared.closed.clone();
+    let mut closed = inner.conn.shared.closed.clone();
     let mut backoff = Duration::from_millis(100);
     loop {
         if *closed.borrow() {
@@ -96,7 +97,7 @@ pub(crate) async fn run(inner: Arc<Inner>, ready: oneshot::Sender<()>) {
         if live {
             backoff = Duration::from_millis(100);
         }
-        tracing::debug!(namespace = %inner.namespace, ?backoff, "event stream ended; resubscribing");
+        tracing::debug!(namespace = %inner.namespace(), ?backoff, "event stream ended; resubscribing");
         tokio::select! {
             _ = closed.wait_for(|c| *c) => return,
             () = tokio::time::sleep(backoff) => {}
@@ -106,23 +107,23 @@ pub(crate) async fn run(inner: Arc<Inner>, ready: oneshot::Sender<()>) {
 }
 
 /// One subscription, until its stream breaks. Returns whether it became live.
-async fn subscribe_once(inner: &Arc<Inner>, ready: &mut Option<oneshot::Sender<()>>) -> bool {
+async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender<()>>) -> bool {
     let token = format!(
         "{}-{}-{}",
         std::process::id(),
-        inner.namespace,
+        inner.namespace(),
         SYNC_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    let mut events = EventsClient::new(inner.shared.channel.clone());
-    let req = inner.stream_request(SubscribeRequest {
-        filters: vec![format!("namespace=={},topic~=|^/tasks/|", inner.namespace)],
-    });
+    let filters = vec![format!(
+        "namespace=={},topic~=|^/tasks/|",
+        inner.namespace()
+    )];
     // containerd answers Subscribe only with its first event: publish private
     // sync events until one comes back through this subscription.
     let publisher = tokio::spawn(publish_sync(inner.clone(), token.clone()));
     let _stop_publisher = AbortOnDrop(publisher);
-    let mut stream = match events.subscribe(req).await {
-        Ok(s) => s.into_inner(),
+    let mut stream = match inner.conn.api.subscribe(filters).await {
+        Ok(s) => s,
         Err(status) => {
             tracing::debug!(error = %status, "subscribe failed");
             return false;
@@ -133,7 +134,7 @@ async fn subscribe_once(inner: &Arc<Inner>, ready: &mut Option<oneshot::Sender<(
         let envelope: Envelope = match stream.next().await {
             Some(Ok(e)) => e,
             Some(Err(status)) => {
-                tracing::warn!(namespace = %inner.namespace, error = %status.message(), "the event stream broke");
+                tracing::warn!(namespace = %inner.namespace(), error = %status.message(), "the event stream broke");
                 return live;
             }
             None => return live,
@@ -169,17 +170,16 @@ impl Drop for AbortOnDrop {
 }
 
 /// Publishes the sync event every 100 ms until aborted.
-async fn publish_sync(inner: Arc<Inner>, token: String) {
-    let mut events = EventsClient::new(inner.shared.channel.clone());
+async fn publish_sync(inner: Arc<Session>, token: String) {
     loop {
-        let req = inner.request(PublishRequest {
+        let req = PublishRequest {
             topic: SYNC_TOPIC.to_owned(),
             event: Some(Any {
                 type_url: SYNC_TYPE_URL.to_owned(),
                 value: token.clone().into_bytes(),
             }),
-        });
-        if let Err(e) = events.publish(req).await {
+        };
+        if let Err(e) = inner.conn.api.publish(req).await {
             tracing::debug!(error = %e, "publishing the sync event failed");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -187,7 +187,7 @@ async fn publish_sync(inner: Arc<Inner>, token: String) {
 }
 
 /// Translates one event and queues it for the engine.
-pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
+pub(crate) fn handle(inner: &Arc<Session>, event: TaskEvent) {
     let container_id = match &event {
         TaskEvent::Create(e) => &e.container_id,
         TaskEvent::Start(e) => &e.container_id,
@@ -214,10 +214,9 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
                 EventType::Start
             }
             TaskEvent::Oom(_) => {
-                if st.oom {
+                if !st.mark_oom() {
                     return; // one kill, many events: delivered once
                 }
-                st.oom = true;
                 EventType::Oom
             }
             TaskEvent::ExecAdded(e) => {
@@ -231,40 +230,15 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
             }
             TaskEvent::Paused(_) => EventType::Paused,
             TaskEvent::Resumed(_) => EventType::Resumed,
-            TaskEvent::Exit(e) => {
-                let is_init = e.id == info.container_id || e.id.is_empty();
-                let process_id = if is_init {
-                    INIT_PROCESS_ID.to_owned()
-                } else {
-                    e.id.clone()
-                };
-                let Some(p) = st.processes.get_mut(&process_id) else {
-                    if is_init && st.restoring {
-                        // restore delivers it once it tracks the process.
-                        st.missed_exit = Some(e);
-                    }
-                    return; // a process we no longer track
-                };
-                // The exit of an earlier process of the same id (a task a
-                // rollback killed before this one was created): an init
-                // cannot exit before its task create answered with its pid.
-                let earlier = if p.pid == 0 {
-                    is_init
-                } else {
-                    e.pid != 0 && e.pid != p.pid
-                };
-                if p.exit_delivered || earlier {
-                    return;
+            TaskEvent::Exit(e) => match st.exit_from_stream(&c.id, e) {
+                StreamExit::Deliver(exit) => {
+                    info = exit;
+                    EventType::Exit
                 }
-                p.exit_delivered = true;
-                info.process_id = process_id;
-                info.pid = e.pid;
-                info.exit_code = e.exit_status;
-                info.exited_at = convert::time_from_proto(e.exited_at.as_ref());
-                EventType::Exit
-            }
+                StreamExit::Ignore => return,
+            },
         };
-        info.oom_killed = st.oom;
+        info.oom_killed = st.oom();
         kind
     };
     deliver(inner, kind, info);
@@ -272,13 +246,10 @@ pub(crate) fn handle(inner: &Arc<Inner>, event: TaskEvent) {
 
 /// Queues one event; an exec's exit is followed, in the same slot, by its
 /// cleanup; the init's exit by a check that every exec gets its exit too.
-fn deliver(inner: &Arc<Inner>, kind: EventType, info: EventInfo) {
+fn deliver(inner: &Arc<Session>, kind: EventType, info: EventInfo) {
     if kind == EventType::Exit && info.process_id == INIT_PROCESS_ID {
         if let Some(c) = inner.container(&info.container_id)
-            && c.lock()
-                .processes
-                .iter()
-                .any(|(id, p)| id != INIT_PROCESS_ID && !p.exit_delivered)
+            && c.lock().exec_exit_undelivered()
         {
             tokio::spawn(execs_after_init_exit(inner.clone(), c));
         }
@@ -288,10 +259,31 @@ fn deliver(inner: &Arc<Inner>, kind: EventType, info: EventInfo) {
         let cid = info.container_id.clone();
         let exec_id = info.process_id.clone();
         inner.dispatcher.dispatch_then(kind, info, async move {
-            inner2.cleanup_exec(&cid, &exec_id).await;
+            cleanup_exec(&inner2, &cid, &exec_id).await;
         });
     } else {
         inner.dispatcher.dispatch(kind, info);
+    }
+}
+
+/// The bound on an exec's cleanup after its exit was delivered.
+const EXEC_CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Deletes an exec in containerd and forgets it (after its exit was delivered).
+async fn cleanup_exec(inner: &Session, container_id: &str, exec_id: &str) {
+    let deleted = inner.conn.api.delete_process(container_id, exec_id);
+    match tokio::time::timeout(EXEC_CLEANUP_TIMEOUT, deleted).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(container_id, exec_id, error = %e, "deleting an exited exec failed")
+        }
+        Err(_) => tracing::warn!(container_id, exec_id, "deleting an exited exec timed out"),
+    }
+    let proc = inner
+        .container(container_id)
+        .and_then(|c| c.lock().forget(exec_id));
+    if let Some(p) = proc {
+        let _ = tokio::time::timeout(EXEC_CLEANUP_TIMEOUT, p.release()).await;
     }
 }
 
@@ -304,7 +296,7 @@ const EXEC_EXIT_WATCH: Duration = Duration::from_secs(10);
 /// shim itself died. Until each exec's exit is delivered (by the stream or
 /// here), asks containerd for it; an exec whose task is gone gets an exit
 /// with an unknown status.
-async fn execs_after_init_exit(inner: Arc<Inner>, c: Arc<Container>) {
+async fn execs_after_init_exit(inner: Arc<Session>, c: Arc<Container>) {
     let deadline = tokio::time::Instant::now() + EXEC_EXIT_WATCH;
     // The shim normally reports the execs' exits right after the init's:
     // ask only about those it has not reported after a moment.
@@ -322,13 +314,12 @@ async fn execs_after_init_exit(inner: Arc<Inner>, c: Arc<Container>) {
 /// After a gap: completes rollbacks that could not reach containerd, then
 /// asks containerd for every started process whose exit was not delivered,
 /// and delivers the exits that happened meanwhile, once.
-async fn reconcile(inner: &Arc<Inner>) {
+async fn reconcile(inner: &Arc<Session>) {
     // On its own task: a rollback can take a deadline or two, and the
     // stream must go on being read meanwhile.
     let settling = inner.clone();
-    tokio::spawn(async move { settling.settle_all().await });
-    let containers: Vec<_> = inner.lock_containers().values().cloned().collect();
-    for c in containers {
+    tokio::spawn(async move { settling.rollbacks.settle_all().await });
+    for c in inner.all_containers() {
         reconcile_container(inner, &c, |_| true).await;
     }
 }
@@ -337,30 +328,20 @@ async fn reconcile(inner: &Arc<Inner>) {
 /// selects) that containerd reports stopped or gone; returns how many of
 /// them are still running or could not be asked about.
 pub(crate) async fn reconcile_container(
-    inner: &Arc<Inner>,
+    inner: &Arc<Session>,
     c: &Arc<Container>,
     which: impl Fn(&str) -> bool,
 ) -> usize {
-    let pending: Vec<String> = c
-        .lock()
-        .processes
-        .iter()
-        .filter(|(id, p)| which(id) && *p.started.borrow() && !p.exit_delivered)
-        .map(|(id, _)| id.clone())
-        .collect();
+    let pending = c.lock().owed_exits(which);
     let mut undelivered = 0;
     {
         for process_id in pending {
-            let req = inner.request(GetRequest {
-                container_id: c.id.clone(),
-                exec_id: wire_exec_id(&process_id),
-            });
             // A process that vanished (its shim died, someone deleted it)
             // exited too: its exit is delivered with an unknown status.
             let mut vanished = None;
-            let got = inner.tasks().get(req).await;
+            let got = inner.conn.api.get(&c.id, &wire_exec_id(&process_id)).await;
             let process = match got.or_else(|e| exit_kept_by_shim(inner, &c.id, &process_id, e)) {
-                Ok(r) => r.into_inner().process.unwrap_or_default(),
+                Ok(r) => r.process.unwrap_or_default(),
                 Err(e) if e.code() == tonic::Code::NotFound => {
                     vanished = Some(
                         "the process is gone from containerd without a reported exit (its shim died, or it was deleted)",
@@ -378,17 +359,11 @@ pub(crate) async fn reconcile_container(
                 continue;
             }
             let info = {
-                let mut st = c.lock();
-                let oom = st.oom;
-                let Some(p) = st.processes.get_mut(&process_id) else {
+                let Some((pid, oom)) = c.lock().take_exit(&process_id) else {
                     continue;
                 };
-                if p.exit_delivered {
-                    continue;
-                }
-                p.exit_delivered = true;
                 match vanished {
-                    Some(why) => lost_exit(&c.id, &process_id, p.pid, oom, why),
+                    Some(why) => lost_exit(&c.id, &process_id, pid, oom, why),
                     None => EventInfo::new(c.id.as_str(), process_id.as_str())
                         .with_pid(process.pid)
                         .with_exit_code(process.exit_status)
@@ -429,23 +404,24 @@ pub(crate) fn lost_exit(
 /// whose processes died while they were down (see `shim_exits`). Shaped as
 /// the stopped process `Tasks.Get` would have returned; otherwise `error`.
 fn exit_kept_by_shim(
-    inner: &Inner,
+    inner: &Session,
     container_id: &str,
     process_id: &str,
     error: tonic::Status,
-) -> Result<tonic::Response<GetResponse>, tonic::Status> {
+) -> Result<GetResponse, tonic::Status> {
     if error.code() != tonic::Code::NotFound || process_id != INIT_PROCESS_ID {
         return Err(error);
     }
     let pid = inner
         .container(container_id)
-        .and_then(|c| c.lock().processes.get(process_id).map(|p| p.pid));
+        .and_then(|c| c.lock().pid_of(process_id));
     let Some(exit) = inner
+        .conn
         .shared
         .shim_exits
         .as_ref()
         .zip(pid)
-        .and_then(|(exits, pid)| exits.get(&inner.namespace, container_id, pid))
+        .and_then(|(exits, pid)| exits.get(inner.namespace(), container_id, pid))
     else {
         return Err(error);
     };
@@ -453,7 +429,7 @@ fn exit_kept_by_shim(
         container_id,
         "reconcile: the exit status comes from the shim"
     );
-    Ok(tonic::Response::new(GetResponse {
+    Ok(GetResponse {
         process: Some(Process {
             id: container_id.to_owned(),
             pid: exit.pid,
@@ -462,17 +438,18 @@ fn exit_kept_by_shim(
             exited_at: exit.exited_at,
             ..Process::default()
         }),
-    }))
+    })
 }
 
 /// The init exit a shim kept for a task containerd dropped (see
 /// [`exit_kept_by_shim`]), claimed when the task is deleted.
-pub(crate) fn take_exit_kept_by_shim(inner: &Inner, container_id: &str) -> Option<TaskExit> {
+pub(crate) fn take_exit_kept_by_shim(inner: &Session, container_id: &str) -> Option<TaskExit> {
     let exit = inner
+        .conn
         .shared
         .shim_exits
         .as_ref()?
-        .take(&inner.namespace, container_id)?;
+        .take(inner.namespace(), container_id)?;
     Some(TaskExit {
         container_id: container_id.to_owned(),
         id: container_id.to_owned(),

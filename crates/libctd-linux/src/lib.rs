@@ -6,6 +6,8 @@ mod client;
 #[cfg(unix)]
 mod config;
 #[cfg(unix)]
+mod conn;
+#[cfg(unix)]
 mod convert;
 #[cfg(unix)]
 mod daemon_config;
@@ -15,6 +17,10 @@ mod events;
 mod fifo;
 #[cfg(all(unix, test))]
 mod fuzz;
+#[cfg(all(unix, test))]
+mod layers;
+#[cfg(unix)]
+mod procfs;
 #[cfg(unix)]
 mod proto;
 #[cfg(unix)]
@@ -24,7 +30,13 @@ mod rollback;
 #[cfg(unix)]
 mod runc;
 #[cfg(unix)]
+mod session;
+#[cfg(unix)]
 mod shim_exits;
+#[cfg(unix)]
+mod state;
+#[cfg(unix)]
+mod state_dir;
 #[cfg(unix)]
 mod supervisor;
 #[cfg(unix)]

@@ -6,36 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hyper_util::rt::TokioIo;
 use libctd_core::{Backend, Client, Error, ErrorKind, Result, validate_namespace};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::client::LinuxClient;
 use crate::config::{LinuxConfig, LinuxRemoteBuilder};
-use crate::shim_exits::ShimExits;
-use crate::supervisor::{self, Supervisor, version_ok};
-
-/// What clients of one remote share.
-pub(crate) struct Shared {
-    /// The one gRPC channel (reconnects by itself after a daemon restart).
-    pub channel: Channel,
-    /// Where per-container FIFOs live.
-    pub fifo_root: PathBuf,
-    /// runc's state root for containers created through this remote.
-    pub runc_root: PathBuf,
-    /// The shim group label, if any.
-    pub shim_group: Option<String>,
-    /// The deadline of each call.
-    pub rpc_timeout: Duration,
-    /// Where an embedded daemon keeps its task bundles (`None` at an
-    /// address): a bundle left by a task containerd lost is removed there.
-    pub bundle_root: Option<PathBuf>,
-    /// Becomes true on cleanup: event streams stop.
-    pub closed: watch::Receiver<bool>,
-    /// Exits the shims kept across restarts of an embedded daemon.
-    pub shim_exits: Option<Arc<ShimExits>>,
-}
+use crate::conn::{Shared, lazy_channel, version_ok};
+use crate::state_dir::{self, DaemonPaths};
+use crate::supervisor::{self, Supervisor};
 
 /// containerd, embedded and supervised by default, or at an address.
 ///
@@ -85,24 +64,8 @@ impl std::fmt::Debug for LinuxRemote {
 fn socket_of(config: &LinuxConfig) -> PathBuf {
     match &config.address {
         Some(a) => a.clone(),
-        None => supervisor::DaemonPaths::new(&config.state_dir).socket,
+        None => DaemonPaths::new(&config.state_dir).socket,
     }
-}
-
-/// A channel that dials `socket` lazily and again after each failure.
-fn lazy_channel(socket: &Path) -> Result<Channel> {
-    let path = socket.to_path_buf();
-    let endpoint = Endpoint::try_from("http://[::]:50051")
-        .map_err(|e| Error::system("cannot build the gRPC endpoint").with_source(e))?;
-    Ok(
-        endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        })),
-    )
 }
 
 impl LinuxRemote {
@@ -121,7 +84,7 @@ impl LinuxRemote {
     #[tracing::instrument(level = "info", skip_all)]
     pub async fn with_config(config: LinuxConfig) -> Result<Self> {
         config.validate()?;
-        supervisor::prepare_state_dir(&config.state_dir)?;
+        state_dir::prepare_state_dir(&config.state_dir)?;
         let fifo_root = config.state_dir.join("fifo");
         let socket = socket_of(&config);
         if socket.as_os_str().len() >= 108 {
@@ -147,7 +110,7 @@ impl LinuxRemote {
                 shim_group: config.shim_group.clone(),
                 rpc_timeout: config.rpc_timeout,
                 bundle_root: config.address.is_none().then(|| {
-                    supervisor::DaemonPaths::new(&config.state_dir)
+                    DaemonPaths::new(&config.state_dir)
                         .state
                         .join("io.containerd.runtime.v2.task")
                 }),

@@ -8,15 +8,15 @@
 //! remembered and completed before the id is used again (create, start,
 //! exec, delete) and as soon as the event stream is back (reconcile).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use containerd_client::services::v1::{
-    DeleteContainerRequest, DeleteProcessRequest, DeleteTaskRequest, KillRequest,
-};
+use containerd_client::services::v1::KillRequest;
 use libctd_core::{Error, ErrorKind, Result};
 
-use crate::client::Inner;
+use crate::conn::Conn;
 use crate::convert::{made_by_transport, status_error};
 
 /// How long a rollback waits for a killed process to stop before it can be
@@ -48,7 +48,29 @@ pub(crate) fn unreachable(e: &Error) -> bool {
     }
 }
 
-impl Inner {
+/// The rollbacks of one client that could not reach containerd yet.
+pub(crate) struct Rollbacks {
+    conn: Conn,
+    /// Rollbacks that could not reach containerd, by container id.
+    pending: Mutex<HashMap<String, Vec<Rollback>>>,
+    /// Serialises the completion of remembered rollbacks.
+    settling: tokio::sync::Mutex<()>,
+}
+
+impl Rollbacks {
+    /// None remembered yet.
+    pub(crate) fn new(conn: Conn) -> Self {
+        Self {
+            conn,
+            pending: Mutex::new(HashMap::new()),
+            settling: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, HashMap<String, Vec<Rollback>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Undoes `change` of container `id` now, or leaves it remembered for
     /// later when containerd cannot be reached. It is remembered before it is
     /// tried, so that a concurrent use of the id waits for it (`settle`).
@@ -112,14 +134,12 @@ impl Inner {
     /// refusal cannot make the id unusable for ever.
     async fn undo(&self, id: &str, change: &Rollback, deferred: bool) -> Result<()> {
         let result = match change {
-            Rollback::Container => {
-                let req = self.request(DeleteContainerRequest { id: id.to_owned() });
-                self.containers_client()
-                    .delete(req)
-                    .await
-                    .map(drop)
-                    .map_err(status_error)
-            }
+            Rollback::Container => self
+                .conn
+                .api
+                .delete_container(id)
+                .await
+                .map_err(status_error),
             Rollback::Task => match self.kill_and_delete(id, "").await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -149,17 +169,17 @@ impl Inner {
     /// cannot clean it up at restart), and the id can never start again.
     /// Its runc container, if runc got that far, is deleted by force.
     async fn remove_stale_bundle(&self, id: &str) {
-        let Some(root) = &self.shared.bundle_root else {
+        let Some(root) = &self.conn.shared.bundle_root else {
             return;
         };
-        let bundle = root.join(&self.namespace).join(id);
+        let bundle = root.join(&self.conn.namespace).join(id);
         // A shim that got as far as its address or pid file is containerd's
         // to clean up; only a bundle without either is lost.
         if !bundle.exists() || bundle.join("address").exists() || bundle.join("shim.pid").exists() {
             return;
         }
         tracing::warn!(container_id = id, bundle = %bundle.display(), "removing a task bundle containerd lost");
-        let runc_root = self.shared.runc_root.join(&self.namespace);
+        let runc_root = self.conn.shared.runc_root.join(&self.conn.namespace);
         if runc_root.join(id).exists() {
             let forced = tokio::process::Command::new("runc")
                 .arg("--root")
@@ -176,7 +196,7 @@ impl Inner {
         }
         // The shim's work directory, only where containerd puts it.
         if let Ok(work) = std::fs::read_link(bundle.join("work"))
-            && work.ends_with(Path::new(&self.namespace).join(id))
+            && work.ends_with(Path::new(&self.conn.namespace).join(id))
             && work
                 .components()
                 .any(|c| c.as_os_str() == "io.containerd.runtime.v2.task")
@@ -190,13 +210,13 @@ impl Inner {
 
     /// SIGKILLs a task (`exec_id` "") or exec and deletes it once stopped.
     async fn kill_and_delete(&self, id: &str, exec_id: &str) -> Result<()> {
-        let kill = self.request(KillRequest {
+        let kill = KillRequest {
             container_id: id.to_owned(),
             exec_id: exec_id.to_owned(),
             signal: 9,
             all: exec_id.is_empty(),
-        });
-        if let Err(e) = self.tasks().kill(kill).await.map_err(status_error)
+        };
+        if let Err(e) = self.conn.api.kill(kill).await.map_err(status_error)
             && unreachable(&e)
         {
             return Err(e);
@@ -205,16 +225,9 @@ impl Inner {
         let mut pause = Duration::from_millis(10);
         loop {
             let deleted = if exec_id.is_empty() {
-                let req = self.request(DeleteTaskRequest {
-                    container_id: id.to_owned(),
-                });
-                self.tasks().delete(req).await.map(drop)
+                self.conn.api.delete_task(id).await.map(drop)
             } else {
-                let req = self.request(DeleteProcessRequest {
-                    container_id: id.to_owned(),
-                    exec_id: exec_id.to_owned(),
-                });
-                self.tasks().delete_process(req).await.map(drop)
+                self.conn.api.delete_process(id, exec_id).await.map(drop)
             };
             match deleted.map_err(status_error) {
                 // Killed but not yet reaped: ask again shortly.

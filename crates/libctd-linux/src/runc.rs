@@ -4,7 +4,7 @@
 use libctd_core::{Error, Result, RuntimeOptions};
 use prost::{Message, Name};
 
-use crate::convert::{self, RuncOptionsProto};
+use crate::convert::RuncOptionsProto;
 
 /// Options of containerd's runc shim (`containerd.runc.v1.Options`), given
 /// to [`Client::create`](libctd_core::Client::create) through
@@ -45,8 +45,22 @@ pub struct RuncOptions {
 
 impl From<RuncOptions> for RuntimeOptions {
     fn from(options: RuncOptions) -> Self {
-        let proto = convert::runc_options(&options);
+        let proto = proto_of(&options);
         RuntimeOptions::new(RuncOptionsProto::full_name(), proto.encode_to_vec())
+    }
+}
+
+/// The runc shim's message for `o`.
+fn proto_of(o: &RuncOptions) -> RuncOptionsProto {
+    RuncOptionsProto {
+        binary_name: o.binary_name.clone().unwrap_or_default(),
+        root: o.root.clone().unwrap_or_default(),
+        systemd_cgroup: o.systemd_cgroup,
+        no_pivot_root: o.no_pivot_root,
+        no_new_keyring: o.no_new_keyring,
+        io_uid: o.io_uid,
+        io_gid: o.io_gid,
+        ..RuncOptionsProto::default()
     }
 }
 
@@ -106,6 +120,29 @@ mod tests {
             proto.encode_to_vec(),
         );
         assert_eq!(decode(&domained).unwrap(), proto);
+    }
+
+    #[test]
+    fn runc_options_encode_as_before() {
+        // The fields libctd sets, with the tags of containerd's oci.proto;
+        // the empty ones (proto3) are not sent.
+        let o = RuncOptions {
+            binary_name: Some("runc".into()),
+            root: Some("/r".into()),
+            systemd_cgroup: true,
+            io_uid: 7,
+            ..RuncOptions::default()
+        };
+        let bytes = proto_of(&o).encode_to_vec();
+        assert_eq!(
+            bytes,
+            [
+                0x20, 7, // io_uid = 4
+                0x32, 4, b'r', b'u', b'n', b'c', // binary_name = 6
+                0x3a, 2, b'/', b'r', // root = 7
+                0x48, 1, // systemd_cgroup = 9
+            ]
+        );
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! Starts, health-checks, restarts and stops an embedded containerd.
 //!
-//! Over 600 lines: the daemon's lifecycle, the state directory's rules and
-//! the exit-time clean-up share its private state; issue 12 re-layers it.
+//! The state directory's rules live in `state_dir`, what `/proc` tells in
+//! `procfs`; the exit-time clean-up stays here, as it reads the
+//! supervisor's private state.
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use containerd_client::services::v1::version_client::VersionClient;
 use libctd_core::{Error, Result};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
@@ -20,8 +20,11 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use crate::config::LinuxConfig;
+use crate::conn::version_ok;
 use crate::daemon_config::{self, Binary};
+use crate::procfs::{kill_shims_of, process_alive};
 use crate::shim_exits::ShimExits;
+use crate::state_dir::{DaemonPaths, remove_state_dir, state_dir_error};
 
 /// How long a started daemon has to answer Version.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,36 +32,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// The longest pause between two restart attempts.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
-
-/// The files of an embedded daemon under the state directory.
-#[derive(Debug, Clone)]
-pub(crate) struct DaemonPaths {
-    pub socket: PathBuf,
-    pub ttrpc_socket: PathBuf,
-    pub pid_file: PathBuf,
-    pub config_file: PathBuf,
-    pub log_file: PathBuf,
-    /// Held (flock) by the one supervisor that owns the daemon.
-    pub lock_file: PathBuf,
-    pub root: PathBuf,
-    pub state: PathBuf,
-}
-
-impl DaemonPaths {
-    pub(crate) fn new(state_dir: &Path) -> Self {
-        let daemon = state_dir.join("daemon");
-        Self {
-            socket: state_dir.join("containerd.sock"),
-            ttrpc_socket: state_dir.join("containerd.sock.ttrpc"),
-            pid_file: state_dir.join("containerd.pid"),
-            config_file: state_dir.join("containerd.toml"),
-            log_file: state_dir.join("containerd.log"),
-            lock_file: state_dir.join("supervisor.lock"),
-            root: daemon.join("root"),
-            state: daemon.join("state"),
-        }
-    }
-}
 
 /// The daemon process the supervisor is responsible for.
 enum Daemon {
@@ -468,150 +441,11 @@ async fn kill_daemon(daemon: &mut Daemon, signal: Signal, grace: Duration) {
     }
 }
 
-/// Whether `pid` runs (a zombie counts as gone).
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .map(|rest| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-/// Whether containerd answers Version within `timeout`.
-pub(crate) async fn version_ok(channel: &Channel, timeout: Duration) -> bool {
-    let mut client = VersionClient::new(channel.clone());
-    matches!(
-        tokio::time::timeout(timeout, client.version(())).await,
-        Ok(Ok(_))
-    )
-}
-
 /// The last lines of the daemon log, for error messages.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().rev().take(5).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
-}
-
-/// An error about the state directory.
-pub(crate) fn state_dir_error(dir: &Path, what: &str, e: std::io::Error) -> Error {
-    let msg = format!(
-        "the state directory {} cannot be used: {what}",
-        dir.display()
-    );
-    match e.kind() {
-        std::io::ErrorKind::PermissionDenied => Error::permission_denied(msg),
-        _ => Error::invalid_argument(msg),
-    }
-    .with_source(e)
-}
-
-/// The file that marks a state directory as created by libctd: only such a
-/// directory is ever removed whole.
-pub(crate) const CREATED_MARKER: &str = ".libctd-created";
-
-/// Creates `dir` (mode 0700, marked as libctd's) or checks that an existing
-/// one is safe to use: a real directory (not a symlink), owned by this
-/// process's user, writable by no one else. An existing directory is never
-/// changed: its mode stays as its owner set it.
-pub(crate) fn prepare_state_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let refuse = |why: String| {
-        Error::invalid_argument(format!(
-            "the state directory {} cannot be used: {why}",
-            dir.display()
-        ))
-    };
-    match std::fs::symlink_metadata(dir) {
-        Ok(meta) => {
-            if meta.file_type().is_symlink() {
-                return Err(refuse(
-                    "it is a symbolic link; name the directory it points to".into(),
-                ));
-            }
-            if !meta.is_dir() {
-                return Err(refuse("it is not a directory".into()));
-            }
-            let me = nix::unistd::geteuid().as_raw();
-            if meta.uid() != me {
-                return Err(Error::permission_denied(format!(
-                    "the state directory {} cannot be used: it is owned by uid {}, not by this process's uid {me}",
-                    dir.display(),
-                    meta.uid()
-                )));
-            }
-            if meta.mode() & 0o022 != 0 {
-                return Err(refuse(format!(
-                    "it is writable by other users (mode {:o}); use a directory only its owner can write (libctd never changes the mode of a directory it did not create)",
-                    meta.mode() & 0o7777
-                )));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| state_dir_error(dir, "cannot create its parent", e))?;
-            }
-            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-                Ok(()) => {
-                    std::fs::write(dir.join(CREATED_MARKER), b"")
-                        .map_err(|e| state_dir_error(dir, "it is not writable", e))?;
-                }
-                // Made by someone else meanwhile: check it as an existing one.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return prepare_state_dir(dir);
-                }
-                Err(e) => return Err(state_dir_error(dir, "cannot create it", e)),
-            }
-        }
-        Err(e) => return Err(state_dir_error(dir, "cannot inspect it", e)),
-    }
-    let probe = dir.join(".libctd-probe");
-    std::fs::write(&probe, b"").map_err(|e| state_dir_error(dir, "it is not writable", e))?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
-}
-
-/// Removes what libctd made under a state directory: the whole directory
-/// when libctd created it, else only its own files and folders in it.
-pub(crate) fn remove_state_dir(dir: &Path) {
-    if dir.join(CREATED_MARKER).exists() {
-        let _ = std::fs::remove_dir_all(dir);
-        return;
-    }
-    let paths = DaemonPaths::new(dir);
-    for file in [
-        &paths.socket,
-        &paths.ttrpc_socket,
-        &paths.pid_file,
-        &paths.config_file,
-        &paths.log_file,
-        &paths.lock_file,
-    ] {
-        let _ = std::fs::remove_file(file);
-    }
-    for sub in ["daemon", "fifo", "runc"] {
-        let _ = std::fs::remove_dir_all(dir.join(sub));
-    }
-}
-
-/// The first executable named `name` in PATH (or `name` itself when it has a `/`).
-pub(crate) fn find_binary(name: &Path) -> Option<PathBuf> {
-    let is_exec = |p: &Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if name.components().count() > 1 {
-        return is_exec(name).then(|| name.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_exec(p))
 }
 
 /// Daemons to stop when the process exits: (pid, paths, state dir to remove).
@@ -630,116 +464,6 @@ pub(crate) fn stop_at_exit(sup: Arc<Supervisor>, state_dir: Option<PathBuf>) {
             libc::atexit(run_at_exit);
         }
     });
-}
-
-/// The cgroup directories of process `pid` (v1 controllers and v2), except the root.
-fn cgroup_dirs(pid: i32) -> Vec<PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            let rel = path.trim_start_matches('/');
-            if rel.is_empty() {
-                return None;
-            }
-            let base = match controllers {
-                // cgroup v2, mounted at `unified` on hybrid hosts.
-                "" if Path::new("/sys/fs/cgroup/unified").is_dir() => {
-                    PathBuf::from("/sys/fs/cgroup/unified")
-                }
-                "" => PathBuf::from("/sys/fs/cgroup"),
-                c => PathBuf::from("/sys/fs/cgroup").join(c.trim_start_matches("name=")),
-            };
-            Some(base.join(rel))
-        })
-        .filter(|d| d.is_dir())
-        .collect()
-}
-
-/// The unix socket files process `pid` has open (a shim's listening socket).
-pub(crate) fn unix_socket_paths(pid: i32) -> Vec<PathBuf> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.flatten()
-                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                .filter_map(|l| {
-                    let l = l.to_string_lossy().into_owned();
-                    l.strip_prefix("socket:[")
-                        .and_then(|r| r.strip_suffix(']'))
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let (inode, path) = (cols.get(6)?, cols.get(7)?);
-            (inodes.iter().any(|i| i == inode) && path.starts_with('/'))
-                .then(|| PathBuf::from(path))
-        })
-        .collect()
-}
-
-/// SIGKILLs the processes of every runc shim serving `socket`, then the
-/// shims, and removes their sockets.
-fn kill_shims_of(socket: &Path) {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    let needle = socket.as_os_str().as_encoded_bytes();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let is_shim = cmdline
-            .split(|b| *b == 0)
-            .any(|a| a.ends_with(b"containerd-shim-runc-v2"))
-            && cmdline.split(|b| *b == 0).any(|a| a == needle);
-        if !is_shim {
-            continue;
-        }
-        let mut cgroups = Vec::new();
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                let children =
-                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-                for child in children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<i32>().ok())
-                {
-                    cgroups.extend(cgroup_dirs(child));
-                    let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
-                }
-            }
-        }
-        let sockets = unix_socket_paths(pid);
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        for path in sockets {
-            let _ = std::fs::remove_file(path);
-        }
-        // The containers' cgroups empty as their processes die.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        for dir in cgroups {
-            while std::fs::remove_dir(&dir).is_err()
-                && dir.exists()
-                && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
 }
 
 extern "C" fn run_at_exit() {
@@ -779,18 +503,5 @@ extern "C" fn run_at_exit() {
         if let Some(dir) = state_dir {
             remove_state_dir(&dir);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binaries_are_found_in_path_or_by_path() {
-        assert!(find_binary(Path::new("sh")).is_some());
-        assert!(find_binary(Path::new("/bin/sh")).is_some());
-        assert!(find_binary(Path::new("/nonexistent/x")).is_none());
-        assert!(find_binary(Path::new("no-such-binary-libctd")).is_none());
     }
 }

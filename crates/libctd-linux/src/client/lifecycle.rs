@@ -1,0 +1,319 @@
+//! A container's lifecycle: create, start, delete its task, delete it; the
+//! rollback of a create or start that failed part-way; the exits owed when
+//! a task goes away.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::{
+    Container as ContainerProto, CreateContainerRequest, CreateTaskRequest,
+};
+use libctd_core::oci_spec::runtime::Spec;
+use libctd_core::{
+    CreateOptions, Error, ErrorKind, EventType, INIT_PROCESS_ID, Result, Status, StdioCallback,
+    TaskExit, validate_container_id,
+};
+
+use crate::client::exec::attach_process;
+use crate::client::queries::{criu_error, task_status};
+use crate::convert::{self, status_error};
+use crate::events;
+use crate::fifo::FifoSet;
+use crate::rollback::{Rollback, unreachable};
+use crate::session::Session;
+use crate::state::Container;
+
+/// The runtime used when [`CreateOptions::runtime`] is unset.
+pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
+
+/// The annotation (and label) by which containerd's runc shim groups
+/// containers into one shim (the shim reads the spec's annotation). With
+/// [`shim_group`](crate::LinuxRemoteBuilder::shim_group), create sets it
+/// to the group's name in both.
+pub const SHIM_GROUP_KEY: &str = "io.containerd.runc.v2.group";
+
+/// Processes whose exit has not come yet (an exec killed with its init,
+/// an exit still on its way) get their real status while the task exists.
+async fn exits_before_task_delete(s: &Arc<Session>, c: &Arc<Container>) {
+    let owed = c.lock().any_exit_owed();
+    if owed {
+        events::reconcile_container(s, c, |_| true).await;
+    }
+}
+
+/// Forgets the task's processes and releases their streams. The task is
+/// gone: a started process whose exit never came gets one now, with an
+/// unknown status, so that nobody waits for it for ever.
+pub(crate) async fn drop_task_state(s: &Session, c: &Container) {
+    let (oom, processes) = {
+        let mut st = c.lock();
+        (st.oom(), st.take_processes())
+    };
+    for (process_id, p) in processes {
+        if p.exit_owed() {
+            let info = events::lost_exit(
+                &c.id,
+                &process_id,
+                p.pid(),
+                oom,
+                "the task was deleted before the process's exit was reported",
+            );
+            s.dispatcher.dispatch(EventType::Exit, info);
+        }
+        p.release().await;
+    }
+}
+
+/// Creates the container record; on failure leaves nothing.
+pub(crate) async fn create(
+    s: Arc<Session>,
+    id: String,
+    spec: Spec,
+    options: CreateOptions,
+) -> Result<()> {
+    crate::validate::spec(&spec)?;
+    if let Some(runtime) = &options.runtime {
+        crate::validate::runtime(runtime)?;
+    }
+    let mut runc = match &options.runtime_options {
+        Some(o) => crate::runc::decode(o)?,
+        None => convert::RuncOptionsProto::default(),
+    };
+    if s.container(&id).is_some() {
+        return Err(Error::already_exists("container already exists"));
+    }
+    s.rollbacks.settle(&id).await?;
+    let shared = &s.conn.shared;
+    // The runc shim groups containers by the spec's annotation (it reads the
+    // bundle's config.json); the container label alone does not reach it.
+    let spec = match &shared.shim_group {
+        Some(group) => {
+            let mut spec = spec;
+            let mut annotations = spec.annotations().clone().unwrap_or_default();
+            annotations.insert(SHIM_GROUP_KEY.to_owned(), group.clone());
+            spec.set_annotations(Some(annotations));
+            spec
+        }
+        None => spec,
+    };
+    let spec_any = convert::json_any(convert::SPEC_TYPE_URL, &spec)?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if runc.root.is_empty() {
+        // runc's state stays under the remote's state directory.
+        runc.root = shared.runc_root.to_string_lossy().into_owned();
+    }
+    let container = Arc::new(Container::new(
+        id.clone(),
+        s.dir_of(&id),
+        terminal,
+        runc.clone(),
+    ));
+    {
+        let mut map = s.lock_containers();
+        if map.contains_key(&id) {
+            return Err(Error::already_exists("container already exists"));
+        }
+        map.insert(id.clone(), container);
+    }
+    let mut labels: HashMap<String, String> = options.labels.clone().into_iter().collect();
+    if let Some(group) = &shared.shim_group {
+        labels.insert(SHIM_GROUP_KEY.into(), group.clone());
+    }
+    let runtime = options
+        .runtime
+        .clone()
+        .unwrap_or_else(|| DEFAULT_RUNTIME.to_owned());
+    let runc_options = Some(convert::proto_any(&runc));
+    let req = CreateContainerRequest {
+        container: Some(ContainerProto {
+            id: id.clone(),
+            labels,
+            runtime: Some(Runtime {
+                name: runtime,
+                options: runc_options,
+            }),
+            spec: Some(spec_any),
+            ..Default::default()
+        }),
+    };
+    if let Err(status) = s.conn.api.create_container(req).await {
+        s.lock_containers().remove(&id);
+        let e = status_error(status);
+        if unreachable(&e) {
+            // containerd may have made the record before it went away.
+            s.rollbacks.roll_back(&id, Rollback::Container).await;
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Creates and starts the container's task; on failure leaves nothing.
+pub(crate) async fn start(
+    s: Arc<Session>,
+    id: String,
+    checkpoint_dir: Option<PathBuf>,
+    with_stdin: bool,
+    attach: StdioCallback,
+) -> Result<u32> {
+    validate_container_id(&id)?;
+    if let Some(dir) = &checkpoint_dir
+        && !dir.is_absolute()
+    {
+        return Err(Error::invalid_argument(format!(
+            "checkpoint directory {} must be absolute",
+            dir.display()
+        )));
+    }
+    let c = s.get(&id)?;
+    let _guard = c.lifecycle.lock().await;
+    if c.lock().has_task() {
+        return Err(Error::already_exists("container is already started"));
+    }
+    s.rollbacks.settle(&id).await?;
+    let terminal = c.terminal;
+    let fifos = FifoSet::new(&c.dir, INIT_PROCESS_ID, with_stdin, terminal);
+    let proc = attach_process(&s, &c, INIT_PROCESS_ID, fifos.clone(), attach, false)?;
+    c.lock().begin_start(proc);
+    let mut runc = c.runc.clone();
+    if let Some(dir) = &checkpoint_dir {
+        runc.criu_image_path = dir.to_string_lossy().into_owned();
+    }
+    let options = Some(convert::proto_any(&runc));
+    let create = CreateTaskRequest {
+        container_id: id.clone(),
+        stdin: FifoSet::wire(&fifos.stdin),
+        stdout: FifoSet::wire(&fifos.stdout),
+        stderr: FifoSet::wire(&fifos.stderr),
+        terminal,
+        options,
+        ..Default::default()
+    };
+    // CRIU restoring a checkpoint takes as long as the image needs.
+    let bounded = checkpoint_dir.is_none();
+    match s.conn.api.create_task(create, bounded).await {
+        // Known from here on, the pid tells this process's exit from a
+        // previous task's (one a rollback killed) still on its way.
+        Ok(created) => c.lock().set_pid(INIT_PROCESS_ID, created.pid),
+        Err(status) => {
+            let e = status_error(status);
+            // Forgotten first, so that the exit of what the rollback
+            // kills is not taken as this process's.
+            drop_task_state(&s, &c).await;
+            // A task the shim made before the failure (containerd died,
+            // the deadline passed, runc failed half-way) goes too; a
+            // task that already existed is not this start's to kill.
+            if e.kind() != ErrorKind::AlreadyExists {
+                s.rollbacks.roll_back(&id, Rollback::Task).await;
+            }
+            return Err(match checkpoint_dir {
+                Some(_) => criu_error(e, "restoring a checkpoint").await,
+                None => e,
+            });
+        }
+    }
+    let pid = match s.conn.api.start(&id, "").await {
+        Ok(pid) => pid,
+        Err(status) => {
+            let e = status_error(status);
+            // Leave nothing behind, so start can be retried; forgotten
+            // first, so that the killed process's exit is not delivered.
+            drop_task_state(&s, &c).await;
+            s.rollbacks.roll_back(&id, Rollback::Task).await;
+            return Err(e);
+        }
+    };
+    c.lock().mark_started(INIT_PROCESS_ID, pid);
+    Ok(pid)
+}
+
+/// Deletes the container's stopped task; its exit status.
+pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit> {
+    let c = s.get(&id)?;
+    let _guard = c.lifecycle.lock().await;
+    // Once the init exit has arrived the task is known to be stopped: the
+    // status query is only needed before (one RPC less per lifecycle).
+    let init_exited = c.lock().init_exit_delivered();
+    if !init_exited {
+        let status = task_status(&s, &id).await?;
+        if matches!(status, Status::Running | Status::Paused | Status::Pausing) {
+            return Err(Error::failed_precondition(format!(
+                "the task is {status}: it must stop before it is deleted"
+            )));
+        }
+    }
+    exits_before_task_delete(&s, &c).await;
+    let resp = match s.conn.api.delete_task(&id).await {
+        Ok(r) => r,
+        Err(status) => {
+            let e = status_error(status);
+            // 1.7 and 2.x drop a task that died while they were down;
+            // its exit, delivered from its shim's record, is the answer.
+            let kept = (init_exited && e.kind() == ErrorKind::NotFound)
+                .then(|| events::take_exit_kept_by_shim(&s, &id))
+                .flatten();
+            if let Some(exit) = kept {
+                drop_task_state(&s, &c).await;
+                return Ok(TaskExit::new(
+                    exit.exit_status,
+                    convert::time_from_proto(exit.exited_at.as_ref())
+                        .unwrap_or_else(SystemTime::now),
+                ));
+            }
+            return Err(match e.kind() {
+                ErrorKind::NotFound => e.with_message("container is not running"),
+                _ => e,
+            });
+        }
+    };
+    drop_task_state(&s, &c).await;
+    Ok(TaskExit::new(
+        resp.exit_status,
+        convert::time_from_proto(resp.exited_at.as_ref()).unwrap_or_else(SystemTime::now),
+    ))
+}
+
+/// Deletes the container (its stopped task too) and its FIFO directory.
+pub(crate) async fn delete(s: Arc<Session>, id: String) -> Result<()> {
+    let c = s.get(&id)?;
+    let _guard = c.lifecycle.lock().await;
+    s.rollbacks.settle(&id).await?;
+    // Without a task known to this client (never started, or its task
+    // deleted through it) there is nothing to check: one RPC less.
+    let has_task = c.lock().has_task();
+    if has_task {
+        match task_status(&s, &id).await {
+            Ok(Status::Stopped) => {
+                exits_before_task_delete(&s, &c).await;
+                s.conn.api.delete_task(&id).await.map_err(status_error)?;
+            }
+            Ok(status) => {
+                return Err(Error::failed_precondition(format!(
+                    "the container's task is {status}; stop it and delete the task first"
+                )));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    drop_task_state(&s, &c).await;
+    match s.conn.api.delete_container(&id).await {
+        Ok(()) => {}
+        Err(status) if status.code() == tonic::Code::NotFound => {}
+        Err(status) => return Err(status_error(status)),
+    }
+    s.lock_containers().remove(&id);
+    if let Err(e) = std::fs::remove_dir_all(&c.dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %c.dir.display(), error = %e, "cannot remove the container's state");
+    }
+    Ok(())
+}

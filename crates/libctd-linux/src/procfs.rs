@@ -1,0 +1,131 @@
+//! What `/proc` tells about the host's processes: whether one runs, its
+//! cgroups and unix sockets, and the runc shims serving a socket (killed
+//! when an embedded daemon's state goes away at process exit).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Whether `pid` runs (a zombie counts as gone).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .map(|rest| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The cgroup directories of process `pid` (v1 controllers and v2), except the root.
+fn cgroup_dirs(pid: i32) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let rel = path.trim_start_matches('/');
+            if rel.is_empty() {
+                return None;
+            }
+            let base = match controllers {
+                // cgroup v2, mounted at `unified` on hybrid hosts.
+                "" if Path::new("/sys/fs/cgroup/unified").is_dir() => {
+                    PathBuf::from("/sys/fs/cgroup/unified")
+                }
+                "" => PathBuf::from("/sys/fs/cgroup"),
+                c => PathBuf::from("/sys/fs/cgroup").join(c.trim_start_matches("name=")),
+            };
+            Some(base.join(rel))
+        })
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// The unix socket files process `pid` has open (a shim's listening socket).
+pub(crate) fn unix_socket_paths(pid: i32) -> Vec<PathBuf> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    l.strip_prefix("socket:[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (inode, path) = (cols.get(6)?, cols.get(7)?);
+            (inodes.iter().any(|i| i == inode) && path.starts_with('/'))
+                .then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// SIGKILLs the processes of every runc shim serving `socket`, then the
+/// shims, and removes their sockets.
+pub(crate) fn kill_shims_of(socket: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let needle = socket.as_os_str().as_encoded_bytes();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let is_shim = cmdline
+            .split(|b| *b == 0)
+            .any(|a| a.ends_with(b"containerd-shim-runc-v2"))
+            && cmdline.split(|b| *b == 0).any(|a| a == needle);
+        if !is_shim {
+            continue;
+        }
+        let mut cgroups = Vec::new();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                for child in children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok())
+                {
+                    cgroups.extend(cgroup_dirs(child));
+                    let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+                }
+            }
+        }
+        let sockets = unix_socket_paths(pid);
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for path in sockets {
+            let _ = std::fs::remove_file(path);
+        }
+        // The containers' cgroups empty as their processes die.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        for dir in cgroups {
+            while std::fs::remove_dir(&dir).is_err()
+                && dir.exists()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}

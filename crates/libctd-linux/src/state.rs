@@ -1,0 +1,370 @@
+//! What a client knows of its containers and their processes, and the
+//! rules by which that changes. The fields are private: each rule (a
+//! started process gets exactly one exit, one OOM kill is one event, a
+//! task-less container tracks no process, an exec id is reserved before it
+//! is set up) is a method here, and nowhere else.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use containerd_client::events::TaskExit;
+use libctd_core::{Error, EventInfo, INIT_PROCESS_ID, Result, StdioAttachment};
+use tokio::sync::watch;
+
+use crate::convert;
+use crate::fifo::{DrainFlag, FifoSet, StdinSlot};
+
+/// How long deleting a process waits for the engine to consume its output.
+const STDIO_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One process the client tracks.
+pub(crate) struct Proc {
+    fifos: FifoSet,
+    /// The client's end of stdin, if any.
+    stdin: Option<StdinSlot>,
+    /// Whether its dropped output streams are drained.
+    drain: DrainFlag,
+    attachment: Option<Box<dyn StdioAttachment>>,
+    /// Whether it started (the shim has its FIFOs open from then on).
+    started: watch::Sender<bool>,
+    exit_delivered: bool,
+    /// Its pid once containerd told it (0 before).
+    pid: u32,
+}
+
+impl Proc {
+    /// A process about to be created (or, restored, already running) with
+    /// its streams attached; `started` is set by [`ContainerState::mark_started`].
+    pub(crate) fn new(
+        fifos: FifoSet,
+        stdin: Option<StdinSlot>,
+        drain: DrainFlag,
+        attachment: Box<dyn StdioAttachment>,
+        started: watch::Sender<bool>,
+    ) -> Self {
+        Self {
+            fifos,
+            stdin,
+            drain,
+            attachment: Some(attachment),
+            started,
+            exit_delivered: false,
+            pid: 0,
+        }
+    }
+
+    /// A process found running (or stopped) by restore: `pid` known, its
+    /// exit already delivered when `delivered`.
+    pub(crate) fn restored(mut self, pid: u32, delivered: bool) -> Self {
+        self.pid = pid;
+        self.exit_delivered = delivered;
+        self
+    }
+
+    /// Whether it started and its exit was not delivered yet: one is owed.
+    pub(crate) fn exit_owed(&self) -> bool {
+        *self.started.borrow() && !self.exit_delivered
+    }
+
+    /// Its pid (0 before containerd told it).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits (boundedly) for the engine to drain its output, then removes
+    /// its FIFOs.
+    pub(crate) async fn release(self) {
+        if let Some(mut a) = self.attachment
+            && tokio::time::timeout(STDIO_DRAIN_TIMEOUT, a.wait())
+                .await
+                .is_err()
+        {
+            a.cancel();
+        }
+        self.fifos.remove();
+    }
+
+    /// Lets go of its streams for a re-attach without draining or closing
+    /// anything (the FIFOs stay the shim's). Returns whether its exit was
+    /// delivered.
+    pub(crate) fn let_go(self) -> bool {
+        self.drain.store(false, Ordering::SeqCst);
+        if let Some(slot) = &self.stdin {
+            crate::fifo::lock(slot).close_by_client();
+        }
+        if let Some(mut a) = self.attachment {
+            a.cancel();
+        }
+        self.exit_delivered
+    }
+}
+
+/// What the client knows of a container that changes.
+#[derive(Default)]
+pub(crate) struct ContainerState {
+    /// Processes of its task, "init" included; empty without a task.
+    processes: HashMap<String, Proc>,
+    /// Whether the task exists (start succeeded or restore found it).
+    has_task: bool,
+    /// An OOM kill was seen since the last start.
+    oom: bool,
+    /// Exec ids being set up.
+    reserved: HashSet<String>,
+    /// A restore is between registering the container and tracking its init
+    /// process: an init exit seen meanwhile is kept in `missed_exit`.
+    restoring: bool,
+    /// The init exit (pid, status, time) that arrived while restoring.
+    missed_exit: Option<TaskExit>,
+}
+
+/// What to do with an exit reported by the event stream.
+#[derive(Debug)]
+pub(crate) enum StreamExit {
+    /// Deliver it (the first exit of a tracked, current process).
+    Deliver(EventInfo),
+    /// Drop it: delivered already, a process not tracked, or the exit of an
+    /// earlier process of the same id.
+    Ignore,
+}
+
+impl ContainerState {
+    /// Whether the container has a task.
+    pub(crate) fn has_task(&self) -> bool {
+        self.has_task
+    }
+
+    /// Whether an OOM kill was seen since the last start.
+    pub(crate) fn oom(&self) -> bool {
+        self.oom
+    }
+
+    /// Records an OOM event; true only for the first of one kill (a kill
+    /// sends many).
+    pub(crate) fn mark_oom(&mut self) -> bool {
+        !std::mem::replace(&mut self.oom, true)
+    }
+
+    /// A start begins: the init process is tracked (not started yet), the
+    /// container has a task, and no OOM kill was seen.
+    pub(crate) fn begin_start(&mut self, init: Proc) {
+        self.processes.insert(INIT_PROCESS_ID.to_owned(), init);
+        self.has_task = true;
+        self.oom = false;
+    }
+
+    /// Records the pid containerd gave a process: from here on it tells
+    /// this process's exit from a previous one's still on its way.
+    pub(crate) fn set_pid(&mut self, process_id: &str, pid: u32) {
+        if let Some(p) = self.processes.get_mut(process_id) {
+            p.pid = pid;
+        }
+    }
+
+    /// The process started with `pid`: its exit is owed from now on.
+    pub(crate) fn mark_started(&mut self, process_id: &str, pid: u32) {
+        if let Some(p) = self.processes.get_mut(process_id) {
+            p.pid = pid;
+            p.started.send_replace(true);
+        }
+    }
+
+    /// Whether the process is tracked.
+    pub(crate) fn has_process(&self, process_id: &str) -> bool {
+        self.processes.contains_key(process_id)
+    }
+
+    /// Whether the tracked process has a terminal (`None` when untracked).
+    pub(crate) fn terminal_of(&self, process_id: &str) -> Option<bool> {
+        self.processes.get(process_id).map(|p| p.fifos.terminal)
+    }
+
+    /// The client's end of the process's stdin, if any.
+    pub(crate) fn stdin_of(&self, process_id: &str) -> Option<StdinSlot> {
+        self.processes.get(process_id).and_then(|p| p.stdin.clone())
+    }
+
+    /// The pid of a tracked process.
+    pub(crate) fn pid_of(&self, process_id: &str) -> Option<u32> {
+        self.processes.get(process_id).map(|p| p.pid)
+    }
+
+    /// Whether the init process's exit was delivered.
+    pub(crate) fn init_exit_delivered(&self) -> bool {
+        self.processes
+            .get(INIT_PROCESS_ID)
+            .is_some_and(|p| p.exit_delivered)
+    }
+
+    /// Reserves an exec id, so that a concurrent exec with the same id fails
+    /// before it touches this one's FIFOs.
+    pub(crate) fn reserve_exec(&mut self, process_id: &str) -> Result<()> {
+        if self.processes.contains_key(process_id)
+            || self.reserved.contains(process_id)
+            || process_id == INIT_PROCESS_ID
+        {
+            return Err(Error::already_exists("process id is already in use"));
+        }
+        self.reserved.insert(process_id.to_owned());
+        Ok(())
+    }
+
+    /// Ends a reservation: the exec is tracked if it was set up.
+    pub(crate) fn end_reservation(&mut self, process_id: &str, proc: Option<Proc>) {
+        self.reserved.remove(process_id);
+        if let Some(p) = proc {
+            self.processes.insert(process_id.to_owned(), p);
+        }
+    }
+
+    /// Forgets a process (a failed exec, an exec deleted after its exit).
+    pub(crate) fn forget(&mut self, process_id: &str) -> Option<Proc> {
+        self.processes.remove(process_id)
+    }
+
+    /// The task is gone: the container is task-less and its processes are
+    /// handed over (to be released; see [`Proc::exit_owed`]).
+    pub(crate) fn take_processes(&mut self) -> Vec<(String, Proc)> {
+        self.has_task = false;
+        self.processes.drain().collect()
+    }
+
+    /// The ids of the started processes `which` selects whose exit is owed.
+    pub(crate) fn owed_exits(&self, which: impl Fn(&str) -> bool) -> Vec<String> {
+        self.processes
+            .iter()
+            .filter(|(id, p)| which(id) && p.exit_owed())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Whether a started process's exit is owed.
+    pub(crate) fn any_exit_owed(&self) -> bool {
+        self.processes.values().any(Proc::exit_owed)
+    }
+
+    /// Whether an exec (not the init process) still has no delivered exit.
+    pub(crate) fn exec_exit_undelivered(&self) -> bool {
+        self.processes
+            .iter()
+            .any(|(id, p)| id != INIT_PROCESS_ID && !p.exit_delivered)
+    }
+
+    /// Takes the exit of `process_id` to deliver, exactly once: its pid and
+    /// the OOM mark, or `None` when it is untracked or delivered already.
+    pub(crate) fn take_exit(&mut self, process_id: &str) -> Option<(u32, bool)> {
+        let oom = self.oom;
+        let p = self.processes.get_mut(process_id)?;
+        if p.exit_delivered {
+            return None;
+        }
+        p.exit_delivered = true;
+        Some((p.pid, oom))
+    }
+
+    /// Applies an exit the event stream reported (`TaskExit.id` is the exec
+    /// id, or the container id for the init process).
+    pub(crate) fn exit_from_stream(&mut self, container_id: &str, e: TaskExit) -> StreamExit {
+        let is_init = e.id == container_id || e.id.is_empty();
+        let process_id = if is_init {
+            INIT_PROCESS_ID.to_owned()
+        } else {
+            e.id.clone()
+        };
+        let Some(p) = self.processes.get(&process_id) else {
+            if is_init && self.restoring {
+                // restore delivers it once it tracks the process.
+                self.missed_exit = Some(e);
+            }
+            return StreamExit::Ignore; // a process we no longer track
+        };
+        // The exit of an earlier process of the same id (a task a rollback
+        // killed before this one was created): an init cannot exit before
+        // its task create answered with its pid.
+        let earlier = if p.pid == 0 {
+            is_init
+        } else {
+            e.pid != 0 && e.pid != p.pid
+        };
+        if earlier {
+            return StreamExit::Ignore;
+        }
+        let Some((_, oom)) = self.take_exit(&process_id) else {
+            return StreamExit::Ignore;
+        };
+        StreamExit::Deliver(
+            EventInfo::new(container_id, process_id.as_str())
+                .with_pid(e.pid)
+                .with_exit_code(e.exit_status)
+                .with_exited_at(convert::time_from_proto(e.exited_at.as_ref()))
+                .with_oom_killed(oom),
+        )
+    }
+
+    /// A restore begins: an init exit seen from here on is kept.
+    pub(crate) fn begin_restore(&mut self) {
+        self.restoring = true;
+        self.missed_exit = None;
+    }
+
+    /// A restore ends: the init exit kept meanwhile, if any.
+    pub(crate) fn end_restore(&mut self) -> Option<TaskExit> {
+        self.restoring = false;
+        self.missed_exit.take()
+    }
+
+    /// A re-attach (a second restore) takes the init process out, to let go
+    /// of its streams; the container stays marked with a task and its execs
+    /// stay tracked.
+    pub(crate) fn detach_init(&mut self) -> Option<Proc> {
+        self.has_task = true;
+        self.processes.remove(INIT_PROCESS_ID)
+    }
+
+    /// Restore tracks the task's init process.
+    pub(crate) fn track_restored_init(&mut self, init: Proc) {
+        self.processes.insert(INIT_PROCESS_ID.to_owned(), init);
+        self.has_task = true;
+    }
+}
+
+/// A container the client tracks.
+pub(crate) struct Container {
+    /// Its id.
+    pub id: String,
+    /// Its FIFO directory.
+    pub dir: PathBuf,
+    /// Whether its init process has a terminal.
+    pub terminal: bool,
+    /// The runc shim options it was created with (sent again on task create).
+    pub runc: convert::RuncOptionsProto,
+    /// Serialises start, delete_task, delete and restore.
+    pub lifecycle: tokio::sync::Mutex<()>,
+    state: Mutex<ContainerState>,
+}
+
+impl Container {
+    /// A container without a task.
+    pub(crate) fn new(
+        id: String,
+        dir: PathBuf,
+        terminal: bool,
+        runc: convert::RuncOptionsProto,
+    ) -> Self {
+        Self {
+            id,
+            dir,
+            terminal,
+            runc,
+            lifecycle: tokio::sync::Mutex::new(()),
+            state: Mutex::new(ContainerState::default()),
+        }
+    }
+
+    /// Its state, locked (never held across an await).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ContainerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
