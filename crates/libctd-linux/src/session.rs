@@ -94,12 +94,8 @@ impl Session {
         Ok((c, wire_exec_id(process_id)))
     }
 
-    /// The FIFO directory of container `id`.
-    pub(crate) fn dir_of(&self, id: &str) -> PathBuf {
-        self.conn
-            .shared
-            .fifo_root
-            .join(&self.conn.namespace)
-            .join(id)
+    /// The directory of the namespace's FIFOs.
+    pub(crate) fn fifo_dir(&self) -> PathBuf {
+        self.conn.shared.fifo_root.join(&self.conn.namespace)
     }
 }

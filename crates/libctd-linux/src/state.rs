@@ -334,7 +334,7 @@ impl ContainerState {
 pub(crate) struct Container {
     /// Its id.
     pub id: String,
-    /// Its FIFO directory.
+    /// The directory of its FIFOs (its namespace's, shared).
     pub dir: PathBuf,
     /// Whether its init process has a terminal.
     pub terminal: bool,

@@ -94,7 +94,7 @@ pub(crate) async fn exec(
     }
     let spec_any = convert::json_any(convert::PROCESS_TYPE_URL, &spec)?;
     let terminal = spec.terminal().unwrap_or(false);
-    let fifos = FifoSet::new(&c.dir, &process_id, with_stdin, terminal);
+    let fifos = FifoSet::new(&c.dir, &c.id, &process_id, with_stdin, terminal);
     c.lock().reserve_exec(&process_id)?;
     let attached = attach_process(&s, &c, &process_id, fifos.clone(), attach, false);
     match attached {

@@ -111,7 +111,7 @@ pub(crate) async fn create(
     }
     let container = Arc::new(Container::new(
         id.clone(),
-        s.dir_of(&id),
+        s.fifo_dir(),
         terminal,
         runc.clone(),
     ));
@@ -179,7 +179,7 @@ pub(crate) async fn start(
     }
     s.rollbacks.settle(&id).await?;
     let terminal = c.terminal;
-    let fifos = FifoSet::new(&c.dir, INIT_PROCESS_ID, with_stdin, terminal);
+    let fifos = FifoSet::new(&c.dir, &c.id, INIT_PROCESS_ID, with_stdin, terminal);
     let proc = attach_process(&s, &c, INIT_PROCESS_ID, fifos.clone(), attach, false)?;
     c.lock().begin_start(proc);
     let mut runc = c.runc.clone();
@@ -310,10 +310,6 @@ pub(crate) async fn delete(s: Arc<Session>, id: String) -> Result<()> {
         Err(status) => return Err(status_error(status)),
     }
     s.lock_containers().remove(&id);
-    if let Err(e) = std::fs::remove_dir_all(&c.dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(dir = %c.dir.display(), error = %e, "cannot remove the container's state");
-    }
+    FifoSet::remove_leftovers(&c.dir, &c.id);
     Ok(())
 }

@@ -44,7 +44,7 @@ pub(crate) async fn restore(
     let c = {
         let mut map = s.lock_containers();
         map.entry(id.clone())
-            .or_insert_with(|| Arc::new(Container::new(id.clone(), s.dir_of(&id), terminal, runc)))
+            .or_insert_with(|| Arc::new(Container::new(id.clone(), s.fifo_dir(), terminal, runc)))
             .clone()
     };
     let _guard = c.lifecycle.lock().await;
