@@ -40,6 +40,8 @@ mod state_dir;
 #[cfg(unix)]
 mod supervisor;
 #[cfg(unix)]
+mod sync;
+#[cfg(unix)]
 mod validate;
 
 #[cfg(unix)]
