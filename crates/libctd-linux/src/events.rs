@@ -18,6 +18,7 @@ use prost_types::Any;
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 
+use crate::backoff::Backoff;
 use crate::conn::wire_exec_id;
 use crate::convert;
 use crate::session::Session;
@@ -27,6 +28,8 @@ use crate::state::{Container, StreamExit};
 const SYNC_TOPIC: &str = "/tasks/libctd-sync";
 /// Its type URL (containerd forwards it without decoding).
 const SYNC_TYPE_URL: &str = "libctd.sync";
+/// The first pause between two subscription attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between two subscription attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -85,7 +88,7 @@ pub(crate) fn decode(event: &Any) -> Option<TaskEvent> {
 pub(crate) async fn run(inner: Arc<Session>, ready: oneshot::Sender<()>) {
     let mut ready = Some(ready);
     let mut closed = inner.conn.shared.closed.clone();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         if *closed.borrow() {
             return;
@@ -95,14 +98,14 @@ pub(crate) async fn run(inner: Arc<Session>, ready: oneshot::Sender<()>) {
             r = subscribe_once(&inner, &mut ready) => r,
         };
         if live {
-            backoff = Duration::from_millis(100);
+            backoff.reset();
         }
-        tracing::debug!(namespace = %inner.namespace(), ?backoff, "event stream ended; resubscribing");
+        let delay = backoff.next();
+        tracing::debug!(namespace = %inner.namespace(), backoff = ?delay, "event stream ended; resubscribing");
         tokio::select! {
             _ = closed.wait_for(|c| *c) => return,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(delay) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -300,10 +303,9 @@ async fn execs_after_init_exit(inner: Arc<Session>, c: Arc<Container>) {
     let deadline = tokio::time::Instant::now() + EXEC_EXIT_WATCH;
     // The shim normally reports the execs' exits right after the init's:
     // ask only about those it has not reported after a moment.
-    let mut pause = Duration::from_millis(200);
+    let mut pause = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
     loop {
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(pause.next()).await;
         let undelivered = reconcile_container(&inner, &c, |id| id != INIT_PROCESS_ID).await;
         if undelivered == 0 || tokio::time::Instant::now() >= deadline {
             return;

@@ -2,6 +2,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 #[cfg(unix)]
+mod backoff;
+#[cfg(unix)]
 mod client;
 #[cfg(unix)]
 mod config;

@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::backoff::Backoff;
 use crate::config::LinuxConfig;
 use crate::conn::version_ok;
 use crate::daemon_config::{self, Binary};
@@ -30,6 +31,8 @@ use crate::state_dir::{DaemonPaths, remove_state_dir, state_dir_error};
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// The first pause before a restart attempt.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
 /// The longest pause between two restart attempts.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
 
@@ -302,7 +305,7 @@ impl Supervisor {
     async fn monitor(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
         let mut failures = 0u32;
-        let mut attempt = 0u32;
+        let mut restart_delay = Backoff::new(FIRST_RESTART_DELAY, MAX_RESTART_DELAY);
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -311,7 +314,7 @@ impl Supervisor {
             let dead = self.daemon_exited().await;
             if !dead && version_ok(&self.channel, self.config.health_check.timeout).await {
                 failures = 0;
-                attempt = 0;
+                restart_delay.reset();
                 continue;
             }
             failures += 1;
@@ -334,8 +337,7 @@ impl Supervisor {
                 }
                 continue;
             }
-            let delay = Duration::from_millis(100u64 << attempt.min(6)).min(MAX_RESTART_DELAY);
-            attempt += 1;
+            let delay = restart_delay.next();
             tracing::warn!(dead, failures, ?delay, "restarting containerd");
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
