@@ -17,6 +17,7 @@ use prost::{Message, Name};
 use prost_types::Any;
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
 use crate::conn::wire_exec_id;
@@ -123,8 +124,8 @@ async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender
     )];
     // containerd answers Subscribe only with its first event: publish private
     // sync events until one comes back through this subscription.
-    let publisher = tokio::spawn(publish_sync(inner.clone(), token.clone()));
-    let _stop_publisher = AbortOnDrop(publisher);
+    let publisher =
+        AbortOnDropHandle::new(tokio::spawn(publish_sync(inner.clone(), token.clone())));
     let mut stream = match inner.conn.api.subscribe(filters).await {
         Ok(s) => s,
         Err(status) => {
@@ -148,7 +149,7 @@ async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender
         if event.type_url == SYNC_TYPE_URL {
             if !live && event.value == token.as_bytes() {
                 live = true;
-                _stop_publisher.0.abort();
+                publisher.abort();
                 match ready.take() {
                     Some(tx) => {
                         let _ = tx.send(());
@@ -161,14 +162,6 @@ async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender
         if let Some(e) = decode(&event) {
             handle(inner, e);
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
