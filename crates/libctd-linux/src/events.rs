@@ -88,24 +88,26 @@ pub(crate) fn decode(event: &Any) -> Option<TaskEvent> {
 /// subscription is live.
 pub(crate) async fn run(inner: Arc<Session>, ready: oneshot::Sender<()>) {
     let mut ready = Some(ready);
-    let mut closed = inner.conn.shared.closed.clone();
+    let closed = inner.conn.shared.closed.clone();
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
-        if *closed.borrow() {
+        let Some(live) = closed
+            .run_until_cancelled(subscribe_once(&inner, &mut ready))
+            .await
+        else {
             return;
-        }
-        let live = tokio::select! {
-            _ = closed.wait_for(|c| *c) => return,
-            r = subscribe_once(&inner, &mut ready) => r,
         };
         if live {
             backoff.reset();
         }
         let delay = backoff.next();
         tracing::debug!(namespace = %inner.namespace(), backoff = ?delay, "event stream ended; resubscribing");
-        tokio::select! {
-            _ = closed.wait_for(|c| *c) => return,
-            () = tokio::time::sleep(delay) => {}
+        if closed
+            .run_until_cancelled(tokio::time::sleep(delay))
+            .await
+            .is_none()
+        {
+            return;
         }
     }
 }
