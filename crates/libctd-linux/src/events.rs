@@ -17,7 +17,9 @@ use prost::{Message, Name};
 use prost_types::Any;
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
+use tokio_util::task::AbortOnDropHandle;
 
+use crate::backoff::Backoff;
 use crate::conn::wire_exec_id;
 use crate::convert;
 use crate::session::Session;
@@ -27,6 +29,8 @@ use crate::state::{Container, StreamExit};
 const SYNC_TOPIC: &str = "/tasks/libctd-sync";
 /// Its type URL (containerd forwards it without decoding).
 const SYNC_TYPE_URL: &str = "libctd.sync";
+/// The first pause between two subscription attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between two subscription attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -84,25 +88,27 @@ pub(crate) fn decode(event: &Any) -> Option<TaskEvent> {
 /// subscription is live.
 pub(crate) async fn run(inner: Arc<Session>, ready: oneshot::Sender<()>) {
     let mut ready = Some(ready);
-    let mut closed = inner.conn.shared.closed.clone();
-    let mut backoff = Duration::from_millis(100);
+    let closed = inner.conn.shared.closed.clone();
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
-        if *closed.borrow() {
+        let Some(live) = closed
+            .run_until_cancelled(subscribe_once(&inner, &mut ready))
+            .await
+        else {
             return;
-        }
-        let live = tokio::select! {
-            _ = closed.wait_for(|c| *c) => return,
-            r = subscribe_once(&inner, &mut ready) => r,
         };
         if live {
-            backoff = Duration::from_millis(100);
+            backoff.reset();
         }
-        tracing::debug!(namespace = %inner.namespace(), ?backoff, "event stream ended; resubscribing");
-        tokio::select! {
-            _ = closed.wait_for(|c| *c) => return,
-            () = tokio::time::sleep(backoff) => {}
+        let delay = backoff.next();
+        tracing::debug!(namespace = %inner.namespace(), backoff = ?delay, "event stream ended; resubscribing");
+        if closed
+            .run_until_cancelled(tokio::time::sleep(delay))
+            .await
+            .is_none()
+        {
+            return;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -120,8 +126,8 @@ async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender
     )];
     // containerd answers Subscribe only with its first event: publish private
     // sync events until one comes back through this subscription.
-    let publisher = tokio::spawn(publish_sync(inner.clone(), token.clone()));
-    let _stop_publisher = AbortOnDrop(publisher);
+    let publisher =
+        AbortOnDropHandle::new(tokio::spawn(publish_sync(inner.clone(), token.clone())));
     let mut stream = match inner.conn.api.subscribe(filters).await {
         Ok(s) => s,
         Err(status) => {
@@ -145,7 +151,7 @@ async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender
         if event.type_url == SYNC_TYPE_URL {
             if !live && event.value == token.as_bytes() {
                 live = true;
-                _stop_publisher.0.abort();
+                publisher.abort();
                 match ready.take() {
                     Some(tx) => {
                         let _ = tx.send(());
@@ -158,14 +164,6 @@ async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender
         if let Some(e) = decode(&event) {
             handle(inner, e);
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -300,10 +298,9 @@ async fn execs_after_init_exit(inner: Arc<Session>, c: Arc<Container>) {
     let deadline = tokio::time::Instant::now() + EXEC_EXIT_WATCH;
     // The shim normally reports the execs' exits right after the init's:
     // ask only about those it has not reported after a moment.
-    let mut pause = Duration::from_millis(200);
+    let mut pause = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
     loop {
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(pause.next()).await;
         let undelivered = reconcile_container(&inner, &c, |id| id != INIT_PROCESS_ID).await;
         if undelivered == 0 || tokio::time::Instant::now() >= deadline {
             return;

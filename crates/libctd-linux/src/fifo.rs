@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use libctd_core::{DirectIo, Error, OutputStream, StdinStream};
 use nix::sys::stat::Mode;
@@ -271,7 +271,7 @@ impl StdinState {
 
 /// Locks a stdin slot.
 pub(crate) fn lock(slot: &StdinSlot) -> std::sync::MutexGuard<'_, StdinState> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::sync::lock(slot)
 }
 
 /// The engine's stdin: writes go to the FIFO; shutdown or drop closes it and

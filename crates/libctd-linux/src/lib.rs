@@ -2,6 +2,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 #[cfg(unix)]
+mod backoff;
+#[cfg(unix)]
 mod client;
 #[cfg(unix)]
 mod config;
@@ -39,6 +41,8 @@ mod state;
 mod state_dir;
 #[cfg(unix)]
 mod supervisor;
+#[cfg(unix)]
+mod sync;
 #[cfg(unix)]
 mod validate;
 

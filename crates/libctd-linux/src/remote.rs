@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use libctd_core::{Backend, Client, Error, ErrorKind, Result, validate_namespace};
-use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::transport::Channel;
 
 use crate::client::LinuxClient;
@@ -46,7 +46,8 @@ pub struct LinuxRemote {
     config: LinuxConfig,
     shared: Arc<Shared>,
     supervisor: Option<Arc<Supervisor>>,
-    closed: watch::Sender<bool>,
+    /// Cancels `shared.closed` on cleanup, or when the remote is dropped.
+    closed: DropGuard,
     cleaned: tokio::sync::Mutex<bool>,
 }
 
@@ -101,7 +102,7 @@ impl LinuxRemote {
                 None
             }
         };
-        let (closed, closed_rx) = watch::channel(false);
+        let closed = CancellationToken::new();
         Ok(Self {
             shared: Arc::new(Shared {
                 channel,
@@ -114,12 +115,12 @@ impl LinuxRemote {
                         .state
                         .join("io.containerd.runtime.v2.task")
                 }),
-                closed: closed_rx,
+                closed: closed.clone(),
                 shim_exits: supervisor.as_ref().map(|s| s.exits.clone()),
             }),
             config,
             supervisor,
-            closed,
+            closed: closed.drop_guard(),
             cleaned: tokio::sync::Mutex::new(false),
         })
     }
@@ -170,7 +171,7 @@ impl LinuxRemote {
         backend: Arc<dyn Backend>,
     ) -> Result<Arc<LinuxClient>> {
         validate_namespace(namespace).map_err(|e| e.with_operation("new_client"))?;
-        if *self.closed.borrow() {
+        if self.closed.token().is_cancelled() {
             return Err(Error::failed_precondition("the remote was cleaned up")
                 .with_operation("new_client"));
         }
@@ -260,7 +261,7 @@ impl libctd_core::Remote for LinuxRemote {
         if *cleaned {
             return Ok(());
         }
-        self.closed.send_replace(true);
+        self.closed.token().cancel();
         if let Some(s) = &self.supervisor {
             s.stop().await;
         }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use containerd_client::services::v1::KillRequest;
@@ -68,7 +68,7 @@ impl Rollbacks {
     }
 
     fn lock_pending(&self) -> MutexGuard<'_, HashMap<String, Vec<Rollback>>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.pending)
     }
 
     /// Undoes `change` of container `id` now, or leaves it remembered for

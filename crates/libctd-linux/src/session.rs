@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use libctd_core::{
     Backend, Error, EventDispatcher, INIT_PROCESS_ID, Result, validate_container_id,
@@ -43,9 +43,7 @@ impl Session {
 
     /// The tracked containers, locked (never held across an await).
     pub(crate) fn lock_containers(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
-        self.containers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.containers)
     }
 
     /// The tracked container `id`, if any.

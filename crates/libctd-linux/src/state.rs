@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use containerd_client::events::TaskExit;
@@ -365,6 +365,6 @@ impl Container {
 
     /// Its state, locked (never held across an await).
     pub(crate) fn lock(&self) -> MutexGuard<'_, ContainerState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 }

@@ -15,10 +15,12 @@ use libctd_core::{Error, Result};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use crate::backoff::Backoff;
 use crate::config::LinuxConfig;
 use crate::conn::version_ok;
 use crate::daemon_config::{self, Binary};
@@ -30,6 +32,8 @@ use crate::state_dir::{DaemonPaths, remove_state_dir, state_dir_error};
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// The first pause before a restart attempt.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
 /// The longest pause between two restart attempts.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
 
@@ -55,7 +59,8 @@ pub(crate) struct Supervisor {
     daemon: Mutex<Daemon>,
     pid: AtomicU32,
     restarts: AtomicU64,
-    stop: watch::Sender<bool>,
+    /// Cancelled when the health loop must end: no restart from then on.
+    stop: CancellationToken,
     monitor: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The lock that makes this supervisor the daemon's owner: only the owner
     /// starts, restarts or stops it; other supervisors of the same state
@@ -73,7 +78,6 @@ impl Supervisor {
     #[tracing::instrument(level = "debug", skip_all, fields(state_dir = %config.state_dir.display()))]
     pub(crate) async fn start(config: LinuxConfig, channel: Channel) -> Result<Arc<Self>> {
         let paths = DaemonPaths::new(&config.state_dir);
-        let (stop, _) = watch::channel(false);
         let sup = Arc::new(Self {
             config,
             binary: tokio::sync::OnceCell::new(),
@@ -83,7 +87,7 @@ impl Supervisor {
             daemon: Mutex::new(Daemon::None),
             pid: AtomicU32::new(0),
             restarts: AtomicU64::new(0),
-            stop,
+            stop: CancellationToken::new(),
             monitor: std::sync::Mutex::new(None),
             owner: std::sync::Mutex::new(None),
             let_go: std::sync::atomic::AtomicBool::new(false),
@@ -206,7 +210,7 @@ impl Supervisor {
 
     /// Starts a containerd child and waits for it to answer.
     async fn spawn(&self) -> Result<Daemon> {
-        if *self.stop.borrow() {
+        if self.stop.is_cancelled() {
             return Err(Error::failed_precondition("the supervisor is stopping"));
         }
         for stale in [&self.paths.socket, &self.paths.ttrpc_socket] {
@@ -300,18 +304,17 @@ impl Supervisor {
     /// Health loop: every interval a Version call with a timeout; a dead
     /// daemon is restarted at once, a hung one after consecutive failures.
     async fn monitor(self: Arc<Self>) {
-        let mut stop = self.stop.subscribe();
         let mut failures = 0u32;
-        let mut attempt = 0u32;
+        let mut restart_delay = Backoff::new(FIRST_RESTART_DELAY, MAX_RESTART_DELAY);
         loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                () = tokio::time::sleep(self.config.health_check.interval) => {}
+            let interval = tokio::time::sleep(self.config.health_check.interval);
+            if self.stop.run_until_cancelled(interval).await.is_none() {
+                return;
             }
             let dead = self.daemon_exited().await;
             if !dead && version_ok(&self.channel, self.config.health_check.timeout).await {
                 failures = 0;
-                attempt = 0;
+                restart_delay.reset();
                 continue;
             }
             failures += 1;
@@ -334,15 +337,18 @@ impl Supervisor {
                 }
                 continue;
             }
-            let delay = Duration::from_millis(100u64 << attempt.min(6)).min(MAX_RESTART_DELAY);
-            attempt += 1;
+            let delay = restart_delay.next();
             tracing::warn!(dead, failures, ?delay, "restarting containerd");
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                () = tokio::time::sleep(delay) => {}
+            if self
+                .stop
+                .run_until_cancelled(tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                return;
             }
             let mut daemon = self.daemon.lock().await;
-            if *stop.borrow() {
+            if self.stop.is_cancelled() {
                 return;
             }
             kill_daemon(&mut daemon, Signal::SIGKILL, Duration::from_secs(5)).await;
@@ -371,7 +377,7 @@ impl Supervisor {
     /// ownership so that another supervisor may take the daemon over.
     pub(crate) fn stop_monitoring(&self) {
         self.let_go.store(true, Ordering::SeqCst);
-        self.stop.send_replace(true);
+        self.stop.cancel();
         // No restart in progress (it holds the daemon's lock): let go now,
         // so that the next remote on the directory owns it at once; else the
         // health loop lets go when that restart is over.
@@ -391,7 +397,7 @@ impl Supervisor {
     /// daemon (SIGTERM, grace period, SIGKILL), then removes the pid file and
     /// sockets; a daemon owned by another supervisor is left to it. Idempotent.
     pub(crate) async fn stop(&self) {
-        self.stop.send_replace(true);
+        self.stop.cancel();
         let monitor = self.monitor.lock().ok().and_then(|mut m| m.take());
         if let Some(m) = monitor {
             let _ = m.await;
@@ -473,7 +479,7 @@ extern "C" fn run_at_exit() {
     };
     for (sup, state_dir) in list {
         // No restart from here on.
-        sup.stop.send_replace(true);
+        sup.stop.cancel();
         // A daemon this process merely adopted is its owner's to stop.
         if !sup.owns() {
             continue;

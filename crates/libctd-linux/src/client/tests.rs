@@ -8,7 +8,7 @@ use std::time::Duration;
 use libctd_core::oci_spec::runtime::{ProcessBuilder, RootBuilder, Spec};
 use libctd_core::{Client, ErrorKind, EventType, UNKNOWN_EXIT_CODE, discard_stdio};
 use libctd_testkit::RecordingBackend;
-use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::LinuxClient;
 use crate::conn::mem::{Fault, Mem};
@@ -24,7 +24,7 @@ struct Fixture {
     client: Arc<LinuxClient>,
     backend: Arc<RecordingBackend>,
     dir: tempfile::TempDir,
-    _closed: watch::Sender<bool>,
+    _closed: DropGuard,
 }
 
 async fn fixture() -> Fixture {
@@ -47,9 +47,9 @@ async fn fixture_on(mem: Arc<Mem>) -> Fixture {
     }
 }
 
-fn conn_on(mem: &Arc<Mem>) -> (tempfile::TempDir, Conn, watch::Sender<bool>) {
+fn conn_on(mem: &Arc<Mem>) -> (tempfile::TempDir, Conn, DropGuard) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (closed_tx, closed) = watch::channel(false);
+    let closed = CancellationToken::new();
     let shared = Arc::new(Shared {
         channel: lazy_channel(&dir.path().join("no.sock")).expect("a lazy channel"),
         fifo_root: dir.path().join("fifo"),
@@ -57,7 +57,7 @@ fn conn_on(mem: &Arc<Mem>) -> (tempfile::TempDir, Conn, watch::Sender<bool>) {
         shim_group: None,
         rpc_timeout: DEADLINE,
         bundle_root: None,
-        closed,
+        closed: closed.clone(),
         shim_exits: None,
     });
     let conn = Conn {
@@ -65,7 +65,7 @@ fn conn_on(mem: &Arc<Mem>) -> (tempfile::TempDir, Conn, watch::Sender<bool>) {
         shared,
         api: mem.clone(),
     };
-    (dir, conn, closed_tx)
+    (dir, conn, closed.drop_guard())
 }
 
 impl Fixture {

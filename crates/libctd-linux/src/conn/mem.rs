@@ -19,7 +19,7 @@
 //! each of the seam's 21 calls a few lines over the same private world.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -205,7 +205,7 @@ impl Mem {
     }
 
     fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.world)
     }
 
     /// The next call `op` (a method name of [`Containerd`]) fails with `fault`.

@@ -33,8 +33,8 @@ use containerd_client::types::v1::ProcessInfo;
 use containerd_client::types::{Envelope, Metric};
 use hyper_util::rt::TokioIo;
 use libctd_core::{Error, INIT_PROCESS_ID, Result};
-use tokio::sync::watch;
 use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
@@ -56,8 +56,8 @@ pub(crate) struct Shared {
     /// Where an embedded daemon keeps its task bundles (`None` at an
     /// address): a bundle left by a task containerd lost is removed there.
     pub bundle_root: Option<PathBuf>,
-    /// Becomes true on cleanup: event streams stop.
-    pub closed: watch::Receiver<bool>,
+    /// Cancelled on cleanup or when the remote is dropped: event streams stop.
+    pub closed: CancellationToken,
     /// Exits the shims kept across restarts of an embedded daemon.
     pub shim_exits: Option<Arc<ShimExits>>,
 }
