@@ -23,7 +23,7 @@ use libctd_core::{
     Status, StdioCallback, Summary, TaskExit, Version, validate_container_id,
 };
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use lifecycle::{DEFAULT_RUNTIME, SHIM_GROUP_KEY};
 
@@ -40,7 +40,8 @@ use crate::session::Session;
 /// subscription.
 pub struct LinuxClient {
     inner: Arc<Session>,
-    events: JoinHandle<()>,
+    /// The subscription task, stopped when the client is dropped.
+    _events: AbortOnDropHandle<()>,
 }
 
 impl std::fmt::Debug for LinuxClient {
@@ -48,12 +49,6 @@ impl std::fmt::Debug for LinuxClient {
         f.debug_struct("LinuxClient")
             .field("namespace", &self.inner.namespace())
             .finish()
-    }
-}
-
-impl Drop for LinuxClient {
-    fn drop(&mut self) {
-        self.events.abort();
     }
 }
 
@@ -89,7 +84,10 @@ impl LinuxClient {
             crate::events::run(inner.clone(), ready_tx),
             span,
         ));
-        let client = Arc::new(Self { inner, events });
+        let client = Arc::new(Self {
+            inner,
+            _events: AbortOnDropHandle::new(events),
+        });
         match tokio::time::timeout(Duration::from_secs(20), ready_rx).await {
             Ok(Ok(())) => Ok(client),
             _ => Err(Error::unavailable(
