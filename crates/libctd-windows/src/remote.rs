@@ -102,7 +102,6 @@ impl WindowsRemoteBuilder {
     /// otherwise as [`WindowsConfig::validate`].
     #[cfg(windows)]
     pub fn native(self) -> Result<WindowsRemote<crate::hcs::ffi::Computecore>> {
-        self.config.validate()?;
         let hcs = crate::hcs::ffi::Computecore::load()?;
         self.build(Arc::new(hcs))
     }
