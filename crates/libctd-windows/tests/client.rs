@@ -18,7 +18,9 @@ use libctd_windows::hcs::HcsOp;
 use libctd_windows::hcs::sim::{CONTROL_C_EXIT, Sim, TERMINATED_EXIT};
 use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
 
-const T: Duration = Duration::from_secs(10);
+#[path = "support/lifecycle.rs"]
+mod lifecycle;
+use lifecycle::T;
 
 fn spec_json(script: &str, extra_windows: &str) -> serde_json::Value {
     let args: Vec<&str> = script.split(' ').collect();
@@ -78,26 +80,15 @@ fn env() -> Env {
 
 impl Env {
     async fn run(&self, id: &str, spec: &Spec) -> u32 {
-        self.client
-            .create(id, spec, CreateOptions::default())
-            .await
-            .unwrap();
-        self.client
-            .start(id, None, false, discard_stdio())
-            .await
-            .unwrap()
+        lifecycle::run(&self.client, id, spec).await
     }
 
     async fn exit(&self, id: &str) -> EventInfo {
-        self.backend
-            .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
-            .await
-            .unwrap()
+        lifecycle::exit(&self.backend, id).await
     }
 
     async fn remove(&self, id: &str) {
-        self.client.delete_task(id).await.unwrap();
-        self.client.delete(id).await.unwrap();
+        lifecycle::remove(&self.client, id).await;
         assert!(!self.sim.compute_systems().contains(&sys(id)));
     }
 }

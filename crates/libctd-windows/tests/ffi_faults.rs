@@ -7,6 +7,8 @@
 
 #[path = "support/double.rs"]
 mod double;
+#[path = "support/lifecycle.rs"]
+mod lifecycle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +22,7 @@ use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::ffi::Computecore;
 use libctd_windows::{ClientSettings, UNKNOWN_EXIT_CODE, WindowsClient};
 
-const T: Duration = Duration::from_secs(10);
+use lifecycle::T;
 
 /// A namespace no other test uses.
 fn unique_namespace() -> String {
@@ -80,26 +82,15 @@ impl Env {
     }
 
     async fn run(&self, id: &str, script: &str) -> u32 {
-        self.client
-            .create(id, &spec(script), CreateOptions::default())
-            .await
-            .unwrap();
-        self.client
-            .start(id, None, false, discard_stdio())
-            .await
-            .unwrap()
+        lifecycle::run(&self.client, id, &spec(script)).await
     }
 
     async fn exit(&self, id: &str) -> EventInfo {
-        self.backend
-            .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
-            .await
-            .unwrap()
+        lifecycle::exit(&self.backend, id).await
     }
 
     async fn remove(&self, id: &str) {
-        self.client.delete_task(id).await.unwrap();
-        self.client.delete(id).await.unwrap();
+        lifecycle::remove(&self.client, id).await;
     }
 
     /// No violation, leak or orphan in this namespace.
