@@ -84,6 +84,29 @@ pub(crate) fn decode(event: &Any) -> Option<TaskEvent> {
     }
 }
 
+/// The topics of the events [`decode`] reads, and of the sync event. Only
+/// these are asked for: containerd sends nothing else (a lifecycle's
+/// `/tasks/delete`, say), which would only be framed, read and dropped.
+const TOPICS: [&str; 9] = [
+    "/tasks/create",
+    "/tasks/start",
+    "/tasks/exit",
+    "/tasks/oom",
+    "/tasks/exec-added",
+    "/tasks/exec-started",
+    "/tasks/paused",
+    "/tasks/resumed",
+    SYNC_TOPIC,
+];
+
+/// The subscription's filters: one per topic (containerd ORs them).
+fn filters(namespace: &str) -> Vec<String> {
+    TOPICS
+        .iter()
+        .map(|topic| format!("namespace=={namespace},topic==\"{topic}\""))
+        .collect()
+}
+
 /// The subscription loop of one client. `ready` is answered once the first
 /// subscription is live.
 pub(crate) async fn run(inner: Arc<Session>, ready: oneshot::Sender<()>) {
@@ -120,10 +143,7 @@ async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender
         inner.namespace(),
         SYNC_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    let filters = vec![format!(
-        "namespace=={},topic~=|^/tasks/|",
-        inner.namespace()
-    )];
+    let filters = filters(inner.namespace());
     // containerd answers Subscribe only with its first event: publish private
     // sync events until one comes back through this subscription.
     let publisher =
@@ -459,6 +479,16 @@ pub(crate) fn take_exit_kept_by_shim(inner: &Session, container_id: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscribes_to_exactly_the_topics_it_reads() {
+        let f = filters("ns1");
+        assert_eq!(f.len(), TOPICS.len());
+        assert!(f.contains(&"namespace==ns1,topic==\"/tasks/exit\"".to_owned()));
+        assert!(f.iter().any(|f| f.ends_with(&format!("\"{SYNC_TOPIC}\""))));
+        assert!(!f.iter().any(|f| f.contains("/tasks/delete")), "{f:?}");
+        assert!(f.iter().all(|f| f.starts_with("namespace==ns1,")));
+    }
 
     #[test]
     fn decodes_by_bare_type_url() {

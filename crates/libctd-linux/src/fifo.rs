@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use libctd_core::{DirectIo, Error, OutputStream, StdinStream};
@@ -58,6 +57,24 @@ impl FifoSet {
     }
 
     /// A set of recorded paths (empty strings mean "none").
+    /// No stdio at all: containerd gives the process `/dev/null`.
+    pub(crate) fn null() -> Self {
+        Self {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            terminal: false,
+        }
+    }
+
+    /// Whether the process can run on `/dev/null` instead, given that
+    /// `unread` of its output streams were dropped by the engine: no stdin,
+    /// no terminal, and every output unwanted.
+    pub(crate) fn all_unwanted(&self, unread: usize) -> bool {
+        let outputs = [&self.stdout, &self.stderr].into_iter().flatten().count();
+        self.stdin.is_none() && !self.terminal && outputs > 0 && unread == outputs
+    }
+
     pub(crate) fn from_paths(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Self {
         let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
         Self {
@@ -131,7 +148,9 @@ impl FifoSet {
             }
             _ => None,
         };
-        let drain: DrainFlag = Arc::new(AtomicBool::new(true));
+        let drain: DrainFlag = Arc::new(Unread {
+            mode: Mutex::new(UnreadMode::Collect(Vec::new())),
+        });
         let receiver = |path: &Option<PathBuf>| -> Result<Option<OutputStream>, Error> {
             match path {
                 Some(p) if p.exists() => {
@@ -198,7 +217,57 @@ struct Output {
 
 /// Whether a process's dropped output streams are drained (cleared when the
 /// process is re-attached elsewhere, whose streams must get the output).
-pub(crate) type DrainFlag = Arc<AtomicBool>;
+/// What becomes of the output streams the engine drops unread.
+pub(crate) type DrainFlag = Arc<Unread>;
+
+/// The fate of a process's dropped output streams, shared by them.
+pub(crate) struct Unread {
+    mode: Mutex<UnreadMode>,
+}
+
+enum UnreadMode {
+    /// While the engine's stdio callback runs: kept, so that a process
+    /// whose output is all unwanted can do without FIFOs.
+    Collect(Vec<pipe::Receiver>),
+    /// Drained to the end, so that the process never blocks on a full pipe.
+    Drain,
+    /// Left alone: the process was let go for a re-attach.
+    Leave,
+}
+
+impl Unread {
+    /// Ends the collection: streams dropped from now on are drained; those
+    /// dropped during it are returned.
+    pub(crate) fn end_collection(&self) -> Vec<pipe::Receiver> {
+        match std::mem::replace(&mut *crate::sync::lock(&self.mode), UnreadMode::Drain) {
+            UnreadMode::Collect(dropped) => dropped,
+            UnreadMode::Drain | UnreadMode::Leave => Vec::new(),
+        }
+    }
+
+    /// Streams dropped from now on are neither read nor closed early.
+    pub(crate) fn leave(&self) {
+        *crate::sync::lock(&self.mode) = UnreadMode::Leave;
+    }
+
+    fn dropped(&self, r: pipe::Receiver) {
+        match &mut *crate::sync::lock(&self.mode) {
+            UnreadMode::Collect(dropped) => dropped.push(r),
+            UnreadMode::Drain => drain(r),
+            UnreadMode::Leave => {}
+        }
+    }
+}
+
+/// Reads `r` to its end on a task of its own (nothing if outside a runtime).
+pub(crate) fn drain(mut r: pipe::Receiver) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut r, &mut sink).await;
+        });
+    }
+}
 
 impl AsyncRead for Output {
     fn poll_read(
@@ -223,23 +292,15 @@ impl AsyncRead for Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if self.eof || !self.drain.load(Ordering::SeqCst) {
+        if self.eof {
             return;
         }
-        let (Some(mut r), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        rt.spawn(async move {
-            let mut sink = tokio::io::sink();
-            let _ = tokio::io::copy(&mut r, &mut sink).await;
-        });
+        if let Some(r) = self.inner.take() {
+            self.drain.dropped(r);
+        }
     }
 }
 
-/// The client's write end of a stdin FIFO, shared by the engine's stream and
-/// the client (whose `close_stdin` must close it too: the process reads EOF
-/// only once every writer of the FIFO is gone).
 pub(crate) type StdinSlot = Arc<Mutex<StdinState>>;
 
 /// The write end and the close notification.

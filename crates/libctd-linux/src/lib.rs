@@ -14,6 +14,8 @@ mod convert;
 #[cfg(unix)]
 mod daemon_config;
 #[cfg(unix)]
+mod detach;
+#[cfg(unix)]
 mod events;
 #[cfg(unix)]
 mod fifo;

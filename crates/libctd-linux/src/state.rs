@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -87,11 +86,16 @@ impl Proc {
         self.fifos.remove();
     }
 
+    /// Its stdio as containerd knows it.
+    pub(crate) fn fifos(&self) -> &FifoSet {
+        &self.fifos
+    }
+
     /// Lets go of its streams for a re-attach without draining or closing
     /// anything (the FIFOs stay the shim's). Returns whether its exit was
     /// delivered.
     pub(crate) fn let_go(self) -> bool {
-        self.drain.store(false, Ordering::SeqCst);
+        self.drain.leave();
         if let Some(slot) = &self.stdin {
             crate::fifo::lock(slot).close_by_client();
         }

@@ -159,6 +159,55 @@ async fn hundred_mib_of_stdout_arrive_complete_and_in_order() {
     client.delete("big").await.unwrap();
 }
 
+/// Output the engine drops: all of it sends the process to `/dev/null`
+/// (no FIFOs); part of it is drained. Either way a process writing more
+/// than a pipe holds runs to its end, on every containerd line.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_output_never_blocks_the_process() {
+    let (ctd, client, backend) = setup().await;
+    // About 1.3 MB, twenty pipes' worth, on stdout and then on stderr.
+    let chatty = "seq 1 200000; seq 1 200000 >&2; echo done";
+    let spec = ctd.spec(&["sh", "-c", chatty], false);
+    client
+        .create("quiet", &spec, Default::default())
+        .await
+        .unwrap();
+    client
+        .start("quiet", None, false, discard_stdio())
+        .await
+        .unwrap();
+    let exit = backend
+        .next_process_event("quiet", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 0);
+    client.delete_task("quiet").await.unwrap();
+    client.delete("quiet").await.unwrap();
+
+    let spec = ctd.spec(&["sh", "-c", "seq 1 200000 >&2; echo done"], false);
+    client
+        .create("half", &spec, Default::default())
+        .await
+        .unwrap();
+    let (cb, out) = capture_stdio();
+    let keep_stdout = libctd_core::stdio_callback(move |mut io| {
+        io.stderr = None; // dropped unread: drained
+        cb(io)
+    });
+    client
+        .start("half", None, false, keep_stdout)
+        .await
+        .unwrap();
+    let exit = backend
+        .next_process_event("half", INIT_PROCESS_ID, EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(out.wait_stdout(T).await.unwrap(), b"done\n");
+    client.delete_task("half").await.unwrap();
+    client.delete("half").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stdin_round_trip() {
     let (ctd, client, backend) = setup().await;

@@ -21,6 +21,11 @@ use crate::state::{Container, Proc};
 
 /// Sets up a process's FIFOs, hands the streams to `attach`, and arranges
 /// one CloseIO once the engine closes stdin and the process has started.
+///
+/// A new process whose output the engine dropped unread in `attach` (and
+/// that has no stdin nor terminal) gets no FIFOs at all: containerd gives it
+/// `/dev/null`, which saves the FIFOs' creation, their drain tasks and their
+/// removal. [`Proc::fifos`] tells what containerd is to be given.
 pub(crate) fn attach_process(
     s: &Arc<Session>,
     c: &Container,
@@ -52,6 +57,15 @@ pub(crate) fn attach_process(
             fifos.remove();
             return Err(e);
         }
+    };
+    let unread = drain.end_collection();
+    let fifos = if !already_started && fifos.all_unwanted(unread.len()) {
+        drop(unread);
+        fifos.remove();
+        FifoSet::null()
+    } else {
+        unread.into_iter().for_each(crate::fifo::drain);
+        fifos
     };
     let (started, mut started_rx) = watch::channel(already_started);
     if has_stdin {
@@ -96,14 +110,18 @@ pub(crate) async fn exec(
     let terminal = spec.terminal().unwrap_or(false);
     let fifos = FifoSet::new(&c.dir, &c.id, &process_id, with_stdin, terminal);
     c.lock().reserve_exec(&process_id)?;
-    let attached = attach_process(&s, &c, &process_id, fifos.clone(), attach, false);
-    match attached {
-        Ok(p) => c.lock().end_reservation(&process_id, Some(p)),
+    let attached = attach_process(&s, &c, &process_id, fifos, attach, false);
+    let fifos = match attached {
+        Ok(p) => {
+            let fifos = p.fifos().clone();
+            c.lock().end_reservation(&process_id, Some(p));
+            fifos
+        }
         Err(e) => {
             c.lock().end_reservation(&process_id, None);
             return Err(e);
         }
-    }
+    };
     let forget = |c: &Container| c.lock().forget(&process_id);
     let req = ExecProcessRequest {
         container_id: id.clone(),

@@ -180,7 +180,8 @@ pub(crate) async fn start(
     s.rollbacks.settle(&id).await?;
     let terminal = c.terminal;
     let fifos = FifoSet::new(&c.dir, &c.id, INIT_PROCESS_ID, with_stdin, terminal);
-    let proc = attach_process(&s, &c, INIT_PROCESS_ID, fifos.clone(), attach, false)?;
+    let proc = attach_process(&s, &c, INIT_PROCESS_ID, fifos, attach, false)?;
+    let fifos = proc.fifos().clone();
     c.lock().begin_start(proc);
     let mut runc = c.runc.clone();
     if let Some(dir) = &checkpoint_dir {

@@ -11,7 +11,6 @@ mod restore;
 #[cfg(test)]
 mod tests;
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +27,7 @@ use tokio_util::task::AbortOnDropHandle;
 pub use lifecycle::{DEFAULT_RUNTIME, SHIM_GROUP_KEY};
 
 use crate::conn::{Conn, Shared};
+use crate::detach::detached;
 use crate::session::Session;
 
 /// A client of one containerd namespace.
@@ -50,18 +50,6 @@ impl std::fmt::Debug for LinuxClient {
             .field("namespace", &self.inner.namespace())
             .finish()
     }
-}
-
-/// Runs `fut` in its own task, so that dropping the caller's future does not
-/// interrupt a change half-way (operations stay cancel-safe).
-async fn detached<T, F>(fut: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>> + Send + 'static,
-{
-    tokio::spawn(fut).await.map_err(|e| {
-        Error::system("libctd's task for the operation panicked (a bug in libctd)").with_source(e)
-    })?
 }
 
 impl LinuxClient {

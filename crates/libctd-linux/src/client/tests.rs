@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libctd_core::oci_spec::runtime::{ProcessBuilder, RootBuilder, Spec};
-use libctd_core::{Client, ErrorKind, EventType, UNKNOWN_EXIT_CODE, discard_stdio};
+use libctd_core::{Client, ErrorKind, EventType, UNKNOWN_EXIT_CODE, discard_stdio, stdio_callback};
 use libctd_testkit::RecordingBackend;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -403,4 +403,64 @@ async fn a_fresh_subscription_is_ready_only_once_proven_live() {
     assert_eq!(mem.calls("subscribe"), 2);
     // Ready means live: the first event after it is delivered.
     f.run("a").await;
+}
+
+/// The FIFO files left in the client's stdio directory.
+fn fifo_files(f: &Fixture) -> Vec<String> {
+    match std::fs::read_dir(f.dir.path().join("fifo").join("test")) {
+        Ok(dir) => dir
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_the_engine_drops_costs_no_fifos() {
+    let f = fixture().await;
+    f.run("quiet").await;
+    assert_eq!(
+        f.mem.stdio("quiet", "").expect("the init process"),
+        [String::new(), String::new(), String::new()],
+        "containerd gives the process /dev/null"
+    );
+    f.exec("quiet", "e1").await.expect("exec");
+    assert_eq!(
+        f.mem.stdio("quiet", "e1").expect("the exec"),
+        [String::new(), String::new(), String::new()]
+    );
+    assert!(fifo_files(&f).is_empty(), "{:?}", fifo_files(&f));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_the_engine_keeps_gets_fifos() {
+    let f = fixture().await;
+    f.create("loud").await;
+    // The engine keeps stdout and drops stderr: both stay FIFOs (the
+    // dropped one is drained), as the shim needs every path or none.
+    let (kept_tx, kept_rx) = std::sync::mpsc::channel();
+    let attach = stdio_callback(move |mut io| {
+        let _ = kept_tx.send(io.stdout.take());
+        Ok(Box::new(()))
+    });
+    f.client
+        .start("loud", None, false, attach)
+        .await
+        .expect("start");
+    let stdout = kept_rx.recv().expect("the callback ran");
+    assert!(stdout.is_some());
+    let [stdin, out, err] = f.mem.stdio("loud", "").expect("the init process");
+    assert!(stdin.is_empty());
+    assert!(out.ends_with("loud@init-stdout"), "{out}");
+    assert!(err.ends_with("loud@init-stderr"), "{err}");
+    assert_eq!(fifo_files(&f).len(), 2, "{:?}", fifo_files(&f));
+    // With stdin asked for, even all-dropped output keeps its FIFOs.
+    f.create("in").await;
+    f.client
+        .start("in", None, true, discard_stdio())
+        .await
+        .expect("start with stdin");
+    let [stdin, out, _] = f.mem.stdio("in", "").expect("the init process");
+    assert!(stdin.ends_with("in@init-stdin") && !out.is_empty());
 }

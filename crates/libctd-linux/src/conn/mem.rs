@@ -261,6 +261,15 @@ impl Mem {
         self.world().tasks.contains_key(id)
     }
 
+    /// The stdin, stdout and stderr paths process `exec_id` was given.
+    pub(crate) fn stdio(&self, id: &str, exec_id: &str) -> Option<[String; 3]> {
+        self.world()
+            .tasks
+            .get(id)
+            .and_then(|t| t.get(exec_id))
+            .map(|p| p.io.clone())
+    }
+
     /// Whether the task has process `exec_id`.
     pub(crate) fn has_process(&self, id: &str, exec_id: &str) -> bool {
         self.world()
