@@ -14,7 +14,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use std::sync::{Arc, Mutex};
 
@@ -148,9 +148,7 @@ impl FifoSet {
             }
             _ => None,
         };
-        let drain: DrainFlag = Arc::new(Unread {
-            mode: Mutex::new(UnreadMode::Collect(Vec::new())),
-        });
+        let drain = Unread::new();
         let receiver = |path: &Option<PathBuf>| -> Result<Option<OutputStream>, Error> {
             match path {
                 Some(p) if p.exists() => {
@@ -158,7 +156,7 @@ impl FifoSet {
                         .open_receiver(p)
                         .map_err(|e| open_err(p, e))?;
                     Ok(Some(Box::pin(Output {
-                        inner: Some(r),
+                        source: Source::Open(r),
                         eof: false,
                         drain: drain.clone(),
                     }) as OutputStream))
@@ -210,9 +208,29 @@ impl FifoSet {
 /// draining the FIFO in the background, so the shim can open its end and the
 /// process never blocks on output nobody reads.
 struct Output {
-    inner: Option<pipe::Receiver>,
+    source: Source,
     eof: bool,
     drain: DrainFlag,
+}
+
+/// Where an output stream reads from.
+enum Source {
+    Open(pipe::Receiver),
+    /// Its FIFO is made only once the engine's callback kept a stream.
+    Deferred(Arc<Mutex<Deferred>>),
+    /// At its end (its FIFO could not be made).
+    Closed,
+}
+
+/// An output stream whose FIFO is not open yet.
+#[derive(Default)]
+struct Deferred {
+    receiver: Option<pipe::Receiver>,
+    waker: Option<Waker>,
+    /// The engine dropped the stream before its FIFO was open.
+    dropped: bool,
+    /// No receiver is coming (the FIFO could not be made).
+    failed: bool,
 }
 
 /// Whether a process's dropped output streams are drained (cleared when the
@@ -226,9 +244,6 @@ pub(crate) struct Unread {
 }
 
 enum UnreadMode {
-    /// While the engine's stdio callback runs: kept, so that a process
-    /// whose output is all unwanted can do without FIFOs.
-    Collect(Vec<pipe::Receiver>),
     /// Drained to the end, so that the process never blocks on a full pipe.
     Drain,
     /// Left alone: the process was let go for a re-attach.
@@ -236,13 +251,10 @@ enum UnreadMode {
 }
 
 impl Unread {
-    /// Ends the collection: streams dropped from now on are drained; those
-    /// dropped during it are returned.
-    pub(crate) fn end_collection(&self) -> Vec<pipe::Receiver> {
-        match std::mem::replace(&mut *crate::sync::lock(&self.mode), UnreadMode::Drain) {
-            UnreadMode::Collect(dropped) => dropped,
-            UnreadMode::Drain | UnreadMode::Leave => Vec::new(),
-        }
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            mode: Mutex::new(UnreadMode::Drain),
+        })
     }
 
     /// Streams dropped from now on are neither read nor closed early.
@@ -251,8 +263,7 @@ impl Unread {
     }
 
     fn dropped(&self, r: pipe::Receiver) {
-        match &mut *crate::sync::lock(&self.mode) {
-            UnreadMode::Collect(dropped) => dropped.push(r),
+        match &*crate::sync::lock(&self.mode) {
             UnreadMode::Drain => drain(r),
             UnreadMode::Leave => {}
         }
@@ -269,14 +280,39 @@ pub(crate) fn drain(mut r: pipe::Receiver) {
     }
 }
 
+impl Output {
+    /// Resolves a deferred source: `false` while its FIFO is not open yet
+    /// (the waker is kept and woken once it is).
+    fn resolve(&mut self, cx: &Context<'_>) -> bool {
+        let Source::Deferred(slot) = &self.source else {
+            return true;
+        };
+        let mut d = crate::sync::lock(slot);
+        let next = match d.receiver.take() {
+            Some(r) => Source::Open(r),
+            None if d.failed => Source::Closed,
+            None => {
+                d.waker = Some(cx.waker().clone());
+                return false;
+            }
+        };
+        drop(d);
+        self.source = next;
+        true
+    }
+}
+
 impl AsyncRead for Output {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.resolve(cx) {
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
-        let Some(r) = self.inner.as_mut() else {
+        let Source::Open(r) = &mut self.source else {
             return Poll::Ready(Ok(()));
         };
         let res = Pin::new(r).poll_read(cx, buf);
@@ -295,9 +331,108 @@ impl Drop for Output {
         if self.eof {
             return;
         }
-        if let Some(r) = self.inner.take() {
-            self.drain.dropped(r);
+        match std::mem::replace(&mut self.source, Source::Closed) {
+            Source::Open(r) => self.drain.dropped(r),
+            Source::Deferred(slot) => {
+                let mut d = crate::sync::lock(&slot);
+                match d.receiver.take() {
+                    Some(r) => self.drain.dropped(r),
+                    None => d.dropped = true,
+                }
+            }
+            Source::Closed => {}
         }
+    }
+}
+
+/// The output streams of a new process with neither stdin nor terminal,
+/// handed to the engine before their FIFOs exist: should the engine drop
+/// them all, no FIFO is ever made and containerd gives the process
+/// `/dev/null`.
+pub(crate) struct DeferredOutputs {
+    slots: Vec<(PathBuf, Arc<Mutex<Deferred>>)>,
+    drain: DrainFlag,
+}
+
+impl FifoSet {
+    /// The engine's streams of a set without stdin or terminal, before any
+    /// FIFO is made; [`DeferredOutputs::settle`] makes what they need.
+    pub(crate) fn defer(&self) -> (DirectIo, DrainFlag, DeferredOutputs) {
+        let drain = Unread::new();
+        let mut slots = Vec::new();
+        let mut stream = |path: &Option<PathBuf>| -> Option<OutputStream> {
+            let path = path.as_ref()?;
+            let slot = Arc::new(Mutex::new(Deferred::default()));
+            slots.push((path.clone(), slot.clone()));
+            Some(Box::pin(Output {
+                source: Source::Deferred(slot),
+                eof: false,
+                drain: drain.clone(),
+            }))
+        };
+        let stdout = stream(&self.stdout);
+        let stderr = stream(&self.stderr);
+        let io = DirectIo::new(None, stdout, stderr, false);
+        let deferred = DeferredOutputs {
+            slots,
+            drain: drain.clone(),
+        };
+        (io, drain, deferred)
+    }
+}
+
+impl DeferredOutputs {
+    /// After the engine's callback: with every stream dropped, the null set
+    /// (no FIFO made); otherwise makes `fifos` in `dir`, opens the kept
+    /// streams' ends and drains the dropped ones'. The set containerd is to
+    /// be given.
+    pub(crate) fn settle(self, fifos: &FifoSet, dir: &Path) -> Result<FifoSet, Error> {
+        let dropped = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| crate::sync::lock(slot).dropped)
+            .count();
+        if fifos.all_unwanted(dropped) {
+            return Ok(FifoSet::null());
+        }
+        let opened = fifos.create(dir).and_then(|()| {
+            self.slots
+                .iter()
+                .map(|(path, _)| {
+                    pipe::OpenOptions::new().open_receiver(path).map_err(|e| {
+                        Error::system(format!("cannot open the fifo {}", path.display()))
+                            .with_source(e)
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        });
+        let receivers = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                for (_, slot) in &self.slots {
+                    let mut d = crate::sync::lock(slot);
+                    d.failed = true;
+                    if let Some(w) = d.waker.take() {
+                        w.wake();
+                    }
+                }
+                fifos.remove();
+                return Err(e);
+            }
+        };
+        for ((_, slot), r) in self.slots.iter().zip(receivers) {
+            let mut d = crate::sync::lock(slot);
+            if d.dropped {
+                drop(d);
+                self.drain.dropped(r);
+                continue;
+            }
+            d.receiver = Some(r);
+            if let Some(w) = d.waker.take() {
+                w.wake();
+            }
+        }
+        Ok(fifos.clone())
     }
 }
 
@@ -449,5 +584,62 @@ mod tests {
         assert!(stdin.write_all(b"x").await.is_err());
         set.remove();
         assert!(!set.stdout.as_ref().unwrap().exists());
+    }
+
+    #[tokio::test]
+    async fn deferred_outputs_all_dropped_make_no_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = FifoSet::new(dir.path(), "c", "init", false, false);
+        let (io, _drain, deferred) = set.defer();
+        drop(io);
+        assert_eq!(deferred.settle(&set, dir.path()).unwrap(), FifoSet::null());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_kept_deferred_output_reads_once_its_fifo_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = FifoSet::new(dir.path(), "c", "init", false, false);
+        let (mut io, _drain, deferred) = set.defer();
+        let mut stdout = io.stdout.take().unwrap();
+        drop(io); // stderr dropped: drained
+        // A read that starts before the FIFO exists waits for it.
+        let reader = tokio::spawn(async move {
+            let mut out = String::new();
+            stdout.read_to_string(&mut out).await.map(|_| out)
+        });
+        let settled = deferred.settle(&set, dir.path()).unwrap();
+        assert_eq!(settled, set);
+        let mut shim_out = pipe::OpenOptions::new()
+            .open_sender(set.stdout.as_ref().unwrap())
+            .unwrap();
+        let mut shim_err = pipe::OpenOptions::new()
+            .open_sender(set.stderr.as_ref().unwrap())
+            .unwrap();
+        // More than a pipe holds on the dropped stream: someone reads it.
+        shim_err.write_all(&vec![b'x'; 256 * 1024]).await.unwrap();
+        shim_out.write_all(b"kept").await.unwrap();
+        drop((shim_out, shim_err));
+        let out = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(out, "kept");
+        set.remove();
+    }
+
+    #[tokio::test]
+    async fn deferred_outputs_end_when_their_fifo_cannot_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"").unwrap();
+        let set = FifoSet::new(&not_a_dir, "c", "init", false, false);
+        let (mut io, _drain, deferred) = set.defer();
+        let mut stdout = io.stdout.take().unwrap();
+        let e = deferred.settle(&set, &not_a_dir).unwrap_err();
+        assert_eq!(e.kind(), libctd_core::ErrorKind::System);
+        let mut out = Vec::new();
+        assert_eq!(stdout.read_to_end(&mut out).await.unwrap(), 0, "at its end");
     }
 }

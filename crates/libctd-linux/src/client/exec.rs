@@ -34,11 +34,20 @@ pub(crate) fn attach_process(
     attach: StdioCallback,
     already_started: bool,
 ) -> Result<Proc> {
-    if !already_started {
-        fifos.create(&c.dir)?;
-    }
     let (close_tx, close_rx) = oneshot::channel();
-    let (io, stdin_slot, drain) = fifos.open(close_tx)?;
+    // Only a new process's output can do without FIFOs (a started one's
+    // are the shim's; stdin and terminals need theirs).
+    let outputs_only = !already_started && fifos.stdin.is_none() && !fifos.terminal;
+    let (io, stdin_slot, drain, deferred) = if outputs_only {
+        let (io, drain, deferred) = fifos.defer();
+        (io, None, drain, Some(deferred))
+    } else {
+        if !already_started {
+            fifos.create(&c.dir)?;
+        }
+        let (io, stdin_slot, drain) = fifos.open(close_tx)?;
+        (io, stdin_slot, drain, None)
+    };
     let has_stdin = io.stdin.is_some();
     let attached = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attach(io)))
         .unwrap_or_else(|panic| {
@@ -58,14 +67,9 @@ pub(crate) fn attach_process(
             return Err(e);
         }
     };
-    let unread = drain.end_collection();
-    let fifos = if !already_started && fifos.all_unwanted(unread.len()) {
-        drop(unread);
-        fifos.remove();
-        FifoSet::null()
-    } else {
-        unread.into_iter().for_each(crate::fifo::drain);
-        fifos
+    let fifos = match deferred {
+        Some(deferred) => deferred.settle(&fifos, &c.dir)?,
+        None => fifos,
     };
     let (started, mut started_rx) = watch::channel(already_started);
     if has_stdin {
