@@ -190,9 +190,10 @@ impl RuntimeOptions {
 /// Dropping an operation's future (or wrapping it in
 /// `tokio::time::timeout`) never leaves the client half-way, but it does
 /// not undo what was asked either. The operations that change state
-/// (`restore`, `create`, `start`, `exec`, `delete_task`, `delete`) run in a
-/// task of their own: they run to completion, or roll back, after the
-/// caller's future is dropped, and the engine learns the outcome from the
+/// (`restore`, `create`, `start`, `exec`, `delete_task`, `delete`) go on in
+/// a task of their own when the caller's future is dropped (a backend may
+/// run them there from the start, or only from the drop): they run to
+/// completion, or roll back, and the engine learns the outcome from the
 /// events that follow (`create`, `start`, `exec-added`, `exit`...) or a
 /// later `status`. A dropped single request (`signal_process`,
 /// `resize_terminal`, `close_stdin`, `pause`, `resume`, `update_resources`,
