@@ -84,10 +84,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_operation_runs_in_the_callers_task() {
-        let caller = tokio::task::try_id();
-        let inside = detached(async move { Ok(tokio::task::try_id()) })
-            .await
-            .unwrap();
+        let (caller, inside) = tokio::spawn(async {
+            let inside = detached(async { Ok(tokio::task::id()) }).await.unwrap();
+            (tokio::task::id(), inside)
+        })
+        .await
+        .unwrap();
         assert_eq!(inside, caller, "no task of its own");
     }
 

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -95,7 +96,7 @@ impl Proc {
     /// anything (the FIFOs stay the shim's). Returns whether its exit was
     /// delivered.
     pub(crate) fn let_go(self) -> bool {
-        self.drain.leave();
+        self.drain.store(false, Ordering::SeqCst);
         if let Some(slot) = &self.stdin {
             crate::fifo::lock(slot).close_by_client();
         }

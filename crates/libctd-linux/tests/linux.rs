@@ -165,47 +165,49 @@ async fn hundred_mib_of_stdout_arrive_complete_and_in_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dropped_output_never_blocks_the_process() {
     let (ctd, client, backend) = setup().await;
+    let fifo_dir = ctd.state_dir().join("fifo").join(client.namespace());
+    // The FIFOs of `id`, counted once its process exited, before its task goes.
+    let run = |id: &'static str, args: &'static str, attach: libctd_core::StdioCallback| {
+        let (client, backend, fifo_dir) = (client.clone(), backend.clone(), fifo_dir.clone());
+        let spec = ctd.spec(&["sh", "-c", args], false);
+        async move {
+            client.create(id, &spec, Default::default()).await.unwrap();
+            client.start(id, None, false, attach).await.unwrap();
+            let exit = backend
+                .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
+                .await
+                .unwrap();
+            assert_eq!(exit.exit_code, 0, "{id}");
+            let fifos = std::fs::read_dir(&fifo_dir).map_or(0, |d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("{id}@"))
+                    })
+                    .count()
+            });
+            client.delete_task(id).await.unwrap();
+            client.delete(id).await.unwrap();
+            fifos
+        }
+    };
     // About 1.3 MB, twenty pipes' worth, on stdout and then on stderr.
     let chatty = "seq 1 200000; seq 1 200000 >&2; echo done";
-    let spec = ctd.spec(&["sh", "-c", chatty], false);
-    client
-        .create("quiet", &spec, Default::default())
-        .await
-        .unwrap();
-    client
-        .start("quiet", None, false, discard_stdio())
-        .await
-        .unwrap();
-    let exit = backend
-        .next_process_event("quiet", INIT_PROCESS_ID, EventType::Exit, T)
-        .await
-        .unwrap();
-    assert_eq!(exit.exit_code, 0);
-    client.delete_task("quiet").await.unwrap();
-    client.delete("quiet").await.unwrap();
+    assert_eq!(
+        run("quiet", chatty, discard_stdio()).await,
+        0,
+        "no FIFO made"
+    );
 
-    let spec = ctd.spec(&["sh", "-c", "seq 1 200000 >&2; echo done"], false);
-    client
-        .create("half", &spec, Default::default())
-        .await
-        .unwrap();
     let (cb, out) = capture_stdio();
     let keep_stdout = libctd_core::stdio_callback(move |mut io| {
         io.stderr = None; // dropped unread: drained
         cb(io)
     });
-    client
-        .start("half", None, false, keep_stdout)
-        .await
-        .unwrap();
-    let exit = backend
-        .next_process_event("half", INIT_PROCESS_ID, EventType::Exit, T)
-        .await
-        .unwrap();
-    assert_eq!(exit.exit_code, 0);
+    let fifos = run("half", "seq 1 200000 >&2; echo done", keep_stdout).await;
+    assert_eq!(fifos, 2, "a partial drop keeps both FIFOs");
     assert_eq!(out.wait_stdout(T).await.unwrap(), b"done\n");
-    client.delete_task("half").await.unwrap();
-    client.delete("half").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -35,18 +35,18 @@ pub(crate) fn attach_process(
     already_started: bool,
 ) -> Result<Proc> {
     let (close_tx, close_rx) = oneshot::channel();
-    // Only a new process's output can do without FIFOs (a started one's
-    // are the shim's; stdin and terminals need theirs).
-    let outputs_only = !already_started && fifos.stdin.is_none() && !fifos.terminal;
-    let (io, stdin_slot, drain, deferred) = if outputs_only {
-        let (io, drain, deferred) = fifos.defer();
-        (io, None, drain, Some(deferred))
-    } else {
-        if !already_started {
-            fifos.create(&c.dir)?;
+    // Only a new process's FIFOs can wait for the callback (a started one's
+    // are the shim's).
+    let deferred = if already_started { None } else { fifos.defer() };
+    let (io, stdin_slot, drain, deferred) = match deferred {
+        Some((io, drain, deferred)) => (io, None, drain, Some(deferred)),
+        None => {
+            if !already_started {
+                fifos.create(&c.dir)?;
+            }
+            let (io, stdin_slot, drain) = fifos.open(close_tx)?;
+            (io, stdin_slot, drain, None)
         }
-        let (io, stdin_slot, drain) = fifos.open(close_tx)?;
-        (io, stdin_slot, drain, None)
     };
     let has_stdin = io.stdin.is_some();
     let attached = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attach(io)))
