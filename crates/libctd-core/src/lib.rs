@@ -3,6 +3,7 @@
 
 mod backend;
 mod client;
+mod detach;
 mod error;
 mod event;
 mod id;
@@ -17,6 +18,7 @@ pub use client::{
     Client, CreateOptions, MAX_SIGNAL, Restored, RuntimeOptions, TaskExit, Version,
     validate_signal, validate_terminal_size,
 };
+pub use detach::{Detached, detached};
 pub use error::{BoxError, Error, ErrorContext, ErrorKind, Report, Result};
 pub use event::{EventInfo, EventType, UNKNOWN_EXIT_CODE};
 pub use id::{

@@ -14,7 +14,6 @@ mod convert;
 #[cfg(unix)]
 mod daemon_config;
 #[cfg(unix)]
-mod detach;
 #[cfg(unix)]
 mod events;
 #[cfg(unix)]

@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
-    Backend, Client, CreateOptions, DirectIo, Error, ErrorKind, EventDispatcher, EventInfo,
-    EventType, INIT_PROCESS_ID, Resources, Restored, Result, Stats, Status, StdioAttachment,
-    StdioCallback, Summary, TaskExit, Version, validate_container_id, validate_process_id,
-    validate_signal, validate_terminal_size,
+    Backend, Client, CreateOptions, DirectIo, Error, ErrorContext, ErrorKind, EventDispatcher,
+    EventInfo, EventType, INIT_PROCESS_ID, Resources, Restored, Result, Stats, Status,
+    StdioAttachment, StdioCallback, Summary, TaskExit, Version, validate_container_id,
+    validate_process_id, validate_signal, validate_terminal_size,
 };
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -134,20 +134,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Runs `fut` to completion on its own task, so that dropping the caller's
-/// future never leaves HCS and the client's tables half updated.
+/// Runs `fut` cancel-safely ([`libctd_core::detached`]): dropping the
+/// caller's future never leaves HCS and the client's tables half updated.
 async fn detached<T, F>(operation: &'static str, container_id: &str, fut: F) -> Result<T>
 where
     T: Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
-    match tokio::spawn(fut.in_current_span()).await {
-        Ok(r) => r,
-        Err(e) => Err(Error::system(format!("the {operation} task failed"))
-            .with_source(e)
-            .with_operation(operation)
-            .with_container(container_id)),
-    }
+    libctd_core::detached(fut)
+        .await
+        .context(operation, container_id)
 }
 
 fn hcs_error(e: HcsError, container_id: &str, op: HcsOp, operation: &'static str) -> Error {

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
     Backend, Client, CreateOptions, Error, ErrorContext, Resources, Restored, Result, Stats,
-    Status, StdioCallback, Summary, TaskExit, Version, validate_container_id,
+    Status, StdioCallback, Summary, TaskExit, Version, detached, validate_container_id,
 };
 use tokio::sync::oneshot;
 use tokio_util::task::AbortOnDropHandle;
@@ -27,7 +27,6 @@ use tokio_util::task::AbortOnDropHandle;
 pub use lifecycle::{DEFAULT_RUNTIME, SHIM_GROUP_KEY};
 
 use crate::conn::{Conn, Shared};
-use crate::detach::detached;
 use crate::session::Session;
 
 /// A client of one containerd namespace.

@@ -1,35 +1,76 @@
-//! Cancel safety without a task per call: an operation runs in the caller's
-//! task, and only if the caller drops it before it finishes does the rest
-//! move to a task of its own, so that a change is never left half-way.
+//! Cancel safety without a task per call, for implementers of [`Client`].
 //!
-//! Spawning every state-changing operation did the same, at the price of a
-//! task and its cross-thread wake-ups on every call (on a multi-threaded
-//! runtime a spawn unparks an idle worker); most callers never give up.
+//! [`Client`]: crate::Client
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use libctd_core::{Error, Result};
+use tracing::Instrument;
 
-/// Polls the operation inline; finishes it on a task of its own if dropped
-/// while pending.
-pub(crate) struct Detached<F: Future + Send + 'static> {
+use crate::{Error, Result};
+
+/// An operation that runs in its caller's task and moves to a task of its
+/// own only if the caller drops it before it finishes. Made by [`detached`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Detached<F: Future + Send + 'static> {
     op: Option<Pin<Box<F>>>,
+    span: tracing::Span,
 }
 
-/// Runs `op` cancel-safely: dropping the returned future before it is ready
-/// lets `op` run to its end in the background (its result is discarded).
-/// A panic in `op` becomes a `System` error instead of unwinding into the
+/// Runs `op` cancel-safely, the way every state-changing operation of a
+/// backend must: dropping the returned future before it is ready lets `op`
+/// run to its end on a task of its own (its result is discarded), so a
+/// change is never left half-way. A panic in `op` becomes a
+/// [`System`](crate::ErrorKind::System) error instead of unwinding into the
 /// caller.
-pub(crate) fn detached<T, F>(op: F) -> Detached<F>
+///
+/// Spawning every operation gives the same guarantee at the price of a task
+/// and its cross-thread wake-ups on every call; most callers never give up,
+/// so here only a dropped operation pays. Outside a tokio runtime (one
+/// shutting down) a dropped operation is dropped too: there is nowhere to
+/// finish it.
+///
+/// The background task keeps the tracing span current when `detached` was
+/// called.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use libctd_core::{Result, detached};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (done_tx, done) = tokio::sync::oneshot::channel();
+/// let op = detached(async move {
+///     tokio::time::sleep(Duration::from_millis(20)).await;
+///     let _ = done_tx.send("finished");
+///     Result::Ok(())
+/// });
+/// // The caller gives up half-way...
+/// assert!(tokio::time::timeout(Duration::from_millis(1), op).await.is_err());
+/// // ...and the operation still runs to its end.
+/// assert_eq!(done.await.unwrap(), "finished");
+/// # }
+/// ```
+pub fn detached<T, F>(op: F) -> Detached<F>
 where
     T: Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
     Detached {
         op: Some(Box::pin(op)),
+        span: tracing::Span::current(),
+    }
+}
+
+impl<F: Future + Send + 'static> std::fmt::Debug for Detached<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detached")
+            .field("finished", &self.op.is_none())
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,7 +96,7 @@ where
             Err(_) => {
                 self.op = None;
                 Poll::Ready(Err(Error::system(
-                    "libctd's operation panicked (a bug in libctd)",
+                    "the operation panicked (a bug in the backend)",
                 )))
             }
         }
@@ -65,11 +106,14 @@ where
 impl<F: Future + Send + 'static> Drop for Detached<F> {
     fn drop(&mut self) {
         let Some(op) = self.op.take() else { return };
-        // Outside a runtime (it is shutting down) there is nowhere to finish.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = op.await;
-            });
+            let span = std::mem::replace(&mut self.span, tracing::Span::none());
+            rt.spawn(
+                async move {
+                    let _ = op.await;
+                }
+                .instrument(span),
+            );
         }
     }
 }
@@ -130,7 +174,7 @@ mod tests {
         })
         .await
         .unwrap_err();
-        assert_eq!(e.kind(), libctd_core::ErrorKind::System);
+        assert_eq!(e.kind(), crate::ErrorKind::System);
         assert!(e.to_string().contains("panicked"), "{e}");
     }
 }
