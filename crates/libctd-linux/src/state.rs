@@ -176,6 +176,15 @@ impl ContainerState {
         }
     }
 
+    /// Whether the process's start answered, as a watch (true from
+    /// [`mark_started`](Self::mark_started) on; closed once the process is
+    /// forgotten); `None` when it is untracked.
+    pub(crate) fn started_of(&self, process_id: &str) -> Option<watch::Receiver<bool>> {
+        self.processes
+            .get(process_id)
+            .map(|p| p.started.subscribe())
+    }
+
     /// Whether the process is tracked.
     pub(crate) fn has_process(&self, process_id: &str) -> bool {
         self.processes.contains_key(process_id)

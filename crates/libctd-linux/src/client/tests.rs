@@ -355,6 +355,21 @@ async fn a_failed_exec_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_that_exits_at_once_is_deleted_only_after_its_start_answered() {
+    let f = fixture().await;
+    f.run("a").await;
+    // Its exit is delivered while containerd's Tasks.Start still asks the
+    // shim for its pid (seen on containerd 1.7 with `echo` as the exec).
+    f.mem.exit_at_start("a", "e1", 7);
+    let pid = f.exec("a", "e1").await.expect("the exec's start succeeds");
+    assert!(pid > 0);
+    assert_eq!(f.exits_of("a", "e1").await, vec![7], "its exit, once");
+    poll(|| !f.mem.has_process("a", "e1")).await;
+    assert_eq!(f.mem.calls("delete_process"), 1, "deleted once it answered");
+    f.exec("a", "e1").await.expect("the id is usable again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_rollback_that_cannot_reach_containerd_completes_before_the_id_is_reused() {
     let f = fixture().await;
     f.run("a").await;

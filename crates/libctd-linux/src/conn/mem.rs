@@ -36,7 +36,7 @@ use containerd_client::types::v1::{Process, ProcessInfo, Status as TaskStatus};
 use containerd_client::types::{Envelope, Metric};
 use prost::Message;
 use prost_types::{Any, Timestamp};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Status;
 
@@ -44,6 +44,12 @@ use super::{Containerd, EventStream};
 
 /// Go's zero time: the `exited_at` containerd gives a running process.
 const GO_ZERO_TIME: i64 = -62_135_596_800;
+
+/// How long `start` of a process that exits at once leaves between its two
+/// steps for the client to (wrongly) delete it: the client's exit handling
+/// runs in microseconds; a correct client never deletes, and the test then
+/// waits this long once.
+const EXITED_AT_START_WINDOW: Duration = Duration::from_millis(100);
 
 /// How a call fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,12 +87,16 @@ struct World {
     /// Publishes delivered to at least one listening subscriber.
     delivered_publishes: usize,
     calls: Vec<&'static str>,
+    /// Processes that exit with the given status as soon as they start.
+    exit_at_start: HashMap<(String, String), u32>,
 }
 
 /// containerd in memory.
 pub(crate) struct Mem {
     world: Mutex<World>,
     deadline: Duration,
+    /// Notified whenever a process is deleted.
+    deleted: Notify,
 }
 
 fn transport_unavailable() -> Status {
@@ -201,6 +211,7 @@ impl Mem {
                 ..World::default()
             }),
             deadline,
+            deleted: Notify::new(),
         })
     }
 
@@ -286,6 +297,15 @@ impl Mem {
         } else {
             w.stop(id, exec_id, status, false)
         }
+    }
+
+    /// The process exits with `status` as soon as it is started: its TaskExit
+    /// goes out while containerd's Tasks.Start is still asking the shim for
+    /// its pid.
+    pub(crate) fn exit_at_start(&self, id: &str, exec_id: &str, status: u32) {
+        self.world()
+            .exit_at_start
+            .insert((id.to_owned(), exec_id.to_owned()), status);
     }
 
     /// Sends again the TaskExit of a stopped process (a late duplicate).
@@ -455,36 +475,57 @@ impl Containerd for Mem {
     }
 
     async fn start(&self, container_id: &str, exec_id: &str) -> Result<u32, Status> {
-        self.call("start", |w| {
-            let p = w.process(container_id, exec_id)?;
-            if p.status != TaskStatus::Created {
-                return Err(Status::failed_precondition(format!(
-                    "process {exec_id} is {:?}: failed precondition",
-                    p.status
-                )));
-            }
-            p.status = TaskStatus::Running;
-            let pid = p.pid;
-            if exec_id.is_empty() {
-                let e = TaskStart {
-                    container_id: container_id.to_owned(),
-                    pid,
-                };
-                w.emit("/tasks/start", any("containerd.events.TaskStart", &e));
-            } else {
-                let e = TaskExecStarted {
-                    container_id: container_id.to_owned(),
-                    exec_id: exec_id.to_owned(),
-                    pid,
-                };
-                w.emit(
-                    "/tasks/exec-started",
-                    any("containerd.events.TaskExecStarted", &e),
-                );
-            }
-            Ok(pid)
-        })
-        .await
+        // containerd's Tasks.Start has the shim start the process, then asks
+        // the shim for its state, whose pid it answers with: two steps, and a
+        // process that exits at once has sent its exit between them.
+        let deleted = self.deleted.notified();
+        tokio::pin!(deleted);
+        deleted.as_mut().enable();
+        let exited = self
+            .call("start", |w| {
+                let p = w.process(container_id, exec_id)?;
+                if p.status != TaskStatus::Created {
+                    return Err(Status::failed_precondition(format!(
+                        "process {exec_id} is {:?}: failed precondition",
+                        p.status
+                    )));
+                }
+                p.status = TaskStatus::Running;
+                let pid = p.pid;
+                if exec_id.is_empty() {
+                    let e = TaskStart {
+                        container_id: container_id.to_owned(),
+                        pid,
+                    };
+                    w.emit("/tasks/start", any("containerd.events.TaskStart", &e));
+                } else {
+                    let e = TaskExecStarted {
+                        container_id: container_id.to_owned(),
+                        exec_id: exec_id.to_owned(),
+                        pid,
+                    };
+                    w.emit(
+                        "/tasks/exec-started",
+                        any("containerd.events.TaskExecStarted", &e),
+                    );
+                }
+                let key = (container_id.to_owned(), exec_id.to_owned());
+                let exited = w.exit_at_start.remove(&key);
+                if let Some(status) = exited {
+                    if exec_id.is_empty() {
+                        w.stop_init(container_id, status, false);
+                    } else {
+                        w.stop(container_id, exec_id, status, false);
+                    }
+                }
+                Ok(exited.is_some())
+            })
+            .await?;
+        if exited {
+            let _ = tokio::time::timeout(EXITED_AT_START_WINDOW, deleted).await;
+        }
+        // The state step: a process deleted meanwhile is not found.
+        self.world().process(container_id, exec_id).map(|p| p.pid)
     }
 
     async fn kill(&self, req: KillRequest) -> Result<(), Status> {
@@ -530,22 +571,27 @@ impl Containerd for Mem {
         container_id: &str,
         exec_id: &str,
     ) -> Result<DeleteResponse, Status> {
-        self.call("delete_process", |w| {
-            let p = w.process(container_id, exec_id)?.clone();
-            if !matches!(p.status, TaskStatus::Stopped | TaskStatus::Created) {
-                return Err(Status::failed_precondition(format!(
-                    "process {exec_id} must be stopped before deletion: failed precondition"
-                )));
-            }
-            w.task(container_id)?.remove(exec_id);
-            Ok(DeleteResponse {
-                id: exec_id.to_owned(),
-                pid: p.pid,
-                exit_status: p.exit_status,
-                exited_at: p.exited_at,
+        let deleted = self
+            .call("delete_process", |w| {
+                let p = w.process(container_id, exec_id)?.clone();
+                if !matches!(p.status, TaskStatus::Stopped | TaskStatus::Created) {
+                    return Err(Status::failed_precondition(format!(
+                        "process {exec_id} must be stopped before deletion: failed precondition"
+                    )));
+                }
+                w.task(container_id)?.remove(exec_id);
+                Ok(DeleteResponse {
+                    id: exec_id.to_owned(),
+                    pid: p.pid,
+                    exit_status: p.exit_status,
+                    exited_at: p.exited_at,
+                })
             })
-        })
-        .await
+            .await;
+        if deleted.is_ok() {
+            self.deleted.notify_waiters();
+        }
+        deleted
     }
 
     async fn get(&self, container_id: &str, exec_id: &str) -> Result<GetResponse, Status> {
