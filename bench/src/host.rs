@@ -86,9 +86,23 @@ pub(crate) async fn machine(b: &Bench) -> Value {
     })
 }
 
+/// The processes naming `dir` that are still running `grace` after the
+/// teardown: a shim whose last task was deleted exits on its own just after
+/// containerd's answer, so one seen at once is not yet a leftover.
+pub(crate) async fn leftovers(dir: &Path, grace: std::time::Duration) -> Vec<u32> {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let left = processes_mentioning(dir);
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Pids of processes (other than this one) whose command line names `dir`:
 /// the daemon and any shim it started.
-pub(crate) fn processes_mentioning(dir: &Path) -> Vec<u32> {
+fn processes_mentioning(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {

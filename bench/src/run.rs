@@ -11,7 +11,7 @@ use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
 use serde_json::json;
 
 use crate::args::Args;
-use crate::host::{fs_type, loadavg, machine, processes_mentioning};
+use crate::host::{fs_type, leftovers, loadavg, machine};
 use crate::measure::{MIB, cpu_self, rss_bytes};
 use crate::ours::{GROUP, Ours, Recorder, sweep};
 use crate::phases;
@@ -178,7 +178,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     bench.runc.sweep().await;
     let _ = group_remote.cleanup().await;
     let stopped = remote.cleanup().await;
-    let leftovers = processes_mentioning(&state);
+    let leftovers = leftovers(&state, std::time::Duration::from_secs(5)).await;
     let load_end = loadavg();
     bench.report.record(
         "process",
