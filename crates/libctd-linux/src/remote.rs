@@ -8,11 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use libctd_core::{Backend, Client, Error, ErrorKind, Result, validate_namespace};
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tonic::transport::Channel;
 
 use crate::client::LinuxClient;
 use crate::config::{LinuxConfig, LinuxRemoteBuilder};
-use crate::conn::{Shared, lazy_channel, version_ok};
+use crate::conn::{Shared, Transport, version_ok};
 use crate::state_dir::{self, DaemonPaths};
 use crate::supervisor::{self, Supervisor};
 
@@ -94,7 +93,7 @@ impl LinuxRemote {
                 socket.display()
             )));
         }
-        let channel = lazy_channel(&socket)?;
+        let channel = Transport::lazy(&socket);
         let supervisor = match &config.address {
             None => Some(Supervisor::start(config.clone(), channel.clone()).await?),
             Some(address) => {
@@ -201,7 +200,7 @@ impl LinuxRemoteBuilder {
 }
 
 /// Checks that `address` is a containerd socket.
-async fn check_external(address: &Path, channel: &Channel) -> Result<()> {
+async fn check_external(address: &Path, channel: &Transport) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let meta = std::fs::metadata(address).map_err(|e| {
         Error::unavailable(format!("no containerd socket at {}", address.display())).with_source(e)

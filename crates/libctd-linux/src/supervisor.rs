@@ -18,11 +18,10 @@ use nix::unistd::Pid;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
 use crate::config::LinuxConfig;
-use crate::conn::version_ok;
+use crate::conn::{Transport, version_ok};
 use crate::daemon_config::{self, Binary};
 use crate::procfs::{kill_shims_of, process_alive};
 use crate::shim_exits::ShimExits;
@@ -55,7 +54,7 @@ pub(crate) struct Supervisor {
     /// Exits the shims kept, recorded before each daemon start.
     pub(crate) exits: Arc<ShimExits>,
     pub(crate) paths: DaemonPaths,
-    channel: Channel,
+    channel: Transport,
     daemon: Mutex<Daemon>,
     pid: AtomicU32,
     restarts: AtomicU64,
@@ -76,7 +75,7 @@ impl Supervisor {
     /// Prepares the state directory, then reuses the live containerd named by
     /// the pid file or starts a new one, and waits until it answers.
     #[tracing::instrument(level = "debug", skip_all, fields(state_dir = %config.state_dir.display()))]
-    pub(crate) async fn start(config: LinuxConfig, channel: Channel) -> Result<Arc<Self>> {
+    pub(crate) async fn start(config: LinuxConfig, channel: Transport) -> Result<Arc<Self>> {
         let paths = DaemonPaths::new(&config.state_dir);
         let sup = Arc::new(Self {
             config,

@@ -12,7 +12,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::LinuxClient;
 use crate::conn::mem::{Fault, Mem};
-use crate::conn::{Conn, Shared, lazy_channel};
+use crate::conn::{Conn, Shared, Transport};
 
 /// How long a test waits for an event or a condition.
 const WAIT: Duration = Duration::from_secs(10);
@@ -51,7 +51,7 @@ fn conn_on(mem: &Arc<Mem>) -> (tempfile::TempDir, Conn, DropGuard) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let closed = CancellationToken::new();
     let shared = Arc::new(Shared {
-        channel: lazy_channel(&dir.path().join("no.sock")).expect("a lazy channel"),
+        channel: Transport::lazy(&dir.path().join("no.sock")),
         fifo_root: dir.path().join("fifo"),
         runc_root: dir.path().join("runc"),
         shim_group: None,

@@ -10,8 +10,11 @@
 
 #[cfg(test)]
 pub(crate) mod mem;
+mod transport;
 
-use std::path::{Path, PathBuf};
+pub(crate) use transport::Transport;
+
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,20 +34,18 @@ use containerd_client::services::v1::{
 };
 use containerd_client::types::v1::ProcessInfo;
 use containerd_client::types::{Envelope, Metric};
-use hyper_util::rt::TokioIo;
 use libctd_core::{Error, INIT_PROCESS_ID, Result};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
 
 use crate::shim_exits::ShimExits;
 
 /// What clients of one remote share.
 pub(crate) struct Shared {
-    /// The one gRPC channel (reconnects by itself after a daemon restart).
-    pub channel: Channel,
+    /// The one gRPC transport (dials again after a daemon restart).
+    pub channel: Transport,
     /// Where per-container FIFOs live.
     pub fifo_root: PathBuf,
     /// runc's state root for containers created through this remote.
@@ -161,7 +162,7 @@ impl Conn {
 
 /// [`Containerd`] over containerd's gRPC API.
 pub(crate) struct Tonic {
-    channel: Channel,
+    channel: Transport,
     ns_header: MetadataValue<Ascii>,
     rpc_timeout: Duration,
 }
@@ -169,7 +170,7 @@ pub(crate) struct Tonic {
 impl Tonic {
     /// The calls of namespace `namespace` over `channel`, each bounded by
     /// `rpc_timeout`.
-    pub(crate) fn new(channel: Channel, namespace: &str, rpc_timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(channel: Transport, namespace: &str, rpc_timeout: Duration) -> Result<Self> {
         let ns_header = namespace.parse::<MetadataValue<Ascii>>().map_err(|e| {
             Error::invalid_argument(format!("namespace {namespace:?} is not a valid header"))
                 .with_source(e)
@@ -196,15 +197,15 @@ impl Tonic {
         r
     }
 
-    fn tasks(&self) -> TasksClient<Channel> {
+    fn tasks(&self) -> TasksClient<Transport> {
         TasksClient::new(self.channel.clone())
     }
 
-    fn containers(&self) -> ContainersClient<Channel> {
+    fn containers(&self) -> ContainersClient<Transport> {
         ContainersClient::new(self.channel.clone())
     }
 
-    fn events(&self) -> EventsClient<Channel> {
+    fn events(&self) -> EventsClient<Transport> {
         EventsClient::new(self.channel.clone())
     }
 }
@@ -347,26 +348,10 @@ impl Containerd for Tonic {
 }
 
 /// Whether containerd answers Version within `timeout`.
-pub(crate) async fn version_ok(channel: &Channel, timeout: Duration) -> bool {
+pub(crate) async fn version_ok(channel: &Transport, timeout: Duration) -> bool {
     let mut client = VersionClient::new(channel.clone());
     matches!(
         tokio::time::timeout(timeout, client.version(())).await,
         Ok(Ok(_))
-    )
-}
-
-/// A channel that dials `socket` lazily and again after each failure.
-pub(crate) fn lazy_channel(socket: &Path) -> Result<Channel> {
-    let path = socket.to_path_buf();
-    let endpoint = Endpoint::try_from("http://[::]:50051")
-        .map_err(|e| Error::system("cannot build the gRPC endpoint").with_source(e))?;
-    Ok(
-        endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        })),
     )
 }
