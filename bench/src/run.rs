@@ -190,15 +190,30 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             "leftover_processes": leftovers.len(),
         }),
     );
+    if outcome.is_err() || stopped.is_err() {
+        eprintln!(
+            "bench: the state directory is kept for a look: {} (containerd.log)",
+            state.display()
+        );
+    }
     outcome?;
     stopped?;
     bench.report.print_table();
     bench.report.write(&args.out)?;
     if !leftovers.is_empty() {
         return Err(Error::system(format!(
-            "processes of the benchmark's containerd are still running: pids {leftovers:?}"
+            "processes of the benchmark's containerd are still running: pids {leftovers:?}; state kept in {}",
+            state.display()
         )));
     }
     println!("bench: nothing left running; load average {load_start} at start, {load_end} at end");
-    Ok(())
+    // Kept when anything failed (the daemon's log is there); `cleanup` keeps
+    // it, as a daemon's state is kept across restarts.
+    std::fs::remove_dir_all(&state).map_err(|e| {
+        Error::system(format!(
+            "cannot remove the state directory {}",
+            state.display()
+        ))
+        .with_source(e)
+    })
 }
