@@ -256,7 +256,7 @@ fn classify_message(lower: &str) -> ErrorKind {
         ("unavailable", ErrorKind::Unavailable),
     ];
     // Checked in order: the first phrase found decides.
-    const PHRASES: [(&str, ErrorKind); 18] = [
+    const PHRASES: [(&str, ErrorKind); 25] = [
         // runc cannot run what the spec asks for: the spec is wrong.
         ("executable file not found", ErrorKind::InvalidArgument),
         ("exec format error", ErrorKind::InvalidArgument),
@@ -275,6 +275,16 @@ fn classify_message(lower: &str) -> ErrorKind {
         ("not paused", ErrorKind::FailedPrecondition),
         ("must be stopped", ErrorKind::FailedPrecondition),
         ("is not running", ErrorKind::FailedPrecondition),
+        // The runc shim's init state machine refuses what its state forbids
+        // (`cannot pause a stopped container`, `cannot resume a running
+        // process`, ...).
+        ("cannot pause", ErrorKind::FailedPrecondition),
+        ("cannot resume", ErrorKind::FailedPrecondition),
+        ("cannot start a", ErrorKind::FailedPrecondition),
+        ("cannot delete a", ErrorKind::FailedPrecondition),
+        ("cannot exec in a", ErrorKind::FailedPrecondition),
+        ("cannot update a stopped", ErrorKind::FailedPrecondition),
+        ("cannot checkpoint a", ErrorKind::FailedPrecondition),
         // The connection itself failed.
         ("transport error", ErrorKind::Unavailable),
         ("h2 protocol error", ErrorKind::Unavailable),
@@ -434,6 +444,26 @@ mod tests {
             ),
             (
                 "cannot exec in a stopped state: unknown",
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                "cannot pause a stopped container: unknown",
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                "cannot resume a running process: unknown",
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                "cannot pause task in created state: unknown",
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                "cannot exec in a paused state: unknown",
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                "cannot delete a running process: unknown",
                 ErrorKind::FailedPrecondition,
             ),
         ] {

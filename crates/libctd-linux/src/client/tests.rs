@@ -479,3 +479,35 @@ async fn output_the_engine_keeps_gets_fifos() {
     let [stdin, out, _] = f.mem.stdio("in", "").expect("the init process");
     assert!(stdin.ends_with("in@init-stdin") && !out.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_refusals_are_failed_preconditions_as_from_the_shim() {
+    use crate::conn::Containerd;
+    use crate::convert::status_error;
+    let f = fixture().await;
+    f.run("a").await;
+    let refused = |r: Result<(), tonic::Status>| status_error(r.expect_err("refused")).kind();
+    // The double answers as the runc shim's init state machine does; a race
+    // past the client's own status check gets the same kind.
+    assert_eq!(
+        refused(f.mem.resume("a").await),
+        ErrorKind::FailedPrecondition
+    );
+    f.mem.pause("a").await.expect("pause a running task");
+    assert_eq!(
+        refused(f.mem.pause("a").await),
+        ErrorKind::FailedPrecondition
+    );
+    f.mem.resume("a").await.expect("resume a paused task");
+    assert!(f.mem.exit("a", "", 0));
+    assert_eq!(
+        refused(f.mem.pause("a").await),
+        ErrorKind::FailedPrecondition
+    );
+    assert_eq!(
+        refused(f.mem.resume("a").await),
+        ErrorKind::FailedPrecondition
+    );
+    let e = f.client.pause("a").await.expect_err("a stopped task");
+    assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
+}

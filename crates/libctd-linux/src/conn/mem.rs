@@ -115,6 +115,18 @@ fn now() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }
 
+/// What the runc shim's init state machine answers to `op` (pause or
+/// resume) in state `s`, as containerd passes it on.
+fn refused(op: &str, s: TaskStatus) -> Status {
+    let why = match (op, s) {
+        (_, TaskStatus::Created) => format!("cannot {op} task in created state"),
+        ("pause", TaskStatus::Paused) => "cannot pause a paused container".to_owned(),
+        ("resume", TaskStatus::Running) => "cannot resume a running process".to_owned(),
+        _ => format!("cannot {op} a stopped container"),
+    };
+    Status::unknown(format!("{why}: unknown"))
+}
+
 fn not_found(what: &str) -> Status {
     Status::not_found(format!("{what}: not found"))
 }
@@ -688,7 +700,11 @@ impl Containerd for Mem {
 
     async fn pause(&self, container_id: &str) -> Result<(), Status> {
         self.call("pause", |w| {
-            w.process(container_id, "")?.status = TaskStatus::Paused;
+            let init = w.process(container_id, "")?;
+            init.status = match init.status {
+                TaskStatus::Running => TaskStatus::Paused,
+                s => return Err(refused("pause", s)),
+            };
             let e = TaskPaused {
                 container_id: container_id.to_owned(),
             };
@@ -700,7 +716,11 @@ impl Containerd for Mem {
 
     async fn resume(&self, container_id: &str) -> Result<(), Status> {
         self.call("resume", |w| {
-            w.process(container_id, "")?.status = TaskStatus::Running;
+            let init = w.process(container_id, "")?;
+            init.status = match init.status {
+                TaskStatus::Paused => TaskStatus::Running,
+                s => return Err(refused("resume", s)),
+            };
             let e = TaskResumed {
                 container_id: container_id.to_owned(),
             };
