@@ -93,18 +93,18 @@ impl LinuxRemote {
                 socket.display()
             )));
         }
-        let channel = Transport::lazy(&socket);
+        let transport = Transport::lazy(&socket);
         let supervisor = match &config.address {
-            None => Some(Supervisor::start(config.clone(), channel.clone()).await?),
+            None => Some(Supervisor::start(config.clone(), transport.clone()).await?),
             Some(address) => {
-                check_external(address, &channel).await?;
+                check_external(address, &transport).await?;
                 None
             }
         };
         let closed = CancellationToken::new();
         Ok(Self {
             shared: Arc::new(Shared {
-                channel,
+                transport,
                 fifo_root,
                 runc_root: config.state_dir.join("runc"),
                 shim_group: config.shim_group.clone(),
@@ -160,7 +160,7 @@ impl LinuxRemote {
 
     /// Whether containerd answers a Version call within `timeout`.
     pub async fn is_healthy(&self, timeout: Duration) -> bool {
-        version_ok(&self.shared.channel, timeout).await
+        version_ok(&self.shared.transport, timeout).await
     }
 
     /// A [`LinuxClient`] of `namespace`, with its concrete type.
@@ -200,7 +200,7 @@ impl LinuxRemoteBuilder {
 }
 
 /// Checks that `address` is a containerd socket.
-async fn check_external(address: &Path, channel: &Transport) -> Result<()> {
+async fn check_external(address: &Path, transport: &Transport) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let meta = std::fs::metadata(address).map_err(|e| {
         Error::unavailable(format!("no containerd socket at {}", address.display())).with_source(e)
@@ -212,7 +212,7 @@ async fn check_external(address: &Path, channel: &Transport) -> Result<()> {
         )));
     }
     let mut client =
-        containerd_client::services::v1::version_client::VersionClient::new(channel.clone());
+        containerd_client::services::v1::version_client::VersionClient::new(transport.clone());
     match tokio::time::timeout(Duration::from_secs(5), client.version(())).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(status)) => Err(Error::unavailable(format!(

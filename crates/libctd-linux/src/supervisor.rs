@@ -54,7 +54,7 @@ pub(crate) struct Supervisor {
     /// Exits the shims kept, recorded before each daemon start.
     pub(crate) exits: Arc<ShimExits>,
     pub(crate) paths: DaemonPaths,
-    channel: Transport,
+    transport: Transport,
     daemon: Mutex<Daemon>,
     pid: AtomicU32,
     restarts: AtomicU64,
@@ -75,14 +75,14 @@ impl Supervisor {
     /// Prepares the state directory, then reuses the live containerd named by
     /// the pid file or starts a new one, and waits until it answers.
     #[tracing::instrument(level = "debug", skip_all, fields(state_dir = %config.state_dir.display()))]
-    pub(crate) async fn start(config: LinuxConfig, channel: Transport) -> Result<Arc<Self>> {
+    pub(crate) async fn start(config: LinuxConfig, transport: Transport) -> Result<Arc<Self>> {
         let paths = DaemonPaths::new(&config.state_dir);
         let sup = Arc::new(Self {
             config,
             binary: tokio::sync::OnceCell::new(),
             exits: Arc::default(),
             paths,
-            channel,
+            transport,
             daemon: Mutex::new(Daemon::None),
             pid: AtomicU32::new(0),
             restarts: AtomicU64::new(0),
@@ -202,7 +202,7 @@ impl Supervisor {
         if !comm.trim().starts_with("containerd") || !self.paths.socket.exists() {
             return None;
         }
-        version_ok(&self.channel, Duration::from_secs(3))
+        version_ok(&self.transport, Duration::from_secs(3))
             .await
             .then_some(pid)
     }
@@ -284,7 +284,7 @@ impl Supervisor {
                     log_tail(&self.paths.log_file)
                 )));
             }
-            if version_ok(&self.channel, Duration::from_millis(500)).await {
+            if version_ok(&self.transport, Duration::from_millis(500)).await {
                 return Ok(Daemon::Child(child));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -311,7 +311,7 @@ impl Supervisor {
                 return;
             }
             let dead = self.daemon_exited().await;
-            if !dead && version_ok(&self.channel, self.config.health_check.timeout).await {
+            if !dead && version_ok(&self.transport, self.config.health_check.timeout).await {
                 failures = 0;
                 restart_delay.reset();
                 continue;

@@ -51,7 +51,7 @@ fn conn_on(mem: &Arc<Mem>) -> (tempfile::TempDir, Conn, DropGuard) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let closed = CancellationToken::new();
     let shared = Arc::new(Shared {
-        channel: Transport::lazy(&dir.path().join("no.sock")),
+        transport: Transport::lazy(&dir.path().join("no.sock")),
         fifo_root: dir.path().join("fifo"),
         runc_root: dir.path().join("runc"),
         shim_group: None,

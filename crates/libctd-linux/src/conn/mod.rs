@@ -45,7 +45,7 @@ use crate::shim_exits::ShimExits;
 /// What clients of one remote share.
 pub(crate) struct Shared {
     /// The one gRPC transport (dials again after a daemon restart).
-    pub channel: Transport,
+    pub transport: Transport,
     /// Where per-container FIFOs live.
     pub fifo_root: PathBuf,
     /// runc's state root for containers created through this remote.
@@ -149,9 +149,9 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// The connection of a client of `namespace`, over the remote's channel.
+    /// The connection of a client of `namespace`, over the remote's transport.
     pub(crate) fn tonic(shared: Arc<Shared>, namespace: &str) -> Result<Self> {
-        let api = Tonic::new(shared.channel.clone(), namespace, shared.rpc_timeout)?;
+        let api = Tonic::new(shared.transport.clone(), namespace, shared.rpc_timeout)?;
         Ok(Self {
             namespace: namespace.to_owned(),
             shared,
@@ -162,21 +162,25 @@ impl Conn {
 
 /// [`Containerd`] over containerd's gRPC API.
 pub(crate) struct Tonic {
-    channel: Transport,
+    transport: Transport,
     ns_header: MetadataValue<Ascii>,
     rpc_timeout: Duration,
 }
 
 impl Tonic {
-    /// The calls of namespace `namespace` over `channel`, each bounded by
+    /// The calls of namespace `namespace` over `transport`, each bounded by
     /// `rpc_timeout`.
-    pub(crate) fn new(channel: Transport, namespace: &str, rpc_timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(
+        transport: Transport,
+        namespace: &str,
+        rpc_timeout: Duration,
+    ) -> Result<Self> {
         let ns_header = namespace.parse::<MetadataValue<Ascii>>().map_err(|e| {
             Error::invalid_argument(format!("namespace {namespace:?} is not a valid header"))
                 .with_source(e)
         })?;
         Ok(Self {
-            channel,
+            transport,
             ns_header,
             rpc_timeout,
         })
@@ -198,22 +202,22 @@ impl Tonic {
     }
 
     fn tasks(&self) -> TasksClient<Transport> {
-        TasksClient::new(self.channel.clone())
+        TasksClient::new(self.transport.clone())
     }
 
     fn containers(&self) -> ContainersClient<Transport> {
-        ContainersClient::new(self.channel.clone())
+        ContainersClient::new(self.transport.clone())
     }
 
     fn events(&self) -> EventsClient<Transport> {
-        EventsClient::new(self.channel.clone())
+        EventsClient::new(self.transport.clone())
     }
 }
 
 #[async_trait]
 impl Containerd for Tonic {
     async fn version(&self) -> Result<VersionResponse, Status> {
-        let mut v = VersionClient::new(self.channel.clone());
+        let mut v = VersionClient::new(self.transport.clone());
         Ok(v.version(self.request(())).await?.into_inner())
     }
 
@@ -348,8 +352,8 @@ impl Containerd for Tonic {
 }
 
 /// Whether containerd answers Version within `timeout`.
-pub(crate) async fn version_ok(channel: &Transport, timeout: Duration) -> bool {
-    let mut client = VersionClient::new(channel.clone());
+pub(crate) async fn version_ok(transport: &Transport, timeout: Duration) -> bool {
+    let mut client = VersionClient::new(transport.clone());
     matches!(
         tokio::time::timeout(timeout, client.version(())).await,
         Ok(Ok(_))
