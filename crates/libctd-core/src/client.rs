@@ -214,6 +214,18 @@ pub trait Client: Send + Sync {
     /// exists. With `alive == true`, the process's exit arrives later as an
     /// `exit` event, exactly once, however it races the restore.
     ///
+    /// With `alive == false` and a `pid`, the init process ended while no
+    /// client of this engine was watching (the engine was down, or the
+    /// service restarted meanwhile): no `exit` event comes for it, and its
+    /// exit status is [`delete_task`](Self::delete_task)'s answer, once the
+    /// task is deleted. That holds on every containerd line: 1.6 keeps such
+    /// a task stopped, and where 1.7 and 2.x drop it while they restart, the
+    /// Linux backend keeps its status under the state directory of its
+    /// embedded daemon until `delete_task` claims it (with
+    /// [`UNKNOWN_EXIT_CODE`](crate::UNKNOWN_EXIT_CODE) when even the shim
+    /// that ran it was gone). With `alive == false` and no `pid` there is no
+    /// task, and nothing is known of how it ended.
+    ///
     /// # Errors
     /// `NotFound` for a container the service does not know; the error
     /// `attach` returns.

@@ -9,7 +9,7 @@ use containerd_client::events::{
     TaskCreate, TaskExecAdded, TaskExecStarted, TaskExit, TaskOom, TaskPaused, TaskResumed,
     TaskStart,
 };
-use containerd_client::services::v1::{GetResponse, PublishRequest};
+use containerd_client::services::v1::PublishRequest;
 use containerd_client::types::Envelope;
 use containerd_client::types::v1::Process;
 use libctd_core::{EventInfo, EventType, INIT_PROCESS_ID, Status};
@@ -23,6 +23,7 @@ use crate::backoff::Backoff;
 use crate::conn::wire_exec_id;
 use crate::convert;
 use crate::session::Session;
+use crate::shim_exits::KeptStatus;
 use crate::state::{Container, StreamExit};
 
 /// The topic of the private event that proves a subscription is live.
@@ -366,15 +367,14 @@ pub(crate) async fn reconcile_container(
         for process_id in pending {
             // A process that vanished (its shim died, someone deleted it)
             // exited too: its exit is delivered with an unknown status.
-            let mut vanished = None;
             let got = inner.conn.api.get(&c.id, &wire_exec_id(&process_id)).await;
-            let process = match got.or_else(|e| exit_kept_by_shim(inner, &c.id, &process_id, e)) {
-                Ok(r) => r.process.unwrap_or_default(),
+            let (process, vanished) = match got {
+                Ok(r) => (r.process.unwrap_or_default(), None),
                 Err(e) if e.code() == tonic::Code::NotFound => {
-                    vanished = Some(
-                        "the process is gone from containerd without a reported exit (its shim died, or it was deleted)",
-                    );
-                    Default::default()
+                    exit_kept_by_shim(inner, &c.id, &process_id).unwrap_or((
+                        Process::default(),
+                        Some("the process is gone from containerd without a reported exit (its shim died, or it was deleted)"),
+                    ))
                 }
                 Err(e) => {
                     tracing::debug!(container_id = %c.id, process_id, error = %e, "reconcile: cannot get the process");
@@ -427,64 +427,88 @@ pub(crate) fn lost_exit(
         )))
 }
 
-/// When containerd no longer knows a process (`NotFound`), the exit its shim
-/// reported before the embedded daemon restarted: 1.7 and 2.x drop the tasks
-/// whose processes died while they were down (see `shim_exits`). Shaped as
-/// the stopped process `Tasks.Get` would have returned; otherwise `error`.
+/// When containerd no longer knows a process (`NotFound`), the exit kept for
+/// it across the embedded daemon's restart (1.7 and 2.x drop the tasks whose
+/// processes died while they were down: see `shim_exits`): shaped as the
+/// stopped process `Tasks.Get` would have returned, with why its status is
+/// unknown when it is lost.
 fn exit_kept_by_shim(
     inner: &Session,
     container_id: &str,
     process_id: &str,
-    error: tonic::Status,
-) -> Result<GetResponse, tonic::Status> {
-    if error.code() != tonic::Code::NotFound || process_id != INIT_PROCESS_ID {
-        return Err(error);
+) -> Option<(Process, Option<&'static str>)> {
+    if process_id != INIT_PROCESS_ID {
+        return None;
     }
     let pid = inner
         .container(container_id)
-        .and_then(|c| c.lock().pid_of(process_id));
-    let Some(exit) = inner
-        .conn
-        .shared
-        .shim_exits
-        .as_ref()
-        .zip(pid)
-        .and_then(|(exits, pid)| exits.get(inner.namespace(), container_id, pid))
-    else {
-        return Err(error);
-    };
-    tracing::debug!(
-        container_id,
-        "reconcile: the exit status comes from the shim"
-    );
-    Ok(GetResponse {
-        process: Some(Process {
-            id: container_id.to_owned(),
-            pid: exit.pid,
-            status: containerd_client::types::v1::Status::Stopped as i32,
-            exit_status: exit.exit_status,
-            exited_at: exit.exited_at,
-            ..Process::default()
-        }),
-    })
-}
-
-/// The init exit a shim kept for a task containerd dropped (see
-/// [`exit_kept_by_shim`]), claimed when the task is deleted.
-pub(crate) fn take_exit_kept_by_shim(inner: &Session, container_id: &str) -> Option<TaskExit> {
+        .and_then(|c| c.lock().pid_of(process_id))?;
     let exit = inner
         .conn
         .shared
         .shim_exits
         .as_ref()?
-        .take(inner.namespace(), container_id)?;
-    Some(TaskExit {
-        container_id: container_id.to_owned(),
+        .get(inner.namespace(), container_id, pid)?;
+    tracing::debug!(container_id, status = ?exit.status, "reconcile: the exit was kept across the daemon's restart");
+    let (exit_status, why) = match exit.status {
+        KeptStatus::Exited(code) => (code, None),
+        KeptStatus::Lost(lost) => (libctd_core::UNKNOWN_EXIT_CODE, Some(lost.why())),
+    };
+    let process = Process {
         id: container_id.to_owned(),
         pid: exit.pid,
-        exit_status: exit.exit_status,
+        status: containerd_client::types::v1::Status::Stopped as i32,
+        exit_status,
         exited_at: exit.exited_at,
-    })
+        ..Process::default()
+    };
+    Some((process, why))
+}
+
+/// The init exit kept for a task containerd dropped (see
+/// [`exit_kept_by_shim`]), claimed when the task is deleted: only one of
+/// the init process `pid` when it is known. A lost status is
+/// [`UNKNOWN_EXIT_CODE`](libctd_core::UNKNOWN_EXIT_CODE).
+pub(crate) fn take_exit_kept_by_shim(
+    inner: &Session,
+    container_id: &str,
+    pid: Option<u32>,
+) -> Option<libctd_core::TaskExit> {
+    let exit = inner
+        .conn
+        .shared
+        .shim_exits
+        .as_ref()?
+        .take(inner.namespace(), container_id, pid)?;
+    let code = match exit.status {
+        KeptStatus::Exited(code) => code,
+        KeptStatus::Lost(_) => libctd_core::UNKNOWN_EXIT_CODE,
+    };
+    Some(libctd_core::TaskExit::new(
+        code,
+        convert::time_from_proto(exit.exited_at.as_ref())
+            .unwrap_or_else(std::time::SystemTime::now),
+    ))
+}
+
+/// The init exit kept for container `container_id`, whatever its pid: a
+/// restored container whose task containerd dropped exited.
+pub(crate) fn find_exit_kept_by_shim(inner: &Session, container_id: &str) -> Option<u32> {
+    let exit = inner
+        .conn
+        .shared
+        .shim_exits
+        .as_ref()?
+        .find(inner.namespace(), container_id)?;
+    Some(exit.pid)
+}
+
+/// Forgets what was kept for the id: its task was deleted, or the id is
+/// used again.
+pub(crate) fn forget_exit_kept_by_shim(inner: &Session, container_id: &str) {
+    if let Some(exits) = &inner.conn.shared.shim_exits {
+        exits.forget(inner.namespace(), container_id);
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub(crate) struct DaemonPaths {
     pub lock_file: PathBuf,
     pub root: PathBuf,
     pub state: PathBuf,
+    /// The init exits kept across the daemon's restarts (`shim_exits`).
+    pub exits: PathBuf,
 }
 
 impl DaemonPaths {
@@ -32,6 +34,7 @@ impl DaemonPaths {
             lock_file: state_dir.join("supervisor.lock"),
             root: daemon.join("root"),
             state: daemon.join("state"),
+            exits: state_dir.join("exits"),
         }
     }
 }

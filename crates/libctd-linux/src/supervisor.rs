@@ -51,7 +51,7 @@ pub(crate) struct Supervisor {
     config: LinuxConfig,
     /// The daemon binary and its line, probed before the first start.
     binary: tokio::sync::OnceCell<Binary>,
-    /// Exits the shims kept, recorded before each daemon start.
+    /// Exits the shims kept, recorded around each daemon start.
     pub(crate) exits: Arc<ShimExits>,
     pub(crate) paths: DaemonPaths,
     transport: Transport,
@@ -80,7 +80,7 @@ impl Supervisor {
         let sup = Arc::new(Self {
             config,
             binary: tokio::sync::OnceCell::new(),
-            exits: Arc::default(),
+            exits: Arc::new(ShimExits::new(paths.exits.clone())),
             paths,
             transport,
             daemon: Mutex::new(Daemon::None),
@@ -215,8 +215,9 @@ impl Supervisor {
         for stale in [&self.paths.socket, &self.paths.ttrpc_socket] {
             let _ = std::fs::remove_file(stale);
         }
-        // 1.7 and 2.x drop the tasks whose processes died meanwhile as they start.
-        self.exits.snapshot(&self.paths.state).await;
+        // 1.7 and 2.x drop the tasks whose processes died meanwhile as they
+        // start: their shims are asked first, and again until it answers.
+        let mut watch = self.exits.before_start(&self.paths.state).await;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -285,6 +286,7 @@ impl Supervisor {
                 )));
             }
             if version_ok(&self.transport, Duration::from_millis(500)).await {
+                self.exits.after_start(watch).await;
                 return Ok(Daemon::Child(child));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -296,7 +298,8 @@ impl Supervisor {
                     log_tail(&self.paths.log_file)
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.exits.look_again(&mut watch).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -22,6 +22,18 @@ use nix::unistd::Pid;
 
 const T: Duration = Duration::from_secs(30);
 
+/// An embedded daemon on `dir` whose death or hang is noticed quickly.
+fn embedded(dir: &std::path::Path) -> libctd_linux::LinuxRemoteBuilder {
+    LinuxRemote::builder()
+        .state_dir(dir)
+        .containerd_binary(containerd_binary())
+        .health_check(HealthCheck {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(500),
+            failures: 3,
+        })
+}
+
 async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
     let deadline = tokio::time::Instant::now() + T;
     loop {
@@ -44,17 +56,7 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     libctd_testkit::containerd::require_root();
     let dir = PathBuf::from(format!("/tmp/libctd-k{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let remote = LinuxRemote::builder()
-        .state_dir(&dir)
-        .containerd_binary(containerd_binary())
-        .health_check(HealthCheck {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_millis(500),
-            failures: 3,
-        })
-        .build()
-        .await
-        .unwrap();
+    let remote = embedded(&dir).build().await.unwrap();
     let rootfs = dir.join("rootfs");
     build_busybox_rootfs(&rootfs).unwrap();
     let backend = Arc::new(RecordingBackend::new());
@@ -86,16 +88,7 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
         .start("orphan", None, false, discard_stdio())
         .await
         .unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap();
-    let shim: i32 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let shim = shim_of(orphan);
 
     // containerd dies; half of the containers exit while it is down.
     let old = remote.daemon_pid().unwrap();
@@ -163,6 +156,138 @@ async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() 
     for path in shim_sockets {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// How far apart the containers' exits are scheduled after the daemon's
+/// death: 40 of them then span ~2.4 s, across the outage, the restart and
+/// the time before the new client subscribes.
+const EXIT_SPACING: Duration = Duration::from_millis(60);
+
+/// containerd is SIGKILLed while containers exit one after another (two of
+/// them at once, with their shims); the engine goes down at the same moment (its
+/// client and its remote are dropped, the daemon is left running) and comes
+/// back as a new remote on the same state directory, which restores every
+/// container. Each init exit must reach the new engine exactly once, with
+/// its true code (or, for a process whose shim was killed, an unknown or
+/// shim-reported status): as an Exit event when restore says it is alive,
+/// else as delete_task's answer. 1.7 and 2.x drop the tasks whose
+/// processes died while they were down: without the shims' statuses kept
+/// on disk and a watch on the shims during the restart, some exits are
+/// never seen at all (restore: not alive, delete_task: NotFound).
+#[tokio::test(flavor = "multi_thread")]
+async fn exits_during_an_outage_reach_an_engine_that_restarted() {
+    const N: usize = 40;
+    libctd_testkit::containerd::require_root();
+    let dir = PathBuf::from(format!("/tmp/libctd-o{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let remote = embedded(&dir).build().await.unwrap();
+    let rootfs = dir.join("rootfs");
+    build_busybox_rootfs(&rootfs).unwrap();
+    let _guard = NamespaceGuard::new(remote.socket(), "outage");
+    let first = Arc::new(RecordingBackend::new());
+    let client = remote.new_client("outage", first.clone()).await.unwrap();
+    let mut procs = Vec::new();
+    for i in 0..N {
+        let id = format!("o{i}");
+        let code = i + 1;
+        let script = format!("trap 'exit {code}' TERM; sleep 100000 & wait");
+        let spec = busybox_spec(&rootfs, &["sh", "-c", &script], false, None);
+        client.create(&id, &spec, Default::default()).await.unwrap();
+        let pid = client
+            .start(&id, None, false, discard_stdio())
+            .await
+            .unwrap();
+        wait_sigterm_caught(pid, T).await.unwrap();
+        procs.push((id, pid, code as u32));
+    }
+    // The first two die with their shims while containerd is down.
+    let shims: Vec<i32> = procs[..2].iter().map(|(_, pid, _)| shim_of(*pid)).collect();
+    let mut sockets: Vec<PathBuf> = shims.iter().flat_map(|s| shim_sockets(*s)).collect();
+
+    let old = remote.daemon_pid().unwrap();
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
+    drop(client);
+    for ((_, pid, _), shim) in procs.iter().zip(&shims) {
+        kill(Pid::from_raw(*pid as i32), Signal::SIGKILL).unwrap();
+        kill(Pid::from_raw(*shim), Signal::SIGKILL).unwrap();
+    }
+    let schedule: Vec<u32> = procs[2..].iter().map(|(_, pid, _)| *pid).collect();
+    let exits = tokio::spawn(async move {
+        for pid in schedule {
+            tokio::time::sleep(EXIT_SPACING).await;
+            kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+        }
+    });
+    wait_restarted(&remote, 0, old).await;
+    exits.await.unwrap();
+    // The engine restarts: a new remote on the same state directory.
+    drop(remote);
+    let remote = embedded(&dir).build().await.unwrap();
+    let second = Arc::new(RecordingBackend::new());
+    let client = remote.new_client("outage", second.clone()).await.unwrap();
+    let mut seen = Vec::new();
+    for (id, _, code) in &procs {
+        let restored = client.restore(id, discard_stdio()).await.unwrap();
+        let from_delete = if restored.alive {
+            let exit = second
+                .next_process_event(id, INIT_PROCESS_ID, EventType::Exit, T)
+                .await
+                .unwrap();
+            let answer = client.delete_task(id).await.unwrap();
+            assert_eq!(answer.exit_code, exit.exit_code, "{id}: two answers");
+            None
+        } else {
+            let answer = client.delete_task(id).await;
+            Some(answer.map(|a| a.exit_code))
+        };
+        client.delete(id).await.unwrap();
+        let events: Vec<u32> = second
+            .events_of(id)
+            .into_iter()
+            .filter(|(t, _)| *t == EventType::Exit)
+            .map(|(_, info)| info.exit_code)
+            .collect();
+        seen.push((id.clone(), *code, restored.alive, events, from_delete));
+    }
+    let wrong: Vec<_> = seen
+        .iter()
+        .zip(&procs)
+        .enumerate()
+        .filter(|(i, ((_, code, _, events, from_delete), _))| {
+            let answers: Vec<u32> = events
+                .iter()
+                .copied()
+                .chain(from_delete.iter().filter_map(|a| a.as_ref().ok().copied()))
+                .collect();
+            let shim_killed = *i < 2;
+            match answers.as_slice() {
+                [got] if shim_killed => ![137, 255, u32::MAX].contains(got),
+                [got] => got != code,
+                _ => true,
+            }
+        })
+        .map(|(_, (s, _))| s)
+        .collect();
+    assert!(first.events().iter().all(|e| e.event != EventType::Exit));
+    assert!(wrong.is_empty(), "{} of {N} wrong: {wrong:#?}", wrong.len());
+    remote.cleanup().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for path in sockets.drain(..) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The pid of the shim that is the parent of container process `pid`.
+fn shim_of(pid: u32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// The socket files a shim listens on (from /proc).

@@ -152,6 +152,9 @@ pub(crate) async fn create(
         }
         return Err(e);
     }
+    // The id is new: an exit kept for an earlier container of that id is
+    // nobody's now.
+    events::forget_exit_kept_by_shim(&s, &id);
     Ok(())
 }
 
@@ -243,11 +246,16 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
     // status query is only needed before (one RPC less per lifecycle).
     let init_exited = c.lock().init_exit_delivered();
     if !init_exited {
-        let status = task_status(&s, &id).await?;
-        if matches!(status, Status::Running | Status::Paused | Status::Pausing) {
-            return Err(Error::failed_precondition(format!(
-                "the task is {status}: it must stop before it is deleted"
-            )));
+        match task_status(&s, &id).await {
+            Ok(status @ (Status::Running | Status::Paused | Status::Pausing)) => {
+                return Err(Error::failed_precondition(format!(
+                    "the task is {status}: it must stop before it is deleted"
+                )));
+            }
+            Ok(_) => {}
+            // A task containerd dropped may have a kept exit (see below).
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     exits_before_task_delete(&s, &c).await;
@@ -255,25 +263,23 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
         Ok(r) => r,
         Err(status) => {
             let e = status_error(status);
-            // 1.7 and 2.x drop a task that died while they were down;
-            // its exit, delivered from its shim's record, is the answer.
-            let kept = (init_exited && e.kind() == ErrorKind::NotFound)
-                .then(|| events::take_exit_kept_by_shim(&s, &id))
-                .flatten();
-            if let Some(exit) = kept {
-                drop_task_state(&s, &c).await;
-                return Ok(TaskExit::new(
-                    exit.exit_status,
-                    convert::time_from_proto(exit.exited_at.as_ref())
-                        .unwrap_or_else(SystemTime::now),
-                ));
+            if e.kind() != ErrorKind::NotFound {
+                return Err(e);
             }
-            return Err(match e.kind() {
-                ErrorKind::NotFound => e.with_message("container is not running"),
-                _ => e,
-            });
+            // 1.7 and 2.x drop a task whose process died while they were
+            // down; the exit kept for it (of this init, when this client
+            // tracks one) is the answer, once.
+            let pid = c.lock().pid_of(INIT_PROCESS_ID);
+            let Some(exit) = events::take_exit_kept_by_shim(&s, &id, pid) else {
+                return Err(e.with_message("container is not running"));
+            };
+            drop_task_state(&s, &c).await;
+            return Ok(exit);
         }
     };
+    // containerd had the task (1.6 keeps a stopped one): whatever was kept
+    // for it is answered now.
+    events::forget_exit_kept_by_shim(&s, &id);
     drop_task_state(&s, &c).await;
     Ok(TaskExit::new(
         resp.exit_status,
@@ -311,6 +317,7 @@ pub(crate) async fn delete(s: Arc<Session>, id: String) -> Result<()> {
         Err(status) => return Err(status_error(status)),
     }
     s.lock_containers().remove(&id);
+    events::forget_exit_kept_by_shim(&s, &id);
     FifoSet::remove_leftovers(&c.dir, &c.id);
     Ok(())
 }

@@ -72,7 +72,10 @@ async fn restore_task(
         Ok(r) => r.process.unwrap_or_default(),
         Err(st) if st.code() == tonic::Code::NotFound => {
             drop_task_state(s, c).await;
-            return Ok(Restored::new(false, None));
+            // A task that 1.7 and 2.x dropped as its process died while
+            // they were down: its exit was kept, and is delete_task's answer.
+            let pid = events::find_exit_kept_by_shim(s, &c.id);
+            return Ok(Restored::new(false, pid));
         }
         Err(st) => return Err(status_error(st)),
     };

@@ -13,6 +13,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::LinuxClient;
 use crate::conn::mem::{Fault, Mem};
 use crate::conn::{Conn, Shared, Transport};
+use crate::shim_exits::ShimExits;
 
 /// How long a test waits for an event or a condition.
 const WAIT: Duration = Duration::from_secs(10);
@@ -33,7 +34,12 @@ async fn fixture() -> Fixture {
 }
 
 async fn fixture_on(mem: Arc<Mem>) -> Fixture {
-    let (dir, conn, closed) = conn_on(&mem);
+    fixture_with(mem, None).await
+}
+
+/// A client of `mem` whose remote keeps shim exits in `exits`.
+async fn fixture_with(mem: Arc<Mem>, exits: Option<Arc<ShimExits>>) -> Fixture {
+    let (dir, conn, closed) = conn_with(&mem, exits);
     let backend = Arc::new(RecordingBackend::new());
     let client = LinuxClient::over(conn, backend.clone())
         .await
@@ -47,7 +53,11 @@ async fn fixture_on(mem: Arc<Mem>) -> Fixture {
     }
 }
 
-fn conn_on(mem: &Arc<Mem>) -> (tempfile::TempDir, Conn, DropGuard) {
+/// A connection to `mem` whose remote keeps shim exits in `exits`.
+fn conn_with(
+    mem: &Arc<Mem>,
+    exits: Option<Arc<ShimExits>>,
+) -> (tempfile::TempDir, Conn, DropGuard) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let closed = CancellationToken::new();
     let shared = Arc::new(Shared {
@@ -58,7 +68,7 @@ fn conn_on(mem: &Arc<Mem>) -> (tempfile::TempDir, Conn, DropGuard) {
         rpc_timeout: DEADLINE,
         bundle_root: None,
         closed: closed.clone(),
-        shim_exits: None,
+        shim_exits: exits,
     });
     let conn = Conn {
         namespace: "test".to_owned(),
@@ -511,3 +521,5 @@ async fn pause_and_resume_refusals_are_failed_preconditions_as_from_the_shim() {
     let e = f.client.pause("a").await.expect_err("a stopped task");
     assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
 }
+
+mod kept;
