@@ -44,3 +44,6 @@ pub(crate) mod cgroups {
         include!("io.containerd.cgroups.v2.rs");
     }
 }
+
+#[cfg(test)]
+mod golden;
