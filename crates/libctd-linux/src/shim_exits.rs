@@ -25,8 +25,8 @@ use prost_types::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-// The messages are generated (`crate::proto`, from `proto/*.proto`).
-use crate::proto::task::v3::{StateRequest, StateResponse};
+// The messages are declared in `crate::proto`.
+use crate::proto::shim::{StateRequest, StateResponse};
 use crate::proto::ttrpc::{KeyValue, Request as TtrpcRequest, Response as TtrpcResponse};
 
 /// The runtime v2 task directory under containerd's state directory.
