@@ -2,8 +2,7 @@
 //!
 //! - `setup`: install what the build and tests need (Debian packages as root,
 //!   the Windows rustup target); prints the exact command when not root.
-//! - `ci`: setup, fmt check, a check that the generated protobuf code is
-//!   current (`protos --check`), no unused dependency (`unused_deps.rs`, the
+//! - `ci`: setup, fmt check, no unused dependency (`unused_deps.rs`, the
 //!   check `cargo machete` makes), clippy (host and `x86_64-pc-windows-gnu`), every
 //!   test (Linux on the installed containerd 1.6, the Linux backend's tests
 //!   again on 1.7 and 2.1, Windows natively and under Wine), rustdoc with
@@ -14,10 +13,6 @@
 //! - `windows-test`: the Windows crate's tests as Windows binaries under Wine.
 //! - `bench`: the benchmarks on an embedded containerd (see BENCHMARKS.md);
 //!   `--containerd PATH|1.7|2.1` picks the daemon.
-//! - `protos`: regenerate the Linux backend's protobuf messages
-//!   (`crates/libctd-linux/src/proto/`) from its `proto/` files with
-//!   prost-build and protoc; `protos --check` fails when the checked-in
-//!   output is not what the .proto files give.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -26,7 +21,6 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod daemons;
 mod leftovers;
-mod protos;
 mod setup;
 mod unused_deps;
 mod windows_test;
@@ -44,9 +38,8 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("windows-test") => setup::all().and_then(|()| windows_test::run()),
         Some("bench") => setup::linux().and_then(|()| bench::run(&args[1..])),
-        Some("protos") => protos::run(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <setup | ci | test | demo | windows-test | bench | protos>\n\
+            "usage: cargo xtask <setup | ci | test | demo | windows-test | bench>\n\
              see xtask/src/main.rs for what each does"
                 .to_owned(),
         ),
@@ -63,9 +56,6 @@ fn main() -> ExitCode {
 fn ci() -> Result {
     setup::all()?;
     step("fmt", cargo(&["fmt", "--all", "--check"]))?;
-    step_fn_with("generated protobuf code is current", || {
-        protos::run(&["--check".to_owned()])
-    })?;
     step_fn_with("no unused dependencies", || {
         unused_deps::check(&workspace_root())
     })?;

@@ -31,15 +31,11 @@ const LINUX: &[Need] = &[
         path_or_name: "/bin/busybox",
         package: "busybox-static",
     },
+    // containerd-client's build script compiles containerd's API with
+    // protoc (it brings the .proto files, the well-known types among them).
     Need {
         path_or_name: "protoc",
         package: "protobuf-compiler",
-    },
-    // The well-known types `cargo xtask protos` needs (only recommended by
-    // protobuf-compiler).
-    Need {
-        path_or_name: "/usr/include/google/protobuf/timestamp.proto",
-        package: "libprotobuf-dev",
     },
     Need {
         path_or_name: "criu",

@@ -2,8 +2,8 @@
 //! documents as JSON `Any`s, the runc shim's option messages, cgroup metrics,
 //! timestamps, and `tonic::Status` into classified [`Error`]s.
 //!
-//! The protobuf messages themselves are generated (`crate::proto`, from
-//! `proto/*.proto`); their type URLs come from their `prost::Name` impls.
+//! The protobuf messages themselves are declared in `crate::proto`; their
+//! type URLs come from their `prost::Name` impls.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,17 +20,16 @@ pub(crate) const PROCESS_TYPE_URL: &str =
 /// Type URL of OCI Linux resources carried as JSON.
 pub(crate) const RESOURCES_TYPE_URL: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+/// The runc shim's checkpoint options, `containerd.runc.v1.CheckpointOptions`.
+pub(crate) use crate::proto::runc::CheckpointOptions as CheckpointOptionsProto;
+/// The runc shim's options, `containerd.runc.v1.Options`.
+pub(crate) use crate::proto::runc::Options as RuncOptionsProto;
+/// The runc shim's per-process details, `containerd.runc.v1.ProcessDetails`:
+/// `ListPids` carries one in each exec process's `info`.
+pub(crate) use crate::proto::runc::ProcessDetails as ProcessDetailsProto;
 /// cgroup metrics: `io.containerd.cgroups.v1.Metrics` and
-/// `io.containerd.cgroups.v2.Metrics` (generated).
-pub(crate) use crate::proto::cgroups::{v1, v2};
-/// The runc shim's checkpoint options, `containerd.runc.v1.CheckpointOptions`
-/// (generated).
-pub(crate) use crate::proto::runc::v1::CheckpointOptions as CheckpointOptionsProto;
-/// The runc shim's options, `containerd.runc.v1.Options` (generated).
-pub(crate) use crate::proto::runc::v1::Options as RuncOptionsProto;
-/// The runc shim's per-process details, `containerd.runc.v1.ProcessDetails`
-/// (generated): `ListPids` carries one in each exec process's `info`.
-pub(crate) use crate::proto::runc::v1::ProcessDetails as ProcessDetailsProto;
+/// `io.containerd.cgroups.v2.Metrics`.
+pub(crate) use crate::proto::{cgroups_v1 as v1, cgroups_v2 as v2};
 
 /// A protobuf message as an `Any` whose type URL is the message's bare full
 /// name (`containerd.runc.v1.Options`), as containerd's Go clients send it:

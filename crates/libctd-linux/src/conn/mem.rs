@@ -1,13 +1,13 @@
 //! (tests) containerd in memory, behind the [`Containerd`] seam, with faults.
 //!
-//! It models containerd as it documents itself and as libctd saw it
-//! (`/work/shared/notes/containerd.md`): containers and tasks by id,
-//! `NotFound` / `AlreadyExists` / `FailedPrecondition` where containerd
-//! answers them, task and exec states (created, running, paused, stopped),
-//! exit statuses (128 + signal when killed), Go's zero time as the
-//! `exited_at` of a running process, and the `/tasks/*` events with their
-//! bare type URLs and payloads. Events published with no subscriber are
-//! lost, as in containerd.
+//! It models containerd as it documents itself and as libctd saw it:
+//! containers and tasks by id, `NotFound` / `AlreadyExists` /
+//! `FailedPrecondition` where containerd answers them, task and exec
+//! states (created, running, paused, stopped), exit statuses (128 +
+//! signal when killed), Go's zero time as the `exited_at` of a running
+//! process, and the `/tasks/*` events with their bare type URLs and
+//! payloads. Events published with no subscriber are lost, as in
+//! containerd.
 //!
 //! Faults: a call can fail as an unreachable daemon does (a transport
 //! `Unavailable`), do its work and lose the answer, or hang until the

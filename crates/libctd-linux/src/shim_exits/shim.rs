@@ -9,8 +9,8 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-// The messages are generated (`crate::proto`, from `proto/*.proto`).
-use crate::proto::task::v3::{StateRequest, StateResponse};
+// The messages are declared in `crate::proto`.
+use crate::proto::shim::{StateRequest, StateResponse};
 use crate::proto::ttrpc::{KeyValue, Request as TtrpcRequest, Response as TtrpcResponse};
 
 use super::exit::{KeptStatus, ShimExit};
