@@ -290,17 +290,9 @@ const EXEC_CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Deletes an exec in containerd and forgets it (after its exit was delivered).
 async fn cleanup_exec(inner: &Session, container_id: &str, exec_id: &str) {
-    // containerd's Tasks.Start asks the shim for the exec's pid after
-    // starting it, so an exec that exits at once has its exit delivered
-    // before its start answers; deleting it then would fail that start
-    // ("process does not exist"). The start answers first (or fails, and
-    // forgets it).
-    let started = inner
-        .container(container_id)
-        .and_then(|c| c.lock().started_of(exec_id));
-    if let Some(mut started) = started {
-        let _ = tokio::time::timeout(EXEC_CLEANUP_TIMEOUT, started.wait_for(|s| *s)).await;
-    }
+    // Its exit was delivered after its start answered (`state` holds an
+    // exit that comes before), so containerd's Tasks.Start, which asks the
+    // shim for the pid after starting it, is done with it.
     let deleted = inner.conn.api.delete_process(container_id, exec_id);
     match tokio::time::timeout(EXEC_CLEANUP_TIMEOUT, deleted).await {
         Ok(Ok(_)) => {}

@@ -33,6 +33,11 @@ pub(crate) struct Proc {
     exit_delivered: bool,
     /// Its pid once containerd told it (0 before).
     pid: u32,
+    /// Exits the stream brought for its id before its start answered with
+    /// its pid: its own (an exec that exited at once) or an earlier exec's
+    /// of the same id (one a rollback killed). Sorted out by
+    /// [`ContainerState::mark_started`].
+    held_exits: Vec<TaskExit>,
 }
 
 impl Proc {
@@ -53,6 +58,7 @@ impl Proc {
             started,
             exit_delivered: false,
             pid: 0,
+            held_exits: Vec::new(),
         }
     }
 
@@ -168,21 +174,17 @@ impl ContainerState {
         }
     }
 
-    /// The process started with `pid`: its exit is owed from now on.
-    pub(crate) fn mark_started(&mut self, process_id: &str, pid: u32) {
-        if let Some(p) = self.processes.get_mut(process_id) {
-            p.pid = pid;
-            p.started.send_replace(true);
-        }
-    }
-
-    /// Whether the process's start answered, as a watch (true from
-    /// [`mark_started`](Self::mark_started) on; closed once the process is
-    /// forgotten); `None` when it is untracked.
-    pub(crate) fn started_of(&self, process_id: &str) -> Option<watch::Receiver<bool>> {
-        self.processes
-            .get(process_id)
-            .map(|p| p.started.subscribe())
+    /// The process started with `pid`: its exit is owed from now on. An
+    /// exit the stream brought before, held until now, is returned when it
+    /// is this process's (same pid), to be handled again; an earlier
+    /// process's is dropped.
+    #[must_use = "an exit held until the start answered must be handled"]
+    pub(crate) fn mark_started(&mut self, process_id: &str, pid: u32) -> Option<TaskExit> {
+        let p = self.processes.get_mut(process_id)?;
+        p.pid = pid;
+        p.started.send_replace(true);
+        let held = std::mem::take(&mut p.held_exits);
+        held.into_iter().find(|e| e.pid == pid)
     }
 
     /// Whether the process is tracked.
@@ -287,13 +289,19 @@ impl ContainerState {
         } else {
             e.id.clone()
         };
-        let Some(p) = self.processes.get(&process_id) else {
+        let Some(p) = self.processes.get_mut(&process_id) else {
             if is_init && self.restoring {
                 // restore delivers it once it tracks the process.
                 self.missed_exit = Some(e);
             }
             return StreamExit::Ignore; // a process we no longer track
         };
+        // An exec's exit before its start answered: its own or an earlier
+        // exec's of the same id; held until the pid tells which.
+        if p.pid == 0 && !is_init {
+            p.held_exits.push(e);
+            return StreamExit::Ignore;
+        }
         // The exit of an earlier process of the same id (a task a rollback
         // killed before this one was created): an init cannot exit before
         // its task create answered with its pid.
@@ -380,5 +388,78 @@ impl Container {
     /// Its state, locked (never held across an await).
     pub(crate) fn lock(&self) -> MutexGuard<'_, ContainerState> {
         crate::sync::lock(&self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec_exit(pid: u32, code: u32) -> TaskExit {
+        TaskExit {
+            container_id: "c".into(),
+            id: "e1".into(),
+            pid,
+            exit_status: code,
+            exited_at: None,
+        }
+    }
+
+    fn state_with_exec() -> ContainerState {
+        let mut st = ContainerState::default();
+        st.reserve_exec("e1").unwrap();
+        let proc = Proc::new(
+            FifoSet::null(),
+            None,
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            Box::new(()),
+            watch::channel(false).0,
+        );
+        st.end_reservation("e1", Some(proc));
+        st
+    }
+
+    #[test]
+    fn an_earlier_execs_exit_before_the_start_answered_is_not_this_ones() {
+        let mut st = state_with_exec();
+        // A rollback killed an earlier exec of the same id; its exit comes
+        // while this one's start has not answered yet.
+        assert!(matches!(
+            st.exit_from_stream("c", exec_exit(5, 137)),
+            StreamExit::Ignore
+        ));
+        assert_eq!(st.mark_started("e1", 9), None, "not its exit");
+        assert!(st.any_exit_owed());
+        let StreamExit::Deliver(info) = st.exit_from_stream("c", exec_exit(9, 0)) else {
+            panic!("its own exit is delivered");
+        };
+        assert_eq!((info.pid, info.exit_code), (9, 0));
+        assert!(
+            matches!(
+                st.exit_from_stream("c", exec_exit(9, 0)),
+                StreamExit::Ignore
+            ),
+            "once"
+        );
+    }
+
+    #[test]
+    fn an_exec_that_exits_before_its_start_answered_gets_its_exit_after_it() {
+        let mut st = state_with_exec();
+        assert!(matches!(
+            st.exit_from_stream("c", exec_exit(9, 7)),
+            StreamExit::Ignore
+        ));
+        assert!(matches!(
+            st.exit_from_stream("c", exec_exit(5, 137)),
+            StreamExit::Ignore
+        ));
+        let held = st.mark_started("e1", 9).expect("its own exit, held");
+        assert_eq!((held.pid, held.exit_status), (9, 7));
+        let StreamExit::Deliver(info) = st.exit_from_stream("c", held) else {
+            panic!("handled again, it is delivered");
+        };
+        assert_eq!(info.exit_code, 7);
+        assert_eq!(st.mark_started("e1", 9), None, "nothing held twice");
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, watch};
 use crate::client::queries::task_status;
 use crate::conn::wire_exec_id;
 use crate::convert::{self, status_error};
+use crate::events::{self, TaskEvent};
 use crate::fifo::FifoSet;
 use crate::rollback::{Rollback, unreachable};
 use crate::session::Session;
@@ -151,7 +152,11 @@ pub(crate) async fn exec(
     }
     match s.conn.api.start(&id, &process_id).await {
         Ok(pid) => {
-            c.lock().mark_started(&process_id, pid);
+            let held = c.lock().mark_started(&process_id, pid);
+            if let Some(exit) = held {
+                // It exited before its start answered: delivered now.
+                events::handle(&s, TaskEvent::Exit(exit));
+            }
             Ok(pid)
         }
         Err(status) => {

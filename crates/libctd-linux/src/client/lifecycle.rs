@@ -20,7 +20,7 @@ use libctd_core::{
 use crate::client::exec::attach_process;
 use crate::client::queries::{criu_error, task_status};
 use crate::convert::{self, status_error};
-use crate::events;
+use crate::events::{self, TaskEvent};
 use crate::fifo::FifoSet;
 use crate::rollback::{Rollback, unreachable};
 use crate::session::Session;
@@ -234,7 +234,10 @@ pub(crate) async fn start(
             return Err(e);
         }
     };
-    c.lock().mark_started(INIT_PROCESS_ID, pid);
+    let held = c.lock().mark_started(INIT_PROCESS_ID, pid);
+    if let Some(exit) = held {
+        events::handle(&s, TaskEvent::Exit(exit));
+    }
     Ok(pid)
 }
 
