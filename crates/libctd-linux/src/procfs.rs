@@ -64,13 +64,27 @@ pub(crate) fn unix_socket_paths(pid: i32) -> Vec<PathBuf> {
     table
         .lines()
         .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let (inode, path) = (cols.get(6)?, cols.get(7)?);
-            (inodes.iter().any(|i| i == inode) && path.starts_with('/'))
-                .then(|| PathBuf::from(path))
-        })
+        .filter_map(unix_socket_line)
+        .filter(|(inode, path)| inodes.iter().any(|i| i == inode) && path.starts_with('/'))
+        .map(|(_, path)| PathBuf::from(path))
         .collect()
+}
+
+/// The inode and path of one line of `/proc/net/unix`: seven columns (the
+/// inode, the seventh, padded with spaces), then one space and the path,
+/// which is the rest of the line and may hold spaces itself (a state
+/// directory is the user's choice). `None` for a socket without a path.
+fn unix_socket_line(line: &str) -> Option<(&str, &str)> {
+    let mut rest = line;
+    let mut inode = "";
+    for _ in 0..7 {
+        rest = rest.trim_start();
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        inode = &rest[..end];
+        rest = &rest[end..];
+    }
+    let path = rest.strip_prefix(' ')?;
+    (!inode.is_empty() && !path.is_empty()).then_some((inode, path))
 }
 
 /// SIGKILLs the processes of every runc shim serving `socket`, then the
@@ -127,5 +141,30 @@ pub(crate) fn kill_shims_of(socket: &Path) {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_socket_paths_keep_their_spaces() {
+        let table = [
+            "0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/a b/shim.sock",
+            "0000000000000000: 00000002 00000000 00010000 0001 01  2345 /tmp/x",
+            "0000000000000000: 00000003 00000000 00000000 0001 03 99999",
+            "0000000000000000: 00000002 00000000 00010000 0001 01 777 @abstract",
+        ];
+        let parsed: Vec<_> = table.iter().map(|l| unix_socket_line(l)).collect();
+        assert_eq!(
+            parsed,
+            [
+                Some(("12345", "/run/a b/shim.sock")),
+                Some(("2345", "/tmp/x")),
+                None,
+                Some(("777", "@abstract")),
+            ]
+        );
     }
 }

@@ -180,20 +180,30 @@ impl ShimExits {
     }
 }
 
-/// Asks every task's shim at once.
+/// How many shims are asked at once: a host with thousands of tasks gets
+/// its answers in rounds, not thousands of sockets and tasks at a time.
+const ASK_AT_ONCE: usize = 32;
+
+/// Asks every task's shim, [`ASK_AT_ONCE`] at a time.
 async fn ask_all(tasks: Vec<Task>) -> Vec<(Task, Answer)> {
     let mut asks = tokio::task::JoinSet::new();
+    let mut answers = Vec::with_capacity(tasks.len());
+    let mut collect = |joined: Option<Result<(Task, Answer), tokio::task::JoinError>>| {
+        if let Some(Ok(answer)) = joined {
+            answers.push(answer);
+        }
+    };
     for task in tasks {
+        if asks.len() >= ASK_AT_ONCE {
+            collect(asks.join_next().await);
+        }
         asks.spawn(async move {
             let answer = shim::ask(&task).await;
             (task, answer)
         });
     }
-    let mut answers = Vec::new();
-    while let Some(joined) = asks.join_next().await {
-        if let Ok(answer) = joined {
-            answers.push(answer);
-        }
+    while !asks.is_empty() {
+        collect(asks.join_next().await);
     }
     answers
 }

@@ -99,3 +99,30 @@ fn lost_reasons_round_trip() {
     }
     assert_eq!(Lost::from_code(""), None);
 }
+
+#[tokio::test]
+async fn many_shims_are_asked_in_rounds_and_all_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("shim.sock");
+    let told = Told::default();
+    let n = ASK_AT_ONCE * 3 + 1;
+    for i in 0..n {
+        told.lock()
+            .unwrap()
+            .insert(format!("c{i}"), (STOPPED, i as u32));
+    }
+    let shim = fake_shim(&socket, told);
+    let state = dir.path().join("state");
+    for i in 0..n {
+        bundle(&state, "ns", &format!("c{i}"), &socket);
+    }
+    let exits = ShimExits::new(dir.path().join("exits"));
+    let watch = exits.before_start(&state).await;
+    assert!(watch.running.is_empty());
+    for i in 0..n {
+        let kept = exits.find("ns", &format!("c{i}")).map(|e| e.status);
+        assert_eq!(kept, Some(KeptStatus::Exited(i as u32)), "c{i}");
+    }
+    exits.after_start(watch).await;
+    shim.abort();
+}
