@@ -29,7 +29,7 @@ pub(crate) mod hr {
     /// HCS_E_OPERATION_TIMEOUT.
     pub(crate) const OPERATION_TIMEOUT: i32 = i(Hresult::hcs_v2(0x0118));
     /// HCS_E_OPERATION_NOT_STARTED.
-    pub(crate) const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0119));
+    pub(crate) const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0115));
     /// HCS_E_OPERATION_ALREADY_STARTED.
     pub(crate) const ALREADY_STARTED: i32 = i(Hresult::hcs_v2(0x0116));
     /// HCS_E_SYSTEM_NOT_FOUND.
@@ -58,8 +58,8 @@ pub(crate) mod hr {
     pub(crate) const NOT_SUPPORTED: i32 = i(Hresult::from_win32(win32::NOT_SUPPORTED));
     /// ERROR_NOT_FOUND.
     pub(crate) const NOT_FOUND: i32 = i(Hresult::from_win32(win32::NOT_FOUND));
-    /// ERROR_ALREADY_EXISTS.
-    pub(crate) const ALREADY_EXISTS: i32 = i(Hresult::from_win32(win32::ALREADY_EXISTS));
+    /// HCS_E_SYSTEM_ALREADY_EXISTS (HCS's own code, not Win32's).
+    pub(crate) const ALREADY_EXISTS: i32 = i(Hresult::hcs_v2(0x010F));
 }
 
 /// The exit code of a process ended by a console control event.

@@ -91,6 +91,7 @@ mod hr {
     pub(super) const ALREADY_STOPPED: Hresult = Hresult::hcs_v1(0x0110);
     pub(super) const PROCESS_ALREADY_STOPPED: Hresult = Hresult::hcs_v2(0x011F);
     pub(super) const SERVICE_DISCONNECT: Hresult = Hresult::hcs_v2(0x011E);
+    pub(super) const ALREADY_EXISTS: Hresult = Hresult::hcs_v2(0x010F);
 }
 
 /// A simulated HCS. Clones share one simulated service.
@@ -579,7 +580,8 @@ impl Hcs for Sim {
         }
         let mut state = self.state();
         if state.systems.contains_key(id) {
-            return Err(HcsError::new(Hresult::from_win32(win32::ALREADY_EXISTS)));
+            // HCS's own code, not Win32's ERROR_ALREADY_EXISTS.
+            return Err(HcsError::new(hr::ALREADY_EXISTS));
         }
         if let Some(host) = &doc.hosting_system_id {
             match state.systems.get(host) {
