@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::convert::{self, ContainerConfig, Isolation};
 use crate::error::{HcsError, Hresult};
+use crate::exits;
 use crate::hcs::{Hcs, HcsOp, SystemExit};
 use crate::schema::{ModifyProcessRequest, PropertyQuery};
 
@@ -927,7 +928,8 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 drop(state);
                 match inner.hcs.terminate_process(&handle).await {
                     Ok(()) => Ok(()),
-                    Err(e) if e.hresult.is_pending() || e.hresult.is_already_stopped() => Ok(()),
+                    // It exited: its reaper reports the exit.
+                    Err(e) if exits::terminate_leaves_it_ended(e.hresult) => Ok(()),
                     Err(e) => {
                         Err(hcs_error(e, &id, HcsOp::TerminateProcess, OP)
                             .with_process(&process_id))

@@ -8,18 +8,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use libctd_core::{Client, CreateOptions, ErrorKind};
+use libctd_core::{Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, discard_stdio};
 use libctd_testkit::backend::RecordingBackend;
 use libctd_windows::WindowsClient;
 use libctd_windows::error::{Hresult, hresult_of};
 use libctd_windows::hcs::HcsOp;
+use libctd_windows::hcs::sim::Sim;
 
 #[path = "support/lifecycle.rs"]
 mod lifecycle;
 #[path = "support/sim_env.rs"]
 mod sim_env;
-use lifecycle::spec;
+use lifecycle::{T, process, spec};
 use sim_env::{env, sys};
 
 /// HCS answers a duplicate compute system id with its own
@@ -60,4 +62,56 @@ async fn a_duplicate_system_id_is_already_exists() {
     assert_eq!(e.sim.compute_systems(), vec![sys("c")]);
     e.client.delete("c").await.unwrap();
     assert!(e.sim.compute_systems().is_empty());
+}
+
+/// Polls until process `pid` of `container` has ended in HCS.
+async fn wait_ended(sim: &Sim, container: &str, pid: u32) {
+    let until = Instant::now() + T;
+    while sim.live_pids(container).contains(&pid) {
+        assert!(Instant::now() < until, "process {pid} did not end");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Killing an exec that exited, before its exit was reaped: HCS answers
+/// E_ACCESSDENIED (Windows' TerminateProcess), which means it is gone. The
+/// kill succeeds and the exec's own exit is delivered, once.
+#[tokio::test]
+async fn killing_an_exited_exec_is_not_permission_denied() {
+    let e = env();
+    // The exit notification comes late: the exec has ended in HCS, the
+    // client does not know it yet.
+    e.sim.delay(
+        HcsOp::WaitForProcessExit,
+        Some(&sys("c")),
+        Duration::from_millis(300),
+    );
+    e.run("c", &spec("sleep")).await;
+    let pid = e
+        .client
+        .exec("c", "e1", &process("exit 4"), false, discard_stdio())
+        .await
+        .unwrap();
+    wait_ended(&e.sim, &sys("c"), pid).await;
+    e.client.signal_process("c", "e1", 9).await.unwrap();
+    let exit = e
+        .backend
+        .next_process_event("c", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 4);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.client
+        .signal_process("c", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    e.exit("c").await;
+    e.remove("c").await;
+    let exits = e
+        .backend
+        .events_of("c")
+        .into_iter()
+        .filter(|(t, i)| *t == EventType::Exit && i.process_id == "e1")
+        .count();
+    assert_eq!(exits, 1);
 }

@@ -14,15 +14,16 @@ mod ffi_env;
 mod lifecycle;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use libctd_core::{Client, CreateOptions, ErrorKind};
+use libctd_core::{Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, discard_stdio};
 use libctd_testkit::backend::RecordingBackend;
 use libctd_windows::WindowsClient;
 use libctd_windows::error::{Hresult, hresult_of};
 use libctd_windows::hcs::ffi::Computecore;
 
 use ffi_env::env;
-use lifecycle::spec;
+use lifecycle::{T, process, spec};
 
 /// HCS_E_SYSTEM_ALREADY_EXISTS from the call (a duplicate id) and from the
 /// operation's result: AlreadyExists with a message, nothing left behind.
@@ -62,5 +63,64 @@ async fn a_duplicate_system_id_is_already_exists() {
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{}", err.report());
     assert!(!err.to_string().contains("Unknown error"), "{err}");
     e.client.delete("c").await.unwrap();
+    e.assert_clean().await;
+}
+
+/// Polls the double until process `pid` of `pattern`'s systems has exited.
+fn wait_exited(pattern: &str, pid: u32) {
+    let until = Instant::now() + T;
+    loop {
+        let r = double::report(pattern);
+        let exited = r["Processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["ProcessId"] == pid && p["Exited"] == true);
+        if exited {
+            return;
+        }
+        assert!(Instant::now() < until, "process {pid} did not exit: {r}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Killing an exec that exited before its exit notification arrived:
+/// HcsTerminateProcess answers E_ACCESSDENIED. The kill succeeds and the
+/// exec's own exit is delivered, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_an_exited_exec_is_not_permission_denied() {
+    let e = env();
+    double::faults(&e.sys("c"), serde_json::json!({"ExitNoticeDelay": 500}));
+    e.run("c", "sleep").await;
+    let pid = e
+        .client
+        .exec("c", "e1", &process("exit 4"), false, discard_stdio())
+        .await
+        .unwrap();
+    let pattern = format!("@{}", e.namespace);
+    tokio::task::spawn_blocking(move || wait_exited(&pattern, pid))
+        .await
+        .unwrap();
+    e.client.signal_process("c", "e1", 9).await.unwrap();
+    let exit = e
+        .backend
+        .next_process_event("c", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 4);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.client
+        .signal_process("c", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    e.exit("c").await;
+    e.remove("c").await;
+    let exits = e
+        .backend
+        .events_of("c")
+        .into_iter()
+        .filter(|(t, i)| *t == EventType::Exit && i.process_id == "e1")
+        .count();
+    assert_eq!(exits, 1);
     e.assert_clean().await;
 }

@@ -3,6 +3,7 @@
 
 use std::ffi::c_void;
 use std::sync::Arc;
+use std::time::Duration;
 
 use windows::Win32::System::HostComputeSystem::{
     HCS_EVENT, HCS_EVENT_TYPE, HCS_OPERATION, HcsEventProcessExited, HcsEventSystemExited,
@@ -43,6 +44,16 @@ pub(crate) fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
 /// Sends an event to every open handle matching `is_target`, from a thread
 /// of the double's own.
 pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Kind) -> bool) {
+    broadcast_after(Duration::ZERO, ty, data, is_target);
+}
+
+/// [`broadcast`], `delay` late.
+pub(crate) fn broadcast_after(
+    delay: Duration,
+    ty: HCS_EVENT_TYPE,
+    data: String,
+    is_target: impl Fn(&Kind) -> bool,
+) {
     let targets: Vec<usize> = world()
         .entries
         .iter()
@@ -53,6 +64,7 @@ pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Ki
         return;
     }
     std::thread::spawn(move || {
+        std::thread::sleep(delay);
         for h in targets {
             deliver(h, ty, &data);
         }
@@ -115,7 +127,8 @@ pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
         p.cv.notify_all();
     }
     let me = p.clone();
-    broadcast(
+    broadcast_after(
+        p.system.faults.exit_notice_delay,
         HcsEventProcessExited,
         data,
         move |k| matches!(k, Kind::Process(x) if Arc::ptr_eq(x, &me)),

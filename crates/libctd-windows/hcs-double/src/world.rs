@@ -48,6 +48,8 @@ pub(crate) mod hr {
     pub(crate) const UNEXPECTED_EXIT: i32 = i(Hresult::hcs_v1(0x0106));
     /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
     pub(crate) const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
+    /// E_ACCESSDENIED (HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)).
+    pub(crate) const ACCESS_DENIED: i32 = i(Hresult::from_win32(win32::ACCESS_DENIED));
     /// E_INVALIDARG.
     pub(crate) const INVALID_ARG: i32 = 0x8007_0057_u32 as i32;
     /// HRESULT_FROM_WIN32(ERROR_CANCELLED).
@@ -237,6 +239,8 @@ pub(crate) struct Faults {
     pub exit_code_unavailable: bool,
     pub ignore_cancel: bool,
     pub create_process_quirk: bool,
+    /// How late ProcessExited notifications are delivered.
+    pub exit_notice_delay: Duration,
     pub slow: HashMap<String, u64>,
     pub late: HashMap<String, u64>,
     pub fail: HashMap<String, i32>,
@@ -268,6 +272,11 @@ impl Faults {
             exit_code_unavailable: flag("ExitCodeUnavailable"),
             ignore_cancel: flag("IgnoreCancel"),
             create_process_quirk: flag("CreateProcessQuirk"),
+            exit_notice_delay: Duration::from_millis(
+                v.get("ExitNoticeDelay")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+            ),
             slow: map("Slow")
                 .into_iter()
                 .map(|(k, n)| (k, n.max(0) as u64))

@@ -923,7 +923,10 @@ impl Hcs for Sim {
             .gate(HcsOp::TerminateProcess, &handle.process.system_id)
             .await?;
         check_process(handle)?;
-        end_process(handle, TERMINATED_EXIT)?;
+        // Windows' TerminateProcess on a process that exited already fails
+        // with ERROR_ACCESS_DENIED, and HCS passes that on (hcsshim ignores it).
+        end_process(handle, TERMINATED_EXIT)
+            .map_err(|_| HcsError::new(Hresult::from_win32(win32::ACCESS_DENIED)))?;
         pending.map_or(Ok(()), Err)
     }
 
@@ -1316,7 +1319,13 @@ mod tests {
             sim.wait_process_exit(&p).await.unwrap().exit_code,
             CONTROL_C_EXIT
         );
+        // Terminating an exited process is denied, as Windows' TerminateProcess.
         let err = sim.terminate_process(&p).await.unwrap_err();
+        assert!(err.hresult.is_access_denied());
+        let err = sim
+            .signal_process(&p, r#"{"Signal":"CtrlC"}"#)
+            .await
+            .unwrap_err();
         assert!(err.hresult.is_already_stopped());
 
         sim.fail_once(HcsOp::CreateProcess, Some("c"), Hresult(0x8000_4005));
