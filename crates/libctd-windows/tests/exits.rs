@@ -15,7 +15,7 @@ use libctd_testkit::backend::RecordingBackend;
 use libctd_windows::WindowsClient;
 use libctd_windows::error::{Hresult, hresult_of};
 use libctd_windows::hcs::HcsOp;
-use libctd_windows::hcs::sim::Sim;
+use libctd_windows::hcs::sim::{Sim, TERMINATED_EXIT};
 
 #[path = "support/lifecycle.rs"]
 mod lifecycle;
@@ -114,4 +114,24 @@ async fn killing_an_exited_exec_is_not_permission_denied() {
         .filter(|(t, i)| *t == EventType::Exit && i.process_id == "e1")
         .count();
     assert_eq!(exits, 1);
+}
+
+/// After our own SIGKILL, HCS reports the init's exit, then `ForcedExit`
+/// with HCS_E_TERMINATED as its status: not a crash. The exit carries the
+/// process's own code and no error, and delete_task gives the same code.
+#[tokio::test]
+async fn a_forced_exit_is_not_a_crash() {
+    let e = env();
+    e.run("c", &spec("sleep")).await;
+    e.client
+        .signal_process("c", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, TERMINATED_EXIT);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    let task = e.client.delete_task("c").await.unwrap();
+    assert_eq!(task.exit_code, TERMINATED_EXIT);
+    e.client.delete("c").await.unwrap();
+    assert!(e.sim.compute_systems().is_empty());
 }

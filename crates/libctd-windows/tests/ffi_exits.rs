@@ -124,3 +124,24 @@ async fn killing_an_exited_exec_is_not_permission_denied() {
     assert_eq!(exits, 1);
     e.assert_clean().await;
 }
+
+/// After our own SIGKILL, HCS reports `ForcedExit` with HCS_E_TERMINATED
+/// (here before the init's late ProcessExited): not a crash. The exit
+/// carries the process's own code and no error, as does delete_task.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_exit_is_not_a_crash() {
+    let e = env();
+    double::faults(&e.sys("c"), serde_json::json!({"ExitNoticeDelay": 300}));
+    e.run("c", "sleep").await;
+    e.client
+        .signal_process("c", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, 1);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    let task = e.client.delete_task("c").await.unwrap();
+    assert_eq!(task.exit_code, 1);
+    e.client.delete("c").await.unwrap();
+    e.assert_clean().await;
+}

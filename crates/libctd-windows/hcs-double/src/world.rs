@@ -46,6 +46,8 @@ pub(crate) mod hr {
     pub(crate) const INVALID_JSON: i32 = i(Hresult::hcs_v1(0x010D));
     /// HCS_E_UNEXPECTED_EXIT.
     pub(crate) const UNEXPECTED_EXIT: i32 = i(Hresult::hcs_v1(0x0106));
+    /// HCS_E_TERMINATED, the status a forced exit may carry.
+    pub(crate) const TERMINATED: i32 = i(Hresult::hcs_v2(0x0107));
     /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
     pub(crate) const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
     /// E_ACCESSDENIED (HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)).
@@ -498,7 +500,7 @@ pub(crate) fn close(h: usize, call: &str) -> Option<Kind> {
                     w.systems.remove(&s.id);
                 }
                 drop(w);
-                crate::events::stop_system(s, TERMINATED_EXIT, "ForcedExit", 0);
+                crate::events::stop_system(s, TERMINATED_EXIT, "ForcedExit", hr::TERMINATED);
                 return Some(e.kind);
             }
         }

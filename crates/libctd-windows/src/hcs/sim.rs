@@ -463,7 +463,7 @@ impl Sim {
         if remaining == 0 {
             // ShouldTerminateOnLastHandleClosed.
             if *lock(&system.status) != SysStatus::Stopped {
-                stop_system(system, TERMINATED_EXIT, SystemExit::clean("ForcedExit"));
+                stop_system(system, TERMINATED_EXIT, SystemExit::forced());
             }
             let mut state = self.state();
             if state
@@ -525,6 +525,8 @@ impl Sim {
         self.check_open(handle)?;
         let exit = if self.take_unexpected(&handle.system.id) {
             SystemExit::unexpected()
+        } else if exit_type == "ForcedExit" {
+            SystemExit::forced()
         } else {
             SystemExit::clean(exit_type)
         };
