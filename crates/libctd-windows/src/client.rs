@@ -44,6 +44,9 @@ pub struct ClientSettings {
     /// How long to wait for the engine to consume a process's output when
     /// the process is deleted, before cancelling its copies.
     pub stdio_drain_timeout: Duration,
+    /// How long the `PendingUpdates` query after a clean exit may take
+    /// before the exit goes on without it (`update_pending` false).
+    pub update_query_timeout: Duration,
 }
 
 impl Default for ClientSettings {
@@ -51,6 +54,7 @@ impl Default for ClientSettings {
         Self {
             shutdown_timeout: Duration::from_secs(300),
             stdio_drain_timeout: Duration::from_secs(2),
+            update_query_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -428,22 +432,10 @@ impl<H: Hcs> Inner<H> {
             state.exit = Some(TaskExit::new(exit_code, exited_at));
         }
 
-        let mut update_pending = false;
-        if exit_code == 0 && !ctr.servicing {
-            let query =
-                serde_json::to_string(&PropertyQuery::new(&["PendingUpdates"])).unwrap_or_default();
-            match hcs.get_compute_system_properties(&ctr.system, &query).await {
-                Ok(doc) => match convert::parse_properties(&doc) {
-                    Ok(props) => update_pending = props.are_updates_pending.unwrap_or(false),
-                    Err(e) => {
-                        tracing::warn!(container_id = %id, error = %e.report(), "unreadable PendingUpdates answer");
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(container_id = %id, error = %e, "querying PendingUpdates failed");
-                }
-            }
-        }
+        let update_pending = exit_code == 0
+            && !ctr.servicing
+            && exits::update_pending(&*hcs, &ctr.system, &id, self.settings.update_query_timeout)
+                .await;
 
         if let Err(e) = self.shutdown_system(&id, &ctr.system).await {
             exit_code = UNKNOWN_EXIT_CODE;

@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 
 use libctd_core::{Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, discard_stdio};
 use libctd_testkit::backend::RecordingBackend;
-use libctd_windows::WindowsClient;
 use libctd_windows::error::{Hresult, hresult_of};
 use libctd_windows::hcs::HcsOp;
 use libctd_windows::hcs::sim::{Sim, TERMINATED_EXIT};
+use libctd_windows::{ClientSettings, WindowsClient};
 
 #[path = "support/lifecycle.rs"]
 mod lifecycle;
 #[path = "support/sim_env.rs"]
 mod sim_env;
 use lifecycle::{T, process, spec};
-use sim_env::{env, sys};
+use sim_env::{env, env_with, sys};
 
 /// HCS answers a duplicate compute system id with its own
 /// HCS_E_SYSTEM_ALREADY_EXISTS, from the call or from the operation's
@@ -134,4 +134,37 @@ async fn a_forced_exit_is_not_a_crash() {
     assert_eq!(task.exit_code, TERMINATED_EXIT);
     e.client.delete("c").await.unwrap();
     assert!(e.sim.compute_systems().is_empty());
+}
+
+/// Hosts since Windows Server 2019 refuse the PendingUpdates query (not a
+/// property type of schema 2), and a host may be slow to answer at all:
+/// the exit is clean (update_pending false, no error) and not held back
+/// past the query's bound.
+#[tokio::test]
+async fn a_refused_or_slow_pending_updates_query_gives_a_clean_exit() {
+    let e = env_with(ClientSettings {
+        update_query_timeout: Duration::from_millis(200),
+        ..ClientSettings::default()
+    });
+    e.run("refused", &spec("exit 0")).await;
+    let exit = e.exit("refused").await;
+    assert_eq!(exit.exit_code, 0);
+    assert!(!exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.remove("refused").await;
+
+    e.sim.delay(
+        HcsOp::GetComputeSystemProperties,
+        Some(&sys("slow")),
+        Duration::from_secs(5),
+    );
+    let started = Instant::now();
+    e.run("slow", &spec("exit 0")).await;
+    let exit = e.exit("slow").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(exit.exit_code, 0);
+    assert!(!exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.remove("slow").await;
 }

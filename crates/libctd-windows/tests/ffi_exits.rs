@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use libctd_core::{Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, discard_stdio};
 use libctd_testkit::backend::RecordingBackend;
-use libctd_windows::WindowsClient;
 use libctd_windows::error::{Hresult, hresult_of};
 use libctd_windows::hcs::ffi::Computecore;
+use libctd_windows::{ClientSettings, WindowsClient};
 
-use ffi_env::env;
+use ffi_env::{env, env_with_settings};
 use lifecycle::{T, process, spec};
 
 /// HCS_E_SYSTEM_ALREADY_EXISTS from the call (a duplicate id) and from the
@@ -143,5 +143,38 @@ async fn a_forced_exit_is_not_a_crash() {
     let task = e.client.delete_task("c").await.unwrap();
     assert_eq!(task.exit_code, 1);
     e.client.delete("c").await.unwrap();
+    e.assert_clean().await;
+}
+
+/// The double refuses the PendingUpdates query as hosts since Windows
+/// Server 2019 do; a slow answer is given up on at the query's bound, its
+/// operation cancelled (not left holding the system's handle open).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_or_slow_pending_updates_query_gives_a_clean_exit() {
+    let settings = ClientSettings {
+        update_query_timeout: Duration::from_millis(200),
+        ..ClientSettings::default()
+    };
+    let e = env_with_settings(Computecore::load().unwrap(), settings);
+    e.run("refused", "exit 0").await;
+    let exit = e.exit("refused").await;
+    assert_eq!(exit.exit_code, 0);
+    assert!(!exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.remove("refused").await;
+
+    double::faults(
+        &e.sys("slow"),
+        serde_json::json!({"Slow": {"HcsGetComputeSystemProperties": 5000}}),
+    );
+    let started = Instant::now();
+    e.run("slow", "exit 0").await;
+    let exit = e.exit("slow").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+    assert_eq!(exit.exit_code, 0);
+    assert!(!exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.remove("slow").await;
     e.assert_clean().await;
 }

@@ -65,7 +65,11 @@ pub(crate) fn answer(s: &Arc<System>, query: &str) -> OpResult {
                     })
                     .collect();
             }
-            Some("PendingUpdates") => answer["AreUpdatesPending"] = false.into(),
+            // Not a property type of schema 2: hosts since Windows Server
+            // 2019 refuse it (hcsshim never asks).
+            Some("PendingUpdates") => {
+                return OpResult::fail(hr::INVALID_JSON, "PendingUpdates is not a property type");
+            }
             _ => {
                 return OpResult::fail(hr::INVALID_JSON, &format!("unknown property type {kind}"));
             }

@@ -119,17 +119,54 @@ impl Computecore {
         F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
         L: Send + 'static,
     {
+        self.run_operation(lease, want_process_info, false, issue)
+            .await
+    }
+
+    /// [`operation`](Self::operation), cancelled when the caller's future is
+    /// dropped before it completes (for calls that hand nothing back to
+    /// undo: queries, signals, modifications).
+    async fn cancellable<F, L>(&self, lease: L, issue: F) -> HcsResult<String>
+    where
+        F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
+        L: Send + 'static,
+    {
+        self.run_operation(lease, false, true, issue)
+            .await
+            .map(|(doc, _)| doc)
+    }
+
+    async fn run_operation<F, L>(
+        &self,
+        lease: L,
+        want_process_info: bool,
+        cancellable: bool,
+        issue: F,
+    ) -> HcsResult<(String, HCS_PROCESS_INFORMATION)>
+    where
+        F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
+        L: Send + 'static,
+    {
         let fns = self.fns.clone();
         let timeout_ms = self.timeout_ms();
         // The blocking thread works inside the caller's span (the client
         // operation), in a span of its own.
         let span =
             tracing::debug_span!(parent: &tracing::Span::current(), "hcs_operation", timeout_ms);
+        let slot = Arc::new(OpSlot::default());
+        let mut guard = CancelOnDrop {
+            fns: fns.clone(),
+            slot: slot.clone(),
+            armed: cancellable,
+        };
         let joined = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
+            let slot = cancellable.then_some(&*slot);
             // SAFETY: `issue` hands the operation to exactly one HCS call.
             let result = unsafe {
-                blocking_operation(&fns, timeout_ms, want_process_info, |op| issue(&fns, op))
+                blocking_operation(&fns, timeout_ms, want_process_info, slot, |op| {
+                    issue(&fns, op)
+                })
             };
             drop(lease);
             if let Err(e) = &result {
@@ -138,6 +175,7 @@ impl Computecore {
             result.map(|(doc, info)| (doc, SendInfo(info)))
         })
         .await;
+        guard.armed = false;
         match joined {
             Ok(Ok((doc, SendInfo(info)))) => Ok((doc, info)),
             Ok(Err(e)) => Err(e),
@@ -154,7 +192,7 @@ impl Computecore {
         let lease = system.0.lease()?;
         let raw = lease.raw();
         let options = HSTRING::from(options);
-        self.operation(lease, false, move |fns, op| {
+        self.cancellable(lease, move |fns, op| {
             let wide = if options.is_empty() {
                 PCWSTR::null()
             } else {
@@ -164,7 +202,6 @@ impl Computecore {
             unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, wide) }
         })
         .await
-        .map(|(doc, _)| doc)
     }
 
     async fn process_op(
@@ -176,7 +213,7 @@ impl Computecore {
         let lease = process.0.lease()?;
         let raw = lease.raw();
         let options = HSTRING::from(options);
-        self.operation(lease, false, move |fns, op| {
+        self.cancellable(lease, move |fns, op| {
             let wide = if options.is_empty() {
                 PCWSTR::null()
             } else {
@@ -186,7 +223,6 @@ impl Computecore {
             unsafe { pick(fns)(HCS_PROCESS(raw as *mut c_void), op, wide) }
         })
         .await
-        .map(|(doc, _)| doc)
     }
 
     /// A shutdown or terminate, submitted: its answer when it completes

@@ -262,7 +262,10 @@ impl Sim {
             .push((op, container.map(str::to_owned), delay));
     }
 
-    /// Whether a `PendingUpdates` query on `container` answers that updates are pending.
+    /// Makes `container`'s host answer `PendingUpdates` queries, with
+    /// `pending`. By default the query is refused (HCS_E_INVALID_JSON), as
+    /// hosts since Windows Server 2019 do: it is not a property type of
+    /// schema 2. This models a host that would answer it.
     pub fn set_pending_updates(&self, container: &str, pending: bool) {
         self.state()
             .pending_updates
@@ -758,13 +761,14 @@ impl Hcs for Sim {
                     answer.process_list = Some(list);
                 }
                 "PendingUpdates" => {
-                    answer.are_updates_pending = Some(
-                        self.state()
-                            .pending_updates
-                            .get(&system.id)
-                            .copied()
-                            .unwrap_or(false),
-                    );
+                    let answered = self.state().pending_updates.get(&system.id).copied();
+                    let Some(pending) = answered else {
+                        return Err(HcsError::with_document(
+                            hr::INVALID_JSON,
+                            r#"{"ErrorMessage":"PendingUpdates is not a property type"}"#,
+                        ));
+                    };
+                    answer.are_updates_pending = Some(pending);
                 }
                 _ => {
                     return Err(HcsError::with_document(
