@@ -55,7 +55,10 @@ async fn unexpected_exit_during_shutdown_fails_the_exit() {
 /// (the simulation agrees with the computecore.dll double).
 #[tokio::test]
 async fn crash_gives_minus_one_with_the_system_error() {
-    let e = env();
+    let e = sim_env::env_with(libctd_windows::ClientSettings {
+        exit_grace: Duration::from_millis(100),
+        ..libctd_windows::ClientSettings::default()
+    });
     e.run("c", &spec("sleep")).await;
     assert!(e.sim.crash(&sys("c")));
     let exit = e.exit("c").await;

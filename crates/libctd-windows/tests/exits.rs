@@ -168,3 +168,53 @@ async fn a_refused_or_slow_pending_updates_query_gives_a_clean_exit() {
     assert!(exit.error.is_none(), "{:?}", exit.error);
     e.remove("slow").await;
 }
+
+/// A compute system that dies sends SystemExited (UnexpectedExit) and no
+/// ProcessExited for its processes. Within the exit grace the init and the
+/// exec exit with 4294967295 and the system's error; then delete_task and
+/// delete succeed and nothing is left.
+#[tokio::test]
+async fn a_dead_system_without_process_exits_still_exits() {
+    let e = env_with(ClientSettings {
+        exit_grace: Duration::from_millis(300),
+        ..ClientSettings::default()
+    });
+    e.run("c", &spec("sleep")).await;
+    e.client
+        .exec("c", "e1", &process("sleep"), false, discard_stdio())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(e.sim.crash(&sys("c")));
+    lifecycle::assert_died(&e.client, &e.backend, "c", started).await;
+    assert!(e.sim.compute_systems().is_empty());
+}
+
+/// The init's exit does not depend on the order of the notifications:
+/// SystemExited (ForcedExit) first, the init's ProcessExited late (within
+/// the grace) still gives the process's own code and no error.
+#[tokio::test]
+async fn the_exit_does_not_depend_on_notification_order() {
+    let e = env_with(ClientSettings {
+        exit_grace: Duration::from_secs(5),
+        ..ClientSettings::default()
+    });
+    e.sim.delay(
+        HcsOp::WaitForProcessExit,
+        Some(&sys("c")),
+        Duration::from_millis(300),
+    );
+    e.run("c", &spec("sleep")).await;
+    e.client
+        .signal_process("c", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    let exit = e.exit("c").await;
+    assert_eq!(exit.exit_code, TERMINATED_EXIT);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    assert_eq!(
+        e.client.delete_task("c").await.unwrap().exit_code,
+        TERMINATED_EXIT
+    );
+    e.client.delete("c").await.unwrap();
+}

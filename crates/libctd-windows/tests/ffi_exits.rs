@@ -178,3 +178,25 @@ async fn a_refused_or_slow_pending_updates_query_gives_a_clean_exit() {
     e.remove("slow").await;
     e.assert_clean().await;
 }
+
+/// A compute system that dies sends no ProcessExited for its processes
+/// (calls on them answer HCS_E_INVALID_STATE). Within the exit grace the
+/// init and the exec exit with 4294967295 and the system's error; then
+/// delete_task and delete succeed, and no handle or process is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_system_without_process_exits_still_exits() {
+    let settings = ClientSettings {
+        exit_grace: Duration::from_millis(300),
+        ..ClientSettings::default()
+    };
+    let e = env_with_settings(Computecore::load().unwrap(), settings);
+    e.run("c", "sleep").await;
+    e.client
+        .exec("c", "e1", &process("sleep"), false, discard_stdio())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(double::crash(&e.sys("c")));
+    lifecycle::assert_died(&e.client, &e.backend, "c", started).await;
+    e.assert_clean().await;
+}

@@ -106,7 +106,24 @@ pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, stat
     true
 }
 
-/// Publishes a process's exit with `code`.
+/// Makes `system` die, as HCS reports it: `UnexpectedExit`, and its
+/// processes end without any ProcessExited (hcsshim releases their waits
+/// itself). False when it was stopped already.
+pub(crate) fn crash_system(system: &Arc<System>) -> bool {
+    let processes: Vec<Arc<Process>> = lock(&system.state).processes.values().cloned().collect();
+    for p in processes {
+        lock(&p.ctl).silent = true;
+    }
+    stop_system(
+        system,
+        crate::world::TERMINATED_EXIT,
+        "UnexpectedExit",
+        hr::UNEXPECTED_EXIT,
+    )
+}
+
+/// Publishes a process's exit with `code` (only records it for a process
+/// whose system died).
 pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
     let last_wait_result = if p.system.faults.exit_code_unavailable {
         hr::INVALID_HANDLE
@@ -123,8 +140,11 @@ pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
     {
         let mut st = lock(&p.ctl);
         st.exit = Some(code);
-        st.exit_data = Some(data.clone());
         p.cv.notify_all();
+        if st.silent {
+            return;
+        }
+        st.exit_data = Some(data.clone());
     }
     let me = p.clone();
     broadcast_after(

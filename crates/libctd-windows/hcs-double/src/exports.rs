@@ -116,6 +116,9 @@ pub(crate) fn process_call(
             OpResult::default()
         } else if let Some(e) = fail {
             OpResult::fail(e, call)
+        } else if lock(&p.system.state).status == Status::Stopped {
+            // The process's compute system has exited.
+            OpResult::fail(hr::INVALID_STATE, "the compute system has exited")
         } else {
             work(&p)
         }

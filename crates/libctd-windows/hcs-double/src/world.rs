@@ -216,6 +216,8 @@ pub(crate) struct ProcState {
     pub exit_data: Option<String>,
     /// Stdio handles not yet handed to the caller.
     pub info: Option<ProcInfo>,
+    /// Its compute system died: it ends without a ProcessExited.
+    pub silent: bool,
 }
 
 impl Process {

@@ -158,6 +158,10 @@ struct Process {
     console_size: Mutex<Option<[u16; 2]>>,
     signals: Mutex<Vec<String>>,
     exit: watch::Sender<Option<ProcessExit>>,
+    /// Set when its compute system died: it ends without a ProcessExited.
+    silent: AtomicBool,
+    /// Its compute system's exit: once set, calls on it are refused.
+    system_exit: watch::Receiver<Option<SystemExit>>,
 }
 
 /// A handle on a simulated compute system.
@@ -308,12 +312,17 @@ impl Sim {
 
     // ---- acting on the simulated world ----
 
-    /// Makes `container`'s compute system die now: its processes end with exit
-    /// code 1 and the system exits unexpectedly. False when it does not run.
+    /// Makes `container`'s compute system die now, as HCS reports it: the
+    /// system exits unexpectedly and its processes end without any
+    /// ProcessExited (waits on them never finish; calls on them answer
+    /// HCS_E_INVALID_STATE). False when it does not run.
     pub fn crash(&self, container: &str) -> bool {
         let Some(system) = self.state().systems.get(container).cloned() else {
             return false;
         };
+        for p in lock(&system.processes).values() {
+            p.silent.store(true, Ordering::SeqCst);
+        }
         stop_system(&system, TERMINATED_EXIT, SystemExit::unexpected())
     }
 
@@ -850,6 +859,8 @@ impl Hcs for Sim {
             console_size: Mutex::new(params.console_size),
             signals: Mutex::new(Vec::new()),
             exit,
+            silent: AtomicBool::new(false),
+            system_exit: system.exit.subscribe(),
         });
         lock(&system.processes).insert(pid, process.clone());
 
@@ -911,6 +922,7 @@ impl Hcs for Sim {
             .gate(HcsOp::SignalProcess, &handle.process.system_id)
             .await?;
         check_process(handle)?;
+        check_system_alive(handle)?;
         let options: SignalProcessOptions = serde_json::from_str(options)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         if !matches!(
@@ -929,6 +941,7 @@ impl Hcs for Sim {
             .gate(HcsOp::TerminateProcess, &handle.process.system_id)
             .await?;
         check_process(handle)?;
+        check_system_alive(handle)?;
         // Windows' TerminateProcess on a process that exited already fails
         // with ERROR_ACCESS_DENIED, and HCS passes that on (hcsshim ignores it).
         end_process(handle, TERMINATED_EXIT)
@@ -940,6 +953,7 @@ impl Hcs for Sim {
         self.gate(HcsOp::ModifyProcess, &handle.process.system_id)
             .await?;
         check_process(handle)?;
+        check_system_alive(handle)?;
         let request: ModifyProcessRequest = serde_json::from_str(request)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         if handle.process.exit.borrow().is_some() {
@@ -969,6 +983,7 @@ impl Hcs for Sim {
         self.gate(HcsOp::GetProcessProperties, &handle.process.system_id)
             .await?;
         check_process(handle)?;
+        check_system_alive(handle)?;
         serde_json::from_str::<PropertyQuery>(query)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         let exit = *handle.process.exit.borrow();
@@ -989,6 +1004,10 @@ impl Hcs for Sim {
             .wait_for(Option::is_some)
             .await
             .map_err(|_| HcsError::new(hr::SERVICE_DISCONNECT))?;
+        if handle.process.silent.load(Ordering::SeqCst) {
+            // Its system died: HCS sends no ProcessExited for it.
+            std::future::pending::<()>().await;
+        }
         exit.ok_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT))
     }
 
@@ -1021,6 +1040,16 @@ impl Hcs for Sim {
 fn check_process(handle: &SimProcess) -> HcsResult<()> {
     if handle.closed.load(Ordering::SeqCst) {
         Err(invalid_handle())
+    } else {
+        Ok(())
+    }
+}
+
+/// Calls on a process of a compute system that has exited are refused with
+/// HCS_E_INVALID_STATE (hcsshim releases the process's wait on it).
+fn check_system_alive(handle: &SimProcess) -> HcsResult<()> {
+    if handle.process.system_exit.borrow().is_some() {
+        Err(HcsError::new(hr::INVALID_STATE))
     } else {
         Ok(())
     }

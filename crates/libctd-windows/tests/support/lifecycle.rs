@@ -75,3 +75,45 @@ pub(crate) fn process(script: &str) -> Process {
     )
     .unwrap()
 }
+
+/// What a container `id` whose compute system died (with exec `e1`
+/// running, `started` when it died) must show: exits of both with
+/// 4294967295 and the system's error, soon; the init gone (SIGKILL is
+/// NotFound); delete_task with 4294967295; delete.
+pub(crate) async fn assert_died(
+    client: &dyn Client,
+    backend: &RecordingBackend,
+    id: &str,
+    started: std::time::Instant,
+) {
+    let init = exit(backend, id).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(init.exit_code, u32::MAX);
+    let text = init.error.expect("the system's error").to_string();
+    assert!(
+        text.contains("The compute system exited unexpectedly. (0xc0370106)"),
+        "{text}"
+    );
+    let exec = backend
+        .next_process_event(id, "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exec.exit_code, u32::MAX);
+    assert!(exec.error.is_some());
+    let err = client
+        .signal_process(id, INIT_PROCESS_ID, 9)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        libctd_core::ErrorKind::NotFound,
+        "{}",
+        err.report()
+    );
+    assert_eq!(client.delete_task(id).await.unwrap().exit_code, u32::MAX);
+    client.delete(id).await.unwrap();
+}
