@@ -4,9 +4,13 @@
 //! where the client can tell: handles, states, exit notifications, property
 //! answers, stdio pipes (in-memory, through `tokio::io::duplex`). Its fault plan
 //! can make any operation on any compute system fail with any HRESULT, delay
-//! operations, make a compute system exit unexpectedly during shutdown, report
-//! pending Windows updates, end processes with chosen exit codes or a failed
-//! wait (`LastWaitResult`), and lose the connection to the service.
+//! operations (a delayed `WaitForProcessExit` is a late ProcessExited), make
+//! a compute system exit unexpectedly during shutdown or crash (no
+//! ProcessExited for its processes), answer `PendingUpdates` (refused by
+//! default, as hosts since WS2019 do), end processes with chosen exit codes
+//! or a failed wait (`LastWaitResult`), and lose the connection to the
+//! service. A terminate's exit is `ForcedExit` with HCS_E_TERMINATED;
+//! terminating an exited process is denied access, as on Windows.
 //!
 //! # Programs
 //!
