@@ -218,3 +218,34 @@ async fn the_exit_does_not_depend_on_notification_order() {
     );
     e.client.delete("c").await.unwrap();
 }
+
+/// A shutdown answered pending that fails afterwards (no exit follows it)
+/// escalates to terminate at once, not after the shutdown timeout: the
+/// exit comes soon, 4294967295 with the shutdown's failure.
+#[tokio::test]
+async fn a_shutdown_failing_after_submit_escalates_at_once() {
+    let e = env();
+    e.sim.fail_after_submit(
+        HcsOp::ShutDownComputeSystem,
+        &sys("c"),
+        Hresult::from_win32(5),
+        Duration::from_millis(200),
+    );
+    let started = Instant::now();
+    e.run("c", &spec("exit 0")).await;
+    let exit = e.exit("c").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(exit.exit_code, u32::MAX);
+    let text = exit.error.expect("the shutdown's failure").to_string();
+    assert!(text.contains("failed to shutdown container"), "{text}");
+    assert!(text.contains("(0x80070005)"), "{text}");
+    assert_eq!(
+        e.sim.call_count(HcsOp::TerminateComputeSystem, &sys("c")),
+        1
+    );
+    e.remove("c").await;
+}

@@ -200,3 +200,30 @@ async fn a_dead_system_without_process_exits_still_exits() {
     lifecycle::assert_died(&e.client, &e.backend, "c", started).await;
     e.assert_clean().await;
 }
+
+/// A shutdown answered pending (it takes longer than the submit wait) that
+/// then fails escalates to terminate at once, not after the 300 s shutdown
+/// timeout; its operation is not left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shutdown_failing_after_submit_escalates_at_once() {
+    let e = env();
+    double::faults(
+        &e.sys("c"),
+        serde_json::json!({"Slow": {"HcsShutDownComputeSystem": 1500},
+                           "Fail": {"HcsShutDownComputeSystem": 0x8007_0005_u32}}),
+    );
+    let started = Instant::now();
+    e.run("c", "exit 0").await;
+    let exit = e.exit("c").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(exit.exit_code, u32::MAX);
+    let text = exit.error.expect("the shutdown's failure").to_string();
+    assert!(text.contains("failed to shutdown container"), "{text}");
+    assert!(text.contains("(0x80070005)"), "{text}");
+    e.remove("c").await;
+    e.assert_clean().await;
+}

@@ -251,7 +251,10 @@ pub trait Hcs: Send + Sync + 'static {
     ) -> HcsResult<String>;
     /// Applies a modify request document.
     async fn modify_compute_system(&self, system: &Self::System, request: &str) -> HcsResult<()>;
-    /// Resolves once the compute system has exited, with its exit notification.
+    /// Resolves once the compute system has exited, with its exit
+    /// notification. Fails with the failure of a shutdown or terminate that
+    /// was answered pending and failed afterwards (no exit follows it),
+    /// until another one is submitted.
     async fn wait_compute_system_exit(&self, system: &Self::System) -> HcsResult<SystemExit>;
 
     /// Creates (and starts) a process from its parameters document.

@@ -118,6 +118,7 @@ struct State {
     disconnected: bool,
     pending_updates: HashMap<String, bool>,
     unexpected_exit_on_shutdown: HashSet<String>,
+    late_failures: Vec<(HcsOp, String, Hresult, Duration)>,
     last_wait_results: HashMap<String, i32>,
     host_cpus: Option<u32>,
     utility_vm_layers: HashSet<String>,
@@ -149,6 +150,8 @@ struct System {
     processes: Mutex<HashMap<u32, Arc<Process>>>,
     handles: AtomicU32,
     exit: watch::Sender<Option<SystemExit>>,
+    /// The failure of a stop answered pending that failed later.
+    stop_failure: watch::Sender<Option<HcsError>>,
 }
 
 struct Process {
@@ -286,6 +289,16 @@ impl Sim {
         self.state()
             .unexpected_exit_on_shutdown
             .insert(container.to_owned());
+    }
+
+    /// The next `op` (a shutdown or terminate) of `container` is answered
+    /// pending, as a submitted stop, and fails with `hresult` `after` later
+    /// without stopping anything: the system's exit waiters get the failure
+    /// (no exit follows it).
+    pub fn fail_after_submit(&self, op: HcsOp, container: &str, hresult: Hresult, after: Duration) {
+        self.state()
+            .late_failures
+            .push((op, container.to_owned(), hresult, after));
     }
 
     /// Processes of `container` report this `LastWaitResult` when they exit
@@ -539,6 +552,25 @@ impl Sim {
     ) -> HcsResult<()> {
         let pending = self.gate(op, &handle.system.id).await?;
         self.check_open(handle)?;
+        let system = handle.system.clone();
+        system.stop_failure.send_replace(None);
+        let late = {
+            let mut state = self.state();
+            let found = state
+                .late_failures
+                .iter()
+                .position(|(o, c, _, _)| *o == op && *c == system.id);
+            found.map(|i| state.late_failures.remove(i))
+        };
+        if let Some((_, _, hresult, after)) = late {
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                system
+                    .stop_failure
+                    .send_replace(Some(HcsError::new(hresult)));
+            });
+            return Err(HcsError::new(Hresult::hcs_v2(0x0117)));
+        }
         let exit = if self.take_unexpected(&handle.system.id) {
             SystemExit::unexpected()
         } else if exit_type == "ForcedExit" {
@@ -620,6 +652,7 @@ impl Hcs for Sim {
             processes: Mutex::new(HashMap::new()),
             handles: AtomicU32::new(1),
             exit,
+            stop_failure: watch::channel(None).0,
         });
         state.systems.insert(id.to_owned(), system.clone());
         Ok(SimSystem {
@@ -809,11 +842,17 @@ impl Hcs for Sim {
             .await?;
         self.check_open(handle)?;
         let mut rx = handle.system.exit.subscribe();
-        let exit = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| HcsError::new(hr::SERVICE_DISCONNECT))?
-            .clone();
+        let mut failure = handle.system.stop_failure.subscribe();
+        let exit = tokio::select! {
+            biased;
+            exit = rx.wait_for(Option::is_some) => exit
+                .map_err(|_| HcsError::new(hr::SERVICE_DISCONNECT))?
+                .clone(),
+            failed = failure.wait_for(Option::is_some) => {
+                let failed = failed.ok().and_then(|f| f.clone());
+                return Err(failed.unwrap_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT)));
+            }
+        };
         exit.ok_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT))
     }
 

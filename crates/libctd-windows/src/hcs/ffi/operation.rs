@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncWrite;
 use windows::Win32::Foundation::{HANDLE, HLOCAL, INVALID_HANDLE_VALUE, LocalFree};
-use windows::Win32::System::HostComputeSystem::{
-    HCS_OPERATION, HCS_PROCESS_INFORMATION, HCS_SYSTEM,
-};
-use windows::core::{HRESULT, PCWSTR, PWSTR};
+use windows::Win32::System::HostComputeSystem::{HCS_OPERATION, HCS_PROCESS_INFORMATION};
+use windows::core::{HRESULT, PWSTR};
 
 use crate::error::{HcsError, Hresult};
 use crate::hcs::HcsResult;
@@ -168,67 +166,6 @@ pub(super) unsafe fn blocking_operation(
 /// How long a shutdown or terminate is waited for before it counts as
 /// submitted (pending).
 pub(super) const SUBMIT_WAIT: Duration = Duration::from_secs(1);
-/// The slices in which a submitted stop is waited for, between looks at the
-/// exit notification.
-pub(super) const STOP_SLICE_MS: u32 = 50;
-
-/// Runs a shutdown or terminate (`pick`) of system `raw` on the current
-/// (blocking) thread. `answer` gets HCS_E_OPERATION_PENDING once
-/// [`SUBMIT_WAIT`] passed; the operation is waited for in slices until it
-/// completes (its result is returned), the system has `exited` or `timeout`
-/// passed (it is then cancelled), and closed.
-///
-/// # Safety
-/// `raw` must be an open compute system for the whole call.
-pub(super) unsafe fn stop_operation(
-    fns: &Fns,
-    raw: usize,
-    pick: fn(&Fns) -> SystemOpFn,
-    timeout: Duration,
-    exited: impl Fn() -> bool,
-    answer: &mut impl FnMut(HcsResult<()>),
-) -> HcsResult<()> {
-    // SAFETY: no context and no completion callback: the operation is waited on.
-    let op = unsafe { (fns.create_operation)(std::ptr::null(), None) };
-    if op.is_invalid() {
-        return Err(HcsError::new(Hresult(0x8007_000E))); // E_OUTOFMEMORY
-    }
-    // SAFETY: `raw` is open; no options.
-    let mut hr = unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, PCWSTR::null()) };
-    let mut doc = PWSTR::null();
-    if hr.is_ok() {
-        let started = std::time::Instant::now();
-        loop {
-            // SAFETY: `op` is live; `doc` a valid out-pointer.
-            hr = unsafe { (fns.wait_for_operation_result)(op, STOP_SLICE_MS, &mut doc) };
-            if !is_wait_timeout(hr) {
-                break;
-            }
-            let waited = started.elapsed();
-            if exited() || waited >= timeout {
-                // Done by the notification's word (or given up on): cancel.
-                // SAFETY: `op` is live.
-                let _ = unsafe { (fns.cancel_operation)(op) };
-                if exited() {
-                    hr = HRESULT(0);
-                }
-                break;
-            }
-            if waited >= SUBMIT_WAIT {
-                answer(Err(HcsError::new(Hresult::hcs_v2(0x0117))));
-            }
-        }
-    }
-    // SAFETY: `doc` is null or an HCS document, freed once.
-    let text = unsafe { take_document(doc) };
-    // SAFETY: `op` is live and closed once.
-    unsafe { (fns.close_operation)(op) };
-    if hr.is_ok() {
-        Ok(())
-    } else {
-        Err(HcsError::with_document(Hresult::from(hr), &text))
-    }
-}
 
 /// Closes the stdio handles of a process that will not be used.
 pub(super) fn close_std_handles(info: &HCS_PROCESS_INFORMATION) {
