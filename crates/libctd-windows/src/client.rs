@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
@@ -25,7 +25,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::convert::{self, ContainerConfig, Isolation};
-use crate::error::{HcsError, Hresult};
+use crate::error::HcsError;
+use crate::exits;
 use crate::hcs::{Hcs, HcsOp, SystemExit};
 use crate::schema::{ModifyProcessRequest, PropertyQuery};
 
@@ -43,6 +44,14 @@ pub struct ClientSettings {
     /// How long to wait for the engine to consume a process's output when
     /// the process is deleted, before cancelling its copies.
     pub stdio_drain_timeout: Duration,
+    /// How long the `PendingUpdates` query after a clean exit may take
+    /// before the exit goes on without it (`update_pending` false).
+    pub update_query_timeout: Duration,
+    /// How long, once a compute system has exited, its processes' own exit
+    /// notifications are waited for. A system that dies sends none: its
+    /// processes then exit with [`UNKNOWN_EXIT_CODE`] and the system's
+    /// error after this grace.
+    pub exit_grace: Duration,
 }
 
 impl Default for ClientSettings {
@@ -50,6 +59,8 @@ impl Default for ClientSettings {
         Self {
             shutdown_timeout: Duration::from_secs(300),
             stdio_drain_timeout: Duration::from_secs(2),
+            update_query_timeout: Duration::from_secs(5),
+            exit_grace: Duration::from_secs(5),
         }
     }
 }
@@ -371,54 +382,38 @@ impl<H: Hcs> Inner<H> {
         terminated.and(closed)
     }
 
-    /// Waits for a process's exit, then closes its handle. Gives when it
-    /// exited, its exit code ([`UNKNOWN_EXIT_CODE`] when HCS could not tell
-    /// it, or the close failed) and the errors that made it unknown: never
+    /// Waits for a process's end ([`exits::process_end`]), then closes its
+    /// handle: a failed close makes the exit code unknown too. Never
     /// [`UNKNOWN_EXIT_CODE`] without an error.
     async fn wait_and_close(
         &self,
-        ctr_id: &str,
+        ctr: &Container<H>,
         process_id: &str,
         handle: &H::Process,
-    ) -> (SystemTime, u32, Vec<Error>) {
-        const WAIT: HcsOp = HcsOp::WaitForProcessExit;
-        let waited = self.hcs.wait_process_exit(handle).await;
-        let exited_at = SystemTime::now();
-        let mut errors = Vec::new();
-        let mut exit_code = match waited {
-            Ok(exit) => exit.code().unwrap_or_else(|| {
-                tracing::warn!(
-                    container_id = ctr_id,
-                    process_id,
-                    last_wait_result = exit.last_wait_result,
-                    "the exit code of the process is not available"
-                );
-                let hr = Hresult(exit.last_wait_result.cast_unsigned());
-                errors.push(HcsError::new(hr).into_error(ctr_id, WAIT.name()));
-                UNKNOWN_EXIT_CODE
-            }),
-            Err(e) => {
-                tracing::warn!(container_id = ctr_id, process_id, error = %e, "waiting for the process failed (the container may have been killed)");
-                errors.push(e.into_error(ctr_id, WAIT.name()));
-                UNKNOWN_EXIT_CODE
-            }
+    ) -> exits::ProcessEnd {
+        let watched = exits::Watched::<H> {
+            ctr_id: &ctr.id,
+            process_id,
+            system: &ctr.system,
+            process: handle,
         };
+        let mut end = exits::process_end(&*self.hcs, watched, self.settings.exit_grace).await;
         if let Err(e) = self.hcs.close_process(handle).await {
-            exit_code = UNKNOWN_EXIT_CODE;
-            let e = e.into_error(ctr_id, HcsOp::CloseProcess.name());
-            errors.push(
+            end.exit_code = UNKNOWN_EXIT_CODE;
+            let e = e.into_error(&ctr.id, HcsOp::CloseProcess.name());
+            end.errors.push(
                 Error::system(format!("hcsProcess.Close() failed {}", e.message())).with_source(e),
             );
         }
-        (exited_at, exit_code, errors)
+        end
     }
 
     /// Reaps the init process: the exit path libcontainerd settled on.
     async fn reap_init(self: Arc<Self>, ctr: Arc<Container<H>>, handle: H::Process, pid: u32) {
         let id = ctr.id.clone();
         let hcs = self.hcs.clone();
-        let (exited_at, mut exit_code, mut chain) =
-            self.wait_and_close(&id, INIT_PROCESS_ID, &handle).await;
+        let end = self.wait_and_close(&ctr, INIT_PROCESS_ID, &handle).await;
+        let (exited_at, mut exit_code, mut chain) = (end.exited_at, end.exit_code, end.errors);
 
         // Stopped, and anyone waiting on that woken, before the shutdown.
         {
@@ -427,24 +422,18 @@ impl<H: Hcs> Inner<H> {
             state.exit = Some(TaskExit::new(exit_code, exited_at));
         }
 
-        let mut update_pending = false;
-        if exit_code == 0 && !ctr.servicing {
-            let query =
-                serde_json::to_string(&PropertyQuery::new(&["PendingUpdates"])).unwrap_or_default();
-            match hcs.get_compute_system_properties(&ctr.system, &query).await {
-                Ok(doc) => match convert::parse_properties(&doc) {
-                    Ok(props) => update_pending = props.are_updates_pending.unwrap_or(false),
-                    Err(e) => {
-                        tracing::warn!(container_id = %id, error = %e.report(), "unreadable PendingUpdates answer");
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(container_id = %id, error = %e, "querying PendingUpdates failed");
-                }
-            }
-        }
+        let update_pending = exit_code == 0
+            && !ctr.servicing
+            && exits::update_pending(&*hcs, &ctr.system, &id, self.settings.update_query_timeout)
+                .await;
 
-        if let Err(e) = self.shutdown_system(&id, &ctr.system).await {
+        // A system that exited already needs no shutdown (and its exit was
+        // read by the rules of `exits`).
+        let shutdown = match end.system {
+            Some(_) => Ok(()),
+            None => self.shutdown_system(&id, &ctr.system).await,
+        };
+        if let Err(e) = shutdown {
             exit_code = UNKNOWN_EXIT_CODE;
             tracing::warn!(container_id = %id, error = %e.report(), "failed to shutdown container");
             chain.push(
@@ -503,8 +492,9 @@ impl<H: Hcs> Inner<H> {
         handle: H::Process,
         pid: u32,
     ) {
-        let (exited_at, exit_code, errors) = self.wait_and_close(&ctr.id, &exec_id, &handle).await;
-        let error = chain_errors(errors).map(|e| {
+        let end = self.wait_and_close(&ctr, &exec_id, &handle).await;
+        let (exited_at, exit_code) = (end.exited_at, end.exit_code);
+        let error = chain_errors(end.errors).map(|e| {
             Arc::new(
                 e.with_operation("exit")
                     .with_container(&ctr.id)
@@ -927,7 +917,8 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 drop(state);
                 match inner.hcs.terminate_process(&handle).await {
                     Ok(()) => Ok(()),
-                    Err(e) if e.hresult.is_pending() || e.hresult.is_already_stopped() => Ok(()),
+                    // It exited: its reaper reports the exit.
+                    Err(e) if exits::terminate_leaves_it_ended(e.hresult) => Ok(()),
                     Err(e) => {
                         Err(hcs_error(e, &id, HcsOp::TerminateProcess, OP)
                             .with_process(&process_id))

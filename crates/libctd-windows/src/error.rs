@@ -39,51 +39,9 @@ const FACILITY_WIN32: u32 = 7;
 /// `E_UNEXPECTED`.
 const E_UNEXPECTED: u32 = 0x8000_FFFF;
 
-/// What an [`Hresult`] means, with the v1/v2 encodings folded together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HcsCode {
-    /// 0100: the compute system terminated while starting.
-    TerminatedDuringStart,
-    /// 0101: the container image does not match the host.
-    ImageMismatch,
-    /// 0103 (v1) or 0117 (v2): the operation is pending.
-    OperationPending,
-    /// 0105: the operation is not valid in the current state.
-    InvalidState,
-    /// 0106: the compute system exited unexpectedly.
-    UnexpectedExit,
-    /// 0107: the compute system was forcefully terminated.
-    Terminated,
-    /// 0109: a connection timed out.
-    ConnectionTimeout,
-    /// 010B: an unknown message was received.
-    UnknownMessage,
-    /// 010D: the JSON document is invalid.
-    InvalidJson,
-    /// 010E: no compute system with that id.
-    SystemNotFound,
-    /// 0110: the compute system already stopped.
-    SystemAlreadyStopped,
-    /// 0118 (v2): the operation timed out.
-    OperationTimeout,
-    /// 011B (v2): access denied.
-    AccessDenied,
-    /// 011D (v2): process information is not available.
-    ProcessInfoNotAvailable,
-    /// 011E (v2): the connection to the compute service was lost.
-    ServiceDisconnect,
-    /// 011F (v2): the process already stopped.
-    ProcessAlreadyStopped,
-    /// Another facility-0x037 code (its low 16 bits).
-    OtherHcs(u16),
-    /// A facility-7 HRESULT: the Win32 error code.
-    Win32(u16),
-    /// `S_OK`.
-    Success,
-    /// Any other HRESULT.
-    Other(u32),
-}
+mod codes;
+
+pub use codes::HcsCode;
 
 /// Win32 error codes HCS surfaces.
 pub mod win32 {
@@ -168,25 +126,7 @@ impl Hresult {
         if self.facility() != FACILITY_HCS {
             return HcsCode::Other(self.0);
         }
-        match low {
-            0x0100 => HcsCode::TerminatedDuringStart,
-            0x0101 => HcsCode::ImageMismatch,
-            0x0103 | 0x0117 => HcsCode::OperationPending,
-            0x0105 => HcsCode::InvalidState,
-            0x0106 => HcsCode::UnexpectedExit,
-            0x0107 => HcsCode::Terminated,
-            0x0109 => HcsCode::ConnectionTimeout,
-            0x010B => HcsCode::UnknownMessage,
-            0x010D => HcsCode::InvalidJson,
-            0x010E => HcsCode::SystemNotFound,
-            0x0110 => HcsCode::SystemAlreadyStopped,
-            0x0118 => HcsCode::OperationTimeout,
-            0x011B => HcsCode::AccessDenied,
-            0x011D => HcsCode::ProcessInfoNotAvailable,
-            0x011E => HcsCode::ServiceDisconnect,
-            0x011F => HcsCode::ProcessAlreadyStopped,
-            other => HcsCode::OtherHcs(other),
-        }
+        codes::by_low(low).map_or(HcsCode::OtherHcs(low), |e| e.code)
     }
 
     /// The object does not exist (system not found, ERROR_NOT_FOUND).
@@ -249,6 +189,10 @@ impl Hresult {
         matches!(
             self.code(),
             HcsCode::ServiceDisconnect
+                | HcsCode::ServiceNotAvailable
+                | HcsCode::ConnectionClosed
+                | HcsCode::ConnectFailed
+                | HcsCode::HypervNotInstalled
                 | HcsCode::Win32(win32::MOD_NOT_FOUND)
                 | HcsCode::Win32(win32::PROC_NOT_FOUND)
         )
@@ -256,7 +200,9 @@ impl Hresult {
 
     /// The [`ErrorKind`] callers branch on.
     pub fn kind(self) -> ErrorKind {
-        if self.is_not_exist() {
+        if let Some(entry) = codes::by_code(self.code()) {
+            entry.kind
+        } else if self.is_not_exist() {
             ErrorKind::NotFound
         } else if self.is_already_stopped() || self.is_invalid_state() {
             ErrorKind::FailedPrecondition
@@ -285,34 +231,11 @@ impl Hresult {
     /// The system message for the HRESULT (what `FormatMessage` would say on
     /// Windows, from a built-in table), or `None` for an unknown code.
     pub fn message(self) -> Option<&'static str> {
+        if let Some(entry) = codes::by_code(self.code()) {
+            return Some(entry.message);
+        }
         Some(match self.code() {
             HcsCode::Success => "The operation completed successfully.",
-            HcsCode::TerminatedDuringStart => {
-                "The compute system unexpectedly terminated while starting."
-            }
-            HcsCode::ImageMismatch => {
-                "The container operating system does not match the host operating system."
-            }
-            HcsCode::OperationPending => "The operation is pending.",
-            HcsCode::InvalidState => {
-                "The requested compute system operation is not valid in the current state."
-            }
-            HcsCode::UnexpectedExit => "The compute system exited unexpectedly.",
-            HcsCode::Terminated => "The compute system was forcefully terminated.",
-            HcsCode::ConnectionTimeout => {
-                "A connection could not be established with the compute system."
-            }
-            HcsCode::UnknownMessage => "A message was received that was not recognized.",
-            HcsCode::InvalidJson => "The JSON document is invalid.",
-            HcsCode::SystemNotFound => {
-                "A compute system with the specified identifier does not exist."
-            }
-            HcsCode::SystemAlreadyStopped => "The compute system has already stopped.",
-            HcsCode::OperationTimeout => "The operation timed out.",
-            HcsCode::AccessDenied => "Access is denied.",
-            HcsCode::ProcessInfoNotAvailable => "The process information is not available.",
-            HcsCode::ServiceDisconnect => "The connection to the compute service was lost.",
-            HcsCode::ProcessAlreadyStopped => "The process has already stopped.",
             HcsCode::Win32(code) => match code {
                 win32::FILE_NOT_FOUND => "The system cannot find the file specified.",
                 win32::PATH_NOT_FOUND => "The system cannot find the path specified.",
@@ -331,7 +254,7 @@ impl Hresult {
                 }
                 _ => return None,
             },
-            HcsCode::OtherHcs(_) | HcsCode::Other(_) => return None,
+            _ => return None,
         })
     }
 }
@@ -559,6 +482,79 @@ mod tests {
         for (h, kind) in cases {
             assert_eq!(h.kind(), kind, "{h}");
         }
+    }
+
+    /// Every code HCS documents (0100 to 0121; 0104 is unassigned) has a
+    /// meaning of its own, a kind and a message, in both encodings.
+    #[test]
+    fn every_hcs_code_has_a_kind_and_a_message() {
+        let mut seen = std::collections::HashSet::new();
+        for low in (0x0100u16..=0x0121).filter(|l| *l != 0x0104) {
+            for h in [Hresult::hcs_v1(low), Hresult::hcs_v2(low)] {
+                assert!(!matches!(h.code(), HcsCode::OtherHcs(_)), "{h}: no meaning");
+                let message = h.message().unwrap_or_else(|| panic!("{h}: no message"));
+                assert!(message.ends_with('.'), "{h}: {message}");
+                assert_ne!(HcsError::new(h).text(), "Unknown error.", "{h}");
+                assert_ne!(h.kind(), ErrorKind::Unknown, "{h}");
+            }
+            seen.insert(Hresult::hcs_v2(low).code());
+        }
+        // One meaning per code, but for the two pending codes (v1 and v2).
+        assert_eq!(seen.len(), 0x21 - 1);
+        assert_eq!(Hresult::hcs_v2(0x0122).code(), HcsCode::OtherHcs(0x0122));
+        assert_eq!(Hresult::hcs_v2(0x0122).message(), None);
+    }
+
+    #[test]
+    fn hcs_codes_map_to_kinds() {
+        let cases = [
+            (0x010F, ErrorKind::AlreadyExists),
+            (0x010A, ErrorKind::Unavailable),
+            (0x0114, ErrorKind::Unavailable),
+            (0x0108, ErrorKind::Unavailable),
+            (0x0102, ErrorKind::Unavailable),
+            (0x011E, ErrorKind::Unavailable),
+            (0x0112, ErrorKind::InvalidArgument),
+            (0x0101, ErrorKind::InvalidArgument),
+            (0x010C, ErrorKind::NotImplemented),
+            (0x0115, ErrorKind::FailedPrecondition),
+            (0x0116, ErrorKind::FailedPrecondition),
+            (0x0120, ErrorKind::FailedPrecondition),
+            (0x0119, ErrorKind::AlreadyExists),
+            (0x0121, ErrorKind::Cancelled),
+            (0x011B, ErrorKind::PermissionDenied),
+            (0x011C, ErrorKind::System),
+            (0x0111, ErrorKind::System),
+        ];
+        for (low, kind) in cases {
+            assert_eq!(Hresult::hcs_v2(low).kind(), kind, "{low:#x}");
+            assert_eq!(Hresult::hcs_v1(low).kind(), kind, "{low:#x}");
+        }
+        for low in [0x010A, 0x0114, 0x0108, 0x0102] {
+            assert!(Hresult::hcs_v2(low).is_unavailable(), "{low:#x}");
+        }
+    }
+
+    /// A duplicate compute system id, from the call or from the operation's
+    /// result document: AlreadyExists with our message, HCS's detail kept.
+    #[test]
+    fn system_already_exists_is_already_exists() {
+        let e = HcsError::new(Hresult(0x8037_010F)).into_error("web", "HcsCreateComputeSystem");
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+        assert!(
+            e.message()
+                .ends_with("A compute system with this identifier exists already. (0x8037010f)"),
+            "{}",
+            e.message()
+        );
+        let doc = r#"{"Error":-2143878897,"ErrorMessage":"id web@moby is taken"}"#;
+        let e = HcsError::with_document(Hresult(0x8037_010F), doc);
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+        assert!(
+            e.to_string()
+                .ends_with("(0x8037010f): id web@moby is taken"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod convert;
 pub mod error;
+mod exits;
 pub mod hcs;
 pub mod remote;
 pub mod schema;

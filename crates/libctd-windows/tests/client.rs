@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use libctd_core::oci_spec::runtime::{Process, Spec};
+use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
-    Client, CreateOptions, ErrorKind, EventInfo, EventType, INIT_PROCESS_ID, Status, discard_stdio,
+    Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, Status, discard_stdio,
     stdio_callback,
 };
 use libctd_testkit::backend::RecordingBackend;
@@ -20,78 +20,10 @@ use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
 
 #[path = "support/lifecycle.rs"]
 mod lifecycle;
-use lifecycle::T;
-
-fn spec_json(script: &str, extra_windows: &str) -> serde_json::Value {
-    let args: Vec<&str> = script.split(' ').collect();
-    let windows: serde_json::Value = serde_json::from_str(&format!(
-        r#"{{"layerFolders":["C:\\layers\\base","C:\\layers\\scratch"]{extra_windows}}}"#
-    ))
-    .unwrap();
-    serde_json::json!({
-        "ociVersion": "1.0.2",
-        "process": {"args": args, "cwd": "C:\\", "user": {"uid": 0, "gid": 0}},
-        "root": {"path": "\\\\?\\Volume{0b8e5fd4-1111}\\"},
-        "windows": windows,
-    })
-}
-
-fn spec(script: &str) -> Spec {
-    serde_json::from_value(spec_json(script, "")).unwrap()
-}
-
-fn hyperv_spec(script: &str) -> Spec {
-    // The utility VM comes from the first layer holding one (see `Env::run`).
-    let mut v = spec_json(script, r#","hyperv":{}"#);
-    v["root"]["path"] = "".into();
-    serde_json::from_value(v).unwrap()
-}
-
-fn process(script: &str) -> Process {
-    let args: Vec<&str> = script.split(' ').collect();
-    serde_json::from_value(
-        serde_json::json!({"args": args, "cwd": "C:\\", "user": {"uid": 0, "gid": 0}}),
-    )
-    .unwrap()
-}
-
-/// The HCS id of a container of the "test" namespace.
-fn sys(id: &str) -> String {
-    format!("{id}@test")
-}
-
-struct Env {
-    sim: Arc<Sim>,
-    backend: Arc<RecordingBackend>,
-    client: WindowsClient<Sim>,
-}
-
-fn env() -> Env {
-    let sim = Arc::new(Sim::new());
-    let backend = Arc::new(RecordingBackend::new());
-    sim.add_utility_vm("C:\\layers\\base");
-    let client = WindowsClient::new(sim.clone(), "test", backend.clone()).unwrap();
-    Env {
-        sim,
-        backend,
-        client,
-    }
-}
-
-impl Env {
-    async fn run(&self, id: &str, spec: &Spec) -> u32 {
-        lifecycle::run(&self.client, id, spec).await
-    }
-
-    async fn exit(&self, id: &str) -> EventInfo {
-        lifecycle::exit(&self.backend, id).await
-    }
-
-    async fn remove(&self, id: &str) {
-        lifecycle::remove(&self.client, id).await;
-        assert!(!self.sim.compute_systems().contains(&sys(id)));
-    }
-}
+#[path = "support/sim_env.rs"]
+mod sim_env;
+use lifecycle::{T, hyperv_spec, process, spec, spec_json};
+use sim_env::{env, sys};
 
 #[tokio::test]
 async fn unexpected_exit_during_shutdown_fails_the_exit() {
@@ -123,7 +55,10 @@ async fn unexpected_exit_during_shutdown_fails_the_exit() {
 /// (the simulation agrees with the computecore.dll double).
 #[tokio::test]
 async fn crash_gives_minus_one_with_the_system_error() {
-    let e = env();
+    let e = sim_env::env_with(libctd_windows::ClientSettings {
+        exit_grace: Duration::from_millis(100),
+        ..libctd_windows::ClientSettings::default()
+    });
     e.run("c", &spec("sleep")).await;
     assert!(e.sim.crash(&sys("c")));
     let exit = e.exit("c").await;

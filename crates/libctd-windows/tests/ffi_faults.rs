@@ -7,100 +7,21 @@
 
 #[path = "support/double.rs"]
 mod double;
+#[path = "support/ffi_env.rs"]
+mod ffi_env;
 #[path = "support/lifecycle.rs"]
 mod lifecycle;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use libctd_core::oci_spec::runtime::Spec;
-use libctd_core::{Client, CreateOptions, EventInfo, EventType, INIT_PROCESS_ID, discard_stdio};
-use libctd_testkit::backend::RecordingBackend;
+use libctd_core::{Client, CreateOptions, EventType, INIT_PROCESS_ID, discard_stdio};
 use libctd_testkit::capture_stdio;
 use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::ffi::Computecore;
-use libctd_windows::{ClientSettings, UNKNOWN_EXIT_CODE, WindowsClient};
+use libctd_windows::{ClientSettings, UNKNOWN_EXIT_CODE};
 
-use lifecycle::T;
-
-/// A namespace no other test uses.
-fn unique_namespace() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("faults{}x", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A compute system id no other test uses, and the pattern of its reports.
-fn unique_id(what: &str) -> (String, String) {
-    let tag = format!("@{}", unique_namespace());
-    (format!("{what}{tag}"), tag)
-}
-
-/// A `WindowsClient` over the binding, in a namespace of its own.
-struct Env {
-    client: WindowsClient<Computecore>,
-    backend: Arc<RecordingBackend>,
-    namespace: String,
-}
-
-fn env_with(hcs: Computecore) -> Env {
-    env_with_settings(hcs, ClientSettings::default())
-}
-
-fn env_with_settings(hcs: Computecore, settings: ClientSettings) -> Env {
-    let backend = Arc::new(RecordingBackend::new());
-    let namespace = unique_namespace();
-    let client =
-        WindowsClient::with_settings(Arc::new(hcs), &namespace, backend.clone(), settings).unwrap();
-    Env {
-        client,
-        backend,
-        namespace,
-    }
-}
-
-fn env() -> Env {
-    env_with(Computecore::load().unwrap())
-}
-
-/// A process-isolated container running `script` (the double's language).
-fn spec(script: &str) -> Spec {
-    let args: Vec<&str> = script.split(' ').collect();
-    serde_json::from_value(serde_json::json!({
-        "ociVersion": "1.0.2",
-        "process": {"args": args, "cwd": "C:\\", "user": {"uid": 0, "gid": 0}},
-        "root": {"path": "\\\\?\\Volume{0b8e5fd4-1111}\\"},
-        "windows": {"layerFolders": ["C:\\layers\\base", "C:\\layers\\scratch"]},
-    }))
-    .unwrap()
-}
-
-impl Env {
-    /// The compute system id of container `id`.
-    fn sys(&self, id: &str) -> String {
-        format!("{id}@{}", self.namespace)
-    }
-
-    async fn run(&self, id: &str, script: &str) -> u32 {
-        lifecycle::run(&self.client, id, &spec(script)).await
-    }
-
-    async fn exit(&self, id: &str) -> EventInfo {
-        lifecycle::exit(&self.backend, id).await
-    }
-
-    async fn remove(&self, id: &str) {
-        lifecycle::remove(&self.client, id).await;
-    }
-
-    /// No violation, leak or orphan in this namespace.
-    async fn assert_clean(&self) {
-        let pattern = format!("@{}", self.namespace);
-        tokio::task::spawn_blocking(move || double::assert_clean(&pattern, T))
-            .await
-            .unwrap();
-    }
-}
+use ffi_env::{env, env_with, env_with_settings, unique_id};
+use lifecycle::{T, spec};
 
 const PROCESS_ISOLATED: &str = r#"{"Owner":"test","SchemaVersion":{"Major":2,"Minor":1},
     "ShouldTerminateOnLastHandleClosed":true,
@@ -432,8 +353,8 @@ fn the_double_records_handle_misuse() {
         assert_eq!(start(system, op, PCWSTR::null()).0 as u32, 0x8007_0006);
         close(system);
         let mut result = PWSTR::null();
-        // The operation was never issued.
-        assert_eq!(wait(op, 0, &mut result).0 as u32, 0x8037_0119);
+        // The operation was never issued: HCS_E_OPERATION_NOT_STARTED.
+        assert_eq!(wait(op, 0, &mut result).0 as u32, 0x8037_0115);
         close_op(op);
     }
     let violations = double::violations(&tag);

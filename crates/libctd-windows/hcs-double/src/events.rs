@@ -3,6 +3,7 @@
 
 use std::ffi::c_void;
 use std::sync::Arc;
+use std::time::Duration;
 
 use windows::Win32::System::HostComputeSystem::{
     HCS_EVENT, HCS_EVENT_TYPE, HCS_OPERATION, HcsEventProcessExited, HcsEventSystemExited,
@@ -43,6 +44,16 @@ pub(crate) fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
 /// Sends an event to every open handle matching `is_target`, from a thread
 /// of the double's own.
 pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Kind) -> bool) {
+    broadcast_after(Duration::ZERO, ty, data, is_target);
+}
+
+/// [`broadcast`], `delay` late.
+pub(crate) fn broadcast_after(
+    delay: Duration,
+    ty: HCS_EVENT_TYPE,
+    data: String,
+    is_target: impl Fn(&Kind) -> bool,
+) {
     let targets: Vec<usize> = world()
         .entries
         .iter()
@@ -53,6 +64,7 @@ pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Ki
         return;
     }
     std::thread::spawn(move || {
+        std::thread::sleep(delay);
         for h in targets {
             deliver(h, ty, &data);
         }
@@ -94,7 +106,24 @@ pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, stat
     true
 }
 
-/// Publishes a process's exit with `code`.
+/// Makes `system` die, as HCS reports it: `UnexpectedExit`, and its
+/// processes end without any ProcessExited (hcsshim releases their waits
+/// itself). False when it was stopped already.
+pub(crate) fn crash_system(system: &Arc<System>) -> bool {
+    let processes: Vec<Arc<Process>> = lock(&system.state).processes.values().cloned().collect();
+    for p in processes {
+        lock(&p.ctl).silent = true;
+    }
+    stop_system(
+        system,
+        crate::world::TERMINATED_EXIT,
+        "UnexpectedExit",
+        hr::UNEXPECTED_EXIT,
+    )
+}
+
+/// Publishes a process's exit with `code` (only records it for a process
+/// whose system died).
 pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
     let last_wait_result = if p.system.faults.exit_code_unavailable {
         hr::INVALID_HANDLE
@@ -111,11 +140,15 @@ pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
     {
         let mut st = lock(&p.ctl);
         st.exit = Some(code);
-        st.exit_data = Some(data.clone());
         p.cv.notify_all();
+        if st.silent {
+            return;
+        }
+        st.exit_data = Some(data.clone());
     }
     let me = p.clone();
-    broadcast(
+    broadcast_after(
+        p.system.faults.exit_notice_delay,
         HcsEventProcessExited,
         data,
         move |k| matches!(k, Kind::Process(x) if Arc::ptr_eq(x, &me)),

@@ -116,6 +116,9 @@ pub(crate) fn process_call(
             OpResult::default()
         } else if let Some(e) = fail {
             OpResult::fail(e, call)
+        } else if lock(&p.system.state).status == Status::Stopped {
+            // The process's compute system has exited.
+            OpResult::fail(hr::INVALID_STATE, "the compute system has exited")
         } else {
             work(&p)
         }
@@ -395,6 +398,9 @@ pub extern "system" fn HcsStartComputeSystem(
 fn stop(s: &Arc<System>, code: u32, exit_type: &str) -> OpResult {
     let stopped = if s.faults.unexpected_exit_on_shutdown {
         stop_system(s, TERMINATED_EXIT, "UnexpectedExit", hr::UNEXPECTED_EXIT)
+    } else if exit_type == "ForcedExit" {
+        // A terminate's exit may carry HCS_E_TERMINATED: still not a crash.
+        stop_system(s, code, exit_type, hr::TERMINATED)
     } else {
         stop_system(s, code, exit_type, 0)
     };

@@ -21,6 +21,12 @@
 //!   `ProcessExited` (`{"ProcessId","Exited","ExitCode","LastWaitResult"}`)
 //!   arrive through the registered callbacks, on other threads.
 //!   `ShouldTerminateOnLastHandleClosed` is honoured.
+//! - HCS's exit behaviours as hcsshim reads them: a terminate's
+//!   `ForcedExit` carries HCS_E_TERMINATED; calls on a process whose system
+//!   exited answer HCS_E_INVALID_STATE; `HcsTerminateProcess` on an exited
+//!   process answers ERROR_ACCESS_DENIED; a duplicate id is
+//!   HCS_E_SYSTEM_ALREADY_EXISTS; `PendingUpdates` queries are refused
+//!   (HCS_E_INVALID_JSON; not a schema 2 property type).
 //! - Processes run a tiny script language (the same statements as
 //!   `libctd_windows::hcs::sim`) with real anonymous pipes as stdio.
 //! - Handle discipline, where a real computecore faults (access violation):
@@ -52,7 +58,11 @@
 //!   - `CreateProcessQuirk`: Windows Server 2022's HcsCreateProcess whose
 //!     wait fails (E_INVALIDARG) although the process runs.
 //!
-//!   `{"Crash":id}` makes a running system exit unexpectedly;
+//!   - `ExitNoticeDelay:ms`: ProcessExited notifications arrive late.
+//!
+//!   `{"Crash":id}` makes a running system exit unexpectedly, as HCS
+//!   reports it: `SystemExited` with `UnexpectedExit` and no
+//!   `ProcessExited` for its processes;
 //!   `{"Report":pattern}` lists the violations, open handles, processes and
 //!   orphaned processes (running, without a handle) of the systems whose id
 //!   contains `pattern`.
@@ -66,10 +76,12 @@
 //! - the exact HRESULTs of some failures (a cancelled operation completes
 //!   with ERROR_CANCELLED, a call on a bad handle returns E_HANDLE: real
 //!   computecore crashes instead), nor the text of HCS's `ErrorMessage`s;
-//! - the ordering and timing of notifications on a real host (ProcessExited
-//!   before or after SystemExited; an exit that happened before a callback
-//!   was registered is delivered at registration, an assumption);
-//! - what a crashed compute system's processes report (here: exit code 1);
+//! - the ordering and timing of notifications on a real host (here
+//!   ProcessExited and SystemExited race, unless delayed by the plan; an
+//!   exit that happened before a callback was registered is delivered at
+//!   registration, an assumption); the exact HRESULT a real host answers a
+//!   `PendingUpdates` query with, or a call on a process of a dead system
+//!   with (hcsshim expects invalid state or not found);
 //! - operation completion callbacks beyond calling them, `HcsGetOperation*`,
 //!   `HcsEnumerateComputeSystems`, `HcsWaitFor*Exit`, modify requests
 //!   (`HcsModifyComputeSystem` answers "not supported"), statistics beyond

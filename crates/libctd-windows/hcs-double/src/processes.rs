@@ -252,6 +252,11 @@ pub extern "system" fn HcsTerminateProcess(
     _options: PCWSTR,
 ) -> HRESULT {
     process_call(process, operation, "HcsTerminateProcess", |p| {
+        // Windows' TerminateProcess on a process that exited already fails
+        // with ERROR_ACCESS_DENIED; HCS passes it on (hcsshim ignores it).
+        if p.exited() {
+            return OpResult::fail(hr::ACCESS_DENIED, "the process has exited");
+        }
         end(p, TERMINATED_EXIT)
     })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use windows::core::{GUID, HRESULT, PCWSTR, PWSTR};
 
-use crate::events::stop_system;
+use crate::events::crash_system;
 use crate::exports::{put, text};
 use crate::world::{Faults, OpResult, Status, System, hr, lock, world};
 
@@ -65,7 +65,11 @@ pub(crate) fn answer(s: &Arc<System>, query: &str) -> OpResult {
                     })
                     .collect();
             }
-            Some("PendingUpdates") => answer["AreUpdatesPending"] = false.into(),
+            // Not a property type of schema 2: hosts since Windows Server
+            // 2019 refuse it (hcsshim never asks).
+            Some("PendingUpdates") => {
+                return OpResult::fail(hr::INVALID_JSON, "PendingUpdates is not a property type");
+            }
             _ => {
                 return OpResult::fail(hr::INVALID_JSON, &format!("unknown property type {kind}"));
             }
@@ -115,14 +119,7 @@ pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR
         serde_json::json!({})
     } else if let Some(id) = request.get("Crash").and_then(|s| s.as_str()) {
         let system = world().systems.get(id).cloned();
-        let crashed = system.is_some_and(|s| {
-            stop_system(
-                &s,
-                crate::world::TERMINATED_EXIT,
-                "UnexpectedExit",
-                hr::UNEXPECTED_EXIT,
-            )
-        });
+        let crashed = system.is_some_and(|s| crash_system(&s));
         serde_json::json!({"Crashed": crashed})
     } else if let Some(pattern) = request.get("Report").and_then(|s| s.as_str()) {
         world().report(pattern)

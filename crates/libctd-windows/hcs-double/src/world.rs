@@ -29,7 +29,7 @@ pub(crate) mod hr {
     /// HCS_E_OPERATION_TIMEOUT.
     pub(crate) const OPERATION_TIMEOUT: i32 = i(Hresult::hcs_v2(0x0118));
     /// HCS_E_OPERATION_NOT_STARTED.
-    pub(crate) const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0119));
+    pub(crate) const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0115));
     /// HCS_E_OPERATION_ALREADY_STARTED.
     pub(crate) const ALREADY_STARTED: i32 = i(Hresult::hcs_v2(0x0116));
     /// HCS_E_SYSTEM_NOT_FOUND.
@@ -46,8 +46,12 @@ pub(crate) mod hr {
     pub(crate) const INVALID_JSON: i32 = i(Hresult::hcs_v1(0x010D));
     /// HCS_E_UNEXPECTED_EXIT.
     pub(crate) const UNEXPECTED_EXIT: i32 = i(Hresult::hcs_v1(0x0106));
+    /// HCS_E_TERMINATED, the status a forced exit may carry.
+    pub(crate) const TERMINATED: i32 = i(Hresult::hcs_v2(0x0107));
     /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
     pub(crate) const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
+    /// E_ACCESSDENIED (HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)).
+    pub(crate) const ACCESS_DENIED: i32 = i(Hresult::from_win32(win32::ACCESS_DENIED));
     /// E_INVALIDARG.
     pub(crate) const INVALID_ARG: i32 = 0x8007_0057_u32 as i32;
     /// HRESULT_FROM_WIN32(ERROR_CANCELLED).
@@ -58,8 +62,8 @@ pub(crate) mod hr {
     pub(crate) const NOT_SUPPORTED: i32 = i(Hresult::from_win32(win32::NOT_SUPPORTED));
     /// ERROR_NOT_FOUND.
     pub(crate) const NOT_FOUND: i32 = i(Hresult::from_win32(win32::NOT_FOUND));
-    /// ERROR_ALREADY_EXISTS.
-    pub(crate) const ALREADY_EXISTS: i32 = i(Hresult::from_win32(win32::ALREADY_EXISTS));
+    /// HCS_E_SYSTEM_ALREADY_EXISTS (HCS's own code, not Win32's).
+    pub(crate) const ALREADY_EXISTS: i32 = i(Hresult::hcs_v2(0x010F));
 }
 
 /// The exit code of a process ended by a console control event.
@@ -212,6 +216,8 @@ pub(crate) struct ProcState {
     pub exit_data: Option<String>,
     /// Stdio handles not yet handed to the caller.
     pub info: Option<ProcInfo>,
+    /// Its compute system died: it ends without a ProcessExited.
+    pub silent: bool,
 }
 
 impl Process {
@@ -237,6 +243,8 @@ pub(crate) struct Faults {
     pub exit_code_unavailable: bool,
     pub ignore_cancel: bool,
     pub create_process_quirk: bool,
+    /// How late ProcessExited notifications are delivered.
+    pub exit_notice_delay: Duration,
     pub slow: HashMap<String, u64>,
     pub late: HashMap<String, u64>,
     pub fail: HashMap<String, i32>,
@@ -268,6 +276,11 @@ impl Faults {
             exit_code_unavailable: flag("ExitCodeUnavailable"),
             ignore_cancel: flag("IgnoreCancel"),
             create_process_quirk: flag("CreateProcessQuirk"),
+            exit_notice_delay: Duration::from_millis(
+                v.get("ExitNoticeDelay")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+            ),
             slow: map("Slow")
                 .into_iter()
                 .map(|(k, n)| (k, n.max(0) as u64))
@@ -489,7 +502,7 @@ pub(crate) fn close(h: usize, call: &str) -> Option<Kind> {
                     w.systems.remove(&s.id);
                 }
                 drop(w);
-                crate::events::stop_system(s, TERMINATED_EXIT, "ForcedExit", 0);
+                crate::events::stop_system(s, TERMINATED_EXIT, "ForcedExit", hr::TERMINATED);
                 return Some(e.kind);
             }
         }

@@ -13,8 +13,10 @@
 //! second wait, as hcsshim does, and a system or process HCS handed back is
 //! terminated and closed. Result documents are freed with `LocalFree`.
 //! Every call holds a lease on its handle, and a close waits for them.
-//! Shutdown and terminate are submitted; the exit notification tells how
-//! they ended. When the wait for HcsCreateProcess fails although a process
+//! Queries, signals and modifications whose caller gives up are cancelled at
+//! once. Shutdown and terminate are submitted; the exit notification tells
+//! how they ended (and cancels the operation if it is still in flight); one
+//! that fails after it was answered pending fails the system's exit waiters. When the wait for HcsCreateProcess fails although a process
 //! handle came back (Windows Server 2022), HcsGetProcessInfo recovers it.
 //!
 //! Under Wine, `cargo xtask windows-test` runs this binding against the
@@ -40,12 +42,14 @@ mod operation;
 
 use std::ffi::c_void;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use libctd_core::{Error, OutputStream, StdinStream};
+use tracing::Instrument;
 use windows::Win32::Foundation::HANDLE;
 use windows::Win32::System::HostComputeSystem::{
     HCS_OPERATION, HCS_PROCESS, HCS_PROCESS_INFORMATION, HCS_SYSTEM,
@@ -119,29 +123,71 @@ impl Computecore {
         F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
         L: Send + 'static,
     {
+        self.run_operation(lease, want_process_info, false, issue)
+            .await
+    }
+
+    /// [`operation`](Self::operation), cancelled when the caller's future is
+    /// dropped before it completes (for calls that hand nothing back to
+    /// undo: queries, signals, modifications).
+    fn cancellable<F, L>(
+        &self,
+        lease: L,
+        issue: F,
+    ) -> impl Future<Output = HcsResult<String>> + Send + 'static
+    where
+        F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
+        L: Send + 'static,
+    {
+        let run = self.run_operation(lease, false, true, issue);
+        async move { run.await.map(|(doc, _)| doc) }
+    }
+
+    fn run_operation<F, L>(
+        &self,
+        lease: L,
+        want_process_info: bool,
+        cancellable: bool,
+        issue: F,
+    ) -> impl Future<Output = HcsResult<(String, HCS_PROCESS_INFORMATION)>> + Send + 'static
+    where
+        F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
+        L: Send + 'static,
+    {
         let fns = self.fns.clone();
         let timeout_ms = self.timeout_ms();
-        // The blocking thread works inside the caller's span (the client
-        // operation), in a span of its own.
-        let span =
-            tracing::debug_span!(parent: &tracing::Span::current(), "hcs_operation", timeout_ms);
-        let joined = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            // SAFETY: `issue` hands the operation to exactly one HCS call.
-            let result = unsafe {
-                blocking_operation(&fns, timeout_ms, want_process_info, |op| issue(&fns, op))
+        async move {
+            // The blocking thread works inside the caller's span (the client
+            // operation), in a span of its own.
+            let span = tracing::debug_span!(parent: &tracing::Span::current(), "hcs_operation", timeout_ms);
+            let slot = Arc::new(OpSlot::default());
+            let mut guard = CancelOnDrop {
+                fns: fns.clone(),
+                slot: slot.clone(),
+                armed: cancellable,
             };
-            drop(lease);
-            if let Err(e) = &result {
-                tracing::debug!(error = %e, "HCS operation failed");
+            let joined = tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
+                let slot = cancellable.then_some(&*slot);
+                // SAFETY: `issue` hands the operation to exactly one HCS call.
+                let result = unsafe {
+                    blocking_operation(&fns, timeout_ms, want_process_info, slot, |op| {
+                        issue(&fns, op)
+                    })
+                };
+                drop(lease);
+                if let Err(e) = &result {
+                    tracing::debug!(error = %e, "HCS operation failed");
+                }
+                result.map(|(doc, info)| (doc, SendInfo(info)))
+            })
+            .await;
+            guard.armed = false;
+            match joined {
+                Ok(Ok((doc, SendInfo(info)))) => Ok((doc, info)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
             }
-            result.map(|(doc, info)| (doc, SendInfo(info)))
-        })
-        .await;
-        match joined {
-            Ok(Ok((doc, SendInfo(info)))) => Ok((doc, info)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
         }
     }
 
@@ -154,7 +200,7 @@ impl Computecore {
         let lease = system.0.lease()?;
         let raw = lease.raw();
         let options = HSTRING::from(options);
-        self.operation(lease, false, move |fns, op| {
+        self.cancellable(lease, move |fns, op| {
             let wide = if options.is_empty() {
                 PCWSTR::null()
             } else {
@@ -164,7 +210,6 @@ impl Computecore {
             unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, wide) }
         })
         .await
-        .map(|(doc, _)| doc)
     }
 
     async fn process_op(
@@ -176,7 +221,7 @@ impl Computecore {
         let lease = process.0.lease()?;
         let raw = lease.raw();
         let options = HSTRING::from(options);
-        self.operation(lease, false, move |fns, op| {
+        self.cancellable(lease, move |fns, op| {
             let wide = if options.is_empty() {
                 PCWSTR::null()
             } else {
@@ -186,41 +231,49 @@ impl Computecore {
             unsafe { pick(fns)(HCS_PROCESS(raw as *mut c_void), op, wide) }
         })
         .await
-        .map(|(doc, _)| doc)
     }
 
     /// A shutdown or terminate, submitted: its answer when it completes
     /// within [`SUBMIT_WAIT`], else HCS_E_OPERATION_PENDING, and the caller
-    /// relies on the exit notification (as hcsshim does). A blocking thread
-    /// keeps the operation (and a lease on the system) until it completes,
-    /// the system has exited (then it is cancelled), or the timeout.
+    /// relies on the exit notification (as hcsshim does). A task keeps the
+    /// operation (and its lease on the system) until it completes or the
+    /// system's exit notice comes, which cancels it at once. A failure after
+    /// the pending answer is published for the system's exit waiters: no
+    /// exit follows it, and the caller can escalate at once.
     async fn stop_system(&self, system: &FfiSystem, pick: fn(&Fns) -> SystemOpFn) -> HcsResult<()> {
         let lease = system.0.lease()?;
-        let exit = system.0.exit.clone();
-        let fns = self.fns.clone();
-        let timeout = self.timeout;
+        let raw = lease.raw();
+        system.0.stop_failure.send_replace(None);
+        let stop = self.cancellable(lease, move |fns, op| {
+            // SAFETY: the lease keeps `raw` open; no options.
+            unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, PCWSTR::null()) }
+        });
+        let inner = system.0.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let span = tracing::debug_span!(parent: &tracing::Span::current(), "hcs_stop");
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let mut tx = Some(tx);
-            let mut answer = |r: HcsResult<()>| {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(r);
+        tokio::spawn(
+            async move {
+                let mut exit = inner.exit.clone();
+                let result = tokio::select! {
+                    result = stop => result.map(drop),
+                    // Done by the notification's word: the operation is
+                    // dropped, i.e. cancelled.
+                    _ = exit.wait_for(Option::is_some) => Ok(()),
+                };
+                if let Err(Err(e)) = tx.send(result)
+                    && !e.hresult.is_already_stopped()
+                {
+                    tracing::debug!(error = %e, "a submitted stop failed");
+                    inner.stop_failure.send_replace(Some(e));
                 }
-            };
-            let exited = || exit.borrow().is_some();
-            // SAFETY: the lease keeps the system open until this returns.
-            let result =
-                unsafe { stop_operation(&fns, lease.raw(), pick, timeout, exited, &mut answer) };
-            drop(lease);
-            if let Err(e) = &result {
-                tracing::debug!(error = %e, "HCS stop operation failed");
             }
-            answer(result);
-        });
-        rx.await
-            .unwrap_or_else(|_| Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))))
+            .instrument(span),
+        );
+        match tokio::time::timeout(SUBMIT_WAIT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
+            Err(_) => Err(HcsError::new(Hresult::hcs_v2(0x0117))),
+        }
     }
 
     /// The information of a process whose creation's wait failed, through

@@ -171,6 +171,15 @@ impl SystemExit {
         }
     }
 
+    /// The exit of a compute system terminated on request: `ForcedExit`
+    /// with HCS_E_TERMINATED as its status, as HCS may report it.
+    pub fn forced() -> Self {
+        Self {
+            status: i64::from(Hresult::hcs_v2(0x0107).0),
+            exit_type: "ForcedExit".to_owned(),
+        }
+    }
+
     /// The exit of a compute system that died.
     pub fn unexpected() -> Self {
         Self {
@@ -184,17 +193,21 @@ impl SystemExit {
         self.exit_type == "UnexpectedExit"
     }
 
-    /// The failure this exit reports, if any: its status, or for an
-    /// unexpected exit without one, "The compute system exited unexpectedly."
+    /// The failure this exit reports, if any. Only an unexpected exit is a
+    /// failure (as hcsshim reads it): its status, or without one "The
+    /// compute system exited unexpectedly.". A forced or graceful exit is
+    /// what was asked for, even with a failing status (a terminate's
+    /// HCS_E_TERMINATED).
     pub fn error(&self) -> Option<HcsError> {
-        let status = Hresult::from_i64(self.status);
-        if status.is_failure() {
-            Some(HcsError::new(status))
-        } else if self.is_unexpected() {
-            Some(HcsError::new(Hresult::hcs_v1(0x0106)))
-        } else {
-            None
+        if !self.is_unexpected() {
+            return None;
         }
+        let status = Hresult::from_i64(self.status);
+        Some(HcsError::new(if status.is_failure() {
+            status
+        } else {
+            Hresult::hcs_v1(0x0106)
+        }))
     }
 }
 
@@ -238,7 +251,10 @@ pub trait Hcs: Send + Sync + 'static {
     ) -> HcsResult<String>;
     /// Applies a modify request document.
     async fn modify_compute_system(&self, system: &Self::System, request: &str) -> HcsResult<()>;
-    /// Resolves once the compute system has exited, with its exit notification.
+    /// Resolves once the compute system has exited, with its exit
+    /// notification. Fails with the failure of a shutdown or terminate that
+    /// was answered pending and failed afterwards (no exit follows it),
+    /// until another one is submitted.
     async fn wait_compute_system_exit(&self, system: &Self::System) -> HcsResult<SystemExit>;
 
     /// Creates (and starts) a process from its parameters document.

@@ -4,9 +4,13 @@
 //! where the client can tell: handles, states, exit notifications, property
 //! answers, stdio pipes (in-memory, through `tokio::io::duplex`). Its fault plan
 //! can make any operation on any compute system fail with any HRESULT, delay
-//! operations, make a compute system exit unexpectedly during shutdown, report
-//! pending Windows updates, end processes with chosen exit codes or a failed
-//! wait (`LastWaitResult`), and lose the connection to the service.
+//! operations (a delayed `WaitForProcessExit` is a late ProcessExited), make
+//! a compute system exit unexpectedly during shutdown or crash (no
+//! ProcessExited for its processes), answer `PendingUpdates` (refused by
+//! default, as hosts since WS2019 do), end processes with chosen exit codes
+//! or a failed wait (`LastWaitResult`), and lose the connection to the
+//! service. A terminate's exit is `ForcedExit` with HCS_E_TERMINATED;
+//! terminating an exited process is denied access, as on Windows.
 //!
 //! # Programs
 //!
@@ -91,6 +95,7 @@ mod hr {
     pub(super) const ALREADY_STOPPED: Hresult = Hresult::hcs_v1(0x0110);
     pub(super) const PROCESS_ALREADY_STOPPED: Hresult = Hresult::hcs_v2(0x011F);
     pub(super) const SERVICE_DISCONNECT: Hresult = Hresult::hcs_v2(0x011E);
+    pub(super) const ALREADY_EXISTS: Hresult = Hresult::hcs_v2(0x010F);
 }
 
 /// A simulated HCS. Clones share one simulated service.
@@ -113,6 +118,7 @@ struct State {
     disconnected: bool,
     pending_updates: HashMap<String, bool>,
     unexpected_exit_on_shutdown: HashSet<String>,
+    late_failures: Vec<(HcsOp, String, Hresult, Duration)>,
     last_wait_results: HashMap<String, i32>,
     host_cpus: Option<u32>,
     utility_vm_layers: HashSet<String>,
@@ -144,6 +150,8 @@ struct System {
     processes: Mutex<HashMap<u32, Arc<Process>>>,
     handles: AtomicU32,
     exit: watch::Sender<Option<SystemExit>>,
+    /// The failure of a stop answered pending that failed later.
+    stop_failure: watch::Sender<Option<HcsError>>,
 }
 
 struct Process {
@@ -157,6 +165,10 @@ struct Process {
     console_size: Mutex<Option<[u16; 2]>>,
     signals: Mutex<Vec<String>>,
     exit: watch::Sender<Option<ProcessExit>>,
+    /// Set when its compute system died: it ends without a ProcessExited.
+    silent: AtomicBool,
+    /// Its compute system's exit: once set, calls on it are refused.
+    system_exit: watch::Receiver<Option<SystemExit>>,
 }
 
 /// A handle on a simulated compute system.
@@ -261,7 +273,10 @@ impl Sim {
             .push((op, container.map(str::to_owned), delay));
     }
 
-    /// Whether a `PendingUpdates` query on `container` answers that updates are pending.
+    /// Makes `container`'s host answer `PendingUpdates` queries, with
+    /// `pending`. By default the query is refused (HCS_E_INVALID_JSON), as
+    /// hosts since Windows Server 2019 do: it is not a property type of
+    /// schema 2. This models a host that would answer it.
     pub fn set_pending_updates(&self, container: &str, pending: bool) {
         self.state()
             .pending_updates
@@ -274,6 +289,16 @@ impl Sim {
         self.state()
             .unexpected_exit_on_shutdown
             .insert(container.to_owned());
+    }
+
+    /// The next `op` (a shutdown or terminate) of `container` is answered
+    /// pending, as a submitted stop, and fails with `hresult` `after` later
+    /// without stopping anything: the system's exit waiters get the failure
+    /// (no exit follows it).
+    pub fn fail_after_submit(&self, op: HcsOp, container: &str, hresult: Hresult, after: Duration) {
+        self.state()
+            .late_failures
+            .push((op, container.to_owned(), hresult, after));
     }
 
     /// Processes of `container` report this `LastWaitResult` when they exit
@@ -304,12 +329,17 @@ impl Sim {
 
     // ---- acting on the simulated world ----
 
-    /// Makes `container`'s compute system die now: its processes end with exit
-    /// code 1 and the system exits unexpectedly. False when it does not run.
+    /// Makes `container`'s compute system die now, as HCS reports it: the
+    /// system exits unexpectedly and its processes end without any
+    /// ProcessExited (waits on them never finish; calls on them answer
+    /// HCS_E_INVALID_STATE). False when it does not run.
     pub fn crash(&self, container: &str) -> bool {
         let Some(system) = self.state().systems.get(container).cloned() else {
             return false;
         };
+        for p in lock(&system.processes).values() {
+            p.silent.store(true, Ordering::SeqCst);
+        }
         stop_system(&system, TERMINATED_EXIT, SystemExit::unexpected())
     }
 
@@ -462,7 +492,7 @@ impl Sim {
         if remaining == 0 {
             // ShouldTerminateOnLastHandleClosed.
             if *lock(&system.status) != SysStatus::Stopped {
-                stop_system(system, TERMINATED_EXIT, SystemExit::clean("ForcedExit"));
+                stop_system(system, TERMINATED_EXIT, SystemExit::forced());
             }
             let mut state = self.state();
             if state
@@ -522,8 +552,29 @@ impl Sim {
     ) -> HcsResult<()> {
         let pending = self.gate(op, &handle.system.id).await?;
         self.check_open(handle)?;
+        let system = handle.system.clone();
+        system.stop_failure.send_replace(None);
+        let late = {
+            let mut state = self.state();
+            let found = state
+                .late_failures
+                .iter()
+                .position(|(o, c, _, _)| *o == op && *c == system.id);
+            found.map(|i| state.late_failures.remove(i))
+        };
+        if let Some((_, _, hresult, after)) = late {
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                system
+                    .stop_failure
+                    .send_replace(Some(HcsError::new(hresult)));
+            });
+            return Err(HcsError::new(Hresult::hcs_v2(0x0117)));
+        }
         let exit = if self.take_unexpected(&handle.system.id) {
             SystemExit::unexpected()
+        } else if exit_type == "ForcedExit" {
+            SystemExit::forced()
         } else {
             SystemExit::clean(exit_type)
         };
@@ -579,7 +630,8 @@ impl Hcs for Sim {
         }
         let mut state = self.state();
         if state.systems.contains_key(id) {
-            return Err(HcsError::new(Hresult::from_win32(win32::ALREADY_EXISTS)));
+            // HCS's own code, not Win32's ERROR_ALREADY_EXISTS.
+            return Err(HcsError::new(hr::ALREADY_EXISTS));
         }
         if let Some(host) = &doc.hosting_system_id {
             match state.systems.get(host) {
@@ -600,6 +652,7 @@ impl Hcs for Sim {
             processes: Mutex::new(HashMap::new()),
             handles: AtomicU32::new(1),
             exit,
+            stop_failure: watch::channel(None).0,
         });
         state.systems.insert(id.to_owned(), system.clone());
         Ok(SimSystem {
@@ -754,13 +807,14 @@ impl Hcs for Sim {
                     answer.process_list = Some(list);
                 }
                 "PendingUpdates" => {
-                    answer.are_updates_pending = Some(
-                        self.state()
-                            .pending_updates
-                            .get(&system.id)
-                            .copied()
-                            .unwrap_or(false),
-                    );
+                    let answered = self.state().pending_updates.get(&system.id).copied();
+                    let Some(pending) = answered else {
+                        return Err(HcsError::with_document(
+                            hr::INVALID_JSON,
+                            r#"{"ErrorMessage":"PendingUpdates is not a property type"}"#,
+                        ));
+                    };
+                    answer.are_updates_pending = Some(pending);
                 }
                 _ => {
                     return Err(HcsError::with_document(
@@ -788,11 +842,17 @@ impl Hcs for Sim {
             .await?;
         self.check_open(handle)?;
         let mut rx = handle.system.exit.subscribe();
-        let exit = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| HcsError::new(hr::SERVICE_DISCONNECT))?
-            .clone();
+        let mut failure = handle.system.stop_failure.subscribe();
+        let exit = tokio::select! {
+            biased;
+            exit = rx.wait_for(Option::is_some) => exit
+                .map_err(|_| HcsError::new(hr::SERVICE_DISCONNECT))?
+                .clone(),
+            failed = failure.wait_for(Option::is_some) => {
+                let failed = failed.ok().and_then(|f| f.clone());
+                return Err(failed.unwrap_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT)));
+            }
+        };
         exit.ok_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT))
     }
 
@@ -842,6 +902,8 @@ impl Hcs for Sim {
             console_size: Mutex::new(params.console_size),
             signals: Mutex::new(Vec::new()),
             exit,
+            silent: AtomicBool::new(false),
+            system_exit: system.exit.subscribe(),
         });
         lock(&system.processes).insert(pid, process.clone());
 
@@ -903,6 +965,7 @@ impl Hcs for Sim {
             .gate(HcsOp::SignalProcess, &handle.process.system_id)
             .await?;
         check_process(handle)?;
+        check_system_alive(handle)?;
         let options: SignalProcessOptions = serde_json::from_str(options)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         if !matches!(
@@ -921,7 +984,11 @@ impl Hcs for Sim {
             .gate(HcsOp::TerminateProcess, &handle.process.system_id)
             .await?;
         check_process(handle)?;
-        end_process(handle, TERMINATED_EXIT)?;
+        check_system_alive(handle)?;
+        // Windows' TerminateProcess on a process that exited already fails
+        // with ERROR_ACCESS_DENIED, and HCS passes that on (hcsshim ignores it).
+        end_process(handle, TERMINATED_EXIT)
+            .map_err(|_| HcsError::new(Hresult::from_win32(win32::ACCESS_DENIED)))?;
         pending.map_or(Ok(()), Err)
     }
 
@@ -929,6 +996,7 @@ impl Hcs for Sim {
         self.gate(HcsOp::ModifyProcess, &handle.process.system_id)
             .await?;
         check_process(handle)?;
+        check_system_alive(handle)?;
         let request: ModifyProcessRequest = serde_json::from_str(request)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         if handle.process.exit.borrow().is_some() {
@@ -958,6 +1026,7 @@ impl Hcs for Sim {
         self.gate(HcsOp::GetProcessProperties, &handle.process.system_id)
             .await?;
         check_process(handle)?;
+        check_system_alive(handle)?;
         serde_json::from_str::<PropertyQuery>(query)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         let exit = *handle.process.exit.borrow();
@@ -978,6 +1047,10 @@ impl Hcs for Sim {
             .wait_for(Option::is_some)
             .await
             .map_err(|_| HcsError::new(hr::SERVICE_DISCONNECT))?;
+        if handle.process.silent.load(Ordering::SeqCst) {
+            // Its system died: HCS sends no ProcessExited for it.
+            std::future::pending::<()>().await;
+        }
         exit.ok_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT))
     }
 
@@ -1010,6 +1083,16 @@ impl Hcs for Sim {
 fn check_process(handle: &SimProcess) -> HcsResult<()> {
     if handle.closed.load(Ordering::SeqCst) {
         Err(invalid_handle())
+    } else {
+        Ok(())
+    }
+}
+
+/// Calls on a process of a compute system that has exited are refused with
+/// HCS_E_INVALID_STATE (hcsshim releases the process's wait on it).
+fn check_system_alive(handle: &SimProcess) -> HcsResult<()> {
+    if handle.process.system_exit.borrow().is_some() {
+        Err(HcsError::new(hr::INVALID_STATE))
     } else {
         Ok(())
     }
@@ -1314,7 +1397,13 @@ mod tests {
             sim.wait_process_exit(&p).await.unwrap().exit_code,
             CONTROL_C_EXIT
         );
+        // Terminating an exited process is denied, as Windows' TerminateProcess.
         let err = sim.terminate_process(&p).await.unwrap_err();
+        assert!(err.hresult.is_access_denied());
+        let err = sim
+            .signal_process(&p, r#"{"Signal":"CtrlC"}"#)
+            .await
+            .unwrap_err();
         assert!(err.hresult.is_already_stopped());
 
         sim.fail_once(HcsOp::CreateProcess, Some("c"), Hresult(0x8000_4005));

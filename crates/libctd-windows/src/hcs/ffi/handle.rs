@@ -189,6 +189,10 @@ pub(super) struct HandleInner<N: HandleKind> {
     pub(super) idle: Condvar,
     pub(super) key: usize,
     pub(super) exit: watch::Receiver<Notice<N>>,
+    /// The failure of a shutdown or terminate that failed after it was
+    /// submitted (answered pending): [`wait_exit`](Self::wait_exit) gives
+    /// it, since no exit will follow. Cleared when another is submitted.
+    pub(super) stop_failure: watch::Sender<Option<HcsError>>,
 }
 
 /// The address of a handle and its leases.
@@ -248,6 +252,7 @@ impl<N: HandleKind> HandleInner<N> {
             idle: Condvar::new(),
             key,
             exit,
+            stop_failure: watch::channel(None).0,
         }
     }
 
@@ -270,15 +275,20 @@ impl<N: HandleKind> HandleInner<N> {
     }
 
     /// Resolves with the handle's exit notice; a lost service is
-    /// HCS_E_SERVICE_DISCONNECT.
+    /// HCS_E_SERVICE_DISCONNECT; a submitted stop that failed is its
+    /// failure.
     pub(super) async fn wait_exit(&self) -> HcsResult<N> {
         let disconnected = || HcsError::new(Hresult::hcs_v2(0x011E));
         let mut rx = self.exit.clone();
-        let notice = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| disconnected())?
-            .clone();
+        let mut failure = self.stop_failure.subscribe();
+        let notice = tokio::select! {
+            biased;
+            notice = rx.wait_for(Option::is_some) => notice.map_err(|_| disconnected())?.clone(),
+            failed = failure.wait_for(Option::is_some) => {
+                let failed = failed.ok().and_then(|f| f.clone());
+                return Err(failed.unwrap_or_else(disconnected));
+            }
+        };
         match notice {
             Some(Ok(exit)) => Ok(exit),
             Some(Err(hr)) => Err(HcsError::new(hr)),

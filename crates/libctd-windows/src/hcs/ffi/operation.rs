@@ -4,15 +4,14 @@ use std::ffi::c_void;
 use std::io;
 use std::os::windows::io::{FromRawHandle, RawHandle};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::AsyncWrite;
 use windows::Win32::Foundation::{HANDLE, HLOCAL, INVALID_HANDLE_VALUE, LocalFree};
-use windows::Win32::System::HostComputeSystem::{
-    HCS_OPERATION, HCS_PROCESS_INFORMATION, HCS_SYSTEM,
-};
-use windows::core::{HRESULT, PCWSTR, PWSTR};
+use windows::Win32::System::HostComputeSystem::{HCS_OPERATION, HCS_PROCESS_INFORMATION};
+use windows::core::{HRESULT, PWSTR};
 
 use crate::error::{HcsError, Hresult};
 use crate::hcs::HcsResult;
@@ -45,9 +44,67 @@ pub(super) fn is_wait_timeout(hr: HRESULT) -> bool {
     Hresult::from(hr) == OPERATION_TIMEOUT
 }
 
+/// An operation in flight that its caller may give up on: the caller's
+/// [`CancelOnDrop`] cancels it, the thread waiting for it closes it.
+#[derive(Default)]
+pub(super) struct OpSlot(Mutex<SlotState>);
+
+#[derive(Default)]
+struct SlotState {
+    /// The live operation, 0 before it exists and once it was waited for.
+    op: usize,
+    /// The caller gave up.
+    abandoned: bool,
+}
+
+impl OpSlot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the live operation; false when the caller gave up already.
+    fn begin(&self, op: HCS_OPERATION) -> bool {
+        let mut st = self.lock();
+        st.op = op.0 as usize;
+        !st.abandoned
+    }
+
+    /// The wait returned: the operation can no longer be cancelled from
+    /// outside (its closing is next).
+    fn end(&self) {
+        self.lock().op = 0;
+    }
+}
+
+/// Held by the caller of a cancellable operation: dropped before the
+/// operation was waited for (the caller gave up, e.g. on its own timeout),
+/// it cancels the operation, so the waiting thread, its lease on the
+/// handle and the operation are released at once.
+pub(super) struct CancelOnDrop {
+    pub(super) fns: Arc<Fns>,
+    pub(super) slot: Arc<OpSlot>,
+    pub(super) armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut st = self.slot.lock();
+        st.abandoned = true;
+        if st.op != 0 {
+            // SAFETY: the operation is live: its waiting thread closes it
+            // only after `end`, which needs the lock held here.
+            let _ = unsafe { (self.fns.cancel_operation)(HCS_OPERATION(st.op as *mut c_void)) };
+        }
+    }
+}
+
 /// Runs one HCS operation on the current (blocking) thread: create, issue,
 /// wait with `timeout_ms`; on a wait timeout cancel it (as hcsshim does, no
-/// second wait: the timeout is a bound); free; close.
+/// second wait: the timeout is a bound); free; close. With a `slot`, the
+/// caller may cancel it while it is waited for (see [`CancelOnDrop`]).
 ///
 /// # Safety
 /// `issue` must pass the operation to exactly one HCS call and return its HRESULT.
@@ -55,12 +112,21 @@ pub(super) unsafe fn blocking_operation(
     fns: &Fns,
     timeout_ms: u32,
     want_process_info: bool,
+    slot: Option<&OpSlot>,
     issue: impl FnOnce(HCS_OPERATION) -> HRESULT,
 ) -> HcsResult<(String, HCS_PROCESS_INFORMATION)> {
     // SAFETY: no context and no completion callback: the operation is waited on.
     let op = unsafe { (fns.create_operation)(std::ptr::null(), None) };
     if op.is_invalid() {
         return Err(HcsError::new(Hresult(0x8007_000E))); // E_OUTOFMEMORY
+    }
+    if slot.is_some_and(|s| !s.begin(op)) {
+        // Given up before it was issued: nothing to undo.
+        // SAFETY: `op` is live, never issued, and closed once.
+        unsafe { (fns.close_operation)(op) };
+        return Err(HcsError::new(Hresult::from_win32(
+            crate::error::win32::OPERATION_ABORTED,
+        )));
     }
     let issued = issue(op);
     let mut info = HCS_PROCESS_INFORMATION::default();
@@ -76,6 +142,9 @@ pub(super) unsafe fn blocking_operation(
         // SAFETY: as above.
         unsafe { (fns.wait_for_operation_result)(op, timeout_ms, &mut doc) }
     };
+    if let Some(slot) = slot {
+        slot.end();
+    }
     if issued.is_ok() && is_wait_timeout(hr) {
         // Cancel the operation in flight; closing it below is then safe.
         // What HCS creates after the cancel is the caller's to undo.
@@ -97,67 +166,6 @@ pub(super) unsafe fn blocking_operation(
 /// How long a shutdown or terminate is waited for before it counts as
 /// submitted (pending).
 pub(super) const SUBMIT_WAIT: Duration = Duration::from_secs(1);
-/// The slices in which a submitted stop is waited for, between looks at the
-/// exit notification.
-pub(super) const STOP_SLICE_MS: u32 = 50;
-
-/// Runs a shutdown or terminate (`pick`) of system `raw` on the current
-/// (blocking) thread. `answer` gets HCS_E_OPERATION_PENDING once
-/// [`SUBMIT_WAIT`] passed; the operation is waited for in slices until it
-/// completes (its result is returned), the system has `exited` or `timeout`
-/// passed (it is then cancelled), and closed.
-///
-/// # Safety
-/// `raw` must be an open compute system for the whole call.
-pub(super) unsafe fn stop_operation(
-    fns: &Fns,
-    raw: usize,
-    pick: fn(&Fns) -> SystemOpFn,
-    timeout: Duration,
-    exited: impl Fn() -> bool,
-    answer: &mut impl FnMut(HcsResult<()>),
-) -> HcsResult<()> {
-    // SAFETY: no context and no completion callback: the operation is waited on.
-    let op = unsafe { (fns.create_operation)(std::ptr::null(), None) };
-    if op.is_invalid() {
-        return Err(HcsError::new(Hresult(0x8007_000E))); // E_OUTOFMEMORY
-    }
-    // SAFETY: `raw` is open; no options.
-    let mut hr = unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, PCWSTR::null()) };
-    let mut doc = PWSTR::null();
-    if hr.is_ok() {
-        let started = std::time::Instant::now();
-        loop {
-            // SAFETY: `op` is live; `doc` a valid out-pointer.
-            hr = unsafe { (fns.wait_for_operation_result)(op, STOP_SLICE_MS, &mut doc) };
-            if !is_wait_timeout(hr) {
-                break;
-            }
-            let waited = started.elapsed();
-            if exited() || waited >= timeout {
-                // Done by the notification's word (or given up on): cancel.
-                // SAFETY: `op` is live.
-                let _ = unsafe { (fns.cancel_operation)(op) };
-                if exited() {
-                    hr = HRESULT(0);
-                }
-                break;
-            }
-            if waited >= SUBMIT_WAIT {
-                answer(Err(HcsError::new(Hresult::hcs_v2(0x0117))));
-            }
-        }
-    }
-    // SAFETY: `doc` is null or an HCS document, freed once.
-    let text = unsafe { take_document(doc) };
-    // SAFETY: `op` is live and closed once.
-    unsafe { (fns.close_operation)(op) };
-    if hr.is_ok() {
-        Ok(())
-    } else {
-        Err(HcsError::with_document(Hresult::from(hr), &text))
-    }
-}
 
 /// Closes the stdio handles of a process that will not be used.
 pub(super) fn close_std_handles(info: &HCS_PROCESS_INFORMATION) {

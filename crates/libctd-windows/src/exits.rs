@@ -1,0 +1,184 @@
+//! The exit rules: how HCS's answers and notifications about ending
+//! processes and compute systems become libctd's exits.
+//!
+//! hcsshim's reading of HCS (its v2 computecore path) is the reference:
+//!
+//! - `HcsTerminateProcess` on a process that exited already fails with
+//!   ERROR_ACCESS_DENIED (Windows' `TerminateProcess`) or "already stopped";
+//!   both mean the process is gone, and its exit is reported as usual.
+//! - A process's exit comes from its `ProcessExited`, whenever that comes
+//!   (before or after its system's `SystemExited`). When the system exits
+//!   first, its processes' exits are waited for at most a grace period:
+//!   a system that died sends none for them (hcsshim then releases the
+//!   wait itself with exit code -1), and the exit is reported unknown.
+//! - Only `ExitType == "UnexpectedExit"` is an exit error (see
+//!   [`SystemExit::error`]): the exit is then unknown and carries the
+//!   system's error. A forced exit after our own terminate is not one.
+//! - `PendingUpdates` is not a property type of schema 2: hosts since
+//!   Windows Server 2019 (the only ones computecore.dll exists on) refuse
+//!   the query, and hcsshim never asks. It is still asked after a clean
+//!   exit, bounded in time, and any refusal or silence means "no updates
+//!   pending", never an exit error: only a host that answers it can make
+//!   `update_pending` true.
+
+use std::time::{Duration, SystemTime};
+
+use libctd_core::Error;
+
+use crate::client::UNKNOWN_EXIT_CODE;
+use crate::convert;
+use crate::error::{HcsError, Hresult};
+use crate::hcs::{Hcs, HcsOp, HcsResult, ProcessExit, SystemExit};
+use crate::schema::PropertyQuery;
+
+/// Whether a failed terminate of a process (an exec) still leaves it ending
+/// or ended: pending, already stopped, or denied because it exited.
+pub(crate) fn terminate_leaves_it_ended(hresult: Hresult) -> bool {
+    hresult.is_pending()
+        || hresult.is_already_stopped()
+        || hresult.is_access_denied()
+        // Its compute system is gone (hcsshim: the process is gone too).
+        || hresult.is_invalid_state()
+        || hresult.is_not_exist()
+}
+
+/// How a process ended, as HCS told it.
+pub(crate) struct ProcessEnd {
+    /// When its end was seen.
+    pub(crate) exited_at: SystemTime,
+    /// Its exit code, or [`UNKNOWN_EXIT_CODE`] (then `errors` says why).
+    pub(crate) exit_code: u32,
+    /// Why the exit code is unknown.
+    pub(crate) errors: Vec<Error>,
+    /// Its compute system's exit, if the system had exited by then.
+    pub(crate) system: Option<SystemExit>,
+}
+
+/// A process of a compute system: the handles to wait on.
+pub(crate) struct Watched<'a, H: Hcs> {
+    pub(crate) ctr_id: &'a str,
+    pub(crate) process_id: &'a str,
+    pub(crate) system: &'a H::System,
+    pub(crate) process: &'a H::Process,
+}
+
+/// Waits for a process's end by the rules above: its own exit whenever it
+/// comes, or, once its system has exited, at most `grace` more.
+pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Duration) -> ProcessEnd {
+    let (process, system) = race(hcs, w.system, w.process, grace).await;
+    let exited_at = SystemTime::now();
+    let mut errors = Vec::new();
+    let mut exit_code = match process {
+        Some(Ok(exit)) => exit.code().unwrap_or_else(|| {
+            tracing::warn!(
+                container_id = w.ctr_id,
+                process_id = w.process_id,
+                last_wait_result = exit.last_wait_result,
+                "the exit code of the process is not available"
+            );
+            let hr = Hresult(exit.last_wait_result.cast_unsigned());
+            errors.push(HcsError::new(hr).into_error(w.ctr_id, HcsOp::WaitForProcessExit.name()));
+            UNKNOWN_EXIT_CODE
+        }),
+        Some(Err(e)) => {
+            tracing::warn!(container_id = w.ctr_id, process_id = w.process_id, error = %e, "waiting for the process failed");
+            errors.push(e.into_error(w.ctr_id, HcsOp::WaitForProcessExit.name()));
+            UNKNOWN_EXIT_CODE
+        }
+        None => {
+            tracing::warn!(
+                container_id = w.ctr_id,
+                process_id = w.process_id,
+                ?grace,
+                "the compute system exited without the process's exit"
+            );
+            if system.as_ref().and_then(SystemExit::error).is_none() {
+                let how = system.as_ref().map_or("", |s| s.exit_type.as_str());
+                errors.push(
+                    Error::system(format!(
+                        "the compute system exited ({how}) and the exit of the process \
+                         was not reported within {grace:?}"
+                    ))
+                    .with_container(w.ctr_id),
+                );
+            }
+            UNKNOWN_EXIT_CODE
+        }
+    };
+    if let Some(e) = system.as_ref().and_then(SystemExit::error) {
+        exit_code = UNKNOWN_EXIT_CODE;
+        errors.push(e.into_error(w.ctr_id, HcsOp::WaitForComputeSystemExit.name()));
+    }
+    ProcessEnd {
+        exited_at,
+        exit_code,
+        errors,
+        system,
+    }
+}
+
+/// The process's exit (`None`: none within `grace` of its system's exit)
+/// and its system's exit if that had come by then, in whichever order
+/// they come. A failed wait on the system bounds nothing.
+async fn race<H: Hcs>(
+    hcs: &H,
+    system: &H::System,
+    process: &H::Process,
+    grace: Duration,
+) -> (Option<HcsResult<ProcessExit>>, Option<SystemExit>) {
+    let process_exit = hcs.wait_process_exit(process);
+    tokio::pin!(process_exit);
+    let system_exit = async {
+        match hcs.wait_compute_system_exit(system).await {
+            Ok(exit) => exit,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        exit = &mut process_exit => {
+            // Has the system exited too? Asked without waiting.
+            let peek = tokio::time::timeout(Duration::ZERO, hcs.wait_compute_system_exit(system));
+            (Some(exit), peek.await.ok().and_then(Result::ok))
+        }
+        system = system_exit => {
+            let exit = tokio::time::timeout(grace, process_exit).await.ok();
+            (exit, Some(system))
+        }
+    }
+}
+
+/// Whether `system` (of container `ctr_id`) has Windows updates pending,
+/// asked for at most `timeout`: false when the host refuses, does not
+/// answer in time, or answers something unreadable (each only logged).
+pub(crate) async fn update_pending<H: Hcs>(
+    hcs: &H,
+    system: &H::System,
+    ctr_id: &str,
+    timeout: Duration,
+) -> bool {
+    let Ok(query) = serde_json::to_string(&PropertyQuery::new(&["PendingUpdates"])) else {
+        return false;
+    };
+    let asked = tokio::time::timeout(timeout, hcs.get_compute_system_properties(system, &query));
+    match asked.await {
+        Ok(Ok(doc)) => match convert::parse_properties(&doc) {
+            Ok(props) => props.are_updates_pending.unwrap_or(false),
+            Err(e) => {
+                tracing::warn!(container_id = ctr_id, error = %e.report(), "unreadable PendingUpdates answer");
+                false
+            }
+        },
+        Ok(Err(e)) => {
+            tracing::debug!(container_id = ctr_id, error = %e, "the host refused the PendingUpdates query");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                container_id = ctr_id,
+                ?timeout,
+                "no PendingUpdates answer in time"
+            );
+            false
+        }
+    }
+}
