@@ -23,7 +23,6 @@ use crate::backoff::Backoff;
 use crate::conn::wire_exec_id;
 use crate::convert;
 use crate::session::Session;
-use crate::shim_exits::KeptStatus;
 use crate::state::{Container, StreamExit};
 
 /// The topic of the private event that proves a subscription is live.
@@ -436,71 +435,19 @@ fn exit_kept_by_shim(
         .container(container_id)
         .and_then(|c| c.lock().pid_of(process_id))?;
     let exit = inner
-        .conn
-        .shared
-        .shim_exits
-        .as_ref()?
+        .kept_exits()?
         .get(inner.namespace(), container_id, pid)?;
     tracing::debug!(container_id, status = ?exit.status, "reconcile: the exit was kept across the daemon's restart");
-    let (exit_status, why) = match exit.status {
-        KeptStatus::Exited(code) => (code, None),
-        KeptStatus::Lost(lost) => (libctd_core::UNKNOWN_EXIT_CODE, Some(lost.why())),
-    };
     let process = Process {
         id: container_id.to_owned(),
         pid: exit.pid,
         status: containerd_client::types::v1::Status::Stopped as i32,
-        exit_status,
+        exit_status: exit.status.exit_code(),
         exited_at: exit.exited_at,
         ..Process::default()
     };
+    let why = exit.status.lost_why();
     Some((process, why))
-}
-
-/// The init exit kept for a task containerd dropped (see
-/// [`exit_kept_by_shim`]), claimed when the task is deleted: only one of
-/// the init process `pid` when it is known. A lost status is
-/// [`UNKNOWN_EXIT_CODE`](libctd_core::UNKNOWN_EXIT_CODE).
-pub(crate) fn take_exit_kept_by_shim(
-    inner: &Session,
-    container_id: &str,
-    pid: Option<u32>,
-) -> Option<libctd_core::TaskExit> {
-    let exit = inner
-        .conn
-        .shared
-        .shim_exits
-        .as_ref()?
-        .take(inner.namespace(), container_id, pid)?;
-    let code = match exit.status {
-        KeptStatus::Exited(code) => code,
-        KeptStatus::Lost(_) => libctd_core::UNKNOWN_EXIT_CODE,
-    };
-    Some(libctd_core::TaskExit::new(
-        code,
-        convert::time_from_proto(exit.exited_at.as_ref())
-            .unwrap_or_else(std::time::SystemTime::now),
-    ))
-}
-
-/// The init exit kept for container `container_id`, whatever its pid: a
-/// restored container whose task containerd dropped exited.
-pub(crate) fn find_exit_kept_by_shim(inner: &Session, container_id: &str) -> Option<u32> {
-    let exit = inner
-        .conn
-        .shared
-        .shim_exits
-        .as_ref()?
-        .find(inner.namespace(), container_id)?;
-    Some(exit.pid)
-}
-
-/// Forgets what was kept for the id: its task was deleted, or the id is
-/// used again.
-pub(crate) fn forget_exit_kept_by_shim(inner: &Session, container_id: &str) {
-    if let Some(exits) = &inner.conn.shared.shim_exits {
-        exits.forget(inner.namespace(), container_id);
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use libctd_core::{
 
 use crate::conn::{Conn, wire_exec_id};
 use crate::rollback::Rollbacks;
+use crate::shim_exits::ShimExits;
 use crate::state::Container;
 
 /// The shared state of a client (its event subscription holds it too).
@@ -39,6 +40,12 @@ impl Session {
     /// The client's namespace.
     pub(crate) fn namespace(&self) -> &str {
         &self.conn.namespace
+    }
+
+    /// The init exits kept across the embedded daemon's restarts (see
+    /// `shim_exits`); none with an external daemon.
+    pub(crate) fn kept_exits(&self) -> Option<&ShimExits> {
+        self.conn.shared.shim_exits.as_deref()
     }
 
     /// The tracked containers, locked (never held across an await).

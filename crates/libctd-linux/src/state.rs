@@ -33,9 +33,9 @@ pub(crate) struct Proc {
     exit_delivered: bool,
     /// Its pid once containerd told it (0 before).
     pid: u32,
-    /// Exits the stream brought for its id before its start answered with
-    /// its pid: its own (an exec that exited at once) or an earlier exec's
-    /// of the same id (one a rollback killed). Sorted out by
+    /// Exits the stream brought for its id before containerd told its pid:
+    /// its own (an exec that exited at once) or an earlier process's of the
+    /// same id (one a rollback killed). Sorted out by
     /// [`ContainerState::mark_started`].
     held_exits: Vec<TaskExit>,
 }
@@ -296,21 +296,16 @@ impl ContainerState {
             }
             return StreamExit::Ignore; // a process we no longer track
         };
-        // An exec's exit before its start answered: its own or an earlier
-        // exec's of the same id; held until the pid tells which.
-        if p.pid == 0 && !is_init {
+        // An exit before containerd told the process's pid (an exec's start,
+        // an init's task create) is its own (an exec that exited at once)
+        // or an earlier process's of the same id (one a rollback killed):
+        // held until the pid tells which.
+        if p.pid == 0 {
             p.held_exits.push(e);
             return StreamExit::Ignore;
         }
-        // The exit of an earlier process of the same id (a task a rollback
-        // killed before this one was created): an init cannot exit before
-        // its task create answered with its pid.
-        let earlier = if p.pid == 0 {
-            is_init
-        } else {
-            e.pid != 0 && e.pid != p.pid
-        };
-        if earlier {
+        // The exit of an earlier process of the same id.
+        if e.pid != 0 && e.pid != p.pid {
             return StreamExit::Ignore;
         }
         let Some((_, oom)) = self.take_exit(&process_id) else {

@@ -251,9 +251,8 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
     }
     let wrong: Vec<_> = seen
         .iter()
-        .zip(&procs)
         .enumerate()
-        .filter(|(i, ((_, code, _, events, from_delete), _))| {
+        .filter(|(i, (_, code, _, events, from_delete))| {
             let answers: Vec<u32> = events
                 .iter()
                 .copied()
@@ -266,7 +265,7 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
                 _ => true,
             }
         })
-        .map(|(_, (s, _))| s)
+        .map(|(_, s)| s)
         .collect();
     assert!(first.events().iter().all(|e| e.event != EventType::Exit));
     assert!(wrong.is_empty(), "{} of {N} wrong: {wrong:#?}", wrong.len());

@@ -67,6 +67,14 @@ pub(crate) async fn drop_task_state(s: &Session, c: &Container) {
     }
 }
 
+/// Forgets the init exit kept for the id across a daemon restart, if any
+/// (see `shim_exits`): its task was deleted, or the id is new.
+fn forget_kept_exit(s: &Session, id: &str) {
+    if let Some(kept) = s.kept_exits() {
+        kept.forget(s.namespace(), id);
+    }
+}
+
 /// Creates the container record; on failure leaves nothing.
 pub(crate) async fn create(
     s: Arc<Session>,
@@ -154,7 +162,7 @@ pub(crate) async fn create(
     }
     // The id is new: an exit kept for an earlier container of that id is
     // nobody's now.
-    events::forget_exit_kept_by_shim(&s, &id);
+    forget_kept_exit(&s, &id);
     Ok(())
 }
 
@@ -248,6 +256,9 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
     // Once the init exit has arrived the task is known to be stopped: the
     // status query is only needed before (one RPC less per lifecycle).
     let init_exited = c.lock().init_exit_delivered();
+    // NotFound from the status query: the task is gone already, and a
+    // Tasks.Delete would only say so again.
+    let mut gone = None;
     if !init_exited {
         match task_status(&s, &id).await {
             Ok(status @ (Status::Running | Status::Paused | Status::Pausing)) => {
@@ -257,15 +268,18 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
             }
             Ok(_) => {}
             // A task containerd dropped may have a kept exit (see below).
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => gone = Some(e),
             Err(e) => return Err(e),
         }
     }
     exits_before_task_delete(&s, &c).await;
-    let resp = match s.conn.api.delete_task(&id).await {
+    let deleted = match gone {
+        Some(e) => Err(e),
+        None => s.conn.api.delete_task(&id).await.map_err(status_error),
+    };
+    let resp = match deleted {
         Ok(r) => r,
-        Err(status) => {
-            let e = status_error(status);
+        Err(e) => {
             if e.kind() != ErrorKind::NotFound {
                 return Err(e);
             }
@@ -273,16 +287,17 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
             // down; the exit kept for it (of this init, when this client
             // tracks one) is the answer, once.
             let pid = c.lock().pid_of(INIT_PROCESS_ID);
-            let Some(exit) = events::take_exit_kept_by_shim(&s, &id, pid) else {
+            let kept = s.kept_exits().and_then(|k| k.take(s.namespace(), &id, pid));
+            let Some(exit) = kept else {
                 return Err(e.with_message("container is not running"));
             };
             drop_task_state(&s, &c).await;
-            return Ok(exit);
+            return Ok(exit.task_exit());
         }
     };
     // containerd had the task (1.6 keeps a stopped one): whatever was kept
     // for it is answered now.
-    events::forget_exit_kept_by_shim(&s, &id);
+    forget_kept_exit(&s, &id);
     drop_task_state(&s, &c).await;
     Ok(TaskExit::new(
         resp.exit_status,
@@ -320,7 +335,7 @@ pub(crate) async fn delete(s: Arc<Session>, id: String) -> Result<()> {
         Err(status) => return Err(status_error(status)),
     }
     s.lock_containers().remove(&id);
-    events::forget_exit_kept_by_shim(&s, &id);
+    forget_kept_exit(&s, &id);
     FifoSet::remove_leftovers(&c.dir, &c.id);
     Ok(())
 }

@@ -74,7 +74,10 @@ async fn restore_task(
             drop_task_state(s, c).await;
             // A task that 1.7 and 2.x dropped as its process died while
             // they were down: its exit was kept, and is delete_task's answer.
-            let pid = events::find_exit_kept_by_shim(s, &c.id);
+            let pid = s
+                .kept_exits()
+                .and_then(|k| k.find(s.namespace(), &c.id))
+                .map(|exit| exit.pid);
             return Ok(Restored::new(false, pid));
         }
         Err(st) => return Err(status_error(st)),

@@ -2,7 +2,7 @@
 //! the `containerd-client` crate does not provide, declared here by hand with
 //! `prost`'s derive: the runc shim's options ([`runc`]), the cgroup metrics
 //! containerd reports ([`cgroups_v1`], [`cgroups_v2`]), and what
-//! `shim_exits.rs` needs to ask a shim directly ([`shim`], [`ttrpc`]).
+//! `shim_exits` needs to ask a shim directly ([`shim`], [`ttrpc`]).
 //!
 //! Each message declares the fields libctd reads or sends, with the field
 //! numbers and types of the wire format; prost skips the fields a message

@@ -39,8 +39,10 @@ mod shim;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(test)]
+pub(crate) use exit::KeptStatus;
 use exit::lost;
-pub(crate) use exit::{KeptStatus, Lost, ShimExit};
+pub(crate) use exit::{Lost, ShimExit};
 use records::Records;
 use shim::{Answer, Task};
 
@@ -51,6 +53,17 @@ use shim::{Answer, Task};
 pub(crate) struct Watch {
     /// Each task with its init's pid, as last known.
     running: Vec<(Task, Option<u32>)>,
+}
+
+/// Which round of asking the shims around a daemon start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Before the daemon is started.
+    Before,
+    /// While it starts.
+    During,
+    /// Once it answers.
+    Last,
 }
 
 /// The kept exits of one state directory.
@@ -71,63 +84,53 @@ impl ShimExits {
     /// directory): asks every shim about its init, records the stopped ones
     /// and those whose shim is gone, and watches the others.
     pub(crate) async fn before_start(&self, daemon_state: &Path) -> Watch {
-        let tasks = shim::tasks(daemon_state);
-        let mut watch = Watch::default();
-        for (task, answer) in ask_all(tasks).await {
-            match answer {
-                Answer::Stopped(exit) => self.record(&task, exit),
-                Answer::Gone => {
-                    if let Some(pid) = shim::init_pid(&task.bundle) {
-                        self.record(&task, lost(pid, Lost::ShimDied));
-                    }
-                }
-                Answer::Running { pid } => watch.running.push((task, Some(pid))),
-                Answer::Unclear => {
-                    let pid = shim::init_pid(&task.bundle);
-                    watch.running.push((task, pid));
-                }
-            }
-        }
+        let running = shim::tasks(daemon_state)
+            .into_iter()
+            .map(|task| {
+                let pid = shim::init_pid(&task.bundle);
+                (task, pid)
+            })
+            .collect();
+        let mut watch = Watch { running };
+        self.round(&mut watch, Round::Before).await;
         watch
     }
 
     /// While the daemon starts: asks the watched shims again, and records
     /// (and stops watching) those whose init stopped.
     pub(crate) async fn look_again(&self, watch: &mut Watch) {
-        self.round(watch, false).await;
+        self.round(watch, Round::During).await;
     }
 
     /// Once the daemon answers (it has loaded its shims): a last round, in
     /// which a watched shim that is gone lost its exit to the start.
     pub(crate) async fn after_start(&self, mut watch: Watch) {
-        self.round(&mut watch, true).await;
+        self.round(&mut watch, Round::Last).await;
     }
 
-    async fn round(&self, watch: &mut Watch, last: bool) {
-        let tasks = std::mem::take(&mut watch.running);
-        let pids: std::collections::HashMap<(String, String), Option<u32>> = tasks
-            .iter()
-            .map(|(t, pid)| ((t.namespace.clone(), t.id.clone()), *pid))
-            .collect();
-        let asked = ask_all(tasks.into_iter().map(|(t, _)| t).collect()).await;
-        for (task, answer) in asked {
-            let known = pids
-                .get(&(task.namespace.clone(), task.id.clone()))
-                .copied()
-                .flatten();
+    /// Asks every watched shim once; records what stopped or is gone, and
+    /// keeps watching the rest unless it is the last round.
+    async fn round(&self, watch: &mut Watch, round: Round) {
+        let asked = ask_all(std::mem::take(&mut watch.running)).await;
+        for (task, known, answer) in asked {
             match answer {
                 Answer::Stopped(exit) => self.record(&task, exit),
-                // Gone while containerd loads its shims: deleted as leaked
-                // (its process ended since it was last asked), or died.
+                // Before the start: it died while containerd was down. During
+                // and after: deleted as leaked by the loading daemon (its
+                // process ended since it was last asked), or died.
                 Answer::Gone => {
+                    let why = match round {
+                        Round::Before => Lost::ShimDied,
+                        Round::During | Round::Last => Lost::Escaped,
+                    };
                     if let Some(pid) = known {
-                        self.record(&task, lost(pid, Lost::Escaped));
+                        self.record(&task, lost(pid, why));
                     }
                 }
-                Answer::Running { pid } if !last => watch.running.push((task, Some(pid))),
-                Answer::Unclear if !last => watch.running.push((task, known)),
-                // containerd kept it: it knows the task from here on.
-                Answer::Running { .. } | Answer::Unclear => {}
+                // containerd kept it after the last round: it knows the task.
+                Answer::Running { .. } | Answer::Unclear if round == Round::Last => {}
+                Answer::Running { pid } => watch.running.push((task, Some(pid))),
+                Answer::Unclear => watch.running.push((task, known)),
             }
         }
     }
@@ -184,22 +187,23 @@ impl ShimExits {
 /// its answers in rounds, not thousands of sockets and tasks at a time.
 const ASK_AT_ONCE: usize = 32;
 
-/// Asks every task's shim, [`ASK_AT_ONCE`] at a time.
-async fn ask_all(tasks: Vec<Task>) -> Vec<(Task, Answer)> {
+/// Asks every task's shim, [`ASK_AT_ONCE`] at a time; each answer comes
+/// with what was passed along with its task.
+async fn ask_all<T: Send + 'static>(tasks: Vec<(Task, T)>) -> Vec<(Task, T, Answer)> {
     let mut asks = tokio::task::JoinSet::new();
     let mut answers = Vec::with_capacity(tasks.len());
-    let mut collect = |joined: Option<Result<(Task, Answer), tokio::task::JoinError>>| {
+    let mut collect = |joined: Option<Result<(Task, T, Answer), tokio::task::JoinError>>| {
         if let Some(Ok(answer)) = joined {
             answers.push(answer);
         }
     };
-    for task in tasks {
+    for (task, along) in tasks {
         if asks.len() >= ASK_AT_ONCE {
             collect(asks.join_next().await);
         }
         asks.spawn(async move {
             let answer = shim::ask(&task).await;
-            (task, answer)
+            (task, along, answer)
         });
     }
     while !asks.is_empty() {

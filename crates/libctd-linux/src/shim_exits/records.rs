@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::exit::{KeptStatus, Lost, ShimExit};
+use super::exit::{KeptStatus, ShimExit};
 
 /// The longest namespace or id accepted as a file name.
 const MAX_NAME: usize = 255;
@@ -34,10 +34,7 @@ pub(crate) fn valid_name(name: &str) -> bool {
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
     pid: u32,
-    /// The exit status, or none when it is lost.
-    exit_status: Option<u32>,
-    /// Why it is lost (`Lost::code`), when it is.
-    lost: Option<String>,
+    status: KeptStatus,
     /// Seconds and nanoseconds since the epoch.
     exited_at: Option<(i64, i32)>,
 }
@@ -70,14 +67,9 @@ impl Records {
             .recursive(true)
             .mode(0o700)
             .create(&ns_dir)?;
-        let (exit_status, lost) = match exit.status {
-            KeptStatus::Exited(code) => (Some(code), None),
-            KeptStatus::Lost(why) => (None, Some(why.code().to_owned())),
-        };
         let stored = Stored {
             pid: exit.pid,
-            exit_status,
-            lost,
+            status: exit.status,
             exited_at: exit.exited_at.map(|t| (t.seconds, t.nanos)),
         };
         let text = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
@@ -103,14 +95,9 @@ impl Records {
                 return None;
             }
         };
-        let status = match (stored.exit_status, stored.lost.as_deref()) {
-            (Some(code), None) => KeptStatus::Exited(code),
-            (None, Some(why)) => KeptStatus::Lost(Lost::from_code(why)?),
-            _ => return None,
-        };
         Some(ShimExit {
             pid: stored.pid,
-            status,
+            status: stored.status,
             exited_at: stored
                 .exited_at
                 .map(|(seconds, nanos)| Timestamp { seconds, nanos }),
@@ -127,6 +114,7 @@ impl Records {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shim_exits::exit::Lost;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
@@ -162,6 +150,20 @@ mod tests {
         // Nothing but the namespace directory is left behind.
         let left: Vec<_> = fs::read_dir(dir.path().join("exits/ns")).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn every_status_is_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::new(dir.path().join("exits"));
+        for status in [
+            KeptStatus::Exited(u32::MAX - 1),
+            KeptStatus::Lost(Lost::ShimDied),
+            KeptStatus::Lost(Lost::Escaped),
+        ] {
+            records.write("ns", "c", &exit(3, status)).unwrap();
+            assert_eq!(records.read("ns", "c").map(|e| e.status), Some(status));
+        }
     }
 
     #[test]
@@ -207,8 +209,9 @@ mod tests {
             "{",
             "[]",
             r#"{"pid":1}"#,
-            r#"{"pid":1,"lost":"what"}"#,
-            r#"{"pid":1,"exit_status":2,"lost":"escaped"}"#,
+            r#"{"pid":1,"status":{"lost":"what"}}"#,
+            r#"{"pid":1,"status":{"exited":2,"lost":"escaped"}}"#,
+            r#"{"pid":1,"status":{"exited":-1}}"#,
         ] {
             fs::write(dir.path().join("exits/ns/c"), text).unwrap();
             assert_eq!(records.read("ns", "c"), None, "{text}");

@@ -337,11 +337,7 @@ mod tests {
         shim.abort();
         other.abort();
         // A missing state directory has no tasks.
-        assert!(tasks_of_missing_dir().is_empty());
-    }
-
-    fn tasks_of_missing_dir() -> Vec<Task> {
-        tasks(Path::new("/nonexistent"))
+        assert!(super::tasks(Path::new("/nonexistent")).is_empty());
     }
 
     #[test]

@@ -91,15 +91,6 @@ async fn a_missing_state_directory_records_nothing() {
     assert!(!dir.path().join("exits").exists());
 }
 
-#[test]
-fn lost_reasons_round_trip() {
-    for why in [Lost::ShimDied, Lost::Escaped] {
-        assert_eq!(Lost::from_code(why.code()), Some(why));
-        assert!(!why.why().is_empty());
-    }
-    assert_eq!(Lost::from_code(""), None);
-}
-
 #[tokio::test]
 async fn many_shims_are_asked_in_rounds_and_all_answer() {
     let dir = tempfile::tempdir().unwrap();
