@@ -1,4 +1,4 @@
-//! The messages of the runc shim's task service that `shim_exits.rs` uses to
+//! The messages of the runc shim's task service that `shim_exits` uses to
 //! ask a shim how its init process ended (protobuf package
 //! `containerd.task.v3`). The shims of containerd 2.x serve the call as
 //! `containerd.task.v3.Task/State`, those of 1.6 and 1.7 as

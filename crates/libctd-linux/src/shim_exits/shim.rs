@@ -380,11 +380,7 @@ pub(super) mod double {
                 s.read_exact(&mut body).await.unwrap();
                 let req = TtrpcRequest::decode(body.as_slice()).unwrap();
                 let failure = |code: i32, message: String| TtrpcResponse {
-                    status: Some(RpcStatus {
-                        code,
-                        message,
-                        details: vec![],
-                    }),
+                    status: Some(RpcStatus { code, message }),
                     payload: vec![],
                 };
                 let response = if req.service == "containerd.task.v2.Task" {
