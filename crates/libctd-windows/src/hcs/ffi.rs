@@ -249,7 +249,7 @@ impl Computecore {
             unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, PCWSTR::null()) }
         });
         let inner = system.0.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
         let span = tracing::debug_span!(parent: &tracing::Span::current(), "hcs_stop");
         tokio::spawn(
             async move {
@@ -269,10 +269,12 @@ impl Computecore {
             }
             .instrument(span),
         );
-        match tokio::time::timeout(SUBMIT_WAIT, rx).await {
+        match tokio::time::timeout(SUBMIT_WAIT, &mut rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
-            Err(_) => Err(HcsError::new(Hresult::hcs_v2(0x0117))),
+            Err(_) => {
+                late_answer(&mut rx).unwrap_or_else(|| Err(HcsError::new(Hresult::hcs_v2(0x0117))))
+            }
         }
     }
 
@@ -313,6 +315,15 @@ impl Computecore {
         }
         Ok(inner)
     }
+}
+
+/// A stop's answer that came after its wait timed out, if any. The channel
+/// is closed first: an answer sent before that is taken here, and one sent
+/// after it fails to send (its sender publishes it to the exit waiters), so
+/// none is lost in between. `None`: the stop is pending.
+fn late_answer<T>(rx: &mut tokio::sync::oneshot::Receiver<T>) -> Option<T> {
+    rx.close();
+    rx.try_recv().ok()
 }
 
 /// `HCS_PROCESS_INFORMATION` holds handles (raw pointers); the values are
@@ -688,6 +699,20 @@ mod tests {
             return false;
         };
         symbol(ntdll, "ntdll.dll", "wine_get_version").is_ok()
+    }
+
+    /// A stop's answer sent after the submit wait timed out, but before the
+    /// caller looked, is taken, never dropped; once the caller has looked,
+    /// a later answer fails to send, so its sender publishes it instead.
+    #[test]
+    fn a_stop_answer_after_the_submit_wait_is_not_lost() {
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<u32>();
+        tx.send(5).unwrap();
+        assert_eq!(late_answer(&mut rx), Some(5));
+
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<u32>();
+        assert_eq!(late_answer(&mut rx), None);
+        assert_eq!(tx.send(6), Err(6));
     }
 
     /// A missing computecore.dll (Windows without the Containers feature)
