@@ -79,13 +79,9 @@ async fn wait_ended(sim: &Sim, container: &str, pid: u32) {
 #[tokio::test]
 async fn killing_an_exited_exec_is_not_permission_denied() {
     let e = env();
-    // The exit notification comes late: the exec has ended in HCS, the
-    // client does not know it yet.
-    e.sim.delay(
-        HcsOp::WaitForProcessExit,
-        Some(&sys("c")),
-        Duration::from_millis(300),
-    );
+    // The exit notification is held: the exec has ended in HCS, the client
+    // does not know it yet.
+    e.sim.hold_exit_notices(&sys("c"));
     e.run("c", &spec("sleep")).await;
     let pid = e
         .client
@@ -94,6 +90,7 @@ async fn killing_an_exited_exec_is_not_permission_denied() {
         .unwrap();
     wait_ended(&e.sim, &sys("c"), pid).await;
     e.client.signal_process("c", "e1", 9).await.unwrap();
+    assert!(e.sim.release_exit_notices(&sys("c")));
     let exit = e
         .backend
         .next_process_event("c", "e1", EventType::Exit, T)
@@ -116,17 +113,22 @@ async fn killing_an_exited_exec_is_not_permission_denied() {
     assert_eq!(exits, 1);
 }
 
-/// After our own SIGKILL, HCS reports the init's exit, then `ForcedExit`
-/// with HCS_E_TERMINATED as its status: not a crash. The exit carries the
-/// process's own code and no error, and delete_task gives the same code.
+/// After our own SIGKILL, HCS reports `ForcedExit` with HCS_E_TERMINATED
+/// as its status: not a crash. Here SystemExited comes first and the init's
+/// ProcessExited is held until after it (the exit does not depend on the
+/// order). The exit carries the process's own code and no error, and
+/// delete_task gives the same code.
 #[tokio::test]
 async fn a_forced_exit_is_not_a_crash() {
     let e = env();
-    e.run("c", &spec("sleep")).await;
+    e.sim.hold_exit_notices(&sys("c"));
+    let pid = e.run("c", &spec("sleep")).await;
     e.client
         .signal_process("c", INIT_PROCESS_ID, 9)
         .await
         .unwrap();
+    wait_ended(&e.sim, &sys("c"), pid).await;
+    assert!(e.sim.release_exit_notices(&sys("c")));
     let exit = e.exit("c").await;
     assert_eq!(exit.exit_code, TERMINATED_EXIT);
     assert!(exit.error.is_none(), "{:?}", exit.error);
@@ -188,35 +190,6 @@ async fn a_dead_system_without_process_exits_still_exits() {
     assert!(e.sim.crash(&sys("c")));
     lifecycle::assert_died(&e.client, &e.backend, "c", started).await;
     assert!(e.sim.compute_systems().is_empty());
-}
-
-/// The init's exit does not depend on the order of the notifications:
-/// SystemExited (ForcedExit) first, the init's ProcessExited late (within
-/// the grace) still gives the process's own code and no error.
-#[tokio::test]
-async fn the_exit_does_not_depend_on_notification_order() {
-    let e = env_with(ClientSettings {
-        exit_grace: Duration::from_secs(5),
-        ..ClientSettings::default()
-    });
-    e.sim.delay(
-        HcsOp::WaitForProcessExit,
-        Some(&sys("c")),
-        Duration::from_millis(300),
-    );
-    e.run("c", &spec("sleep")).await;
-    e.client
-        .signal_process("c", INIT_PROCESS_ID, 9)
-        .await
-        .unwrap();
-    let exit = e.exit("c").await;
-    assert_eq!(exit.exit_code, TERMINATED_EXIT);
-    assert!(exit.error.is_none(), "{:?}", exit.error);
-    assert_eq!(
-        e.client.delete_task("c").await.unwrap().exit_code,
-        TERMINATED_EXIT
-    );
-    e.client.delete("c").await.unwrap();
 }
 
 /// A shutdown answered pending that fails afterwards (no exit follows it)

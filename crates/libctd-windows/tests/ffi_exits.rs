@@ -90,7 +90,7 @@ fn wait_exited(pattern: &str, pid: u32) {
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_an_exited_exec_is_not_permission_denied() {
     let e = env();
-    double::faults(&e.sys("c"), serde_json::json!({"ExitNoticeDelay": 500}));
+    double::faults(&e.sys("c"), serde_json::json!({"HoldExitNotices": true}));
     e.run("c", "sleep").await;
     let pid = e
         .client
@@ -102,6 +102,7 @@ async fn killing_an_exited_exec_is_not_permission_denied() {
         .await
         .unwrap();
     e.client.signal_process("c", "e1", 9).await.unwrap();
+    assert!(double::release_exit_notices(&e.sys("c")));
     let exit = e
         .backend
         .next_process_event("c", "e1", EventType::Exit, T)
@@ -126,17 +127,23 @@ async fn killing_an_exited_exec_is_not_permission_denied() {
 }
 
 /// After our own SIGKILL, HCS reports `ForcedExit` with HCS_E_TERMINATED
-/// (here before the init's late ProcessExited): not a crash. The exit
-/// carries the process's own code and no error, as does delete_task.
+/// (here before the init's ProcessExited, held until after it): not a
+/// crash. The exit carries the process's own code and no error, as does
+/// delete_task.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forced_exit_is_not_a_crash() {
     let e = env();
-    double::faults(&e.sys("c"), serde_json::json!({"ExitNoticeDelay": 300}));
-    e.run("c", "sleep").await;
+    double::faults(&e.sys("c"), serde_json::json!({"HoldExitNotices": true}));
+    let pid = e.run("c", "sleep").await;
     e.client
         .signal_process("c", INIT_PROCESS_ID, 9)
         .await
         .unwrap();
+    let pattern = format!("@{}", e.namespace);
+    tokio::task::spawn_blocking(move || wait_exited(&pattern, pid))
+        .await
+        .unwrap();
+    assert!(double::release_exit_notices(&e.sys("c")));
     let exit = e.exit("c").await;
     assert_eq!(exit.exit_code, 1);
     assert!(exit.error.is_none(), "{:?}", exit.error);

@@ -3,7 +3,6 @@
 
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::time::Duration;
 
 use windows::Win32::System::HostComputeSystem::{
     HCS_EVENT, HCS_EVENT_TYPE, HCS_OPERATION, HcsEventProcessExited, HcsEventSystemExited,
@@ -44,16 +43,6 @@ pub(crate) fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
 /// Sends an event to every open handle matching `is_target`, from a thread
 /// of the double's own.
 pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Kind) -> bool) {
-    broadcast_after(Duration::ZERO, ty, data, is_target);
-}
-
-/// [`broadcast`], `delay` late.
-pub(crate) fn broadcast_after(
-    delay: Duration,
-    ty: HCS_EVENT_TYPE,
-    data: String,
-    is_target: impl Fn(&Kind) -> bool,
-) {
     let targets: Vec<usize> = world()
         .entries
         .iter()
@@ -64,7 +53,6 @@ pub(crate) fn broadcast_after(
         return;
     }
     std::thread::spawn(move || {
-        std::thread::sleep(delay);
         for h in targets {
             deliver(h, ty, &data);
         }
@@ -144,13 +132,33 @@ pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
         if st.silent {
             return;
         }
-        st.exit_data = Some(data.clone());
     }
+    if let Some(held) = lock(&p.system.state).held_notices.as_mut() {
+        held.push((p.clone(), data));
+        return;
+    }
+    notify_exited(p, data);
+}
+
+/// Sends a process's ProcessExited notification.
+fn notify_exited(p: &Arc<Process>, data: String) {
+    lock(&p.ctl).exit_data = Some(data.clone());
     let me = p.clone();
-    broadcast_after(
-        p.system.faults.exit_notice_delay,
+    broadcast(
         HcsEventProcessExited,
         data,
         move |k| matches!(k, Kind::Process(x) if Arc::ptr_eq(x, &me)),
     );
+}
+
+/// Sends the ProcessExited notifications `system` held back, and holds no
+/// more. False when it held none (its plan does not hold them).
+pub(crate) fn release_exit_notices(system: &Arc<System>) -> bool {
+    let Some(held) = lock(&system.state).held_notices.take() else {
+        return false;
+    };
+    for (p, data) in held {
+        notify_exited(&p, data);
+    }
+    true
 }

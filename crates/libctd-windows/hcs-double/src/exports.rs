@@ -284,18 +284,20 @@ pub extern "system" fn HcsCreateComputeSystem(
         if w.systems.contains_key(&id) {
             return HRESULT(hr::ALREADY_EXISTS);
         }
+        let faults = w.plans.get(&id).cloned().unwrap_or_default();
         let system = Arc::new(System {
             id: id.clone(),
             hyperv,
             hosted_by: hosted_by.clone(),
             shares,
-            faults: w.plans.get(&id).cloned().unwrap_or_default(),
             state: Mutex::new(SystemState {
                 status: Status::Creating,
                 started: None,
                 processes: Default::default(),
                 exit: None,
+                held_notices: faults.hold_exit_notices.then(Vec::new),
             }),
+            faults,
         });
         w.systems.insert(id.clone(), system.clone());
         let h = w.alloc(Kind::System(system.clone()), &id);

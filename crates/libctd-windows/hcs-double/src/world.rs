@@ -194,6 +194,9 @@ pub(crate) struct SystemState {
     pub processes: HashMap<u32, Arc<Process>>,
     /// The SystemExited data, once exited.
     pub exit: Option<String>,
+    /// ProcessExited notifications held back (`HoldExitNotices`) until
+    /// released; `None` once released, or when the plan holds none.
+    pub held_notices: Option<Vec<(Arc<Process>, String)>>,
 }
 
 /// A process of a compute system.
@@ -243,8 +246,8 @@ pub(crate) struct Faults {
     pub exit_code_unavailable: bool,
     pub ignore_cancel: bool,
     pub create_process_quirk: bool,
-    /// How late ProcessExited notifications are delivered.
-    pub exit_notice_delay: Duration,
+    /// ProcessExited notifications are held until released.
+    pub hold_exit_notices: bool,
     pub slow: HashMap<String, u64>,
     pub late: HashMap<String, u64>,
     pub fail: HashMap<String, i32>,
@@ -276,11 +279,7 @@ impl Faults {
             exit_code_unavailable: flag("ExitCodeUnavailable"),
             ignore_cancel: flag("IgnoreCancel"),
             create_process_quirk: flag("CreateProcessQuirk"),
-            exit_notice_delay: Duration::from_millis(
-                v.get("ExitNoticeDelay")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0),
-            ),
+            hold_exit_notices: flag("HoldExitNotices"),
             slow: map("Slow")
                 .into_iter()
                 .map(|(k, n)| (k, n.max(0) as u64))

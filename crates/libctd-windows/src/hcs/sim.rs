@@ -4,7 +4,7 @@
 //! where the client can tell: handles, states, exit notifications, property
 //! answers, stdio pipes (in-memory, through `tokio::io::duplex`). Its fault plan
 //! can make any operation on any compute system fail with any HRESULT, delay
-//! operations (a delayed `WaitForProcessExit` is a late ProcessExited), make
+//! operations, hold ProcessExited notifications until released, make
 //! a compute system exit unexpectedly during shutdown or crash (no
 //! ProcessExited for its processes), answer `PendingUpdates` (refused by
 //! default, as hosts since WS2019 do), end processes with chosen exit codes
@@ -120,6 +120,8 @@ struct State {
     unexpected_exit_on_shutdown: HashSet<String>,
     late_failures: Vec<(HcsOp, String, Hresult, Duration)>,
     last_wait_results: HashMap<String, i32>,
+    /// Per container: whether its held ProcessExited notices are released.
+    held_notices: HashMap<String, watch::Sender<bool>>,
     host_cpus: Option<u32>,
     utility_vm_layers: HashSet<String>,
     calls: Vec<(HcsOp, String)>,
@@ -307,6 +309,24 @@ impl Sim {
         self.state()
             .last_wait_results
             .insert(container.to_owned(), result);
+    }
+
+    /// Holds the ProcessExited notifications of `container`'s processes: a
+    /// process that ends is gone at once (terminating it is denied, as on
+    /// Windows), but waits for its exit finish only after
+    /// [`Sim::release_exit_notices`].
+    pub fn hold_exit_notices(&self, container: &str) {
+        self.state()
+            .held_notices
+            .insert(container.to_owned(), watch::channel(false).0);
+    }
+
+    /// Sends the ProcessExited notifications held for `container`, and holds
+    /// no more. False when none were held.
+    pub fn release_exit_notices(&self, container: &str) -> bool {
+        let state = self.state();
+        let held = state.held_notices.get(container);
+        held.is_some_and(|released| !released.send_replace(true))
     }
 
     /// Loses (or restores) the connection to the service: every call fails
@@ -1050,6 +1070,15 @@ impl Hcs for Sim {
         if handle.process.silent.load(Ordering::SeqCst) {
             // Its system died: HCS sends no ProcessExited for it.
             std::future::pending::<()>().await;
+        }
+        let held = self
+            .state()
+            .held_notices
+            .get(&handle.process.system_id)
+            .map(watch::Sender::subscribe);
+        if let Some(mut released) = held {
+            // The sender lives in the state: the wait ends only on release.
+            let _ = released.wait_for(|r| *r).await;
         }
         exit.ok_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT))
     }
