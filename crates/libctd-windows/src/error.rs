@@ -485,7 +485,8 @@ mod tests {
     }
 
     /// Every code HCS documents (0100 to 0121; 0104 is unassigned) has a
-    /// meaning of its own, a kind and a message, in both encodings.
+    /// meaning of its own and a message, in both encodings (its kind:
+    /// `hcs_codes_map_to_kinds`).
     #[test]
     fn every_hcs_code_has_a_kind_and_a_message() {
         let mut seen = std::collections::HashSet::new();
@@ -494,8 +495,6 @@ mod tests {
                 assert!(!matches!(h.code(), HcsCode::OtherHcs(_)), "{h}: no meaning");
                 let message = h.message().unwrap_or_else(|| panic!("{h}: no message"));
                 assert!(message.ends_with('.'), "{h}: {message}");
-                assert_ne!(HcsError::new(h).text(), "Unknown error.", "{h}");
-                assert_ne!(h.kind(), ErrorKind::Unknown, "{h}");
             }
             seen.insert(Hresult::hcs_v2(low).code());
         }
