@@ -79,29 +79,6 @@ async fn close_waits_for_calls_in_flight() {
     double::assert_clean(&tag, T);
 }
 
-/// Defect 2: a container that dies on its own reaches the engine as exit
-/// 4294967295 with the system error, not as its processes' exit code and
-/// no error.
-#[tokio::test(flavor = "multi_thread")]
-async fn unexpected_exit_carries_the_system_error() {
-    let e = env();
-    e.run("c", "sleep").await;
-    assert!(double::crash(&e.sys("c")));
-    let exit = e.exit("c").await;
-    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
-    let text = exit
-        .error
-        .expect("the exit carries the system error")
-        .to_string();
-    assert!(
-        text.contains("The compute system exited unexpectedly. (0xc0370106)"),
-        "{text}"
-    );
-    assert!(text.contains("container c encountered an error"), "{text}");
-    e.remove("c").await;
-    e.assert_clean().await;
-}
-
 /// Defect 2: an exit code HCS could not read is 4294967295 with an error
 /// saying why, never 4294967295 alone.
 #[tokio::test(flavor = "multi_thread")]

@@ -98,6 +98,10 @@ pub(crate) async fn assert_died(
         text.contains("The compute system exited unexpectedly. (0xc0370106)"),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("container {id} encountered an error")),
+        "{text}"
+    );
     let exec = backend
         .next_process_event(id, "e1", EventType::Exit, T)
         .await
