@@ -175,8 +175,3 @@ pub(super) const TABLE: &[Entry] = &[
 pub(super) fn by_low(low: u16) -> Option<&'static Entry> {
     TABLE.iter().find(|e| e.low == low)
 }
-
-/// The table's entry for `code`.
-pub(super) fn by_code(code: HcsCode) -> Option<&'static Entry> {
-    TABLE.iter().find(|e| e.code == code)
-}
