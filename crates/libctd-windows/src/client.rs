@@ -283,8 +283,8 @@ impl<H: Hcs> Inner<H> {
     async fn terminate_system(&self, ctr_id: &str, system: &H::System) -> Result<()> {
         match self.hcs.terminate_compute_system(system).await {
             Ok(()) => {}
-            Err(e) if e.hresult.is_pending() => {}
             Err(e) if e.hresult.is_already_stopped() => return Ok(()),
+            Err(e) if exits::system_stop_leaves_it_ended(e.hresult) => {}
             Err(e) => return Err(e.into_error(ctr_id, HcsOp::TerminateComputeSystem.name())),
         }
         // A forced exit is what was asked for; only a failed wait counts.
@@ -901,9 +901,8 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 };
                 match result {
                     Ok(()) => Ok(()),
-                    Err((e, _)) if e.hresult.is_pending() || e.hresult.is_already_stopped() => {
-                        Ok(())
-                    }
+                    // Its exit notice follows (or came): the reaper reports it.
+                    Err((e, _)) if exits::system_stop_leaves_it_ended(e.hresult) => Ok(()),
                     Err((e, op)) => Err(hcs_error(e, &id, op, OP).with_process(&process_id)),
                 }
             } else {

@@ -42,6 +42,13 @@ pub(crate) fn terminate_leaves_it_ended(hresult: Hresult) -> bool {
         || hresult.is_not_exist()
 }
 
+/// Whether a failed shutdown or terminate of a compute system still leaves
+/// it ending or ended: pending (submitted; the exit notice follows) or
+/// already stopped.
+pub(crate) fn system_stop_leaves_it_ended(hresult: Hresult) -> bool {
+    hresult.is_pending() || hresult.is_already_stopped()
+}
+
 /// How a process ended, as HCS told it.
 pub(crate) struct ProcessEnd {
     /// When its end was seen.
