@@ -429,9 +429,10 @@ impl<H: Hcs> Inner<H> {
 
         // A system that exited already needs no shutdown (and its exit was
         // read by the rules of `exits`).
-        let shutdown = match end.system {
-            Some(_) => Ok(()),
-            None => self.shutdown_system(&id, &ctr.system).await,
+        let shutdown = if end.system_exited {
+            Ok(())
+        } else {
+            self.shutdown_system(&id, &ctr.system).await
         };
         if let Err(e) = shutdown {
             exit_code = UNKNOWN_EXIT_CODE;

@@ -57,8 +57,8 @@ pub(crate) struct ProcessEnd {
     pub(crate) exit_code: u32,
     /// Why the exit code is unknown.
     pub(crate) errors: Vec<Error>,
-    /// Its compute system's exit, if the system had exited by then.
-    pub(crate) system: Option<SystemExit>,
+    /// Whether its compute system had exited by then.
+    pub(crate) system_exited: bool,
 }
 
 /// A process of a compute system: the handles to wait on.
@@ -69,42 +69,43 @@ pub(crate) struct Watched<'a, H: Hcs> {
     pub(crate) process: &'a H::Process,
 }
 
+/// Which exit came first.
+enum Race {
+    /// The process's; its system's too if that had come by then.
+    ProcessFirst(HcsResult<ProcessExit>, Option<SystemExit>),
+    /// The system's; the process's if it came within the grace.
+    SystemFirst(SystemExit, Option<HcsResult<ProcessExit>>),
+}
+
 /// Waits for a process's end by the rules above: its own exit whenever it
 /// comes, or, once its system has exited, at most `grace` more.
 pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Duration) -> ProcessEnd {
-    let (process, system) = race(hcs, w.system, w.process, grace).await;
+    let raced = race(hcs, w.system, w.process, grace).await;
     let exited_at = SystemTime::now();
+    let system = match &raced {
+        Race::ProcessFirst(_, system) => system.as_ref(),
+        Race::SystemFirst(system, _) => Some(system),
+    };
+    let system_exited = system.is_some();
+    let system_error = system.and_then(SystemExit::error);
     let mut errors = Vec::new();
-    let mut exit_code = match process {
-        Some(Ok(exit)) => exit.code().unwrap_or_else(|| {
-            tracing::warn!(
-                container_id = w.ctr_id,
-                process_id = w.process_id,
-                last_wait_result = exit.last_wait_result,
-                "the exit code of the process is not available"
-            );
-            let hr = Hresult(exit.last_wait_result.cast_unsigned());
-            errors.push(HcsError::new(hr).into_error(w.ctr_id, HcsOp::WaitForProcessExit.name()));
-            UNKNOWN_EXIT_CODE
-        }),
-        Some(Err(e)) => {
-            tracing::warn!(container_id = w.ctr_id, process_id = w.process_id, error = %e, "waiting for the process failed");
-            errors.push(e.into_error(w.ctr_id, HcsOp::WaitForProcessExit.name()));
-            UNKNOWN_EXIT_CODE
+    let mut exit_code = match raced {
+        Race::ProcessFirst(process, _) | Race::SystemFirst(_, Some(process)) => {
+            exit_code(process, &w, &mut errors)
         }
-        None => {
+        Race::SystemFirst(system, None) => {
             tracing::warn!(
                 container_id = w.ctr_id,
                 process_id = w.process_id,
                 ?grace,
                 "the compute system exited without the process's exit"
             );
-            if system.as_ref().and_then(SystemExit::error).is_none() {
-                let how = system.as_ref().map_or("", |s| s.exit_type.as_str());
+            if system_error.is_none() {
                 errors.push(
                     Error::system(format!(
-                        "the compute system exited ({how}) and the exit of the process \
-                         was not reported within {grace:?}"
+                        "the compute system exited ({}) and the exit of the process \
+                         was not reported within {grace:?}",
+                        system.exit_type
                     ))
                     .with_container(w.ctr_id),
                 );
@@ -112,7 +113,7 @@ pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Durat
             UNKNOWN_EXIT_CODE
         }
     };
-    if let Some(e) = system.as_ref().and_then(SystemExit::error) {
+    if let Some(e) = system_error {
         exit_code = UNKNOWN_EXIT_CODE;
         errors.push(e.into_error(w.ctr_id, HcsOp::WaitForComputeSystemExit.name()));
     }
@@ -120,19 +121,42 @@ pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Durat
         exited_at,
         exit_code,
         errors,
-        system,
+        system_exited,
     }
 }
 
-/// The process's exit (`None`: none within `grace` of its system's exit)
-/// and its system's exit if that had come by then, in whichever order
-/// they come. A failed wait on the system bounds nothing.
-async fn race<H: Hcs>(
-    hcs: &H,
-    system: &H::System,
-    process: &H::Process,
-    grace: Duration,
-) -> (Option<HcsResult<ProcessExit>>, Option<SystemExit>) {
+/// The exit code a process's exit (or its failed wait) gives; what made it
+/// unknown goes to `errors`.
+fn exit_code<H: Hcs>(
+    process: HcsResult<ProcessExit>,
+    w: &Watched<'_, H>,
+    errors: &mut Vec<Error>,
+) -> u32 {
+    const WAIT: HcsOp = HcsOp::WaitForProcessExit;
+    match process {
+        Ok(exit) => exit.code().unwrap_or_else(|| {
+            tracing::warn!(
+                container_id = w.ctr_id,
+                process_id = w.process_id,
+                last_wait_result = exit.last_wait_result,
+                "the exit code of the process is not available"
+            );
+            let hr = Hresult(exit.last_wait_result.cast_unsigned());
+            errors.push(HcsError::new(hr).into_error(w.ctr_id, WAIT.name()));
+            UNKNOWN_EXIT_CODE
+        }),
+        Err(e) => {
+            tracing::warn!(container_id = w.ctr_id, process_id = w.process_id, error = %e, "waiting for the process failed");
+            errors.push(e.into_error(w.ctr_id, WAIT.name()));
+            UNKNOWN_EXIT_CODE
+        }
+    }
+}
+
+/// Which of the process's and its system's exits comes first, and the
+/// other's if it follows in time (the system's: already come; the
+/// process's: within `grace`). A failed wait on the system bounds nothing.
+async fn race<H: Hcs>(hcs: &H, system: &H::System, process: &H::Process, grace: Duration) -> Race {
     let process_exit = hcs.wait_process_exit(process);
     tokio::pin!(process_exit);
     let system_exit = async {
@@ -145,11 +169,11 @@ async fn race<H: Hcs>(
         exit = &mut process_exit => {
             // Has the system exited too? Asked without waiting.
             let peek = tokio::time::timeout(Duration::ZERO, hcs.wait_compute_system_exit(system));
-            (Some(exit), peek.await.ok().and_then(Result::ok))
+            Race::ProcessFirst(exit, peek.await.ok().and_then(Result::ok))
         }
         system = system_exit => {
             let exit = tokio::time::timeout(grace, process_exit).await.ok();
-            (exit, Some(system))
+            Race::SystemFirst(system, exit)
         }
     }
 }
