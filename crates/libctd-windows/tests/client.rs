@@ -18,6 +18,9 @@ use libctd_windows::hcs::HcsOp;
 use libctd_windows::hcs::sim::{CONTROL_C_EXIT, Sim, TERMINATED_EXIT};
 use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
 
+// The simulation's environment serves the exit cases too.
+#[path = "support/exit_cases.rs"]
+mod exit_cases;
 #[path = "support/lifecycle.rs"]
 mod lifecycle;
 #[path = "support/sim_env.rs"]

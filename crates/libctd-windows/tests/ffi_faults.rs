@@ -7,6 +7,9 @@
 
 #[path = "support/double.rs"]
 mod double;
+// The binding's environment serves the exit cases too.
+#[path = "support/exit_cases.rs"]
+mod exit_cases;
 #[path = "support/ffi_env.rs"]
 mod ffi_env;
 #[path = "support/lifecycle.rs"]
@@ -92,7 +95,7 @@ async fn unreadable_exit_code_carries_an_error() {
         &e.sys("x"),
         serde_json::json!({"ExitCodeUnavailable": true}),
     );
-    e.run("c", "exit 3").await;
+    e.run("c", &spec("exit 3")).await;
     let exit = e.exit("c").await;
     assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
     let text = exit
@@ -104,7 +107,7 @@ async fn unreadable_exit_code_carries_an_error() {
     e.remove("c").await;
 
     // The same for an exec.
-    e.run("x", "sleep").await;
+    e.run("x", &spec("sleep")).await;
     let process = serde_json::from_value(serde_json::json!(
         {"args": ["exit", "4"], "cwd": "C:\\", "user": {"uid": 0, "gid": 0}}
     ))
@@ -240,7 +243,7 @@ async fn stop_does_not_wait_for_a_late_operation() {
         ("t", "HcsTerminateComputeSystem"),
     ] {
         double::faults(&e.sys(id), serde_json::json!({"Late": {op: 3000}}));
-        e.run(id, "sleep").await;
+        e.run(id, &spec("sleep")).await;
     }
     let started = Instant::now();
     // SIGTERM shuts the compute system down; SIGKILL terminates it.
@@ -367,7 +370,7 @@ async fn a_hung_shutdown_falls_back_to_terminate() {
         serde_json::json!({"Slow": {"HcsShutDownComputeSystem": 3000}}),
     );
     let started = Instant::now();
-    e.run("c", "exit 0").await;
+    e.run("c", &spec("exit 0")).await;
     let exit = e.exit("c").await;
     let took = started.elapsed();
     assert!(took < Duration::from_millis(2500), "took {took:?}");
@@ -389,7 +392,7 @@ async fn a_denied_shutdown_is_reported() {
         &e.sys("d"),
         serde_json::json!({"Fail": {"HcsShutDownComputeSystem": 0x8007_0005_u32}}),
     );
-    e.run("d", "exit 0").await;
+    e.run("d", &spec("exit 0")).await;
     let exit = e.exit("d").await;
     assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
     let text = exit

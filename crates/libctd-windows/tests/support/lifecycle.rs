@@ -1,5 +1,5 @@
 //! The steps of a container's life that the Windows tests over the
-//! simulation (`client.rs`) and over the double (`ffi_faults.rs`) share.
+//! simulation and over the double share.
 
 // Shared by several test files, each using part of it.
 #![allow(dead_code)]
