@@ -39,7 +39,7 @@ const FACILITY_WIN32: u32 = 7;
 /// `E_UNEXPECTED`.
 const E_UNEXPECTED: u32 = 0x8000_FFFF;
 
-mod codes;
+pub mod codes;
 
 pub use codes::HcsCode;
 
@@ -82,6 +82,11 @@ impl Hresult {
     /// The v2 (`0x8037xxxx`) encoding of an HCS code.
     pub const fn hcs_v2(low: u16) -> Self {
         Self(0x8037_0000 | low as u32)
+    }
+
+    /// The same HCS code in the v1 (`0xC037xxxx`) encoding.
+    pub const fn v1(self) -> Self {
+        Self::hcs_v1((self.0 & 0xFFFF) as u16)
     }
 
     /// The HRESULT of a Win32 error code (`HRESULT_FROM_WIN32`).

@@ -21,33 +21,34 @@ pub(crate) type Completion = unsafe extern "system" fn(HCS_OPERATION, *const c_v
 /// The HRESULTs the double returns.
 pub(crate) mod hr {
     use super::{Hresult, win32};
+    use libctd_windows::error::codes::*;
 
     /// An HRESULT as `HRESULT.0`.
     pub(crate) const fn i(h: Hresult) -> i32 {
         h.0 as i32
     }
     /// HCS_E_OPERATION_TIMEOUT.
-    pub(crate) const OPERATION_TIMEOUT: i32 = i(Hresult::hcs_v2(0x0118));
+    pub(crate) const OPERATION_TIMEOUT: i32 = i(HCS_E_OPERATION_TIMEOUT);
     /// HCS_E_OPERATION_NOT_STARTED.
-    pub(crate) const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0115));
+    pub(crate) const NOT_STARTED: i32 = i(HCS_E_OPERATION_NOT_STARTED);
     /// HCS_E_OPERATION_ALREADY_STARTED.
-    pub(crate) const ALREADY_STARTED: i32 = i(Hresult::hcs_v2(0x0116));
+    pub(crate) const ALREADY_STARTED: i32 = i(HCS_E_OPERATION_ALREADY_STARTED);
     /// HCS_E_SYSTEM_NOT_FOUND.
-    pub(crate) const SYSTEM_NOT_FOUND: i32 = i(Hresult::hcs_v1(0x010E));
+    pub(crate) const SYSTEM_NOT_FOUND: i32 = i(HCS_E_SYSTEM_NOT_FOUND.v1());
     /// HCS_E_SYSTEM_ALREADY_STOPPED.
-    pub(crate) const ALREADY_STOPPED: i32 = i(Hresult::hcs_v1(0x0110));
+    pub(crate) const ALREADY_STOPPED: i32 = i(HCS_E_SYSTEM_ALREADY_STOPPED.v1());
     /// HCS_E_PROCESS_ALREADY_STOPPED.
-    pub(crate) const PROCESS_ALREADY_STOPPED: i32 = i(Hresult::hcs_v2(0x011F));
+    pub(crate) const PROCESS_ALREADY_STOPPED: i32 = i(HCS_E_PROCESS_ALREADY_STOPPED);
     /// HCS_E_PROCESS_INFO_NOT_AVAILABLE.
-    pub(crate) const PROCESS_INFO_NOT_AVAILABLE: i32 = i(Hresult::hcs_v2(0x011D));
+    pub(crate) const PROCESS_INFO_NOT_AVAILABLE: i32 = i(HCS_E_PROCESS_INFO_NOT_AVAILABLE);
     /// HCS_E_INVALID_STATE.
-    pub(crate) const INVALID_STATE: i32 = i(Hresult::hcs_v1(0x0105));
+    pub(crate) const INVALID_STATE: i32 = i(HCS_E_INVALID_STATE.v1());
     /// HCS_E_INVALID_JSON.
-    pub(crate) const INVALID_JSON: i32 = i(Hresult::hcs_v1(0x010D));
+    pub(crate) const INVALID_JSON: i32 = i(HCS_E_INVALID_JSON.v1());
     /// HCS_E_UNEXPECTED_EXIT.
-    pub(crate) const UNEXPECTED_EXIT: i32 = i(Hresult::hcs_v1(0x0106));
+    pub(crate) const UNEXPECTED_EXIT: i32 = i(HCS_E_UNEXPECTED_EXIT.v1());
     /// HCS_E_TERMINATED, the status a forced exit may carry.
-    pub(crate) const TERMINATED: i32 = i(Hresult::hcs_v2(0x0107));
+    pub(crate) const TERMINATED: i32 = i(HCS_E_TERMINATED);
     /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
     pub(crate) const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
     /// E_ACCESSDENIED (HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)).
@@ -63,7 +64,7 @@ pub(crate) mod hr {
     /// ERROR_NOT_FOUND.
     pub(crate) const NOT_FOUND: i32 = i(Hresult::from_win32(win32::NOT_FOUND));
     /// HCS_E_SYSTEM_ALREADY_EXISTS (HCS's own code, not Win32's).
-    pub(crate) const ALREADY_EXISTS: i32 = i(Hresult::hcs_v2(0x010F));
+    pub(crate) const ALREADY_EXISTS: i32 = i(HCS_E_SYSTEM_ALREADY_EXISTS);
 }
 
 /// The exit code of a process ended by a console control event.

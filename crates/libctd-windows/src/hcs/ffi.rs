@@ -57,6 +57,7 @@ use windows::Win32::System::HostComputeSystem::{
 use windows::core::{GUID, HRESULT, HSTRING, PCWSTR};
 
 use super::{Hcs, HcsResult, ProcessExit, ProcessInfo, SystemExit};
+use crate::error::codes::{HCS_E_OPERATION_PENDING, HCS_E_OPERATION_TIMEOUT};
 use crate::error::{HcsError, Hresult, win32};
 
 use fns::*;
@@ -273,7 +274,7 @@ impl Computecore {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
             Err(_) => {
-                late_answer(&mut rx).unwrap_or_else(|| Err(HcsError::new(Hresult::hcs_v2(0x0117))))
+                late_answer(&mut rx).unwrap_or_else(|| Err(HcsError::new(HCS_E_OPERATION_PENDING)))
             }
         }
     }
@@ -400,7 +401,7 @@ impl Hcs for Computecore {
                 Err(HcsError::new(Hresult::from(registered)))
             }
             Ok(()) => Ok(FfiSystem(Arc::new(inner))),
-            Err(e) if raw != 0 && e.hresult == OPERATION_TIMEOUT => {
+            Err(e) if raw != 0 && e.hresult == HCS_E_OPERATION_TIMEOUT => {
                 // HCS may still create it: terminate (bounded), then close.
                 let system = FfiSystem(Arc::new(inner));
                 let _ = self.terminate_compute_system(&system).await;
@@ -553,7 +554,7 @@ impl Hcs for Computecore {
                 };
                 return Err(HcsError::new(hr));
             }
-            Err(e) if raw != 0 && e.hresult == OPERATION_TIMEOUT => {
+            Err(e) if raw != 0 && e.hresult == HCS_E_OPERATION_TIMEOUT => {
                 // HCS may still create and start it: terminate (bounded),
                 // then close; its stdio never reached us.
                 let process = FfiProcess(inner);

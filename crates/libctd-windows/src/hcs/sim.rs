@@ -89,13 +89,15 @@ const KNOWN_STATEMENTS: &[&str] = &[
 /// HRESULTs the simulation answers with.
 mod hr {
     use crate::error::Hresult;
-    pub(super) const INVALID_STATE: Hresult = Hresult::hcs_v1(0x0105);
-    pub(super) const INVALID_JSON: Hresult = Hresult::hcs_v1(0x010D);
-    pub(super) const NOT_FOUND: Hresult = Hresult::hcs_v1(0x010E);
-    pub(super) const ALREADY_STOPPED: Hresult = Hresult::hcs_v1(0x0110);
-    pub(super) const PROCESS_ALREADY_STOPPED: Hresult = Hresult::hcs_v2(0x011F);
-    pub(super) const SERVICE_DISCONNECT: Hresult = Hresult::hcs_v2(0x011E);
-    pub(super) const ALREADY_EXISTS: Hresult = Hresult::hcs_v2(0x010F);
+    use crate::error::codes::*;
+    pub(super) const INVALID_STATE: Hresult = HCS_E_INVALID_STATE.v1();
+    pub(super) const INVALID_JSON: Hresult = HCS_E_INVALID_JSON.v1();
+    pub(super) const NOT_FOUND: Hresult = HCS_E_SYSTEM_NOT_FOUND.v1();
+    pub(super) const ALREADY_STOPPED: Hresult = HCS_E_SYSTEM_ALREADY_STOPPED.v1();
+    pub(super) const PROCESS_ALREADY_STOPPED: Hresult = HCS_E_PROCESS_ALREADY_STOPPED;
+    pub(super) const SERVICE_DISCONNECT: Hresult = HCS_E_SERVICE_DISCONNECT;
+    pub(super) const ALREADY_EXISTS: Hresult = HCS_E_SYSTEM_ALREADY_EXISTS;
+    pub(super) const PENDING: Hresult = HCS_E_OPERATION_PENDING;
 }
 
 /// A simulated HCS. Clones share one simulated service.
@@ -589,7 +591,7 @@ impl Sim {
                     .stop_failure
                     .send_replace(Some(HcsError::new(hresult)));
             });
-            return Err(HcsError::new(Hresult::hcs_v2(0x0117)));
+            return Err(HcsError::new(hr::PENDING));
         }
         let exit = if self.take_unexpected(&handle.system.id) {
             SystemExit::unexpected()

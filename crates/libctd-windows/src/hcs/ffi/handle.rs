@@ -14,6 +14,7 @@ use windows::Win32::System::HostComputeSystem::{
 };
 use windows::core::{HRESULT, PCWSTR};
 
+use crate::error::codes::HCS_E_SERVICE_DISCONNECT;
 use crate::error::{HcsError, Hresult, win32};
 use crate::hcs::{HcsResult, ProcessExit, SystemExit};
 
@@ -75,7 +76,7 @@ pub(super) unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: 
                         .unwrap_or_else(|| SystemExit::clean("Unknown"));
                     tx.send_replace(Some(Ok(exit)));
                 } else if event.Type == HcsEventServiceDisconnect {
-                    tx.send_replace(Some(Err(Hresult::hcs_v2(0x011E))));
+                    tx.send_replace(Some(Err(HCS_E_SERVICE_DISCONNECT)));
                 }
             }
             Some(Registered::Process(tx)) => {
@@ -89,7 +90,7 @@ pub(super) unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: 
                         });
                     tx.send_replace(Some(Ok(exit)));
                 } else if event.Type == HcsEventServiceDisconnect {
-                    tx.send_replace(Some(Err(Hresult::hcs_v2(0x011E))));
+                    tx.send_replace(Some(Err(HCS_E_SERVICE_DISCONNECT)));
                 }
             }
             None => {}
@@ -278,7 +279,7 @@ impl<N: HandleKind> HandleInner<N> {
     /// HCS_E_SERVICE_DISCONNECT; a submitted stop that failed is its
     /// failure.
     pub(super) async fn wait_exit(&self) -> HcsResult<N> {
-        let disconnected = || HcsError::new(Hresult::hcs_v2(0x011E));
+        let disconnected = || HcsError::new(HCS_E_SERVICE_DISCONNECT);
         let mut rx = self.exit.clone();
         let mut failure = self.stop_failure.subscribe();
         let notice = tokio::select! {
