@@ -24,7 +24,7 @@ use libctd_core::{
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::convert::{self, ContainerConfig, Isolation};
+use crate::convert::{self, ContainerConfig, Isolation, PropertiesError};
 use crate::error::HcsError;
 use crate::exits;
 use crate::hcs::{Hcs, HcsOp, SystemExit};
@@ -1069,14 +1069,16 @@ impl<H: Hcs> Client for WindowsClient<H> {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn stats(&self, container_id: &str) -> Result<Stats> {
-        let props = self.query(container_id, "stats", &["Statistics"]).await?;
+        let props = self
+            .query(container_id, "stats", PropertyQuery::STATISTICS)
+            .await?;
         Ok(convert::stats(&props))
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list_pids(&self, container_id: &str) -> Result<Vec<u32>> {
         let props = self
-            .query(container_id, "list_pids", &["ProcessList"])
+            .query(container_id, "list_pids", PropertyQuery::PROCESS_LIST)
             .await?;
         Ok(convert::summary(&props).iter().map(Summary::pid).collect())
     }
@@ -1084,7 +1086,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn summary(&self, container_id: &str) -> Result<Vec<Summary>> {
         let props = self
-            .query(container_id, "summary", &["ProcessList"])
+            .query(container_id, "summary", PropertyQuery::PROCESS_LIST)
             .await?;
         Ok(convert::summary(&props))
     }
@@ -1334,7 +1336,7 @@ impl<H: Hcs> WindowsClient<H> {
         &self,
         container_id: &str,
         operation: &'static str,
-        types: &[&str],
+        query: &str,
     ) -> Result<crate::schema::Properties> {
         let ctr = self.inner.container(container_id, operation)?;
         {
@@ -1343,26 +1345,17 @@ impl<H: Hcs> WindowsClient<H> {
                 return Err(not_running(container_id, operation));
             }
         }
-        let query = serde_json::to_string(&PropertyQuery::new(types)).map_err(|e| {
-            Error::system("cannot encode a property query")
-                .with_source(e)
-                .with_operation(operation)
-                .with_container(container_id)
-        })?;
-        let doc = self
-            .inner
-            .hcs
-            .get_compute_system_properties(&ctr.system, &query)
-            .await
-            .map_err(|e| {
-                hcs_error(
-                    e,
-                    container_id,
-                    HcsOp::GetComputeSystemProperties,
-                    operation,
-                )
-            })?;
-        convert::parse_properties(&doc)
-            .map_err(|e| e.with_operation(operation).with_container(container_id))
+        let asked = convert::system_properties(&*self.inner.hcs, &ctr.system, query).await;
+        asked.map_err(|e| match e {
+            PropertiesError::Refused(e) => hcs_error(
+                e,
+                container_id,
+                HcsOp::GetComputeSystemProperties,
+                operation,
+            ),
+            PropertiesError::Unreadable(e) => {
+                e.with_operation(operation).with_container(container_id)
+            }
+        })
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use libctd_core::Error;
 
 use crate::client::UNKNOWN_EXIT_CODE;
-use crate::convert;
+use crate::convert::{self, PropertiesError};
 use crate::error::{HcsError, Hresult};
 use crate::hcs::{Hcs, HcsOp, HcsResult, ProcessExit, SystemExit};
 use crate::schema::PropertyQuery;
@@ -187,19 +187,15 @@ pub(crate) async fn update_pending<H: Hcs>(
     ctr_id: &str,
     timeout: Duration,
 ) -> bool {
-    let Ok(query) = serde_json::to_string(&PropertyQuery::new(&["PendingUpdates"])) else {
-        return false;
-    };
-    let asked = tokio::time::timeout(timeout, hcs.get_compute_system_properties(system, &query));
+    let query = PropertyQuery::PENDING_UPDATES;
+    let asked = tokio::time::timeout(timeout, convert::system_properties(hcs, system, query));
     match asked.await {
-        Ok(Ok(doc)) => match convert::parse_properties(&doc) {
-            Ok(props) => props.are_updates_pending.unwrap_or(false),
-            Err(e) => {
-                tracing::warn!(container_id = ctr_id, error = %e.report(), "unreadable PendingUpdates answer");
-                false
-            }
-        },
-        Ok(Err(e)) => {
+        Ok(Ok(props)) => props.are_updates_pending.unwrap_or(false),
+        Ok(Err(PropertiesError::Unreadable(e))) => {
+            tracing::warn!(container_id = ctr_id, error = %e.report(), "unreadable PendingUpdates answer");
+            false
+        }
+        Ok(Err(PropertiesError::Refused(e))) => {
             tracing::debug!(container_id = ctr_id, error = %e, "the host refused the PendingUpdates query");
             false
         }
