@@ -80,7 +80,7 @@ pub const HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION: Hresult = Hresult(0x8037_01
 /// The operation was cancelled already.
 pub const HCS_E_OPERATION_ALREADY_CANCELLED: Hresult = Hresult(0x8037_0121);
 
-/// What an [`Hresult`](super::Hresult) means, with the v1/v2 encodings
+/// What an [`Hresult`] means, with the v1/v2 encodings
 /// folded together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
