@@ -495,7 +495,7 @@ impl Hcs for Computecore {
     }
 
     async fn wait_compute_system_exit(&self, system: &FfiSystem) -> HcsResult<SystemExit> {
-        system.0.wait_exit().await
+        system.0.wait_system_exit().await
     }
 
     async fn create_process(
