@@ -59,16 +59,40 @@ pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Ki
     });
 }
 
-/// Stops `system`: its processes end with `code`, then its exit is
+/// How a compute system exits: its SystemExited `ExitType` and `Status`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exit {
+    pub exit_type: &'static str,
+    pub status: i32,
+}
+
+/// A shutdown's exit.
+pub(crate) const GRACEFUL_EXIT: Exit = Exit {
+    exit_type: "GracefulExit",
+    status: 0,
+};
+/// A terminate's exit: it may carry HCS_E_TERMINATED, still not a crash.
+pub(crate) const FORCED_EXIT: Exit = Exit {
+    exit_type: "ForcedExit",
+    status: hr::TERMINATED,
+};
+/// The exit of a system that died.
+pub(crate) const UNEXPECTED_EXIT: Exit = Exit {
+    exit_type: "UnexpectedExit",
+    status: hr::UNEXPECTED_EXIT,
+};
+
+/// Stops `system`: its processes end with `code`, then its `exit` is
 /// published. False when it was stopped already.
-pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, status: i32) -> bool {
+pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit: Exit) -> bool {
     let processes: Vec<Arc<Process>> = {
         let mut st = lock(&system.state);
         if st.status == Status::Stopped {
             return false;
         }
         st.status = Status::Stopped;
-        st.exit = Some(serde_json::json!({"Status": status, "ExitType": exit_type}).to_string());
+        let doc = serde_json::json!({"Status": exit.status, "ExitType": exit.exit_type});
+        st.exit = Some(doc.to_string());
         st.processes.values().cloned().collect()
     };
     for p in processes {
@@ -89,7 +113,7 @@ pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, stat
         .cloned()
         .collect();
     for h in hosted {
-        stop_system(&h, code, exit_type, status);
+        stop_system(&h, code, exit);
     }
     true
 }
@@ -102,12 +126,7 @@ pub(crate) fn crash_system(system: &Arc<System>) -> bool {
     for p in processes {
         lock(&p.ctl).silent = true;
     }
-    stop_system(
-        system,
-        crate::world::TERMINATED_EXIT,
-        "UnexpectedExit",
-        hr::UNEXPECTED_EXIT,
-    )
+    stop_system(system, crate::world::TERMINATED_EXIT, UNEXPECTED_EXIT)
 }
 
 /// Publishes a process's exit with `code` (only records it for a process

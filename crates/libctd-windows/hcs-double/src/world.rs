@@ -502,7 +502,7 @@ pub(crate) fn close(h: usize, call: &str) -> Option<Kind> {
                     w.systems.remove(&s.id);
                 }
                 drop(w);
-                crate::events::stop_system(s, TERMINATED_EXIT, "ForcedExit", hr::TERMINATED);
+                crate::events::stop_system(s, TERMINATED_EXIT, crate::events::FORCED_EXIT);
                 return Some(e.kind);
             }
         }

@@ -563,14 +563,14 @@ impl Sim {
     }
 
     /// A shutdown or terminate (`op`): the processes end with `code`, and
-    /// the system exits with `exit_type`, or unexpectedly when the fault
-    /// plan says so.
+    /// the system exits with `exit`, or unexpectedly when the fault plan
+    /// says so.
     async fn stop(
         &self,
         handle: &SimSystem,
         op: HcsOp,
         code: u32,
-        exit_type: &str,
+        exit: SystemExit,
     ) -> HcsResult<()> {
         let pending = self.gate(op, &handle.system.id).await?;
         self.check_open(handle)?;
@@ -595,10 +595,8 @@ impl Sim {
         }
         let exit = if self.take_unexpected(&handle.system.id) {
             SystemExit::unexpected()
-        } else if exit_type == "ForcedExit" {
-            SystemExit::forced()
         } else {
-            SystemExit::clean(exit_type)
+            exit
         };
         if !stop_system(&handle.system, code, exit) {
             return Err(HcsError::new(hr::ALREADY_STOPPED));
@@ -716,23 +714,15 @@ impl Hcs for Sim {
     }
 
     async fn shutdown_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        self.stop(
-            handle,
-            HcsOp::ShutDownComputeSystem,
-            CONTROL_C_EXIT,
-            "GracefulExit",
-        )
-        .await
+        let exit = SystemExit::clean("GracefulExit");
+        self.stop(handle, HcsOp::ShutDownComputeSystem, CONTROL_C_EXIT, exit)
+            .await
     }
 
     async fn terminate_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        self.stop(
-            handle,
-            HcsOp::TerminateComputeSystem,
-            TERMINATED_EXIT,
-            "ForcedExit",
-        )
-        .await
+        let exit = SystemExit::forced();
+        self.stop(handle, HcsOp::TerminateComputeSystem, TERMINATED_EXIT, exit)
+            .await
     }
 
     async fn pause_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
@@ -986,8 +976,7 @@ impl Hcs for Sim {
         let pending = self
             .gate(HcsOp::SignalProcess, &handle.process.system_id)
             .await?;
-        check_process(handle)?;
-        check_system_alive(handle)?;
+        check_live_process(handle)?;
         let options: SignalProcessOptions = serde_json::from_str(options)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         if !matches!(
@@ -1005,8 +994,7 @@ impl Hcs for Sim {
         let pending = self
             .gate(HcsOp::TerminateProcess, &handle.process.system_id)
             .await?;
-        check_process(handle)?;
-        check_system_alive(handle)?;
+        check_live_process(handle)?;
         // Windows' TerminateProcess on a process that exited already fails
         // with ERROR_ACCESS_DENIED, and HCS passes that on (hcsshim ignores it).
         end_process(handle, TERMINATED_EXIT)
@@ -1017,8 +1005,7 @@ impl Hcs for Sim {
     async fn modify_process(&self, handle: &SimProcess, request: &str) -> HcsResult<()> {
         self.gate(HcsOp::ModifyProcess, &handle.process.system_id)
             .await?;
-        check_process(handle)?;
-        check_system_alive(handle)?;
+        check_live_process(handle)?;
         let request: ModifyProcessRequest = serde_json::from_str(request)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         if handle.process.exit.borrow().is_some() {
@@ -1047,8 +1034,7 @@ impl Hcs for Sim {
     async fn get_process_properties(&self, handle: &SimProcess, query: &str) -> HcsResult<String> {
         self.gate(HcsOp::GetProcessProperties, &handle.process.system_id)
             .await?;
-        check_process(handle)?;
-        check_system_alive(handle)?;
+        check_live_process(handle)?;
         serde_json::from_str::<PropertyQuery>(query)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         let exit = *handle.process.exit.borrow();
@@ -1119,9 +1105,11 @@ fn check_process(handle: &SimProcess) -> HcsResult<()> {
     }
 }
 
-/// Calls on a process of a compute system that has exited are refused with
-/// HCS_E_INVALID_STATE (hcsshim releases the process's wait on it).
-fn check_system_alive(handle: &SimProcess) -> HcsResult<()> {
+/// A call on a process: refused on a closed handle, and with
+/// HCS_E_INVALID_STATE on a process whose compute system has exited
+/// (hcsshim releases the process's wait on it).
+fn check_live_process(handle: &SimProcess) -> HcsResult<()> {
+    check_process(handle)?;
     if handle.process.system_exit.borrow().is_some() {
         Err(HcsError::new(hr::INVALID_STATE))
     } else {
