@@ -120,6 +120,8 @@ struct Container<H: Hcs> {
     isolation: Isolation,
     servicing: bool,
     spec: Spec,
+    /// The compute system's exit, for the reapers of its processes.
+    system_exit: exits::SystemExitWatch,
     state: tokio::sync::Mutex<State<H>>,
     /// True once the init process's exit has been fully reaped (the compute
     /// system shut down and closed) and its event queued.
@@ -394,7 +396,7 @@ impl<H: Hcs> Inner<H> {
         let watched = exits::Watched::<H> {
             ctr_id: &ctr.id,
             process_id,
-            system: &ctr.system,
+            system: &ctr.system_exit,
             process: handle,
         };
         let mut end = exits::process_end(&*self.hcs, watched, self.settings.exit_grace).await;
@@ -753,6 +755,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 }
                 return Err(err);
             }
+            let system_exit = exits::SystemExitWatch::start(hcs.clone(), system.clone(), id.clone());
             let ctr = Arc::new(Container {
                 id: id.clone(),
                 system,
@@ -760,6 +763,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 isolation: config.isolation,
                 servicing: config.servicing,
                 spec,
+                system_exit,
                 state: tokio::sync::Mutex::new(State {
                     status: Status::Created,
                     init: None,

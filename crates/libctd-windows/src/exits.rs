@@ -11,6 +11,9 @@
 //!   first, its processes' exits are waited for at most a grace period:
 //!   a system that died sends none for them (hcsshim then releases the
 //!   wait itself with exit code -1), and the exit is reported unknown.
+//!   The system's exit is waited for once per container
+//!   ([`SystemExitWatch`]), for all its processes; a failed wait is made
+//!   again, so it never hides the exit.
 //! - Only `ExitType == "UnexpectedExit"` is an exit error (see
 //!   [`SystemExit::error`]): the exit is then unknown and carries the
 //!   system's error. A forced exit after our own terminate is not one.
@@ -21,6 +24,7 @@
 //!   pending", never an exit error: only a host that answers it can make
 //!   `update_pending` true.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use libctd_core::Error;
@@ -30,6 +34,7 @@ use crate::convert::{self, PropertiesError};
 use crate::error::{HcsError, Hresult};
 use crate::hcs::{Hcs, HcsOp, HcsResult, ProcessExit, SystemExit};
 use crate::schema::PropertyQuery;
+use tokio::sync::watch;
 
 /// Whether a failed terminate of a process (an exec) still leaves it ending
 /// or ended: pending, already stopped, or denied because it exited.
@@ -61,11 +66,79 @@ pub(crate) struct ProcessEnd {
     pub(crate) system_exited: bool,
 }
 
-/// A process of a compute system: the handles to wait on.
+/// The first pause before a failed wait for a compute system's exit is
+/// made again; it doubles up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between waits for a compute system's exit.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// A compute system's exit, watched once for the reapers of all its
+/// processes: one wait on HCS per container (not one per reaper, each of
+/// which could meet a fault meant for another). Dropping it ends the wait.
+pub(crate) struct SystemExitWatch {
+    exit: watch::Receiver<Option<SystemExit>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl SystemExitWatch {
+    /// Starts the one wait for `system`'s exit (of container `ctr_id`). A
+    /// failed wait is made again after a pause: a stop that failed after
+    /// it was submitted fails the waits until the next stop, and the exit
+    /// after that must still be seen.
+    pub(crate) fn start<H: Hcs>(hcs: Arc<H>, system: H::System, ctr_id: String) -> Self {
+        let (tx, exit) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let mut pause = FIRST_RETRY_PAUSE;
+            loop {
+                match hcs.wait_compute_system_exit(&system).await {
+                    Ok(exit) => {
+                        tx.send_replace(Some(exit));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(container_id = %ctr_id, error = %e, ?pause, "waiting for the compute system's exit failed, waiting again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                    }
+                }
+            }
+        });
+        Self {
+            exit,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// The system's exit, if it has come.
+    fn get(&self) -> Option<SystemExit> {
+        self.exit.borrow().clone()
+    }
+
+    /// Resolves with the system's exit once it has come.
+    async fn exited(&self) -> SystemExit {
+        let mut rx = self.exit.clone();
+        if let Ok(exit) = rx.wait_for(Option::is_some).await
+            && let Some(exit) = exit.clone()
+        {
+            return exit;
+        }
+        // The wait ended without an exit: only when aborted, with the
+        // container.
+        std::future::pending().await
+    }
+}
+
+impl Drop for SystemExitWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A process of a compute system: its handle, and its system's exit.
 pub(crate) struct Watched<'a, H: Hcs> {
     pub(crate) ctr_id: &'a str,
     pub(crate) process_id: &'a str,
-    pub(crate) system: &'a H::System,
+    pub(crate) system: &'a SystemExitWatch,
     pub(crate) process: &'a H::Process,
 }
 
@@ -155,23 +228,18 @@ fn exit_code<H: Hcs>(
 
 /// Which of the process's and its system's exits comes first, and the
 /// other's if it follows in time (the system's: already come; the
-/// process's: within `grace`). A failed wait on the system bounds nothing.
-async fn race<H: Hcs>(hcs: &H, system: &H::System, process: &H::Process, grace: Duration) -> Race {
+/// process's: within `grace`).
+async fn race<H: Hcs>(
+    hcs: &H,
+    system: &SystemExitWatch,
+    process: &H::Process,
+    grace: Duration,
+) -> Race {
     let process_exit = hcs.wait_process_exit(process);
     tokio::pin!(process_exit);
-    let system_exit = async {
-        match hcs.wait_compute_system_exit(system).await {
-            Ok(exit) => exit,
-            Err(_) => std::future::pending().await,
-        }
-    };
     tokio::select! {
-        exit = &mut process_exit => {
-            // Has the system exited too? Asked without waiting.
-            let peek = tokio::time::timeout(Duration::ZERO, hcs.wait_compute_system_exit(system));
-            Race::ProcessFirst(exit, peek.await.ok().and_then(Result::ok))
-        }
-        system = system_exit => {
+        exit = &mut process_exit => Race::ProcessFirst(exit, system.get()),
+        system = system.exited() => {
             let exit = tokio::time::timeout(grace, process_exit).await.ok();
             Race::SystemFirst(system, exit)
         }

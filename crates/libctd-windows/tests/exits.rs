@@ -12,8 +12,13 @@ mod lifecycle;
 #[path = "support/sim_env.rs"]
 mod sim_env;
 
+use std::time::{Duration, Instant};
+
+use libctd_core::{Client, discard_stdio};
+use libctd_windows::ClientSettings;
+use libctd_windows::error::Hresult;
 use libctd_windows::hcs::HcsOp;
-use sim_env::{Env, sys};
+use sim_env::{Env, env_with, sys};
 
 #[tokio::test]
 async fn a_duplicate_system_id_is_already_exists() {
@@ -47,5 +52,42 @@ async fn a_shutdown_failing_after_submit_escalates_at_once() {
     assert_eq!(
         e.sim.call_count(HcsOp::TerminateComputeSystem, &sys("c")),
         1
+    );
+}
+
+/// The simulation only (the double has no HcsWaitForComputeSystemExit):
+/// the system's exit is waited for once per container, for all its
+/// reapers, and a failed wait is made again. A wait that fails once is
+/// neither taken for another wait's answer nor left waiting forever: the
+/// system that dies afterwards still ends the init and the exec.
+#[tokio::test]
+async fn a_failed_system_exit_wait_does_not_hide_the_exit() {
+    let e = env_with(ClientSettings {
+        exit_grace: Duration::from_millis(300),
+        ..ClientSettings::default()
+    });
+    e.sim.fail_once(
+        HcsOp::WaitForComputeSystemExit,
+        Some(&sys("c")),
+        Hresult::from_win32(5),
+    );
+    e.run("c", &lifecycle::spec("sleep")).await;
+    e.client
+        .exec(
+            "c",
+            "e1",
+            &lifecycle::process("sleep"),
+            false,
+            discard_stdio(),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(e.sim.crash(&sys("c")));
+    lifecycle::assert_died(&e.client, &e.backend, "c", started).await;
+    assert_eq!(
+        e.sim.call_count(HcsOp::WaitForComputeSystemExit, &sys("c")),
+        2,
+        "one wait, made again once"
     );
 }
