@@ -24,7 +24,7 @@ use libctd_core::{
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::convert::{self, ContainerConfig, Isolation};
+use crate::convert::{self, ContainerConfig, Isolation, PropertiesError};
 use crate::error::HcsError;
 use crate::exits;
 use crate::hcs::{Hcs, HcsOp, SystemExit};
@@ -120,6 +120,8 @@ struct Container<H: Hcs> {
     isolation: Isolation,
     servicing: bool,
     spec: Spec,
+    /// The compute system's exit, for the reapers of its processes.
+    system_exit: exits::SystemExitWatch,
     state: tokio::sync::Mutex<State<H>>,
     /// True once the init process's exit has been fully reaped (the compute
     /// system shut down and closed) and its event queued.
@@ -283,8 +285,8 @@ impl<H: Hcs> Inner<H> {
     async fn terminate_system(&self, ctr_id: &str, system: &H::System) -> Result<()> {
         match self.hcs.terminate_compute_system(system).await {
             Ok(()) => {}
-            Err(e) if e.hresult.is_pending() => {}
             Err(e) if e.hresult.is_already_stopped() => return Ok(()),
+            Err(e) if exits::system_stop_leaves_it_ended(e.hresult) => {}
             Err(e) => return Err(e.into_error(ctr_id, HcsOp::TerminateComputeSystem.name())),
         }
         // A forced exit is what was asked for; only a failed wait counts.
@@ -394,7 +396,7 @@ impl<H: Hcs> Inner<H> {
         let watched = exits::Watched::<H> {
             ctr_id: &ctr.id,
             process_id,
-            system: &ctr.system,
+            system: &ctr.system_exit,
             process: handle,
         };
         let mut end = exits::process_end(&*self.hcs, watched, self.settings.exit_grace).await;
@@ -429,9 +431,10 @@ impl<H: Hcs> Inner<H> {
 
         // A system that exited already needs no shutdown (and its exit was
         // read by the rules of `exits`).
-        let shutdown = match end.system {
-            Some(_) => Ok(()),
-            None => self.shutdown_system(&id, &ctr.system).await,
+        let shutdown = if end.system_exited {
+            Ok(())
+        } else {
+            self.shutdown_system(&id, &ctr.system).await
         };
         if let Err(e) = shutdown {
             exit_code = UNKNOWN_EXIT_CODE;
@@ -752,6 +755,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 }
                 return Err(err);
             }
+            let system_exit = exits::SystemExitWatch::start(hcs.clone(), system.clone(), id.clone());
             let ctr = Arc::new(Container {
                 id: id.clone(),
                 system,
@@ -759,6 +763,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 isolation: config.isolation,
                 servicing: config.servicing,
                 spec,
+                system_exit,
                 state: tokio::sync::Mutex::new(State {
                     status: Status::Created,
                     init: None,
@@ -901,9 +906,8 @@ impl<H: Hcs> Client for WindowsClient<H> {
                 };
                 match result {
                     Ok(()) => Ok(()),
-                    Err((e, _)) if e.hresult.is_pending() || e.hresult.is_already_stopped() => {
-                        Ok(())
-                    }
+                    // Its exit notice follows (or came): the reaper reports it.
+                    Err((e, _)) if exits::system_stop_leaves_it_ended(e.hresult) => Ok(()),
                     Err((e, op)) => Err(hcs_error(e, &id, op, OP).with_process(&process_id)),
                 }
             } else {
@@ -1069,14 +1073,16 @@ impl<H: Hcs> Client for WindowsClient<H> {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn stats(&self, container_id: &str) -> Result<Stats> {
-        let props = self.query(container_id, "stats", &["Statistics"]).await?;
+        let props = self
+            .query(container_id, "stats", PropertyQuery::STATISTICS)
+            .await?;
         Ok(convert::stats(&props))
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list_pids(&self, container_id: &str) -> Result<Vec<u32>> {
         let props = self
-            .query(container_id, "list_pids", &["ProcessList"])
+            .query(container_id, "list_pids", PropertyQuery::PROCESS_LIST)
             .await?;
         Ok(convert::summary(&props).iter().map(Summary::pid).collect())
     }
@@ -1084,7 +1090,7 @@ impl<H: Hcs> Client for WindowsClient<H> {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn summary(&self, container_id: &str) -> Result<Vec<Summary>> {
         let props = self
-            .query(container_id, "summary", &["ProcessList"])
+            .query(container_id, "summary", PropertyQuery::PROCESS_LIST)
             .await?;
         Ok(convert::summary(&props))
     }
@@ -1334,7 +1340,7 @@ impl<H: Hcs> WindowsClient<H> {
         &self,
         container_id: &str,
         operation: &'static str,
-        types: &[&str],
+        query: &str,
     ) -> Result<crate::schema::Properties> {
         let ctr = self.inner.container(container_id, operation)?;
         {
@@ -1343,26 +1349,17 @@ impl<H: Hcs> WindowsClient<H> {
                 return Err(not_running(container_id, operation));
             }
         }
-        let query = serde_json::to_string(&PropertyQuery::new(types)).map_err(|e| {
-            Error::system("cannot encode a property query")
-                .with_source(e)
-                .with_operation(operation)
-                .with_container(container_id)
-        })?;
-        let doc = self
-            .inner
-            .hcs
-            .get_compute_system_properties(&ctr.system, &query)
-            .await
-            .map_err(|e| {
-                hcs_error(
-                    e,
-                    container_id,
-                    HcsOp::GetComputeSystemProperties,
-                    operation,
-                )
-            })?;
-        convert::parse_properties(&doc)
-            .map_err(|e| e.with_operation(operation).with_container(container_id))
+        let asked = convert::system_properties(&*self.inner.hcs, &ctr.system, query).await;
+        asked.map_err(|e| match e {
+            PropertiesError::Refused(e) => hcs_error(
+                e,
+                container_id,
+                HcsOp::GetComputeSystemProperties,
+                operation,
+            ),
+            PropertiesError::Unreadable(e) => {
+                e.with_operation(operation).with_container(container_id)
+            }
+        })
     }
 }

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{Error, PlatformStats, Result, Stats, Summary, WindowsProcess, WindowsStats};
 
+use crate::error::HcsError;
 use crate::hcs::Hcs;
 use crate::schema::{
     Attachment, Chipset, ComputeSystem, Container, ContainerMemory, ContainerProcessor, Devices,
@@ -707,4 +708,26 @@ pub fn parse_properties(document: &str) -> Result<Properties> {
     serde_json::from_str(document).map_err(|e| {
         Error::system("HCS answered a property query with an unreadable document").with_source(e)
     })
+}
+
+/// Why a property query gave no properties.
+pub(crate) enum PropertiesError {
+    /// HCS refused the query.
+    Refused(HcsError),
+    /// HCS's answer could not be read.
+    Unreadable(Error),
+}
+
+/// Asks `system` the property query `query` (one of [`PropertyQuery`](crate::schema::PropertyQuery)'s
+/// documents) and reads the answer.
+pub(crate) async fn system_properties<H: Hcs>(
+    hcs: &H,
+    system: &H::System,
+    query: &str,
+) -> std::result::Result<Properties, PropertiesError> {
+    let doc = hcs
+        .get_compute_system_properties(system, query)
+        .await
+        .map_err(PropertiesError::Refused)?;
+    parse_properties(&doc).map_err(PropertiesError::Unreadable)
 }

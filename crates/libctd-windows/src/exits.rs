@@ -11,6 +11,9 @@
 //!   first, its processes' exits are waited for at most a grace period:
 //!   a system that died sends none for them (hcsshim then releases the
 //!   wait itself with exit code -1), and the exit is reported unknown.
+//!   The system's exit is waited for once per container
+//!   ([`SystemExitWatch`]), for all its processes; a failed wait is made
+//!   again, so it never hides the exit.
 //! - Only `ExitType == "UnexpectedExit"` is an exit error (see
 //!   [`SystemExit::error`]): the exit is then unknown and carries the
 //!   system's error. A forced exit after our own terminate is not one.
@@ -21,15 +24,17 @@
 //!   pending", never an exit error: only a host that answers it can make
 //!   `update_pending` true.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use libctd_core::Error;
 
 use crate::client::UNKNOWN_EXIT_CODE;
-use crate::convert;
+use crate::convert::{self, PropertiesError};
 use crate::error::{HcsError, Hresult};
 use crate::hcs::{Hcs, HcsOp, HcsResult, ProcessExit, SystemExit};
 use crate::schema::PropertyQuery;
+use tokio::sync::watch;
 
 /// Whether a failed terminate of a process (an exec) still leaves it ending
 /// or ended: pending, already stopped, or denied because it exited.
@@ -42,6 +47,13 @@ pub(crate) fn terminate_leaves_it_ended(hresult: Hresult) -> bool {
         || hresult.is_not_exist()
 }
 
+/// Whether a failed shutdown or terminate of a compute system still leaves
+/// it ending or ended: pending (submitted; the exit notice follows) or
+/// already stopped.
+pub(crate) fn system_stop_leaves_it_ended(hresult: Hresult) -> bool {
+    hresult.is_pending() || hresult.is_already_stopped()
+}
+
 /// How a process ended, as HCS told it.
 pub(crate) struct ProcessEnd {
     /// When its end was seen.
@@ -50,54 +62,123 @@ pub(crate) struct ProcessEnd {
     pub(crate) exit_code: u32,
     /// Why the exit code is unknown.
     pub(crate) errors: Vec<Error>,
-    /// Its compute system's exit, if the system had exited by then.
-    pub(crate) system: Option<SystemExit>,
+    /// Whether its compute system had exited by then.
+    pub(crate) system_exited: bool,
 }
 
-/// A process of a compute system: the handles to wait on.
+/// The first pause before a failed wait for a compute system's exit is
+/// made again; it doubles up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between waits for a compute system's exit.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// A compute system's exit, watched once for the reapers of all its
+/// processes: one wait on HCS per container (not one per reaper, each of
+/// which could meet a fault meant for another). Dropping it ends the wait.
+pub(crate) struct SystemExitWatch {
+    exit: watch::Receiver<Option<SystemExit>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl SystemExitWatch {
+    /// Starts the one wait for `system`'s exit (of container `ctr_id`). A
+    /// failed wait is made again after a pause: a stop that failed after
+    /// it was submitted fails the waits until the next stop, and the exit
+    /// after that must still be seen.
+    pub(crate) fn start<H: Hcs>(hcs: Arc<H>, system: H::System, ctr_id: String) -> Self {
+        let (tx, exit) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let mut pause = FIRST_RETRY_PAUSE;
+            loop {
+                match hcs.wait_compute_system_exit(&system).await {
+                    Ok(exit) => {
+                        tx.send_replace(Some(exit));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(container_id = %ctr_id, error = %e, ?pause, "waiting for the compute system's exit failed, waiting again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                    }
+                }
+            }
+        });
+        Self {
+            exit,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// The system's exit, if it has come.
+    fn get(&self) -> Option<SystemExit> {
+        self.exit.borrow().clone()
+    }
+
+    /// Resolves with the system's exit once it has come.
+    async fn exited(&self) -> SystemExit {
+        let mut rx = self.exit.clone();
+        if let Ok(exit) = rx.wait_for(Option::is_some).await
+            && let Some(exit) = exit.clone()
+        {
+            return exit;
+        }
+        // The wait ended without an exit: only when aborted, with the
+        // container.
+        std::future::pending().await
+    }
+}
+
+impl Drop for SystemExitWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A process of a compute system: its handle, and its system's exit.
 pub(crate) struct Watched<'a, H: Hcs> {
     pub(crate) ctr_id: &'a str,
     pub(crate) process_id: &'a str,
-    pub(crate) system: &'a H::System,
+    pub(crate) system: &'a SystemExitWatch,
     pub(crate) process: &'a H::Process,
+}
+
+/// Which exit came first.
+enum Race {
+    /// The process's; its system's too if that had come by then.
+    ProcessFirst(HcsResult<ProcessExit>, Option<SystemExit>),
+    /// The system's; the process's if it came within the grace.
+    SystemFirst(SystemExit, Option<HcsResult<ProcessExit>>),
 }
 
 /// Waits for a process's end by the rules above: its own exit whenever it
 /// comes, or, once its system has exited, at most `grace` more.
 pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Duration) -> ProcessEnd {
-    let (process, system) = race(hcs, w.system, w.process, grace).await;
+    let raced = race(hcs, w.system, w.process, grace).await;
     let exited_at = SystemTime::now();
+    let system = match &raced {
+        Race::ProcessFirst(_, system) => system.as_ref(),
+        Race::SystemFirst(system, _) => Some(system),
+    };
+    let system_exited = system.is_some();
+    let system_error = system.and_then(SystemExit::error);
     let mut errors = Vec::new();
-    let mut exit_code = match process {
-        Some(Ok(exit)) => exit.code().unwrap_or_else(|| {
-            tracing::warn!(
-                container_id = w.ctr_id,
-                process_id = w.process_id,
-                last_wait_result = exit.last_wait_result,
-                "the exit code of the process is not available"
-            );
-            let hr = Hresult(exit.last_wait_result.cast_unsigned());
-            errors.push(HcsError::new(hr).into_error(w.ctr_id, HcsOp::WaitForProcessExit.name()));
-            UNKNOWN_EXIT_CODE
-        }),
-        Some(Err(e)) => {
-            tracing::warn!(container_id = w.ctr_id, process_id = w.process_id, error = %e, "waiting for the process failed");
-            errors.push(e.into_error(w.ctr_id, HcsOp::WaitForProcessExit.name()));
-            UNKNOWN_EXIT_CODE
+    let mut exit_code = match raced {
+        Race::ProcessFirst(process, _) | Race::SystemFirst(_, Some(process)) => {
+            exit_code(process, &w, &mut errors)
         }
-        None => {
+        Race::SystemFirst(system, None) => {
             tracing::warn!(
                 container_id = w.ctr_id,
                 process_id = w.process_id,
                 ?grace,
                 "the compute system exited without the process's exit"
             );
-            if system.as_ref().and_then(SystemExit::error).is_none() {
-                let how = system.as_ref().map_or("", |s| s.exit_type.as_str());
+            if system_error.is_none() {
                 errors.push(
                     Error::system(format!(
-                        "the compute system exited ({how}) and the exit of the process \
-                         was not reported within {grace:?}"
+                        "the compute system exited ({}) and the exit of the process \
+                         was not reported within {grace:?}",
+                        system.exit_type
                     ))
                     .with_container(w.ctr_id),
                 );
@@ -105,7 +186,7 @@ pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Durat
             UNKNOWN_EXIT_CODE
         }
     };
-    if let Some(e) = system.as_ref().and_then(SystemExit::error) {
+    if let Some(e) = system_error {
         exit_code = UNKNOWN_EXIT_CODE;
         errors.push(e.into_error(w.ctr_id, HcsOp::WaitForComputeSystemExit.name()));
     }
@@ -113,36 +194,54 @@ pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Durat
         exited_at,
         exit_code,
         errors,
-        system,
+        system_exited,
     }
 }
 
-/// The process's exit (`None`: none within `grace` of its system's exit)
-/// and its system's exit if that had come by then, in whichever order
-/// they come. A failed wait on the system bounds nothing.
+/// The exit code a process's exit (or its failed wait) gives; what made it
+/// unknown goes to `errors`.
+fn exit_code<H: Hcs>(
+    process: HcsResult<ProcessExit>,
+    w: &Watched<'_, H>,
+    errors: &mut Vec<Error>,
+) -> u32 {
+    const WAIT: HcsOp = HcsOp::WaitForProcessExit;
+    match process {
+        Ok(exit) => exit.code().unwrap_or_else(|| {
+            tracing::warn!(
+                container_id = w.ctr_id,
+                process_id = w.process_id,
+                last_wait_result = exit.last_wait_result,
+                "the exit code of the process is not available"
+            );
+            let hr = Hresult(exit.last_wait_result.cast_unsigned());
+            errors.push(HcsError::new(hr).into_error(w.ctr_id, WAIT.name()));
+            UNKNOWN_EXIT_CODE
+        }),
+        Err(e) => {
+            tracing::warn!(container_id = w.ctr_id, process_id = w.process_id, error = %e, "waiting for the process failed");
+            errors.push(e.into_error(w.ctr_id, WAIT.name()));
+            UNKNOWN_EXIT_CODE
+        }
+    }
+}
+
+/// Which of the process's and its system's exits comes first, and the
+/// other's if it follows in time (the system's: already come; the
+/// process's: within `grace`).
 async fn race<H: Hcs>(
     hcs: &H,
-    system: &H::System,
+    system: &SystemExitWatch,
     process: &H::Process,
     grace: Duration,
-) -> (Option<HcsResult<ProcessExit>>, Option<SystemExit>) {
+) -> Race {
     let process_exit = hcs.wait_process_exit(process);
     tokio::pin!(process_exit);
-    let system_exit = async {
-        match hcs.wait_compute_system_exit(system).await {
-            Ok(exit) => exit,
-            Err(_) => std::future::pending().await,
-        }
-    };
     tokio::select! {
-        exit = &mut process_exit => {
-            // Has the system exited too? Asked without waiting.
-            let peek = tokio::time::timeout(Duration::ZERO, hcs.wait_compute_system_exit(system));
-            (Some(exit), peek.await.ok().and_then(Result::ok))
-        }
-        system = system_exit => {
+        exit = &mut process_exit => Race::ProcessFirst(exit, system.get()),
+        system = system.exited() => {
             let exit = tokio::time::timeout(grace, process_exit).await.ok();
-            (exit, Some(system))
+            Race::SystemFirst(system, exit)
         }
     }
 }
@@ -156,19 +255,15 @@ pub(crate) async fn update_pending<H: Hcs>(
     ctr_id: &str,
     timeout: Duration,
 ) -> bool {
-    let Ok(query) = serde_json::to_string(&PropertyQuery::new(&["PendingUpdates"])) else {
-        return false;
-    };
-    let asked = tokio::time::timeout(timeout, hcs.get_compute_system_properties(system, &query));
+    let query = PropertyQuery::PENDING_UPDATES;
+    let asked = tokio::time::timeout(timeout, convert::system_properties(hcs, system, query));
     match asked.await {
-        Ok(Ok(doc)) => match convert::parse_properties(&doc) {
-            Ok(props) => props.are_updates_pending.unwrap_or(false),
-            Err(e) => {
-                tracing::warn!(container_id = ctr_id, error = %e.report(), "unreadable PendingUpdates answer");
-                false
-            }
-        },
-        Ok(Err(e)) => {
+        Ok(Ok(props)) => props.are_updates_pending.unwrap_or(false),
+        Ok(Err(PropertiesError::Unreadable(e))) => {
+            tracing::warn!(container_id = ctr_id, error = %e.report(), "unreadable PendingUpdates answer");
+            false
+        }
+        Ok(Err(PropertiesError::Refused(e))) => {
             tracing::debug!(container_id = ctr_id, error = %e, "the host refused the PendingUpdates query");
             false
         }

@@ -457,6 +457,13 @@ pub struct PropertyQuery {
 }
 
 impl PropertyQuery {
+    /// The query of a compute system's statistics.
+    pub const STATISTICS: &'static str = r#"{"PropertyTypes":["Statistics"]}"#;
+    /// The query of a compute system's processes.
+    pub const PROCESS_LIST: &'static str = r#"{"PropertyTypes":["ProcessList"]}"#;
+    /// The query of whether Windows updates are pending.
+    pub const PENDING_UPDATES: &'static str = r#"{"PropertyTypes":["PendingUpdates"]}"#;
+
     /// A query of `types`.
     pub fn new(types: &[&str]) -> Self {
         Self {

@@ -18,6 +18,9 @@ use libctd_windows::hcs::HcsOp;
 use libctd_windows::hcs::sim::{CONTROL_C_EXIT, Sim, TERMINATED_EXIT};
 use libctd_windows::{UNKNOWN_EXIT_CODE, WindowsClient};
 
+// The simulation's environment serves the exit cases too.
+#[path = "support/exit_cases.rs"]
+mod exit_cases;
 #[path = "support/lifecycle.rs"]
 mod lifecycle;
 #[path = "support/sim_env.rs"]
@@ -49,29 +52,6 @@ async fn unexpected_exit_during_shutdown_fails_the_exit() {
     assert_eq!(e.client.delete_task("build").await.unwrap().exit_code, 0);
     e.client.delete("build").await.unwrap();
     assert!(e.sim.compute_systems().is_empty());
-}
-
-/// A container that dies on its own: exit 4294967295 with the system error
-/// (the simulation agrees with the computecore.dll double).
-#[tokio::test]
-async fn crash_gives_minus_one_with_the_system_error() {
-    let e = sim_env::env_with(libctd_windows::ClientSettings {
-        exit_grace: Duration::from_millis(100),
-        ..libctd_windows::ClientSettings::default()
-    });
-    e.run("c", &spec("sleep")).await;
-    assert!(e.sim.crash(&sys("c")));
-    let exit = e.exit("c").await;
-    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
-    let text = exit
-        .error
-        .expect("the exit carries the system error")
-        .to_string();
-    assert!(
-        text.contains("The compute system exited unexpectedly. (0xc0370106)"),
-        "{text}"
-    );
-    e.remove("c").await;
 }
 
 #[tokio::test]

@@ -267,3 +267,17 @@ proptest::proptest! {
         proptest::prop_assert_eq!(split_command_line(&join_args(&args)), args);
     }
 }
+
+/// The property query documents sent are what PropertyQuery encodes.
+#[test]
+fn property_query_constants_are_their_encoding() {
+    use libctd_windows::schema::PropertyQuery;
+    for (constant, types) in [
+        (PropertyQuery::STATISTICS, "Statistics"),
+        (PropertyQuery::PROCESS_LIST, "ProcessList"),
+        (PropertyQuery::PENDING_UPDATES, "PendingUpdates"),
+    ] {
+        let encoded = serde_json::to_string(&PropertyQuery::new(&[types])).unwrap();
+        assert_eq!(constant, encoded);
+    }
+}

@@ -7,6 +7,9 @@
 
 #[path = "support/double.rs"]
 mod double;
+// The binding's environment serves the exit cases too.
+#[path = "support/exit_cases.rs"]
+mod exit_cases;
 #[path = "support/ffi_env.rs"]
 mod ffi_env;
 #[path = "support/lifecycle.rs"]
@@ -79,29 +82,6 @@ async fn close_waits_for_calls_in_flight() {
     double::assert_clean(&tag, T);
 }
 
-/// Defect 2: a container that dies on its own reaches the engine as exit
-/// 4294967295 with the system error, not as its processes' exit code and
-/// no error.
-#[tokio::test(flavor = "multi_thread")]
-async fn unexpected_exit_carries_the_system_error() {
-    let e = env();
-    e.run("c", "sleep").await;
-    assert!(double::crash(&e.sys("c")));
-    let exit = e.exit("c").await;
-    assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
-    let text = exit
-        .error
-        .expect("the exit carries the system error")
-        .to_string();
-    assert!(
-        text.contains("The compute system exited unexpectedly. (0xc0370106)"),
-        "{text}"
-    );
-    assert!(text.contains("container c encountered an error"), "{text}");
-    e.remove("c").await;
-    e.assert_clean().await;
-}
-
 /// Defect 2: an exit code HCS could not read is 4294967295 with an error
 /// saying why, never 4294967295 alone.
 #[tokio::test(flavor = "multi_thread")]
@@ -115,7 +95,7 @@ async fn unreadable_exit_code_carries_an_error() {
         &e.sys("x"),
         serde_json::json!({"ExitCodeUnavailable": true}),
     );
-    e.run("c", "exit 3").await;
+    e.run("c", &spec("exit 3")).await;
     let exit = e.exit("c").await;
     assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
     let text = exit
@@ -127,7 +107,7 @@ async fn unreadable_exit_code_carries_an_error() {
     e.remove("c").await;
 
     // The same for an exec.
-    e.run("x", "sleep").await;
+    e.run("x", &spec("sleep")).await;
     let process = serde_json::from_value(serde_json::json!(
         {"args": ["exit", "4"], "cwd": "C:\\", "user": {"uid": 0, "gid": 0}}
     ))
@@ -263,7 +243,7 @@ async fn stop_does_not_wait_for_a_late_operation() {
         ("t", "HcsTerminateComputeSystem"),
     ] {
         double::faults(&e.sys(id), serde_json::json!({"Late": {op: 3000}}));
-        e.run(id, "sleep").await;
+        e.run(id, &spec("sleep")).await;
     }
     let started = Instant::now();
     // SIGTERM shuts the compute system down; SIGKILL terminates it.
@@ -390,7 +370,7 @@ async fn a_hung_shutdown_falls_back_to_terminate() {
         serde_json::json!({"Slow": {"HcsShutDownComputeSystem": 3000}}),
     );
     let started = Instant::now();
-    e.run("c", "exit 0").await;
+    e.run("c", &spec("exit 0")).await;
     let exit = e.exit("c").await;
     let took = started.elapsed();
     assert!(took < Duration::from_millis(2500), "took {took:?}");
@@ -412,7 +392,7 @@ async fn a_denied_shutdown_is_reported() {
         &e.sys("d"),
         serde_json::json!({"Fail": {"HcsShutDownComputeSystem": 0x8007_0005_u32}}),
     );
-    e.run("d", "exit 0").await;
+    e.run("d", &spec("exit 0")).await;
     let exit = e.exit("d").await;
     assert_eq!(exit.exit_code, UNKNOWN_EXIT_CODE);
     let text = exit

@@ -3,7 +3,6 @@
 
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::time::Duration;
 
 use windows::Win32::System::HostComputeSystem::{
     HCS_EVENT, HCS_EVENT_TYPE, HCS_OPERATION, HcsEventProcessExited, HcsEventSystemExited,
@@ -44,16 +43,6 @@ pub(crate) fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
 /// Sends an event to every open handle matching `is_target`, from a thread
 /// of the double's own.
 pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Kind) -> bool) {
-    broadcast_after(Duration::ZERO, ty, data, is_target);
-}
-
-/// [`broadcast`], `delay` late.
-pub(crate) fn broadcast_after(
-    delay: Duration,
-    ty: HCS_EVENT_TYPE,
-    data: String,
-    is_target: impl Fn(&Kind) -> bool,
-) {
     let targets: Vec<usize> = world()
         .entries
         .iter()
@@ -64,23 +53,46 @@ pub(crate) fn broadcast_after(
         return;
     }
     std::thread::spawn(move || {
-        std::thread::sleep(delay);
         for h in targets {
             deliver(h, ty, &data);
         }
     });
 }
 
-/// Stops `system`: its processes end with `code`, then its exit is
+/// How a compute system exits: its SystemExited `ExitType` and `Status`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exit {
+    pub exit_type: &'static str,
+    pub status: i32,
+}
+
+/// A shutdown's exit.
+pub(crate) const GRACEFUL_EXIT: Exit = Exit {
+    exit_type: "GracefulExit",
+    status: 0,
+};
+/// A terminate's exit: it may carry HCS_E_TERMINATED, still not a crash.
+pub(crate) const FORCED_EXIT: Exit = Exit {
+    exit_type: "ForcedExit",
+    status: hr::TERMINATED,
+};
+/// The exit of a system that died.
+pub(crate) const UNEXPECTED_EXIT: Exit = Exit {
+    exit_type: "UnexpectedExit",
+    status: hr::UNEXPECTED_EXIT,
+};
+
+/// Stops `system`: its processes end with `code`, then its `exit` is
 /// published. False when it was stopped already.
-pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, status: i32) -> bool {
+pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit: Exit) -> bool {
     let processes: Vec<Arc<Process>> = {
         let mut st = lock(&system.state);
         if st.status == Status::Stopped {
             return false;
         }
         st.status = Status::Stopped;
-        st.exit = Some(serde_json::json!({"Status": status, "ExitType": exit_type}).to_string());
+        let doc = serde_json::json!({"Status": exit.status, "ExitType": exit.exit_type});
+        st.exit = Some(doc.to_string());
         st.processes.values().cloned().collect()
     };
     for p in processes {
@@ -101,7 +113,7 @@ pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit_type: &str, stat
         .cloned()
         .collect();
     for h in hosted {
-        stop_system(&h, code, exit_type, status);
+        stop_system(&h, code, exit);
     }
     true
 }
@@ -114,12 +126,7 @@ pub(crate) fn crash_system(system: &Arc<System>) -> bool {
     for p in processes {
         lock(&p.ctl).silent = true;
     }
-    stop_system(
-        system,
-        crate::world::TERMINATED_EXIT,
-        "UnexpectedExit",
-        hr::UNEXPECTED_EXIT,
-    )
+    stop_system(system, crate::world::TERMINATED_EXIT, UNEXPECTED_EXIT)
 }
 
 /// Publishes a process's exit with `code` (only records it for a process
@@ -144,13 +151,33 @@ pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
         if st.silent {
             return;
         }
-        st.exit_data = Some(data.clone());
     }
+    if let Some(held) = lock(&p.system.state).held_notices.as_mut() {
+        held.push((p.clone(), data));
+        return;
+    }
+    notify_exited(p, data);
+}
+
+/// Sends a process's ProcessExited notification.
+fn notify_exited(p: &Arc<Process>, data: String) {
+    lock(&p.ctl).exit_data = Some(data.clone());
     let me = p.clone();
-    broadcast_after(
-        p.system.faults.exit_notice_delay,
+    broadcast(
         HcsEventProcessExited,
         data,
         move |k| matches!(k, Kind::Process(x) if Arc::ptr_eq(x, &me)),
     );
+}
+
+/// Sends the ProcessExited notifications `system` held back, and holds no
+/// more. False when it held none (its plan does not hold them).
+pub(crate) fn release_exit_notices(system: &Arc<System>) -> bool {
+    let Some(held) = lock(&system.state).held_notices.take() else {
+        return false;
+    };
+    for (p, data) in held {
+        notify_exited(&p, data);
+    }
+    true
 }

@@ -17,7 +17,7 @@ use windows::Win32::System::Memory::{LMEM_FIXED, LocalAlloc};
 use windows::core::{HRESULT, PCWSTR, PWSTR};
 
 use crate::documents::{check_configuration, check_host, vsmb_shares};
-use crate::events::stop_system;
+use crate::events::{Exit, FORCED_EXIT, GRACEFUL_EXIT, UNEXPECTED_EXIT, stop_system};
 use crate::world::{
     self, CONTROL_C_EXIT, Faults, Kind, OpResult, Operation, Process, Status, System, SystemState,
     TERMINATED_EXIT, Timing, enter, hr, issue, leave, lock, world,
@@ -284,18 +284,20 @@ pub extern "system" fn HcsCreateComputeSystem(
         if w.systems.contains_key(&id) {
             return HRESULT(hr::ALREADY_EXISTS);
         }
+        let faults = w.plans.get(&id).cloned().unwrap_or_default();
         let system = Arc::new(System {
             id: id.clone(),
             hyperv,
             hosted_by: hosted_by.clone(),
             shares,
-            faults: w.plans.get(&id).cloned().unwrap_or_default(),
             state: Mutex::new(SystemState {
                 status: Status::Creating,
                 started: None,
                 processes: Default::default(),
                 exit: None,
+                held_notices: faults.hold_exit_notices.then(Vec::new),
             }),
+            faults,
         });
         w.systems.insert(id.clone(), system.clone());
         let h = w.alloc(Kind::System(system.clone()), &id);
@@ -394,15 +396,13 @@ pub extern "system" fn HcsStartComputeSystem(
     })
 }
 
-/// Stops a system on request: `code` for its processes, `exit_type`.
-fn stop(s: &Arc<System>, code: u32, exit_type: &str) -> OpResult {
+/// Stops a system on request: `code` for its processes, then `exit` (or
+/// an unexpected one when the plan says so).
+fn stop(s: &Arc<System>, code: u32, exit: Exit) -> OpResult {
     let stopped = if s.faults.unexpected_exit_on_shutdown {
-        stop_system(s, TERMINATED_EXIT, "UnexpectedExit", hr::UNEXPECTED_EXIT)
-    } else if exit_type == "ForcedExit" {
-        // A terminate's exit may carry HCS_E_TERMINATED: still not a crash.
-        stop_system(s, code, exit_type, hr::TERMINATED)
+        stop_system(s, TERMINATED_EXIT, UNEXPECTED_EXIT)
     } else {
-        stop_system(s, code, exit_type, 0)
+        stop_system(s, code, exit)
     };
     if stopped {
         OpResult::ok(String::new())
@@ -418,7 +418,7 @@ pub extern "system" fn HcsShutDownComputeSystem(
     _options: PCWSTR,
 ) -> HRESULT {
     system_call(system, operation, "HcsShutDownComputeSystem", |s| {
-        stop(s, CONTROL_C_EXIT, "GracefulExit")
+        stop(s, CONTROL_C_EXIT, GRACEFUL_EXIT)
     })
 }
 
@@ -429,7 +429,7 @@ pub extern "system" fn HcsTerminateComputeSystem(
     _options: PCWSTR,
 ) -> HRESULT {
     system_call(system, operation, "HcsTerminateComputeSystem", |s| {
-        stop(s, TERMINATED_EXIT, "ForcedExit")
+        stop(s, TERMINATED_EXIT, FORCED_EXIT)
     })
 }
 

@@ -57,8 +57,9 @@
 //!     "already stopped", ...);
 //!   - `CreateProcessQuirk`: Windows Server 2022's HcsCreateProcess whose
 //!     wait fails (E_INVALIDARG) although the process runs.
-//!
-//!   - `ExitNoticeDelay:ms`: ProcessExited notifications arrive late.
+//!   - `HoldExitNotices`: ProcessExited notifications are held until
+//!     `{"ReleaseExitNotices":id}` (a process ended, its notice not yet
+//!     sent).
 //!
 //!   `{"Crash":id}` makes a running system exit unexpectedly, as HCS
 //!   reports it: `SystemExited` with `UnexpectedExit` and no
@@ -77,7 +78,7 @@
 //!   with ERROR_CANCELLED, a call on a bad handle returns E_HANDLE: real
 //!   computecore crashes instead), nor the text of HCS's `ErrorMessage`s;
 //! - the ordering and timing of notifications on a real host (here
-//!   ProcessExited and SystemExited race, unless delayed by the plan; an
+//!   ProcessExited and SystemExited race, unless the plan holds the former; an
 //!   exit that happened before a callback was registered is delivered at
 //!   registration, an assumption); the exact HRESULT a real host answers a
 //!   `PendingUpdates` query with, or a call on a process of a dead system

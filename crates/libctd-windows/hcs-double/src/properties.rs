@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use windows::core::{GUID, HRESULT, PCWSTR, PWSTR};
 
-use crate::events::crash_system;
+use crate::events::{crash_system, release_exit_notices};
 use crate::exports::{put, text};
 use crate::world::{Faults, OpResult, Status, System, hr, lock, world};
 
@@ -100,7 +100,7 @@ pub extern "system" fn NameToGuid(name: PCWSTR, guid: *mut GUID) -> HRESULT {
 
 /// The double's control: a JSON request, a JSON answer (freed with
 /// `LocalFree`). `{"Faults":{"System":id,"Plan":{...}}}`, `{"Crash":id}`,
-/// `{"Report":pattern}`.
+/// `{"ReleaseExitNotices":id}`, `{"Report":pattern}`.
 #[unsafe(no_mangle)]
 pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
     put(response, PWSTR::null());
@@ -121,6 +121,10 @@ pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR
         let system = world().systems.get(id).cloned();
         let crashed = system.is_some_and(|s| crash_system(&s));
         serde_json::json!({"Crashed": crashed})
+    } else if let Some(id) = request.get("ReleaseExitNotices").and_then(|s| s.as_str()) {
+        let system = world().systems.get(id).cloned();
+        let released = system.is_some_and(|s| release_exit_notices(&s));
+        serde_json::json!({"Released": released})
     } else if let Some(pattern) = request.get("Report").and_then(|s| s.as_str()) {
         world().report(pattern)
     } else {

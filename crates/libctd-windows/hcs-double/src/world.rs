@@ -21,33 +21,34 @@ pub(crate) type Completion = unsafe extern "system" fn(HCS_OPERATION, *const c_v
 /// The HRESULTs the double returns.
 pub(crate) mod hr {
     use super::{Hresult, win32};
+    use libctd_windows::error::codes::*;
 
     /// An HRESULT as `HRESULT.0`.
     pub(crate) const fn i(h: Hresult) -> i32 {
         h.0 as i32
     }
     /// HCS_E_OPERATION_TIMEOUT.
-    pub(crate) const OPERATION_TIMEOUT: i32 = i(Hresult::hcs_v2(0x0118));
+    pub(crate) const OPERATION_TIMEOUT: i32 = i(HCS_E_OPERATION_TIMEOUT);
     /// HCS_E_OPERATION_NOT_STARTED.
-    pub(crate) const NOT_STARTED: i32 = i(Hresult::hcs_v2(0x0115));
+    pub(crate) const NOT_STARTED: i32 = i(HCS_E_OPERATION_NOT_STARTED);
     /// HCS_E_OPERATION_ALREADY_STARTED.
-    pub(crate) const ALREADY_STARTED: i32 = i(Hresult::hcs_v2(0x0116));
+    pub(crate) const ALREADY_STARTED: i32 = i(HCS_E_OPERATION_ALREADY_STARTED);
     /// HCS_E_SYSTEM_NOT_FOUND.
-    pub(crate) const SYSTEM_NOT_FOUND: i32 = i(Hresult::hcs_v1(0x010E));
+    pub(crate) const SYSTEM_NOT_FOUND: i32 = i(HCS_E_SYSTEM_NOT_FOUND.v1());
     /// HCS_E_SYSTEM_ALREADY_STOPPED.
-    pub(crate) const ALREADY_STOPPED: i32 = i(Hresult::hcs_v1(0x0110));
+    pub(crate) const ALREADY_STOPPED: i32 = i(HCS_E_SYSTEM_ALREADY_STOPPED.v1());
     /// HCS_E_PROCESS_ALREADY_STOPPED.
-    pub(crate) const PROCESS_ALREADY_STOPPED: i32 = i(Hresult::hcs_v2(0x011F));
+    pub(crate) const PROCESS_ALREADY_STOPPED: i32 = i(HCS_E_PROCESS_ALREADY_STOPPED);
     /// HCS_E_PROCESS_INFO_NOT_AVAILABLE.
-    pub(crate) const PROCESS_INFO_NOT_AVAILABLE: i32 = i(Hresult::hcs_v2(0x011D));
+    pub(crate) const PROCESS_INFO_NOT_AVAILABLE: i32 = i(HCS_E_PROCESS_INFO_NOT_AVAILABLE);
     /// HCS_E_INVALID_STATE.
-    pub(crate) const INVALID_STATE: i32 = i(Hresult::hcs_v1(0x0105));
+    pub(crate) const INVALID_STATE: i32 = i(HCS_E_INVALID_STATE.v1());
     /// HCS_E_INVALID_JSON.
-    pub(crate) const INVALID_JSON: i32 = i(Hresult::hcs_v1(0x010D));
+    pub(crate) const INVALID_JSON: i32 = i(HCS_E_INVALID_JSON.v1());
     /// HCS_E_UNEXPECTED_EXIT.
-    pub(crate) const UNEXPECTED_EXIT: i32 = i(Hresult::hcs_v1(0x0106));
+    pub(crate) const UNEXPECTED_EXIT: i32 = i(HCS_E_UNEXPECTED_EXIT.v1());
     /// HCS_E_TERMINATED, the status a forced exit may carry.
-    pub(crate) const TERMINATED: i32 = i(Hresult::hcs_v2(0x0107));
+    pub(crate) const TERMINATED: i32 = i(HCS_E_TERMINATED);
     /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
     pub(crate) const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
     /// E_ACCESSDENIED (HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)).
@@ -63,7 +64,7 @@ pub(crate) mod hr {
     /// ERROR_NOT_FOUND.
     pub(crate) const NOT_FOUND: i32 = i(Hresult::from_win32(win32::NOT_FOUND));
     /// HCS_E_SYSTEM_ALREADY_EXISTS (HCS's own code, not Win32's).
-    pub(crate) const ALREADY_EXISTS: i32 = i(Hresult::hcs_v2(0x010F));
+    pub(crate) const ALREADY_EXISTS: i32 = i(HCS_E_SYSTEM_ALREADY_EXISTS);
 }
 
 /// The exit code of a process ended by a console control event.
@@ -194,6 +195,9 @@ pub(crate) struct SystemState {
     pub processes: HashMap<u32, Arc<Process>>,
     /// The SystemExited data, once exited.
     pub exit: Option<String>,
+    /// ProcessExited notifications held back (`HoldExitNotices`) until
+    /// released; `None` once released, or when the plan holds none.
+    pub held_notices: Option<Vec<(Arc<Process>, String)>>,
 }
 
 /// A process of a compute system.
@@ -243,8 +247,8 @@ pub(crate) struct Faults {
     pub exit_code_unavailable: bool,
     pub ignore_cancel: bool,
     pub create_process_quirk: bool,
-    /// How late ProcessExited notifications are delivered.
-    pub exit_notice_delay: Duration,
+    /// ProcessExited notifications are held until released.
+    pub hold_exit_notices: bool,
     pub slow: HashMap<String, u64>,
     pub late: HashMap<String, u64>,
     pub fail: HashMap<String, i32>,
@@ -276,11 +280,7 @@ impl Faults {
             exit_code_unavailable: flag("ExitCodeUnavailable"),
             ignore_cancel: flag("IgnoreCancel"),
             create_process_quirk: flag("CreateProcessQuirk"),
-            exit_notice_delay: Duration::from_millis(
-                v.get("ExitNoticeDelay")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0),
-            ),
+            hold_exit_notices: flag("HoldExitNotices"),
             slow: map("Slow")
                 .into_iter()
                 .map(|(k, n)| (k, n.max(0) as u64))
@@ -502,7 +502,7 @@ pub(crate) fn close(h: usize, call: &str) -> Option<Kind> {
                     w.systems.remove(&s.id);
                 }
                 drop(w);
-                crate::events::stop_system(s, TERMINATED_EXIT, "ForcedExit", hr::TERMINATED);
+                crate::events::stop_system(s, TERMINATED_EXIT, crate::events::FORCED_EXIT);
                 return Some(e.kind);
             }
         }

@@ -8,7 +8,79 @@
 
 use libctd_core::ErrorKind;
 
-/// What an [`Hresult`](super::Hresult) means, with the v1/v2 encodings
+use super::Hresult;
+
+// HCS's own codes in the encoding computecore.dll (v2) answers with, but
+// for v1's pending code; `Hresult::v1` gives the v1 encoding of any.
+
+/// The compute system terminated while starting.
+pub const HCS_E_TERMINATED_DURING_START: Hresult = Hresult(0x8037_0100);
+/// The container image does not match the host.
+pub const HCS_E_IMAGE_MISMATCH: Hresult = Hresult(0x8037_0101);
+/// Hyper-V, needed to start a virtual machine, is not installed.
+pub const HCS_E_HYPERV_NOT_INSTALLED: Hresult = Hresult(0x8037_0102);
+/// The operation is pending (HCS v1; v2 answers 0117).
+pub const HCS_E_OPERATION_PENDING_V1: Hresult = Hresult(0xC037_0103);
+/// The operation is not valid in the current state.
+pub const HCS_E_INVALID_STATE: Hresult = Hresult(0x8037_0105);
+/// The compute system exited unexpectedly.
+pub const HCS_E_UNEXPECTED_EXIT: Hresult = Hresult(0x8037_0106);
+/// The compute system was forcefully terminated.
+pub const HCS_E_TERMINATED: Hresult = Hresult(0x8037_0107);
+/// No connection to the compute system could be made.
+pub const HCS_E_CONNECT_FAILED: Hresult = Hresult(0x8037_0108);
+/// A connection timed out.
+pub const HCS_E_CONNECTION_TIMEOUT: Hresult = Hresult(0x8037_0109);
+/// The connection to the compute system was closed.
+pub const HCS_E_CONNECTION_CLOSED: Hresult = Hresult(0x8037_010A);
+/// An unknown message was received.
+pub const HCS_E_UNKNOWN_MESSAGE: Hresult = Hresult(0x8037_010B);
+/// No protocol version in common with the compute system.
+pub const HCS_E_UNSUPPORTED_PROTOCOL_VERSION: Hresult = Hresult(0x8037_010C);
+/// The JSON document is invalid.
+pub const HCS_E_INVALID_JSON: Hresult = Hresult(0x8037_010D);
+/// No compute system with that id.
+pub const HCS_E_SYSTEM_NOT_FOUND: Hresult = Hresult(0x8037_010E);
+/// A compute system with that id exists already.
+pub const HCS_E_SYSTEM_ALREADY_EXISTS: Hresult = Hresult(0x8037_010F);
+/// The compute system already stopped.
+pub const HCS_E_SYSTEM_ALREADY_STOPPED: Hresult = Hresult(0x8037_0110);
+/// The host and the compute system broke their protocol.
+pub const HCS_E_PROTOCOL_ERROR: Hresult = Hresult(0x8037_0111);
+/// A layer of the image has a format HCS does not know.
+pub const HCS_E_INVALID_LAYER: Hresult = Hresult(0x8037_0112);
+/// The image needs a Windows Insider build of the host.
+pub const HCS_E_WINDOWS_INSIDER_REQUIRED: Hresult = Hresult(0x8037_0113);
+/// The compute service (or a feature it needs) is not available.
+pub const HCS_E_SERVICE_NOT_AVAILABLE: Hresult = Hresult(0x8037_0114);
+/// The operation was never started.
+pub const HCS_E_OPERATION_NOT_STARTED: Hresult = Hresult(0x8037_0115);
+/// The operation was started already.
+pub const HCS_E_OPERATION_ALREADY_STARTED: Hresult = Hresult(0x8037_0116);
+/// The operation is pending.
+pub const HCS_E_OPERATION_PENDING: Hresult = Hresult(0x8037_0117);
+/// The operation timed out.
+pub const HCS_E_OPERATION_TIMEOUT: Hresult = Hresult(0x8037_0118);
+/// The handle has an event callback already.
+pub const HCS_E_CALLBACK_ALREADY_SET: Hresult = Hresult(0x8037_0119);
+/// No memory for the operation's result.
+pub const HCS_E_RESULT_ALLOCATION_FAILED: Hresult = Hresult(0x8037_011A);
+/// Access denied.
+pub const HCS_E_ACCESS_DENIED: Hresult = Hresult(0x8037_011B);
+/// The guest reported a critical error and was stopped.
+pub const HCS_E_GUEST_CRITICAL_ERROR: Hresult = Hresult(0x8037_011C);
+/// Process information is not available.
+pub const HCS_E_PROCESS_INFO_NOT_AVAILABLE: Hresult = Hresult(0x8037_011D);
+/// The connection to the compute service was lost.
+pub const HCS_E_SERVICE_DISCONNECT: Hresult = Hresult(0x8037_011E);
+/// The process already stopped.
+pub const HCS_E_PROCESS_ALREADY_STOPPED: Hresult = Hresult(0x8037_011F);
+/// The compute system is not set up for the operation.
+pub const HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION: Hresult = Hresult(0x8037_0120);
+/// The operation was cancelled already.
+pub const HCS_E_OPERATION_ALREADY_CANCELLED: Hresult = Hresult(0x8037_0121);
+
+/// What an [`Hresult`] means, with the v1/v2 encodings
 /// folded together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -95,9 +167,9 @@ pub(super) struct Entry {
     pub(super) message: &'static str,
 }
 
-const fn entry(low: u16, code: HcsCode, kind: ErrorKind, message: &'static str) -> Entry {
+const fn entry(hresult: Hresult, code: HcsCode, kind: ErrorKind, message: &'static str) -> Entry {
     Entry {
-        low,
+        low: (hresult.0 & 0xFFFF) as u16,
         code,
         kind,
         message,
@@ -110,73 +182,68 @@ use HcsCode as C;
 /// Every HCS code, by its low 16 bits.
 #[rustfmt::skip]
 pub(super) const TABLE: &[Entry] = &[
-    entry(0x0100, C::TerminatedDuringStart, K::System,
+    entry(HCS_E_TERMINATED_DURING_START, C::TerminatedDuringStart, K::System,
         "The compute system unexpectedly terminated while starting."),
-    entry(0x0101, C::ImageMismatch, K::InvalidArgument,
+    entry(HCS_E_IMAGE_MISMATCH, C::ImageMismatch, K::InvalidArgument,
         "The container operating system does not match the host operating system."),
-    entry(0x0102, C::HypervNotInstalled, K::Unavailable,
+    entry(HCS_E_HYPERV_NOT_INSTALLED, C::HypervNotInstalled, K::Unavailable,
         "The virtual machine cannot start: the Hyper-V feature is not installed on this host."),
-    entry(0x0103, C::OperationPending, K::System, "The operation is pending."),
-    entry(0x0105, C::InvalidState, K::FailedPrecondition,
+    entry(HCS_E_OPERATION_PENDING_V1, C::OperationPending, K::System, "The operation is pending."),
+    entry(HCS_E_INVALID_STATE, C::InvalidState, K::FailedPrecondition,
         "The requested compute system operation is not valid in the current state."),
-    entry(0x0106, C::UnexpectedExit, K::System, "The compute system exited unexpectedly."),
-    entry(0x0107, C::Terminated, K::System, "The compute system was forcefully terminated."),
-    entry(0x0108, C::ConnectFailed, K::Unavailable,
+    entry(HCS_E_UNEXPECTED_EXIT, C::UnexpectedExit, K::System, "The compute system exited unexpectedly."),
+    entry(HCS_E_TERMINATED, C::Terminated, K::System, "The compute system was forcefully terminated."),
+    entry(HCS_E_CONNECT_FAILED, C::ConnectFailed, K::Unavailable,
         "The host could not connect to the compute system."),
-    entry(0x0109, C::ConnectionTimeout, K::DeadlineExceeded,
+    entry(HCS_E_CONNECTION_TIMEOUT, C::ConnectionTimeout, K::DeadlineExceeded,
         "A connection could not be established with the compute system."),
-    entry(0x010A, C::ConnectionClosed, K::Unavailable,
+    entry(HCS_E_CONNECTION_CLOSED, C::ConnectionClosed, K::Unavailable,
         "The connection to the compute system was closed."),
-    entry(0x010B, C::UnknownMessage, K::NotImplemented,
+    entry(HCS_E_UNKNOWN_MESSAGE, C::UnknownMessage, K::NotImplemented,
         "A message was received that was not recognized."),
-    entry(0x010C, C::UnsupportedProtocolVersion, K::NotImplemented,
+    entry(HCS_E_UNSUPPORTED_PROTOCOL_VERSION, C::UnsupportedProtocolVersion, K::NotImplemented,
         "The compute system and the host share no version of their protocol."),
-    entry(0x010D, C::InvalidJson, K::NotImplemented, "The JSON document is invalid."),
-    entry(0x010E, C::SystemNotFound, K::NotFound,
+    entry(HCS_E_INVALID_JSON, C::InvalidJson, K::NotImplemented, "The JSON document is invalid."),
+    entry(HCS_E_SYSTEM_NOT_FOUND, C::SystemNotFound, K::NotFound,
         "A compute system with the specified identifier does not exist."),
-    entry(0x010F, C::SystemAlreadyExists, K::AlreadyExists,
+    entry(HCS_E_SYSTEM_ALREADY_EXISTS, C::SystemAlreadyExists, K::AlreadyExists,
         "A compute system with this identifier exists already."),
-    entry(0x0110, C::SystemAlreadyStopped, K::FailedPrecondition,
+    entry(HCS_E_SYSTEM_ALREADY_STOPPED, C::SystemAlreadyStopped, K::FailedPrecondition,
         "The compute system has already stopped."),
-    entry(0x0111, C::ProtocolError, K::System,
+    entry(HCS_E_PROTOCOL_ERROR, C::ProtocolError, K::System,
         "The host and the compute system broke the rules of their protocol."),
-    entry(0x0112, C::InvalidLayer, K::InvalidArgument,
+    entry(HCS_E_INVALID_LAYER, C::InvalidLayer, K::InvalidArgument,
         "A layer of the container image is in a format the host does not know."),
-    entry(0x0113, C::WindowsInsiderRequired, K::FailedPrecondition,
+    entry(HCS_E_WINDOWS_INSIDER_REQUIRED, C::WindowsInsiderRequired, K::FailedPrecondition,
         "The container image needs a Windows Insider build of the host."),
-    entry(0x0114, C::ServiceNotAvailable, K::Unavailable,
+    entry(HCS_E_SERVICE_NOT_AVAILABLE, C::ServiceNotAvailable, K::Unavailable,
         "The compute service cannot run the operation: a feature it needs is not installed."),
-    entry(0x0115, C::OperationNotStarted, K::FailedPrecondition,
+    entry(HCS_E_OPERATION_NOT_STARTED, C::OperationNotStarted, K::FailedPrecondition,
         "The operation was never started."),
-    entry(0x0116, C::OperationAlreadyStarted, K::FailedPrecondition,
+    entry(HCS_E_OPERATION_ALREADY_STARTED, C::OperationAlreadyStarted, K::FailedPrecondition,
         "The operation was started already."),
-    entry(0x0117, C::OperationPending, K::System, "The operation is pending."),
-    entry(0x0118, C::OperationTimeout, K::DeadlineExceeded, "The operation timed out."),
-    entry(0x0119, C::CallbackAlreadySet, K::AlreadyExists,
+    entry(HCS_E_OPERATION_PENDING, C::OperationPending, K::System, "The operation is pending."),
+    entry(HCS_E_OPERATION_TIMEOUT, C::OperationTimeout, K::DeadlineExceeded, "The operation timed out."),
+    entry(HCS_E_CALLBACK_ALREADY_SET, C::CallbackAlreadySet, K::AlreadyExists,
         "The handle has an event callback already."),
-    entry(0x011A, C::ResultAllocationFailed, K::System,
+    entry(HCS_E_RESULT_ALLOCATION_FAILED, C::ResultAllocationFailed, K::System,
         "There was not enough memory for the result of the operation."),
-    entry(0x011B, C::AccessDenied, K::PermissionDenied, "Access is denied."),
-    entry(0x011C, C::GuestCriticalError, K::System,
+    entry(HCS_E_ACCESS_DENIED, C::AccessDenied, K::PermissionDenied, "Access is denied."),
+    entry(HCS_E_GUEST_CRITICAL_ERROR, C::GuestCriticalError, K::System,
         "The compute system's guest reported a critical error and was stopped."),
-    entry(0x011D, C::ProcessInfoNotAvailable, K::System,
+    entry(HCS_E_PROCESS_INFO_NOT_AVAILABLE, C::ProcessInfoNotAvailable, K::System,
         "The process information is not available."),
-    entry(0x011E, C::ServiceDisconnect, K::Unavailable,
+    entry(HCS_E_SERVICE_DISCONNECT, C::ServiceDisconnect, K::Unavailable,
         "The connection to the compute service was lost."),
-    entry(0x011F, C::ProcessAlreadyStopped, K::FailedPrecondition,
+    entry(HCS_E_PROCESS_ALREADY_STOPPED, C::ProcessAlreadyStopped, K::FailedPrecondition,
         "The process has already stopped."),
-    entry(0x0120, C::SystemNotConfiguredForOperation, K::FailedPrecondition,
+    entry(HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION, C::SystemNotConfiguredForOperation, K::FailedPrecondition,
         "The compute system is not set up for this operation."),
-    entry(0x0121, C::OperationAlreadyCancelled, K::Cancelled,
+    entry(HCS_E_OPERATION_ALREADY_CANCELLED, C::OperationAlreadyCancelled, K::Cancelled,
         "The operation was cancelled already."),
 ];
 
 /// The table's entry for HCS code `low`.
 pub(super) fn by_low(low: u16) -> Option<&'static Entry> {
     TABLE.iter().find(|e| e.low == low)
-}
-
-/// The table's entry for `code`.
-pub(super) fn by_code(code: HcsCode) -> Option<&'static Entry> {
-    TABLE.iter().find(|e| e.code == code)
 }

@@ -57,6 +57,7 @@ use windows::Win32::System::HostComputeSystem::{
 use windows::core::{GUID, HRESULT, HSTRING, PCWSTR};
 
 use super::{Hcs, HcsResult, ProcessExit, ProcessInfo, SystemExit};
+use crate::error::codes::{HCS_E_OPERATION_PENDING, HCS_E_OPERATION_TIMEOUT};
 use crate::error::{HcsError, Hresult, win32};
 
 use fns::*;
@@ -249,7 +250,7 @@ impl Computecore {
             unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, PCWSTR::null()) }
         });
         let inner = system.0.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
         let span = tracing::debug_span!(parent: &tracing::Span::current(), "hcs_stop");
         tokio::spawn(
             async move {
@@ -269,10 +270,12 @@ impl Computecore {
             }
             .instrument(span),
         );
-        match tokio::time::timeout(SUBMIT_WAIT, rx).await {
+        match tokio::time::timeout(SUBMIT_WAIT, &mut rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
-            Err(_) => Err(HcsError::new(Hresult::hcs_v2(0x0117))),
+            Err(_) => {
+                late_answer(&mut rx).unwrap_or_else(|| Err(HcsError::new(HCS_E_OPERATION_PENDING)))
+            }
         }
     }
 
@@ -313,6 +316,15 @@ impl Computecore {
         }
         Ok(inner)
     }
+}
+
+/// A stop's answer that came after its wait timed out, if any. The channel
+/// is closed first: an answer sent before that is taken here, and one sent
+/// after it fails to send (its sender publishes it to the exit waiters), so
+/// none is lost in between. `None`: the stop is pending.
+fn late_answer<T>(rx: &mut tokio::sync::oneshot::Receiver<T>) -> Option<T> {
+    rx.close();
+    rx.try_recv().ok()
 }
 
 /// `HCS_PROCESS_INFORMATION` holds handles (raw pointers); the values are
@@ -389,7 +401,7 @@ impl Hcs for Computecore {
                 Err(HcsError::new(Hresult::from(registered)))
             }
             Ok(()) => Ok(FfiSystem(Arc::new(inner))),
-            Err(e) if raw != 0 && e.hresult == OPERATION_TIMEOUT => {
+            Err(e) if raw != 0 && e.hresult == HCS_E_OPERATION_TIMEOUT => {
                 // HCS may still create it: terminate (bounded), then close.
                 let system = FfiSystem(Arc::new(inner));
                 let _ = self.terminate_compute_system(&system).await;
@@ -483,7 +495,7 @@ impl Hcs for Computecore {
     }
 
     async fn wait_compute_system_exit(&self, system: &FfiSystem) -> HcsResult<SystemExit> {
-        system.0.wait_exit().await
+        system.0.wait_system_exit().await
     }
 
     async fn create_process(
@@ -542,7 +554,7 @@ impl Hcs for Computecore {
                 };
                 return Err(HcsError::new(hr));
             }
-            Err(e) if raw != 0 && e.hresult == OPERATION_TIMEOUT => {
+            Err(e) if raw != 0 && e.hresult == HCS_E_OPERATION_TIMEOUT => {
                 // HCS may still create and start it: terminate (bounded),
                 // then close; its stdio never reached us.
                 let process = FfiProcess(inner);
@@ -688,6 +700,20 @@ mod tests {
             return false;
         };
         symbol(ntdll, "ntdll.dll", "wine_get_version").is_ok()
+    }
+
+    /// A stop's answer sent after the submit wait timed out, but before the
+    /// caller looked, is taken, never dropped; once the caller has looked,
+    /// a later answer fails to send, so its sender publishes it instead.
+    #[test]
+    fn a_stop_answer_after_the_submit_wait_is_not_lost() {
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<u32>();
+        tx.send(5).unwrap();
+        assert_eq!(late_answer(&mut rx), Some(5));
+
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<u32>();
+        assert_eq!(late_answer(&mut rx), None);
+        assert_eq!(tx.send(6), Err(6));
     }
 
     /// A missing computecore.dll (Windows without the Containers feature)

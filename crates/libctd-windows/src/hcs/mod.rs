@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use libctd_core::{OutputStream, StdinStream};
 use serde::Deserialize;
 
+use crate::error::codes::{HCS_E_TERMINATED, HCS_E_UNEXPECTED_EXIT};
 use crate::error::{HcsError, Hresult};
 
 #[cfg(windows)]
@@ -175,7 +176,7 @@ impl SystemExit {
     /// with HCS_E_TERMINATED as its status, as HCS may report it.
     pub fn forced() -> Self {
         Self {
-            status: i64::from(Hresult::hcs_v2(0x0107).0),
+            status: i64::from(HCS_E_TERMINATED.0),
             exit_type: "ForcedExit".to_owned(),
         }
     }
@@ -183,7 +184,7 @@ impl SystemExit {
     /// The exit of a compute system that died.
     pub fn unexpected() -> Self {
         Self {
-            status: i64::from(Hresult::hcs_v1(0x0106).0),
+            status: i64::from(HCS_E_UNEXPECTED_EXIT.v1().0),
             exit_type: "UnexpectedExit".to_owned(),
         }
     }
@@ -206,7 +207,7 @@ impl SystemExit {
         Some(HcsError::new(if status.is_failure() {
             status
         } else {
-            Hresult::hcs_v1(0x0106)
+            HCS_E_UNEXPECTED_EXIT.v1()
         }))
     }
 }

@@ -4,7 +4,7 @@
 //! where the client can tell: handles, states, exit notifications, property
 //! answers, stdio pipes (in-memory, through `tokio::io::duplex`). Its fault plan
 //! can make any operation on any compute system fail with any HRESULT, delay
-//! operations (a delayed `WaitForProcessExit` is a late ProcessExited), make
+//! operations, hold ProcessExited notifications until released, make
 //! a compute system exit unexpectedly during shutdown or crash (no
 //! ProcessExited for its processes), answer `PendingUpdates` (refused by
 //! default, as hosts since WS2019 do), end processes with chosen exit codes
@@ -89,13 +89,15 @@ const KNOWN_STATEMENTS: &[&str] = &[
 /// HRESULTs the simulation answers with.
 mod hr {
     use crate::error::Hresult;
-    pub(super) const INVALID_STATE: Hresult = Hresult::hcs_v1(0x0105);
-    pub(super) const INVALID_JSON: Hresult = Hresult::hcs_v1(0x010D);
-    pub(super) const NOT_FOUND: Hresult = Hresult::hcs_v1(0x010E);
-    pub(super) const ALREADY_STOPPED: Hresult = Hresult::hcs_v1(0x0110);
-    pub(super) const PROCESS_ALREADY_STOPPED: Hresult = Hresult::hcs_v2(0x011F);
-    pub(super) const SERVICE_DISCONNECT: Hresult = Hresult::hcs_v2(0x011E);
-    pub(super) const ALREADY_EXISTS: Hresult = Hresult::hcs_v2(0x010F);
+    use crate::error::codes::*;
+    pub(super) const INVALID_STATE: Hresult = HCS_E_INVALID_STATE.v1();
+    pub(super) const INVALID_JSON: Hresult = HCS_E_INVALID_JSON.v1();
+    pub(super) const NOT_FOUND: Hresult = HCS_E_SYSTEM_NOT_FOUND.v1();
+    pub(super) const ALREADY_STOPPED: Hresult = HCS_E_SYSTEM_ALREADY_STOPPED.v1();
+    pub(super) const PROCESS_ALREADY_STOPPED: Hresult = HCS_E_PROCESS_ALREADY_STOPPED;
+    pub(super) const SERVICE_DISCONNECT: Hresult = HCS_E_SERVICE_DISCONNECT;
+    pub(super) const ALREADY_EXISTS: Hresult = HCS_E_SYSTEM_ALREADY_EXISTS;
+    pub(super) const PENDING: Hresult = HCS_E_OPERATION_PENDING;
 }
 
 /// A simulated HCS. Clones share one simulated service.
@@ -120,6 +122,8 @@ struct State {
     unexpected_exit_on_shutdown: HashSet<String>,
     late_failures: Vec<(HcsOp, String, Hresult, Duration)>,
     last_wait_results: HashMap<String, i32>,
+    /// Per container: whether its held ProcessExited notices are released.
+    held_notices: HashMap<String, watch::Sender<bool>>,
     host_cpus: Option<u32>,
     utility_vm_layers: HashSet<String>,
     calls: Vec<(HcsOp, String)>,
@@ -307,6 +311,24 @@ impl Sim {
         self.state()
             .last_wait_results
             .insert(container.to_owned(), result);
+    }
+
+    /// Holds the ProcessExited notifications of `container`'s processes: a
+    /// process that ends is gone at once (terminating it is denied, as on
+    /// Windows), but waits for its exit finish only after
+    /// [`Sim::release_exit_notices`].
+    pub fn hold_exit_notices(&self, container: &str) {
+        self.state()
+            .held_notices
+            .insert(container.to_owned(), watch::channel(false).0);
+    }
+
+    /// Sends the ProcessExited notifications held for `container`, and holds
+    /// no more. False when none were held.
+    pub fn release_exit_notices(&self, container: &str) -> bool {
+        let state = self.state();
+        let held = state.held_notices.get(container);
+        held.is_some_and(|released| !released.send_replace(true))
     }
 
     /// Loses (or restores) the connection to the service: every call fails
@@ -541,14 +563,14 @@ impl Sim {
     }
 
     /// A shutdown or terminate (`op`): the processes end with `code`, and
-    /// the system exits with `exit_type`, or unexpectedly when the fault
-    /// plan says so.
+    /// the system exits with `exit`, or unexpectedly when the fault plan
+    /// says so.
     async fn stop(
         &self,
         handle: &SimSystem,
         op: HcsOp,
         code: u32,
-        exit_type: &str,
+        exit: SystemExit,
     ) -> HcsResult<()> {
         let pending = self.gate(op, &handle.system.id).await?;
         self.check_open(handle)?;
@@ -569,14 +591,12 @@ impl Sim {
                     .stop_failure
                     .send_replace(Some(HcsError::new(hresult)));
             });
-            return Err(HcsError::new(Hresult::hcs_v2(0x0117)));
+            return Err(HcsError::new(hr::PENDING));
         }
         let exit = if self.take_unexpected(&handle.system.id) {
             SystemExit::unexpected()
-        } else if exit_type == "ForcedExit" {
-            SystemExit::forced()
         } else {
-            SystemExit::clean(exit_type)
+            exit
         };
         if !stop_system(&handle.system, code, exit) {
             return Err(HcsError::new(hr::ALREADY_STOPPED));
@@ -694,23 +714,15 @@ impl Hcs for Sim {
     }
 
     async fn shutdown_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        self.stop(
-            handle,
-            HcsOp::ShutDownComputeSystem,
-            CONTROL_C_EXIT,
-            "GracefulExit",
-        )
-        .await
+        let exit = SystemExit::clean("GracefulExit");
+        self.stop(handle, HcsOp::ShutDownComputeSystem, CONTROL_C_EXIT, exit)
+            .await
     }
 
     async fn terminate_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        self.stop(
-            handle,
-            HcsOp::TerminateComputeSystem,
-            TERMINATED_EXIT,
-            "ForcedExit",
-        )
-        .await
+        let exit = SystemExit::forced();
+        self.stop(handle, HcsOp::TerminateComputeSystem, TERMINATED_EXIT, exit)
+            .await
     }
 
     async fn pause_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
@@ -964,8 +976,7 @@ impl Hcs for Sim {
         let pending = self
             .gate(HcsOp::SignalProcess, &handle.process.system_id)
             .await?;
-        check_process(handle)?;
-        check_system_alive(handle)?;
+        check_live_process(handle)?;
         let options: SignalProcessOptions = serde_json::from_str(options)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         if !matches!(
@@ -983,8 +994,7 @@ impl Hcs for Sim {
         let pending = self
             .gate(HcsOp::TerminateProcess, &handle.process.system_id)
             .await?;
-        check_process(handle)?;
-        check_system_alive(handle)?;
+        check_live_process(handle)?;
         // Windows' TerminateProcess on a process that exited already fails
         // with ERROR_ACCESS_DENIED, and HCS passes that on (hcsshim ignores it).
         end_process(handle, TERMINATED_EXIT)
@@ -995,8 +1005,7 @@ impl Hcs for Sim {
     async fn modify_process(&self, handle: &SimProcess, request: &str) -> HcsResult<()> {
         self.gate(HcsOp::ModifyProcess, &handle.process.system_id)
             .await?;
-        check_process(handle)?;
-        check_system_alive(handle)?;
+        check_live_process(handle)?;
         let request: ModifyProcessRequest = serde_json::from_str(request)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         if handle.process.exit.borrow().is_some() {
@@ -1025,8 +1034,7 @@ impl Hcs for Sim {
     async fn get_process_properties(&self, handle: &SimProcess, query: &str) -> HcsResult<String> {
         self.gate(HcsOp::GetProcessProperties, &handle.process.system_id)
             .await?;
-        check_process(handle)?;
-        check_system_alive(handle)?;
+        check_live_process(handle)?;
         serde_json::from_str::<PropertyQuery>(query)
             .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
         let exit = *handle.process.exit.borrow();
@@ -1050,6 +1058,15 @@ impl Hcs for Sim {
         if handle.process.silent.load(Ordering::SeqCst) {
             // Its system died: HCS sends no ProcessExited for it.
             std::future::pending::<()>().await;
+        }
+        let held = self
+            .state()
+            .held_notices
+            .get(&handle.process.system_id)
+            .map(watch::Sender::subscribe);
+        if let Some(mut released) = held {
+            // The sender lives in the state: the wait ends only on release.
+            let _ = released.wait_for(|r| *r).await;
         }
         exit.ok_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT))
     }
@@ -1088,9 +1105,11 @@ fn check_process(handle: &SimProcess) -> HcsResult<()> {
     }
 }
 
-/// Calls on a process of a compute system that has exited are refused with
-/// HCS_E_INVALID_STATE (hcsshim releases the process's wait on it).
-fn check_system_alive(handle: &SimProcess) -> HcsResult<()> {
+/// A call on a process: refused on a closed handle, and with
+/// HCS_E_INVALID_STATE on a process whose compute system has exited
+/// (hcsshim releases the process's wait on it).
+fn check_live_process(handle: &SimProcess) -> HcsResult<()> {
+    check_process(handle)?;
     if handle.process.system_exit.borrow().is_some() {
         Err(HcsError::new(hr::INVALID_STATE))
     } else {

@@ -60,6 +60,12 @@ pub(crate) fn crash(system_id: &str) -> bool {
     control(serde_json::json!({"Crash": system_id}))["Crashed"] == true
 }
 
+/// Sends the ProcessExited notifications held for `system_id` (its plan's
+/// `HoldExitNotices`).
+pub(crate) fn release_exit_notices(system_id: &str) -> bool {
+    control(serde_json::json!({"ReleaseExitNotices": system_id}))["Released"] == true
+}
+
 /// The double's report on compute systems whose id contains `pattern`.
 pub(crate) fn report(pattern: &str) -> serde_json::Value {
     control(serde_json::json!({"Report": pattern}))

@@ -6,13 +6,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use libctd_core::EventInfo;
+use libctd_core::oci_spec::runtime::Spec;
 use libctd_testkit::backend::RecordingBackend;
+use libctd_windows::error::Hresult;
 use libctd_windows::hcs::ffi::Computecore;
 use libctd_windows::{ClientSettings, WindowsClient};
 
 use crate::double;
+use crate::exit_cases::ExitEnv;
 use crate::lifecycle::{self, T};
 
 /// A namespace no other test uses.
@@ -60,8 +64,8 @@ impl Env {
         format!("{id}@{}", self.namespace)
     }
 
-    pub(crate) async fn run(&self, id: &str, script: &str) -> u32 {
-        lifecycle::run(&self.client, id, &lifecycle::spec(script)).await
+    pub(crate) async fn run(&self, id: &str, spec: &Spec) -> u32 {
+        lifecycle::run(&self.client, id, spec).await
     }
 
     pub(crate) async fn exit(&self, id: &str) -> EventInfo {
@@ -72,11 +76,98 @@ impl Env {
         lifecycle::remove(&self.client, id).await;
     }
 
+    /// The pattern of this namespace's systems in the double's reports.
+    fn pattern(&self) -> String {
+        format!("@{}", self.namespace)
+    }
+
     /// No violation, leak or orphan in this namespace.
     pub(crate) async fn assert_clean(&self) {
-        let pattern = format!("@{}", self.namespace);
+        let pattern = self.pattern();
         tokio::task::spawn_blocking(move || double::assert_clean(&pattern, T))
             .await
             .unwrap();
+    }
+}
+
+/// Polls the double until process `pid` of `pattern`'s systems has exited.
+fn wait_exited(pattern: &str, pid: u32) {
+    let until = Instant::now() + T;
+    loop {
+        let r = double::report(pattern);
+        let exited = r["Processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["ProcessId"] == pid && p["Exited"] == true);
+        if exited {
+            return;
+        }
+        assert!(Instant::now() < until, "process {pid} did not exit: {r}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The double's fault plan of a system is one document, set before it is
+/// created: each control below sets the whole plan.
+impl ExitEnv for Env {
+    type Hcs = Computecore;
+
+    fn with_settings(settings: ClientSettings) -> Self {
+        env_with_settings(Computecore::load().unwrap(), settings)
+    }
+
+    fn client(&self) -> &WindowsClient<Computecore> {
+        &self.client
+    }
+
+    fn backend(&self) -> &RecordingBackend {
+        &self.backend
+    }
+
+    fn second_client(&self) -> WindowsClient<Computecore> {
+        let hcs = Arc::new(Computecore::load().unwrap());
+        WindowsClient::new(hcs, &self.namespace, Arc::new(RecordingBackend::new())).unwrap()
+    }
+
+    fn fail_create(&self, id: &str, hresult: Hresult) {
+        let plan = serde_json::json!({"Fail": {"HcsCreateComputeSystem": hresult.0}});
+        double::faults(&self.sys(id), plan);
+    }
+
+    fn slow_properties(&self, id: &str, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap();
+        let plan = serde_json::json!({"Slow": {"HcsGetComputeSystemProperties": ms}});
+        double::faults(&self.sys(id), plan);
+    }
+
+    fn fail_shutdown_after_submit(&self, id: &str, hresult: Hresult) {
+        // Slower than the binding's submit wait: answered pending first.
+        let plan = serde_json::json!({"Slow": {"HcsShutDownComputeSystem": 1500},
+                                      "Fail": {"HcsShutDownComputeSystem": hresult.0}});
+        double::faults(&self.sys(id), plan);
+    }
+
+    fn hold_exit_notices(&self, id: &str) {
+        double::faults(&self.sys(id), serde_json::json!({"HoldExitNotices": true}));
+    }
+
+    fn release_exit_notices(&self, id: &str) -> bool {
+        double::release_exit_notices(&self.sys(id))
+    }
+
+    async fn wait_ended(&self, _id: &str, pid: u32) {
+        let pattern = self.pattern();
+        tokio::task::spawn_blocking(move || wait_exited(&pattern, pid))
+            .await
+            .unwrap();
+    }
+
+    fn crash(&self, id: &str) -> bool {
+        double::crash(&self.sys(id))
+    }
+
+    async fn assert_clean(&self) {
+        Env::assert_clean(self).await;
     }
 }

@@ -1,5 +1,5 @@
 //! The steps of a container's life that the Windows tests over the
-//! simulation (`client.rs`) and over the double (`ffi_faults.rs`) share.
+//! simulation and over the double share.
 
 // Shared by several test files, each using part of it.
 #![allow(dead_code)]
@@ -96,6 +96,10 @@ pub(crate) async fn assert_died(
     let text = init.error.expect("the system's error").to_string();
     assert!(
         text.contains("The compute system exited unexpectedly. (0xc0370106)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("container {id} encountered an error")),
         "{text}"
     );
     let exec = backend

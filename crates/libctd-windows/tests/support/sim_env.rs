@@ -4,14 +4,18 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use libctd_core::EventInfo;
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_testkit::backend::RecordingBackend;
+use libctd_windows::error::Hresult;
+use libctd_windows::hcs::HcsOp;
 use libctd_windows::hcs::sim::Sim;
 use libctd_windows::{ClientSettings, WindowsClient};
 
-use crate::lifecycle;
+use crate::exit_cases::ExitEnv;
+use crate::lifecycle::{self, T};
 
 /// The HCS id of a container of the "test" namespace.
 pub(crate) fn sys(id: &str) -> String {
@@ -54,5 +58,70 @@ impl Env {
     pub(crate) async fn remove(&self, id: &str) {
         lifecycle::remove(&self.client, id).await;
         assert!(!self.sim.compute_systems().contains(&sys(id)));
+    }
+}
+
+/// Polls until process `pid` of `container` has ended in the simulation.
+pub(crate) async fn wait_ended(sim: &Sim, container: &str, pid: u32) {
+    let until = Instant::now() + T;
+    while sim.live_pids(container).contains(&pid) {
+        assert!(Instant::now() < until, "process {pid} did not end");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+impl ExitEnv for Env {
+    type Hcs = Sim;
+
+    fn with_settings(settings: ClientSettings) -> Self {
+        env_with(settings)
+    }
+
+    fn client(&self) -> &WindowsClient<Sim> {
+        &self.client
+    }
+
+    fn backend(&self) -> &RecordingBackend {
+        &self.backend
+    }
+
+    fn second_client(&self) -> WindowsClient<Sim> {
+        WindowsClient::new(self.sim.clone(), "test", Arc::new(RecordingBackend::new())).unwrap()
+    }
+
+    fn fail_create(&self, id: &str, hresult: Hresult) {
+        self.sim
+            .fail_once(HcsOp::CreateComputeSystem, Some(&sys(id)), hresult);
+    }
+
+    fn slow_properties(&self, id: &str, delay: Duration) {
+        self.sim
+            .delay(HcsOp::GetComputeSystemProperties, Some(&sys(id)), delay);
+    }
+
+    fn fail_shutdown_after_submit(&self, id: &str, hresult: Hresult) {
+        let after = Duration::from_millis(200);
+        self.sim
+            .fail_after_submit(HcsOp::ShutDownComputeSystem, &sys(id), hresult, after);
+    }
+
+    fn hold_exit_notices(&self, id: &str) {
+        self.sim.hold_exit_notices(&sys(id));
+    }
+
+    fn release_exit_notices(&self, id: &str) -> bool {
+        self.sim.release_exit_notices(&sys(id))
+    }
+
+    async fn wait_ended(&self, id: &str, pid: u32) {
+        wait_ended(&self.sim, &sys(id), pid).await;
+    }
+
+    fn crash(&self, id: &str) -> bool {
+        self.sim.crash(&sys(id))
+    }
+
+    async fn assert_clean(&self) {
+        assert_eq!(self.sim.compute_systems(), Vec::<String>::new());
     }
 }

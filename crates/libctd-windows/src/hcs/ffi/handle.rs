@@ -14,6 +14,7 @@ use windows::Win32::System::HostComputeSystem::{
 };
 use windows::core::{HRESULT, PCWSTR};
 
+use crate::error::codes::HCS_E_SERVICE_DISCONNECT;
 use crate::error::{HcsError, Hresult, win32};
 use crate::hcs::{HcsResult, ProcessExit, SystemExit};
 
@@ -75,7 +76,7 @@ pub(super) unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: 
                         .unwrap_or_else(|| SystemExit::clean("Unknown"));
                     tx.send_replace(Some(Ok(exit)));
                 } else if event.Type == HcsEventServiceDisconnect {
-                    tx.send_replace(Some(Err(Hresult::hcs_v2(0x011E))));
+                    tx.send_replace(Some(Err(HCS_E_SERVICE_DISCONNECT)));
                 }
             }
             Some(Registered::Process(tx)) => {
@@ -89,7 +90,7 @@ pub(super) unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: 
                         });
                     tx.send_replace(Some(Ok(exit)));
                 } else if event.Type == HcsEventServiceDisconnect {
-                    tx.send_replace(Some(Err(Hresult::hcs_v2(0x011E))));
+                    tx.send_replace(Some(Err(HCS_E_SERVICE_DISCONNECT)));
                 }
             }
             None => {}
@@ -102,6 +103,10 @@ pub(super) unsafe extern "system" fn on_event(event: *const HCS_EVENT, context: 
 /// The kind of an HCS handle, named by its exit notice: how its events are
 /// routed, and its `HcsSet*Callback` and `HcsClose*` calls.
 pub(super) trait HandleKind: Clone + Send + Sync + 'static {
+    /// Where a shutdown or terminate that failed after it was submitted
+    /// leaves its failure: only compute systems are stopped so.
+    type StopFailure: Default + Send + Sync;
+
     /// The registry entry that routes the kind's events to `tx`.
     fn registered(tx: watch::Sender<Notice<Self>>) -> Registered;
 
@@ -120,6 +125,8 @@ pub(super) trait HandleKind: Clone + Send + Sync + 'static {
 }
 
 impl HandleKind for SystemExit {
+    type StopFailure = watch::Sender<Option<HcsError>>;
+
     fn registered(tx: watch::Sender<Notice<Self>>) -> Registered {
         Registered::System(tx)
     }
@@ -144,6 +151,8 @@ impl HandleKind for SystemExit {
 }
 
 impl HandleKind for ProcessExit {
+    type StopFailure = ();
+
     fn registered(tx: watch::Sender<Notice<Self>>) -> Registered {
         Registered::Process(tx)
     }
@@ -189,10 +198,11 @@ pub(super) struct HandleInner<N: HandleKind> {
     pub(super) idle: Condvar,
     pub(super) key: usize,
     pub(super) exit: watch::Receiver<Notice<N>>,
-    /// The failure of a shutdown or terminate that failed after it was
-    /// submitted (answered pending): [`wait_exit`](Self::wait_exit) gives
-    /// it, since no exit will follow. Cleared when another is submitted.
-    pub(super) stop_failure: watch::Sender<Option<HcsError>>,
+    /// A compute system's: the failure of a shutdown or terminate that
+    /// failed after it was submitted (answered pending), which
+    /// [`HandleInner::wait_system_exit`] gives, since no exit will follow.
+    /// Cleared when another is submitted.
+    pub(super) stop_failure: N::StopFailure,
 }
 
 /// The address of a handle and its leases.
@@ -252,7 +262,7 @@ impl<N: HandleKind> HandleInner<N> {
             idle: Condvar::new(),
             key,
             exit,
-            stop_failure: watch::channel(None).0,
+            stop_failure: N::StopFailure::default(),
         }
     }
 
@@ -275,27 +285,21 @@ impl<N: HandleKind> HandleInner<N> {
     }
 
     /// Resolves with the handle's exit notice; a lost service is
-    /// HCS_E_SERVICE_DISCONNECT; a submitted stop that failed is its
-    /// failure.
+    /// HCS_E_SERVICE_DISCONNECT.
     pub(super) async fn wait_exit(&self) -> HcsResult<N> {
-        let disconnected = || HcsError::new(Hresult::hcs_v2(0x011E));
+        let disconnected = || HcsError::new(HCS_E_SERVICE_DISCONNECT);
         let mut rx = self.exit.clone();
-        let mut failure = self.stop_failure.subscribe();
-        let notice = tokio::select! {
-            biased;
-            notice = rx.wait_for(Option::is_some) => notice.map_err(|_| disconnected())?.clone(),
-            failed = failure.wait_for(Option::is_some) => {
-                let failed = failed.ok().and_then(|f| f.clone());
-                return Err(failed.unwrap_or_else(disconnected));
-            }
-        };
+        let notice = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| disconnected())?
+            .clone();
         match notice {
             Some(Ok(exit)) => Ok(exit),
             Some(Err(hr)) => Err(HcsError::new(hr)),
             None => Err(disconnected()),
         }
     }
-
     /// [`close`](Self::close) on a blocking thread, as the `Hcs` trait
     /// answers it: ERROR_INVALID_HANDLE when it was closed already.
     pub(super) async fn close_async(self: &Arc<Self>) -> HcsResult<()> {
@@ -328,6 +332,22 @@ impl<N: HandleKind> HandleInner<N> {
         unsafe { N::close(&self.fns, h) };
         registry().remove(&self.key);
         true
+    }
+}
+
+impl SystemInner {
+    /// [`wait_exit`](HandleInner::wait_exit), or the failure of a submitted
+    /// stop that failed (no exit follows it).
+    pub(super) async fn wait_system_exit(&self) -> HcsResult<SystemExit> {
+        let mut failure = self.stop_failure.subscribe();
+        tokio::select! {
+            biased;
+            exit = self.wait_exit() => exit,
+            failed = failure.wait_for(Option::is_some) => {
+                let failed = failed.ok().and_then(|f| f.clone());
+                Err(failed.unwrap_or_else(|| HcsError::new(HCS_E_SERVICE_DISCONNECT)))
+            }
+        }
     }
 }
 

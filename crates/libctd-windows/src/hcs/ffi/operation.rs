@@ -13,6 +13,7 @@ use windows::Win32::Foundation::{HANDLE, HLOCAL, INVALID_HANDLE_VALUE, LocalFree
 use windows::Win32::System::HostComputeSystem::{HCS_OPERATION, HCS_PROCESS_INFORMATION};
 use windows::core::{HRESULT, PWSTR};
 
+use crate::error::codes::HCS_E_OPERATION_TIMEOUT;
 use crate::error::{HcsError, Hresult};
 use crate::hcs::HcsResult;
 
@@ -35,13 +36,11 @@ pub(super) unsafe fn take_document(doc: PWSTR) -> String {
     text
 }
 
-/// HCS_E_OPERATION_TIMEOUT: the only answer meaning "the wait timed out"
-/// (HCS_E_CONNECTION_TIMEOUT and ERROR_TIMEOUT are failures of the
+/// Whether `hr` says the wait timed out: only HCS_E_OPERATION_TIMEOUT
+/// does (HCS_E_CONNECTION_TIMEOUT and ERROR_TIMEOUT are failures of the
 /// operation itself).
-pub(super) const OPERATION_TIMEOUT: Hresult = Hresult::hcs_v2(0x0118);
-
 pub(super) fn is_wait_timeout(hr: HRESULT) -> bool {
-    Hresult::from(hr) == OPERATION_TIMEOUT
+    Hresult::from(hr) == HCS_E_OPERATION_TIMEOUT
 }
 
 /// An operation in flight that its caller may give up on: the caller's

@@ -1,0 +1,233 @@
+//! Issue 18's cases, once for every test environment: how HCS reports
+//! exits and failures as hcsshim describes it (a system exit without a
+//! process exit, a forced exit, terminate on an exited process, HCS's own
+//! codes, a refused PendingUpdates query). `exits.rs` runs them over the
+//! simulation, `ffi_exits.rs` over the real binding against the
+//! computecore.dll double; each environment gives its client and its
+//! fault controls through [`ExitEnv`].
+
+// Shared by several test files, each using part of it.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use libctd_core::{Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, discard_stdio};
+use libctd_testkit::backend::RecordingBackend;
+use libctd_windows::error::{Hresult, hresult_of};
+use libctd_windows::hcs::Hcs;
+use libctd_windows::hcs::sim::TERMINATED_EXIT;
+use libctd_windows::{ClientSettings, WindowsClient};
+
+use crate::lifecycle::{self, T, process, spec};
+
+/// A client over one HCS, and that HCS's fault controls. Faults of a
+/// container are set before it is created.
+pub(crate) trait ExitEnv: Sized {
+    /// The HCS the client drives.
+    type Hcs: Hcs;
+
+    /// A client with `settings`, in a namespace no other test uses.
+    fn with_settings(settings: ClientSettings) -> Self;
+    /// The client.
+    fn client(&self) -> &WindowsClient<Self::Hcs>;
+    /// The client's backend.
+    fn backend(&self) -> &RecordingBackend;
+    /// Another client of the same namespace over the same HCS.
+    fn second_client(&self) -> WindowsClient<Self::Hcs>;
+    /// Creating container `id`'s compute system fails with `hresult` from
+    /// its operation.
+    fn fail_create(&self, id: &str, hresult: Hresult);
+    /// Property queries on container `id` are answered `delay` late.
+    fn slow_properties(&self, id: &str, delay: Duration);
+    /// The next shutdown of container `id` is answered pending, then fails
+    /// with `hresult` without stopping anything.
+    fn fail_shutdown_after_submit(&self, id: &str, hresult: Hresult);
+    /// ProcessExited notifications of container `id` are held until released.
+    fn hold_exit_notices(&self, id: &str);
+    /// Sends the held notifications of container `id`; false when none were held.
+    fn release_exit_notices(&self, id: &str) -> bool;
+    /// Returns once process `pid` of container `id` has ended in HCS.
+    async fn wait_ended(&self, id: &str, pid: u32);
+    /// Makes container `id`'s compute system die; false when it does not run.
+    fn crash(&self, id: &str) -> bool;
+    /// Nothing is left of the test's containers in HCS.
+    async fn assert_clean(&self);
+
+    /// A client with the default settings.
+    fn new() -> Self {
+        Self::with_settings(ClientSettings::default())
+    }
+}
+
+/// HCS answers a duplicate compute system id with its own
+/// HCS_E_SYSTEM_ALREADY_EXISTS, from the call or from the operation's
+/// result: AlreadyExists with a message, never "Unknown error", and nothing
+/// left behind.
+pub(crate) async fn a_duplicate_system_id_is_already_exists<E: ExitEnv>() {
+    let e = E::new();
+    // A second client of the same namespace: the id is taken in HCS only.
+    let other = e.second_client();
+    e.client()
+        .create("c", &spec("sleep"), CreateOptions::default())
+        .await
+        .unwrap();
+    let err = other
+        .create("c", &spec("sleep"), CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{}", err.report());
+    assert_eq!(hresult_of(&err), Some(Hresult(0x8037_010F)));
+    let text = err.to_string();
+    assert!(text.contains("exists already. (0x8037010f)"), "{text}");
+
+    // The same code as the operation's result.
+    e.fail_create("d", Hresult(0x8037_010F));
+    let err = e
+        .client()
+        .create("d", &spec("sleep"), CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{}", err.report());
+    assert!(!err.to_string().contains("Unknown error"), "{err}");
+    e.client().delete("c").await.unwrap();
+    e.assert_clean().await;
+}
+
+/// Killing an exec that exited, before its exit notification came: HCS
+/// answers E_ACCESSDENIED (Windows' TerminateProcess), which means it is
+/// gone. The kill succeeds and the exec's own exit is delivered, once.
+pub(crate) async fn killing_an_exited_exec_is_not_permission_denied<E: ExitEnv>() {
+    let e = E::new();
+    // The exec ends in HCS; the client does not know it yet.
+    e.hold_exit_notices("c");
+    lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    let pid = e
+        .client()
+        .exec("c", "e1", &process("exit 4"), false, discard_stdio())
+        .await
+        .unwrap();
+    e.wait_ended("c", pid).await;
+    e.client().signal_process("c", "e1", 9).await.unwrap();
+    assert!(e.release_exit_notices("c"));
+    let exit = e
+        .backend()
+        .next_process_event("c", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 4);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    e.client()
+        .signal_process("c", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    lifecycle::exit(e.backend(), "c").await;
+    lifecycle::remove(e.client(), "c").await;
+    let exits = e
+        .backend()
+        .events_of("c")
+        .into_iter()
+        .filter(|(t, i)| *t == EventType::Exit && i.process_id == "e1")
+        .count();
+    assert_eq!(exits, 1);
+    e.assert_clean().await;
+}
+
+/// After our own SIGKILL, HCS reports `ForcedExit` with HCS_E_TERMINATED
+/// as its status: not a crash. Here SystemExited comes first and the
+/// init's ProcessExited is held until after it (the exit does not depend
+/// on their order). The exit carries the process's own code and no error,
+/// as does delete_task.
+pub(crate) async fn a_forced_exit_is_not_a_crash<E: ExitEnv>() {
+    let e = E::new();
+    e.hold_exit_notices("c");
+    let pid = lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    e.client()
+        .signal_process("c", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    e.wait_ended("c", pid).await;
+    assert!(e.release_exit_notices("c"));
+    let exit = lifecycle::exit(e.backend(), "c").await;
+    assert_eq!(exit.exit_code, TERMINATED_EXIT);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    let task = e.client().delete_task("c").await.unwrap();
+    assert_eq!(task.exit_code, TERMINATED_EXIT);
+    e.client().delete("c").await.unwrap();
+    e.assert_clean().await;
+}
+
+/// Hosts since Windows Server 2019 refuse the PendingUpdates query (not a
+/// property type of schema 2), and a host may be slow to answer at all:
+/// the exit is clean (update_pending false, no error) and not held back
+/// past the query's bound (the slow query is given up on, not left
+/// holding the system).
+pub(crate) async fn a_refused_or_slow_pending_updates_query_gives_a_clean_exit<E: ExitEnv>() {
+    let e = E::with_settings(ClientSettings {
+        update_query_timeout: Duration::from_millis(200),
+        ..ClientSettings::default()
+    });
+    lifecycle::run(e.client(), "refused", &spec("exit 0")).await;
+    let exit = lifecycle::exit(e.backend(), "refused").await;
+    assert_eq!(exit.exit_code, 0);
+    assert!(!exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    lifecycle::remove(e.client(), "refused").await;
+
+    e.slow_properties("slow", Duration::from_secs(5));
+    let started = Instant::now();
+    lifecycle::run(e.client(), "slow", &spec("exit 0")).await;
+    let exit = lifecycle::exit(e.backend(), "slow").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+    assert_eq!(exit.exit_code, 0);
+    assert!(!exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    lifecycle::remove(e.client(), "slow").await;
+    e.assert_clean().await;
+}
+
+/// A compute system that dies sends SystemExited (UnexpectedExit) and no
+/// ProcessExited for its processes (calls on them answer
+/// HCS_E_INVALID_STATE). Within the exit grace the init and the exec exit
+/// with 4294967295 and the system's error; then delete_task and delete
+/// succeed and nothing is left.
+pub(crate) async fn a_dead_system_without_process_exits_still_exits<E: ExitEnv>() {
+    let e = E::with_settings(ClientSettings {
+        exit_grace: Duration::from_millis(300),
+        ..ClientSettings::default()
+    });
+    lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    e.client()
+        .exec("c", "e1", &process("sleep"), false, discard_stdio())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(e.crash("c"));
+    lifecycle::assert_died(e.client(), e.backend(), "c", started).await;
+    e.assert_clean().await;
+}
+
+/// A shutdown answered pending that fails afterwards (no exit follows it)
+/// escalates to terminate at once, not after the 300 s shutdown timeout:
+/// the exit comes soon, 4294967295 with the shutdown's failure, and its
+/// operation is not left behind. Gives the environment, for checks of its
+/// own.
+pub(crate) async fn a_shutdown_failing_after_submit_escalates_at_once<E: ExitEnv>() -> E {
+    let e = E::new();
+    e.fail_shutdown_after_submit("c", Hresult::from_win32(5));
+    let started = Instant::now();
+    lifecycle::run(e.client(), "c", &spec("exit 0")).await;
+    let exit = lifecycle::exit(e.backend(), "c").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(exit.exit_code, u32::MAX);
+    let text = exit.error.expect("the shutdown's failure").to_string();
+    assert!(text.contains("failed to shutdown container"), "{text}");
+    assert!(text.contains("(0x80070005)"), "{text}");
+    lifecycle::remove(e.client(), "c").await;
+    e.assert_clean().await;
+    e
+}
