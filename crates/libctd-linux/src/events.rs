@@ -377,18 +377,16 @@ pub(crate) async fn reconcile_container(
                 undelivered += 1;
                 continue;
             }
-            let info = {
-                let Some((pid, oom)) = c.lock().take_exit(&process_id) else {
-                    continue;
-                };
-                match vanished {
-                    Some(why) => lost_exit(&c.id, &process_id, pid, oom, why),
-                    None => EventInfo::new(c.id.as_str(), process_id.as_str())
-                        .with_pid(process.pid)
-                        .with_exit_code(process.exit_status)
-                        .with_exited_at(convert::time_from_proto(process.exited_at.as_ref()))
-                        .with_oom_killed(oom),
-                }
+            let info = c.lock().take_exit(&process_id, |pid, oom| match vanished {
+                Some(why) => lost_exit(&c.id, &process_id, pid, oom, why),
+                None => EventInfo::new(c.id.as_str(), process_id.as_str())
+                    .with_pid(process.pid)
+                    .with_exit_code(process.exit_status)
+                    .with_exited_at(convert::time_from_proto(process.exited_at.as_ref()))
+                    .with_oom_killed(oom),
+            });
+            let Some(info) = info else {
+                continue;
             };
             tracing::info!(container_id = %c.id, process_id, "delivering an exit the event stream did not bring");
             deliver(inner, EventType::Exit, info);
