@@ -9,18 +9,18 @@
 //! status, until it is deleted.) A dead shim's bundle is removed too, on
 //! every line, and its exit is published to nobody. The shim itself knows
 //! its init's status until containerd deletes it, so the supervisor asks
-//! every shim of the daemon's state directory before it starts a daemon,
-//! and keeps asking those still running until the daemon answers
-//! ([`Watch`]):
+//! every shim of the daemon's state directory before it starts a daemon
+//! ([`Watch`]), and, until the daemon answers, waits on those still running
+//! (the shim's `Wait`, answered as soon as the shim reaps the process,
+//! which is before containerd can find the container empty):
 //!
 //! - a stopped init: its status is recorded;
 //! - a shim gone before the start (it died while containerd was down): its
 //!   init, if it had one, is recorded as lost ([`Lost::ShimDied`]);
-//! - a shim that answered "running" and is gone once the daemon answers:
-//!   its process ended after it was last asked and containerd dropped the
-//!   task while it loaded; recorded as lost ([`Lost::Escaped`]). Asking
-//!   every few milliseconds makes this window small; it cannot be closed
-//!   without stopping the containers while containerd starts.
+//! - a shim that closes a wait without answering, or (beyond the number of
+//!   waits the process's file limit allows, which are asked again every few
+//!   milliseconds instead) that answered "running" and is gone once the
+//!   daemon answers: recorded as lost ([`Lost::Escaped`]).
 //!
 //! The records live under the libctd state directory (`exits/`, see
 //! `records`), so an engine that restarts, or another process on the same
@@ -46,13 +46,51 @@ pub(crate) use exit::{Lost, ShimExit};
 use records::Records;
 use shim::{Answer, Task};
 
-/// The shims that were running when a daemon start began, asked again
-/// until it answers. Made by [`ShimExits::before_start`].
+/// The shims that were running when a daemon start began, waited on (or
+/// asked again) until it answers. Made by [`ShimExits::before_start`];
+/// dropping it ends the waits.
 #[derive(Debug, Default)]
 #[must_use = "a watch must be ended with after_start once the daemon answers"]
 pub(crate) struct Watch {
-    /// Each task with its init's pid, as last known.
+    /// Each task asked again every round, with its init's pid as last known.
     running: Vec<(Task, Option<u32>)>,
+    /// The waits on the others: each ends with the init's end, or without
+    /// an answer once `closing` is cancelled.
+    waits: tokio::task::JoinSet<(Task, u32, Option<Answer>)>,
+    closing: tokio_util::sync::CancellationToken,
+}
+
+impl Watch {
+    /// Waits on the init of `task` (whose pid is `pid`) from now on.
+    fn wait_on(&mut self, task: Task, pid: u32) {
+        let closing = self.closing.clone();
+        self.waits.spawn(async move {
+            let answer = tokio::select! {
+                // An answer already there is taken, even once closing.
+                biased;
+                answer = shim::wait(&task, pid) => Some(answer),
+                () = closing.cancelled() => None,
+            };
+            (task, pid, answer)
+        });
+    }
+}
+
+/// How many shims are waited on at once: a quarter of the process's file
+/// limit (each wait holds a socket while the daemon starts), within
+/// 32..=4096; the rest are asked again every round.
+fn wait_budget() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, nothing else.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (soft / 4).clamp(32, 4096)
 }
 
 /// Which round of asking the shims around a daemon start.
@@ -70,6 +108,8 @@ enum Round {
 #[derive(Debug)]
 pub(crate) struct ShimExits {
     records: Records,
+    /// How many shims are waited on at once ([`wait_budget`]).
+    wait_budget: usize,
 }
 
 impl ShimExits {
@@ -77,6 +117,7 @@ impl ShimExits {
     pub(crate) fn new(dir: PathBuf) -> Self {
         Self {
             records: Records::new(dir),
+            wait_budget: wait_budget(),
         }
     }
 
@@ -91,21 +132,66 @@ impl ShimExits {
                 (task, pid)
             })
             .collect();
-        let mut watch = Watch { running };
+        let mut watch = Watch {
+            running,
+            ..Watch::default()
+        };
         self.round(&mut watch, Round::Before).await;
+        // Those running with a known pid are waited on, as many as the
+        // budget allows; the others stay asked every round.
+        let budget = self.wait_budget;
+        let mut polled = Vec::new();
+        for (task, pid) in std::mem::take(&mut watch.running) {
+            match pid {
+                Some(pid) if watch.waits.len() < budget => watch.wait_on(task, pid),
+                _ => polled.push((task, pid)),
+            }
+        }
+        watch.running = polled;
         watch
     }
 
-    /// While the daemon starts: asks the watched shims again, and records
-    /// (and stops watching) those whose init stopped.
+    /// While the daemon starts: records the waits that ended, asks the
+    /// polled shims again, and records (and stops watching) those whose
+    /// init stopped.
     pub(crate) async fn look_again(&self, watch: &mut Watch) {
+        while let Some(ended) = watch.waits.try_join_next() {
+            self.waited(watch, ended, Round::During);
+        }
         self.round(watch, Round::During).await;
     }
 
-    /// Once the daemon answers (it has loaded its shims): a last round, in
-    /// which a watched shim that is gone lost its exit to the start.
+    /// Once the daemon answers (it has loaded its shims): the waits end
+    /// (an answer already given is recorded), and a last round, in which a
+    /// polled shim that is gone lost its exit to the start.
     pub(crate) async fn after_start(&self, mut watch: Watch) {
+        watch.closing.cancel();
+        while let Some(ended) = watch.waits.join_next().await {
+            self.waited(&mut watch, ended, Round::Last);
+        }
         self.round(&mut watch, Round::Last).await;
+    }
+
+    /// Records how a wait ended: a status, or lost when the shim went
+    /// without answering; an unclear answer is asked again by polling.
+    fn waited(
+        &self,
+        watch: &mut Watch,
+        ended: Result<(Task, u32, Option<Answer>), tokio::task::JoinError>,
+        round: Round,
+    ) {
+        let Ok((task, pid, answer)) = ended else {
+            return;
+        };
+        match answer {
+            Some(Answer::Stopped(exit)) => self.record(&task, exit),
+            Some(Answer::Gone) => self.record(&task, lost(pid, Lost::Escaped)),
+            Some(Answer::Unclear | Answer::Running { .. }) if round == Round::During => {
+                watch.running.push((task, Some(pid)));
+            }
+            // Ended by the daemon's answer: containerd knows the task.
+            Some(Answer::Unclear | Answer::Running { .. }) | None => {}
+        }
     }
 
     /// Asks every watched shim once; records what stopped or is gone, and

@@ -29,8 +29,8 @@ pub(crate) const T: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub(crate) struct Exit {
     pub(crate) code: u32,
-    /// Whether an error said why the status is unknown.
-    pub(crate) error: bool,
+    /// The error that said why the status is unknown, if one did.
+    pub(crate) error: Option<String>,
     /// How it came: "event", or "restore" (restore said not alive, and
     /// delete_task answered).
     pub(crate) via: &'static str,
@@ -259,12 +259,12 @@ fn proc(code: u32, exec: bool, generation: u32) -> Proc {
 /// status, which an event must explain with an error.
 fn acceptable(p: &Proc, exit: &Exit) -> bool {
     if exit.code == p.code {
-        return !exit.error;
+        return exit.error.is_none();
     }
     match exit.code {
         137 => p.exec || p.shim_killed,
         255 => p.shim_killed,
-        UNKNOWN_EXIT_CODE => p.shim_killed && (exit.error || exit.via == "restore"),
+        UNKNOWN_EXIT_CODE => p.shim_killed && (exit.error.is_some() || exit.via == "restore"),
         _ => false,
     }
 }
@@ -369,7 +369,7 @@ impl Engine {
                 &init,
                 Exit {
                     code: answer.exit_code,
-                    error: false,
+                    error: None,
                     via: "restore",
                     generation: self.generation,
                 },
@@ -427,7 +427,7 @@ async fn on_exit(
 ) {
     let exit = Exit {
         code: info.exit_code,
-        error: info.error.is_some(),
+        error: info.error.as_ref().map(|e| format!("{e:#}")),
         via: "event",
         generation,
     };
