@@ -156,7 +156,8 @@ fn not_running(container_id: &str, operation: &'static str) -> Error {
 
 impl<H: Hcs> WindowsClient<H> {
     /// A client of `namespace` over `hcs`, delivering events to `backend`.
-    /// Needs a tokio runtime (for the event queue).
+    /// Needs a tokio runtime (for the event queue), with I/O enabled over
+    /// the real HCS (its stdio pipes complete on the runtime's I/O driver).
     pub fn new(hcs: Arc<H>, namespace: &str, backend: Arc<dyn Backend>) -> Result<Self> {
         Self::with_settings(hcs, namespace, backend, ClientSettings::default())
     }

@@ -18,6 +18,9 @@
 //! how they ended (and cancels the operation if it is still in flight); one
 //! that fails after it was answered pending fails the system's exit waiters. When the wait for HcsCreateProcess fails although a process
 //! handle came back (Windows Server 2022), HcsGetProcessInfo recovers it.
+//! A new process's stdio pipes are read and written with overlapped I/O
+//! on the runtime's completion port (`stdio`): live streams hold no thread
+//! of the blocking pool the operations run on.
 //!
 //! Under Wine, `cargo xtask windows-test` runs this binding against the
 //! computecore.dll double (`crates/libctd-windows/hcs-double`). Exit
@@ -39,6 +42,7 @@
 mod fns;
 mod handle;
 mod operation;
+mod stdio;
 
 use std::ffi::c_void;
 use std::fmt;
@@ -48,7 +52,7 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use libctd_core::{Error, OutputStream, StdinStream};
+use libctd_core::Error;
 use tracing::Instrument;
 use windows::Win32::Foundation::HANDLE;
 use windows::Win32::System::HostComputeSystem::{
@@ -64,6 +68,7 @@ use fns::*;
 use handle::*;
 pub use handle::{FfiProcess, FfiSystem};
 use operation::*;
+use stdio::{close_std_handles, streams};
 
 /// `INFINITE` for the wait functions.
 const INFINITE: u32 = u32::MAX;
@@ -543,7 +548,7 @@ impl Hcs for Computecore {
         let inner = Arc::new(ProcessInner::new(self.fns.clone(), raw, key, rx));
         // The information holds raw handles: Send only wrapped.
         let info = match result.map(|(_, info)| SendInfo(info)) {
-            Ok(SendInfo(info)) if raw != 0 && registered.is_ok() => info,
+            Ok(info) if raw != 0 && registered.is_ok() => info,
             Ok(SendInfo(info)) => {
                 close_std_handles(&info);
                 drop(inner);
@@ -566,7 +571,7 @@ impl Hcs for Computecore {
                 // Windows Server 2022: the wait can fail although the
                 // process runs; recover its information as hcsshim does.
                 match self.recover_process_info(&inner).await {
-                    Some(SendInfo(info)) => {
+                    Some(info) => {
                         tracing::debug!(error = %e, "HcsCreateProcess failed, yet the process runs: recovered");
                         info
                     }
@@ -583,25 +588,23 @@ impl Hcs for Computecore {
         };
         let process = FfiProcess(inner);
         // The handles are fetched once and owned from here on.
-        let stdin = handle_value(info.StdInput).map(|h| {
-            // SAFETY: HCS handed over this open pipe handle.
-            Box::pin(ClosingWriter(Some(unsafe { file_of(h) }))) as StdinStream
-        });
-        let stdout = handle_value(info.StdOutput).map(|h| {
-            // SAFETY: as above.
-            Box::pin(unsafe { file_of(h) }) as OutputStream
-        });
-        let stderr = handle_value(info.StdError).map(|h| {
-            // SAFETY: as above.
-            Box::pin(unsafe { file_of(h) }) as OutputStream
-        });
+        let pid = info.0.ProcessId;
+        let streams = match streams(&info.0) {
+            Ok(streams) => streams,
+            Err(e) => {
+                // Its stdio is lost: the process must not run without it.
+                let _ = self.terminate_process(&process).await;
+                let _ = process.0.close_async().await;
+                return Err(e);
+            }
+        };
         Ok((
             process,
             ProcessInfo {
-                pid: info.ProcessId,
-                stdin,
-                stdout,
-                stderr,
+                pid,
+                stdin: streams.stdin,
+                stdout: streams.stdout,
+                stderr: streams.stderr,
             },
         ))
     }
