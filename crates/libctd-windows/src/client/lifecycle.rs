@@ -11,11 +11,10 @@ use libctd_core::{
     CreateOptions, Error, EventInfo, EventType, INIT_PROCESS_ID, Result, Status, StdioCallback,
     TaskExit, validate_container_id,
 };
-use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::exec::{ProcessRequest, spawn_process};
-use super::state::{Container, State};
+use super::state::{Container, Reaped, State};
 use super::{Inner, detached, hcs_error, lock, not_running};
 use crate::convert::{self, ContainerConfig};
 use crate::exits;
@@ -112,7 +111,7 @@ pub(super) async fn create<H: Hcs>(
             spec,
             system_exit,
             state: tokio::sync::Mutex::new(State::created()),
-            reaped: watch::channel(false).0,
+            reaped: Reaped::default(),
         });
         let raced = {
             let mut table = lock(&inner.containers);
@@ -255,12 +254,8 @@ pub(super) async fn delete<H: Hcs>(inner: &Arc<Inner<H>>, container_id: &str) ->
             Status::Stopped => {
                 drop(state);
                 // The reaper shuts the compute system down and closes it.
-                let mut reaped = ctr.reaped.subscribe();
                 let wait = inner.settings.shutdown_timeout.saturating_mul(2);
-                if tokio::time::timeout(wait, reaped.wait_for(|r| *r))
-                    .await
-                    .is_err()
-                {
+                if !ctr.reaped.wait(wait).await {
                     return Err(Error::deadline_exceeded(
                         "the container's compute system is still shutting down",
                     )

@@ -118,7 +118,7 @@ impl<H: Hcs> Inner<H> {
             .with_update_pending(update_pending)
             .with_error(error);
         self.emit(&ctr, EventType::Exit, info);
-        ctr.reaped.send_replace(true);
+        ctr.reaped.mark();
     }
 
     /// Reaps an exec: its exit event, then its removal in the same queue slot.

@@ -25,9 +25,28 @@ pub(super) struct Container<H: Hcs> {
     /// The compute system's exit, for the reapers of its processes.
     pub(super) system_exit: exits::SystemExitWatch,
     pub(super) state: tokio::sync::Mutex<State<H>>,
-    /// True once the init process's exit has been fully reaped (the compute
-    /// system shut down and closed) and its event queued.
-    pub(super) reaped: watch::Sender<bool>,
+    /// Whether the init process's exit has been fully reaped.
+    pub(super) reaped: Reaped,
+}
+
+/// Set once the init process's exit has been fully reaped (the compute
+/// system shut down and closed) and its event queued.
+#[derive(Default)]
+pub(super) struct Reaped(watch::Sender<bool>);
+
+impl Reaped {
+    /// The reaper is done.
+    pub(super) fn mark(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Waits at most `wait` for the reaper to be done; false if it is not.
+    pub(super) async fn wait(&self, wait: Duration) -> bool {
+        let mut reaped = self.0.subscribe();
+        tokio::time::timeout(wait, reaped.wait_for(|r| *r))
+            .await
+            .is_ok()
+    }
 }
 
 /// A started process: its handle, pid, and the engine's hold on its stdio.
