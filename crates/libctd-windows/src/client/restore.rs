@@ -24,18 +24,18 @@ pub(super) async fn restore<H: Hcs>(
     // never called. A tracked container's exit then arrives as usual.
     detached("restore", container_id, async move {
         if let Some(ctr) = tracked {
-            let stopped = {
-                let state = ctr.state.lock().await;
-                state.has_exited()
-            };
+            let state = ctr.state.lock().await;
             // A stopped container's compute system is being (or was)
-            // shut down and closed by its reaper.
-            if !stopped {
+            // shut down and closed by its reaper. Otherwise it stays open
+            // while the lock is held: the reaper closes it only after it
+            // recorded the exit, under this lock.
+            if !state.has_exited() {
                 inner
                     .terminate_system(&id, &ctr.system)
                     .await
                     .map_err(|e| e.with_operation("restore"))?;
             }
+            drop(state);
             return Ok(Restored::new(false, None));
         }
         match inner.hcs.open_compute_system(&inner.system_id(&id)).await {
