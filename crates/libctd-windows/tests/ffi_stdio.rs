@@ -190,3 +190,24 @@ fn without_runtime_io_start_fails_and_leaves_nothing() {
         env.assert_clean().await;
     });
 }
+
+/// Streams the engine drops are closed, although a read is in flight on
+/// each (cancelled, then closed): a process writing far more than a pipe
+/// holds, and one reading stdin, both end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_streams_are_closed() {
+    let env = ffi_env::env();
+    for (id, script) in [("writer", "bytes 4194304"), ("reader", "cat")] {
+        env.client
+            .create(id, &spec(script), CreateOptions::default())
+            .await
+            .unwrap();
+        env.client
+            .start(id, None, true, discard_stdio())
+            .await
+            .unwrap();
+        assert_eq!(env.exit(id).await.exit_code, 0, "{id}");
+        env.remove(id).await;
+    }
+    env.assert_clean().await;
+}
