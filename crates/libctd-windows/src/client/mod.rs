@@ -12,8 +12,8 @@
 //! delete_task, delete), `exec` (processes and their stdio, signals,
 //! resize, CloseIO), `restore`, `queries` (the rest). `state` holds a
 //! container and every transition of its state; `reap` turns exits into
-//! events by the rules of [`exits`](crate::exits); `system` stops compute
-//! systems and utility VMs.
+//! events by the rules of `exits`; `system` stops compute systems and
+//! utility VMs.
 
 mod exec;
 mod lifecycle;

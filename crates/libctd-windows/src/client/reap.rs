@@ -1,5 +1,5 @@
 //! The reapers: a process's exit, waited for by the rules of
-//! [`exits`](crate::exits), becomes its exit event. The init's reaper also
+//! [`exits`], becomes its exit event. The init's reaper also
 //! shuts the compute system down and closes it (the path libcontainerd
 //! settled on); every failure on the way makes the exit code unknown and is
 //! chained into the event's error.
