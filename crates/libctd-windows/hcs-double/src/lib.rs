@@ -28,7 +28,8 @@
 //!   HCS_E_SYSTEM_ALREADY_EXISTS; `PendingUpdates` queries are refused
 //!   (HCS_E_INVALID_JSON; not a schema 2 property type).
 //! - Processes run a tiny script language (the same statements as
-//!   `libctd_windows::hcs::sim`) with real anonymous pipes as stdio.
+//!   `libctd_windows::hcs::sim`) with real named pipes as stdio, the
+//!   caller's ends opened for overlapped I/O as HCS's are.
 //! - Handle discipline, where a real computecore faults (access violation):
 //!   a call on a closed or unknown handle, a close while a call or an
 //!   uncancelled operation on the handle is in flight, a double close, an

@@ -1,6 +1,6 @@
 //! The processes' script language (the statements of
 //! `libctd_windows::hcs::sim`), run on a thread of the double over real
-//! anonymous pipes.
+//! pipes (the double's ends synchronous).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -129,7 +129,7 @@ fn run(p: &Process, args: &[String], mut io: Io) -> u32 {
 }
 
 /// Copies stdin to stdout until EOF, stdin closed by the caller, or a kill.
-/// Polls the pipe (anonymous pipes cannot be read with a timeout).
+/// Polls the pipe (a synchronous pipe cannot be read with a timeout).
 fn cat(p: &Process, io: &mut Io) {
     let Some(mut stdin) = io.stdin.take() else {
         return;
