@@ -303,6 +303,9 @@ async fn cleanup_exec(inner: &Session, container_id: &str, exec_id: &str) {
     let proc = inner
         .container(container_id)
         .and_then(|c| c.lock().forget(exec_id));
+    if let Some(kept) = inner.kept_exits() {
+        kept.untrack_exec(inner.namespace(), container_id, exec_id);
+    }
     if let Some(p) = proc {
         let _ = tokio::time::timeout(EXEC_CLEANUP_TIMEOUT, p.release()).await;
     }
@@ -426,15 +429,15 @@ fn exit_kept_by_shim(
     container_id: &str,
     process_id: &str,
 ) -> Option<(Process, Option<&'static str>)> {
-    if process_id != INIT_PROCESS_ID {
-        return None;
-    }
     let pid = inner
         .container(container_id)
         .and_then(|c| c.lock().pid_of(process_id))?;
-    let exit = inner
-        .kept_exits()?
-        .get(inner.namespace(), container_id, pid)?;
+    let kept = inner.kept_exits()?;
+    let exit = if process_id == INIT_PROCESS_ID {
+        kept.get(inner.namespace(), container_id, pid)?
+    } else {
+        kept.exec_exit(inner.namespace(), container_id, process_id, pid)?
+    };
     tracing::debug!(container_id, status = ?exit.status, "reconcile: the exit was kept across the daemon's restart");
     let process = Process {
         id: container_id.to_owned(),

@@ -30,14 +30,20 @@
 //! recorded status and removes the record (as 1.6 keeps a stopped task until
 //! it is deleted). `create` and `delete` of the id remove any record left.
 //!
-//! Only init processes are recorded (a bundle does not list exec ids); an
-//! exec of a container whose init still runs stays known to containerd.
+//! Execs are not listed in a bundle: the clients say which they track
+//! (`track_exec`), and while a daemon starts their shims are waited on too.
+//! An exec's status is kept in memory only, for the client that tracks it
+//! (an engine that restarts does not restore execs).
 
 mod exit;
 mod records;
 mod shim;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::sync::lock;
 
 #[cfg(test)]
 pub(crate) use exit::KeptStatus;
@@ -56,22 +62,27 @@ pub(crate) struct Watch {
     running: Vec<(Task, Option<u32>)>,
     /// The waits on the others: each ends with the init's end, or without
     /// an answer once `closing` is cancelled.
-    waits: tokio::task::JoinSet<(Task, u32, Option<Answer>)>,
+    waits: tokio::task::JoinSet<Waited>,
     closing: tokio_util::sync::CancellationToken,
 }
 
+/// How a wait ended: the answer, or none when the watch ended first.
+type Waited = (Task, Option<String>, u32, Option<Answer>);
+
 impl Watch {
-    /// Waits on the init of `task` (whose pid is `pid`) from now on.
-    fn wait_on(&mut self, task: Task, pid: u32) {
+    /// Waits on a process of `task` (the init without `exec_id`) whose pid
+    /// is `pid` from now on.
+    fn wait_on(&mut self, task: Task, exec_id: Option<String>, pid: u32) {
         let closing = self.closing.clone();
         self.waits.spawn(async move {
+            let wire_id = exec_id.as_deref().unwrap_or_default();
             let answer = tokio::select! {
                 // An answer already there is taken, even once closing.
                 biased;
-                answer = shim::wait(&task, pid) => Some(answer),
+                answer = shim::wait(&task, wire_id, pid) => Some(answer),
                 () = closing.cancelled() => None,
             };
-            (task, pid, answer)
+            (task, exec_id, pid, answer)
         });
     }
 }
@@ -108,6 +119,13 @@ enum Round {
 #[derive(Debug)]
 pub(crate) struct ShimExits {
     records: Records,
+    /// The execs clients track, by (namespace, container id): exec id and
+    /// pid. Their shims are waited on too while a daemon starts, so that
+    /// the execs of a task containerd drops as it loads keep their status.
+    execs: Mutex<HashMap<(String, String), HashMap<String, u32>>>,
+    /// Exec exits read while a daemon started, for the client that tracks
+    /// them (in memory: an engine restart does not restore execs).
+    exec_exits: Mutex<HashMap<(String, String, String), ShimExit>>,
     /// How many shims are waited on at once ([`wait_budget`]).
     wait_budget: usize,
 }
@@ -117,6 +135,8 @@ impl ShimExits {
     pub(crate) fn new(dir: PathBuf) -> Self {
         Self {
             records: Records::new(dir),
+            execs: Mutex::default(),
+            exec_exits: Mutex::default(),
             wait_budget: wait_budget(),
         }
     }
@@ -143,11 +163,22 @@ impl ShimExits {
         let mut polled = Vec::new();
         for (task, pid) in std::mem::take(&mut watch.running) {
             match pid {
-                Some(pid) if watch.waits.len() < budget => watch.wait_on(task, pid),
+                Some(pid) if watch.waits.len() < budget => watch.wait_on(task, None, pid),
                 _ => polled.push((task, pid)),
             }
         }
         watch.running = polled;
+        // The tracked execs of every task, whatever its init did (a wait
+        // on one that ended answers at once).
+        for task in shim::tasks(daemon_state) {
+            let key = (task.namespace.clone(), task.id.clone());
+            let execs = lock(&self.execs).get(&key).cloned().unwrap_or_default();
+            for (exec_id, pid) in execs {
+                if watch.waits.len() < budget {
+                    watch.wait_on(task.clone(), Some(exec_id), pid);
+                }
+            }
+        }
         watch
     }
 
@@ -177,12 +208,21 @@ impl ShimExits {
     fn waited(
         &self,
         watch: &mut Watch,
-        ended: Result<(Task, u32, Option<Answer>), tokio::task::JoinError>,
+        ended: Result<Waited, tokio::task::JoinError>,
         round: Round,
     ) {
-        let Ok((task, pid, answer)) = ended else {
+        let Ok((task, exec_id, pid, answer)) = ended else {
             return;
         };
+        if let Some(exec_id) = exec_id {
+            // An exec: its status if it gave one; the client reports one
+            // that is gone without it as lost.
+            if let Some(Answer::Stopped(exit)) = answer {
+                let key = (task.namespace, task.id, exec_id);
+                lock(&self.exec_exits).insert(key, exit);
+            }
+            return;
+        }
         match answer {
             Some(Answer::Stopped(exit)) => self.record(&task, exit),
             Some(Answer::Gone) => self.record(&task, lost(pid, Lost::Escaped)),
@@ -266,6 +306,54 @@ impl ShimExits {
     /// Removes whatever is kept for the id (a new container, or one deleted).
     pub(crate) fn forget(&self, namespace: &str, container_id: &str) {
         self.records.remove(namespace, container_id);
+        let key = (namespace.to_owned(), container_id.to_owned());
+        lock(&self.execs).remove(&key);
+        lock(&self.exec_exits).retain(|(ns, id, _), _| (ns, id) != (&key.0, &key.1));
+    }
+
+    /// A client tracks exec `exec_id` (pid `pid`) of a container: it is
+    /// waited on while a daemon starts.
+    pub(crate) fn track_exec(&self, namespace: &str, container_id: &str, exec_id: &str, pid: u32) {
+        let key = (namespace.to_owned(), container_id.to_owned());
+        lock(&self.execs)
+            .entry(key)
+            .or_default()
+            .insert(exec_id.to_owned(), pid);
+    }
+
+    /// The client no longer tracks the exec (its exit was delivered and it
+    /// was deleted): nothing is kept for it.
+    pub(crate) fn untrack_exec(&self, namespace: &str, container_id: &str, exec_id: &str) {
+        let key = (namespace.to_owned(), container_id.to_owned());
+        let mut execs = lock(&self.execs);
+        if let Some(of_task) = execs.get_mut(&key) {
+            of_task.remove(exec_id);
+            if of_task.is_empty() {
+                execs.remove(&key);
+            }
+        }
+        drop(execs);
+        let key = (key.0, key.1, exec_id.to_owned());
+        lock(&self.exec_exits).remove(&key);
+    }
+
+    /// The exit of exec `exec_id` (pid `pid`) read while a daemon started.
+    pub(crate) fn exec_exit(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        exec_id: &str,
+        pid: u32,
+    ) -> Option<ShimExit> {
+        let key = (
+            namespace.to_owned(),
+            container_id.to_owned(),
+            exec_id.to_owned(),
+        );
+        lock(&self.exec_exits)
+            .get(&key)
+            .copied()
+            .filter(|exit| exit.pid == pid)
     }
 }
 

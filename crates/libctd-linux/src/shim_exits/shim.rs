@@ -153,18 +153,19 @@ async fn ask_unbounded(task: &Task) -> Answer {
     }
 }
 
-/// Waits, without a time limit, for the end of the task's init process
-/// (whose pid is `pid`): the shim answers the moment it has reaped it,
-/// before containerd can see the container empty and delete the shim, so
-/// the status is read even when the process ends while containerd loads.
-/// `Gone` when the shim closes the connection without an answer.
-pub(super) async fn wait(task: &Task, pid: u32) -> Answer {
+/// Waits, without a time limit, for the end of one of the task's
+/// processes (the init for an empty `exec_id`) whose pid is `pid`: the shim
+/// answers the moment it has reaped it, before containerd can see the
+/// container empty and delete the shim, so the status is read even when
+/// the process ends while containerd loads. `Gone` when the shim closes
+/// the connection without an answer.
+pub(super) async fn wait(task: &Task, exec_id: &str, pid: u32) -> Answer {
     let Some(socket) = shim_socket(&task.bundle) else {
         return Answer::Gone;
     };
     let request = WaitRequest {
         id: task.id.clone(),
-        exec_id: String::new(),
+        exec_id: exec_id.to_owned(),
     };
     let payload = match call(&socket, task, "Wait", &request, None).await {
         Ok(payload) => payload,
@@ -412,8 +413,9 @@ pub(super) mod double {
     use super::*;
     use crate::proto::ttrpc::Status as RpcStatus;
 
-    /// What the shim double says of each container: `(status, exit
-    /// status)`; a container it does not list is not found.
+    /// What the shim double says of each container (and, as `id/exec`, of
+    /// each exec, for Wait): `(status, exit status)`; one it does not list
+    /// is not found.
     pub(crate) type Told =
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (i32, u32)>>>;
 
@@ -449,7 +451,12 @@ pub(super) mod double {
             assert_eq!(req.timeout_nano, 0, "a wait has no time limit");
             let wait = WaitRequest::decode(req.payload.as_slice()).unwrap();
             loop {
-                let known = told.lock().unwrap().get(&wait.id).copied();
+                let key = if wait.exec_id.is_empty() {
+                    wait.id.clone()
+                } else {
+                    format!("{}/{}", wait.id, wait.exec_id)
+                };
+                let known = told.lock().unwrap().get(&key).copied();
                 match known {
                     Some((STOPPED, code)) => {
                         break TtrpcResponse {

@@ -129,6 +129,53 @@ async fn shims_beyond_the_wait_budget_are_asked_every_round() {
     shim.abort();
 }
 
+#[tokio::test]
+async fn the_tracked_execs_of_a_task_containerd_drops_keep_their_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("shim.sock");
+    let told = Told::default();
+    {
+        let mut t = told.lock().unwrap();
+        t.insert("c".into(), (RUNNING, 0));
+        t.insert("c/e1".into(), (STOPPED, 7)); // ended while containerd was down
+        t.insert("c/e2".into(), (RUNNING, 0));
+    }
+    let shim = fake_shim(&socket, told.clone());
+    let state = dir.path().join("state");
+    bundle(&state, "ns", "c", &socket);
+    let exits = ShimExits::new(dir.path().join("exits"));
+    exits.track_exec("ns", "c", "e1", 50);
+    exits.track_exec("ns", "c", "e2", 51);
+    exits.track_exec("ns", "c", "e3", 52);
+    exits.untrack_exec("ns", "c", "e3");
+    let mut watch = exits.before_start(&state).await;
+    assert_eq!(watch.waits.len(), 3, "the init and two execs");
+    // The init ends, killing e2: both are reaped before containerd loads.
+    {
+        let mut t = told.lock().unwrap();
+        t.insert("c".into(), (STOPPED, 4));
+        t.insert("c/e2".into(), (STOPPED, 137));
+    }
+    let all = || {
+        exits.find("ns", "c").is_some()
+            && exits.exec_exit("ns", "c", "e1", 50).is_some()
+            && exits.exec_exit("ns", "c", "e2", 51).is_some()
+    };
+    look_until(&exits, &mut watch, all).await;
+    exits.after_start(watch).await;
+    let status = |e: &str, pid| exits.exec_exit("ns", "c", e, pid).map(|x| x.status);
+    assert_eq!(status("e1", 50), Some(KeptStatus::Exited(7)));
+    assert_eq!(status("e2", 51), Some(KeptStatus::Exited(137)));
+    assert_eq!(status("e2", 99), None, "another process of that id");
+    assert_eq!(status("e3", 52), None, "no longer tracked");
+    exits.untrack_exec("ns", "c", "e1");
+    assert_eq!(status("e1", 50), None);
+    exits.forget("ns", "c");
+    assert_eq!(status("e2", 51), None);
+    assert!(exits.find("ns", "c").is_none());
+    shim.abort();
+}
+
 #[test]
 fn the_wait_budget_follows_the_file_limit_within_bounds() {
     let budget = wait_budget();

@@ -172,7 +172,13 @@ impl Chaos {
         let Some(pid) = self.engine().remote.daemon_pid() else {
             return;
         };
-        if self.killed_daemon == Some(pid) {
+        // A pid goes round quickly here: only a containerd of this run's.
+        let config = self.dir.join("containerd.toml");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let ours = cmdline
+            .split(|b| *b == 0)
+            .any(|a| a == config.as_os_str().as_encoded_bytes());
+        if self.killed_daemon == Some(pid) || !ours {
             return;
         }
         if kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
