@@ -114,3 +114,31 @@ async fn an_idle_connection_is_not_probed() {
     assert_eq!(seen.versions.load(Ordering::SeqCst), 1);
     assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
 }
+
+/// Against a real containerd (run by hand: `LIBCTD_KEEPALIVE_SOCKET=<its
+/// socket> cargo test -p libctd-linux --lib -- --ignored quiet_event`): its
+/// gRPC server ends a connection that gets PINGs only (seen after 3 s at a
+/// 1 s interval with 1.6.20); the Version probe keeps a quiet one open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a containerd socket in LIBCTD_KEEPALIVE_SOCKET"]
+async fn a_quiet_event_stream_of_a_real_containerd_stays_open() {
+    let sock = std::env::var("LIBCTD_KEEPALIVE_SOCKET").expect("LIBCTD_KEEPALIVE_SOCKET");
+    let second = Duration::from_secs(1);
+    let t = Transport::lazy(
+        Path::new(&sock),
+        Keepalive {
+            interval: second,
+            timeout: second,
+        },
+    );
+    let mut events: EventsClient<Transport> = crate::conn::client(&t);
+    let mut req = tonic::Request::new(SubscribeRequest {
+        filters: vec!["topic==\"/libctd/none\"".into()],
+    });
+    req.metadata_mut()
+        .insert("containerd-namespace", "keepalive".parse().unwrap());
+    // containerd answers Subscribe with its first event: none comes, so
+    // the call stays open as long as the connection does.
+    let open = tokio::time::timeout(Duration::from_secs(12), events.subscribe(req)).await;
+    assert!(open.is_err(), "the stream ended: {open:?}");
+}
