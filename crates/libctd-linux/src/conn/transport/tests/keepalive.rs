@@ -75,6 +75,46 @@ async fn a_subscribe_unanswered_by_a_hung_daemon_fails_within_the_bound() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_at_an_address_resubscribes_when_its_connection_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctd.sock");
+    let seen = Daemon {
+        hold_subscriptions: true,
+        ..Daemon::default()
+    }
+    .serve(&socket);
+    let second = Duration::from_secs(1);
+    let remote = crate::LinuxRemote::builder()
+        .address(&socket)
+        .state_dir(dir.path().join("state"))
+        .keepalive(second, second)
+        .build()
+        .await
+        .unwrap();
+    let backend = Arc::new(libctd_testkit::RecordingBackend::new());
+    // Made once its subscription is live (its sync event came back).
+    let _client = remote.new_linux_client("ka", backend).await.unwrap();
+    assert_eq!(seen.subscribes.load(Ordering::SeqCst), 1);
+    // The connection stops carrying anything; a new one would work.
+    seen.hang_open();
+    let hung_at = tokio::time::Instant::now();
+    let deadline = hung_at + Duration::from_secs(20);
+    while seen.subscribes.load(Ordering::SeqCst) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never resubscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Within 2 × interval + timeout, the first backoff (100 ms), a dial,
+    // and slack for a loaded machine.
+    let took = hung_at.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(
+        seen.accepted.load(Ordering::SeqCst),
+        2,
+        "on a new connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_healthy_daemon_keeps_its_connection() {
     let (_dir, t, seen) = served_with(
         Daemon {

@@ -36,7 +36,6 @@ struct Daemon {
 }
 
 /// What the daemon saw, and its controls.
-#[derive(Default)]
 struct Seen {
     accepted: AtomicUsize,
     versions: AtomicUsize,
@@ -46,9 +45,17 @@ struct Seen {
     published: Mutex<Vec<usize>>,
     /// A push was tried and h2 refused it (the client disabled push).
     push_refused: AtomicBool,
+    /// Subscribe requests received.
+    subscribes: AtomicUsize,
+    /// What Publish received, sent on to every open subscription that
+    /// [`Daemon::hold_subscriptions`] holds, as containerd does.
+    published_events: tokio::sync::broadcast::Sender<Envelope>,
     /// Cancelled: every connection stops reading and writing, holding its
-    /// socket (a hung daemon).
+    /// socket (a hung daemon), later ones too.
     hang: CancellationToken,
+    /// Cancelled by [`Seen::hang_open`]: only the connections open then
+    /// hang (a connection lost on the way).
+    hang_open: Mutex<CancellationToken>,
     /// Cancelled by [`Seen::goaway`]: the connections open then send GOAWAY
     /// and close at once.
     goaway: Mutex<CancellationToken>,
@@ -76,6 +83,7 @@ impl Daemon {
         }
         let mut conn = builder.handshake::<_, Bytes>(sock).await.unwrap();
         let goaway = seen.goaway.lock().unwrap().clone();
+        let hang_open = seen.hang_open.lock().unwrap().clone();
         loop {
             tokio::select! {
                 biased;
@@ -83,6 +91,7 @@ impl Daemon {
                     // Holds the connection, and its socket, unpolled.
                     return std::future::pending().await;
                 }
+                () = hang_open.cancelled() => return std::future::pending().await,
                 () = goaway.cancelled() => {
                     conn.abrupt_shutdown(h2::Reason::NO_ERROR);
                     let _ = std::future::poll_fn(|cx| conn.poll_closed(cx)).await;
@@ -145,13 +154,18 @@ impl Daemon {
             let _ = out.send_data(framed(&v), false);
         } else if path.ends_with("/Publish") {
             let req = PublishRequest::decode(message.get(5..).unwrap_or_default()).unwrap();
-            seen.published
-                .lock()
-                .unwrap()
-                .push(req.event.map_or(0, |e| e.value.len()));
+            let len = req.event.as_ref().map_or(0, |e| e.value.len());
+            seen.published.lock().unwrap().push(len);
+            let _ = seen.published_events.send(Envelope {
+                topic: req.topic,
+                event: req.event,
+                ..Envelope::default()
+            });
             // google.protobuf.Empty.
             let _ = out.send_data(Bytes::from_static(&[0; 5]), false);
         } else if path.ends_with("/Subscribe") {
+            seen.subscribes.fetch_add(1, Ordering::SeqCst);
+            let mut published = seen.published_events.subscribe();
             for i in 0..self.events {
                 let e = Envelope {
                     topic: format!("/tasks/{i}"),
@@ -164,7 +178,17 @@ impl Daemon {
                 let _ = out.send_data(framed(&e), false);
             }
             if self.hold_subscriptions {
-                let _ = std::future::poll_fn(|cx| out.poll_reset(cx)).await;
+                loop {
+                    tokio::select! {
+                        _ = std::future::poll_fn(|cx| out.poll_reset(cx)) => break,
+                        e = published.recv() => match e {
+                            Ok(e) => {
+                                let _ = out.send_data(framed(&e), false);
+                            }
+                            Err(_) => break,
+                        },
+                    }
+                }
             }
         }
         tokio::time::sleep(self.answer_after).await;
@@ -175,7 +199,30 @@ impl Daemon {
     }
 }
 
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            accepted: AtomicUsize::default(),
+            versions: AtomicUsize::default(),
+            open: AtomicUsize::default(),
+            max_open: AtomicUsize::default(),
+            published: Mutex::default(),
+            push_refused: AtomicBool::default(),
+            subscribes: AtomicUsize::default(),
+            published_events: tokio::sync::broadcast::channel(64).0,
+            hang: CancellationToken::default(),
+            hang_open: Mutex::default(),
+            goaway: Mutex::default(),
+        }
+    }
+}
+
 impl Seen {
+    /// The connections open now hang; later ones do not.
+    fn hang_open(&self) {
+        std::mem::take(&mut *self.hang_open.lock().unwrap()).cancel();
+    }
+
     /// The connections open now send GOAWAY and close; later ones do not.
     fn goaway(&self) {
         std::mem::take(&mut *self.goaway.lock().unwrap()).cancel();
