@@ -38,15 +38,20 @@ impl std::error::Error for NotOneMessage {}
 pub(super) fn one_message(body: Body) -> Result<Bytes, BoxError> {
     let mut body = pin!(body);
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    let mut out = BytesMut::new();
+    // One frame is the usual case: its bytes are kept as they are.
+    let mut out = Bytes::new();
     loop {
         match body.as_mut().poll_frame(&mut cx) {
             Poll::Ready(None) => break,
-            Poll::Ready(Some(frame)) => {
-                if let Ok(data) = frame?.into_data() {
-                    out.extend_from_slice(&data);
+            Poll::Ready(Some(frame)) => match frame?.into_data() {
+                Ok(data) if out.is_empty() => out = data,
+                Ok(data) => {
+                    let mut joined = BytesMut::from(out);
+                    joined.extend_from_slice(&data);
+                    out = joined.freeze();
                 }
-            }
+                Err(_) => {}
+            },
             Poll::Pending => return Err(NotOneMessage("its body is not ready at once").into()),
         }
     }
@@ -59,7 +64,7 @@ pub(super) fn one_message(body: Body) -> Result<Bytes, BoxError> {
     prefix.advance(1);
     let named = usize::try_from(prefix.get_u32()).unwrap_or(usize::MAX);
     match (out.len() - 5).cmp(&named) {
-        std::cmp::Ordering::Equal => Ok(out.freeze()),
+        std::cmp::Ordering::Equal => Ok(out),
         std::cmp::Ordering::Less => Err(NotOneMessage("a message is cut short").into()),
         std::cmp::Ordering::Greater => Err(NotOneMessage("it holds more than one message").into()),
     }
