@@ -68,6 +68,11 @@ impl Link {
         self.heard.store(ms, Ordering::Relaxed);
     }
 
+    /// The streams open on the connection.
+    pub(super) fn open_streams(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     fn heard(&self) -> u64 {
         self.heard.load(Ordering::Relaxed)
     }
@@ -219,11 +224,11 @@ impl Probe {
                 quiet_pings = 0;
                 continue;
             }
-            if self.link.open.load(Ordering::Relaxed) == 0 {
+            let open = self.link.open_streams();
+            if open == 0 {
                 continue;
             }
-            let at_limit =
-                self.link.open.load(Ordering::Relaxed) >= self.sender.current_max_send_streams();
+            let at_limit = open >= self.sender.current_max_send_streams();
             let answered = if quiet_pings >= QUIET_PINGS && !at_limit {
                 tokio::time::timeout(timeout, self.version()).await
             } else {

@@ -18,6 +18,13 @@
 //! `grpc-timeout` is enforced here too, until the answer's headers, as a
 //! `tonic::TimeoutExpired` (the deadline also travels to containerd, which
 //! then gives up as well). Dropping a call resets its stream.
+//!
+//! As hyper's client does, it refuses server push and header lists over
+//! 16 KiB, and keeps to the daemon's limit on concurrent streams (calls past
+//! it wait their turn, first come first served, within their deadline); it
+//! also keeps the connection alive (`link`), so that a hung daemon fails
+//! even the calls without a deadline, and it refuses a request that is not
+//! one message (`request`), which the single write could not carry.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

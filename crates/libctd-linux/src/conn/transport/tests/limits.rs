@@ -54,6 +54,43 @@ async fn calls_past_the_stream_limit_wait_their_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_at_the_stream_limit_go_in_the_order_they_came() {
+    let (_dir, t, seen) = served(Daemon {
+        max_streams: Some(1),
+        hold_subscriptions: true,
+        ..Daemon::default()
+    });
+    // The only stream the daemon allows, held open.
+    let events = subscribe(&t).await;
+    let open = || t.inner.open().map_or(0, |(_, link)| link.open_streams());
+    let mut calls = Vec::new();
+    for seq in 0..8 {
+        let t2 = t.clone();
+        calls.push(tokio::spawn(async move {
+            let mut req = tonic::Request::new(());
+            req.metadata_mut().insert("x-seq", seq.into());
+            req.set_timeout(Duration::from_secs(10));
+            let mut v: VersionClient<Transport> = crate::conn::client(&t2);
+            v.version(req).await
+        }));
+        // Queued before the next one starts.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while open() < seq + 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "call {seq} not queued"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+    drop(events);
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(*seen.order.lock().unwrap(), (0..8).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_waiting_at_the_stream_limit_is_bounded_by_its_deadline() {
     let (_dir, t, seen) = served(Daemon {
         max_streams: Some(1),

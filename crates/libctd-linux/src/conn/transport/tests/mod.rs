@@ -47,6 +47,8 @@ struct Seen {
     push_refused: AtomicBool,
     /// Subscribe requests received.
     subscribes: AtomicUsize,
+    /// The `x-seq` header of each request that has one, in order of arrival.
+    order: Mutex<Vec<usize>>,
     /// What Publish received, sent on to every open subscription that
     /// [`Daemon::hold_subscriptions`] holds, as containerd does.
     published_events: tokio::sync::broadcast::Sender<Envelope>,
@@ -120,6 +122,10 @@ impl Daemon {
         let now = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
         seen.max_open.fetch_max(now, Ordering::SeqCst);
         let path = req.uri().path().to_owned();
+        if let Some(seq) = req.headers().get("x-seq") {
+            let seq = seq.to_str().unwrap().parse().unwrap();
+            seen.order.lock().unwrap().push(seq);
+        }
         let mut body = req.into_body();
         let mut message = Vec::new();
         while let Some(Ok(d)) = body.data().await {
@@ -209,6 +215,7 @@ impl Default for Seen {
             published: Mutex::default(),
             push_refused: AtomicBool::default(),
             subscribes: AtomicUsize::default(),
+            order: Mutex::default(),
             published_events: tokio::sync::broadcast::channel(64).0,
             hang: CancellationToken::default(),
             hang_open: Mutex::default(),
