@@ -18,7 +18,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -43,9 +42,9 @@ const QUIET_PINGS: u32 = 2;
 
 /// What the calls on one connection and the task driving it share.
 pub(super) struct Link {
-    /// When the daemon last sent HEADERS or DATA, in ms since `epoch`.
+    /// How many times the daemon sent HEADERS or DATA (any change since a
+    /// look is a word from it).
     heard: AtomicU64,
-    epoch: Instant,
     /// Requests sent whose answer has not been dropped.
     open: AtomicUsize,
     /// Why the keepalive closed the connection, once it has.
@@ -56,7 +55,6 @@ impl Link {
     fn new() -> Self {
         Self {
             heard: AtomicU64::new(0),
-            epoch: Instant::now(),
             open: AtomicUsize::new(0),
             lost: OnceLock::new(),
         }
@@ -64,8 +62,7 @@ impl Link {
 
     /// Notes that the daemon sent HEADERS or DATA.
     pub(super) fn hear(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.heard.store(ms, Ordering::Relaxed);
+        self.heard.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The streams open on the connection.
