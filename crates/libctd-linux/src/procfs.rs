@@ -1,5 +1,5 @@
-//! What `/proc` tells about the host's processes: whether one runs, its
-//! cgroups and unix sockets, and the runc shims serving a socket (killed
+//! What `/proc` tells about the host's processes: whether one runs and who
+//! it is, its cgroups and unix sockets, and the runc shims serving a socket (killed
 //! when an embedded daemon's state goes away at process exit).
 //!
 //! A pid read from `/proc` may be reused by the time it is signalled. So a
@@ -16,18 +16,6 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// Whether `pid` runs (a zombie counts as gone).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .map(|rest| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
 /// Who a process is, as `/proc/<pid>/stat` says: its start time (clock
 /// ticks after boot), which differs for a process that reuses the pid, and
 /// its parent.
@@ -43,6 +31,11 @@ impl Identity {
     pub(crate) fn of(pid: i32) -> Option<Self> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         Self::parse(&stat)
+    }
+
+    /// Whether `pid` still names this process.
+    pub(crate) fn still(self, pid: u32) -> bool {
+        i32::try_from(pid).ok().and_then(Self::of) == Some(self)
     }
 
     /// Reads a `stat` line: the fields after the command's closing
@@ -299,8 +292,10 @@ mod tests {
         let pid = pid_of(&child);
         let id = Identity::of(pid).unwrap();
         assert_eq!(id.parent, i32::try_from(std::process::id()).unwrap());
+        assert!(id.still(child.id()));
         assert_eq!(signal_checked(pid, id, Signal::SIGKILL), Signalled::Yes);
         let status = child.wait().unwrap();
+        assert!(!id.still(child.id()));
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
         // Reaped: the pid names no process (or, reused, another one).
         let after = signal_checked(pid, id, Signal::SIGKILL);
