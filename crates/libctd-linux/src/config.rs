@@ -149,11 +149,13 @@ impl Default for HealthCheck {
 
 /// How the connection to containerd is kept alive: while a call or the
 /// event stream is open and containerd has sent nothing for `interval`, it
-/// is probed (an HTTP/2 PING); with no answer within `timeout`, the
-/// connection is closed, every call on it fails with `Unavailable`, and
-/// the next call dials again. A hung daemon is so found within
-/// `2 × interval + timeout` of its last word, even by the event stream,
-/// which has no deadline.
+/// is probed (an HTTP/2 PING; every third probe in a silence is a Version
+/// call, as containerd's server ends a connection that gets PINGs only);
+/// with no answer within `timeout`, the connection is closed, every call
+/// on it fails with `Unavailable`, and the next call dials again. A hung
+/// daemon is so found within `2 × interval + timeout` of its last word,
+/// even by the event stream, which has no deadline. A new connection must
+/// also finish its handshake within `timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
     /// How long containerd may be silent before it is probed (default 10 s).
