@@ -121,19 +121,23 @@ async fn a_call_waiting_at_the_stream_limit_is_bounded_by_its_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_larger_than_the_daemons_window_goes_through() {
     // h2's default window, which the daemon keeps, is 64 KiB: the message
-    // leaves as the daemon gives capacity back.
+    // leaves as the daemon gives capacity back (also past h2's 400 KiB
+    // send buffer).
     let (_dir, t, seen) = served(Daemon::default());
     let mut events: EventsClient<Transport> = crate::conn::client(&t);
-    let mut req = tonic::Request::new(PublishRequest {
-        topic: "/big".into(),
-        event: Some(prost_types::Any {
-            type_url: "t".into(),
-            value: vec![1; 300 * 1024],
-        }),
-    });
-    req.set_timeout(Duration::from_secs(10));
-    events.publish(req).await.unwrap();
-    assert_eq!(*seen.published.lock().unwrap(), [300 * 1024]);
+    let sizes = [300 * 1024, 5 * 1024 * 1024];
+    for size in sizes {
+        let mut req = tonic::Request::new(PublishRequest {
+            topic: "/big".into(),
+            event: Some(prost_types::Any {
+                type_url: "t".into(),
+                value: vec![1; size],
+            }),
+        });
+        req.set_timeout(Duration::from_secs(10));
+        events.publish(req).await.unwrap();
+    }
+    assert_eq!(*seen.published.lock().unwrap(), sizes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
