@@ -11,50 +11,65 @@ use crate::Result;
 
 /// The workspace members' manifests, read from the root manifest.
 fn members(root: &Path) -> Result<Vec<PathBuf>> {
-    let text = read(&root.join("Cargo.toml"))?;
-    let start = text
-        .find("members = [")
-        .ok_or("the root Cargo.toml has no members list")?;
-    let list = &text[start..];
-    let end = list.find(']').ok_or("the members list is not closed")?;
-    Ok(list[..end]
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .map(|m| root.join(m))
-        .collect())
+    let path = root.join("Cargo.toml");
+    let manifest = parse(&read(&path)?, &path)?;
+    let members = manifest
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(toml::Value::as_array)
+        .ok_or("the root Cargo.toml has no [workspace] members list")?;
+    members
+        .iter()
+        .map(|m| {
+            m.as_str()
+                .map(|m| root.join(m))
+                .ok_or_else(|| format!("a workspace member is not a string: {m}"))
+        })
+        .collect()
 }
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+fn parse(text: &str, path: &Path) -> Result<toml::Table> {
+    text.parse::<toml::Table>()
+        .map_err(|e| format!("{} is not valid TOML: {}", path.display(), e.message()))
+}
+
+/// The kinds of dependency table a manifest (or one of its targets) has.
+const DEPENDENCY_TABLES: [&str; 3] = ["dependencies", "dev-dependencies", "build-dependencies"];
+
 /// The dependency names of a manifest (normal, dev, build, per target), and
-/// the names it says to ignore.
-fn dependencies(manifest: &str) -> (Vec<String>, Vec<String>) {
-    let mut deps = Vec::new();
-    let mut ignored = Vec::new();
-    let mut section = String::new();
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            section = line.trim_matches(|c| c == '[' || c == ']').to_owned();
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if section.ends_with("dependencies") {
-            let key = line.split(['=', '.', ' ']).next().unwrap_or_default();
-            if !key.is_empty() {
-                deps.push(key.trim_matches('"').to_owned());
-            }
-        } else if section == "package.metadata.cargo-machete" && line.starts_with("ignored") {
-            ignored.extend(line.split('"').skip(1).step_by(2).map(str::to_owned));
-        }
-    }
+/// the names it says to ignore. A dependency is named by its key, which is
+/// the crate name the sources use (also when `package = ...` renames it).
+fn dependencies(manifest: &toml::Table) -> (Vec<String>, Vec<String>) {
+    let targets = manifest
+        .get("target")
+        .and_then(toml::Value::as_table)
+        .into_iter()
+        .flat_map(|t| t.values().filter_map(toml::Value::as_table));
+    let mut deps: Vec<String> = std::iter::once(manifest)
+        .chain(targets)
+        .flat_map(|t| DEPENDENCY_TABLES.iter().filter_map(|k| t.get(*k)))
+        .filter_map(toml::Value::as_table)
+        .flat_map(|t| t.keys().cloned())
+        .collect();
     deps.sort();
     deps.dedup();
+    let ignored = manifest
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("cargo-machete"))
+        .and_then(|c| c.get("ignored"))
+        .and_then(toml::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(toml::Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     (deps, ignored)
 }
 
@@ -94,8 +109,8 @@ fn names(source: &str, ident: &str) -> bool {
 pub(crate) fn check(root: &Path) -> Result {
     let mut unused = Vec::new();
     for member in members(root)? {
-        let manifest = read(&member.join("Cargo.toml"))?;
-        let (deps, ignored) = dependencies(&manifest);
+        let path = member.join("Cargo.toml");
+        let (deps, ignored) = dependencies(&parse(&read(&path)?, &path)?);
         let mut files = Vec::new();
         rust_files(&member, &mut files);
         // A nested member (the HCS double) is checked on its own.
@@ -133,9 +148,13 @@ pub(crate) fn check(root: &Path) -> Result {
 mod tests {
     use super::*;
 
+    fn read_str(manifest: &str) -> (Vec<String>, Vec<String>) {
+        dependencies(&parse(manifest, Path::new("Cargo.toml")).unwrap())
+    }
+
     #[test]
     fn manifests_are_read_by_section() {
-        let (deps, ignored) = dependencies(
+        let (deps, ignored) = read_str(
             "[package]\nname = \"x\"\n[dependencies]\ntokio = { workspace = true }\n\
              serde.workspace = true\n# note\n[target.'cfg(unix)'.dependencies]\nnix = \"1\"\n\
              [dev-dependencies]\nproptest = \"1\"\n[features]\nbig = []\n\
@@ -143,6 +162,68 @@ mod tests {
         );
         assert_eq!(deps, ["nix", "proptest", "serde", "tokio"]);
         assert_eq!(ignored, ["serde"]);
+    }
+
+    #[test]
+    fn tricky_manifests_are_read_as_toml() {
+        let (deps, ignored) = read_str(
+            r#"
+            package = { name = "x", metadata.cargo-machete.ignored = [
+                "a-feature-only", # why: it turns a feature on
+                "b",
+            ] }
+
+            [dependencies]
+            inline = { version = "1", features = ["x"] }
+            dotted.workspace = true
+            "quoted-name" = "1"
+            renamed = { package = "real-name", version = "1" }
+
+            [dependencies.table-form]
+            version = "2" # [dev-dependencies] in a comment is no section
+            features = ["dependencies"]
+
+            [target.'cfg(unix)'.dependencies]
+            unix-only = "1"
+
+            [target."x86_64-pc-windows-gnu".dev-dependencies.win-dev]
+            version = "1"
+
+            [target.'cfg(windows)'.build-dependencies]
+            win-build.workspace = true
+
+            [features]
+            dependencies = []
+            "#,
+        );
+        assert_eq!(
+            deps,
+            [
+                "dotted",
+                "inline",
+                "quoted-name",
+                "renamed",
+                "table-form",
+                "unix-only",
+                "win-build",
+                "win-dev"
+            ]
+        );
+        assert_eq!(ignored, ["a-feature-only", "b"]);
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_toml_is_an_error() {
+        let e = parse("[dependencies\nx = 1", Path::new("m/Cargo.toml")).unwrap_err();
+        assert!(e.contains("m/Cargo.toml is not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn members_are_read_from_the_workspace_table() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let members = members(root).unwrap();
+        assert!(members.contains(&root.join("xtask")), "{members:?}");
+        assert!(members.contains(&root.join("crates/libctd-windows/hcs-double")));
     }
 
     #[test]

@@ -18,6 +18,12 @@ pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest deadline accepted (gRPC cannot carry an unbounded one).
 pub const MAX_RPC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// The shortest keepalive interval or timeout accepted.
+pub const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// The longest keepalive interval or timeout accepted.
+pub const MAX_KEEPALIVE: Duration = Duration::from_secs(3600);
+
 /// containerd's log level (`[debug] level` of its configuration).
 ///
 /// ```
@@ -141,6 +147,32 @@ impl Default for HealthCheck {
     }
 }
 
+/// How the connection to containerd is kept alive: while a call or the
+/// event stream is open and containerd has sent nothing for `interval`, it
+/// is probed (an HTTP/2 PING; every third probe in a silence is a Version
+/// call, as containerd's server ends a connection that gets PINGs only);
+/// with no answer within `timeout`, the connection is closed, every call
+/// on it fails with `Unavailable`, and the next call dials again. A hung
+/// daemon is so found within `2 × interval + timeout` of its last word,
+/// even by the event stream, which has no deadline. A new connection must
+/// also finish its handshake within `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// How long containerd may be silent before it is probed (default 10 s).
+    pub interval: Duration,
+    /// How long a probe waits for its answer (default 20 s).
+    pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
 /// The configuration a [`LinuxRemote`](crate::LinuxRemote) is built from.
 ///
 /// Write it with [`LinuxRemote::builder`](crate::LinuxRemote::builder);
@@ -178,6 +210,8 @@ pub struct LinuxConfig {
     pub health_check: HealthCheck,
     /// The deadline of every call to containerd (the event stream excepted).
     pub rpc_timeout: Duration,
+    /// How the connection to containerd is kept alive.
+    pub keepalive: Keepalive,
 }
 
 impl Default for LinuxConfig {
@@ -197,6 +231,7 @@ impl Default for LinuxConfig {
             outlive: false,
             health_check: HealthCheck::default(),
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            keepalive: Keepalive::default(),
         }
     }
 }
@@ -211,7 +246,8 @@ impl LinuxConfig {
     /// directory, a metrics address that is not `host:port`, an OOM score
     /// outside -1000..=1000, a shim group that is not a valid name, a plugin
     /// section without a name or whose body is not valid TOML, a zero health-check
-    /// value, an RPC timeout of zero or over [`MAX_RPC_TIMEOUT`].
+    /// value, an RPC timeout of zero or over [`MAX_RPC_TIMEOUT`], a keepalive
+    /// interval or timeout outside [`MIN_KEEPALIVE`]..=[`MAX_KEEPALIVE`].
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::invalid_argument(msg).with_operation("new remote"));
         if self
@@ -257,6 +293,14 @@ impl LinuxConfig {
                 "the RPC timeout {:?} must be positive and at most {MAX_RPC_TIMEOUT:?}",
                 self.rpc_timeout
             ));
+        }
+        let k = &self.keepalive;
+        for (name, value) in [("interval", k.interval), ("timeout", k.timeout)] {
+            if !(MIN_KEEPALIVE..=MAX_KEEPALIVE).contains(&value) {
+                return bad(format!(
+                    "the keepalive {name} {value:?} must be within {MIN_KEEPALIVE:?}..={MAX_KEEPALIVE:?}"
+                ));
+            }
         }
         Ok(())
     }
@@ -377,6 +421,18 @@ impl LinuxRemoteBuilder {
         self
     }
 
+    /// How the connection to containerd is kept alive (default 10 s and
+    /// 20 s; each within [`MIN_KEEPALIVE`]..=[`MAX_KEEPALIVE`]): when
+    /// containerd has been silent for `interval` while a call or the event
+    /// stream is open, it is probed, and with no answer within `timeout` the
+    /// connection is closed: its calls fail with `Unavailable` and the event
+    /// stream resubscribes. This is what finds a hung daemon at an
+    /// [`address`](Self::address), whose event stream has no deadline.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.keepalive = Keepalive { interval, timeout };
+        self
+    }
+
     /// The configuration written so far (not yet validated).
     pub fn config(&self) -> &LinuxConfig {
         &self.config
@@ -432,6 +488,7 @@ mod tests {
             .outlive(true)
             .health_check(health)
             .rpc_timeout(Duration::from_secs(9))
+            .keepalive(Duration::from_secs(3), Duration::from_secs(4))
             .into_config()
             .unwrap();
         assert_eq!(c.address, Some(PathBuf::from("/run/c.sock")));
@@ -447,6 +504,13 @@ mod tests {
         assert!(c.outlive);
         assert_eq!(c.health_check, health);
         assert_eq!(c.rpc_timeout, Duration::from_secs(9));
+        assert_eq!(
+            c.keepalive,
+            Keepalive {
+                interval: Duration::from_secs(3),
+                timeout: Duration::from_secs(4)
+            }
+        );
     }
 
     #[test]
@@ -468,6 +532,14 @@ mod tests {
         rejects(b().health_check(zero), "health check");
         rejects(b().rpc_timeout(Duration::ZERO), "RPC timeout");
         rejects(b().rpc_timeout(MAX_RPC_TIMEOUT * 2), "RPC timeout");
+        let (ok, short, long) = (MIN_KEEPALIVE, Duration::from_millis(999), MAX_KEEPALIVE * 2);
+        rejects(b().keepalive(short, ok), "keepalive interval");
+        rejects(b().keepalive(long, ok), "keepalive interval");
+        rejects(b().keepalive(ok, Duration::ZERO), "keepalive timeout");
+        rejects(b().keepalive(ok, long), "keepalive timeout");
+        b().keepalive(MIN_KEEPALIVE, MAX_KEEPALIVE)
+            .into_config()
+            .unwrap();
         let err = b().oom_score(2000).into_config().unwrap_err();
         assert_eq!(err.operation(), Some("new remote"));
     }

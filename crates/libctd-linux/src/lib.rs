@@ -51,8 +51,8 @@ mod validate;
 pub use client::{DEFAULT_RUNTIME, LinuxClient, SHIM_GROUP_KEY};
 #[cfg(unix)]
 pub use config::{
-    DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, HealthCheck, LinuxConfig, LinuxRemoteBuilder, LogLevel,
-    MAX_RPC_TIMEOUT, PluginConfig,
+    DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, HealthCheck, Keepalive, LinuxConfig,
+    LinuxRemoteBuilder, LogLevel, MAX_KEEPALIVE, MAX_RPC_TIMEOUT, MIN_KEEPALIVE, PluginConfig,
 };
 #[cfg(unix)]
 pub use remote::LinuxRemote;

@@ -1,23 +1,138 @@
-//! What `/proc` tells about the host's processes: whether one runs, its
-//! cgroups and unix sockets, and the runc shims serving a socket (killed
+//! What `/proc` tells about the host's processes: whether one runs and who
+//! it is, its cgroups and unix sockets, and the runc shims serving a socket (killed
 //! when an embedded daemon's state goes away at process exit).
+//!
+//! A pid read from `/proc` may be reused by the time it is signalled. So a
+//! process is signalled through a pidfd opened first, after checking that
+//! the pid still names the process that was read (its start time, and its
+//! parent for a shim's child): the pidfd then holds that very process, and
+//! the signal cannot reach another one.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// Whether `pid` runs (a zombie counts as gone).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .map(|rest| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
+/// Who a process is, as `/proc/<pid>/stat` says: its start time (clock
+/// ticks after boot), which differs for a process that reuses the pid, and
+/// its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    start: u64,
+    parent: i32,
+}
+
+impl Identity {
+    /// The identity of `pid` now; `None` when it is gone (or a zombie,
+    /// whose pid can be reused as soon as it is reaped).
+    pub(crate) fn of(pid: i32) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Self::parse(&stat)
     }
+
+    /// Whether `pid` still names this process.
+    pub(crate) fn still(self, pid: u32) -> bool {
+        i32::try_from(pid).ok().and_then(Self::of) == Some(self)
+    }
+
+    /// Reads a `stat` line: the fields after the command's closing
+    /// parenthesis (the command may hold spaces and parentheses) are state,
+    /// parent, ..., start time (the 22nd field of the line).
+    fn parse(stat: &str) -> Option<Self> {
+        let (_, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if *fields.first()? == "Z" {
+            return None;
+        }
+        Some(Self {
+            parent: fields.get(1)?.parse().ok()?,
+            start: fields.get(19)?.parse().ok()?,
+        })
+    }
+}
+
+/// What [`signal_checked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signalled {
+    /// The process was signalled.
+    Yes,
+    /// No process has the pid any more.
+    Gone,
+    /// The pid now names another process, which was left alone.
+    Reused,
+}
+
+/// Sends `signal` to `pid` if it is still the process `expected` describes.
+///
+/// A pidfd is opened first, then the identity checked: if the pid still
+/// names that process after the pidfd was opened, the pidfd holds it, and
+/// the signal goes through the pidfd. On a kernel without pidfds (before
+/// Linux 5.3) the signal goes to the pid after the same check, which leaves
+/// a reuse in the moment between them possible; that is logged once.
+pub(crate) fn signal_checked(pid: i32, expected: Identity, signal: Signal) -> Signalled {
+    let fd = match pidfd_open(pid) {
+        Ok(fd) => Some(fd),
+        Err(Errno::ESRCH) => return Signalled::Gone,
+        Err(e) => {
+            no_pidfd(e);
+            None
+        }
+    };
+    match Identity::of(pid) {
+        None => return Signalled::Gone,
+        Some(now) if now != expected => return Signalled::Reused,
+        Some(_) => {}
+    }
+    let sent = match &fd {
+        Some(fd) => pidfd_send_signal(fd, signal),
+        None => kill(Pid::from_raw(pid), signal),
+    };
+    match sent {
+        Ok(()) => Signalled::Yes,
+        // It ended after the check.
+        Err(_) => Signalled::Gone,
+    }
+}
+
+/// Says, once per process, that pids are signalled without a pidfd.
+fn no_pidfd(e: Errno) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(error = %e, "no pidfd (Linux 5.3+): processes are signalled by pid after an identity check");
+    });
+}
+
+/// `pidfd_open(2)`.
+fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: the syscall takes a pid and flags and returns a new file
+    // descriptor, or -1 with errno set.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`, with no siginfo.
+fn pidfd_send_signal(fd: &OwnedFd, signal: Signal) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the syscall reads a live pidfd, a signal number, a null
+    // siginfo and no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 { Err(Errno::last()) } else { Ok(()) }
 }
 
 /// Whether `pid` is a running containerd started with `config` (its
@@ -34,7 +149,9 @@ pub(crate) fn is_daemon_with_config(pid: u32, config: &Path) -> bool {
     let is_containerd = args
         .next()
         .is_some_and(|a| a.rsplit(|b| *b == b'/').next() == Some(b"containerd".as_slice()));
-    is_containerd && args.any(|a| a == config) && process_alive(pid)
+    is_containerd
+        && args.any(|a| a == config)
+        && i32::try_from(pid).ok().and_then(Identity::of).is_some()
 }
 
 /// The cgroup directories of process `pid` (v1 controllers and v2), except the root.
@@ -119,6 +236,11 @@ pub(crate) fn kill_shims_of(socket: &Path) {
         else {
             continue;
         };
+        // Read before the command line: an identity that still holds after
+        // the pidfd is opened is the one whose command line was read.
+        let Some(shim) = Identity::of(pid) else {
+            continue;
+        };
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
@@ -138,13 +260,19 @@ pub(crate) fn kill_shims_of(socket: &Path) {
                     .split_whitespace()
                     .filter_map(|c| c.parse::<i32>().ok())
                 {
+                    let Some(id) = Identity::of(child).filter(|c| c.parent == pid) else {
+                        continue;
+                    };
                     cgroups.extend(cgroup_dirs(child));
-                    let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+                    signal_checked(child, id, Signal::SIGKILL);
                 }
             }
         }
         let sockets = unix_socket_paths(pid);
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        if signal_checked(pid, shim, Signal::SIGKILL) != Signalled::Yes {
+            // Gone, or someone else's now: its sockets are not the shim's.
+            continue;
+        }
         for path in sockets {
             let _ = std::fs::remove_file(path);
         }
@@ -164,6 +292,87 @@ pub(crate) fn kill_shims_of(socket: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap()
+    }
+
+    fn pid_of(child: &std::process::Child) -> i32 {
+        i32::try_from(child.id()).unwrap()
+    }
+
+    #[test]
+    fn a_checked_process_is_signalled_through_its_pidfd() {
+        let mut child = sleeper();
+        let pid = pid_of(&child);
+        let id = Identity::of(pid).unwrap();
+        assert_eq!(id.parent, i32::try_from(std::process::id()).unwrap());
+        assert!(id.still(child.id()));
+        assert_eq!(signal_checked(pid, id, Signal::SIGKILL), Signalled::Yes);
+        let status = child.wait().unwrap();
+        assert!(!id.still(child.id()));
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        // Reaped: the pid names no process (or, reused, another one).
+        let after = signal_checked(pid, id, Signal::SIGKILL);
+        assert!(
+            matches!(after, Signalled::Gone | Signalled::Reused),
+            "{after:?}"
+        );
+    }
+
+    #[test]
+    fn a_pid_naming_another_process_is_left_alone() {
+        let mut child = sleeper();
+        let pid = pid_of(&child);
+        let id = Identity::of(pid).unwrap();
+        // As if the process read had ended and its pid been reused.
+        let other = Identity {
+            start: id.start + 1,
+            ..id
+        };
+        assert_eq!(
+            signal_checked(pid, other, Signal::SIGKILL),
+            Signalled::Reused
+        );
+        assert!(child.try_wait().unwrap().is_none(), "it was killed");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_zombie_has_no_identity() {
+        let mut child = sleeper();
+        let pid = pid_of(&child);
+        let id = Identity::of(pid).unwrap();
+        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        // Unreaped, it is a zombie: gone as far as signals go.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while Identity::of(pid).is_some() {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::yield_now();
+        }
+        assert_eq!(signal_checked(pid, id, Signal::SIGKILL), Signalled::Gone);
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn stat_lines_are_read_past_odd_commands() {
+        let line = "42 (a) b (c)) S 7 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2 3";
+        assert_eq!(
+            Identity::parse(line),
+            Some(Identity {
+                start: 98765,
+                parent: 7
+            })
+        );
+        assert_eq!(Identity::parse("42 (z) Z 7 0 0"), None);
+        assert_eq!(Identity::parse("42 (short) S 7"), None);
+        assert_eq!(Identity::parse("garbage"), None);
+    }
 
     #[test]
     fn a_daemon_is_known_by_its_name_and_config_not_its_pid_alone() {

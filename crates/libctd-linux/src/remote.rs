@@ -11,7 +11,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::client::LinuxClient;
 use crate::config::{LinuxConfig, LinuxRemoteBuilder};
-use crate::conn::{Shared, Transport, version_ok};
+use crate::conn::{Shared, Transport, client, version_ok};
 use crate::state_dir::{self, DaemonPaths};
 use crate::supervisor::{self, Supervisor};
 
@@ -93,7 +93,7 @@ impl LinuxRemote {
                 socket.display()
             )));
         }
-        let transport = Transport::lazy(&socket);
+        let transport = Transport::lazy(&socket, config.keepalive);
         let supervisor = match &config.address {
             None => Some(Supervisor::start(config.clone(), transport.clone()).await?),
             Some(address) => {
@@ -211,9 +211,9 @@ async fn check_external(address: &Path, transport: &Transport) -> Result<()> {
             address.display()
         )));
     }
-    let mut client =
-        containerd_client::services::v1::version_client::VersionClient::new(transport.clone());
-    match tokio::time::timeout(Duration::from_secs(5), client.version(())).await {
+    let mut v: containerd_client::services::v1::version_client::VersionClient<Transport> =
+        client(transport);
+    match tokio::time::timeout(Duration::from_secs(5), v.version(())).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(status)) => Err(Error::unavailable(format!(
             "{} is not a containerd socket: Version failed: {}",

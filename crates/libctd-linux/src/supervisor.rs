@@ -23,7 +23,7 @@ use crate::backoff::Backoff;
 use crate::config::LinuxConfig;
 use crate::conn::{Transport, version_ok};
 use crate::daemon_config::{self, Binary};
-use crate::procfs::{is_daemon_with_config, kill_shims_of};
+use crate::procfs::{Identity, Signalled, is_daemon_with_config, kill_shims_of, signal_checked};
 use crate::shim_exits::ShimExits;
 use crate::state_dir::{DaemonPaths, remove_state_dir, state_dir_error};
 
@@ -40,8 +40,9 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
 enum Daemon {
     /// Started by us.
     Child(tokio::process::Child),
-    /// Found alive through the pid file.
-    Adopted(u32),
+    /// Found alive through the pid file, and who it was then (its pid may
+    /// be reused once it ends: it is not our child).
+    Adopted(u32, Identity),
     /// None (stopped).
     None,
 }
@@ -57,6 +58,9 @@ pub(crate) struct Supervisor {
     transport: Transport,
     daemon: Mutex<Daemon>,
     pid: AtomicU32,
+    /// Who the daemon at `pid` is, for the exit-time stop, which cannot
+    /// wait for `daemon`'s lock.
+    identity: std::sync::Mutex<Option<Identity>>,
     restarts: AtomicU64,
     /// Cancelled when the health loop must end: no restart from then on.
     stop: CancellationToken,
@@ -85,6 +89,7 @@ impl Supervisor {
             transport,
             daemon: Mutex::new(Daemon::None),
             pid: AtomicU32::new(0),
+            identity: std::sync::Mutex::new(None),
             restarts: AtomicU64::new(0),
             stop: CancellationToken::new(),
             monitor: std::sync::Mutex::new(None),
@@ -96,10 +101,10 @@ impl Supervisor {
             let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
             loop {
                 let owner = sup.try_own();
-                if let Some(pid) = sup.live_daemon_from_pid_file().await {
+                if let Some((pid, id)) = sup.live_daemon_from_pid_file().await {
                     tracing::info!(pid, owner, "reusing the containerd named by the pid file");
-                    sup.pid.store(pid, Ordering::SeqCst);
-                    *daemon = Daemon::Adopted(pid);
+                    sup.record(pid, Some(id));
+                    *daemon = Daemon::Adopted(pid, id);
                     break;
                 }
                 if owner {
@@ -194,16 +199,28 @@ impl Supervisor {
             .await
     }
 
-    /// A live containerd recorded in the pid file, answering on our socket.
-    async fn live_daemon_from_pid_file(&self) -> Option<u32> {
+    /// A live containerd recorded in the pid file, answering on our socket,
+    /// and who it is.
+    async fn live_daemon_from_pid_file(&self) -> Option<(u32, Identity)> {
         let text = std::fs::read_to_string(&self.paths.pid_file).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
+        // Read first: if it still holds after the checks, they were made of
+        // this process.
+        let id = Identity::of(i32::try_from(pid).ok()?)?;
+        // A containerd of this state directory's config, not any.
         if !is_daemon_with_config(pid, &self.paths.config_file) || !self.paths.socket.exists() {
             return None;
         }
-        version_ok(&self.transport, Duration::from_secs(3))
-            .await
-            .then_some(pid)
+        let answers = version_ok(&self.transport, Duration::from_secs(3)).await;
+        (answers && id.still(pid)).then_some((pid, id))
+    }
+
+    /// Records the daemon's pid and who it is (0 and `None`: no daemon).
+    fn record(&self, pid: u32, id: Option<Identity>) {
+        self.pid.store(pid, Ordering::SeqCst);
+        if let Ok(mut slot) = self.identity.lock() {
+            *slot = id;
+        }
     }
 
     /// Starts a containerd child and waits for it to answer.
@@ -271,7 +288,8 @@ impl Supervisor {
             .with_source(e)
         })?;
         let pid = child.id().unwrap_or(0);
-        self.pid.store(pid, Ordering::SeqCst);
+        let id = i32::try_from(pid).ok().and_then(Identity::of);
+        self.record(pid, id);
         std::fs::write(&self.paths.pid_file, format!("{pid}\n"))
             .map_err(|e| state_dir_error(&self.config.state_dir, "cannot write the pid file", e))?;
         tracing::info!(pid, socket = %self.paths.socket.display(), "started containerd");
@@ -325,15 +343,15 @@ impl Supervisor {
             }
             if !self.try_own() {
                 // Its owner restarts it: adopt the daemon the pid file names.
-                if let Some(pid) = self.live_daemon_from_pid_file().await
+                if let Some((pid, id)) = self.live_daemon_from_pid_file().await
                     && pid != self.pid()
                 {
                     tracing::info!(
                         pid,
                         "adopting the containerd restarted by the state directory's owner"
                     );
-                    *self.daemon.lock().await = Daemon::Adopted(pid);
-                    self.pid.store(pid, Ordering::SeqCst);
+                    *self.daemon.lock().await = Daemon::Adopted(pid, id);
+                    self.record(pid, Some(id));
                     failures = 0;
                 }
                 continue;
@@ -352,13 +370,7 @@ impl Supervisor {
             if self.stop.is_cancelled() {
                 return;
             }
-            kill_daemon(
-                &mut daemon,
-                Signal::SIGKILL,
-                Duration::from_secs(5),
-                &self.paths.config_file,
-            )
-            .await;
+            kill_daemon(&mut daemon, Signal::SIGKILL, Duration::from_secs(5)).await;
             match self.spawn().await {
                 Ok(d) => {
                     *daemon = d;
@@ -375,7 +387,7 @@ impl Supervisor {
         let mut daemon = self.daemon.lock().await;
         match &mut *daemon {
             Daemon::Child(child) => !matches!(child.try_wait(), Ok(None)),
-            Daemon::Adopted(pid) => !is_daemon_with_config(*pid, &self.paths.config_file),
+            Daemon::Adopted(pid, id) => !id.still(*pid),
             Daemon::None => true,
         }
     }
@@ -410,18 +422,12 @@ impl Supervisor {
             let _ = m.await;
         }
         let mut daemon = self.daemon.lock().await;
-        self.pid.store(0, Ordering::SeqCst);
+        self.record(0, None);
         if !self.owns() {
             *daemon = Daemon::None;
             return;
         }
-        kill_daemon(
-            &mut daemon,
-            Signal::SIGTERM,
-            STOP_GRACE,
-            &self.paths.config_file,
-        )
-        .await;
+        kill_daemon(&mut daemon, Signal::SIGTERM, STOP_GRACE).await;
         for path in [
             &self.paths.pid_file,
             &self.paths.socket,
@@ -434,9 +440,7 @@ impl Supervisor {
 }
 
 /// Sends `signal`, waits up to `grace`, then SIGKILL; leaves `Daemon::None`.
-/// An adopted daemon is known by its pid only: it is signalled only while
-/// that pid is still a containerd started with `config`.
-async fn kill_daemon(daemon: &mut Daemon, signal: Signal, grace: Duration, config: &Path) {
+async fn kill_daemon(daemon: &mut Daemon, signal: Signal, grace: Duration) {
     match std::mem::replace(daemon, Daemon::None) {
         Daemon::Child(mut child) => {
             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -447,20 +451,16 @@ async fn kill_daemon(daemon: &mut Daemon, signal: Signal, grace: Duration, confi
                 }
             }
         }
-        Daemon::Adopted(pid) => {
+        Daemon::Adopted(pid, id) => {
             let Ok(raw) = i32::try_from(pid) else { return };
-            let ours = || is_daemon_with_config(pid, config);
-            if !ours() {
+            if signal_checked(raw, id, signal) != Signalled::Yes {
                 return;
             }
-            let _ = kill(Pid::from_raw(raw), signal);
             let deadline = tokio::time::Instant::now() + grace;
-            while ours() && tokio::time::Instant::now() < deadline {
+            while id.still(pid) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if ours() {
-                let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
-            }
+            signal_checked(raw, id, Signal::SIGKILL);
         }
         Daemon::None => {}
     }
@@ -509,19 +509,16 @@ extern "C" fn run_at_exit() {
         }
         let pid = sup.pid();
         let paths = &sup.paths;
-        let ours = || is_daemon_with_config(pid, &paths.config_file);
-        if let Ok(raw) = i32::try_from(pid)
+        let id = sup.identity.lock().ok().and_then(|id| *id);
+        if let (Ok(raw), Some(id)) = (i32::try_from(pid), id)
             && pid != 0
-            && ours()
+            && signal_checked(raw, id, Signal::SIGTERM) == Signalled::Yes
         {
-            let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
             let deadline = std::time::Instant::now() + STOP_GRACE;
-            while ours() && std::time::Instant::now() < deadline {
+            while id.still(pid) && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if ours() {
-                let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
-            }
+            signal_checked(raw, id, Signal::SIGKILL);
         }
         for path in [&paths.pid_file, &paths.socket, &paths.ttrpc_socket] {
             let _ = std::fs::remove_file(path);

@@ -8,10 +8,12 @@
 //! and `rollback::unreachable` read them the same way whatever implements
 //! the seam. Tests implement it in memory (`mem`).
 
+mod clients;
 #[cfg(test)]
 pub(crate) mod mem;
 mod transport;
 
+pub(crate) use clients::client;
 pub(crate) use transport::Transport;
 
 use std::path::PathBuf;
@@ -202,22 +204,22 @@ impl Tonic {
     }
 
     fn tasks(&self) -> TasksClient<Transport> {
-        TasksClient::new(self.transport.clone())
+        client(&self.transport)
     }
 
     fn containers(&self) -> ContainersClient<Transport> {
-        ContainersClient::new(self.transport.clone())
+        client(&self.transport)
     }
 
     fn events(&self) -> EventsClient<Transport> {
-        EventsClient::new(self.transport.clone())
+        client(&self.transport)
     }
 }
 
 #[async_trait]
 impl Containerd for Tonic {
     async fn version(&self) -> Result<VersionResponse, Status> {
-        let mut v = VersionClient::new(self.transport.clone());
+        let mut v: VersionClient<Transport> = client(&self.transport);
         Ok(v.version(self.request(())).await?.into_inner())
     }
 
@@ -353,9 +355,9 @@ impl Containerd for Tonic {
 
 /// Whether containerd answers Version within `timeout`.
 pub(crate) async fn version_ok(transport: &Transport, timeout: Duration) -> bool {
-    let mut client = VersionClient::new(transport.clone());
+    let mut v: VersionClient<Transport> = client(transport);
     matches!(
-        tokio::time::timeout(timeout, client.version(())).await,
+        tokio::time::timeout(timeout, v.version(())).await,
         Ok(Ok(_))
     )
 }

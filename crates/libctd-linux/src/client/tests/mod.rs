@@ -61,7 +61,7 @@ fn conn_with(
     let dir = tempfile::tempdir().expect("a temporary directory");
     let closed = CancellationToken::new();
     let shared = Arc::new(Shared {
-        transport: Transport::lazy(&dir.path().join("no.sock")),
+        transport: Transport::lazy(&dir.path().join("no.sock"), Default::default()),
         fifo_root: dir.path().join("fifo"),
         runc_root: dir.path().join("runc"),
         shim_group: None,
