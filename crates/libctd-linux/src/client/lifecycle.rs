@@ -294,17 +294,20 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
             // 1.7 and 2.x drop a task whose process died while they were
             // down; the exit kept for it (of this init, when this client
             // tracks one) is the answer, once.
-            let pid = c.lock().pid_of(INIT_PROCESS_ID);
+            let (pid, delivered) = {
+                let state = c.lock();
+                (state.pid_of(INIT_PROCESS_ID), state.delivered_init_exit())
+            };
             let kept = s.kept_exits().and_then(|k| k.take(s.namespace(), &id, pid));
-            // containerd drops the task of a shim that died while it ran,
-            // after publishing the exit this client delivered: the status
-            // delivered is the answer, as it would have been.
-            let exit = match kept {
-                Some(exit) => exit.task_exit(),
-                None => match c.lock().delivered_init_exit() {
-                    Some(exit) => exit,
-                    None => return Err(e.with_message("container is not running")),
-                },
+            // The exit this client delivered comes first: containerd
+            // published it before it dropped the task (its shim died, or
+            // the daemon restarted while deleting it, which may also leave
+            // a record of a shim "gone"). Else the one kept across the
+            // daemon's start, claimed once.
+            let exit = match (delivered, kept) {
+                (Some(exit), _) => exit,
+                (None, Some(exit)) => exit.task_exit(),
+                (None, None) => return Err(e.with_message("container is not running")),
             };
             drop_task_state(&s, &c).await;
             return Ok(exit);

@@ -173,3 +173,25 @@ async fn a_delete_that_meets_a_dead_shim_answers_the_delivered_exit() {
     assert_eq!(answer.exit_code, 3);
     f.client.delete("a").await.expect("delete");
 }
+
+/// The daemon restarted while it deleted a task whose exit this client had
+/// delivered: the watch found the shim gone and kept the init as lost.
+/// delete_task answers the delivered status, and the record is claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_exit_outranks_a_record_of_a_shim_gone() {
+    let (_dir, exits) = exits();
+    let mem = Mem::new(DEADLINE);
+    let f = fixture_with(mem.clone(), Some(exits.clone())).await;
+    let pid = f.run("a").await;
+    assert!(mem.exit("a", "", 34));
+    f.backend
+        .next_process_event("a", libctd_core::INIT_PROCESS_ID, EventType::Exit, WAIT)
+        .await
+        .expect("the exit event");
+    mem.lose_task("a");
+    exits.keep(NS, "a", kept(pid, KeptStatus::Lost(Lost::ShimDied)));
+    let answer = f.client.delete_task("a").await.expect("the delivered exit");
+    assert_eq!(answer.exit_code, 34);
+    assert!(exits.find(NS, "a").is_none(), "the record is claimed");
+    f.client.delete("a").await.expect("delete");
+}
