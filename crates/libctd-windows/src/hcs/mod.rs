@@ -17,6 +17,7 @@ use crate::error::{HcsError, Hresult};
 
 #[cfg(windows)]
 pub mod ffi;
+pub mod model;
 pub mod sim;
 
 /// The result of an HCS call.

@@ -1,38 +1,21 @@
-//! A simulated Host Compute Service, with a fault plan.
+//! The simulated Host Compute Service: the [`Hcs`] trait over the
+//! [`model`](super::model), for fast native tests.
 //!
-//! [`Sim`] keeps compute systems and processes in memory and behaves like HCS
-//! where the client can tell: handles, states, exit notifications, property
-//! answers, stdio pipes (in-memory, through `tokio::io::duplex`). Its fault plan
-//! can make any operation on any compute system fail with any HRESULT, delay
-//! operations, hold ProcessExited notifications until released, make
-//! a compute system exit unexpectedly during shutdown or crash (no
-//! ProcessExited for its processes), answer `PendingUpdates` (refused by
-//! default, as hosts since WS2019 do), end processes with chosen exit codes
-//! or a failed wait (`LastWaitResult`), and lose the connection to the
-//! service. A terminate's exit is `ForcedExit` with HCS_E_TERMINATED;
-//! terminating an exited process is denied access, as on Windows.
+//! [`Sim`] adapts the one model of HCS (states, answers, exit rules, fault
+//! plan, document checks, the processes' script language: see
+//! [`model`](super::model) and [`program`](super::model::program)) to the
+//! trait: calls are async and wait out the plan's delays, processes run on
+//! tokio tasks with in-memory duplex pipes as stdio, waits resolve on the
+//! model's notifications. The computecore.dll double adapts the same model
+//! to computecore's exports under Wine.
 //!
-//! # Programs
-//!
-//! A process's command line is a tiny script: statements separated by a `;`
-//! argument, run in order. The process exits with 0 at the end of the script.
-//!
-//! | statement        | effect                                                   |
-//! |------------------|----------------------------------------------------------|
-//! | `exit N`         | exit with code N                                         |
-//! | `echo WORDS...`  | print the words and a newline on stdout                  |
-//! | `echoerr WORDS...` | the same on stderr (stdout with a console)             |
-//! | `print TEXT`     | write TEXT (one argument, any characters) on stdout       |
-//! | `printerr TEXT`  | the same on stderr (stdout with a console)               |
-//! | `cat`            | copy stdin to stdout until EOF or the handle is closed   |
-//! | `bytes N`        | write N bytes on stdout                                  |
-//! | `sleep`          | wait until signalled, terminated or shut down            |
-//! | `sleepms N`      | wait N milliseconds                                      |
-//!
-//! A script with an unknown statement cannot be started: `create_process`
-//! fails with `ERROR_FILE_NOT_FOUND`, as for a program that does not exist.
-//! Bad arguments print an error on stderr and exit with 9009. A signal (`CtrlC`...) ends a process with exit code
-//! [`CONTROL_C_EXIT`], a terminate with 1.
+//! What is particular to this face: a shutdown or terminate the plan makes
+//! slow (`Slow`) is answered pending at once, as the real binding answers
+//! a stop its submit wait did not see complete, and its later failure goes
+//! to the system's exit waiters; a cancel is a dropped future, so the
+//! plan's `IgnoreCancel` and `CreateProcessQuirk` (which the binding
+//! recovers from) have no effect here; the host's processors and utility
+//! VM layers are settings of the face.
 //!
 //! ```
 //! use libctd_windows::hcs::{Hcs, sim::Sim};
@@ -41,7 +24,8 @@
 //! # #[tokio::main] async fn main() {
 //! let sim = Sim::new();
 //! let doc = r#"{"Owner":"test","SchemaVersion":{"Major":2,"Minor":1},
-//!               "ShouldTerminateOnLastHandleClosed":true}"#;
+//!               "ShouldTerminateOnLastHandleClosed":true,
+//!               "Container":{"Storage":{"Path":"\\\\?\\Volume{1}\\"}}}"#;
 //! let system = sim.create_compute_system("web", doc).await.unwrap();
 //! sim.start_compute_system(&system).await.unwrap();
 //! let params = r#"{"CommandLine":"echo hello ; exit 3","EmulateConsole":false,
@@ -57,135 +41,77 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 
+use super::model::{self, Gate, Model, Notice, Observer, Program, Step, Stop, Stream, SystemKey};
 use super::{Hcs, HcsOp, HcsResult, ProcessExit, ProcessInfo, SystemExit};
-use crate::convert::split_command_line;
-use crate::error::{HcsError, Hresult, win32};
-use crate::schema::{
-    ComputeSystem, ModifyProcessRequest, ProcessDetails, ProcessParameters, ProcessorStats,
-    Properties, PropertyQuery, SignalProcessOptions, Statistics,
-};
+use crate::error::{HcsError, Hresult};
+use crate::schema::ProcessParameters;
 
-/// The exit code of a process ended by a console control signal
-/// (`STATUS_CONTROL_C_EXIT`).
-pub const CONTROL_C_EXIT: u32 = 0xC000_013A;
-/// The exit code of a terminated process.
-pub const TERMINATED_EXIT: u32 = 1;
-/// The exit code of a statement with bad arguments.
-pub const UNKNOWN_COMMAND_EXIT: u32 = 9009;
-
-/// The statements of the process language.
-const KNOWN_STATEMENTS: &[&str] = &[
-    "exit", "echo", "echoerr", "print", "printerr", "bytes", "cat", "sleep", "sleepms",
-];
-
-/// HRESULTs the simulation answers with.
-mod hr {
-    use crate::error::Hresult;
-    use crate::error::codes::*;
-    pub(super) const INVALID_STATE: Hresult = HCS_E_INVALID_STATE.v1();
-    pub(super) const INVALID_JSON: Hresult = HCS_E_INVALID_JSON.v1();
-    pub(super) const NOT_FOUND: Hresult = HCS_E_SYSTEM_NOT_FOUND.v1();
-    pub(super) const ALREADY_STOPPED: Hresult = HCS_E_SYSTEM_ALREADY_STOPPED.v1();
-    pub(super) const PROCESS_ALREADY_STOPPED: Hresult = HCS_E_PROCESS_ALREADY_STOPPED;
-    pub(super) const SERVICE_DISCONNECT: Hresult = HCS_E_SERVICE_DISCONNECT;
-    pub(super) const ALREADY_EXISTS: Hresult = HCS_E_SYSTEM_ALREADY_EXISTS;
-    pub(super) const PENDING: Hresult = HCS_E_OPERATION_PENDING;
-}
+pub use super::model::{CONTROL_C_EXIT, TERMINATED_EXIT, UNKNOWN_COMMAND_EXIT};
 
 /// A simulated HCS. Clones share one simulated service.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Sim {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
-    state: Mutex<State>,
-    next_pid: AtomicU32,
+    model: Model,
+    /// Bumped on every change of the model: waits re-check on it.
+    changed: Arc<watch::Sender<u64>>,
+    /// Per system: the failure of a stop answered pending that failed.
+    stop_failures: Mutex<HashMap<SystemKey, HcsError>>,
+    host_cpus: Mutex<Option<u32>>,
+    utility_vm_layers: Mutex<HashSet<String>>,
 }
 
-#[derive(Default)]
-struct State {
-    systems: HashMap<String, Arc<System>>,
-    faults: Vec<Fault>,
-    delays: Vec<(HcsOp, Option<String>, Duration)>,
-    disconnected: bool,
-    pending_updates: HashMap<String, bool>,
-    unexpected_exit_on_shutdown: HashSet<String>,
-    late_failures: Vec<(HcsOp, String, Hresult, Duration)>,
-    last_wait_results: HashMap<String, i32>,
-    /// Per container: whether its held ProcessExited notices are released.
-    held_notices: HashMap<String, watch::Sender<bool>>,
-    host_cpus: Option<u32>,
-    utility_vm_layers: HashSet<String>,
-    calls: Vec<(HcsOp, String)>,
+/// Wakes the face's waits.
+struct Wake(Arc<watch::Sender<u64>>);
+
+impl Observer for Wake {
+    fn notice(&self, _: Notice) {
+        self.changed();
+    }
+
+    fn changed(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
-#[derive(Debug, Clone)]
-struct Fault {
-    op: HcsOp,
-    container: Option<String>,
-    hresult: Hresult,
-    remaining: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SysStatus {
-    Created,
-    Running,
-    Paused,
-    Stopped,
-}
-
-struct System {
-    id: String,
-    document: String,
-    hyperv: bool,
-    started: Mutex<Option<Instant>>,
-    status: Mutex<SysStatus>,
-    processes: Mutex<HashMap<u32, Arc<Process>>>,
-    handles: AtomicU32,
-    exit: watch::Sender<Option<SystemExit>>,
-    /// The failure of a stop answered pending that failed later.
-    stop_failure: watch::Sender<Option<HcsError>>,
-}
-
-struct Process {
-    pid: u32,
-    system_id: String,
-    image: String,
-    parameters: ProcessParameters,
-    /// Set once to end the process with a code.
-    kill: watch::Sender<Option<u32>>,
-    stdin_closed: watch::Sender<bool>,
-    console_size: Mutex<Option<[u16; 2]>>,
-    signals: Mutex<Vec<String>>,
-    exit: watch::Sender<Option<ProcessExit>>,
-    /// Set when its compute system died: it ends without a ProcessExited.
-    silent: AtomicBool,
-    /// Its compute system's exit: once set, calls on it are refused.
-    system_exit: watch::Receiver<Option<SystemExit>>,
+impl Default for Sim {
+    fn default() -> Self {
+        let changed = Arc::new(watch::channel(0).0);
+        Self {
+            inner: Arc::new(Inner {
+                model: Model::new(Box::new(Wake(changed.clone()))),
+                changed,
+                stop_failures: Mutex::default(),
+                host_cpus: Mutex::default(),
+                utility_vm_layers: Mutex::default(),
+            }),
+        }
+    }
 }
 
 /// A handle on a simulated compute system.
 #[derive(Clone)]
 pub struct SimSystem {
-    system: Arc<System>,
+    key: SystemKey,
+    id: String,
     closed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for SimSystem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimSystem")
-            .field("id", &self.system.id)
+            .field("id", &self.id)
             .field("closed", &self.closed.load(Ordering::SeqCst))
             .finish()
     }
@@ -194,15 +120,16 @@ impl fmt::Debug for SimSystem {
 /// A handle on a simulated process.
 #[derive(Clone)]
 pub struct SimProcess {
-    process: Arc<Process>,
+    pid: u32,
+    system: String,
     closed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for SimProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimProcess")
-            .field("pid", &self.process.pid)
-            .field("system", &self.process.system_id)
+            .field("pid", &self.pid)
+            .field("system", &self.system)
             .finish()
     }
 }
@@ -211,8 +138,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn invalid_handle() -> HcsError {
-    HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE))
+/// A call on a closed handle.
+fn check_open(closed: &AtomicBool) -> HcsResult<()> {
+    if closed.load(Ordering::SeqCst) {
+        Err(HcsError::new(model::hr::INVALID_HANDLE))
+    } else {
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Sim {
@@ -226,55 +158,48 @@ impl fmt::Debug for Sim {
 impl Sim {
     /// A simulated HCS with no compute systems and no faults.
     pub fn new() -> Self {
-        let sim = Self::default();
-        sim.inner.next_pid.store(1000, Ordering::SeqCst);
-        sim
+        Self::default()
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        lock(&self.inner.state)
+    /// The model this face adapts.
+    pub fn model(&self) -> &Model {
+        &self.inner.model
     }
 
-    // ---- the fault plan ----
+    fn plan(&self, container: Option<&str>, edit: impl FnOnce(&mut model::Plan)) {
+        self.model().edit_plan(container, edit);
+    }
+
+    // ---- the fault plan (the model's, in this face's words) ----
 
     /// Every later `op` on `container` (any container when `None`) fails with
     /// `hresult`. A pending HRESULT still carries the operation out.
     pub fn fail(&self, op: HcsOp, container: Option<&str>, hresult: Hresult) {
-        self.push_fault(op, container, hresult, None);
+        self.plan(container, |p| {
+            p.fail.insert(op.name().to_owned(), i64::from(hresult.0));
+        });
     }
 
     /// The next `op` on `container` fails with `hresult`, once.
     pub fn fail_once(&self, op: HcsOp, container: Option<&str>, hresult: Hresult) {
-        self.push_fault(op, container, hresult, Some(1));
-    }
-
-    fn push_fault(
-        &self,
-        op: HcsOp,
-        container: Option<&str>,
-        hresult: Hresult,
-        remaining: Option<usize>,
-    ) {
-        self.state().faults.push(Fault {
-            op,
-            container: container.map(str::to_owned),
-            hresult,
-            remaining,
+        self.plan(container, |p| {
+            p.fail_once
+                .insert(op.name().to_owned(), i64::from(hresult.0));
         });
     }
 
-    /// Removes every fault and delay.
+    /// Removes every failure and delay.
     pub fn clear_faults(&self) {
-        let mut state = self.state();
-        state.faults.clear();
-        state.delays.clear();
+        self.model().clear_faults();
     }
 
-    /// Every later `op` on `container` (any when `None`) waits `delay` first.
+    /// Every later `op` on `container` (any when `None`) waits `delay`
+    /// before taking effect (a shutdown or terminate is answered pending).
     pub fn delay(&self, op: HcsOp, container: Option<&str>, delay: Duration) {
-        self.state()
-            .delays
-            .push((op, container.map(str::to_owned), delay));
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.plan(container, |p| {
+            p.slow.insert(op.name().to_owned(), ms);
+        });
     }
 
     /// Makes `container`'s host answer `PendingUpdates` queries, with
@@ -282,17 +207,13 @@ impl Sim {
     /// hosts since Windows Server 2019 do: it is not a property type of
     /// schema 2. This models a host that would answer it.
     pub fn set_pending_updates(&self, container: &str, pending: bool) {
-        self.state()
-            .pending_updates
-            .insert(container.to_owned(), pending);
+        self.plan(Some(container), |p| p.pending_updates = Some(pending));
     }
 
-    /// The next shutdown (or terminate) of `container` ends with the compute
+    /// A shutdown (or terminate) of `container` ends with the compute
     /// system exiting unexpectedly.
     pub fn exit_unexpectedly_on_shutdown(&self, container: &str) {
-        self.state()
-            .unexpected_exit_on_shutdown
-            .insert(container.to_owned());
+        self.plan(Some(container), |p| p.unexpected_exit_on_shutdown = true);
     }
 
     /// The next `op` (a shutdown or terminate) of `container` is answered
@@ -300,17 +221,14 @@ impl Sim {
     /// without stopping anything: the system's exit waiters get the failure
     /// (no exit follows it).
     pub fn fail_after_submit(&self, op: HcsOp, container: &str, hresult: Hresult, after: Duration) {
-        self.state()
-            .late_failures
-            .push((op, container.to_owned(), hresult, after));
+        self.delay(op, Some(container), after);
+        self.fail_once(op, Some(container), hresult);
     }
 
     /// Processes of `container` report this `LastWaitResult` when they exit
     /// (non-zero: the exit code could not be obtained).
     pub fn set_last_wait_result(&self, container: &str, result: i32) {
-        self.state()
-            .last_wait_results
-            .insert(container.to_owned(), result);
+        self.plan(Some(container), |p| p.last_wait_result = i64::from(result));
     }
 
     /// Holds the ProcessExited notifications of `container`'s processes: a
@@ -318,35 +236,29 @@ impl Sim {
     /// Windows), but waits for its exit finish only after
     /// [`Sim::release_exit_notices`].
     pub fn hold_exit_notices(&self, container: &str) {
-        self.state()
-            .held_notices
-            .insert(container.to_owned(), watch::channel(false).0);
+        self.plan(Some(container), |p| p.hold_exit_notices = true);
     }
 
     /// Sends the ProcessExited notifications held for `container`, and holds
     /// no more. False when none were held.
     pub fn release_exit_notices(&self, container: &str) -> bool {
-        let state = self.state();
-        let held = state.held_notices.get(container);
-        held.is_some_and(|released| !released.send_replace(true))
+        self.model().release_exit_notices(container)
     }
 
     /// Loses (or restores) the connection to the service: every call fails
     /// with the service-disconnect HRESULT.
     pub fn set_disconnected(&self, disconnected: bool) {
-        self.state().disconnected = disconnected;
+        self.model().set_disconnected(disconnected);
     }
 
     /// The number of host processors reported (default: this machine's).
     pub fn set_host_cpus(&self, count: u32) {
-        self.state().host_cpus = Some(count);
+        *lock(&self.inner.host_cpus) = Some(count);
     }
 
     /// Declares that `layer_folder` holds a `UtilityVM` folder.
     pub fn add_utility_vm(&self, layer_folder: &str) {
-        self.state()
-            .utility_vm_layers
-            .insert(layer_folder.to_owned());
+        lock(&self.inner.utility_vm_layers).insert(layer_folder.to_owned());
     }
 
     // ---- acting on the simulated world ----
@@ -356,279 +268,135 @@ impl Sim {
     /// ProcessExited (waits on them never finish; calls on them answer
     /// HCS_E_INVALID_STATE). False when it does not run.
     pub fn crash(&self, container: &str) -> bool {
-        let Some(system) = self.state().systems.get(container).cloned() else {
-            return false;
-        };
-        for p in lock(&system.processes).values() {
-            p.silent.store(true, Ordering::SeqCst);
-        }
-        stop_system(&system, TERMINATED_EXIT, SystemExit::unexpected())
+        self.model().crash(container)
     }
 
     /// Ends process `pid` of `container` with `exit_code`, as if it exited by
     /// itself. False when there is no such running process.
     pub fn exit_process(&self, container: &str, pid: u32, exit_code: u32) -> bool {
-        let Some(system) = self.state().systems.get(container).cloned() else {
-            return false;
-        };
-        let process = lock(&system.processes).get(&pid).cloned();
-        match process {
-            Some(p) if p.exit.borrow().is_none() => {
-                p.kill.send_replace(Some(exit_code));
-                true
-            }
-            _ => false,
-        }
+        self.model().end_process(container, pid, exit_code)
     }
 
     // ---- observing the simulated world ----
 
     /// The ids of the compute systems that exist (until stopped and closed).
     pub fn compute_systems(&self) -> Vec<String> {
-        let mut ids: Vec<_> = self.state().systems.keys().cloned().collect();
-        ids.sort();
-        ids
+        self.model().compute_systems()
     }
 
     /// The configuration document `container` was created with.
     pub fn document(&self, container: &str) -> Option<String> {
-        self.state()
-            .systems
-            .get(container)
-            .map(|s| s.document.clone())
+        self.model().document(container)
     }
 
     /// Whether `container`'s compute system is running (or paused).
     pub fn is_running(&self, container: &str) -> bool {
-        self.state()
-            .systems
-            .get(container)
-            .is_some_and(|s| matches!(*lock(&s.status), SysStatus::Running | SysStatus::Paused))
+        self.model().is_running(container)
     }
 
     /// The pids of `container`'s processes that have not exited.
     pub fn live_pids(&self, container: &str) -> Vec<u32> {
-        let Some(system) = self.state().systems.get(container).cloned() else {
-            return Vec::new();
-        };
-        let mut pids: Vec<_> = lock(&system.processes)
-            .values()
-            .filter(|p| p.exit.borrow().is_none())
-            .map(|p| p.pid)
-            .collect();
-        pids.sort_unstable();
-        pids
+        self.model().live_pids(container)
     }
 
     /// The parameters process `pid` of `container` was created with.
     pub fn process_parameters(&self, container: &str, pid: u32) -> Option<ProcessParameters> {
-        let system = self.state().systems.get(container).cloned()?;
-        let p = lock(&system.processes).get(&pid).cloned()?;
-        Some(p.parameters.clone())
+        self.model().process_parameters(container, pid)
     }
 
     /// The console size last set on process `pid` of `container`.
     pub fn console_size(&self, container: &str, pid: u32) -> Option<[u16; 2]> {
-        let system = self.state().systems.get(container).cloned()?;
-        let p = lock(&system.processes).get(&pid).cloned()?;
-        *lock(&p.console_size)
+        self.model().console_size(container, pid)
     }
 
     /// The signals sent to process `pid` of `container`.
     pub fn signals(&self, container: &str, pid: u32) -> Vec<String> {
-        let Some(system) = self.state().systems.get(container).cloned() else {
-            return Vec::new();
-        };
-        let p = lock(&system.processes).get(&pid).cloned();
-        p.map(|p| lock(&p.signals).clone()).unwrap_or_default()
+        self.model().signals(container, pid)
     }
 
     /// Every call made so far, with the compute system it concerned.
     pub fn calls(&self) -> Vec<(HcsOp, String)> {
-        self.state().calls.clone()
+        self.model()
+            .calls()
+            .into_iter()
+            .filter_map(|(op, id)| HcsOp::from_name(&op).map(|op| (op, id)))
+            .collect()
     }
 
     /// How many times `op` was called on `container`.
     pub fn call_count(&self, op: HcsOp, container: &str) -> usize {
-        self.state()
-            .calls
+        self.model()
+            .calls()
             .iter()
-            .filter(|(o, c)| *o == op && c == container)
+            .filter(|(o, c)| o == op.name() && c == container)
             .count()
     }
 
-    // ---- internals ----
+    // ---- the face ----
 
-    /// Records the call, applies delays, then the fault plan: `Err` to fail
-    /// without acting, `Ok(Some(_))` to act and then fail (pending).
-    async fn gate(&self, op: HcsOp, container: &str) -> HcsResult<Option<HcsError>> {
-        let delay = {
-            let mut state = self.state();
-            state.calls.push((op, container.to_owned()));
-            if state.disconnected {
-                return Err(HcsError::new(hr::SERVICE_DISCONNECT));
-            }
-            state
-                .delays
-                .iter()
-                .filter(|(o, c, _)| *o == op && c.as_deref().is_none_or(|c| c == container))
-                .map(|(_, _, d)| *d)
-                .max()
-        };
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
+    /// Records the call and waits out the plan's delay; fails when the
+    /// plan fails it.
+    async fn gate(&self, op: HcsOp, container: &str) -> HcsResult<Gate> {
+        let mut gate = self.model().gate(op.name(), container)?;
+        if !gate.slow.is_zero() {
+            tokio::time::sleep(gate.slow).await;
         }
-        let mut state = self.state();
-        let Some(i) = state.faults.iter().position(|f| {
-            f.op == op
-                && f.container.as_deref().is_none_or(|c| c == container)
-                && f.remaining != Some(0)
-        }) else {
-            return Ok(None);
-        };
-        let fault = &mut state.faults[i];
-        if let Some(n) = fault.remaining.as_mut() {
-            *n -= 1;
-        }
-        let err = HcsError::new(fault.hresult);
-        if fault.hresult.is_pending() {
-            Ok(Some(err))
-        } else {
-            Err(err)
+        match gate.fail.take() {
+            Some(err) => Err(err),
+            None => Ok(gate),
         }
     }
 
-    fn check_open(&self, handle: &SimSystem) -> HcsResult<()> {
-        if handle.closed.load(Ordering::SeqCst) {
-            Err(invalid_handle())
-        } else {
-            Ok(())
-        }
-    }
-
-    fn release(&self, system: &Arc<System>) {
-        let remaining = system
-            .handles
-            .fetch_sub(1, Ordering::SeqCst)
-            .saturating_sub(1);
-        if remaining == 0 {
-            // ShouldTerminateOnLastHandleClosed.
-            if *lock(&system.status) != SysStatus::Stopped {
-                stop_system(system, TERMINATED_EXIT, SystemExit::forced());
+    /// Resolves once `ready` gives a value, re-checked on every change.
+    async fn until<T>(&self, mut ready: impl FnMut() -> Option<T>) -> T {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            if let Some(value) = ready() {
+                return value;
             }
-            let mut state = self.state();
-            if state
-                .systems
-                .get(&system.id)
-                .is_some_and(|s| Arc::ptr_eq(s, system))
-            {
-                state.systems.remove(&system.id);
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
             }
         }
     }
 
-    fn last_wait_result(&self, container: &str) -> i32 {
-        self.state()
-            .last_wait_results
-            .get(container)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn take_unexpected(&self, container: &str) -> bool {
-        self.state().unexpected_exit_on_shutdown.remove(container)
-    }
-
-    /// A pause or resume (`op`): the system goes from `from` to `to`. Only
-    /// Hyper-V isolated systems can be paused.
-    async fn transition(
-        &self,
-        handle: &SimSystem,
-        op: HcsOp,
-        from: SysStatus,
-        to: SysStatus,
-    ) -> HcsResult<()> {
-        let pending = self.gate(op, &handle.system.id).await?;
-        self.check_open(handle)?;
-        if op == HcsOp::PauseComputeSystem && !handle.system.hyperv {
-            return Err(HcsError::new(Hresult::from_win32(win32::NOT_SUPPORTED)));
+    /// A shutdown or terminate. A slow one is answered pending and acts
+    /// later; its failure then goes to the exit waiters.
+    async fn stop(&self, handle: &SimSystem, op: HcsOp, how: Stop) -> HcsResult<()> {
+        let gate = self.model().gate(op.name(), &handle.id)?;
+        check_open(&handle.closed)?;
+        lock(&self.inner.stop_failures).remove(&handle.key);
+        if gate.slow.is_zero() {
+            if let Some(err) = gate.fail {
+                return Err(err);
+            }
+            let done = self.model().stop(handle.key, how);
+            return answer(gate, done).await;
         }
-        let mut status = lock(&handle.system.status);
-        match *status {
-            current if current == from => *status = to,
-            SysStatus::Stopped => return Err(HcsError::new(hr::ALREADY_STOPPED)),
-            _ => return Err(HcsError::new(hr::INVALID_STATE)),
-        }
-        pending.map_or(Ok(()), Err)
-    }
-
-    /// A shutdown or terminate (`op`): the processes end with `code`, and
-    /// the system exits with `exit`, or unexpectedly when the fault plan
-    /// says so.
-    async fn stop(
-        &self,
-        handle: &SimSystem,
-        op: HcsOp,
-        code: u32,
-        exit: SystemExit,
-    ) -> HcsResult<()> {
-        let pending = self.gate(op, &handle.system.id).await?;
-        self.check_open(handle)?;
-        let system = handle.system.clone();
-        system.stop_failure.send_replace(None);
-        let late = {
-            let mut state = self.state();
-            let found = state
-                .late_failures
-                .iter()
-                .position(|(o, c, _, _)| *o == op && *c == system.id);
-            found.map(|i| state.late_failures.remove(i))
-        };
-        if let Some((_, _, hresult, after)) = late {
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                system
-                    .stop_failure
-                    .send_replace(Some(HcsError::new(hresult)));
-            });
-            return Err(HcsError::new(hr::PENDING));
-        }
-        let exit = if self.take_unexpected(&handle.system.id) {
-            SystemExit::unexpected()
-        } else {
-            exit
-        };
-        if !stop_system(&handle.system, code, exit) {
-            return Err(HcsError::new(hr::ALREADY_STOPPED));
-        }
-        pending.map_or(Ok(()), Err)
+        let sim = self.clone();
+        let key = handle.key;
+        tokio::spawn(async move {
+            tokio::time::sleep(gate.slow).await;
+            let done = match gate.fail {
+                Some(err) => Err(err),
+                None => sim.model().stop(key, how),
+            };
+            if let Err(err) = done {
+                lock(&sim.inner.stop_failures).insert(key, err);
+                Wake(sim.inner.changed.clone()).changed();
+            }
+        });
+        Err(HcsError::new(model::hr::PENDING))
     }
 }
 
-/// Ends every process of `system` with `code`, marks it stopped and publishes
-/// `exit`. False if it was already stopped.
-fn stop_system(system: &Arc<System>, code: u32, exit: SystemExit) -> bool {
-    {
-        let mut status = lock(&system.status);
-        if *status == SysStatus::Stopped {
-            return false;
-        }
-        *status = SysStatus::Stopped;
+/// The answer of a call that acted: after the plan's `Late`, and pending
+/// when the plan says so.
+async fn answer<T>(gate: Gate, result: HcsResult<T>) -> HcsResult<T> {
+    if !gate.late.is_zero() {
+        tokio::time::sleep(gate.late).await;
     }
-    let processes: Vec<_> = lock(&system.processes).values().cloned().collect();
-    for p in processes {
-        p.kill.send_if_modified(|k| {
-            if k.is_none() {
-                *k = Some(code);
-                true
-            } else {
-                false
-            }
-        });
-    }
-    // The exit is published once the processes are told to end.
-    system.exit.send_replace(Some(exit));
-    true
+    gate.answer(result)
 }
 
 #[async_trait]
@@ -637,122 +405,62 @@ impl Hcs for Sim {
     type Process = SimProcess;
 
     async fn create_compute_system(&self, id: &str, configuration: &str) -> HcsResult<SimSystem> {
-        self.gate(HcsOp::CreateComputeSystem, id).await?;
-        let doc: ComputeSystem = serde_json::from_str(configuration)
-            .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
-        if doc.hosted_system.is_some() {
-            // As the computecore.dll double: a utility VM and its container
-            // are separate compute systems, linked by HostingSystemId.
-            return Err(HcsError::with_document(
-                hr::INVALID_JSON,
-                r#"{"ErrorMessage":"HostedSystem is not supported"}"#,
-            ));
-        }
-        let mut state = self.state();
-        if state.systems.contains_key(id) {
-            // HCS's own code, not Win32's ERROR_ALREADY_EXISTS.
-            return Err(HcsError::new(hr::ALREADY_EXISTS));
-        }
-        if let Some(host) = &doc.hosting_system_id {
-            match state.systems.get(host) {
-                None => return Err(HcsError::new(hr::NOT_FOUND)),
-                Some(h) if *lock(&h.status) != SysStatus::Running => {
-                    return Err(HcsError::new(hr::INVALID_STATE));
-                }
-                Some(_) => {}
-            }
-        }
-        let (exit, _) = watch::channel(None);
-        let system = Arc::new(System {
+        let gate = self.gate(HcsOp::CreateComputeSystem, id).await?;
+        let key = self.model().create_system(id, configuration)?;
+        let handle = SimSystem {
+            key,
             id: id.to_owned(),
-            document: configuration.to_owned(),
-            hyperv: doc.virtual_machine.is_some(),
-            started: Mutex::new(None),
-            status: Mutex::new(SysStatus::Created),
-            processes: Mutex::new(HashMap::new()),
-            handles: AtomicU32::new(1),
-            exit,
-            stop_failure: watch::channel(None).0,
-        });
-        state.systems.insert(id.to_owned(), system.clone());
-        Ok(SimSystem {
-            system,
             closed: Arc::new(AtomicBool::new(false)),
-        })
+        };
+        answer(gate, Ok(handle)).await
     }
 
     async fn open_compute_system(&self, id: &str) -> HcsResult<SimSystem> {
-        self.gate(HcsOp::OpenComputeSystem, id).await?;
-        let system = self
-            .state()
-            .systems
-            .get(id)
-            .cloned()
-            .ok_or_else(|| HcsError::new(hr::NOT_FOUND))?;
-        system.handles.fetch_add(1, Ordering::SeqCst);
-        Ok(SimSystem {
-            system,
+        let gate = self.gate(HcsOp::OpenComputeSystem, id).await?;
+        let key = self.model().open_system(id)?;
+        let handle = SimSystem {
+            key,
+            id: id.to_owned(),
             closed: Arc::new(AtomicBool::new(false)),
-        })
+        };
+        answer(gate, Ok(handle)).await
     }
 
     async fn start_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        let pending = self
-            .gate(HcsOp::StartComputeSystem, &handle.system.id)
-            .await?;
-        self.check_open(handle)?;
-        let mut status = lock(&handle.system.status);
-        match *status {
-            SysStatus::Created => {
-                *status = SysStatus::Running;
-                *lock(&handle.system.started) = Some(Instant::now());
-            }
-            SysStatus::Stopped => return Err(HcsError::new(hr::ALREADY_STOPPED)),
-            _ => return Err(HcsError::new(hr::INVALID_STATE)),
-        }
-        pending.map_or(Ok(()), Err)
+        let gate = self.gate(HcsOp::StartComputeSystem, &handle.id).await?;
+        check_open(&handle.closed)?;
+        answer(gate, self.model().start(handle.key)).await
     }
 
     async fn shutdown_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        let exit = SystemExit::clean("GracefulExit");
-        self.stop(handle, HcsOp::ShutDownComputeSystem, CONTROL_C_EXIT, exit)
+        self.stop(handle, HcsOp::ShutDownComputeSystem, Stop::Shutdown)
             .await
     }
 
     async fn terminate_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        let exit = SystemExit::forced();
-        self.stop(handle, HcsOp::TerminateComputeSystem, TERMINATED_EXIT, exit)
+        self.stop(handle, HcsOp::TerminateComputeSystem, Stop::Terminate)
             .await
     }
 
     async fn pause_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        self.transition(
-            handle,
-            HcsOp::PauseComputeSystem,
-            SysStatus::Running,
-            SysStatus::Paused,
-        )
-        .await
+        let gate = self.gate(HcsOp::PauseComputeSystem, &handle.id).await?;
+        check_open(&handle.closed)?;
+        answer(gate, self.model().pause(handle.key)).await
     }
 
     async fn resume_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        self.transition(
-            handle,
-            HcsOp::ResumeComputeSystem,
-            SysStatus::Paused,
-            SysStatus::Running,
-        )
-        .await
+        let gate = self.gate(HcsOp::ResumeComputeSystem, &handle.id).await?;
+        check_open(&handle.closed)?;
+        answer(gate, self.model().resume(handle.key)).await
     }
 
     async fn close_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
-        self.gate(HcsOp::CloseComputeSystem, &handle.system.id)
-            .await?;
+        let gate = self.gate(HcsOp::CloseComputeSystem, &handle.id).await?;
         if handle.closed.swap(true, Ordering::SeqCst) {
-            return Err(invalid_handle());
+            return Err(HcsError::new(model::hr::INVALID_HANDLE));
         }
-        self.release(&handle.system);
-        Ok(())
+        self.model().close_system(handle.key);
+        answer(gate, Ok(())).await
     }
 
     async fn get_compute_system_properties(
@@ -760,112 +468,32 @@ impl Hcs for Sim {
         handle: &SimSystem,
         query: &str,
     ) -> HcsResult<String> {
-        self.gate(HcsOp::GetComputeSystemProperties, &handle.system.id)
+        let gate = self
+            .gate(HcsOp::GetComputeSystemProperties, &handle.id)
             .await?;
-        self.check_open(handle)?;
-        let query: PropertyQuery = serde_json::from_str(query)
-            .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
-        let system = &handle.system;
-        if *lock(&system.status) == SysStatus::Stopped {
-            return Err(HcsError::new(hr::ALREADY_STOPPED));
-        }
-        let mut answer = Properties {
-            id: system.id.clone(),
-            ..Properties::default()
-        };
-        for kind in &query.property_types {
-            match kind.as_str() {
-                "Statistics" => {
-                    let uptime = lock(&system.started)
-                        .map(|s| s.elapsed().as_nanos() / 100)
-                        .unwrap_or(0);
-                    let uptime = u64::try_from(uptime).unwrap_or(u64::MAX);
-                    let live = lock(&system.processes)
-                        .values()
-                        .filter(|p| p.exit.borrow().is_none())
-                        .count() as u64;
-                    answer.statistics = Some(Statistics {
-                        timestamp: "2026-01-01T00:00:00Z".to_owned(),
-                        container_start_time: "2026-01-01T00:00:00Z".to_owned(),
-                        uptime_100ns: uptime,
-                        processor: ProcessorStats {
-                            total_runtime_100ns: uptime / 2,
-                            runtime_user_100ns: uptime / 3,
-                            runtime_kernel_100ns: uptime / 2 - uptime / 3,
-                        },
-                        memory: crate::schema::MemoryStats {
-                            memory_usage_commit_bytes: ((live + 1) * 16) << 20,
-                            memory_usage_commit_peak_bytes: ((live + 1) * 24) << 20,
-                            memory_usage_private_working_set_bytes: ((live + 1) * 8) << 20,
-                        },
-                        storage: crate::schema::StorageStats::default(),
-                    });
-                }
-                "ProcessList" => {
-                    let mut list: Vec<_> = lock(&system.processes)
-                        .values()
-                        .filter(|p| p.exit.borrow().is_none())
-                        .map(|p| ProcessDetails {
-                            process_id: p.pid,
-                            image_name: p.image.clone(),
-                            create_timestamp: "2026-01-01T00:00:00Z".to_owned(),
-                            memory_commit_bytes: 4 << 20,
-                            memory_working_set_private_bytes: 2 << 20,
-                            memory_working_set_shared_bytes: 1 << 20,
-                            ..ProcessDetails::default()
-                        })
-                        .collect();
-                    list.sort_by_key(|p| p.process_id);
-                    answer.process_list = Some(list);
-                }
-                "PendingUpdates" => {
-                    let answered = self.state().pending_updates.get(&system.id).copied();
-                    let Some(pending) = answered else {
-                        return Err(HcsError::with_document(
-                            hr::INVALID_JSON,
-                            r#"{"ErrorMessage":"PendingUpdates is not a property type"}"#,
-                        ));
-                    };
-                    answer.are_updates_pending = Some(pending);
-                }
-                _ => {
-                    return Err(HcsError::with_document(
-                        hr::INVALID_JSON,
-                        &format!(r#"{{"ErrorMessage":"unknown property type {kind}"}}"#),
-                    ));
-                }
-            }
-        }
-        serde_json::to_string(&answer)
-            .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))
+        check_open(&handle.closed)?;
+        answer(gate, self.model().properties(handle.key, query)).await
     }
 
     async fn modify_compute_system(&self, handle: &SimSystem, request: &str) -> HcsResult<()> {
-        self.gate(HcsOp::ModifyComputeSystem, &handle.system.id)
-            .await?;
-        self.check_open(handle)?;
-        serde_json::from_str::<serde_json::Value>(request)
-            .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
-        Err(HcsError::new(Hresult::from_win32(win32::NOT_SUPPORTED)))
+        let gate = self.gate(HcsOp::ModifyComputeSystem, &handle.id).await?;
+        check_open(&handle.closed)?;
+        answer(gate, self.model().modify_system(handle.key, request)).await
     }
 
     async fn wait_compute_system_exit(&self, handle: &SimSystem) -> HcsResult<SystemExit> {
-        self.gate(HcsOp::WaitForComputeSystemExit, &handle.system.id)
+        let gate = self
+            .gate(HcsOp::WaitForComputeSystemExit, &handle.id)
             .await?;
-        self.check_open(handle)?;
-        let mut rx = handle.system.exit.subscribe();
-        let mut failure = handle.system.stop_failure.subscribe();
-        let exit = tokio::select! {
-            biased;
-            exit = rx.wait_for(Option::is_some) => exit
-                .map_err(|_| HcsError::new(hr::SERVICE_DISCONNECT))?
-                .clone(),
-            failed = failure.wait_for(Option::is_some) => {
-                let failed = failed.ok().and_then(|f| f.clone());
-                return Err(failed.unwrap_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT)));
-            }
-        };
-        exit.ok_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT))
+        check_open(&handle.closed)?;
+        let key = handle.key;
+        let exit = self
+            .until(|| match self.model().system_exit(key) {
+                Some(exit) => Some(Ok(exit)),
+                None => lock(&self.inner.stop_failures).get(&key).cloned().map(Err),
+            })
+            .await;
+        answer(gate, exit).await
     }
 
     async fn create_process(
@@ -873,211 +501,73 @@ impl Hcs for Sim {
         handle: &SimSystem,
         parameters: &str,
     ) -> HcsResult<(SimProcess, ProcessInfo)> {
-        self.gate(HcsOp::CreateProcess, &handle.system.id).await?;
-        self.check_open(handle)?;
-        let params: ProcessParameters = serde_json::from_str(parameters)
-            .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
-        let system = &handle.system;
-        if *lock(&system.status) != SysStatus::Running {
-            return Err(HcsError::new(hr::INVALID_STATE));
-        }
-        let args = split_command_line(&params.command_line);
-        if let Some(unknown) = args
-            .split(|a| a == ";")
-            .filter_map(|statement| statement.first())
-            .find(|cmd| !KNOWN_STATEMENTS.contains(&cmd.as_str()))
-        {
-            // Like CreateProcess of a program that does not exist.
-            return Err(HcsError::with_document(
-                Hresult::from_win32(win32::FILE_NOT_FOUND),
-                &format!(r#"{{"ErrorMessage":"no program {unknown:?}"}}"#),
-            ));
-        }
-        let pid = self.inner.next_pid.fetch_add(4, Ordering::SeqCst);
-        let image = args.first().cloned().unwrap_or_default();
-
-        let (stdin_ours, stdin_theirs) = pipe(params.create_std_in_pipe);
-        let (stdout_ours, stdout_theirs) = pipe(params.create_std_out_pipe);
-        let (stderr_ours, stderr_theirs) =
-            pipe(params.create_std_err_pipe && !params.emulate_console);
-
-        let (kill, _) = watch::channel(None);
-        let (stdin_closed, _) = watch::channel(false);
-        let (exit, _) = watch::channel(None);
-        let process = Arc::new(Process {
+        let gate = self.gate(HcsOp::CreateProcess, &handle.id).await?;
+        check_open(&handle.closed)?;
+        let pid = self.model().reserve_pid();
+        let spawn = self.model().create_process(handle.key, pid, parameters)?;
+        let (io, info) = pipes(&spawn);
+        tokio::spawn(run(self.clone(), pid, spawn.program, io));
+        let process = SimProcess {
             pid,
-            system_id: system.id.clone(),
-            image,
-            parameters: params.clone(),
-            kill,
-            stdin_closed,
-            console_size: Mutex::new(params.console_size),
-            signals: Mutex::new(Vec::new()),
-            exit,
-            silent: AtomicBool::new(false),
-            system_exit: system.exit.subscribe(),
-        });
-        lock(&system.processes).insert(pid, process.clone());
-
-        let io = ProgramIo {
-            stdin: stdin_ours,
-            stdout: stdout_ours,
-            stderr: stderr_ours,
-            console: params.emulate_console,
+            system: handle.id.clone(),
+            closed: Arc::new(AtomicBool::new(false)),
         };
-        let last_wait_result = self.last_wait_result(&system.id);
-        let runner = process.clone();
-        tokio::spawn(async move {
-            let mut kill = runner.kill.subscribe();
-            let mut stdin_closed = runner.stdin_closed.subscribe();
-            let code = tokio::select! {
-                code = run_program(&args, io, &mut stdin_closed) => code,
-                code = kill.wait_for(Option::is_some) => {
-                    code.ok().and_then(|c| *c).unwrap_or(TERMINATED_EXIT)
-                }
-            };
-            runner.exit.send_replace(Some(ProcessExit {
-                process_id: runner.pid,
-                exited: true,
-                exit_code: code,
-                last_wait_result,
-            }));
-        });
-
-        let info = ProcessInfo {
-            pid,
-            stdin: stdin_theirs.map(|s| Box::pin(s) as libctd_core::StdinStream),
-            stdout: stdout_theirs.map(|s| Box::pin(s) as libctd_core::OutputStream),
-            stderr: stderr_theirs.map(|s| Box::pin(s) as libctd_core::OutputStream),
-        };
-        Ok((
-            SimProcess {
-                process,
-                closed: Arc::new(AtomicBool::new(false)),
-            },
-            info,
-        ))
+        answer(gate, Ok((process, info))).await
     }
 
     async fn open_process(&self, handle: &SimSystem, pid: u32) -> HcsResult<SimProcess> {
-        self.gate(HcsOp::OpenProcess, &handle.system.id).await?;
-        self.check_open(handle)?;
-        let process = lock(&handle.system.processes)
-            .get(&pid)
-            .cloned()
-            .ok_or_else(|| HcsError::new(Hresult::from_win32(win32::NOT_FOUND)))?;
-        Ok(SimProcess {
-            process,
+        let gate = self.gate(HcsOp::OpenProcess, &handle.id).await?;
+        check_open(&handle.closed)?;
+        self.model().open_process(handle.key, pid)?;
+        let process = SimProcess {
+            pid,
+            system: handle.id.clone(),
             closed: Arc::new(AtomicBool::new(false)),
-        })
+        };
+        answer(gate, Ok(process)).await
     }
 
     async fn signal_process(&self, handle: &SimProcess, options: &str) -> HcsResult<()> {
-        let pending = self
-            .gate(HcsOp::SignalProcess, &handle.process.system_id)
-            .await?;
-        check_live_process(handle)?;
-        let options: SignalProcessOptions = serde_json::from_str(options)
-            .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
-        if !matches!(
-            options.signal.as_str(),
-            "CtrlC" | "CtrlBreak" | "CtrlClose" | "CtrlLogOff" | "CtrlShutdown"
-        ) {
-            return Err(HcsError::new(Hresult::from_win32(win32::INVALID_DATA)));
-        }
-        lock(&handle.process.signals).push(options.signal);
-        end_process(handle, CONTROL_C_EXIT)?;
-        pending.map_or(Ok(()), Err)
+        let gate = self.gate(HcsOp::SignalProcess, &handle.system).await?;
+        check_open(&handle.closed)?;
+        answer(gate, self.model().signal_process(handle.pid, options)).await
     }
 
     async fn terminate_process(&self, handle: &SimProcess) -> HcsResult<()> {
-        let pending = self
-            .gate(HcsOp::TerminateProcess, &handle.process.system_id)
-            .await?;
-        check_live_process(handle)?;
-        // Windows' TerminateProcess on a process that exited already fails
-        // with ERROR_ACCESS_DENIED, and HCS passes that on (hcsshim ignores it).
-        end_process(handle, TERMINATED_EXIT)
-            .map_err(|_| HcsError::new(Hresult::from_win32(win32::ACCESS_DENIED)))?;
-        pending.map_or(Ok(()), Err)
+        let gate = self.gate(HcsOp::TerminateProcess, &handle.system).await?;
+        check_open(&handle.closed)?;
+        answer(gate, self.model().terminate_process(handle.pid)).await
     }
 
     async fn modify_process(&self, handle: &SimProcess, request: &str) -> HcsResult<()> {
-        self.gate(HcsOp::ModifyProcess, &handle.process.system_id)
-            .await?;
-        check_live_process(handle)?;
-        let request: ModifyProcessRequest = serde_json::from_str(request)
-            .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
-        if handle.process.exit.borrow().is_some() {
-            return Err(HcsError::new(hr::PROCESS_ALREADY_STOPPED));
-        }
-        match (
-            request.operation.as_str(),
-            request.console_size,
-            request.close_handle,
-        ) {
-            ("ConsoleSize", Some(size), _) => {
-                if !handle.process.parameters.emulate_console {
-                    return Err(HcsError::new(Hresult::from_win32(win32::INVALID_HANDLE)));
-                }
-                *lock(&handle.process.console_size) = Some([size.height, size.width]);
-                Ok(())
-            }
-            ("CloseHandle", _, Some(h)) if h.handle == "StdIn" => {
-                handle.process.stdin_closed.send_replace(true);
-                Ok(())
-            }
-            _ => Err(HcsError::new(hr::INVALID_JSON)),
-        }
+        let gate = self.gate(HcsOp::ModifyProcess, &handle.system).await?;
+        check_open(&handle.closed)?;
+        answer(gate, self.model().modify_process(handle.pid, request)).await
     }
 
     async fn get_process_properties(&self, handle: &SimProcess, query: &str) -> HcsResult<String> {
-        self.gate(HcsOp::GetProcessProperties, &handle.process.system_id)
+        let gate = self
+            .gate(HcsOp::GetProcessProperties, &handle.system)
             .await?;
-        check_live_process(handle)?;
-        serde_json::from_str::<PropertyQuery>(query)
-            .map_err(|e| HcsError::with_document(hr::INVALID_JSON, &e.to_string()))?;
-        let exit = *handle.process.exit.borrow();
-        Ok(serde_json::json!({
-            "ProcessId": handle.process.pid,
-            "Exited": exit.is_some(),
-            "ExitCode": exit.map_or(0, |e| e.exit_code),
-        })
-        .to_string())
+        check_open(&handle.closed)?;
+        answer(gate, self.model().process_properties(handle.pid, query)).await
     }
 
     async fn wait_process_exit(&self, handle: &SimProcess) -> HcsResult<ProcessExit> {
-        self.gate(HcsOp::WaitForProcessExit, &handle.process.system_id)
-            .await?;
-        check_process(handle)?;
-        let mut rx = handle.process.exit.subscribe();
-        let exit = *rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| HcsError::new(hr::SERVICE_DISCONNECT))?;
-        if handle.process.silent.load(Ordering::SeqCst) {
-            // Its system died: HCS sends no ProcessExited for it.
-            std::future::pending::<()>().await;
-        }
-        let held = self
-            .state()
-            .held_notices
-            .get(&handle.process.system_id)
-            .map(watch::Sender::subscribe);
-        if let Some(mut released) = held {
-            // The sender lives in the state: the wait ends only on release.
-            let _ = released.wait_for(|r| *r).await;
-        }
-        exit.ok_or_else(|| HcsError::new(hr::SERVICE_DISCONNECT))
+        let gate = self.gate(HcsOp::WaitForProcessExit, &handle.system).await?;
+        check_open(&handle.closed)?;
+        // The notice: never for a process whose system died, and only on
+        // release while the plan holds notices.
+        let exit = self.until(|| self.model().process_notice(handle.pid)).await;
+        answer(gate, Ok(exit)).await
     }
 
     async fn close_process(&self, handle: &SimProcess) -> HcsResult<()> {
-        self.gate(HcsOp::CloseProcess, &handle.process.system_id)
-            .await?;
+        let gate = self.gate(HcsOp::CloseProcess, &handle.system).await?;
         if handle.closed.swap(true, Ordering::SeqCst) {
-            return Err(invalid_handle());
+            return Err(HcsError::new(model::hr::INVALID_HANDLE));
         }
-        Ok(())
+        answer(gate, Ok(())).await
     }
 
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {
@@ -1085,7 +575,7 @@ impl Hcs for Sim {
     }
 
     fn host_cpu_count(&self) -> u32 {
-        self.state().host_cpus.unwrap_or_else(|| {
+        lock(&self.inner.host_cpus).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
                 .unwrap_or(1)
@@ -1093,43 +583,7 @@ impl Hcs for Sim {
     }
 
     fn has_utility_vm(&self, layer_folder: &str) -> bool {
-        self.state().utility_vm_layers.contains(layer_folder)
-    }
-}
-
-fn check_process(handle: &SimProcess) -> HcsResult<()> {
-    if handle.closed.load(Ordering::SeqCst) {
-        Err(invalid_handle())
-    } else {
-        Ok(())
-    }
-}
-
-/// A call on a process: refused on a closed handle, and with
-/// HCS_E_INVALID_STATE on a process whose compute system has exited
-/// (hcsshim releases the process's wait on it).
-fn check_live_process(handle: &SimProcess) -> HcsResult<()> {
-    check_process(handle)?;
-    if handle.process.system_exit.borrow().is_some() {
-        Err(HcsError::new(hr::INVALID_STATE))
-    } else {
-        Ok(())
-    }
-}
-
-fn end_process(handle: &SimProcess, code: u32) -> HcsResult<()> {
-    let sent = handle.process.kill.send_if_modified(|k| {
-        if k.is_none() && handle.process.exit.borrow().is_none() {
-            *k = Some(code);
-            true
-        } else {
-            false
-        }
-    });
-    if sent {
-        Ok(())
-    } else {
-        Err(HcsError::new(hr::PROCESS_ALREADY_STOPPED))
+        lock(&self.inner.utility_vm_layers).contains(layer_folder)
     }
 }
 
@@ -1153,148 +607,110 @@ pub fn name_to_guid(name: &str) -> String {
     )
 }
 
-fn pipe(wanted: bool) -> (Option<DuplexStream>, Option<DuplexStream>) {
-    if wanted {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        (Some(a), Some(b))
-    } else {
-        (None, None)
-    }
-}
-
-struct ProgramIo {
+/// The face's ends of a process's pipes.
+struct Io {
     stdin: Option<DuplexStream>,
     stdout: Option<DuplexStream>,
     stderr: Option<DuplexStream>,
     console: bool,
 }
 
-async fn write_all(stream: &mut Option<DuplexStream>, data: &[u8]) {
-    if let Some(s) = stream.as_mut() {
-        // A reader that went away is a closed pipe: the output is lost.
-        if s.write_all(data).await.is_err() {
-            *stream = None;
+/// The pipes `spawn` asked for: the process's ends, and the caller's.
+fn pipes(spawn: &model::Spawn) -> (Io, ProcessInfo) {
+    let pipe = |wanted: bool| {
+        if wanted {
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            (Some(a), Some(b))
+        } else {
+            (None, None)
+        }
+    };
+    let (stdin, stdin_theirs) = pipe(spawn.stdin);
+    let (stdout, stdout_theirs) = pipe(spawn.stdout);
+    let (stderr, stderr_theirs) = pipe(spawn.stderr);
+    let io = Io {
+        stdin,
+        stdout,
+        stderr,
+        console: spawn.console,
+    };
+    let info = ProcessInfo {
+        pid: spawn.pid,
+        stdin: stdin_theirs.map(|s| Box::pin(s) as libctd_core::StdinStream),
+        stdout: stdout_theirs.map(|s| Box::pin(s) as libctd_core::OutputStream),
+        stderr: stderr_theirs.map(|s| Box::pin(s) as libctd_core::OutputStream),
+    };
+    (io, info)
+}
+
+/// Runs process `pid`'s program until it exits or is ended; its pipes
+/// close, then its end goes to the model.
+async fn run(sim: Sim, pid: u32, mut program: Program, mut io: Io) {
+    let code = tokio::select! {
+        code = interpret(&sim, pid, &mut program, &mut io) => code,
+        code = sim.until(|| sim.model().control(pid).kill) => code,
+    };
+    drop(io);
+    sim.model().process_exited(pid, code);
+}
+
+/// Writes `data` on `stream`; a reader that went away is a closed pipe.
+async fn write(stream: &mut Option<DuplexStream>, data: &[u8]) -> bool {
+    let written = match stream.as_mut() {
+        Some(s) => s.write_all(data).await.is_ok(),
+        None => false,
+    };
+    if !written {
+        *stream = None;
+    }
+    written
+}
+
+async fn interpret(sim: &Sim, pid: u32, program: &mut Program, io: &mut Io) -> u32 {
+    loop {
+        match program.next_step() {
+            Step::Exit(code) => return code,
+            Step::Write(stream, data) => {
+                let target = match stream {
+                    Stream::Err if !io.console => &mut io.stderr,
+                    _ => &mut io.stdout,
+                };
+                if !write(target, &data).await {
+                    program.stop_filling();
+                }
+            }
+            Step::Cat => cat(sim, pid, io).await,
+            Step::Sleep => std::future::pending::<()>().await,
+            Step::Pause(time) => tokio::time::sleep(time).await,
         }
     }
 }
 
-/// Runs a script and returns its exit code. The streams are dropped (closed)
-/// when it returns.
-async fn run_program(
-    args: &[String],
-    mut io: ProgramIo,
-    stdin_closed: &mut watch::Receiver<bool>,
-) -> u32 {
-    for statement in args.split(|a| a == ";") {
-        let Some((cmd, rest)) = statement.split_first() else {
-            continue;
-        };
-        match cmd.as_str() {
-            "exit" => {
-                let Some(arg) = rest.first() else {
-                    return 0;
-                };
-                if let Some(code) = parse_code(arg) {
-                    return code;
-                }
-                let msg = format!("sim: bad exit code {arg:?}\n");
-                write_err(&mut io, msg.as_bytes()).await;
-                return UNKNOWN_COMMAND_EXIT;
-            }
-            "echo" => {
-                let line = format!("{}\n", rest.join(" "));
-                write_all(&mut io.stdout, line.as_bytes()).await;
-            }
-            "echoerr" => {
-                let line = format!("{}\n", rest.join(" "));
-                write_err(&mut io, line.as_bytes()).await;
-            }
-            "print" => {
-                write_all(&mut io.stdout, rest.join(" ").as_bytes()).await;
-            }
-            "printerr" => {
-                write_err(&mut io, rest.join(" ").as_bytes()).await;
-            }
-            "bytes" => {
-                let Some(n) = rest.first().and_then(|n| n.parse::<usize>().ok()) else {
-                    write_err(&mut io, b"sim: bytes needs a count\n").await;
-                    return UNKNOWN_COMMAND_EXIT;
-                };
-                let chunk: Vec<u8> = (0..8192u32).map(|i| b'a' + (i % 26) as u8).collect();
-                let mut left = n;
-                while left > 0 && io.stdout.is_some() {
-                    let k = left.min(chunk.len());
-                    write_all(&mut io.stdout, &chunk[..k]).await;
-                    left -= k;
-                }
-            }
-            "cat" => cat(&mut io, stdin_closed).await,
-            "sleep" => std::future::pending::<()>().await,
-            "sleepms" => {
-                let ms = rest
-                    .first()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            other => {
-                let msg =
-                    format!("'{other}' is not recognized as an internal or external command\n");
-                write_err(&mut io, msg.as_bytes()).await;
-                return UNKNOWN_COMMAND_EXIT;
-            }
-        }
-    }
-    0
-}
-
-fn parse_code(s: &str) -> Option<u32> {
-    if let Some(hex) = s.strip_prefix("0x") {
-        return u32::from_str_radix(hex, 16).ok();
-    }
-    s.parse::<u32>()
-        .ok()
-        .or_else(|| s.parse::<i32>().ok().map(|v| v as u32))
-}
-
-async fn write_err(io: &mut ProgramIo, data: &[u8]) {
-    if io.console {
-        write_all(&mut io.stdout, data).await;
-    } else {
-        write_all(&mut io.stderr, data).await;
-    }
-}
-
-async fn cat(io: &mut ProgramIo, stdin_closed: &mut watch::Receiver<bool>) {
+/// Copies stdin to stdout until EOF or stdin is closed by a request.
+async fn cat(sim: &Sim, pid: u32, io: &mut Io) {
     let Some(mut stdin) = io.stdin.take() else {
         return;
     };
     let mut buf = vec![0u8; 8192];
     loop {
-        if *stdin_closed.borrow() {
+        let n = tokio::select! {
+            n = stdin.read(&mut buf) => n.unwrap_or(0),
+            _ = sim.until(|| sim.model().control(pid).stdin_closed.then_some(())) => return,
+        };
+        if n == 0 {
             return;
         }
-        let n = tokio::select! {
-            n = read_some(&mut stdin, &mut buf) => n,
-            _ = stdin_closed.wait_for(|c| *c) => return,
-        };
-        match n {
-            Some(0) | None => return,
-            Some(n) => write_all(&mut io.stdout, &buf[..n]).await,
-        }
+        write(&mut io.stdout, &buf[..n]).await;
     }
-}
-
-async fn read_some<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Option<usize> {
-    r.read(buf).await.ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use crate::schema::ModifyProcessRequest;
 
-    const DOC: &str = r#"{"Owner":"t","SchemaVersion":{"Major":2,"Minor":1},"ShouldTerminateOnLastHandleClosed":true}"#;
+    const DOC: &str = r#"{"Owner":"t","SchemaVersion":{"Major":2,"Minor":1},"ShouldTerminateOnLastHandleClosed":true,
+        "Container":{"Storage":{"Path":"C:\\scratch\\"}}}"#;
 
     fn params(line: &str, stdin: bool) -> String {
         serde_json::to_string(&ProcessParameters {
@@ -1349,8 +765,8 @@ mod tests {
         let sim = Sim::new();
         let s = running(&sim, "c").await;
         for (script, message) in [
-            ("exit seven", "sim: bad exit code \"seven\"\n"),
-            ("bytes", "sim: bytes needs a count\n"),
+            ("exit seven", "bad exit code \"seven\"\n"),
+            ("bytes", "bytes needs a count\n"),
         ] {
             let (p, mut info) = sim
                 .create_process(&s, &params(script, false))
