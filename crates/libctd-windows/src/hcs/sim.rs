@@ -503,7 +503,7 @@ impl Hcs for Sim {
     ) -> HcsResult<(SimProcess, ProcessInfo)> {
         let gate = self.gate(HcsOp::CreateProcess, &handle.id).await?;
         check_open(&handle.closed)?;
-        let pid = self.model().reserve_pid();
+        let pid = self.model().reserve_process(handle.key);
         let spawn = self.model().create_process(handle.key, pid, parameters)?;
         let (io, info) = pipes(&spawn);
         tokio::spawn(run(self.clone(), pid, spawn.program, io));

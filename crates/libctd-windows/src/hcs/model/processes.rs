@@ -64,6 +64,24 @@ pub struct Spawn {
 }
 
 impl Process {
+    /// A process being created.
+    fn reserved(pid: u32, system: SystemKey) -> Self {
+        Self {
+            pid,
+            system,
+            image: String::new(),
+            parameters: ProcessParameters::default(),
+            kill: None,
+            stdin_closed: false,
+            console_size: None,
+            signals: Vec::new(),
+            exit: None,
+            notice: None,
+            silent: false,
+            started: false,
+        }
+    }
+
     /// Asks it to end with `code`, unless it ended or was asked before.
     pub(super) fn request_kill(&mut self, code: u32) -> bool {
         if self.exit.is_some() || self.kill.is_some() {
@@ -99,12 +117,15 @@ fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, HcsError> {
 }
 
 impl Model {
-    /// A new pid (a face may hand out a process handle before the process
-    /// is created).
-    pub fn reserve_pid(&self) -> u32 {
+    /// A new process of `key`, being created: a face may hand out its
+    /// handle before HcsCreateProcess's operation runs. A terminate or
+    /// signal meanwhile is kept, and ends it as soon as it starts.
+    pub fn reserve_process(&self, key: SystemKey) -> u32 {
         self.with(|w| {
             w.next_pid += 4;
-            w.next_pid
+            let pid = w.next_pid;
+            w.processes.insert(pid, Process::reserved(pid, key));
+            pid
         })
     }
 
@@ -134,23 +155,14 @@ impl Model {
                 console,
             };
             w.system_mut(key)?.pids.insert(pid);
-            w.processes.insert(
-                pid,
-                Process {
-                    pid,
-                    system: key,
-                    image: Program::image(&params.command_line),
-                    console_size: params.console_size,
-                    parameters: params,
-                    kill: None,
-                    stdin_closed: false,
-                    signals: Vec::new(),
-                    exit: None,
-                    notice: None,
-                    silent: false,
-                    started: true,
-                },
-            );
+            let process = w
+                .processes
+                .entry(pid)
+                .or_insert_with(|| Process::reserved(pid, key));
+            process.image = Program::image(&params.command_line);
+            process.console_size = params.console_size;
+            process.parameters = params;
+            process.started = true;
             Ok(spawn)
         })
     }
@@ -159,21 +171,12 @@ impl Model {
     /// and answers as one that ended.
     pub fn abandon_process(&self, key: SystemKey, pid: u32) {
         self.with(|w| {
-            let process = w.processes.entry(pid).or_insert_with(|| Process {
-                pid,
-                system: key,
-                image: String::new(),
-                parameters: ProcessParameters::default(),
-                kill: None,
-                stdin_closed: false,
-                console_size: None,
-                signals: Vec::new(),
-                exit: None,
-                notice: None,
-                silent: true,
-                started: false,
-            });
+            let process = w
+                .processes
+                .entry(pid)
+                .or_insert_with(|| Process::reserved(pid, key));
             if !process.started {
+                process.silent = true;
                 process.exit = Some(ProcessExit {
                     process_id: pid,
                     exited: true,

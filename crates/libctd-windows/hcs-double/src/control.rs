@@ -1,0 +1,74 @@
+//! vmcompute's `NameToGuid`, and the double's control export.
+// Exported names are Windows' own.
+#![allow(non_snake_case)]
+
+use libctd_windows::hcs::model::Plan;
+use windows::core::{GUID, HRESULT, PCWSTR, PWSTR};
+
+use crate::exports::{put, text};
+use crate::world::{hr, model, world};
+
+/// vmcompute's `NameToGuid`: the layer id of a layer folder's name (here
+/// the simulation's stable hash, not Windows' algorithm).
+#[unsafe(no_mangle)]
+pub extern "system" fn NameToGuid(name: PCWSTR, guid: *mut GUID) -> HRESULT {
+    let Some(name) = text(name) else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    let hex: String = libctd_windows::hcs::sim::name_to_guid(&name)
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    match u128::from_str_radix(&hex, 16) {
+        Ok(v) => {
+            put(guid, GUID::from_u128(v));
+            HRESULT(0)
+        }
+        Err(_) => HRESULT(hr::INVALID_ARG),
+    }
+}
+
+/// The double's control: a JSON request, a JSON answer (freed with
+/// `LocalFree`). `{"Faults":{"System":id,"Plan":{...}}}` (the model's
+/// plan, `libctd_windows::hcs::model::Plan`), `{"Crash":id}`,
+/// `{"ReleaseExitNotices":id}`, `{"Disconnect":bool}`,
+/// `{"Report":pattern}`.
+#[unsafe(no_mangle)]
+pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
+    put(response, PWSTR::null());
+    let Some(request) = text(request) else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    let Ok(request) = serde_json::from_str::<serde_json::Value>(&request) else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    let answer = if let Some(f) = request.get("Faults") {
+        let Some(id) = f.get("System").and_then(|s| s.as_str()) else {
+            return HRESULT(hr::INVALID_ARG);
+        };
+        let plan = f
+            .get("Plan")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        // A plan the model does not understand is refused, not ignored.
+        let Ok(plan) = serde_json::from_value::<Plan>(plan) else {
+            return HRESULT(hr::INVALID_ARG);
+        };
+        model().set_plan(id, plan);
+        serde_json::json!({})
+    } else if let Some(id) = request.get("Crash").and_then(|s| s.as_str()) {
+        serde_json::json!({"Crashed": model().crash(id)})
+    } else if let Some(id) = request.get("ReleaseExitNotices").and_then(|s| s.as_str()) {
+        serde_json::json!({"Released": model().release_exit_notices(id)})
+    } else if let Some(disconnect) = request.get("Disconnect").and_then(|s| s.as_bool()) {
+        model().set_disconnected(disconnect);
+        serde_json::json!({})
+    } else if let Some(pattern) = request.get("Report").and_then(|s| s.as_str()) {
+        let processes = model().all_processes();
+        world().report(pattern, &processes)
+    } else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    put(response, crate::exports::local_string(&answer.to_string()));
+    HRESULT(0)
+}
