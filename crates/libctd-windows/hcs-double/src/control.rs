@@ -31,8 +31,7 @@ pub extern "system" fn NameToGuid(name: PCWSTR, guid: *mut GUID) -> HRESULT {
 /// The double's control: a JSON request, a JSON answer (freed with
 /// `LocalFree`). `{"Faults":{"System":id,"Plan":{...}}}` (the model's
 /// plan, `libctd_windows::hcs::model::Plan`), `{"Crash":id}`,
-/// `{"ReleaseExitNotices":id}`, `{"Disconnect":bool}`,
-/// `{"Report":pattern}`.
+/// `{"ReleaseExitNotices":id}`, `{"Report":pattern}`.
 #[unsafe(no_mangle)]
 pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
     put(response, PWSTR::null());
@@ -60,9 +59,6 @@ pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR
         serde_json::json!({"Crashed": model().crash(id)})
     } else if let Some(id) = request.get("ReleaseExitNotices").and_then(|s| s.as_str()) {
         serde_json::json!({"Released": model().release_exit_notices(id)})
-    } else if let Some(disconnect) = request.get("Disconnect").and_then(|s| s.as_bool()) {
-        model().set_disconnected(disconnect);
-        serde_json::json!({})
     } else if let Some(pattern) = request.get("Report").and_then(|s| s.as_str()) {
         let processes = model().all_processes();
         world().report(pattern, &processes)

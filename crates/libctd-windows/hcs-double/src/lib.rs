@@ -46,11 +46,9 @@
 //!   `{"Faults":{"System":id,"Plan":{...}}}`, the plan being the model's
 //!   (`libctd_windows::hcs::model::Plan`, one vocabulary for both faces:
 //!   `Fail`, `FailOnce`, `Slow`, `Late`, `UnexpectedExitOnShutdown`,
-//!   `LastWaitResult`, `HoldExitNotices`, `PendingUpdates`,
+//!   `LastWaitResult`, `HoldExitNotices`, `PendingUpdates`, `Disconnected`,
 //!   `IgnoreCancel`, `CreateProcessQuirk`); an unknown field is refused.
-//!   `{"ReleaseExitNotices":id}` sends the held ProcessExited notices;
-//!   `{"Disconnect":true}` makes every call fail with
-//!   HCS_E_SERVICE_DISCONNECT until `{"Disconnect":false}`.
+//!   `{"ReleaseExitNotices":id}` sends the held ProcessExited notices.
 //!
 //!   `{"Crash":id}` makes a running system exit unexpectedly, as HCS
 //!   reports it: `SystemExited` with `UnexpectedExit` and no

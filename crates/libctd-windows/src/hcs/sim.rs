@@ -248,7 +248,7 @@ impl Sim {
     /// Loses (or restores) the connection to the service: every call fails
     /// with the service-disconnect HRESULT.
     pub fn set_disconnected(&self, disconnected: bool) {
-        self.model().set_disconnected(disconnected);
+        self.plan(None, |p| p.disconnected = disconnected);
     }
 
     /// The number of host processors reported (default: this machine's).

@@ -1,7 +1,7 @@
 //! Issue 18's cases, once for every test environment: how HCS reports
 //! exits and failures as hcsshim describes it (a system exit without a
 //! process exit, a forced exit, terminate on an exited process, HCS's own
-//! codes, a refused PendingUpdates query). `exits.rs` runs them over the
+//! codes, a refused or answered PendingUpdates query, a lost service). `exits.rs` runs them over the
 //! simulation, `ffi_exits.rs` over the real binding against the
 //! computecore.dll double; each environment gives its client and its
 //! fault controls through [`ExitEnv`].
@@ -50,6 +50,12 @@ pub(crate) trait ExitEnv: Sized {
     async fn wait_ended(&self, id: &str, pid: u32);
     /// Makes container `id`'s compute system die; false when it does not run.
     fn crash(&self, id: &str) -> bool;
+    /// Container `id`'s host answers PendingUpdates queries with `pending`
+    /// (hosts since Windows Server 2019 refuse them).
+    fn answer_pending_updates(&self, id: &str, pending: bool);
+    /// The service is lost for container `id`: every call fails with
+    /// HCS_E_SERVICE_DISCONNECT.
+    fn disconnect(&self, id: &str);
     /// Nothing is left of the test's containers in HCS.
     async fn assert_clean(&self);
 
@@ -230,4 +236,41 @@ pub(crate) async fn a_shutdown_failing_after_submit_escalates_at_once<E: ExitEnv
     lifecycle::remove(e.client(), "c").await;
     e.assert_clean().await;
     e
+}
+
+/// A host that answers PendingUpdates (the model's plan can, though hosts
+/// since Windows Server 2019 refuse the query): an exit with code 0 carries
+/// `update_pending`, a non-zero one does not, and neither is an error.
+pub(crate) async fn a_host_answering_pending_updates_marks_a_clean_exit<E: ExitEnv>() {
+    let e = E::new();
+    e.answer_pending_updates("ok", true);
+    e.answer_pending_updates("bad", true);
+    lifecycle::run(e.client(), "ok", &spec("exit 0")).await;
+    let exit = lifecycle::exit(e.backend(), "ok").await;
+    assert_eq!(exit.exit_code, 0);
+    assert!(exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    lifecycle::remove(e.client(), "ok").await;
+    lifecycle::run(e.client(), "bad", &spec("exit 3")).await;
+    let exit = lifecycle::exit(e.backend(), "bad").await;
+    assert_eq!(exit.exit_code, 3);
+    assert!(!exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    lifecycle::remove(e.client(), "bad").await;
+    e.assert_clean().await;
+}
+
+/// A lost connection to HCS (HCS_E_SERVICE_DISCONNECT): create fails as
+/// Unavailable with HCS's code, and leaves nothing behind.
+pub(crate) async fn a_lost_service_is_unavailable<E: ExitEnv>() {
+    let e = E::new();
+    e.disconnect("c");
+    let err = e
+        .client()
+        .create("c", &spec("exit 0"), CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.report());
+    assert!(err.to_string().contains("(0x8037011e)"), "{err}");
+    e.assert_clean().await;
 }

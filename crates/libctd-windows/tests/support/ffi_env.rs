@@ -167,6 +167,17 @@ impl ExitEnv for Env {
         double::crash(&self.sys(id))
     }
 
+    fn answer_pending_updates(&self, id: &str, pending: bool) {
+        double::faults(
+            &self.sys(id),
+            serde_json::json!({"PendingUpdates": pending}),
+        );
+    }
+
+    fn disconnect(&self, id: &str) {
+        double::faults(&self.sys(id), serde_json::json!({"Disconnected": true}));
+    }
+
     async fn assert_clean(&self) {
         Env::assert_clean(self).await;
     }

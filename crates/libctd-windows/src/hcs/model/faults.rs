@@ -12,6 +12,7 @@
 //! | `LastWaitResult: hr`       | processes exit with this `LastWaitResult` (no exit code)       |
 //! | `HoldExitNotices`          | ProcessExited notices wait for a release                       |
 //! | `PendingUpdates: bool`     | answer `PendingUpdates` queries (refused by default)           |
+//! | `Disconnected`             | every call fails with HCS_E_SERVICE_DISCONNECT                 |
 //! | `IgnoreCancel`             | a cancel succeeds and changes nothing (operations: the double) |
 //! | `CreateProcessQuirk`       | WS2022: the create's wait fails though the process runs        |
 //!
@@ -53,6 +54,9 @@ pub struct Plan {
     /// The answer to `PendingUpdates` queries; `None` refuses them.
     #[serde(default)]
     pub pending_updates: Option<bool>,
+    /// The service is lost: every call fails with HCS_E_SERVICE_DISCONNECT.
+    #[serde(default)]
+    pub disconnected: bool,
     /// A cancel changes nothing.
     #[serde(default)]
     pub ignore_cancel: bool,

@@ -127,7 +127,6 @@ struct World {
     /// Every process ever created.
     processes: HashMap<u32, processes::Process>,
     plans: faults::Plans,
-    disconnected: bool,
     calls: Vec<(String, String)>,
     /// Notices to deliver once the lock is released.
     outbox: Vec<Notice>,
@@ -225,11 +224,11 @@ impl Model {
     // ---- the fault plan ----
 
     /// Records call `op` on `system` and gives the plan's effect on it;
-    /// fails at once while the service is disconnected.
+    /// fails at once while the plan disconnects the service.
     pub fn gate(&self, op: &str, system: &str) -> Result<Gate, HcsError> {
         self.with(|w| {
             w.calls.push((op.to_owned(), system.to_owned()));
-            if w.disconnected {
+            if w.plans.flag(system, |p| p.disconnected) {
                 return Err(HcsError::new(hr::SERVICE_DISCONNECT));
             }
             Ok(w.plans.gate(op, system))
@@ -254,12 +253,6 @@ impl Model {
     /// Whether `system`'s plan (or the plan of all) sets `flag`.
     pub fn plan_flag(&self, system: &str, flag: impl Fn(&Plan) -> bool) -> bool {
         self.read(|w| w.plans.flag(system, flag))
-    }
-
-    /// Loses (or restores) the service: every call fails with
-    /// HCS_E_SERVICE_DISCONNECT.
-    pub fn set_disconnected(&self, disconnected: bool) {
-        self.with(|w| w.disconnected = disconnected);
     }
 
     // ---- observing ----
