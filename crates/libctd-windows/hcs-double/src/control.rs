@@ -9,13 +9,13 @@ use crate::exports::{put, text};
 use crate::world::{hr, model, world};
 
 /// vmcompute's `NameToGuid`: the layer id of a layer folder's name (here
-/// the simulation's stable hash, not Windows' algorithm).
+/// the model's stable hash, not Windows' algorithm).
 #[unsafe(no_mangle)]
 pub extern "system" fn NameToGuid(name: PCWSTR, guid: *mut GUID) -> HRESULT {
     let Some(name) = text(name) else {
         return HRESULT(hr::INVALID_ARG);
     };
-    let hex: String = libctd_windows::hcs::sim::name_to_guid(&name)
+    let hex: String = libctd_windows::hcs::model::name_to_guid(&name)
         .chars()
         .filter(|c| *c != '-')
         .collect();

@@ -80,7 +80,7 @@
 //!   (what HCS needs to boot them; the golden tests pin them against the
 //!   published schema), and the utility
 //!   VM's guest (GCS, VSMB mounts, the scratch's file system) not at all;
-//! - `NameToGuid`'s real algorithm (here the simulation's stable hash).
+//! - `NameToGuid`'s real algorithm (here the model's stable hash).
 // A cdylib's interface is its exported functions: they stay `pub` in
 // modules the unreachable_pub lint would narrow.
 #![allow(unreachable_pub)]

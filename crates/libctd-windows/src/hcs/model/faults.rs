@@ -16,7 +16,7 @@
 //! | `IgnoreCancel`             | a cancel succeeds and changes nothing (operations: the double) |
 //! | `CreateProcessQuirk`       | WS2022: the create's wait fails though the process runs        |
 //!
-//! Operations are named as computecore.dll names them ([`HcsOp::name`]).
+//! Operations are named as computecore.dll names them ([`HcsOp::name`](crate::hcs::HcsOp::name)).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,7 +24,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{HcsError, Hresult};
-use crate::hcs::HcsOp;
 
 /// The fault plan of one compute system (or of all of them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -162,39 +161,10 @@ impl Plans {
     }
 }
 
-impl HcsOp {
-    /// Every operation.
-    pub const ALL: [HcsOp; 19] = [
-        HcsOp::CreateComputeSystem,
-        HcsOp::OpenComputeSystem,
-        HcsOp::StartComputeSystem,
-        HcsOp::ShutDownComputeSystem,
-        HcsOp::TerminateComputeSystem,
-        HcsOp::PauseComputeSystem,
-        HcsOp::ResumeComputeSystem,
-        HcsOp::CloseComputeSystem,
-        HcsOp::GetComputeSystemProperties,
-        HcsOp::ModifyComputeSystem,
-        HcsOp::WaitForComputeSystemExit,
-        HcsOp::CreateProcess,
-        HcsOp::OpenProcess,
-        HcsOp::SignalProcess,
-        HcsOp::TerminateProcess,
-        HcsOp::ModifyProcess,
-        HcsOp::GetProcessProperties,
-        HcsOp::WaitForProcessExit,
-        HcsOp::CloseProcess,
-    ];
-
-    /// The operation named `name` (`HcsShutDownComputeSystem`...).
-    pub fn from_name(name: &str) -> Option<HcsOp> {
-        HcsOp::ALL.into_iter().find(|op| op.name() == name)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hcs::HcsOp;
 
     #[test]
     fn plans_deserialise_from_the_double_s_json() {

@@ -15,6 +15,38 @@
 //! All state sits behind one lock. A face learns of exits through its
 //! [`Observer`], called after the lock is released: a face must not call
 //! the model while holding a lock its observer takes.
+//!
+//! | file            | concern                                                     |
+//! |-----------------|-------------------------------------------------------------|
+//! | `systems.rs`    | compute system states, transitions, stops, handles          |
+//! | `processes.rs`  | processes: create, signal, terminate, modify, their end     |
+//! | `notices.rs`    | ProcessExited: sent, held, released, or never (dead system) |
+//! | `properties.rs` | property queries                                            |
+//! | `documents.rs`  | what a configuration needs to boot                          |
+//! | `faults.rs`     | the fault plan                                              |
+//! | `program.rs`    | the processes' script language                              |
+//!
+//! # Where the two former models disagreed
+//!
+//! The simulation and the double each had their own rules until they
+//! shared this model; where they differed, hcsshim's reading decided, or
+//! (where hcsshim says nothing) the choice below, an assumption:
+//!
+//! - Documents are checked as HCS needs them to boot (the double's
+//!   checks), for both faces: schema 2, `Container.Storage.Path`, a utility
+//!   VM's boot disk, HvSocket and `os` share, a hosted container's layers as
+//!   its utility VM's shares; never `HostedSystem` (hcsshim creates the VM,
+//!   then the container with `HostingSystemId`).
+//! - A container hosted by a utility VM is Hyper-V isolated: it pauses.
+//! - Only an *exited* process refuses a terminate (ERROR_ACCESS_DENIED, as
+//!   Windows' `TerminateProcess`); a second terminate of a process still
+//!   ending succeeds, its first code kept.
+//! - An unknown signal is ERROR_INVALID_DATA (hcsshim checks signals
+//!   before asking HCS, so HCS's own answer is not known).
+//! - `UnexpectedExitOnShutdown` holds for every stop of the system, not
+//!   only the next one (a system stops once).
+//! - A terminate or signal of a process whose create is still in flight
+//!   is kept and ends it when it starts.
 
 mod documents;
 pub mod faults;
@@ -286,4 +318,24 @@ pub fn result_document(err: &HcsError) -> String {
         "ErrorEvents": events.iter().map(|m| serde_json::json!({"Message": m})).collect::<Vec<_>>(),
     })
     .to_string()
+}
+
+/// A deterministic stand-in for vmcompute's `NameToGuid`: a GUID built from
+/// two FNV-1a hashes of the name.
+pub fn name_to_guid(name: &str) -> String {
+    let hash = |seed: u64| {
+        name.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+        })
+    };
+    let a = hash(0xcbf2_9ce4_8422_2325);
+    let b = hash(0x8422_2325_cbf2_9ce4);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xFFFF,
+        (a & 0x0FFF) | 0x5000,
+        ((b >> 48) & 0x3FFF) | 0x8000,
+        b & 0xFFFF_FFFF_FFFF
+    )
 }

@@ -1,9 +1,9 @@
-//! The simulated Host Compute Service: the [`Hcs`] trait over the
-//! [`model`](super::model), for fast native tests.
+//! The simulated Host Compute Service: the [`Hcs`](super::Hcs) trait over
+//! the [`model`], for fast native tests.
 //!
 //! [`Sim`] adapts the one model of HCS (states, answers, exit rules, fault
 //! plan, document checks, the processes' script language: see
-//! [`model`](super::model) and [`program`](super::model::program)) to the
+//! [`model`] and [`program`](model::program)) to the
 //! trait: calls are async and wait out the plan's delays, processes run on
 //! tokio tasks with in-memory duplex pipes as stdio, waits resolve on the
 //! model's notifications. The computecore.dll double adapts the same model
@@ -57,7 +57,7 @@ use super::{HcsOp, HcsResult};
 use crate::error::{HcsError, Hresult};
 use crate::schema::ProcessParameters;
 
-pub use super::model::{CONTROL_C_EXIT, TERMINATED_EXIT, UNKNOWN_COMMAND_EXIT};
+pub use super::model::{CONTROL_C_EXIT, TERMINATED_EXIT, UNKNOWN_COMMAND_EXIT, name_to_guid};
 
 /// A simulated HCS. Clones share one simulated service.
 #[derive(Clone)]
@@ -334,24 +334,4 @@ impl Sim {
             .filter(|(o, c)| o == op.name() && c == container)
             .count()
     }
-}
-
-/// A deterministic stand-in for vmcompute's `NameToGuid`: a GUID built from
-/// two FNV-1a hashes of the name.
-pub fn name_to_guid(name: &str) -> String {
-    let hash = |seed: u64| {
-        name.bytes().fold(seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
-        })
-    };
-    let a = hash(0xcbf2_9ce4_8422_2325);
-    let b = hash(0x8422_2325_cbf2_9ce4);
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xFFFF,
-        (a & 0x0FFF) | 0x5000,
-        ((b >> 48) & 0x3FFF) | 0x8000,
-        b & 0xFFFF_FFFF_FFFF
-    )
 }
