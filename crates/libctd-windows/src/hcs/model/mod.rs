@@ -55,6 +55,8 @@ mod processes;
 pub mod program;
 mod properties;
 mod systems;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
