@@ -131,7 +131,7 @@ impl ExitEnv for Env {
     }
 
     fn fail_create(&self, id: &str, hresult: Hresult) {
-        let plan = serde_json::json!({"Fail": {"HcsCreateComputeSystem": hresult.0}});
+        let plan = serde_json::json!({"FailOnce": {"HcsCreateComputeSystem": hresult.0}});
         double::faults(&self.sys(id), plan);
     }
 

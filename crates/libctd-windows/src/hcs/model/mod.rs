@@ -298,11 +298,6 @@ impl Model {
         ids
     }
 
-    /// The key of compute system `id`, while it exists.
-    pub fn key(&self, id: &str) -> Option<SystemKey> {
-        self.read(|w| w.ids.get(id).copied())
-    }
-
     /// Every call gated so far: (operation name, compute system id).
     pub fn calls(&self) -> Vec<(String, String)> {
         self.read(|w| w.calls.clone())

@@ -198,14 +198,6 @@ impl Model {
         })
     }
 
-    /// The compute system id of process `pid`.
-    pub fn process_system(&self, pid: u32) -> Option<String> {
-        self.read(|w| {
-            let key = w.processes.get(&pid)?.system;
-            w.systems.get(&key).map(|s| s.id.clone())
-        })
-    }
-
     /// Whether process `pid` started (and was not only reserved).
     pub fn process_started(&self, pid: u32) -> bool {
         self.read(|w| w.processes.get(&pid).is_some_and(|p| p.started))

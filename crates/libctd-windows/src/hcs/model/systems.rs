@@ -320,11 +320,6 @@ impl Model {
         Err(failure(hr::NOT_SUPPORTED, "the model modifies nothing"))
     }
 
-    /// The id `key` was created with.
-    pub fn system_id(&self, key: SystemKey) -> Option<String> {
-        self.read(|w| w.systems.get(&key).map(|s| s.id.clone()))
-    }
-
     /// `SystemExited` of `key`, once published.
     pub fn system_exit(&self, key: SystemKey) -> Option<SystemExit> {
         self.read(|w| w.systems.get(&key).and_then(|s| s.exit.clone()))
