@@ -606,16 +606,6 @@ async fn a_shutdown_that_never_completes_times_out_into_the_exit_error() {
 }
 
 #[tokio::test]
-async fn the_fault_plan_can_end_a_process_with_a_code() {
-    let e = env();
-    let pid = e.run("c", &spec("sleep")).await;
-    assert!(e.sim.exit_process(&sys("c"), pid, 42));
-    assert_eq!(e.exit("c").await.exit_code, 42);
-    assert!(!e.sim.exit_process(&sys("c"), pid, 43), "it exited already");
-    e.remove("c").await;
-}
-
-#[tokio::test]
 async fn a_failed_attach_whose_process_cannot_be_terminated_does_not_hang_start() {
     let sim = Arc::new(Sim::new());
     let backend = Arc::new(RecordingBackend::new());

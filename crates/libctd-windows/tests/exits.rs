@@ -55,6 +55,11 @@ async fn a_lost_service_is_unavailable() {
     exit_cases::a_lost_service_is_unavailable::<Env>().await;
 }
 
+#[tokio::test]
+async fn the_plan_can_end_a_process_with_a_code() {
+    exit_cases::the_plan_can_end_a_process_with_a_code::<Env>().await;
+}
+
 /// The escalation is one terminate.
 #[tokio::test]
 async fn a_shutdown_failing_after_submit_escalates_at_once() {

@@ -53,6 +53,11 @@ async fn a_lost_service_is_unavailable() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_plan_can_end_a_process_with_a_code() {
+    exit_cases::the_plan_can_end_a_process_with_a_code::<Env>().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_shutdown_failing_after_submit_escalates_at_once() {
     drop(exit_cases::a_shutdown_failing_after_submit_escalates_at_once::<Env>().await);
 }

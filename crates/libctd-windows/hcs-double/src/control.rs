@@ -31,7 +31,9 @@ pub extern "system" fn NameToGuid(name: PCWSTR, guid: *mut GUID) -> HRESULT {
 /// The double's control: a JSON request, a JSON answer (freed with
 /// `LocalFree`). `{"Faults":{"System":id,"Plan":{...}}}` (the model's
 /// plan, `libctd_windows::hcs::model::Plan`), `{"Crash":id}`,
-/// `{"ReleaseExitNotices":id}`, `{"Report":pattern}`.
+/// `{"ReleaseExitNotices":id}`,
+/// `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}`,
+/// `{"Report":pattern}`.
 #[unsafe(no_mangle)]
 pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
     put(response, PWSTR::null());
@@ -59,6 +61,17 @@ pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR
         serde_json::json!({"Crashed": model().crash(id)})
     } else if let Some(id) = request.get("ReleaseExitNotices").and_then(|s| s.as_str()) {
         serde_json::json!({"Released": model().release_exit_notices(id)})
+    } else if let Some(end) = request.get("EndProcess") {
+        let id = end.get("System").and_then(|s| s.as_str());
+        let pid = end.get("ProcessId").and_then(|p| p.as_u64());
+        let code = end.get("ExitCode").and_then(|c| c.as_u64());
+        let (Some(id), Some(pid), Some(code)) = (id, pid, code) else {
+            return HRESULT(hr::INVALID_ARG);
+        };
+        let (Ok(pid), Ok(code)) = (u32::try_from(pid), u32::try_from(code)) else {
+            return HRESULT(hr::INVALID_ARG);
+        };
+        serde_json::json!({"Ended": model().end_process(id, pid, code)})
     } else if let Some(pattern) = request.get("Report").and_then(|s| s.as_str()) {
         let processes = model().all_processes();
         world().report(pattern, &processes)

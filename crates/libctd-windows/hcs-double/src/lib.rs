@@ -48,7 +48,9 @@
 //!   `Fail`, `FailOnce`, `Slow`, `Late`, `UnexpectedExitOnShutdown`,
 //!   `LastWaitResult`, `HoldExitNotices`, `PendingUpdates`, `Disconnected`,
 //!   `IgnoreCancel`, `CreateProcessQuirk`); an unknown field is refused.
-//!   `{"ReleaseExitNotices":id}` sends the held ProcessExited notices.
+//!   `{"ReleaseExitNotices":id}` sends the held ProcessExited notices;
+//!   `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}` ends a
+//!   running process with a code, as if it exited by itself.
 //!
 //!   `{"Crash":id}` makes a running system exit unexpectedly, as HCS
 //!   reports it: `SystemExited` with `UnexpectedExit` and no

@@ -50,6 +50,9 @@ pub(crate) trait ExitEnv: Sized {
     async fn wait_ended(&self, id: &str, pid: u32);
     /// Makes container `id`'s compute system die; false when it does not run.
     fn crash(&self, id: &str) -> bool;
+    /// Ends process `pid` of container `id` with `code`, as if it exited
+    /// by itself; false when no such process runs.
+    fn end_process(&self, id: &str, pid: u32, code: u32) -> bool;
     /// Container `id`'s host answers PendingUpdates queries with `pending`
     /// (hosts since Windows Server 2019 refuse them).
     fn answer_pending_updates(&self, id: &str, pending: bool);
@@ -272,5 +275,17 @@ pub(crate) async fn a_lost_service_is_unavailable<E: ExitEnv>() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.report());
     assert!(err.to_string().contains("(0x8037011e)"), "{err}");
+    e.assert_clean().await;
+}
+
+/// The fault plan can end a process with a code of its choosing: the exit
+/// carries it, and a process that ended cannot be ended again.
+pub(crate) async fn the_plan_can_end_a_process_with_a_code<E: ExitEnv>() {
+    let e = E::new();
+    let pid = lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    assert!(e.end_process("c", pid, 42));
+    assert_eq!(lifecycle::exit(e.backend(), "c").await.exit_code, 42);
+    assert!(!e.end_process("c", pid, 43), "it exited already");
+    lifecycle::remove(e.client(), "c").await;
     e.assert_clean().await;
 }

@@ -167,6 +167,10 @@ impl ExitEnv for Env {
         double::crash(&self.sys(id))
     }
 
+    fn end_process(&self, id: &str, pid: u32, code: u32) -> bool {
+        double::end_process(&self.sys(id), pid, code)
+    }
+
     fn answer_pending_updates(&self, id: &str, pending: bool) {
         double::faults(
             &self.sys(id),

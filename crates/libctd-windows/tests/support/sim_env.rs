@@ -121,6 +121,10 @@ impl ExitEnv for Env {
         self.sim.crash(&sys(id))
     }
 
+    fn end_process(&self, id: &str, pid: u32, code: u32) -> bool {
+        self.sim.exit_process(&sys(id), pid, code)
+    }
+
     fn answer_pending_updates(&self, id: &str, pending: bool) {
         self.sim.set_pending_updates(&sys(id), pending);
     }
