@@ -55,36 +55,6 @@ async fn unexpected_exit_during_shutdown_fails_the_exit() {
 }
 
 #[tokio::test]
-async fn pending_updates_only_for_exit_code_zero() {
-    let e = env();
-    e.sim.set_pending_updates(&sys("ok"), true);
-    e.sim.set_pending_updates(&sys("bad"), true);
-    e.run("ok", &spec("exit 0")).await;
-    e.run("bad", &spec("exit 3")).await;
-    let ok = e.exit("ok").await;
-    assert_eq!(ok.exit_code, 0);
-    assert!(ok.update_pending);
-    assert!(ok.error.is_none());
-    let bad = e.exit("bad").await;
-    assert_eq!(bad.exit_code, 3);
-    assert!(!bad.update_pending);
-    assert_eq!(
-        e.sim
-            .call_count(HcsOp::GetComputeSystemProperties, &sys("bad")),
-        0,
-        "PendingUpdates must not be asked for a non-zero exit"
-    );
-    let none = {
-        e.run("none", &spec("exit 0")).await;
-        e.exit("none").await
-    };
-    assert!(!none.update_pending);
-    for id in ["ok", "bad", "none"] {
-        e.remove(id).await;
-    }
-}
-
-#[tokio::test]
 async fn pending_updates_query_failure_is_only_logged() {
     let e = env();
     e.sim.set_pending_updates(&sys("c"), true);

@@ -33,7 +33,7 @@ pub extern "system" fn NameToGuid(name: PCWSTR, guid: *mut GUID) -> HRESULT {
 /// plan, `libctd_windows::hcs::model::Plan`), `{"Crash":id}`,
 /// `{"ReleaseExitNotices":id}`,
 /// `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}`,
-/// `{"Report":pattern}`.
+/// `{"Calls":id}` (the calls made on it, in order), `{"Report":pattern}`.
 #[unsafe(no_mangle)]
 pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
     put(response, PWSTR::null());
@@ -72,6 +72,14 @@ pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR
             return HRESULT(hr::INVALID_ARG);
         };
         serde_json::json!({"Ended": model().end_process(id, pid, code)})
+    } else if let Some(id) = request.get("Calls").and_then(|s| s.as_str()) {
+        let calls: Vec<String> = model()
+            .calls()
+            .into_iter()
+            .filter(|(_, system)| system == id)
+            .map(|(op, _)| op)
+            .collect();
+        serde_json::json!({"Calls": calls})
     } else if let Some(pattern) = request.get("Report").and_then(|s| s.as_str()) {
         let processes = model().all_processes();
         world().report(pattern, &processes)

@@ -50,7 +50,8 @@
 //!   `IgnoreCancel`, `CreateProcessQuirk`); an unknown field is refused.
 //!   `{"ReleaseExitNotices":id}` sends the held ProcessExited notices;
 //!   `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}` ends a
-//!   running process with a code, as if it exited by itself.
+//!   running process with a code, as if it exited by itself; `{"Calls":id}`
+//!   lists the calls made on a compute system, in order.
 //!
 //!   `{"Crash":id}` makes a running system exit unexpectedly, as HCS
 //!   reports it: `SystemExited` with `UnexpectedExit` and no

@@ -74,6 +74,11 @@ pub(crate) fn end_process(system_id: &str, pid: u32, exit_code: u32) -> bool {
     control(request)["Ended"] == true
 }
 
+/// The calls made on compute system `system_id`, in order.
+pub(crate) fn calls(system_id: &str) -> Vec<String> {
+    list(&control(serde_json::json!({"Calls": system_id})), "Calls")
+}
+
 /// The double's report on compute systems whose id contains `pattern`.
 pub(crate) fn report(pattern: &str) -> serde_json::Value {
     control(serde_json::json!({"Report": pattern}))

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use libctd_core::{Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, discard_stdio};
 use libctd_testkit::backend::RecordingBackend;
 use libctd_windows::error::{Hresult, hresult_of};
-use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::sim::TERMINATED_EXIT;
+use libctd_windows::hcs::{Hcs, HcsOp};
 use libctd_windows::{ClientSettings, WindowsClient};
 
 use crate::lifecycle::{self, T, process, spec};
@@ -59,6 +59,8 @@ pub(crate) trait ExitEnv: Sized {
     /// The service is lost for container `id`: every call fails with
     /// HCS_E_SERVICE_DISCONNECT.
     fn disconnect(&self, id: &str);
+    /// How many times `op` was called on container `id`'s compute system.
+    fn call_count(&self, id: &str, op: HcsOp) -> usize;
     /// Nothing is left of the test's containers in HCS.
     async fn assert_clean(&self);
 
@@ -243,7 +245,8 @@ pub(crate) async fn a_shutdown_failing_after_submit_escalates_at_once<E: ExitEnv
 
 /// A host that answers PendingUpdates (the model's plan can, though hosts
 /// since Windows Server 2019 refuse the query): an exit with code 0 carries
-/// `update_pending`, a non-zero one does not, and neither is an error.
+/// `update_pending`, a non-zero one does not (the query is not even made),
+/// and neither is an error.
 pub(crate) async fn a_host_answering_pending_updates_marks_a_clean_exit<E: ExitEnv>() {
     let e = E::new();
     e.answer_pending_updates("ok", true);
@@ -259,6 +262,11 @@ pub(crate) async fn a_host_answering_pending_updates_marks_a_clean_exit<E: ExitE
     assert_eq!(exit.exit_code, 3);
     assert!(!exit.update_pending);
     assert!(exit.error.is_none(), "{:?}", exit.error);
+    assert_eq!(
+        e.call_count("bad", HcsOp::GetComputeSystemProperties),
+        0,
+        "PendingUpdates must not be asked for a non-zero exit"
+    );
     lifecycle::remove(e.client(), "bad").await;
     e.assert_clean().await;
 }

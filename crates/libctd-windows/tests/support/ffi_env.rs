@@ -12,6 +12,7 @@ use libctd_core::EventInfo;
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_testkit::backend::RecordingBackend;
 use libctd_windows::error::Hresult;
+use libctd_windows::hcs::HcsOp;
 use libctd_windows::hcs::ffi::Computecore;
 use libctd_windows::{ClientSettings, WindowsClient};
 
@@ -169,6 +170,11 @@ impl ExitEnv for Env {
 
     fn end_process(&self, id: &str, pid: u32, code: u32) -> bool {
         double::end_process(&self.sys(id), pid, code)
+    }
+
+    fn call_count(&self, id: &str, op: HcsOp) -> usize {
+        let calls = double::calls(&self.sys(id));
+        calls.iter().filter(|c| c.as_str() == op.name()).count()
     }
 
     fn answer_pending_updates(&self, id: &str, pending: bool) {

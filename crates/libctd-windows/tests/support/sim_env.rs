@@ -125,6 +125,10 @@ impl ExitEnv for Env {
         self.sim.exit_process(&sys(id), pid, code)
     }
 
+    fn call_count(&self, id: &str, op: HcsOp) -> usize {
+        self.sim.call_count(op, &sys(id))
+    }
+
     fn answer_pending_updates(&self, id: &str, pending: bool) {
         self.sim.set_pending_updates(&sys(id), pending);
     }
