@@ -331,7 +331,10 @@ pub trait Client: Send + Sync {
     /// `NotFound` without a task.
     async fn summary(&self, container_id: &str) -> Result<Vec<Summary>>;
 
-    /// Deletes the container's stopped task and returns how it ended.
+    /// Deletes the container's stopped task and returns how it ended: after
+    /// an `exit` event for the init process, the same exit code as that
+    /// event, even when the service has already dropped the task itself
+    /// (a containerd whose shim died).
     ///
     /// # Errors
     /// `FailedPrecondition` while it runs; `NotFound` without a task.

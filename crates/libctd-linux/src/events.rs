@@ -303,6 +303,9 @@ async fn cleanup_exec(inner: &Session, container_id: &str, exec_id: &str) {
     let proc = inner
         .container(container_id)
         .and_then(|c| c.lock().forget(exec_id));
+    if let Some(kept) = inner.kept_exits() {
+        kept.untrack_exec(inner.namespace(), container_id, exec_id);
+    }
     if let Some(p) = proc {
         let _ = tokio::time::timeout(EXEC_CLEANUP_TIMEOUT, p.release()).await;
     }
@@ -377,18 +380,16 @@ pub(crate) async fn reconcile_container(
                 undelivered += 1;
                 continue;
             }
-            let info = {
-                let Some((pid, oom)) = c.lock().take_exit(&process_id) else {
-                    continue;
-                };
-                match vanished {
-                    Some(why) => lost_exit(&c.id, &process_id, pid, oom, why),
-                    None => EventInfo::new(c.id.as_str(), process_id.as_str())
-                        .with_pid(process.pid)
-                        .with_exit_code(process.exit_status)
-                        .with_exited_at(convert::time_from_proto(process.exited_at.as_ref()))
-                        .with_oom_killed(oom),
-                }
+            let info = c.lock().take_exit(&process_id, |pid, oom| match vanished {
+                Some(why) => lost_exit(&c.id, &process_id, pid, oom, why),
+                None => EventInfo::new(c.id.as_str(), process_id.as_str())
+                    .with_pid(process.pid)
+                    .with_exit_code(process.exit_status)
+                    .with_exited_at(convert::time_from_proto(process.exited_at.as_ref()))
+                    .with_oom_killed(oom),
+            });
+            let Some(info) = info else {
+                continue;
             };
             tracing::info!(container_id = %c.id, process_id, "delivering an exit the event stream did not bring");
             deliver(inner, EventType::Exit, info);
@@ -428,15 +429,15 @@ fn exit_kept_by_shim(
     container_id: &str,
     process_id: &str,
 ) -> Option<(Process, Option<&'static str>)> {
-    if process_id != INIT_PROCESS_ID {
-        return None;
-    }
     let pid = inner
         .container(container_id)
         .and_then(|c| c.lock().pid_of(process_id))?;
-    let exit = inner
-        .kept_exits()?
-        .get(inner.namespace(), container_id, pid)?;
+    let kept = inner.kept_exits()?;
+    let exit = if process_id == INIT_PROCESS_ID {
+        kept.get(inner.namespace(), container_id, pid)?
+    } else {
+        kept.exec_exit(inner.namespace(), container_id, process_id, pid)?
+    };
     tracing::debug!(container_id, status = ?exit.status, "reconcile: the exit was kept across the daemon's restart");
     let process = Process {
         id: container_id.to_owned(),

@@ -20,6 +20,23 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether `pid` is a running containerd started with `config` (its
+/// `--config` argument): what the supervisor checks before it signals a
+/// daemon it did not start itself. A pid is reused once its process is
+/// reaped (32768 pids go round quickly on a busy host), so a pid read
+/// earlier may name a container's process by now.
+pub(crate) fn is_daemon_with_config(pid: u32, config: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let config = config.as_os_str().as_encoded_bytes();
+    let mut args = cmdline.split(|b| *b == 0);
+    let is_containerd = args
+        .next()
+        .is_some_and(|a| a.rsplit(|b| *b == b'/').next() == Some(b"containerd".as_slice()));
+    is_containerd && args.any(|a| a == config) && process_alive(pid)
+}
+
 /// The cgroup directories of process `pid` (v1 controllers and v2), except the root.
 fn cgroup_dirs(pid: i32) -> Vec<PathBuf> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
@@ -147,6 +164,34 @@ pub(crate) fn kill_shims_of(socket: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_daemon_is_known_by_its_name_and_config_not_its_pid_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // A process named containerd with a --config argument: bash under
+        // that name, running a command it does not exec into.
+        let fake = dir.path().join("containerd");
+        std::os::unix::fs::symlink("/bin/bash", &fake).unwrap();
+        let config = dir.path().join("containerd.toml");
+        let mut child = std::process::Command::new(&fake)
+            .args(["-c", "sleep 100; true", "--config"])
+            .arg(&config)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(is_daemon_with_config(pid, &config));
+        assert!(!is_daemon_with_config(pid, &dir.path().join("other.toml")));
+        assert!(
+            !is_daemon_with_config(std::process::id(), &config),
+            "not containerd"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            !is_daemon_with_config(pid, &config),
+            "gone (or another process now)"
+        );
+    }
 
     #[test]
     fn unix_socket_paths_keep_their_spaces() {

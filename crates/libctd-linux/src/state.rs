@@ -11,7 +11,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use containerd_client::events::TaskExit;
-use libctd_core::{Error, EventInfo, INIT_PROCESS_ID, Result, StdioAttachment};
+use libctd_core::{
+    Error, EventInfo, INIT_PROCESS_ID, Result, StdioAttachment, TaskExit as CoreTaskExit,
+};
 use tokio::sync::watch;
 
 use crate::convert;
@@ -31,6 +33,11 @@ pub(crate) struct Proc {
     /// Whether it started (the shim has its FIFOs open from then on).
     started: watch::Sender<bool>,
     exit_delivered: bool,
+    /// The status its delivered exit carried (none when the exit was
+    /// delivered by another client, or restore found it stopped): what
+    /// `delete_task` answers once containerd has dropped the task itself
+    /// (its shim died while containerd ran).
+    delivered_exit: Option<CoreTaskExit>,
     /// Its pid once containerd told it (0 before).
     pid: u32,
     /// Exits the stream brought for its id before containerd told its pid:
@@ -57,16 +64,24 @@ impl Proc {
             attachment: Some(attachment),
             started,
             exit_delivered: false,
+            delivered_exit: None,
             pid: 0,
             held_exits: Vec::new(),
         }
     }
 
     /// A process found running (or stopped) by restore: `pid` known, its
-    /// exit already delivered when `delivered`.
-    pub(crate) fn restored(mut self, pid: u32, delivered: bool) -> Self {
+    /// exit already delivered when `delivered` (with the status `exit`,
+    /// when this client delivered it).
+    pub(crate) fn restored(
+        mut self,
+        pid: u32,
+        delivered: bool,
+        exit: Option<CoreTaskExit>,
+    ) -> Self {
         self.pid = pid;
         self.exit_delivered = delivered;
+        self.delivered_exit = exit;
         self
     }
 
@@ -100,8 +115,8 @@ impl Proc {
 
     /// Lets go of its streams for a re-attach without draining or closing
     /// anything (the FIFOs stay the shim's). Returns whether its exit was
-    /// delivered.
-    pub(crate) fn let_go(self) -> bool {
+    /// delivered, and the status delivered.
+    pub(crate) fn let_go(self) -> (bool, Option<CoreTaskExit>) {
         self.drain.store(false, Ordering::SeqCst);
         if let Some(slot) = &self.stdin {
             crate::fifo::lock(slot).close_by_client();
@@ -109,7 +124,7 @@ impl Proc {
         if let Some(mut a) = self.attachment {
             a.cancel();
         }
-        self.exit_delivered
+        (self.exit_delivered, self.delivered_exit)
     }
 }
 
@@ -214,6 +229,13 @@ impl ContainerState {
             .is_some_and(|p| p.exit_delivered)
     }
 
+    /// The status of the init exit this client delivered, if it did.
+    pub(crate) fn delivered_init_exit(&self) -> Option<CoreTaskExit> {
+        self.processes
+            .get(INIT_PROCESS_ID)
+            .and_then(|p| p.delivered_exit)
+    }
+
     /// Reserves an exec id, so that a concurrent exec with the same id fails
     /// before it touches this one's FIFOs.
     pub(crate) fn reserve_exec(&mut self, process_id: &str) -> Result<()> {
@@ -268,16 +290,26 @@ impl ContainerState {
             .any(|(id, p)| id != INIT_PROCESS_ID && !p.exit_delivered)
     }
 
-    /// Takes the exit of `process_id` to deliver, exactly once: its pid and
-    /// the OOM mark, or `None` when it is untracked or delivered already.
-    pub(crate) fn take_exit(&mut self, process_id: &str) -> Option<(u32, bool)> {
+    /// Takes the exit of `process_id` to deliver, exactly once: the event
+    /// `info` makes of its pid and the OOM mark, or `None` when it is
+    /// untracked or delivered already. The status is remembered.
+    pub(crate) fn take_exit(
+        &mut self,
+        process_id: &str,
+        info: impl FnOnce(u32, bool) -> EventInfo,
+    ) -> Option<EventInfo> {
         let oom = self.oom;
         let p = self.processes.get_mut(process_id)?;
         if p.exit_delivered {
             return None;
         }
+        let info = info(p.pid, oom);
         p.exit_delivered = true;
-        Some((p.pid, oom))
+        p.delivered_exit = Some(CoreTaskExit::new(
+            info.exit_code,
+            info.exited_at.unwrap_or_else(std::time::SystemTime::now),
+        ));
+        Some(info)
     }
 
     /// Applies an exit the event stream reported (`TaskExit.id` is the exec
@@ -308,16 +340,17 @@ impl ContainerState {
         if e.pid != 0 && e.pid != p.pid {
             return StreamExit::Ignore;
         }
-        let Some((_, oom)) = self.take_exit(&process_id) else {
-            return StreamExit::Ignore;
-        };
-        StreamExit::Deliver(
+        let info = self.take_exit(&process_id, |_, oom| {
             EventInfo::new(container_id, process_id.as_str())
                 .with_pid(e.pid)
                 .with_exit_code(e.exit_status)
                 .with_exited_at(convert::time_from_proto(e.exited_at.as_ref()))
-                .with_oom_killed(oom),
-        )
+                .with_oom_killed(oom)
+        });
+        match info {
+            Some(info) => StreamExit::Deliver(info),
+            None => StreamExit::Ignore,
+        }
     }
 
     /// A restore begins: an init exit seen from here on is kept.

@@ -23,7 +23,7 @@ use crate::backoff::Backoff;
 use crate::config::LinuxConfig;
 use crate::conn::{Transport, version_ok};
 use crate::daemon_config::{self, Binary};
-use crate::procfs::{kill_shims_of, process_alive};
+use crate::procfs::{is_daemon_with_config, kill_shims_of};
 use crate::shim_exits::ShimExits;
 use crate::state_dir::{DaemonPaths, remove_state_dir, state_dir_error};
 
@@ -198,8 +198,7 @@ impl Supervisor {
     async fn live_daemon_from_pid_file(&self) -> Option<u32> {
         let text = std::fs::read_to_string(&self.paths.pid_file).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        if !comm.trim().starts_with("containerd") || !self.paths.socket.exists() {
+        if !is_daemon_with_config(pid, &self.paths.config_file) || !self.paths.socket.exists() {
             return None;
         }
         version_ok(&self.transport, Duration::from_secs(3))
@@ -353,7 +352,13 @@ impl Supervisor {
             if self.stop.is_cancelled() {
                 return;
             }
-            kill_daemon(&mut daemon, Signal::SIGKILL, Duration::from_secs(5)).await;
+            kill_daemon(
+                &mut daemon,
+                Signal::SIGKILL,
+                Duration::from_secs(5),
+                &self.paths.config_file,
+            )
+            .await;
             match self.spawn().await {
                 Ok(d) => {
                     *daemon = d;
@@ -370,7 +375,7 @@ impl Supervisor {
         let mut daemon = self.daemon.lock().await;
         match &mut *daemon {
             Daemon::Child(child) => !matches!(child.try_wait(), Ok(None)),
-            Daemon::Adopted(pid) => !process_alive(*pid),
+            Daemon::Adopted(pid) => !is_daemon_with_config(*pid, &self.paths.config_file),
             Daemon::None => true,
         }
     }
@@ -410,7 +415,13 @@ impl Supervisor {
             *daemon = Daemon::None;
             return;
         }
-        kill_daemon(&mut daemon, Signal::SIGTERM, STOP_GRACE).await;
+        kill_daemon(
+            &mut daemon,
+            Signal::SIGTERM,
+            STOP_GRACE,
+            &self.paths.config_file,
+        )
+        .await;
         for path in [
             &self.paths.pid_file,
             &self.paths.socket,
@@ -423,7 +434,9 @@ impl Supervisor {
 }
 
 /// Sends `signal`, waits up to `grace`, then SIGKILL; leaves `Daemon::None`.
-async fn kill_daemon(daemon: &mut Daemon, signal: Signal, grace: Duration) {
+/// An adopted daemon is known by its pid only: it is signalled only while
+/// that pid is still a containerd started with `config`.
+async fn kill_daemon(daemon: &mut Daemon, signal: Signal, grace: Duration, config: &Path) {
     match std::mem::replace(daemon, Daemon::None) {
         Daemon::Child(mut child) => {
             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -436,12 +449,16 @@ async fn kill_daemon(daemon: &mut Daemon, signal: Signal, grace: Duration) {
         }
         Daemon::Adopted(pid) => {
             let Ok(raw) = i32::try_from(pid) else { return };
+            let ours = || is_daemon_with_config(pid, config);
+            if !ours() {
+                return;
+            }
             let _ = kill(Pid::from_raw(raw), signal);
             let deadline = tokio::time::Instant::now() + grace;
-            while process_alive(pid) && tokio::time::Instant::now() < deadline {
+            while ours() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if process_alive(pid) {
+            if ours() {
                 let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
             }
         }
@@ -492,16 +509,17 @@ extern "C" fn run_at_exit() {
         }
         let pid = sup.pid();
         let paths = &sup.paths;
+        let ours = || is_daemon_with_config(pid, &paths.config_file);
         if let Ok(raw) = i32::try_from(pid)
             && pid != 0
-            && process_alive(pid)
+            && ours()
         {
             let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
             let deadline = std::time::Instant::now() + STOP_GRACE;
-            while process_alive(pid) && std::time::Instant::now() < deadline {
+            while ours() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if process_alive(pid) {
+            if ours() {
                 let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
             }
         }

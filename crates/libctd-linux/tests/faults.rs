@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
     Client, DirectIo, ErrorKind, EventType, INIT_PROCESS_ID, Remote, StdioAttachment,
     StdioCallback, discard_stdio,
@@ -29,6 +28,9 @@ use libctd_testkit::containerd::{
 use libctd_testkit::namespace::NamespaceGuard;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+mod support;
+use support::{assert_nothing_left, cgroup_of, entries};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -79,109 +81,6 @@ fn daemons_of(config: &Path) -> Vec<u32> {
             (!zombie && cmdline.split(|b| *b == 0).any(|a| a == needle)).then_some(pid)
         })
         .collect()
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn cgroup_of(spec: &Spec) -> PathBuf {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .expect("the harness sets a cgroup path")
-}
-
-/// The ids of the containers and tasks containerd (at `socket`) holds in `ns`.
-async fn containerd_holds(socket: &Path, ns: &str) -> (Vec<String>, Vec<String>) {
-    use containerd_client::services::v1::containers_client::ContainersClient;
-    use containerd_client::services::v1::tasks_client::TasksClient;
-    use containerd_client::services::v1::{ListContainersRequest, ListTasksRequest};
-    let channel = containerd_client::connect(socket).await.unwrap();
-    fn with_ns<T>(ns: &str, message: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(message);
-        r.metadata_mut()
-            .insert("containerd-namespace", ns.parse().unwrap());
-        r
-    }
-    let containers = ContainersClient::new(channel.clone())
-        .list(with_ns(ns, ListContainersRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
-    let tasks = TasksClient::new(channel)
-        .list(with_ns(ns, ListTasksRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .tasks;
-    (
-        containers.into_iter().map(|c| c.id).collect(),
-        tasks.into_iter().map(|t| t.id).collect(),
-    )
-}
-
-/// Waits until nothing of namespace `ns` remains: no container or task in
-/// containerd, no shim, no runc state, no bundle, no FIFO, none of
-/// `cgroups`; fails listing what is left.
-async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups: &[PathBuf]) {
-    let state_dir = &remote.config().state_dir;
-    let (containers, tasks) = containerd_holds(&remote.socket(), ns).await;
-    assert!(
-        containers.is_empty() && tasks.is_empty(),
-        "containerd still holds containers {containers:?} and tasks {tasks:?} in {ns}"
-    );
-    let runc = state_dir.join("runc").join(ns);
-    let bundles = state_dir
-        .join("daemon/state/io.containerd.runtime.v2.task")
-        .join(ns);
-    let fifos = state_dir.join("fifo").join(ns);
-    let left = || {
-        let mut left = Vec::new();
-        let shims = shims_of(ns);
-        if !shims.is_empty() {
-            left.push(format!("shims {shims:?}"));
-        }
-        for (what, dir) in [
-            ("runc state", &runc),
-            ("bundles", &bundles),
-            ("FIFOs", &fifos),
-        ] {
-            let e = entries(dir);
-            if !e.is_empty() {
-                left.push(format!("{what} {e:?}"));
-            }
-        }
-        for cgroup in cgroups {
-            let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
-            for controller in entries(Path::new("/sys/fs/cgroup")) {
-                let dir = Path::new("/sys/fs/cgroup").join(controller).join(rel);
-                if dir.is_dir() {
-                    left.push(format!("cgroup {}", dir.display()));
-                }
-            }
-        }
-        left
-    };
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let now = left();
-        if now.is_empty() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "left behind in {ns}: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits until the remote's daemon was restarted and answers.
@@ -497,7 +396,7 @@ async fn an_exec_gets_its_exit_when_the_shim_dies() {
     let shims = shims_of(&ns);
     assert_eq!(shims.len(), 1, "{shims:?}");
     signal(shims[0], Signal::SIGKILL);
-    backend
+    let init = backend
         .next_process_event("s", INIT_PROCESS_ID, EventType::Exit, T)
         .await
         .unwrap();
@@ -511,7 +410,10 @@ async fn an_exec_gets_its_exit_when_the_shim_dies() {
         .as_ref()
         .expect("an error says why the status is unknown");
     assert!(why.to_string().contains("exit status is unknown"), "{why}");
-    let _ = client.delete_task("s").await;
+    // containerd dropped the task with the shim: the exit delivered is
+    // delete_task's answer.
+    let answer = client.delete_task("s").await.unwrap();
+    assert_eq!(answer.exit_code, init.exit_code);
     client.delete("s").await.unwrap();
     tokio::time::timeout(T, client.event_queue().wait_idle())
         .await

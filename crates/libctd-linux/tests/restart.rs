@@ -20,6 +20,9 @@ use libctd_testkit::namespace::NamespaceGuard;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+mod support;
+use support::{shim_of, shim_sockets};
+
 const T: Duration = Duration::from_secs(30);
 
 /// An embedded daemon on `dir` whose death or hang is noticed quickly.
@@ -274,43 +277,4 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
     for path in sockets.drain(..) {
         let _ = std::fs::remove_file(path);
     }
-}
-
-/// The pid of the shim that is the parent of container process `pid`.
-fn shim_of(pid: u32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat.rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// The socket files a shim listens on (from /proc).
-fn shim_sockets(pid: i32) -> Vec<PathBuf> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .flatten()
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_string_lossy().into_owned();
-            l.strip_prefix("socket:[")?
-                .strip_suffix(']')
-                .map(str::to_owned)
-        })
-        .collect();
-    std::fs::read_to_string("/proc/net/unix")
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let (inode, path) = (cols.get(6)?, cols.get(7)?);
-            (inodes.iter().any(|i| i == inode) && path.starts_with('/'))
-                .then(|| PathBuf::from(path))
-        })
-        .collect()
 }

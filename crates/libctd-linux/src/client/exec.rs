@@ -152,6 +152,10 @@ pub(crate) async fn exec(
     }
     match s.conn.api.start(&id, &process_id).await {
         Ok(pid) => {
+            // Waited on with its shim while an embedded daemon restarts.
+            if let Some(kept) = s.kept_exits() {
+                kept.track_exec(s.namespace(), &id, &process_id, pid);
+            }
             let held = c.lock().mark_started(&process_id, pid);
             if let Some(exit) = held {
                 // It exited before its start answered: delivered now.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::{
@@ -17,6 +17,7 @@ use libctd_core::{
     TaskExit, validate_container_id,
 };
 
+use crate::backoff::Backoff;
 use crate::client::exec::attach_process;
 use crate::client::queries::{criu_error, task_status};
 use crate::convert::{self, status_error};
@@ -275,7 +276,14 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
     exits_before_task_delete(&s, &c).await;
     let deleted = match gone {
         Some(e) => Err(e),
-        None => s.conn.api.delete_task(&id).await.map_err(status_error),
+        None => match s.conn.api.delete_task(&id).await.map_err(status_error) {
+            // The shim that ran it may have died: containerd cannot ask it
+            // to delete, and drops the task itself shortly after.
+            Err(e) if init_exited && !unreachable(&e) && dropped_with_its_shim(&s, &id).await => {
+                Err(Error::not_found("the task is gone with its shim"))
+            }
+            other => other,
+        },
     };
     let resp = match deleted {
         Ok(r) => r,
@@ -288,11 +296,18 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
             // tracks one) is the answer, once.
             let pid = c.lock().pid_of(INIT_PROCESS_ID);
             let kept = s.kept_exits().and_then(|k| k.take(s.namespace(), &id, pid));
-            let Some(exit) = kept else {
-                return Err(e.with_message("container is not running"));
+            // containerd drops the task of a shim that died while it ran,
+            // after publishing the exit this client delivered: the status
+            // delivered is the answer, as it would have been.
+            let exit = match kept {
+                Some(exit) => exit.task_exit(),
+                None => match c.lock().delivered_init_exit() {
+                    Some(exit) => exit,
+                    None => return Err(e.with_message("container is not running")),
+                },
             };
             drop_task_state(&s, &c).await;
-            return Ok(exit.task_exit());
+            return Ok(exit);
         }
     };
     // containerd had the task (1.6 keeps a stopped one): whatever was kept
@@ -303,6 +318,29 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
         resp.exit_status,
         convert::time_from_proto(resp.exited_at.as_ref()).unwrap_or_else(SystemTime::now),
     ))
+}
+
+/// How long `delete_task` waits for containerd to drop the task of a shim
+/// that died (containerd cleans up after a dead shim on its own, as soon as
+/// its connection to the shim closes).
+const DEAD_SHIM_CLEANUP: Duration = Duration::from_secs(3);
+
+/// Whether the task of `id` is gone, or goes within [`DEAD_SHIM_CLEANUP`].
+async fn dropped_with_its_shim(s: &Session, id: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + DEAD_SHIM_CLEANUP;
+    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
+    loop {
+        if task_status(s, id)
+            .await
+            .is_err_and(|e| e.kind() == ErrorKind::NotFound)
+        {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(backoff.next()).await;
+    }
 }
 
 /// Deletes the container (its stopped task too) and its FIFO directory.

@@ -92,9 +92,12 @@ async fn restore_task(
     // Streams of a previous attachment (a second restore) are replaced;
     // an exit it already delivered is not delivered again.
     let old = c.lock().detach_init();
-    let delivered = old.is_some_and(|p| p.let_go());
-    let proc = attach_process(s, c, INIT_PROCESS_ID, fifos, attach, true)?
-        .restored(process.pid, delivered || status == Status::Stopped);
+    let (delivered, exit) = old.map_or((false, None), |p| p.let_go());
+    let proc = attach_process(s, c, INIT_PROCESS_ID, fifos, attach, true)?.restored(
+        process.pid,
+        delivered || status == Status::Stopped,
+        exit,
+    );
     c.lock().track_restored_init(proc);
     Ok(Restored::new(
         status != Status::Stopped && status != Status::Unknown,

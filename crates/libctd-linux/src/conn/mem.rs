@@ -60,6 +60,9 @@ pub(crate) enum Fault {
     Lost,
     /// No answer until the deadline: nothing happens.
     Hang,
+    /// The task's shim died: containerd cannot reach it ("ttrpc: closed",
+    /// code Unknown) and drops its tasks on its own (here: at once).
+    ShimGone,
 }
 
 /// One process of a task ("" is the init process).
@@ -393,6 +396,10 @@ impl Mem {
             Some(Fault::Hang) => {
                 tokio::time::sleep(self.deadline).await;
                 Err(timeout_expired())
+            }
+            Some(Fault::ShimGone) => {
+                self.world().tasks.clear();
+                Err(Status::unknown("failed to delete task: ttrpc: closed"))
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The messages of the runc shim's task service that `shim_exits` uses to
-//! ask a shim how its init process ended (protobuf package
-//! `containerd.task.v3`). The shims of containerd 2.x serve the call as
-//! `containerd.task.v3.Task/State`, those of 1.6 and 1.7 as
-//! `containerd.task.v2.Task/State`; the messages are the same on the wire.
+//! ask a shim how its init process ended, or to wait for its end (protobuf
+//! package `containerd.task.v3`). The shims of containerd 2.x serve the
+//! calls as `containerd.task.v3.Task/State` and `/Wait`, those of 1.6 and
+//! 1.7 as `containerd.task.v2.Task/...`; the messages are the same on the
+//! wire.
 
 use prost_types::Timestamp;
 
@@ -39,10 +40,36 @@ pub(crate) struct StateResponse {
     pub exited_at: Option<Timestamp>,
 }
 
+/// The wait for a process's end: answered once it has exited (at once
+/// when it had).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub(crate) struct WaitRequest {
+    /// The container (task) id.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// The exec id; empty for the init process, the only one libctd waits
+    /// for.
+    #[prost(string, tag = "2")]
+    pub exec_id: String,
+}
+
+/// How the process ended: all the answer holds.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub(crate) struct WaitResponse {
+    /// Its exit status.
+    #[prost(uint32, tag = "1")]
+    pub exit_status: u32,
+    /// When it exited.
+    #[prost(message, optional, tag = "2")]
+    pub exited_at: Option<Timestamp>,
+}
+
 package!(
     "containerd.task.v3":
     StateRequest = "StateRequest",
     StateResponse = "StateResponse",
+    WaitRequest = "WaitRequest",
+    WaitResponse = "WaitResponse",
 );
 
 #[cfg(test)]
@@ -65,6 +92,24 @@ mod tests {
         0xcf, 0xaa, 0x06, 0x10, 0xf2, 0x07, 0x5a, 0x0a, 0x65, 0x78, 0x65, 0x63, 0x5f, 0x69, 0x64,
         0x2d, 0x31, 0x31,
     ];
+
+    #[test]
+    fn the_wait_messages_keep_their_bytes() {
+        let request = WaitRequest {
+            id: "id-1".into(),
+            exec_id: "e".into(),
+        };
+        both_ways(&request, b"\x0a\x04id-1\x12\x01e");
+        // exit_status 1: 137, exited_at 2: {seconds 1: 7}.
+        let response = WaitResponse {
+            exit_status: 137,
+            exited_at: Some(Timestamp {
+                seconds: 7,
+                nanos: 0,
+            }),
+        };
+        both_ways(&response, &[0x08, 0x89, 0x01, 0x12, 0x02, 0x08, 0x07]);
+    }
 
     #[test]
     fn the_request_keeps_its_bytes() {

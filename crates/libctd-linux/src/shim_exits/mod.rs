@@ -9,18 +9,18 @@
 //! status, until it is deleted.) A dead shim's bundle is removed too, on
 //! every line, and its exit is published to nobody. The shim itself knows
 //! its init's status until containerd deletes it, so the supervisor asks
-//! every shim of the daemon's state directory before it starts a daemon,
-//! and keeps asking those still running until the daemon answers
-//! ([`Watch`]):
+//! every shim of the daemon's state directory before it starts a daemon
+//! ([`Watch`]), and, until the daemon answers, waits on those still running
+//! (the shim's `Wait`, answered as soon as the shim reaps the process,
+//! which is before containerd can find the container empty):
 //!
 //! - a stopped init: its status is recorded;
 //! - a shim gone before the start (it died while containerd was down): its
 //!   init, if it had one, is recorded as lost ([`Lost::ShimDied`]);
-//! - a shim that answered "running" and is gone once the daemon answers:
-//!   its process ended after it was last asked and containerd dropped the
-//!   task while it loaded; recorded as lost ([`Lost::Escaped`]). Asking
-//!   every few milliseconds makes this window small; it cannot be closed
-//!   without stopping the containers while containerd starts.
+//! - a shim that closes a wait without answering, or (beyond the number of
+//!   waits the process's file limit allows, which are asked again every few
+//!   milliseconds instead) that answered "running" and is gone once the
+//!   daemon answers: recorded as lost ([`Lost::Escaped`]).
 //!
 //! The records live under the libctd state directory (`exits/`, see
 //! `records`), so an engine that restarts, or another process on the same
@@ -30,14 +30,20 @@
 //! recorded status and removes the record (as 1.6 keeps a stopped task until
 //! it is deleted). `create` and `delete` of the id remove any record left.
 //!
-//! Only init processes are recorded (a bundle does not list exec ids); an
-//! exec of a container whose init still runs stays known to containerd.
+//! Execs are not listed in a bundle: the clients say which they track
+//! (`track_exec`), and while a daemon starts their shims are waited on too.
+//! An exec's status is kept in memory only, for the client that tracks it
+//! (an engine that restarts does not restore execs).
 
 mod exit;
 mod records;
 mod shim;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::sync::lock;
 
 #[cfg(test)]
 pub(crate) use exit::KeptStatus;
@@ -46,13 +52,56 @@ pub(crate) use exit::{Lost, ShimExit};
 use records::Records;
 use shim::{Answer, Task};
 
-/// The shims that were running when a daemon start began, asked again
-/// until it answers. Made by [`ShimExits::before_start`].
+/// The shims that were running when a daemon start began, waited on (or
+/// asked again) until it answers. Made by [`ShimExits::before_start`];
+/// dropping it ends the waits.
 #[derive(Debug, Default)]
 #[must_use = "a watch must be ended with after_start once the daemon answers"]
 pub(crate) struct Watch {
-    /// Each task with its init's pid, as last known.
+    /// Each task asked again every round, with its init's pid as last known.
     running: Vec<(Task, Option<u32>)>,
+    /// The waits on the others: each ends with the init's end, or without
+    /// an answer once `closing` is cancelled.
+    waits: tokio::task::JoinSet<Waited>,
+    closing: tokio_util::sync::CancellationToken,
+}
+
+/// How a wait ended: the answer, or none when the watch ended first.
+type Waited = (Task, Option<String>, u32, Option<Answer>);
+
+impl Watch {
+    /// Waits on a process of `task` (the init without `exec_id`) whose pid
+    /// is `pid` from now on.
+    fn wait_on(&mut self, task: Task, exec_id: Option<String>, pid: u32) {
+        let closing = self.closing.clone();
+        self.waits.spawn(async move {
+            let wire_id = exec_id.as_deref().unwrap_or_default();
+            let answer = tokio::select! {
+                // An answer already there is taken, even once closing.
+                biased;
+                answer = shim::wait(&task, wire_id, pid) => Some(answer),
+                () = closing.cancelled() => None,
+            };
+            (task, exec_id, pid, answer)
+        });
+    }
+}
+
+/// How many shims are waited on at once: a quarter of the process's file
+/// limit (each wait holds a socket while the daemon starts), within
+/// 32..=4096; the rest are asked again every round.
+fn wait_budget() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, nothing else.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (soft / 4).clamp(32, 4096)
 }
 
 /// Which round of asking the shims around a daemon start.
@@ -70,6 +119,15 @@ enum Round {
 #[derive(Debug)]
 pub(crate) struct ShimExits {
     records: Records,
+    /// The execs clients track, by (namespace, container id): exec id and
+    /// pid. Their shims are waited on too while a daemon starts, so that
+    /// the execs of a task containerd drops as it loads keep their status.
+    execs: Mutex<HashMap<(String, String), HashMap<String, u32>>>,
+    /// Exec exits read while a daemon started, for the client that tracks
+    /// them (in memory: an engine restart does not restore execs).
+    exec_exits: Mutex<HashMap<(String, String, String), ShimExit>>,
+    /// How many shims are waited on at once ([`wait_budget`]).
+    wait_budget: usize,
 }
 
 impl ShimExits {
@@ -77,6 +135,9 @@ impl ShimExits {
     pub(crate) fn new(dir: PathBuf) -> Self {
         Self {
             records: Records::new(dir),
+            execs: Mutex::default(),
+            exec_exits: Mutex::default(),
+            wait_budget: wait_budget(),
         }
     }
 
@@ -91,21 +152,86 @@ impl ShimExits {
                 (task, pid)
             })
             .collect();
-        let mut watch = Watch { running };
+        let mut watch = Watch {
+            running,
+            ..Watch::default()
+        };
         self.round(&mut watch, Round::Before).await;
+        // Those running with a known pid are waited on, as many as the
+        // budget allows; the others stay asked every round.
+        let budget = self.wait_budget;
+        let mut polled = Vec::new();
+        for (task, pid) in std::mem::take(&mut watch.running) {
+            match pid {
+                Some(pid) if watch.waits.len() < budget => watch.wait_on(task, None, pid),
+                _ => polled.push((task, pid)),
+            }
+        }
+        watch.running = polled;
+        // The tracked execs of every task, whatever its init did (a wait
+        // on one that ended answers at once).
+        for task in shim::tasks(daemon_state) {
+            let key = (task.namespace.clone(), task.id.clone());
+            let execs = lock(&self.execs).get(&key).cloned().unwrap_or_default();
+            for (exec_id, pid) in execs {
+                if watch.waits.len() < budget {
+                    watch.wait_on(task.clone(), Some(exec_id), pid);
+                }
+            }
+        }
         watch
     }
 
-    /// While the daemon starts: asks the watched shims again, and records
-    /// (and stops watching) those whose init stopped.
+    /// While the daemon starts: records the waits that ended, asks the
+    /// polled shims again, and records (and stops watching) those whose
+    /// init stopped.
     pub(crate) async fn look_again(&self, watch: &mut Watch) {
+        while let Some(ended) = watch.waits.try_join_next() {
+            self.waited(watch, ended, Round::During);
+        }
         self.round(watch, Round::During).await;
     }
 
-    /// Once the daemon answers (it has loaded its shims): a last round, in
-    /// which a watched shim that is gone lost its exit to the start.
+    /// Once the daemon answers (it has loaded its shims): the waits end
+    /// (an answer already given is recorded), and a last round, in which a
+    /// polled shim that is gone lost its exit to the start.
     pub(crate) async fn after_start(&self, mut watch: Watch) {
+        watch.closing.cancel();
+        while let Some(ended) = watch.waits.join_next().await {
+            self.waited(&mut watch, ended, Round::Last);
+        }
         self.round(&mut watch, Round::Last).await;
+    }
+
+    /// Records how a wait ended: a status, or lost when the shim went
+    /// without answering; an unclear answer is asked again by polling.
+    fn waited(
+        &self,
+        watch: &mut Watch,
+        ended: Result<Waited, tokio::task::JoinError>,
+        round: Round,
+    ) {
+        let Ok((task, exec_id, pid, answer)) = ended else {
+            return;
+        };
+        if let Some(exec_id) = exec_id {
+            // An exec: its status if it gave one; the client reports one
+            // that is gone without it as lost.
+            if let Some(Answer::Stopped(exit)) = answer {
+                let key = (task.namespace, task.id, exec_id);
+                lock(&self.exec_exits).insert(key, exit);
+            }
+            return;
+        }
+        match answer {
+            Some(Answer::Stopped(exit)) => self.record(&task, exit),
+            Some(Answer::Gone) => self.record(&task, lost(pid, Lost::Escaped)),
+            Some(Answer::Unclear | Answer::Running { .. }) if round == Round::During => {
+                watch.running.push((task, Some(pid)));
+            }
+            // Ended by the daemon's answer: containerd knows the task.
+            Some(Answer::Unclear | Answer::Running { .. }) | None => {}
+        }
     }
 
     /// Asks every watched shim once; records what stopped or is gone, and
@@ -180,6 +306,54 @@ impl ShimExits {
     /// Removes whatever is kept for the id (a new container, or one deleted).
     pub(crate) fn forget(&self, namespace: &str, container_id: &str) {
         self.records.remove(namespace, container_id);
+        let key = (namespace.to_owned(), container_id.to_owned());
+        lock(&self.execs).remove(&key);
+        lock(&self.exec_exits).retain(|(ns, id, _), _| (ns, id) != (&key.0, &key.1));
+    }
+
+    /// A client tracks exec `exec_id` (pid `pid`) of a container: it is
+    /// waited on while a daemon starts.
+    pub(crate) fn track_exec(&self, namespace: &str, container_id: &str, exec_id: &str, pid: u32) {
+        let key = (namespace.to_owned(), container_id.to_owned());
+        lock(&self.execs)
+            .entry(key)
+            .or_default()
+            .insert(exec_id.to_owned(), pid);
+    }
+
+    /// The client no longer tracks the exec (its exit was delivered and it
+    /// was deleted): nothing is kept for it.
+    pub(crate) fn untrack_exec(&self, namespace: &str, container_id: &str, exec_id: &str) {
+        let key = (namespace.to_owned(), container_id.to_owned());
+        let mut execs = lock(&self.execs);
+        if let Some(of_task) = execs.get_mut(&key) {
+            of_task.remove(exec_id);
+            if of_task.is_empty() {
+                execs.remove(&key);
+            }
+        }
+        drop(execs);
+        let key = (key.0, key.1, exec_id.to_owned());
+        lock(&self.exec_exits).remove(&key);
+    }
+
+    /// The exit of exec `exec_id` (pid `pid`) read while a daemon started.
+    pub(crate) fn exec_exit(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        exec_id: &str,
+        pid: u32,
+    ) -> Option<ShimExit> {
+        let key = (
+            namespace.to_owned(),
+            container_id.to_owned(),
+            exec_id.to_owned(),
+        );
+        lock(&self.exec_exits)
+            .get(&key)
+            .copied()
+            .filter(|exit| exit.pid == pid)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Asking a runc shim about its container's init process, the way
 //! containerd's own load path reaches it: the `address` the shim wrote into
-//! its bundle, ttrpc, the task service's `State`.
+//! its bundle, ttrpc, the task service's `State` (how is it now) and `Wait`
+//! (answered the moment it ends).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 // The messages are declared in `crate::proto`.
-use crate::proto::shim::{StateRequest, StateResponse};
+use crate::proto::shim::{StateRequest, StateResponse, WaitRequest, WaitResponse};
 use crate::proto::ttrpc::{KeyValue, Request as TtrpcRequest, Response as TtrpcResponse};
 
 use super::exit::{KeptStatus, ShimExit};
@@ -133,34 +134,77 @@ async fn ask_unbounded(task: &Task) -> Answer {
         id: task.id.clone(),
         exec_id: String::new(),
     };
+    let answer = call(&socket, task, "State", &request, Some(SHIM_TIMEOUT)).await;
+    let payload = match answer {
+        Ok(payload) => payload,
+        Err(answer) => return answer,
+    };
+    let Ok(state) = StateResponse::decode(payload.as_slice()) else {
+        return Answer::Unclear;
+    };
+    if state.status == STOPPED {
+        Answer::Stopped(ShimExit {
+            pid: state.pid,
+            status: KeptStatus::Exited(state.exit_status),
+            exited_at: state.exited_at,
+        })
+    } else {
+        Answer::Running { pid: state.pid }
+    }
+}
+
+/// Waits, without a time limit, for the end of one of the task's
+/// processes (the init for an empty `exec_id`) whose pid is `pid`: the shim
+/// answers the moment it has reaped it, before containerd can see the
+/// container empty and delete the shim, so the status is read even when
+/// the process ends while containerd loads. `Gone` when the shim closes
+/// the connection without an answer.
+pub(super) async fn wait(task: &Task, exec_id: &str, pid: u32) -> Answer {
+    let Some(socket) = shim_socket(&task.bundle) else {
+        return Answer::Gone;
+    };
+    let request = WaitRequest {
+        id: task.id.clone(),
+        exec_id: exec_id.to_owned(),
+    };
+    let payload = match call(&socket, task, "Wait", &request, None).await {
+        Ok(payload) => payload,
+        Err(answer) => return answer,
+    };
+    match WaitResponse::decode(payload.as_slice()) {
+        Ok(w) => Answer::Stopped(ShimExit {
+            pid,
+            status: KeptStatus::Exited(w.exit_status),
+            exited_at: w.exited_at,
+        }),
+        Err(_) => Answer::Unclear,
+    }
+}
+
+/// Calls `method` of the shim's task service, in whichever version it
+/// serves; what a failure means for the process otherwise.
+async fn call(
+    socket: &Path,
+    task: &Task,
+    method: &str,
+    message: &impl Message,
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, Answer> {
     let mut answer = Answer::Unclear;
     for service in TASK_SERVICES {
-        let payload = match ttrpc_call(&socket, &task.namespace, service, "State", &request).await {
-            Ok(payload) => payload,
-            Err(Failure::Unreachable) => return Answer::Gone,
+        match ttrpc_call(socket, &task.namespace, service, method, message, timeout).await {
+            Ok(payload) => return Ok(payload),
+            Err(Failure::Unreachable) => return Err(Answer::Gone),
             // The other task API version, or the process is not known.
             Err(Failure::Status(code)) => {
                 if code == NOT_FOUND {
                     answer = Answer::Gone;
                 }
-                continue;
             }
-            Err(Failure::Garbled) => return Answer::Unclear,
-        };
-        let Ok(state) = StateResponse::decode(payload.as_slice()) else {
-            return Answer::Unclear;
-        };
-        return if state.status == STOPPED {
-            Answer::Stopped(ShimExit {
-                pid: state.pid,
-                status: KeptStatus::Exited(state.exit_status),
-                exited_at: state.exited_at,
-            })
-        } else {
-            Answer::Running { pid: state.pid }
-        };
+            Err(Failure::Garbled | Failure::Busy) => return Err(Answer::Unclear),
+        }
     }
-    answer
+    Err(answer)
 }
 
 /// gRPC's (and ttrpc's) NOT_FOUND code.
@@ -175,6 +219,8 @@ enum Failure {
     Status(i32),
     /// An answer that is not ttrpc.
     Garbled,
+    /// The shim's socket is too busy to accept now: ask again.
+    Busy,
 }
 
 impl From<std::io::Error> for Failure {
@@ -184,25 +230,33 @@ impl From<std::io::Error> for Failure {
 }
 
 /// One unary ttrpc call: a request frame on stream 1, its response frame.
+/// `timeout` is told to the shim (none: the call may take forever).
 async fn ttrpc_call(
     socket: &Path,
     namespace: &str,
     service: &str,
     method: &str,
     message: &impl Message,
+    timeout: Option<Duration>,
 ) -> Result<Vec<u8>, Failure> {
+    let timeout_nano = timeout.map_or(0, |t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX));
     let request = TtrpcRequest {
         service: service.to_owned(),
         method: method.to_owned(),
         payload: message.encode_to_vec(),
-        timeout_nano: i64::try_from(SHIM_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
+        timeout_nano,
         metadata: vec![KeyValue {
             key: "containerd-namespace-ttrpc".to_owned(),
             value: namespace.to_owned(),
         }],
     }
     .encode_to_vec();
-    let mut stream = UnixStream::connect(socket).await?;
+    let mut stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Failure::Busy,
+            _ => Failure::Unreachable,
+        })?;
     let len = u32::try_from(request.len()).map_err(|_| Failure::Garbled)?;
     let mut frame = Vec::with_capacity(10 + request.len());
     frame.extend_from_slice(&len.to_be_bytes());
@@ -359,61 +413,94 @@ pub(super) mod double {
     use super::*;
     use crate::proto::ttrpc::Status as RpcStatus;
 
-    /// What the shim double says of each container: `(status, exit
-    /// status)`; a container it does not list is not found.
+    /// What the shim double says of each container (and, as `id/exec`, of
+    /// each exec, for Wait): `(status, exit status)`; one it does not list
+    /// is not found.
     pub(crate) type Told =
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (i32, u32)>>>;
 
     /// A shim double speaking ttrpc as containerd's ttrpc package frames it,
     /// serving only the v2 task API (as 1.6 and 1.7 shims do): State answers
-    /// what `told` says, with pid 42, or NOT_FOUND.
+    /// what `told` says, with pid 42, or NOT_FOUND; Wait answers once `told`
+    /// says STOPPED, and closes the connection without an answer if the
+    /// container is no longer listed (containerd deleted the shim's task).
     pub(crate) fn fake_shim(socket: &Path, told: Told) -> tokio::task::JoinHandle<()> {
         let listener = tokio::net::UnixListener::bind(socket).unwrap();
         tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let mut header = [0u8; 10];
-                if s.read_exact(&mut header).await.is_err() {
-                    continue;
-                }
-                let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
-                let mut body = vec![0u8; len];
-                s.read_exact(&mut body).await.unwrap();
-                let req = TtrpcRequest::decode(body.as_slice()).unwrap();
-                let failure = |code: i32, message: String| TtrpcResponse {
-                    status: Some(RpcStatus { code, message }),
-                    payload: vec![],
-                };
-                let response = if req.service == "containerd.task.v2.Task" {
-                    let state = StateRequest::decode(req.payload.as_slice()).unwrap();
-                    let known = told.lock().unwrap().get(&state.id).copied();
-                    match known {
-                        Some((status, code)) => TtrpcResponse {
-                            status: None,
-                            payload: StateResponse {
-                                pid: 42,
-                                status,
-                                exit_status: code,
-                                exited_at: Some(prost_types::Timestamp {
-                                    seconds: 1_700_000_000,
-                                    nanos: 0,
-                                }),
-                                ..Default::default()
-                            }
-                            .encode_to_vec(),
-                        },
-                        None => failure(NOT_FOUND, "container not created".into()),
-                    }
-                } else {
-                    failure(12, format!("service {} not implemented", req.service))
-                };
-                let out = response.encode_to_vec();
-                let mut frame = (out.len() as u32).to_be_bytes().to_vec();
-                frame.extend_from_slice(&header[4..8]);
-                frame.extend_from_slice(&[TTRPC_RESPONSE, 0]);
-                frame.extend_from_slice(&out);
-                s.write_all(&frame).await.unwrap();
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(serve(s, told.clone()));
             }
         })
+    }
+
+    /// Answers the one call of a connection.
+    async fn serve(mut s: tokio::net::UnixStream, told: Told) {
+        let mut header = [0u8; 10];
+        if s.read_exact(&mut header).await.is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        let req = TtrpcRequest::decode(body.as_slice()).unwrap();
+        let failure = |code: i32, message: String| TtrpcResponse {
+            status: Some(RpcStatus { code, message }),
+            payload: vec![],
+        };
+        let response = if req.service == "containerd.task.v2.Task" && req.method == "Wait" {
+            assert_eq!(req.timeout_nano, 0, "a wait has no time limit");
+            let wait = WaitRequest::decode(req.payload.as_slice()).unwrap();
+            loop {
+                let key = if wait.exec_id.is_empty() {
+                    wait.id.clone()
+                } else {
+                    format!("{}/{}", wait.id, wait.exec_id)
+                };
+                let known = told.lock().unwrap().get(&key).copied();
+                match known {
+                    Some((STOPPED, code)) => {
+                        break TtrpcResponse {
+                            status: None,
+                            payload: WaitResponse {
+                                exit_status: code,
+                                exited_at: None,
+                            }
+                            .encode_to_vec(),
+                        };
+                    }
+                    Some(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+                    None => return,
+                }
+            }
+        } else if req.service == "containerd.task.v2.Task" {
+            let state = StateRequest::decode(req.payload.as_slice()).unwrap();
+            let known = told.lock().unwrap().get(&state.id).copied();
+            match known {
+                Some((status, code)) => TtrpcResponse {
+                    status: None,
+                    payload: StateResponse {
+                        pid: 42,
+                        status,
+                        exit_status: code,
+                        exited_at: Some(prost_types::Timestamp {
+                            seconds: 1_700_000_000,
+                            nanos: 0,
+                        }),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                },
+                None => failure(NOT_FOUND, "container not created".into()),
+            }
+        } else {
+            failure(12, format!("service {} not implemented", req.service))
+        };
+        let out = response.encode_to_vec();
+        let mut frame = (out.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&header[4..8]);
+        frame.extend_from_slice(&[TTRPC_RESPONSE, 0]);
+        frame.extend_from_slice(&out);
+        s.write_all(&frame).await.unwrap();
     }
 
     /// A bundle of `ns`/`id` under `state` whose shim listens on `socket`.

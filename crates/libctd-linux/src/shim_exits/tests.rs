@@ -43,17 +43,19 @@ async fn exits_before_and_during_a_start_are_kept_and_lost_ones_say_why() {
     assert_eq!(kept("gone"), lost(99, Lost::ShimDied));
     assert_eq!(kept("never"), None);
     assert_eq!(kept("alive"), None);
-    assert_eq!(watch.running.len(), 3);
+    assert_eq!(watch.waits.len(), 3, "the running ones are waited on");
+    assert!(watch.running.is_empty());
 
-    // While the daemon starts, one stops...
+    // While the daemon starts, one stops: its wait answers...
     tell("alive", Some((STOPPED, 3)));
-    exits.look_again(&mut watch).await;
+    look_until(&exits, &mut watch, || kept("alive").is_some()).await;
     assert_eq!(kept("alive"), exited(42, 3));
-    assert_eq!(watch.running.len(), 2);
-    // ... and one is deleted by containerd before it is asked again.
+    assert_eq!(watch.waits.len(), 2);
+    // ... and one's shim goes without answering (containerd deleted it).
     tell("late", None);
-    exits.after_start(watch).await;
+    look_until(&exits, &mut watch, || kept("late").is_some()).await;
     assert_eq!(kept("late"), lost(42, Lost::Escaped));
+    exits.after_start(watch).await;
     assert_eq!(kept("kept"), None, "containerd kept it: it knows the task");
     shim.abort();
 
@@ -79,6 +81,105 @@ async fn exits_before_and_during_a_start_are_kept_and_lost_ones_say_why() {
     again.forget("ns", "alive");
     assert_eq!(exits.find("ns", "alive"), None);
     assert_eq!(exits.find("other", "late"), None);
+}
+
+/// Looks again (as the supervisor does while the daemon starts) until
+/// `done`, within ten seconds.
+async fn look_until(exits: &ShimExits, watch: &mut Watch, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "no answer came");
+        exits.look_again(watch).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn shims_beyond_the_wait_budget_are_asked_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("shim.sock");
+    let told = Told::default();
+    let n = 10;
+    for i in 0..n {
+        told.lock().unwrap().insert(format!("c{i}"), (RUNNING, 0));
+    }
+    let shim = fake_shim(&socket, told.clone());
+    let state = dir.path().join("state");
+    for i in 0..n {
+        bundle(&state, "ns", &format!("c{i}"), &socket);
+    }
+    let mut exits = ShimExits::new(dir.path().join("exits"));
+    exits.wait_budget = n - 2;
+    let mut watch = exits.before_start(&state).await;
+    assert_eq!(watch.waits.len(), n - 2);
+    assert_eq!(watch.running.len(), 2);
+    // Every one stops: the waited and the polled alike are recorded.
+    for i in 0..n {
+        told.lock()
+            .unwrap()
+            .insert(format!("c{i}"), (STOPPED, i as u32));
+    }
+    let all = || (0..n).all(|i| exits.find("ns", &format!("c{i}")).is_some());
+    look_until(&exits, &mut watch, all).await;
+    exits.after_start(watch).await;
+    for i in 0..n {
+        let kept = exits.find("ns", &format!("c{i}")).map(|e| e.status);
+        assert_eq!(kept, Some(KeptStatus::Exited(i as u32)), "c{i}");
+    }
+    shim.abort();
+}
+
+#[tokio::test]
+async fn the_tracked_execs_of_a_task_containerd_drops_keep_their_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("shim.sock");
+    let told = Told::default();
+    {
+        let mut t = told.lock().unwrap();
+        t.insert("c".into(), (RUNNING, 0));
+        t.insert("c/e1".into(), (STOPPED, 7)); // ended while containerd was down
+        t.insert("c/e2".into(), (RUNNING, 0));
+    }
+    let shim = fake_shim(&socket, told.clone());
+    let state = dir.path().join("state");
+    bundle(&state, "ns", "c", &socket);
+    let exits = ShimExits::new(dir.path().join("exits"));
+    exits.track_exec("ns", "c", "e1", 50);
+    exits.track_exec("ns", "c", "e2", 51);
+    exits.track_exec("ns", "c", "e3", 52);
+    exits.untrack_exec("ns", "c", "e3");
+    let mut watch = exits.before_start(&state).await;
+    assert_eq!(watch.waits.len(), 3, "the init and two execs");
+    // The init ends, killing e2: both are reaped before containerd loads.
+    {
+        let mut t = told.lock().unwrap();
+        t.insert("c".into(), (STOPPED, 4));
+        t.insert("c/e2".into(), (STOPPED, 137));
+    }
+    let all = || {
+        exits.find("ns", "c").is_some()
+            && exits.exec_exit("ns", "c", "e1", 50).is_some()
+            && exits.exec_exit("ns", "c", "e2", 51).is_some()
+    };
+    look_until(&exits, &mut watch, all).await;
+    exits.after_start(watch).await;
+    let status = |e: &str, pid| exits.exec_exit("ns", "c", e, pid).map(|x| x.status);
+    assert_eq!(status("e1", 50), Some(KeptStatus::Exited(7)));
+    assert_eq!(status("e2", 51), Some(KeptStatus::Exited(137)));
+    assert_eq!(status("e2", 99), None, "another process of that id");
+    assert_eq!(status("e3", 52), None, "no longer tracked");
+    exits.untrack_exec("ns", "c", "e1");
+    assert_eq!(status("e1", 50), None);
+    exits.forget("ns", "c");
+    assert_eq!(status("e2", 51), None);
+    assert!(exits.find("ns", "c").is_none());
+    shim.abort();
+}
+
+#[test]
+fn the_wait_budget_follows_the_file_limit_within_bounds() {
+    let budget = wait_budget();
+    assert!((32..=4096).contains(&budget), "{budget}");
 }
 
 #[tokio::test]

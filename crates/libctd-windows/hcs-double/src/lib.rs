@@ -30,8 +30,9 @@
 //!   ERROR_ACCESS_DENIED; a duplicate id is HCS_E_SYSTEM_ALREADY_EXISTS;
 //!   `PendingUpdates` queries are refused), the document checks, the
 //!   processes' script language and the fault plan. This crate only adapts
-//!   it: handles, operations on threads, real anonymous pipes as stdio
-//!   (one small function, `processes::pipes`), callbacks.
+//!   it: handles, operations on threads, real named pipes as stdio, the
+//!   caller's ends opened for overlapped I/O as HCS's are (made in
+//!   `processes::pipe` and `processes::pipes`), callbacks.
 //! - Handle discipline, where a real computecore faults (access violation):
 //!   a call on a closed or unknown handle, a close while a call or an
 //!   uncancelled operation on the handle is in flight, a double close, an

@@ -7,24 +7,81 @@ use std::fs::File;
 use std::os::windows::io::FromRawHandle;
 
 use libctd_windows::hcs::model::{Spawn, SystemKey, hr as model_hr};
-use windows::Win32::Foundation::HANDLE;
 use windows::Win32::Security::SECURITY_DESCRIPTOR;
 use windows::Win32::System::HostComputeSystem::{
     HCS_EVENT_CALLBACK, HCS_EVENT_OPTIONS, HCS_OPERATION, HCS_PROCESS, HCS_SYSTEM,
 };
-use windows::Win32::System::Pipes::CreatePipe;
 use windows::core::{HRESULT, PCWSTR};
 
 use crate::exports::{process_call, put, set_callback, system_of, text};
 use crate::program::{self, Io};
 use crate::world::{Kind, OpResult, ProcInfo, Timing, enter, hr, issue, leave, model, world};
 
-/// An anonymous pipe: (read end, write end).
-fn pipe() -> Option<(usize, usize)> {
-    let (mut r, mut w) = (HANDLE::default(), HANDLE::default());
-    // SAFETY: valid out-pointers; default security, default size.
-    unsafe { CreatePipe(&mut r, &mut w, None, 0) }.ok()?;
-    Some((r.0 as usize, w.0 as usize))
+/// A pipe as HCS hands one out: (the double's end, the caller's end). The
+/// caller's end supports overlapped I/O (hcsshim binds HCS's stdio handles
+/// to an I/O completion port), so it is the client end of a named pipe of
+/// a unique name, opened with `FILE_FLAG_OVERLAPPED`; the double's end,
+/// the process's side, is the server end, synchronous for the program's
+/// thread. `caller_reads`: stdout/stderr; else stdin (the caller writes).
+fn pipe(caller_reads: bool) -> Option<(usize, usize)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use windows::Win32::Foundation::{CloseHandle, GENERIC_READ, GENERIC_WRITE};
+    use windows::Win32::Storage::FileSystem::{
+        CreateFileW, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, FILE_SHARE_NONE,
+        OPEN_EXISTING, PIPE_ACCESS_INBOUND, PIPE_ACCESS_OUTBOUND,
+    };
+    use windows::Win32::System::Pipes::{
+        CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
+    };
+    use windows::core::HSTRING;
+
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = HSTRING::from(format!(
+        r"\\.\pipe\libctd-hcs-double-{}-{n}",
+        std::process::id()
+    ));
+    let (access, caller_access) = if caller_reads {
+        (PIPE_ACCESS_OUTBOUND, GENERIC_READ)
+    } else {
+        (PIPE_ACCESS_INBOUND, GENERIC_WRITE)
+    };
+    // SAFETY: a valid name; one instance of a byte pipe, default security.
+    let ours = unsafe {
+        CreateNamedPipeW(
+            &name,
+            access | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            1,
+            65536,
+            65536,
+            0,
+            None,
+        )
+    };
+    if ours.is_invalid() {
+        return None;
+    }
+    // SAFETY: the pipe just created, by name; no security or template.
+    let theirs = unsafe {
+        CreateFileW(
+            &name,
+            caller_access.0,
+            FILE_SHARE_NONE,
+            None,
+            OPEN_EXISTING,
+            FILE_FLAG_OVERLAPPED,
+            None,
+        )
+    };
+    match theirs {
+        Ok(theirs) => Some((ours.0 as usize, theirs.0 as usize)),
+        Err(_) => {
+            // SAFETY: the double's end, not handed out.
+            let _ = unsafe { CloseHandle(ours) };
+            None
+        }
+    }
 }
 
 /// A handle the double keeps, as a file.
@@ -42,7 +99,8 @@ fn pipes(spawn: &Spawn) -> Option<(Io, ProcInfo)> {
         if !wanted {
             continue;
         }
-        let Some((r, w)) = pipe() else {
+        // stdin: the process reads; stdout/stderr: the process writes.
+        let Some((mine, caller)) = pipe(i != 0) else {
             // The double's ends close as `ours` drops.
             ProcInfo {
                 pid: spawn.pid,
@@ -53,8 +111,6 @@ fn pipes(spawn: &Spawn) -> Option<(Io, ProcInfo)> {
             .close();
             return None;
         };
-        // stdin: the process reads; stdout/stderr: the process writes.
-        let (mine, caller) = if i == 0 { (r, w) } else { (w, r) };
         ours[i] = Some(file(mine));
         theirs[i] = caller;
     }
@@ -87,7 +143,7 @@ fn start(key: SystemKey, id: &str, pid: u32, parameters: &str) -> OpResult {
     let Some((io, info)) = pipes(&spawn) else {
         // The process cannot run without its pipes.
         model().process_exited(pid, libctd_windows::hcs::model::TERMINATED_EXIT);
-        return OpResult::fail(hr::INVALID_HANDLE, "CreatePipe failed");
+        return OpResult::fail(hr::INVALID_HANDLE, "creating a pipe failed");
     };
     program::spawn(pid, spawn.program, io);
     if model().plan_flag(id, |p| p.create_process_quirk) {

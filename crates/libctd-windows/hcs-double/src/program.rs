@@ -1,6 +1,6 @@
 //! Runs a process's script (the model's language,
 //! `libctd_windows::hcs::model::program`) on a thread of the double over
-//! real anonymous pipes.
+//! real pipes (the double's ends synchronous).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -13,8 +13,8 @@ use windows::Win32::System::Pipes::PeekNamedPipe;
 
 use crate::world::model;
 
-/// How often `cat` looks at its pipe (anonymous pipes cannot be read with
-/// a timeout).
+/// How often `cat` looks at its pipe (a synchronous pipe cannot be read
+/// with a timeout).
 const CAT_POLL: Duration = Duration::from_millis(5);
 
 /// The double's ends of a process's pipes.

@@ -18,6 +18,9 @@
 //! how they ended (and cancels the operation if it is still in flight); one
 //! that fails after it was answered pending fails the system's exit waiters. When the wait for HcsCreateProcess fails although a process
 //! handle came back (Windows Server 2022), HcsGetProcessInfo recovers it.
+//! A new process's stdio pipes are read and written with overlapped I/O
+//! on the runtime's completion port (`stdio`): live streams hold no thread
+//! of the blocking pool the operations run on.
 //!
 //! Under Wine, `cargo xtask windows-test` runs this binding against the
 //! computecore.dll double (`crates/libctd-windows/hcs-double`). Exit
@@ -36,34 +39,33 @@
 //! }
 //! ```
 
+mod calls;
 mod fns;
 mod handle;
 mod operation;
+mod stdio;
 
 use std::ffi::c_void;
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use libctd_core::{Error, OutputStream, StdinStream};
-use tracing::Instrument;
+use libctd_core::Error;
 use windows::Win32::Foundation::HANDLE;
-use windows::Win32::System::HostComputeSystem::{
-    HCS_OPERATION, HCS_PROCESS, HCS_PROCESS_INFORMATION, HCS_SYSTEM,
-};
+use windows::Win32::System::HostComputeSystem::{HCS_PROCESS, HCS_SYSTEM};
 use windows::core::{GUID, HRESULT, HSTRING, PCWSTR};
 
 use super::{Hcs, HcsResult, ProcessExit, ProcessInfo, SystemExit};
-use crate::error::codes::{HCS_E_OPERATION_PENDING, HCS_E_OPERATION_TIMEOUT};
+use crate::error::codes::HCS_E_OPERATION_TIMEOUT;
 use crate::error::{HcsError, Hresult, win32};
 
+use calls::SendInfo;
 use fns::*;
 use handle::*;
 pub use handle::{FfiProcess, FfiSystem};
-use operation::*;
+use stdio::{close_std_handles, streams};
 
 /// `INFINITE` for the wait functions.
 const INFINITE: u32 = u32::MAX;
@@ -110,175 +112,6 @@ impl Computecore {
         u32::try_from(self.timeout.as_millis()).unwrap_or(INFINITE - 1)
     }
 
-    /// Runs an operation on a blocking thread; the thread finishes it (and
-    /// frees it) even when the caller's future is dropped.
-    /// `lease` keeps the handle the operation is issued on open until the
-    /// operation is finished.
-    async fn operation<F, L>(
-        &self,
-        lease: L,
-        want_process_info: bool,
-        issue: F,
-    ) -> HcsResult<(String, HCS_PROCESS_INFORMATION)>
-    where
-        F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
-        L: Send + 'static,
-    {
-        self.run_operation(lease, want_process_info, false, issue)
-            .await
-    }
-
-    /// [`operation`](Self::operation), cancelled when the caller's future is
-    /// dropped before it completes (for calls that hand nothing back to
-    /// undo: queries, signals, modifications).
-    fn cancellable<F, L>(
-        &self,
-        lease: L,
-        issue: F,
-    ) -> impl Future<Output = HcsResult<String>> + Send + 'static
-    where
-        F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
-        L: Send + 'static,
-    {
-        let run = self.run_operation(lease, false, true, issue);
-        async move { run.await.map(|(doc, _)| doc) }
-    }
-
-    fn run_operation<F, L>(
-        &self,
-        lease: L,
-        want_process_info: bool,
-        cancellable: bool,
-        issue: F,
-    ) -> impl Future<Output = HcsResult<(String, HCS_PROCESS_INFORMATION)>> + Send + 'static
-    where
-        F: FnOnce(&Fns, HCS_OPERATION) -> HRESULT + Send + 'static,
-        L: Send + 'static,
-    {
-        let fns = self.fns.clone();
-        let timeout_ms = self.timeout_ms();
-        async move {
-            // The blocking thread works inside the caller's span (the client
-            // operation), in a span of its own.
-            let span = tracing::debug_span!(parent: &tracing::Span::current(), "hcs_operation", timeout_ms);
-            let slot = Arc::new(OpSlot::default());
-            let mut guard = CancelOnDrop {
-                fns: fns.clone(),
-                slot: slot.clone(),
-                armed: cancellable,
-            };
-            let joined = tokio::task::spawn_blocking(move || {
-                let _entered = span.enter();
-                let slot = cancellable.then_some(&*slot);
-                // SAFETY: `issue` hands the operation to exactly one HCS call.
-                let result = unsafe {
-                    blocking_operation(&fns, timeout_ms, want_process_info, slot, |op| {
-                        issue(&fns, op)
-                    })
-                };
-                drop(lease);
-                if let Err(e) = &result {
-                    tracing::debug!(error = %e, "HCS operation failed");
-                }
-                result.map(|(doc, info)| (doc, SendInfo(info)))
-            })
-            .await;
-            guard.armed = false;
-            match joined {
-                Ok(Ok((doc, SendInfo(info)))) => Ok((doc, info)),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
-            }
-        }
-    }
-
-    async fn system_op(
-        &self,
-        system: &FfiSystem,
-        pick: fn(&Fns) -> SystemOpFn,
-        options: &str,
-    ) -> HcsResult<String> {
-        let lease = system.0.lease()?;
-        let raw = lease.raw();
-        let options = HSTRING::from(options);
-        self.cancellable(lease, move |fns, op| {
-            let wide = if options.is_empty() {
-                PCWSTR::null()
-            } else {
-                PCWSTR(options.as_ptr())
-            };
-            // SAFETY: `raw` is an open compute system, `wide` null or a valid string.
-            unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, wide) }
-        })
-        .await
-    }
-
-    async fn process_op(
-        &self,
-        process: &FfiProcess,
-        pick: fn(&Fns) -> ProcessOpFn,
-        options: &str,
-    ) -> HcsResult<String> {
-        let lease = process.0.lease()?;
-        let raw = lease.raw();
-        let options = HSTRING::from(options);
-        self.cancellable(lease, move |fns, op| {
-            let wide = if options.is_empty() {
-                PCWSTR::null()
-            } else {
-                PCWSTR(options.as_ptr())
-            };
-            // SAFETY: `raw` is an open process, `wide` null or a valid string.
-            unsafe { pick(fns)(HCS_PROCESS(raw as *mut c_void), op, wide) }
-        })
-        .await
-    }
-
-    /// A shutdown or terminate, submitted: its answer when it completes
-    /// within [`SUBMIT_WAIT`], else HCS_E_OPERATION_PENDING, and the caller
-    /// relies on the exit notification (as hcsshim does). A task keeps the
-    /// operation (and its lease on the system) until it completes or the
-    /// system's exit notice comes, which cancels it at once. A failure after
-    /// the pending answer is published for the system's exit waiters: no
-    /// exit follows it, and the caller can escalate at once.
-    async fn stop_system(&self, system: &FfiSystem, pick: fn(&Fns) -> SystemOpFn) -> HcsResult<()> {
-        let lease = system.0.lease()?;
-        let raw = lease.raw();
-        system.0.stop_failure.send_replace(None);
-        let stop = self.cancellable(lease, move |fns, op| {
-            // SAFETY: the lease keeps `raw` open; no options.
-            unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, PCWSTR::null()) }
-        });
-        let inner = system.0.clone();
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        let span = tracing::debug_span!(parent: &tracing::Span::current(), "hcs_stop");
-        tokio::spawn(
-            async move {
-                let mut exit = inner.exit.clone();
-                let result = tokio::select! {
-                    result = stop => result.map(drop),
-                    // Done by the notification's word: the operation is
-                    // dropped, i.e. cancelled.
-                    _ = exit.wait_for(Option::is_some) => Ok(()),
-                };
-                if let Err(Err(e)) = tx.send(result)
-                    && !e.hresult.is_already_stopped()
-                {
-                    tracing::debug!(error = %e, "a submitted stop failed");
-                    inner.stop_failure.send_replace(Some(e));
-                }
-            }
-            .instrument(span),
-        );
-        match tokio::time::timeout(SUBMIT_WAIT, &mut rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(HcsError::new(Hresult::from_win32(win32::OPERATION_ABORTED))),
-            Err(_) => {
-                late_answer(&mut rx).unwrap_or_else(|| Err(HcsError::new(HCS_E_OPERATION_PENDING)))
-            }
-        }
-    }
-
     /// The information of a process whose creation's wait failed, through
     /// HcsGetProcessInfo; `None` when HCS has none (it never started).
     async fn recover_process_info(&self, process: &Arc<ProcessInner>) -> Option<SendInfo> {
@@ -317,21 +150,6 @@ impl Computecore {
         Ok(inner)
     }
 }
-
-/// A stop's answer that came after its wait timed out, if any. The channel
-/// is closed first: an answer sent before that is taken here, and one sent
-/// after it fails to send (its sender publishes it to the exit waiters), so
-/// none is lost in between. `None`: the stop is pending.
-fn late_answer<T>(rx: &mut tokio::sync::oneshot::Receiver<T>) -> Option<T> {
-    rx.close();
-    rx.try_recv().ok()
-}
-
-/// `HCS_PROCESS_INFORMATION` holds handles (raw pointers); the values are
-/// plain data owned by the receiver, so they may cross threads.
-struct SendInfo(HCS_PROCESS_INFORMATION);
-// SAFETY: the handles are owned values, used by one thread at a time.
-unsafe impl Send for SendInfo {}
 
 fn format_guid(g: &GUID) -> String {
     format!(
@@ -543,7 +361,7 @@ impl Hcs for Computecore {
         let inner = Arc::new(ProcessInner::new(self.fns.clone(), raw, key, rx));
         // The information holds raw handles: Send only wrapped.
         let info = match result.map(|(_, info)| SendInfo(info)) {
-            Ok(SendInfo(info)) if raw != 0 && registered.is_ok() => info,
+            Ok(info) if raw != 0 && registered.is_ok() => info,
             Ok(SendInfo(info)) => {
                 close_std_handles(&info);
                 drop(inner);
@@ -566,7 +384,7 @@ impl Hcs for Computecore {
                 // Windows Server 2022: the wait can fail although the
                 // process runs; recover its information as hcsshim does.
                 match self.recover_process_info(&inner).await {
-                    Some(SendInfo(info)) => {
+                    Some(info) => {
                         tracing::debug!(error = %e, "HcsCreateProcess failed, yet the process runs: recovered");
                         info
                     }
@@ -583,25 +401,23 @@ impl Hcs for Computecore {
         };
         let process = FfiProcess(inner);
         // The handles are fetched once and owned from here on.
-        let stdin = handle_value(info.StdInput).map(|h| {
-            // SAFETY: HCS handed over this open pipe handle.
-            Box::pin(ClosingWriter(Some(unsafe { file_of(h) }))) as StdinStream
-        });
-        let stdout = handle_value(info.StdOutput).map(|h| {
-            // SAFETY: as above.
-            Box::pin(unsafe { file_of(h) }) as OutputStream
-        });
-        let stderr = handle_value(info.StdError).map(|h| {
-            // SAFETY: as above.
-            Box::pin(unsafe { file_of(h) }) as OutputStream
-        });
+        let pid = info.0.ProcessId;
+        let streams = match streams(&info.0) {
+            Ok(streams) => streams,
+            Err(e) => {
+                // Its stdio is lost: the process must not run without it.
+                let _ = self.terminate_process(&process).await;
+                let _ = process.0.close_async().await;
+                return Err(e);
+            }
+        };
         Ok((
             process,
             ProcessInfo {
-                pid: info.ProcessId,
-                stdin,
-                stdout,
-                stderr,
+                pid,
+                stdin: streams.stdin,
+                stdout: streams.stdout,
+                stderr: streams.stderr,
             },
         ))
     }
@@ -691,6 +507,7 @@ impl Hcs for Computecore {
 
 #[cfg(test)]
 mod tests {
+    use super::operation::is_wait_timeout;
     use super::*;
     use libctd_core::ErrorKind;
 
@@ -700,20 +517,6 @@ mod tests {
             return false;
         };
         symbol(ntdll, "ntdll.dll", "wine_get_version").is_ok()
-    }
-
-    /// A stop's answer sent after the submit wait timed out, but before the
-    /// caller looked, is taken, never dropped; once the caller has looked,
-    /// a later answer fails to send, so its sender publishes it instead.
-    #[test]
-    fn a_stop_answer_after_the_submit_wait_is_not_lost() {
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<u32>();
-        tx.send(5).unwrap();
-        assert_eq!(late_answer(&mut rx), Some(5));
-
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<u32>();
-        assert_eq!(late_answer(&mut rx), None);
-        assert_eq!(tx.send(6), Err(6));
     }
 
     /// A missing computecore.dll (Windows without the Containers feature)

@@ -131,3 +131,45 @@ async fn the_client_that_saw_the_outage_gets_each_kept_exit_once() {
     f.client.delete("c").await.expect("delete c");
     assert!(exits.find(NS, "c").is_none());
 }
+
+/// containerd drops the task of a shim that died while it ran, after
+/// publishing the exit: delete_task answers the exit the client delivered,
+/// once, rather than "not running".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_dropped_after_its_delivered_exit_answers_that_exit() {
+    let mem = Mem::new(DEADLINE);
+    let f = fixture_with(mem.clone(), None).await;
+    f.run("a").await;
+    assert!(mem.exit("a", "", 255));
+    let exit = f
+        .backend
+        .next_process_event("a", libctd_core::INIT_PROCESS_ID, EventType::Exit, WAIT)
+        .await
+        .expect("the exit event");
+    mem.lose_task("a");
+    let answer = f.client.delete_task("a").await.expect("the delivered exit");
+    assert_eq!(answer.exit_code, exit.exit_code);
+    assert_eq!(answer.exit_code, 255);
+    let again = f.client.delete_task("a").await.expect_err("answered once");
+    assert_eq!(again.kind(), ErrorKind::NotFound);
+    f.client.delete("a").await.expect("delete");
+}
+
+/// Tasks.Delete fails when the task's shim died ("ttrpc: closed") and
+/// containerd then drops the task itself: delete_task answers the exit the
+/// client delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_that_meets_a_dead_shim_answers_the_delivered_exit() {
+    let mem = Mem::new(DEADLINE);
+    let f = fixture_with(mem.clone(), None).await;
+    f.run("a").await;
+    assert!(mem.exit("a", "", 3));
+    f.backend
+        .next_process_event("a", libctd_core::INIT_PROCESS_ID, EventType::Exit, WAIT)
+        .await
+        .expect("the exit event");
+    mem.fail("delete_task", crate::conn::mem::Fault::ShimGone);
+    let answer = f.client.delete_task("a").await.expect("the delivered exit");
+    assert_eq!(answer.exit_code, 3);
+    f.client.delete("a").await.expect("delete");
+}

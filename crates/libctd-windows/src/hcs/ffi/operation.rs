@@ -1,15 +1,10 @@
-//! HCS operations run on blocking threads, and the stdio of new processes.
+//! HCS operations run on blocking threads.
 
 use std::ffi::c_void;
-use std::io;
-use std::os::windows::io::{FromRawHandle, RawHandle};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::AsyncWrite;
-use windows::Win32::Foundation::{HANDLE, HLOCAL, INVALID_HANDLE_VALUE, LocalFree};
+use windows::Win32::Foundation::{HLOCAL, LocalFree};
 use windows::Win32::System::HostComputeSystem::{HCS_OPERATION, HCS_PROCESS_INFORMATION};
 use windows::core::{HRESULT, PWSTR};
 
@@ -165,70 +160,3 @@ pub(super) unsafe fn blocking_operation(
 /// How long a shutdown or terminate is waited for before it counts as
 /// submitted (pending).
 pub(super) const SUBMIT_WAIT: Duration = Duration::from_secs(1);
-
-/// Closes the stdio handles of a process that will not be used.
-pub(super) fn close_std_handles(info: &HCS_PROCESS_INFORMATION) {
-    for h in [info.StdInput, info.StdOutput, info.StdError] {
-        if let Some(h) = handle_value(h) {
-            // SAFETY: an open handle HCS handed over, dropped (closed) once.
-            drop(unsafe { std::fs::File::from_raw_handle(h as RawHandle) });
-        }
-    }
-}
-
-/// A handle that can cross threads.
-pub(super) fn handle_value(h: HANDLE) -> Option<usize> {
-    if h.is_invalid() || h == INVALID_HANDLE_VALUE {
-        None
-    } else {
-        Some(h.0 as usize)
-    }
-}
-
-/// A write half that closes its handle on shutdown, so the process reads EOF.
-pub(super) struct ClosingWriter(pub(super) Option<tokio::fs::File>);
-
-impl AsyncWrite for ClosingWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.0.as_mut() {
-            Some(f) => Pin::new(f).poll_write(cx, buf),
-            None => Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe))),
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.0.as_mut() {
-            Some(f) => Pin::new(f).poll_flush(cx),
-            None => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let flushed = match self.0.as_mut() {
-            Some(f) => Pin::new(f).poll_flush(cx),
-            None => return Poll::Ready(Ok(())),
-        };
-        match flushed {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                // Dropping the file closes the pipe: the process reads EOF.
-                self.0 = None;
-                Poll::Ready(result)
-            }
-        }
-    }
-}
-
-/// Wraps an owned pipe handle as a tokio file.
-///
-/// # Safety
-/// `h` must be an open handle owned by nobody else.
-pub(super) unsafe fn file_of(h: usize) -> tokio::fs::File {
-    // SAFETY: per the contract, the handle is open and ownership moves here.
-    let std_file = unsafe { std::fs::File::from_raw_handle(h as RawHandle) };
-    tokio::fs::File::from_std(std_file)
-}

@@ -1,0 +1,158 @@
+//! What the fault and chaos tests share: the scan for anything a
+//! namespace left behind.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libctd_core::oci_spec::runtime::Spec;
+use libctd_linux::LinuxRemote;
+use libctd_testkit::containerd::shims_of;
+
+/// How long the scan waits for what is still being torn down.
+const T: Duration = Duration::from_secs(30);
+
+pub(crate) fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn cgroup_of(spec: &Spec) -> PathBuf {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .expect("the harness sets a cgroup path")
+}
+
+/// The ids of the containers and tasks containerd (at `socket`) holds in `ns`.
+pub(crate) async fn containerd_holds(socket: &Path, ns: &str) -> (Vec<String>, Vec<String>) {
+    use containerd_client::services::v1::containers_client::ContainersClient;
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::{ListContainersRequest, ListTasksRequest};
+    let channel = containerd_client::connect(socket).await.unwrap();
+    fn with_ns<T>(ns: &str, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut()
+            .insert("containerd-namespace", ns.parse().unwrap());
+        r
+    }
+    let containers = ContainersClient::new(channel.clone())
+        .list(with_ns(ns, ListContainersRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    let tasks = TasksClient::new(channel)
+        .list(with_ns(ns, ListTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    (
+        containers.into_iter().map(|c| c.id).collect(),
+        tasks.into_iter().map(|t| t.id).collect(),
+    )
+}
+
+/// Waits until nothing of namespace `ns` remains: no container or task in
+/// containerd, no shim, no runc state, no bundle, no FIFO, none of
+/// `cgroups`; fails listing what is left.
+pub(crate) async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups: &[PathBuf]) {
+    let state_dir = &remote.config().state_dir;
+    let (containers, tasks) = containerd_holds(&remote.socket(), ns).await;
+    assert!(
+        containers.is_empty() && tasks.is_empty(),
+        "containerd still holds containers {containers:?} and tasks {tasks:?} in {ns}"
+    );
+    let runc = state_dir.join("runc").join(ns);
+    let bundles = state_dir
+        .join("daemon/state/io.containerd.runtime.v2.task")
+        .join(ns);
+    let fifos = state_dir.join("fifo").join(ns);
+    let kept = state_dir.join("exits").join(ns);
+    let left = || {
+        let mut left = Vec::new();
+        let shims = shims_of(ns);
+        if !shims.is_empty() {
+            left.push(format!("shims {shims:?}"));
+        }
+        for (what, dir) in [
+            ("runc state", &runc),
+            ("bundles", &bundles),
+            ("FIFOs", &fifos),
+            ("kept exits", &kept),
+        ] {
+            let e = entries(dir);
+            if !e.is_empty() {
+                left.push(format!("{what} {e:?}"));
+            }
+        }
+        for cgroup in cgroups {
+            let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
+            for controller in entries(Path::new("/sys/fs/cgroup")) {
+                let dir = Path::new("/sys/fs/cgroup").join(controller).join(rel);
+                if dir.is_dir() {
+                    left.push(format!("cgroup {}", dir.display()));
+                }
+            }
+        }
+        left
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let now = left();
+        if now.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind in {ns}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The pid of the shim that is the parent of container process `pid`.
+pub(crate) fn shim_of(pid: u32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The socket files a shim listens on (from /proc).
+pub(crate) fn shim_sockets(pid: i32) -> Vec<PathBuf> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .collect();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (inode, path) = (cols.get(6)?, cols.get(7)?);
+            (inodes.iter().any(|i| i == inode) && path.starts_with('/'))
+                .then(|| PathBuf::from(path))
+        })
+        .collect()
+}

@@ -1,0 +1,286 @@
+//! A container's lifecycle: create (its compute system, and with Hyper-V
+//! isolation its utility VM first), start (its init process, and the
+//! reaper of its exit), delete its task, delete it. A create or start that
+//! fails part-way leaves nothing running.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use libctd_core::oci_spec::runtime::Spec;
+use libctd_core::{
+    CreateOptions, Error, EventInfo, EventType, INIT_PROCESS_ID, Result, Status, StdioCallback,
+    TaskExit, validate_container_id,
+};
+use tracing::Instrument;
+
+use super::exec::{ProcessRequest, spawn_process};
+use super::state::{Container, Reaped, State};
+use super::{Inner, detached, hcs_error, lock, not_running};
+use crate::convert::{self, ContainerConfig};
+use crate::exits;
+use crate::hcs::{Hcs, HcsOp};
+
+pub(super) async fn create<H: Hcs>(
+    inner: &Arc<Inner<H>>,
+    container_id: &str,
+    spec: &Spec,
+    options: CreateOptions,
+) -> Result<()> {
+    validate_container_id(container_id).map_err(|e| e.with_operation("create"))?;
+    if let Some(o) = &options.runtime_options {
+        return Err(Error::invalid_argument(format!(
+            "runtime options of type {:?} are not understood: the Windows backend takes none",
+            o.type_url()
+        ))
+        .with_operation("create")
+        .with_container(container_id));
+    }
+    if spec.process().is_none() {
+        return Err(Error::invalid_argument("invalid spec: process is required")
+            .with_operation("create")
+            .with_container(container_id));
+    }
+    let mut config: ContainerConfig = convert::compute_system(&*inner.hcs, &inner.namespace, spec)
+        .map_err(|e| e.with_operation("create").with_container(container_id))?;
+    let system_id = inner.system_id(container_id);
+    let uvm_id = convert::utility_vm_id(&system_id);
+    if config.utility_vm.is_some() {
+        config.document.hosting_system_id = Some(uvm_id.clone());
+    }
+    let encode = |doc: &crate::schema::ComputeSystem| {
+        serde_json::to_string(doc).map_err(|e| {
+            Error::system("cannot encode the compute system document")
+                .with_source(e)
+                .with_operation("create")
+                .with_container(container_id)
+        })
+    };
+    let document = encode(&config.document)?;
+    let uvm_document = config.utility_vm.as_ref().map(encode).transpose()?;
+    let inner = inner.clone();
+    let id = container_id.to_owned();
+    let spec = spec.clone();
+    detached("create", container_id, async move {
+        {
+            let table = lock(&inner.containers);
+            if table.contains_key(&id) {
+                return Err(Error::already_exists("container already exists")
+                    .with_operation("create")
+                    .with_container(&id));
+            }
+        }
+        let hcs = &inner.hcs;
+        // Hyper-V isolation: the utility VM first, the container in it.
+        let utility_vm = match &uvm_document {
+            Some(doc) => Some(inner.start_utility_vm(&id, &uvm_id, doc).await?),
+            None => None,
+        };
+        let created = hcs
+            .create_compute_system(&system_id, &document)
+            .await
+            .map_err(|e| hcs_error(e, &id, HcsOp::CreateComputeSystem, "create"));
+        let system = match created {
+            Ok(system) => system,
+            Err(err) => {
+                if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
+                    tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed create");
+                }
+                return Err(err);
+            }
+        };
+        if let Err(e) = hcs.start_compute_system(&system).await {
+            let err = hcs_error(e, &id, HcsOp::StartComputeSystem, "create");
+            if let Err(te) = inner.terminate_system(&id, &system).await {
+                tracing::warn!(container_id = %id, error = %te.report(), "terminate after a failed start");
+            }
+            if let Err(ce) = hcs.close_compute_system(&system).await {
+                tracing::warn!(container_id = %id, error = %ce, "close after a failed start");
+            }
+            if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
+                tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed start");
+            }
+            return Err(err);
+        }
+        let system_exit = exits::SystemExitWatch::start(hcs.clone(), system.clone(), id.clone());
+        let ctr = Arc::new(Container {
+            id: id.clone(),
+            system,
+            utility_vm,
+            isolation: config.isolation,
+            servicing: config.servicing,
+            spec,
+            system_exit,
+            state: tokio::sync::Mutex::new(State::created()),
+            reaped: Reaped::default(),
+        });
+        let raced = {
+            let mut table = lock(&inner.containers);
+            if table.contains_key(&id) {
+                true
+            } else {
+                table.insert(id.clone(), ctr.clone());
+                false
+            }
+        };
+        if raced {
+            // Another create of the same id won; HCS refuses duplicate ids,
+            // so this cannot normally happen. Undo ours.
+            let _ = inner.terminate_system(&id, &ctr.system).await;
+            let _ = hcs.close_compute_system(&ctr.system).await;
+            let _ = inner.release_utility_vm(&id, ctr.utility_vm.as_ref()).await;
+            return Err(Error::already_exists("container already exists")
+                .with_operation("create")
+                .with_container(&id));
+        }
+        inner.emit(
+            &ctr,
+            EventType::Create,
+            EventInfo::new(id.clone(), INIT_PROCESS_ID),
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub(super) async fn start<H: Hcs>(
+    inner: &Arc<Inner<H>>,
+    container_id: &str,
+    checkpoint_dir: Option<&Path>,
+    with_stdin: bool,
+    attach: StdioCallback,
+) -> Result<u32> {
+    let ctr = inner.container(container_id, "start")?;
+    if checkpoint_dir.is_some() {
+        return Err(
+            Error::not_implemented("checkpoints are not supported on Windows")
+                .with_operation("start")
+                .with_container(container_id),
+        );
+    }
+    let inner = inner.clone();
+    detached("start", container_id, async move {
+        let id = ctr.id.clone();
+        let mut state = ctr.state.lock().await;
+        if !state.is_unstarted() {
+            return Err(Error::already_exists("container is already started")
+                .with_operation("start")
+                .with_container(&id));
+        }
+        let process = ctr.spec.process().clone().ok_or_else(|| {
+            Error::invalid_argument("invalid spec: process is required to start")
+                .with_operation("start")
+                .with_container(&id)
+        })?;
+        let request = ProcessRequest {
+            ctr_id: &id,
+            process: &process,
+            with_stdin,
+            operation: "start",
+            exit_timeout: inner.settings.shutdown_timeout,
+        };
+        let proc = spawn_process(&*inner.hcs, &ctr.system, request, attach).await?;
+        let pid = proc.pid;
+        let handle = proc.handle.clone();
+        state.mark_started(proc);
+        // Start is queued before the reaper exists, so it always precedes exit.
+        inner.emit(
+            &ctr,
+            EventType::Start,
+            EventInfo::new(id.clone(), INIT_PROCESS_ID).with_pid(pid),
+        );
+        drop(state);
+        let span = tracing::debug_span!("reap", container_id = %id, process_id = INIT_PROCESS_ID);
+        tokio::spawn(
+            inner
+                .clone()
+                .reap_init(ctr.clone(), handle, pid)
+                .instrument(span),
+        );
+        Ok(pid)
+    })
+    .await
+}
+
+pub(super) async fn delete_task<H: Hcs>(
+    inner: &Arc<Inner<H>>,
+    container_id: &str,
+) -> Result<TaskExit> {
+    const OP: &str = "delete_task";
+    let ctr = inner.container(container_id, OP)?;
+    let drain = inner.settings.stdio_drain_timeout;
+    detached(OP, container_id, async move {
+        let mut state = ctr.state.lock().await;
+        if !state.has_task() {
+            return Err(not_running(&ctr.id, OP));
+        }
+        let Some(exit) = state.exit_of_stopped() else {
+            return Err(Error::failed_precondition("task is still running")
+                .with_operation(OP)
+                .with_container(&ctr.id));
+        };
+        let init = state.delete_task();
+        drop(state);
+        if let Some(p) = init {
+            p.release(drain).await;
+        }
+        Ok(exit)
+    })
+    .await
+}
+
+pub(super) async fn delete<H: Hcs>(inner: &Arc<Inner<H>>, container_id: &str) -> Result<()> {
+    const OP: &str = "delete";
+    let ctr = inner.container(container_id, OP)?;
+    let inner = inner.clone();
+    detached(OP, container_id, async move {
+        let id = ctr.id.clone();
+        let mut state = ctr.state.lock().await;
+        match state.status() {
+            Status::Created if state.is_unstarted() => {
+                // The compute system runs without a user process: shut it down.
+                inner
+                    .shutdown_system(&id, &ctr.system)
+                    .await
+                    .map_err(|e| e.with_operation(OP))?;
+                if let Err(e) = inner.hcs.close_compute_system(&ctr.system).await {
+                    return Err(hcs_error(e, &id, HcsOp::CloseComputeSystem, OP));
+                }
+                inner
+                    .release_utility_vm(&id, ctr.utility_vm.as_ref())
+                    .await
+                    .map_err(|e| e.with_operation(OP))?;
+                state.mark_shut_down();
+            }
+            Status::Stopped => {
+                drop(state);
+                // The reaper shuts the compute system down and closes it.
+                let wait = inner.settings.shutdown_timeout.saturating_mul(2);
+                if !ctr.reaped.wait(wait).await {
+                    return Err(Error::deadline_exceeded(
+                        "the container's compute system is still shutting down",
+                    )
+                    .with_operation(OP)
+                    .with_container(&id));
+                }
+                state = ctr.state.lock().await;
+            }
+            _ => {
+                return Err(Error::failed_precondition(format!(
+                    "container is {}: only created or stopped containers can be deleted",
+                    state.status()
+                ))
+                .with_operation(OP)
+                .with_container(&id));
+            }
+        }
+        let processes = state.take_processes();
+        drop(state);
+        lock(&inner.containers).remove(&id);
+        let drain = inner.settings.stdio_drain_timeout;
+        for p in processes {
+            p.release(drain).await;
+        }
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,63 @@
+//! Restore: Windows cannot re-attach to a container's processes, so
+//! whatever HCS still runs of it is terminated, and the answer is always
+//! "not alive".
+
+use std::sync::Arc;
+
+use libctd_core::{Restored, Result, StdioCallback, validate_container_id};
+
+use super::{Inner, detached, hcs_error, lock, not_found};
+use crate::convert;
+use crate::hcs::{Hcs, HcsOp};
+
+pub(super) async fn restore<H: Hcs>(
+    inner: &Arc<Inner<H>>,
+    container_id: &str,
+    _attach: StdioCallback,
+) -> Result<Restored> {
+    validate_container_id(container_id).map_err(|e| e.with_operation("restore"))?;
+    let tracked = lock(&inner.containers).get(container_id).cloned();
+    let inner = inner.clone();
+    let id = container_id.to_owned();
+    // A re-attach is not possible on Windows: whatever HCS still runs is
+    // shot, and the answer is always "not alive"; the stdio callback is
+    // never called. A tracked container's exit then arrives as usual.
+    detached("restore", container_id, async move {
+        if let Some(ctr) = tracked {
+            let state = ctr.state.lock().await;
+            // A stopped container's compute system is being (or was)
+            // shut down and closed by its reaper. Otherwise it stays open
+            // while the lock is held: the reaper closes it only after it
+            // recorded the exit, under this lock.
+            if !state.has_exited() {
+                inner
+                    .terminate_system(&id, &ctr.system)
+                    .await
+                    .map_err(|e| e.with_operation("restore"))?;
+            }
+            drop(state);
+            return Ok(Restored::new(false, None));
+        }
+        match inner.hcs.open_compute_system(&inner.system_id(&id)).await {
+            Ok(system) => {
+                let terminated = inner.terminate_system(&id, &system).await;
+                if let Err(e) = inner.hcs.close_compute_system(&system).await {
+                    tracing::warn!(container_id = %id, error = %e, "closing a restored compute system");
+                }
+                terminated.map_err(|e| e.with_operation("restore"))?;
+                // A Hyper-V isolated container's utility VM goes too.
+                let uvm_id = convert::utility_vm_id(&inner.system_id(&id));
+                if let Ok(uvm) = inner.hcs.open_compute_system(&uvm_id).await {
+                    inner
+                        .release_utility_vm(&id, Some(&uvm))
+                        .await
+                        .map_err(|e| e.with_operation("restore"))?;
+                }
+                Ok(Restored::new(false, None))
+            }
+            Err(e) if e.hresult.is_not_exist() => Err(not_found(&id, "restore")),
+            Err(e) => Err(hcs_error(e, &id, HcsOp::OpenComputeSystem, "restore")),
+        }
+    })
+    .await
+}
