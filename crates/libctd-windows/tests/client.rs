@@ -55,36 +55,6 @@ async fn unexpected_exit_during_shutdown_fails_the_exit() {
 }
 
 #[tokio::test]
-async fn pending_updates_only_for_exit_code_zero() {
-    let e = env();
-    e.sim.set_pending_updates(&sys("ok"), true);
-    e.sim.set_pending_updates(&sys("bad"), true);
-    e.run("ok", &spec("exit 0")).await;
-    e.run("bad", &spec("exit 3")).await;
-    let ok = e.exit("ok").await;
-    assert_eq!(ok.exit_code, 0);
-    assert!(ok.update_pending);
-    assert!(ok.error.is_none());
-    let bad = e.exit("bad").await;
-    assert_eq!(bad.exit_code, 3);
-    assert!(!bad.update_pending);
-    assert_eq!(
-        e.sim
-            .call_count(HcsOp::GetComputeSystemProperties, &sys("bad")),
-        0,
-        "PendingUpdates must not be asked for a non-zero exit"
-    );
-    let none = {
-        e.run("none", &spec("exit 0")).await;
-        e.exit("none").await
-    };
-    assert!(!none.update_pending);
-    for id in ["ok", "bad", "none"] {
-        e.remove(id).await;
-    }
-}
-
-#[tokio::test]
 async fn pending_updates_query_failure_is_only_logged() {
     let e = env();
     e.sim.set_pending_updates(&sys("c"), true);
@@ -603,16 +573,6 @@ async fn a_shutdown_that_never_completes_times_out_into_the_exit_error() {
     sim.clear_faults();
     client.delete_task("c").await.unwrap();
     client.delete("c").await.unwrap();
-}
-
-#[tokio::test]
-async fn the_fault_plan_can_end_a_process_with_a_code() {
-    let e = env();
-    let pid = e.run("c", &spec("sleep")).await;
-    assert!(e.sim.exit_process(&sys("c"), pid, 42));
-    assert_eq!(e.exit("c").await.exit_code, 42);
-    assert!(!e.sim.exit_process(&sys("c"), pid, 43), "it exited already");
-    e.remove("c").await;
 }
 
 #[tokio::test]

@@ -43,6 +43,21 @@ async fn a_dead_system_without_process_exits_still_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_host_answering_pending_updates_marks_a_clean_exit() {
+    exit_cases::a_host_answering_pending_updates_marks_a_clean_exit::<Env>().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_service_is_unavailable() {
+    exit_cases::a_lost_service_is_unavailable::<Env>().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plan_can_end_a_process_with_a_code() {
+    exit_cases::the_plan_can_end_a_process_with_a_code::<Env>().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_shutdown_failing_after_submit_escalates_at_once() {
     drop(exit_cases::a_shutdown_failing_after_submit_escalates_at_once::<Env>().await);
 }

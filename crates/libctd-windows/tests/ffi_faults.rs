@@ -89,11 +89,11 @@ async fn unreadable_exit_code_carries_an_error() {
     let e = env();
     double::faults(
         &e.sys("c"),
-        serde_json::json!({"ExitCodeUnavailable": true}),
+        serde_json::json!({"LastWaitResult": 0x8007_0006_u32}),
     );
     double::faults(
         &e.sys("x"),
-        serde_json::json!({"ExitCodeUnavailable": true}),
+        serde_json::json!({"LastWaitResult": 0x8007_0006_u32}),
     );
     e.run("c", &spec("exit 3")).await;
     let exit = e.exit("c").await;

@@ -2,14 +2,15 @@
 //! threads of the double's own, never after the handle is closed.
 
 use std::ffi::c_void;
-use std::sync::Arc;
 
+use libctd_windows::hcs::model::{Notice, Observer};
+use libctd_windows::hcs::{ProcessExit, SystemExit};
 use windows::Win32::System::HostComputeSystem::{
     HCS_EVENT, HCS_EVENT_TYPE, HCS_OPERATION, HcsEventProcessExited, HcsEventSystemExited,
 };
 use windows::core::PCWSTR;
 
-use crate::world::{Kind, Process, Status, System, hr, lock, notify, world};
+use crate::world::{Kind, notify, world};
 
 /// Delivers an event of `ty` with `data` to the callback of handle `h`.
 pub(crate) fn deliver(h: usize, ty: HCS_EVENT_TYPE, data: &str) {
@@ -59,125 +60,42 @@ pub(crate) fn broadcast(ty: HCS_EVENT_TYPE, data: String, is_target: impl Fn(&Ki
     });
 }
 
-/// How a compute system exits: its SystemExited `ExitType` and `Status`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Exit {
-    pub exit_type: &'static str,
-    pub status: i32,
-}
+/// The model's notifications, delivered to the handles' callbacks.
+pub(crate) struct Deliver;
 
-/// A shutdown's exit.
-pub(crate) const GRACEFUL_EXIT: Exit = Exit {
-    exit_type: "GracefulExit",
-    status: 0,
-};
-/// A terminate's exit: it may carry HCS_E_TERMINATED, still not a crash.
-pub(crate) const FORCED_EXIT: Exit = Exit {
-    exit_type: "ForcedExit",
-    status: hr::TERMINATED,
-};
-/// The exit of a system that died.
-pub(crate) const UNEXPECTED_EXIT: Exit = Exit {
-    exit_type: "UnexpectedExit",
-    status: hr::UNEXPECTED_EXIT,
-};
-
-/// Stops `system`: its processes end with `code`, then its `exit` is
-/// published. False when it was stopped already.
-pub(crate) fn stop_system(system: &Arc<System>, code: u32, exit: Exit) -> bool {
-    let processes: Vec<Arc<Process>> = {
-        let mut st = lock(&system.state);
-        if st.status == Status::Stopped {
-            return false;
+impl Observer for Deliver {
+    fn notice(&self, notice: Notice) {
+        match notice {
+            Notice::SystemExited(key, exit) => {
+                broadcast(
+                    HcsEventSystemExited,
+                    system_exited(&exit),
+                    move |k| matches!(k, Kind::System(x) if *x == key),
+                );
+            }
+            Notice::ProcessExited(pid, exit) => {
+                broadcast(
+                    HcsEventProcessExited,
+                    process_exited(&exit),
+                    move |k| matches!(k, Kind::Process(p) if *p == pid),
+                );
+            }
         }
-        st.status = Status::Stopped;
-        let doc = serde_json::json!({"Status": exit.status, "ExitType": exit.exit_type});
-        st.exit = Some(doc.to_string());
-        st.processes.values().cloned().collect()
-    };
-    for p in processes {
-        p.kill(code);
     }
-    let data = lock(&system.state).exit.clone().unwrap_or_default();
-    let s = system.clone();
-    broadcast(
-        HcsEventSystemExited,
-        data,
-        move |k| matches!(k, Kind::System(x) if Arc::ptr_eq(x, &s)),
-    );
-    // The containers a utility VM hosts die with it.
-    let hosted: Vec<Arc<System>> = world()
-        .systems
-        .values()
-        .filter(|h| h.hosted_by.as_deref() == Some(system.id.as_str()))
-        .cloned()
-        .collect();
-    for h in hosted {
-        stop_system(&h, code, exit);
-    }
-    true
 }
 
-/// Makes `system` die, as HCS reports it: `UnexpectedExit`, and its
-/// processes end without any ProcessExited (hcsshim releases their waits
-/// itself). False when it was stopped already.
-pub(crate) fn crash_system(system: &Arc<System>) -> bool {
-    let processes: Vec<Arc<Process>> = lock(&system.state).processes.values().cloned().collect();
-    for p in processes {
-        lock(&p.ctl).silent = true;
-    }
-    stop_system(system, crate::world::TERMINATED_EXIT, UNEXPECTED_EXIT)
+/// SystemExited's data: `{"Status","ExitType"}`.
+pub(crate) fn system_exited(exit: &SystemExit) -> String {
+    serde_json::json!({"Status": exit.status, "ExitType": exit.exit_type}).to_string()
 }
 
-/// Publishes a process's exit with `code` (only records it for a process
-/// whose system died).
-pub(crate) fn process_exited(p: &Arc<Process>, code: u32) {
-    let last_wait_result = if p.system.faults.exit_code_unavailable {
-        hr::INVALID_HANDLE
-    } else {
-        0
-    };
-    let data = serde_json::json!({
-        "ProcessId": p.pid,
-        "Exited": true,
-        "ExitCode": code,
-        "LastWaitResult": last_wait_result,
+/// ProcessExited's data: `{"ProcessId","Exited","ExitCode","LastWaitResult"}`.
+pub(crate) fn process_exited(exit: &ProcessExit) -> String {
+    serde_json::json!({
+        "ProcessId": exit.process_id,
+        "Exited": exit.exited,
+        "ExitCode": exit.exit_code,
+        "LastWaitResult": exit.last_wait_result,
     })
-    .to_string();
-    {
-        let mut st = lock(&p.ctl);
-        st.exit = Some(code);
-        p.cv.notify_all();
-        if st.silent {
-            return;
-        }
-    }
-    if let Some(held) = lock(&p.system.state).held_notices.as_mut() {
-        held.push((p.clone(), data));
-        return;
-    }
-    notify_exited(p, data);
-}
-
-/// Sends a process's ProcessExited notification.
-fn notify_exited(p: &Arc<Process>, data: String) {
-    lock(&p.ctl).exit_data = Some(data.clone());
-    let me = p.clone();
-    broadcast(
-        HcsEventProcessExited,
-        data,
-        move |k| matches!(k, Kind::Process(x) if Arc::ptr_eq(x, &me)),
-    );
-}
-
-/// Sends the ProcessExited notifications `system` held back, and holds no
-/// more. False when it held none (its plan does not hold them).
-pub(crate) fn release_exit_notices(system: &Arc<System>) -> bool {
-    let Some(held) = lock(&system.state).held_notices.take() else {
-        return false;
-    };
-    for (p, data) in held {
-        notify_exited(&p, data);
-    }
-    true
+    .to_string()
 }

@@ -5,7 +5,10 @@
 
 use std::ffi::c_void;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use libctd_windows::error::HcsError;
+use libctd_windows::hcs::model::{Gate, Stop, SystemKey};
 
 use windows::Win32::Foundation::{HANDLE, HLOCAL};
 use windows::Win32::Security::SECURITY_DESCRIPTOR;
@@ -16,11 +19,9 @@ use windows::Win32::System::HostComputeSystem::{
 use windows::Win32::System::Memory::{LMEM_FIXED, LocalAlloc};
 use windows::core::{HRESULT, PCWSTR, PWSTR};
 
-use crate::documents::{check_configuration, check_host, vsmb_shares};
-use crate::events::{Exit, FORCED_EXIT, GRACEFUL_EXIT, UNEXPECTED_EXIT, stop_system};
+use crate::events::{process_exited, system_exited};
 use crate::world::{
-    self, CONTROL_C_EXIT, Faults, Kind, OpResult, Operation, Process, Status, System, SystemState,
-    TERMINATED_EXIT, Timing, enter, hr, issue, leave, lock, world,
+    self, Kind, OpResult, Operation, Timing, enter, hr, issue, leave, lock, model, world,
 };
 
 /// Reads a wide string argument; `None` when null or not UTF-16.
@@ -57,78 +58,102 @@ pub(crate) fn put<T>(out: *mut T, v: T) {
     }
 }
 
-fn system_of(k: &Kind) -> Option<Arc<System>> {
+/// A compute system handle's system and id.
+pub(crate) fn system_of(k: &Kind, owner: &str) -> Option<(SystemKey, String)> {
     match k {
-        Kind::System(s) => Some(s.clone()),
+        Kind::System(key) => Some((*key, owner.to_owned())),
         _ => None,
     }
 }
 
-pub(crate) fn process_of(k: &Kind) -> Option<Arc<Process>> {
+/// A process handle's pid and compute system id.
+fn process_of(k: &Kind, owner: &str) -> Option<(u32, String)> {
     match k {
-        Kind::Process(p) => Some(p.clone()),
+        Kind::Process(pid) => Some((*pid, owner.to_owned())),
         _ => None,
     }
 }
 
-/// Issues `call` on compute system handle `system`, `work` running later on
-/// the double's thread (unless the operation was cancelled).
+/// Issues `call` on handle `h` (its compute system `id`): the plan's gate
+/// now, `work` later on the double's thread, or `undo` when the operation
+/// was cancelled or the plan fails it.
+fn gated_call(
+    h: usize,
+    op: HCS_OPERATION,
+    id: &str,
+    call: &'static str,
+    work: impl FnOnce() -> OpResult + Send + 'static,
+    undo: impl FnOnce() + Send + 'static,
+) -> HRESULT {
+    let gate = match model().gate(call, id) {
+        Ok(gate) => gate,
+        Err(e) => return HRESULT(e.hresult.0 as i32),
+    };
+    let ignore = model().plan_flag(id, |p| p.ignore_cancel);
+    let timing = Timing {
+        before: gate.slow,
+        after: gate.late,
+    };
+    let issued = issue(op.0 as usize, h, call, timing, ignore, move |cancelled| {
+        if cancelled {
+            undo();
+            OpResult::default()
+        } else if let Some(e) = &gate.fail {
+            undo();
+            OpResult::err(e)
+        } else {
+            acted(gate, work)
+        }
+    });
+    HRESULT(issued.err().unwrap_or(0))
+}
+
+/// `work`'s result; a pending failure of the plan comes after the work.
+fn acted(gate: Gate, work: impl FnOnce() -> OpResult) -> OpResult {
+    let result = work();
+    match gate.then {
+        Some(e) if result.hr == 0 => OpResult::err(&e),
+        _ => result,
+    }
+}
+
+/// Issues `call` on compute system handle `system`.
 fn system_call(
     system: HCS_SYSTEM,
     op: HCS_OPERATION,
     call: &'static str,
-    work: impl FnOnce(&Arc<System>) -> OpResult + Send + 'static,
+    work: impl FnOnce(SystemKey) -> OpResult + Send + 'static,
 ) -> HRESULT {
     let h = system.0 as usize;
-    let s = match enter(h, call, system_of) {
+    let (key, id) = match enter(h, call, system_of) {
         Ok(s) => s,
         Err(e) => return HRESULT(e),
     };
-    let (timing, fail, ignore) = plan(&s.faults, call);
-    let issued = issue(op.0 as usize, h, call, timing, ignore, move |cancelled| {
-        if cancelled {
-            OpResult::default()
-        } else if let Some(e) = fail {
-            OpResult::fail(e, call)
-        } else {
-            work(&s)
-        }
-    });
+    let answer = gated_call(h, op, &id, call, move || work(key), || {});
     leave(h);
-    HRESULT(issued.err().unwrap_or(0))
+    answer
 }
 
-/// The same for process handles.
+/// Issues `call` on process handle `process`.
 pub(crate) fn process_call(
     process: HCS_PROCESS,
     op: HCS_OPERATION,
     call: &'static str,
-    work: impl FnOnce(&Arc<Process>) -> OpResult + Send + 'static,
+    work: impl FnOnce(u32) -> OpResult + Send + 'static,
 ) -> HRESULT {
     let h = process.0 as usize;
-    let p = match enter(h, call, process_of) {
+    let (pid, id) = match enter(h, call, process_of) {
         Ok(p) => p,
         Err(e) => return HRESULT(e),
     };
-    let (timing, fail, ignore) = plan(&p.system.faults, call);
-    let issued = issue(op.0 as usize, h, call, timing, ignore, move |cancelled| {
-        if cancelled {
-            OpResult::default()
-        } else if let Some(e) = fail {
-            OpResult::fail(e, call)
-        } else if lock(&p.system.state).status == Status::Stopped {
-            // The process's compute system has exited.
-            OpResult::fail(hr::INVALID_STATE, "the compute system has exited")
-        } else {
-            work(&p)
-        }
-    });
+    let answer = gated_call(h, op, &id, call, move || work(pid), || {});
     leave(h);
-    HRESULT(issued.err().unwrap_or(0))
+    answer
 }
 
-pub(crate) fn plan(f: &Faults, call: &str) -> (Timing, Option<i32>, bool) {
-    (f.timing(call), f.fail.get(call).copied(), f.ignore_cancel)
+/// An answer without a document.
+fn done(result: Result<(), HcsError>) -> OpResult {
+    OpResult::of(result.map(|()| String::new()))
 }
 
 // ---- operations ----
@@ -154,19 +179,14 @@ pub extern "system" fn HcsCloseOperation(operation: HCS_OPERATION) {
 #[unsafe(no_mangle)]
 pub extern "system" fn HcsCancelOperation(operation: HCS_OPERATION) -> HRESULT {
     let h = operation.0 as usize;
-    let op = match enter(h, "HcsCancelOperation", |k| match k {
-        Kind::Operation(o) => Some(o.clone()),
+    let (op, owner) = match enter(h, "HcsCancelOperation", |k, owner| match k {
+        Kind::Operation(o) => Some((o.clone(), owner.to_owned())),
         _ => None,
     }) {
         Ok(op) => op,
         Err(e) => return HRESULT(e),
     };
-    let target = lock(&op.state).target;
-    let ignore = world().entries.get(&target).is_some_and(|e| match &e.kind {
-        Kind::System(s) => s.faults.ignore_cancel,
-        Kind::Process(p) => p.system.faults.ignore_cancel,
-        Kind::Operation(_) => false,
-    });
+    let ignore = model().plan_flag(&owner, |p| p.ignore_cancel);
     world::cancel(&op, ignore);
     leave(h);
     HRESULT(0)
@@ -180,7 +200,7 @@ fn wait(
 ) -> HRESULT {
     put(document, PWSTR::null());
     let h = operation.0 as usize;
-    let op = match enter(h, "HcsWaitForOperationResult", |k| match k {
+    let op = match enter(h, "HcsWaitForOperationResult", |k, _| match k {
         Kind::Operation(o) => Some(o.clone()),
         _ => None,
     }) {
@@ -265,86 +285,30 @@ pub extern "system" fn HcsCreateComputeSystem(
     _security_descriptor: *const SECURITY_DESCRIPTOR,
     compute_system: *mut HCS_SYSTEM,
 ) -> HRESULT {
+    const CALL: &str = "HcsCreateComputeSystem";
     put(compute_system, HCS_SYSTEM::default());
     let (Some(id), Some(config)) = (text(id), text(configuration)) else {
         return HRESULT(hr::INVALID_ARG);
     };
-    let doc = serde_json::from_str::<serde_json::Value>(&config);
-    let hyperv = doc
-        .as_ref()
-        .is_ok_and(|d| d.get("VirtualMachine").is_some() || d.get("HostingSystemId").is_some());
-    let hosted_by = doc.as_ref().ok().and_then(|d| {
-        d.get("HostingSystemId")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-    });
-    let shares = doc.as_ref().map(vsmb_shares).unwrap_or_default();
-    let (system, h) = {
-        let mut w = world();
-        if w.systems.contains_key(&id) {
-            return HRESULT(hr::ALREADY_EXISTS);
-        }
-        let faults = w.plans.get(&id).cloned().unwrap_or_default();
-        let system = Arc::new(System {
-            id: id.clone(),
-            hyperv,
-            hosted_by: hosted_by.clone(),
-            shares,
-            state: Mutex::new(SystemState {
-                status: Status::Creating,
-                started: None,
-                processes: Default::default(),
-                exit: None,
-                held_notices: faults.hold_exit_notices.then(Vec::new),
-            }),
-            faults,
-        });
-        w.systems.insert(id.clone(), system.clone());
-        let h = w.alloc(Kind::System(system.clone()), &id);
-        (system, h)
+    let key = match model().begin_create(&id) {
+        Ok(key) => key,
+        Err(e) => return HRESULT(e.hresult.0 as i32),
     };
-    let call = "HcsCreateComputeSystem";
-    let (timing, fail, ignore) = plan(&system.faults, call);
-    let s = system.clone();
-    let issued = issue(
-        operation.0 as usize,
+    let h = world().alloc(Kind::System(key), &id);
+    let answer = gated_call(
         h,
-        call,
-        timing,
-        ignore,
-        move |cancelled| {
-            let checked = match (&doc, fail) {
-                _ if cancelled => Err((hr::CANCELLED, "cancelled".to_owned())),
-                (_, Some(e)) => Err((e, call.to_owned())),
-                (Err(e), _) => Err((hr::INVALID_JSON, e.to_string())),
-                (Ok(d), _) => check_configuration(d)
-                    .map_err(|m| (hr::INVALID_JSON, m))
-                    .and_then(|()| hosted_by.as_deref().map_or(Ok(()), |h| check_host(d, h))),
-            };
-            match checked {
-                Ok(()) => {
-                    let mut st = lock(&s.state);
-                    if st.status == Status::Creating {
-                        st.status = Status::Created;
-                    }
-                    OpResult::ok(String::new())
-                }
-                Err((e, message)) => {
-                    lock(&s.state).status = Status::Stopped;
-                    let mut w = world();
-                    if w.systems.get(&s.id).is_some_and(|x| Arc::ptr_eq(x, &s)) {
-                        w.systems.remove(&s.id);
-                    }
-                    OpResult::fail(e, &message)
-                }
-            }
-        },
+        operation,
+        &id,
+        CALL,
+        move || done(model().finish_create(key, &config)),
+        move || model().abandon_create(key),
     );
-    if let Err(e) = issued {
-        let mut w = world();
-        w.entries.remove(&h);
-        w.systems.remove(&system.id);
-        return HRESULT(e);
+    if answer.is_err() {
+        // Nothing was issued: no handle, no system.
+        world().entries.remove(&h);
+        model().abandon_create(key);
+        model().close_system(key);
+        return answer;
     }
     put(compute_system, HCS_SYSTEM(h as *mut c_void));
     HRESULT(0)
@@ -356,32 +320,22 @@ pub extern "system" fn HcsOpenComputeSystem(
     _requested_access: u32,
     compute_system: *mut HCS_SYSTEM,
 ) -> HRESULT {
+    const CALL: &str = "HcsOpenComputeSystem";
     put(compute_system, HCS_SYSTEM::default());
     let Some(id) = text(id) else {
         return HRESULT(hr::INVALID_ARG);
     };
-    let mut w = world();
-    let Some(system) = w.systems.get(&id).cloned() else {
-        return HRESULT(hr::SYSTEM_NOT_FOUND);
-    };
-    let h = w.alloc(Kind::System(system), &id);
-    put(compute_system, HCS_SYSTEM(h as *mut c_void));
-    HRESULT(0)
-}
-
-/// Moves a system from `from` to `to`.
-fn transition(s: &System, from: Status, to: Status) -> OpResult {
-    let mut st = lock(&s.state);
-    match st.status {
-        current if current == from => {
-            st.status = to;
-            if to == Status::Running && st.started.is_none() {
-                st.started = Some(Instant::now());
-            }
-            OpResult::ok(String::new())
+    let opened = model()
+        .gate(CALL, &id)
+        .and_then(|gate| gate.fail.map_or(Ok(()), Err))
+        .and_then(|()| model().open_system(&id));
+    match opened {
+        Ok(key) => {
+            let h = world().alloc(Kind::System(key), &id);
+            put(compute_system, HCS_SYSTEM(h as *mut c_void));
+            HRESULT(0)
         }
-        Status::Stopped => OpResult::fail(hr::ALREADY_STOPPED, "the system has stopped"),
-        _ => OpResult::fail(hr::INVALID_STATE, "the system is not in the required state"),
+        Err(e) => HRESULT(e.hresult.0 as i32),
     }
 }
 
@@ -391,24 +345,9 @@ pub extern "system" fn HcsStartComputeSystem(
     operation: HCS_OPERATION,
     _options: PCWSTR,
 ) -> HRESULT {
-    system_call(system, operation, "HcsStartComputeSystem", |s| {
-        transition(s, Status::Created, Status::Running)
+    system_call(system, operation, "HcsStartComputeSystem", |key| {
+        done(model().start(key))
     })
-}
-
-/// Stops a system on request: `code` for its processes, then `exit` (or
-/// an unexpected one when the plan says so).
-fn stop(s: &Arc<System>, code: u32, exit: Exit) -> OpResult {
-    let stopped = if s.faults.unexpected_exit_on_shutdown {
-        stop_system(s, TERMINATED_EXIT, UNEXPECTED_EXIT)
-    } else {
-        stop_system(s, code, exit)
-    };
-    if stopped {
-        OpResult::ok(String::new())
-    } else {
-        OpResult::fail(hr::ALREADY_STOPPED, "the system has stopped")
-    }
 }
 
 #[unsafe(no_mangle)]
@@ -417,8 +356,8 @@ pub extern "system" fn HcsShutDownComputeSystem(
     operation: HCS_OPERATION,
     _options: PCWSTR,
 ) -> HRESULT {
-    system_call(system, operation, "HcsShutDownComputeSystem", |s| {
-        stop(s, CONTROL_C_EXIT, GRACEFUL_EXIT)
+    system_call(system, operation, "HcsShutDownComputeSystem", |key| {
+        done(model().stop(key, Stop::Shutdown))
     })
 }
 
@@ -428,8 +367,8 @@ pub extern "system" fn HcsTerminateComputeSystem(
     operation: HCS_OPERATION,
     _options: PCWSTR,
 ) -> HRESULT {
-    system_call(system, operation, "HcsTerminateComputeSystem", |s| {
-        stop(s, TERMINATED_EXIT, FORCED_EXIT)
+    system_call(system, operation, "HcsTerminateComputeSystem", |key| {
+        done(model().stop(key, Stop::Terminate))
     })
 }
 
@@ -439,11 +378,8 @@ pub extern "system" fn HcsPauseComputeSystem(
     operation: HCS_OPERATION,
     _options: PCWSTR,
 ) -> HRESULT {
-    system_call(system, operation, "HcsPauseComputeSystem", |s| {
-        if !s.hyperv {
-            return OpResult::fail(hr::NOT_SUPPORTED, "only Hyper-V isolated systems pause");
-        }
-        transition(s, Status::Running, Status::Paused)
+    system_call(system, operation, "HcsPauseComputeSystem", |key| {
+        done(model().pause(key))
     })
 }
 
@@ -453,8 +389,8 @@ pub extern "system" fn HcsResumeComputeSystem(
     operation: HCS_OPERATION,
     _options: PCWSTR,
 ) -> HRESULT {
-    system_call(system, operation, "HcsResumeComputeSystem", |s| {
-        transition(s, Status::Paused, Status::Running)
+    system_call(system, operation, "HcsResumeComputeSystem", |key| {
+        done(model().resume(key))
     })
 }
 
@@ -469,7 +405,7 @@ pub extern "system" fn HcsGetComputeSystemProperties(
         system,
         operation,
         "HcsGetComputeSystemProperties",
-        move |s| crate::properties::answer(s, &query),
+        move |key| OpResult::of(model().properties(key, &query)),
     )
 }
 
@@ -481,15 +417,9 @@ pub extern "system" fn HcsModifyComputeSystem(
     _identity: HANDLE,
 ) -> HRESULT {
     let request = text(configuration).unwrap_or_default();
-    system_call(
-        system,
-        operation,
-        "HcsModifyComputeSystem",
-        move |_| match serde_json::from_str::<serde_json::Value>(&request) {
-            Err(e) => OpResult::fail(hr::INVALID_JSON, &e.to_string()),
-            Ok(_) => OpResult::fail(hr::NOT_SUPPORTED, "the double modifies nothing"),
-        },
-    )
+    system_call(system, operation, "HcsModifyComputeSystem", move |key| {
+        done(model().modify_system(key, &request))
+    })
 }
 
 #[unsafe(no_mangle)]
@@ -505,7 +435,7 @@ pub(crate) fn set_callback(
     context: *const c_void,
     callback: HCS_EVENT_CALLBACK,
 ) -> HRESULT {
-    let kind = match enter(h, call, |k| Some(k.clone())) {
+    let kind = match enter(h, call, |k, _| Some(k.clone())) {
         Ok(k) => k,
         Err(e) => return HRESULT(e),
     };
@@ -513,14 +443,12 @@ pub(crate) fn set_callback(
         e.callback = callback.map(|cb| (cb, context as usize));
     }
     let past = match &kind {
-        Kind::System(s) => lock(&s.state)
-            .exit
-            .clone()
-            .map(|d| (HcsEventSystemExited, d)),
-        Kind::Process(p) => lock(&p.ctl)
-            .exit_data
-            .clone()
-            .map(|d| (HcsEventProcessExited, d)),
+        Kind::System(key) => model()
+            .system_exit(*key)
+            .map(|e| (HcsEventSystemExited, system_exited(&e))),
+        Kind::Process(pid) => model()
+            .process_notice(*pid)
+            .map(|e| (HcsEventProcessExited, process_exited(&e))),
         Kind::Operation(_) => None,
     };
     leave(h);

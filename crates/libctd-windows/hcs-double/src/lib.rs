@@ -21,15 +21,18 @@
 //!   `ProcessExited` (`{"ProcessId","Exited","ExitCode","LastWaitResult"}`)
 //!   arrive through the registered callbacks, on other threads.
 //!   `ShouldTerminateOnLastHandleClosed` is honoured.
-//! - HCS's exit behaviours as hcsshim reads them: a terminate's
-//!   `ForcedExit` carries HCS_E_TERMINATED; calls on a process whose system
-//!   exited answer HCS_E_INVALID_STATE; `HcsTerminateProcess` on an exited
-//!   process answers ERROR_ACCESS_DENIED; a duplicate id is
-//!   HCS_E_SYSTEM_ALREADY_EXISTS; `PendingUpdates` queries are refused
-//!   (HCS_E_INVALID_JSON; not a schema 2 property type).
-//! - Processes run a tiny script language (the same statements as
-//!   `libctd_windows::hcs::sim`) with real named pipes as stdio, the
-//!   caller's ends opened for overlapped I/O as HCS's are.
+//! - HCS itself is the one model of `libctd_windows::hcs::model`, shared
+//!   with the simulation (`libctd_windows::hcs::sim`): compute system and
+//!   process states and what each call answers in each, the exit rules
+//!   (a terminate's `ForcedExit` carries HCS_E_TERMINATED; calls on a
+//!   process whose system exited answer HCS_E_INVALID_STATE;
+//!   `HcsTerminateProcess` on an exited process answers
+//!   ERROR_ACCESS_DENIED; a duplicate id is HCS_E_SYSTEM_ALREADY_EXISTS;
+//!   `PendingUpdates` queries are refused), the document checks, the
+//!   processes' script language and the fault plan. This crate only adapts
+//!   it: handles, operations on threads, real named pipes as stdio, the
+//!   caller's ends opened for overlapped I/O as HCS's are (made in
+//!   `processes::pipe` and `processes::pipes`), callbacks.
 //! - Handle discipline, where a real computecore faults (access violation):
 //!   a call on a closed or unknown handle, a close while a call or an
 //!   uncancelled operation on the handle is in flight, a double close, an
@@ -39,28 +42,17 @@
 //!   waits for the handle's callbacks being delivered and none is delivered
 //!   after it. The tests over the binding check the report at the end of
 //!   every case, which fails the case that misbehaved.
-//! - Documents are checked for what HCS needs to boot them: schema 2; a
-//!   utility VM with its scratch disk at SCSI 0:0, an HvSocket configuration
-//!   and the `os` VSMB share; a container with `Storage.Path`; a hosted
-//!   container (`HostingSystemId`) whose utility VM runs and whose layers are
-//!   that VM's VSMB shares; never the combined `HostedSystem` form. A utility
-//!   VM's hosted containers stop with it.
 //! - A fault plan per compute system id, set through the control export
 //!   `LibctdDoubleControl` (JSON in, JSON out, freed with `LocalFree`):
-//!   `{"Faults":{"System":id,"Plan":{...}}}`, the plan holding
-//!   - `UnexpectedExitOnShutdown`: a shutdown or terminate ends in
-//!     `"ExitType":"UnexpectedExit"`;
-//!   - `ExitCodeUnavailable`: processes exit with a non-zero `LastWaitResult`;
-//!   - `Slow:{"HcsCreateProcess":ms,...}`: the operation takes effect late;
-//!   - `Late:{...}`: the effect is immediate, the operation completes late;
-//!   - `IgnoreCancel`: `HcsCancelOperation` succeeds but changes nothing;
-//!   - `Fail:{"Hcs...":hr}`: the operation fails with `hr` (access denied,
-//!     "already stopped", ...);
-//!   - `CreateProcessQuirk`: Windows Server 2022's HcsCreateProcess whose
-//!     wait fails (E_INVALIDARG) although the process runs.
-//!   - `HoldExitNotices`: ProcessExited notifications are held until
-//!     `{"ReleaseExitNotices":id}` (a process ended, its notice not yet
-//!     sent).
+//!   `{"Faults":{"System":id,"Plan":{...}}}`, the plan being the model's
+//!   (`libctd_windows::hcs::model::Plan`, one vocabulary for both faces:
+//!   `Fail`, `FailOnce`, `Slow`, `Late`, `UnexpectedExitOnShutdown`,
+//!   `LastWaitResult`, `HoldExitNotices`, `PendingUpdates`, `Disconnected`,
+//!   `IgnoreCancel`, `CreateProcessQuirk`); an unknown field is refused.
+//!   `{"ReleaseExitNotices":id}` sends the held ProcessExited notices;
+//!   `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}` ends a
+//!   running process with a code, as if it exited by itself; `{"Calls":id}`
+//!   lists the calls made on a compute system, in order.
 //!
 //!   `{"Crash":id}` makes a running system exit unexpectedly, as HCS
 //!   reports it: `SystemExited` with `UnexpectedExit` and no
@@ -87,18 +79,18 @@
 //! - operation completion callbacks beyond calling them, `HcsGetOperation*`,
 //!   `HcsEnumerateComputeSystems`, `HcsWaitFor*Exit`, modify requests
 //!   (`HcsModifyComputeSystem` answers "not supported"), statistics beyond
-//!   plausible numbers, service disconnects, security descriptors and
-//!   identity tokens;
-//! - the schema: documents are checked only for the fields above (the
-//!   golden tests pin them against the published schema), and the utility
+//!   plausible numbers, security descriptors and identity tokens;
+//! - the schema: documents are checked only for what the model checks
+//!   (what HCS needs to boot them; the golden tests pin them against the
+//!   published schema), and the utility
 //!   VM's guest (GCS, VSMB mounts, the scratch's file system) not at all;
-//! - `NameToGuid`'s real algorithm (here the simulation's stable hash).
+//! - `NameToGuid`'s real algorithm (here the model's stable hash).
 // A cdylib's interface is its exported functions: they stay `pub` in
 // modules the unreachable_pub lint would narrow.
 #![allow(unreachable_pub)]
 
 #[cfg(windows)]
-mod documents;
+mod control;
 #[cfg(windows)]
 mod events;
 #[cfg(windows)]
@@ -107,7 +99,5 @@ mod exports;
 mod processes;
 #[cfg(windows)]
 mod program;
-#[cfg(windows)]
-mod properties;
 #[cfg(windows)]
 mod world;

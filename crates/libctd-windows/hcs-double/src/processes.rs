@@ -5,21 +5,17 @@
 use std::ffi::c_void;
 use std::fs::File;
 use std::os::windows::io::FromRawHandle;
-use std::sync::{Arc, Condvar, Mutex};
 
-use libctd_windows::convert::split_command_line;
+use libctd_windows::hcs::model::{Spawn, SystemKey, hr as model_hr};
 use windows::Win32::Security::SECURITY_DESCRIPTOR;
 use windows::Win32::System::HostComputeSystem::{
     HCS_EVENT_CALLBACK, HCS_EVENT_OPTIONS, HCS_OPERATION, HCS_PROCESS, HCS_SYSTEM,
 };
 use windows::core::{HRESULT, PCWSTR};
 
-use crate::exports::{plan, process_call, put, set_callback, text};
-use crate::program::{self, Io, KNOWN};
-use crate::world::{
-    self, CONTROL_C_EXIT, Kind, OpResult, ProcInfo, ProcState, Process, Status, System,
-    TERMINATED_EXIT, enter, hr, issue, leave, lock, world,
-};
+use crate::exports::{process_call, put, set_callback, system_of, text};
+use crate::program::{self, Io};
+use crate::world::{Kind, OpResult, ProcInfo, Timing, enter, hr, issue, leave, model, world};
 
 /// A pipe as HCS hands one out: (the double's end, the caller's end). The
 /// caller's end supports overlapped I/O (hcsshim binds HCS's stdio handles
@@ -94,35 +90,9 @@ fn file(h: usize) -> File {
     unsafe { File::from_raw_handle(h as *mut c_void) }
 }
 
-/// Starts process `p` of `s` from its parameters: the pids and the caller's
-/// ends of the pipes, or the failure.
-fn start(s: &Arc<System>, p: &Arc<Process>, parameters: &str) -> OpResult {
-    if lock(&s.state).status != Status::Running {
-        return OpResult::fail(hr::INVALID_STATE, "the compute system is not running");
-    }
-    let params: serde_json::Value = match serde_json::from_str(parameters) {
-        Ok(v) => v,
-        Err(e) => return OpResult::fail(hr::INVALID_JSON, &e.to_string()),
-    };
-    let flag = |k: &str| params.get(k).and_then(serde_json::Value::as_bool) == Some(true);
-    let line = params
-        .get("CommandLine")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default();
-    let args = split_command_line(line);
-    if let Some(unknown) = args
-        .split(|a| a == ";")
-        .filter_map(|st| st.first())
-        .find(|cmd| !KNOWN.contains(&cmd.as_str()))
-    {
-        return OpResult::fail(hr::FILE_NOT_FOUND, &format!("no program {unknown:?}"));
-    }
-    let console = flag("EmulateConsole");
-    let want = [
-        flag("CreateStdInPipe"),
-        flag("CreateStdOutPipe"),
-        flag("CreateStdErrPipe") && !console,
-    ];
+/// The pipes `spawn` asked for: the process's ends, and the caller's.
+fn pipes(spawn: &Spawn) -> Option<(Io, ProcInfo)> {
+    let want = [spawn.stdin, spawn.stdout, spawn.stderr];
     let mut ours = [None, None, None];
     let mut theirs = [0usize; 3];
     for (i, wanted) in want.into_iter().enumerate() {
@@ -131,39 +101,55 @@ fn start(s: &Arc<System>, p: &Arc<Process>, parameters: &str) -> OpResult {
         }
         // stdin: the process reads; stdout/stderr: the process writes.
         let Some((mine, caller)) = pipe(i != 0) else {
-            return OpResult::fail(hr::INVALID_HANDLE, "creating a pipe failed");
+            // The double's ends close as `ours` drops.
+            ProcInfo {
+                pid: spawn.pid,
+                stdin: theirs[0],
+                stdout: theirs[1],
+                stderr: theirs[2],
+            }
+            .close();
+            return None;
         };
         ours[i] = Some(file(mine));
         theirs[i] = caller;
     }
     let [stdin, stdout, stderr] = ours;
-    lock(&s.state).processes.insert(p.pid, p.clone());
-    {
-        let mut st = lock(&p.ctl);
-        st.console_size = params
-            .get("ConsoleSize")
-            .and_then(|v| serde_json::from_value::<[u16; 2]>(v.clone()).ok());
-    }
-    program::spawn(
-        p.clone(),
-        args,
-        Io {
-            stdin,
-            stdout,
-            stderr,
-            console,
-        },
-    );
+    let io = Io {
+        stdin,
+        stdout,
+        stderr,
+        console: spawn.console,
+    };
     let info = ProcInfo {
-        pid: p.pid,
+        pid: spawn.pid,
         stdin: theirs[0],
         stdout: theirs[1],
         stderr: theirs[2],
     };
-    if s.faults.create_process_quirk {
+    Some((io, info))
+}
+
+/// Starts process `pid` of `key` from its parameters (the model's
+/// create); the caller's ends of the pipes, or the failure.
+fn start(key: SystemKey, id: &str, pid: u32, parameters: &str) -> OpResult {
+    let spawn = match model().create_process(key, pid, parameters) {
+        Ok(spawn) => spawn,
+        Err(e) => {
+            model().abandon_process(key, pid);
+            return OpResult::err(&e);
+        }
+    };
+    let Some((io, info)) = pipes(&spawn) else {
+        // The process cannot run without its pipes.
+        model().process_exited(pid, libctd_windows::hcs::model::TERMINATED_EXIT);
+        return OpResult::fail(hr::INVALID_HANDLE, "creating a pipe failed");
+    };
+    program::spawn(pid, spawn.program, io);
+    if model().plan_flag(id, |p| p.create_process_quirk) {
         // Windows Server 2022: the wait fails, yet the process runs; its
         // information is there for HcsGetProcessInfo.
-        lock(&p.ctl).info = Some(info);
+        world().stashed.insert(pid, info);
         return OpResult::fail(hr::INVALID_ARG, "The parameter is incorrect.");
     }
     OpResult {
@@ -184,31 +170,25 @@ pub extern "system" fn HcsCreateProcess(
     const CALL: &str = "HcsCreateProcess";
     put(process, HCS_PROCESS::default());
     let sh = compute_system.0 as usize;
-    let s = match enter(sh, CALL, |k| match k {
-        Kind::System(s) => Some(s.clone()),
-        _ => None,
-    }) {
+    let (key, id) = match enter(sh, CALL, system_of) {
         Ok(s) => s,
         Err(e) => return HRESULT(e),
     };
-    let parameters = text(process_parameters).unwrap_or_default();
-    let (p, h) = {
-        let mut w = world();
-        let p = Arc::new(Process {
-            pid: w.pid(),
-            system: s.clone(),
-            image: split_command_line(&parameters)
-                .first()
-                .cloned()
-                .unwrap_or_default(),
-            ctl: Mutex::new(ProcState::default()),
-            cv: Condvar::new(),
-        });
-        let h = w.alloc(Kind::Process(p.clone()), &s.id);
-        (p, h)
+    let gate = match model().gate(CALL, &id) {
+        Ok(gate) => gate,
+        Err(e) => {
+            leave(sh);
+            return HRESULT(e.hresult.0 as i32);
+        }
     };
-    let (timing, fail, ignore) = plan(&s.faults, CALL);
-    let proc_ = p.clone();
+    let parameters = text(process_parameters).unwrap_or_default();
+    let pid = model().reserve_process(key);
+    let h = world().alloc(Kind::Process(pid), &id);
+    let ignore = model().plan_flag(&id, |p| p.ignore_cancel);
+    let timing = Timing {
+        before: gate.slow,
+        after: gate.late,
+    };
     let issued = issue(
         operation.0 as usize,
         h,
@@ -216,27 +196,21 @@ pub extern "system" fn HcsCreateProcess(
         timing,
         ignore,
         move |cancelled| {
-            let never_started = |r: OpResult| {
-                lock(&proc_.ctl).exit = Some(TERMINATED_EXIT);
-                r
-            };
             if cancelled {
-                never_started(OpResult::default())
-            } else if let Some(e) = fail {
-                never_started(OpResult::fail(e, CALL))
+                model().abandon_process(key, pid);
+                OpResult::default()
+            } else if let Some(e) = &gate.fail {
+                model().abandon_process(key, pid);
+                OpResult::err(e)
             } else {
-                let r = start(&s, &proc_, &parameters);
-                if r.hr != 0 && r.info.is_none() && lock(&proc_.ctl).info.is_none() {
-                    never_started(r)
-                } else {
-                    r
-                }
+                start(key, &id, pid, &parameters)
             }
         },
     );
     leave(sh);
     if let Err(e) = issued {
         world().entries.remove(&h);
+        model().abandon_process(key, pid);
         return HRESULT(e);
     }
     put(process, HCS_PROCESS(h as *mut c_void));
@@ -250,35 +224,27 @@ pub extern "system" fn HcsOpenProcess(
     _requested_access: u32,
     process: *mut HCS_PROCESS,
 ) -> HRESULT {
+    const CALL: &str = "HcsOpenProcess";
     put(process, HCS_PROCESS::default());
     let sh = compute_system.0 as usize;
-    let s = match enter(sh, "HcsOpenProcess", |k| match k {
-        Kind::System(s) => Some(s.clone()),
-        _ => None,
-    }) {
+    let (key, id) = match enter(sh, CALL, system_of) {
         Ok(s) => s,
         Err(e) => return HRESULT(e),
     };
-    let found = lock(&s.state).processes.get(&process_id).cloned();
-    let answer = match found {
-        Some(p) => {
-            let h = world().alloc(Kind::Process(p), &s.id);
+    let opened = model()
+        .gate(CALL, &id)
+        .and_then(|gate| gate.fail.map_or(Ok(()), Err))
+        .and_then(|()| model().open_process(key, process_id));
+    let answer = match opened {
+        Ok(()) => {
+            let h = world().alloc(Kind::Process(process_id), &id);
             put(process, HCS_PROCESS(h as *mut c_void));
             HRESULT(0)
         }
-        None => HRESULT(hr::NOT_FOUND),
+        Err(e) => HRESULT(e.hresult.0 as i32),
     };
     leave(sh);
     answer
-}
-
-/// Ends a running process with `code`.
-fn end(p: &Process, code: u32) -> OpResult {
-    if p.exited() {
-        return OpResult::fail(hr::PROCESS_ALREADY_STOPPED, "the process has exited");
-    }
-    p.kill(code);
-    OpResult::ok(String::new())
 }
 
 #[unsafe(no_mangle)]
@@ -288,16 +254,12 @@ pub extern "system" fn HcsSignalProcess(
     options: PCWSTR,
 ) -> HRESULT {
     let options = text(options).unwrap_or_default();
-    process_call(process, operation, "HcsSignalProcess", move |p| {
-        let signal = serde_json::from_str::<serde_json::Value>(&options)
-            .ok()
-            .and_then(|v| v.get("Signal").and_then(|s| s.as_str()).map(str::to_owned));
-        match signal.as_deref() {
-            Some("CtrlC" | "CtrlBreak" | "CtrlClose" | "CtrlLogOff" | "CtrlShutdown") => {
-                end(p, CONTROL_C_EXIT)
-            }
-            _ => OpResult::fail(hr::INVALID_JSON, "unknown signal"),
-        }
+    process_call(process, operation, "HcsSignalProcess", move |pid| {
+        OpResult::of(
+            model()
+                .signal_process(pid, &options)
+                .map(|()| String::new()),
+        )
     })
 }
 
@@ -307,13 +269,8 @@ pub extern "system" fn HcsTerminateProcess(
     operation: HCS_OPERATION,
     _options: PCWSTR,
 ) -> HRESULT {
-    process_call(process, operation, "HcsTerminateProcess", |p| {
-        // Windows' TerminateProcess on a process that exited already fails
-        // with ERROR_ACCESS_DENIED; HCS passes it on (hcsshim ignores it).
-        if p.exited() {
-            return OpResult::fail(hr::ACCESS_DENIED, "the process has exited");
-        }
-        end(p, TERMINATED_EXIT)
+    process_call(process, operation, "HcsTerminateProcess", |pid| {
+        OpResult::of(model().terminate_process(pid).map(|()| String::new()))
     })
 }
 
@@ -324,38 +281,12 @@ pub extern "system" fn HcsModifyProcess(
     settings: PCWSTR,
 ) -> HRESULT {
     let settings = text(settings).unwrap_or_default();
-    process_call(process, operation, "HcsModifyProcess", move |p| {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&settings) else {
-            return OpResult::fail(hr::INVALID_JSON, "the request is not JSON");
-        };
-        if p.exited() {
-            return OpResult::fail(hr::PROCESS_ALREADY_STOPPED, "the process has exited");
-        }
-        let mut st = lock(&p.ctl);
-        match v.get("Operation").and_then(|o| o.as_str()) {
-            Some("ConsoleSize") => {
-                let size = v.get("ConsoleSize");
-                let dim = |k: &str| size.and_then(|s| s.get(k)).and_then(|n| n.as_u64());
-                match (dim("Height"), dim("Width")) {
-                    (Some(h), Some(w)) if st.console_size.is_some() => {
-                        st.console_size = Some([h as u16, w as u16]);
-                        OpResult::ok(String::new())
-                    }
-                    (Some(_), Some(_)) => {
-                        OpResult::fail(hr::INVALID_HANDLE, "the process has no console")
-                    }
-                    _ => OpResult::fail(hr::INVALID_JSON, "ConsoleSize needs Height and Width"),
-                }
-            }
-            Some("CloseHandle")
-                if v.pointer("/CloseHandle/Handle").and_then(|h| h.as_str()) == Some("StdIn") =>
-            {
-                st.stdin_closed = true;
-                p.cv.notify_all();
-                OpResult::ok(String::new())
-            }
-            _ => OpResult::fail(hr::INVALID_JSON, "unknown modify operation"),
-        }
+    process_call(process, operation, "HcsModifyProcess", move |pid| {
+        OpResult::of(
+            model()
+                .modify_process(pid, &settings)
+                .map(|()| String::new()),
+        )
     })
 }
 
@@ -363,24 +294,11 @@ pub extern "system" fn HcsModifyProcess(
 pub extern "system" fn HcsGetProcessProperties(
     process: HCS_PROCESS,
     operation: HCS_OPERATION,
-    _query: PCWSTR,
+    query: PCWSTR,
 ) -> HRESULT {
-    process_call(process, operation, "HcsGetProcessProperties", |p| {
-        let st = lock(&p.ctl);
-        let lwr = if p.system.faults.exit_code_unavailable && st.exit.is_some() {
-            hr::INVALID_HANDLE
-        } else {
-            0
-        };
-        OpResult::ok(
-            serde_json::json!({
-                "ProcessId": p.pid,
-                "Exited": st.exit.is_some(),
-                "ExitCode": st.exit.unwrap_or(0),
-                "LastWaitResult": lwr,
-            })
-            .to_string(),
-        )
+    let query = text(query).unwrap_or_default();
+    process_call(process, operation, "HcsGetProcessProperties", move |pid| {
+        OpResult::of(model().process_properties(pid, &query))
     })
 }
 
@@ -389,32 +307,33 @@ pub extern "system" fn HcsGetProcessInfo(
     process: HCS_PROCESS,
     operation: HCS_OPERATION,
 ) -> HRESULT {
-    process_call(process, operation, "HcsGetProcessInfo", |p| {
-        let started = lock(&p.system.state).processes.contains_key(&p.pid);
-        let info = lock(&p.ctl).info.take();
-        match info {
+    process_call(process, operation, "HcsGetProcessInfo", |pid| {
+        let stashed = world().stashed.remove(&pid);
+        match stashed {
             Some(info) => OpResult {
                 hr: 0,
                 doc: String::new(),
                 info: Some(info),
             },
             // Started, its handles handed over already.
-            None if started => OpResult {
+            None if model().process_started(pid) => OpResult {
                 hr: 0,
                 doc: String::new(),
                 info: Some(ProcInfo {
-                    pid: p.pid,
+                    pid,
                     ..ProcInfo::default()
                 }),
             },
-            None => OpResult::fail(hr::PROCESS_INFO_NOT_AVAILABLE, "the process never started"),
+            None => OpResult::err(&libctd_windows::error::HcsError::new(
+                model_hr::PROCESS_INFO_NOT_AVAILABLE,
+            )),
         }
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "system" fn HcsCloseProcess(process: HCS_PROCESS) {
-    world::close(process.0 as usize, "HcsCloseProcess");
+    crate::world::close(process.0 as usize, "HcsCloseProcess");
 }
 
 #[unsafe(no_mangle)]

@@ -1,15 +1,19 @@
-//! The double's model: handles, operations, compute systems, processes, the
-//! fault plan and the record of handle-discipline violations.
+//! The double's own part: handles, operations, and the record of
+//! handle-discipline violations. Compute systems, processes, their rules
+//! and the fault plan are the model's (`libctd_windows::hcs::model`),
+//! shared with the simulation; this face adapts it to computecore's
+//! handles and operations.
 //!
-//! Lock order: the world lock first, then an operation's, system's or
-//! process's own lock; never the world lock while holding one of those.
+//! Lock order: the world lock, then an operation's own lock. The model is
+//! never called with the world lock held (its observer takes it).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use libctd_windows::error::{Hresult, win32};
+use libctd_windows::error::HcsError;
+use libctd_windows::hcs::model::{self, Model, SystemKey};
 use windows::Win32::Foundation::{CloseHandle, HANDLE};
 use windows::Win32::System::HostComputeSystem::{HCS_EVENT, HCS_OPERATION};
 
@@ -18,10 +22,11 @@ pub(crate) type EventCallback = unsafe extern "system" fn(*const HCS_EVENT, *con
 /// An operation's completion callback.
 pub(crate) type Completion = unsafe extern "system" fn(HCS_OPERATION, *const c_void);
 
-/// The HRESULTs the double returns.
+/// The HRESULTs of computecore's own machinery (the model's are in
+/// `model::hr`), as `HRESULT.0`.
 pub(crate) mod hr {
-    use super::{Hresult, win32};
     use libctd_windows::error::codes::*;
+    use libctd_windows::error::{Hresult, win32};
 
     /// An HRESULT as `HRESULT.0`.
     pub(crate) const fn i(h: Hresult) -> i32 {
@@ -33,44 +38,19 @@ pub(crate) mod hr {
     pub(crate) const NOT_STARTED: i32 = i(HCS_E_OPERATION_NOT_STARTED);
     /// HCS_E_OPERATION_ALREADY_STARTED.
     pub(crate) const ALREADY_STARTED: i32 = i(HCS_E_OPERATION_ALREADY_STARTED);
-    /// HCS_E_SYSTEM_NOT_FOUND.
-    pub(crate) const SYSTEM_NOT_FOUND: i32 = i(HCS_E_SYSTEM_NOT_FOUND.v1());
-    /// HCS_E_SYSTEM_ALREADY_STOPPED.
-    pub(crate) const ALREADY_STOPPED: i32 = i(HCS_E_SYSTEM_ALREADY_STOPPED.v1());
-    /// HCS_E_PROCESS_ALREADY_STOPPED.
-    pub(crate) const PROCESS_ALREADY_STOPPED: i32 = i(HCS_E_PROCESS_ALREADY_STOPPED);
-    /// HCS_E_PROCESS_INFO_NOT_AVAILABLE.
-    pub(crate) const PROCESS_INFO_NOT_AVAILABLE: i32 = i(HCS_E_PROCESS_INFO_NOT_AVAILABLE);
-    /// HCS_E_INVALID_STATE.
-    pub(crate) const INVALID_STATE: i32 = i(HCS_E_INVALID_STATE.v1());
-    /// HCS_E_INVALID_JSON.
-    pub(crate) const INVALID_JSON: i32 = i(HCS_E_INVALID_JSON.v1());
-    /// HCS_E_UNEXPECTED_EXIT.
-    pub(crate) const UNEXPECTED_EXIT: i32 = i(HCS_E_UNEXPECTED_EXIT.v1());
-    /// HCS_E_TERMINATED, the status a forced exit may carry.
-    pub(crate) const TERMINATED: i32 = i(HCS_E_TERMINATED);
     /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
     pub(crate) const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
-    /// E_ACCESSDENIED (HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)).
-    pub(crate) const ACCESS_DENIED: i32 = i(Hresult::from_win32(win32::ACCESS_DENIED));
     /// E_INVALIDARG.
     pub(crate) const INVALID_ARG: i32 = 0x8007_0057_u32 as i32;
     /// HRESULT_FROM_WIN32(ERROR_CANCELLED).
     pub(crate) const CANCELLED: i32 = 0x8007_04C7_u32 as i32;
-    /// ERROR_FILE_NOT_FOUND.
-    pub(crate) const FILE_NOT_FOUND: i32 = i(Hresult::from_win32(win32::FILE_NOT_FOUND));
-    /// ERROR_NOT_SUPPORTED.
-    pub(crate) const NOT_SUPPORTED: i32 = i(Hresult::from_win32(win32::NOT_SUPPORTED));
-    /// ERROR_NOT_FOUND.
-    pub(crate) const NOT_FOUND: i32 = i(Hresult::from_win32(win32::NOT_FOUND));
-    /// HCS_E_SYSTEM_ALREADY_EXISTS (HCS's own code, not Win32's).
-    pub(crate) const ALREADY_EXISTS: i32 = i(HCS_E_SYSTEM_ALREADY_EXISTS);
 }
 
-/// The exit code of a process ended by a console control event.
-pub(crate) const CONTROL_C_EXIT: u32 = 0xC000_013A;
-/// The exit code of a terminated process.
-pub(crate) const TERMINATED_EXIT: u32 = 1;
+/// The one model behind every handle, reporting to the callbacks.
+pub(crate) fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| Model::new(Box::new(crate::events::Deliver)))
+}
 
 /// A process's pid and the stdio handles not yet handed to the caller.
 #[derive(Debug, Clone, Copy, Default)]
@@ -112,18 +92,24 @@ impl OpResult {
     }
 
     /// A failure with HCS's result document.
-    pub(crate) fn fail(hr: i32, detail: &str) -> Self {
-        let message = Hresult(hr as u32).message().unwrap_or(detail);
-        let doc = serde_json::json!({
-            "Error": hr,
-            "ErrorMessage": message,
-            "ErrorEvents": [{"Message": detail}],
-        });
+    pub(crate) fn err(e: &HcsError) -> Self {
         Self {
-            hr,
-            doc: doc.to_string(),
+            hr: e.hresult.0 as i32,
+            doc: model::result_document(e),
             info: None,
         }
+    }
+
+    /// The model's answer: success with a document, or its failure.
+    pub(crate) fn of(result: Result<String, HcsError>) -> Self {
+        result.map_or_else(|e| Self::err(&e), Self::ok)
+    }
+
+    /// A failure of the double's own machinery.
+    pub(crate) fn fail(hr: i32, detail: &str) -> Self {
+        let mut err = HcsError::new(libctd_windows::error::Hresult(hr as u32));
+        err.detail = Some(detail.to_owned());
+        Self::err(&err)
     }
 }
 
@@ -148,8 +134,9 @@ pub(crate) struct OpState {
 #[derive(Clone)]
 pub(crate) enum Kind {
     Operation(Arc<Operation>),
-    System(Arc<System>),
-    Process(Arc<Process>),
+    System(SystemKey),
+    /// A process (created, or being created) of a compute system.
+    Process(u32),
 }
 
 /// An open handle.
@@ -166,145 +153,11 @@ pub(crate) struct Entry {
     pub delivering: u32,
 }
 
-/// A compute system's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    Creating,
-    Created,
-    Running,
-    Paused,
-    Stopped,
-}
-
-/// A compute system.
-pub(crate) struct System {
-    pub id: String,
-    pub hyperv: bool,
-    /// The utility VM hosting this container (`HostingSystemId`).
-    pub hosted_by: Option<String>,
-    /// A utility VM's VSMB share names.
-    pub shares: Vec<String>,
-    pub faults: Faults,
-    pub state: Mutex<SystemState>,
-}
-
-/// A compute system's mutable state.
-pub(crate) struct SystemState {
-    pub status: Status,
-    pub started: Option<Instant>,
-    pub processes: HashMap<u32, Arc<Process>>,
-    /// The SystemExited data, once exited.
-    pub exit: Option<String>,
-    /// ProcessExited notifications held back (`HoldExitNotices`) until
-    /// released; `None` once released, or when the plan holds none.
-    pub held_notices: Option<Vec<(Arc<Process>, String)>>,
-}
-
-/// A process of a compute system.
-pub(crate) struct Process {
-    pub pid: u32,
-    pub system: Arc<System>,
-    pub image: String,
-    pub ctl: Mutex<ProcState>,
-    pub cv: Condvar,
-}
-
-/// A process's mutable state.
-#[derive(Default)]
-pub(crate) struct ProcState {
-    pub kill: Option<u32>,
-    pub stdin_closed: bool,
-    pub exit: Option<u32>,
-    pub console_size: Option<[u16; 2]>,
-    /// The ProcessExited data, once exited.
-    pub exit_data: Option<String>,
-    /// Stdio handles not yet handed to the caller.
-    pub info: Option<ProcInfo>,
-    /// Its compute system died: it ends without a ProcessExited.
-    pub silent: bool,
-}
-
-impl Process {
-    /// Asks the process to end with `code` (first request wins).
-    pub(crate) fn kill(&self, code: u32) {
-        let mut st = lock(&self.ctl);
-        if st.kill.is_none() {
-            st.kill = Some(code);
-        }
-        self.cv.notify_all();
-    }
-
-    /// Whether it has exited.
-    pub(crate) fn exited(&self) -> bool {
-        lock(&self.ctl).exit.is_some()
-    }
-}
-
-/// A compute system's fault plan.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Faults {
-    pub unexpected_exit_on_shutdown: bool,
-    pub exit_code_unavailable: bool,
-    pub ignore_cancel: bool,
-    pub create_process_quirk: bool,
-    /// ProcessExited notifications are held until released.
-    pub hold_exit_notices: bool,
-    pub slow: HashMap<String, u64>,
-    pub late: HashMap<String, u64>,
-    pub fail: HashMap<String, i32>,
-}
-
 /// When an operation takes effect, and when it completes after that.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Timing {
     pub before: Duration,
     pub after: Duration,
-}
-
-impl Faults {
-    /// Reads a plan document.
-    pub(crate) fn parse(v: &serde_json::Value) -> Self {
-        let flag = |k: &str| v.get(k).and_then(serde_json::Value::as_bool) == Some(true);
-        let map = |k: &str| -> HashMap<String, i64> {
-            v.get(k)
-                .and_then(serde_json::Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        Self {
-            unexpected_exit_on_shutdown: flag("UnexpectedExitOnShutdown"),
-            exit_code_unavailable: flag("ExitCodeUnavailable"),
-            ignore_cancel: flag("IgnoreCancel"),
-            create_process_quirk: flag("CreateProcessQuirk"),
-            hold_exit_notices: flag("HoldExitNotices"),
-            slow: map("Slow")
-                .into_iter()
-                .map(|(k, n)| (k, n.max(0) as u64))
-                .collect(),
-            late: map("Late")
-                .into_iter()
-                .map(|(k, n)| (k, n.max(0) as u64))
-                .collect(),
-            fail: map("Fail")
-                .into_iter()
-                .map(|(k, n)| (k, n as u32 as i32))
-                .collect(),
-        }
-    }
-
-    /// How long `op` takes to take effect (`Slow`), then to complete
-    /// (`Late`).
-    pub(crate) fn timing(&self, op: &str) -> Timing {
-        let ms = |m: &HashMap<String, u64>| Duration::from_millis(m.get(op).copied().unwrap_or(0));
-        Timing {
-            before: ms(&self.slow),
-            after: ms(&self.late),
-        }
-    }
 }
 
 /// Everything the double knows.
@@ -313,10 +166,10 @@ pub(crate) struct World {
     next: usize,
     pub entries: HashMap<usize, Entry>,
     closed: HashMap<usize, String>,
-    pub systems: HashMap<String, Arc<System>>,
     violations: Vec<(String, String)>,
-    pub plans: HashMap<String, Faults>,
-    next_pid: u32,
+    /// Stdio of processes whose create's wait failed (`CreateProcessQuirk`),
+    /// for HcsGetProcessInfo.
+    pub stashed: HashMap<u32, ProcInfo>,
 }
 
 /// Locks ignoring poison: the double must keep answering.
@@ -358,12 +211,6 @@ impl World {
         h
     }
 
-    /// A new pid.
-    pub(crate) fn pid(&mut self) -> u32 {
-        self.next_pid += 4;
-        1000 + self.next_pid
-    }
-
     /// Records a violation against compute system `owner`.
     pub(crate) fn violation(&mut self, owner: &str, what: String) {
         self.violations.push((owner.to_owned(), what));
@@ -378,8 +225,13 @@ impl World {
         hr::INVALID_HANDLE
     }
 
-    /// The report of systems whose id contains `pattern` (all for "").
-    pub(crate) fn report(&self, pattern: &str) -> serde_json::Value {
+    /// The report of systems whose id contains `pattern` (all for ""),
+    /// given the model's processes (system id, pid, ended).
+    pub(crate) fn report(
+        &self,
+        pattern: &str,
+        all_processes: &[(String, u32, bool)],
+    ) -> serde_json::Value {
         let mine = |owner: &str| {
             if pattern.is_empty() {
                 true
@@ -401,7 +253,7 @@ impl World {
                 let what = match e.kind {
                     Kind::Operation(_) => "operation",
                     Kind::System(_) => "compute system",
-                    Kind::Process(_) => "process",
+                    Kind::Process(..) => "process",
                 };
                 format!("{what} handle {h:#x} of {:?}", e.owner)
             })
@@ -411,22 +263,17 @@ impl World {
             .entries
             .values()
             .filter_map(|e| match &e.kind {
-                Kind::Process(p) => Some(p.pid),
+                Kind::Process(pid) => Some(*pid),
                 _ => None,
             })
             .collect();
         let mut orphans = Vec::new();
         let mut processes = Vec::new();
-        for s in self.systems.values().filter(|s| mine(&s.id)) {
-            for p in lock(&s.state).processes.values() {
-                let exited = p.exited();
-                if !exited && !handled.contains(&p.pid) {
-                    orphans.push(format!("process {} of {:?}", p.pid, s.id));
-                }
-                processes.push(
-                    serde_json::json!({"System": s.id, "ProcessId": p.pid, "Exited": exited}),
-                );
+        for (id, pid, exited) in all_processes.iter().filter(|(id, ..)| mine(id)) {
+            if !exited && !handled.contains(pid) {
+                orphans.push(format!("process {pid} of {id:?}"));
             }
+            processes.push(serde_json::json!({"System": id, "ProcessId": pid, "Exited": exited}));
         }
         serde_json::json!({"Violations": violations, "OpenHandles": open, "Orphans": orphans,
                            "Processes": processes})
@@ -438,10 +285,10 @@ impl World {
 pub(crate) fn enter<T>(
     h: usize,
     call: &str,
-    want: impl FnOnce(&Kind) -> Option<T>,
+    want: impl FnOnce(&Kind, &str) -> Option<T>,
 ) -> Result<T, i32> {
     let mut w = world();
-    let found = w.entries.get_mut(&h).map(|e| (want(&e.kind), e));
+    let found = w.entries.get_mut(&h).map(|e| (want(&e.kind, &e.owner), e));
     match found {
         Some((Some(t), e)) => {
             e.calls += 1;
@@ -491,20 +338,13 @@ pub(crate) fn close(h: usize, call: &str) -> Option<Kind> {
     let e = w.entries.remove(&h)?;
     w.closed.insert(h, owner.clone());
     match &e.kind {
-        Kind::System(s) => {
-            let still_open = w
-                .entries
-                .values()
-                .any(|o| matches!(&o.kind, Kind::System(x) if Arc::ptr_eq(x, s)));
-            if !still_open {
-                // ShouldTerminateOnLastHandleClosed.
-                if w.systems.get(&s.id).is_some_and(|x| Arc::ptr_eq(x, s)) {
-                    w.systems.remove(&s.id);
-                }
-                drop(w);
-                crate::events::stop_system(s, TERMINATED_EXIT, crate::events::FORCED_EXIT);
-                return Some(e.kind);
-            }
+        Kind::System(key) => {
+            // The model terminates the system when its last handle goes
+            // (ShouldTerminateOnLastHandleClosed).
+            let key = *key;
+            drop(w);
+            model().close_system(key);
+            return Some(e.kind);
         }
         Kind::Operation(op) => {
             let mut st = lock(&op.state);
@@ -518,7 +358,7 @@ pub(crate) fn close(h: usize, call: &str) -> Option<Kind> {
                 info.close();
             }
         }
-        Kind::Process(_) => {}
+        Kind::Process(..) => {}
     }
     Some(e.kind)
 }

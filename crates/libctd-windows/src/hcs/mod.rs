@@ -4,7 +4,9 @@
 //! them; handles are opaque, cheap to clone, and stay valid until closed. Two
 //! implementations exist: [`sim::Sim`], a simulated HCS (always compiled, used by
 //! the tests and the testkit), and on Windows `ffi::Computecore`, the real
-//! computecore.dll resolved at run time.
+//! computecore.dll resolved at run time. [`model`] is the one model of HCS
+//! that tests use: `Sim` is its face behind this trait, the computecore.dll
+//! double its face under Wine.
 
 use std::fmt;
 
@@ -17,6 +19,7 @@ use crate::error::{HcsError, Hresult};
 
 #[cfg(windows)]
 pub mod ffi;
+pub mod model;
 pub mod sim;
 
 /// The result of an HCS call.
@@ -91,6 +94,36 @@ impl HcsOp {
             HcsOp::WaitForProcessExit => "HcsWaitForProcessExit",
             HcsOp::CloseProcess => "HcsCloseProcess",
         }
+    }
+}
+
+impl HcsOp {
+    /// Every operation.
+    pub const ALL: [HcsOp; 19] = [
+        HcsOp::CreateComputeSystem,
+        HcsOp::OpenComputeSystem,
+        HcsOp::StartComputeSystem,
+        HcsOp::ShutDownComputeSystem,
+        HcsOp::TerminateComputeSystem,
+        HcsOp::PauseComputeSystem,
+        HcsOp::ResumeComputeSystem,
+        HcsOp::CloseComputeSystem,
+        HcsOp::GetComputeSystemProperties,
+        HcsOp::ModifyComputeSystem,
+        HcsOp::WaitForComputeSystemExit,
+        HcsOp::CreateProcess,
+        HcsOp::OpenProcess,
+        HcsOp::SignalProcess,
+        HcsOp::TerminateProcess,
+        HcsOp::ModifyProcess,
+        HcsOp::GetProcessProperties,
+        HcsOp::WaitForProcessExit,
+        HcsOp::CloseProcess,
+    ];
+
+    /// The operation named `name` (`HcsShutDownComputeSystem`...).
+    pub fn from_name(name: &str) -> Option<HcsOp> {
+        HcsOp::ALL.into_iter().find(|op| op.name() == name)
     }
 }
 

@@ -66,6 +66,19 @@ pub(crate) fn release_exit_notices(system_id: &str) -> bool {
     control(serde_json::json!({"ReleaseExitNotices": system_id}))["Released"] == true
 }
 
+/// Ends process `pid` of `system_id` with `exit_code`, as if it exited
+/// by itself; false when no such process runs.
+pub(crate) fn end_process(system_id: &str, pid: u32, exit_code: u32) -> bool {
+    let request = serde_json::json!({"EndProcess":
+        {"System": system_id, "ProcessId": pid, "ExitCode": exit_code}});
+    control(request)["Ended"] == true
+}
+
+/// The calls made on compute system `system_id`, in order.
+pub(crate) fn calls(system_id: &str) -> Vec<String> {
+    list(&control(serde_json::json!({"Calls": system_id})), "Calls")
+}
+
 /// The double's report on compute systems whose id contains `pattern`.
 pub(crate) fn report(pattern: &str) -> serde_json::Value {
     control(serde_json::json!({"Report": pattern}))

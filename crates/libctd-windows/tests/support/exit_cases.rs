@@ -1,7 +1,7 @@
 //! Issue 18's cases, once for every test environment: how HCS reports
 //! exits and failures as hcsshim describes it (a system exit without a
 //! process exit, a forced exit, terminate on an exited process, HCS's own
-//! codes, a refused PendingUpdates query). `exits.rs` runs them over the
+//! codes, a refused or answered PendingUpdates query, a lost service). `exits.rs` runs them over the
 //! simulation, `ffi_exits.rs` over the real binding against the
 //! computecore.dll double; each environment gives its client and its
 //! fault controls through [`ExitEnv`].
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use libctd_core::{Client, CreateOptions, ErrorKind, EventType, INIT_PROCESS_ID, discard_stdio};
 use libctd_testkit::backend::RecordingBackend;
 use libctd_windows::error::{Hresult, hresult_of};
-use libctd_windows::hcs::Hcs;
 use libctd_windows::hcs::sim::TERMINATED_EXIT;
+use libctd_windows::hcs::{Hcs, HcsOp};
 use libctd_windows::{ClientSettings, WindowsClient};
 
 use crate::lifecycle::{self, T, process, spec};
@@ -50,6 +50,17 @@ pub(crate) trait ExitEnv: Sized {
     async fn wait_ended(&self, id: &str, pid: u32);
     /// Makes container `id`'s compute system die; false when it does not run.
     fn crash(&self, id: &str) -> bool;
+    /// Ends process `pid` of container `id` with `code`, as if it exited
+    /// by itself; false when no such process runs.
+    fn end_process(&self, id: &str, pid: u32, code: u32) -> bool;
+    /// Container `id`'s host answers PendingUpdates queries with `pending`
+    /// (hosts since Windows Server 2019 refuse them).
+    fn answer_pending_updates(&self, id: &str, pending: bool);
+    /// The service is lost for container `id`: every call fails with
+    /// HCS_E_SERVICE_DISCONNECT.
+    fn disconnect(&self, id: &str);
+    /// How many times `op` was called on container `id`'s compute system.
+    fn call_count(&self, id: &str, op: HcsOp) -> usize;
     /// Nothing is left of the test's containers in HCS.
     async fn assert_clean(&self);
 
@@ -230,4 +241,59 @@ pub(crate) async fn a_shutdown_failing_after_submit_escalates_at_once<E: ExitEnv
     lifecycle::remove(e.client(), "c").await;
     e.assert_clean().await;
     e
+}
+
+/// A host that answers PendingUpdates (the model's plan can, though hosts
+/// since Windows Server 2019 refuse the query): an exit with code 0 carries
+/// `update_pending`, a non-zero one does not (the query is not even made),
+/// and neither is an error.
+pub(crate) async fn a_host_answering_pending_updates_marks_a_clean_exit<E: ExitEnv>() {
+    let e = E::new();
+    e.answer_pending_updates("ok", true);
+    e.answer_pending_updates("bad", true);
+    lifecycle::run(e.client(), "ok", &spec("exit 0")).await;
+    let exit = lifecycle::exit(e.backend(), "ok").await;
+    assert_eq!(exit.exit_code, 0);
+    assert!(exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    lifecycle::remove(e.client(), "ok").await;
+    lifecycle::run(e.client(), "bad", &spec("exit 3")).await;
+    let exit = lifecycle::exit(e.backend(), "bad").await;
+    assert_eq!(exit.exit_code, 3);
+    assert!(!exit.update_pending);
+    assert!(exit.error.is_none(), "{:?}", exit.error);
+    assert_eq!(
+        e.call_count("bad", HcsOp::GetComputeSystemProperties),
+        0,
+        "PendingUpdates must not be asked for a non-zero exit"
+    );
+    lifecycle::remove(e.client(), "bad").await;
+    e.assert_clean().await;
+}
+
+/// A lost connection to HCS (HCS_E_SERVICE_DISCONNECT): create fails as
+/// Unavailable with HCS's code, and leaves nothing behind.
+pub(crate) async fn a_lost_service_is_unavailable<E: ExitEnv>() {
+    let e = E::new();
+    e.disconnect("c");
+    let err = e
+        .client()
+        .create("c", &spec("exit 0"), CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.report());
+    assert!(err.to_string().contains("(0x8037011e)"), "{err}");
+    e.assert_clean().await;
+}
+
+/// The fault plan can end a process with a code of its choosing: the exit
+/// carries it, and a process that ended cannot be ended again.
+pub(crate) async fn the_plan_can_end_a_process_with_a_code<E: ExitEnv>() {
+    let e = E::new();
+    let pid = lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    assert!(e.end_process("c", pid, 42));
+    assert_eq!(lifecycle::exit(e.backend(), "c").await.exit_code, 42);
+    assert!(!e.end_process("c", pid, 43), "it exited already");
+    lifecycle::remove(e.client(), "c").await;
+    e.assert_clean().await;
 }

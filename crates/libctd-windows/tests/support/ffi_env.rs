@@ -12,6 +12,7 @@ use libctd_core::EventInfo;
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_testkit::backend::RecordingBackend;
 use libctd_windows::error::Hresult;
+use libctd_windows::hcs::HcsOp;
 use libctd_windows::hcs::ffi::Computecore;
 use libctd_windows::{ClientSettings, WindowsClient};
 
@@ -131,7 +132,7 @@ impl ExitEnv for Env {
     }
 
     fn fail_create(&self, id: &str, hresult: Hresult) {
-        let plan = serde_json::json!({"Fail": {"HcsCreateComputeSystem": hresult.0}});
+        let plan = serde_json::json!({"FailOnce": {"HcsCreateComputeSystem": hresult.0}});
         double::faults(&self.sys(id), plan);
     }
 
@@ -165,6 +166,26 @@ impl ExitEnv for Env {
 
     fn crash(&self, id: &str) -> bool {
         double::crash(&self.sys(id))
+    }
+
+    fn end_process(&self, id: &str, pid: u32, code: u32) -> bool {
+        double::end_process(&self.sys(id), pid, code)
+    }
+
+    fn call_count(&self, id: &str, op: HcsOp) -> usize {
+        let calls = double::calls(&self.sys(id));
+        calls.iter().filter(|c| c.as_str() == op.name()).count()
+    }
+
+    fn answer_pending_updates(&self, id: &str, pending: bool) {
+        double::faults(
+            &self.sys(id),
+            serde_json::json!({"PendingUpdates": pending}),
+        );
+    }
+
+    fn disconnect(&self, id: &str) {
+        double::faults(&self.sys(id), serde_json::json!({"Disconnected": true}));
     }
 
     async fn assert_clean(&self) {

@@ -121,6 +121,24 @@ impl ExitEnv for Env {
         self.sim.crash(&sys(id))
     }
 
+    fn end_process(&self, id: &str, pid: u32, code: u32) -> bool {
+        self.sim.exit_process(&sys(id), pid, code)
+    }
+
+    fn call_count(&self, id: &str, op: HcsOp) -> usize {
+        self.sim.call_count(op, &sys(id))
+    }
+
+    fn answer_pending_updates(&self, id: &str, pending: bool) {
+        self.sim.set_pending_updates(&sys(id), pending);
+    }
+
+    fn disconnect(&self, id: &str) {
+        self.sim
+            .model()
+            .edit_plan(Some(&sys(id)), |plan| plan.disconnected = true);
+    }
+
     async fn assert_clean(&self) {
         assert_eq!(self.sim.compute_systems(), Vec::<String>::new());
     }

@@ -1,0 +1,91 @@
+//! vmcompute's `NameToGuid`, and the double's control export.
+// Exported names are Windows' own.
+#![allow(non_snake_case)]
+
+use libctd_windows::hcs::model::Plan;
+use windows::core::{GUID, HRESULT, PCWSTR, PWSTR};
+
+use crate::exports::{put, text};
+use crate::world::{hr, model, world};
+
+/// vmcompute's `NameToGuid`: the layer id of a layer folder's name (here
+/// the model's stable hash, not Windows' algorithm).
+#[unsafe(no_mangle)]
+pub extern "system" fn NameToGuid(name: PCWSTR, guid: *mut GUID) -> HRESULT {
+    let Some(name) = text(name) else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    let hex: String = libctd_windows::hcs::model::name_to_guid(&name)
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    match u128::from_str_radix(&hex, 16) {
+        Ok(v) => {
+            put(guid, GUID::from_u128(v));
+            HRESULT(0)
+        }
+        Err(_) => HRESULT(hr::INVALID_ARG),
+    }
+}
+
+/// The double's control: a JSON request, a JSON answer (freed with
+/// `LocalFree`). `{"Faults":{"System":id,"Plan":{...}}}` (the model's
+/// plan, `libctd_windows::hcs::model::Plan`), `{"Crash":id}`,
+/// `{"ReleaseExitNotices":id}`,
+/// `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}`,
+/// `{"Calls":id}` (the calls made on it, in order), `{"Report":pattern}`.
+#[unsafe(no_mangle)]
+pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
+    put(response, PWSTR::null());
+    let Some(request) = text(request) else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    let Ok(request) = serde_json::from_str::<serde_json::Value>(&request) else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    let answer = if let Some(f) = request.get("Faults") {
+        let Some(id) = f.get("System").and_then(|s| s.as_str()) else {
+            return HRESULT(hr::INVALID_ARG);
+        };
+        let plan = f
+            .get("Plan")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        // A plan the model does not understand is refused, not ignored.
+        let Ok(plan) = serde_json::from_value::<Plan>(plan) else {
+            return HRESULT(hr::INVALID_ARG);
+        };
+        model().set_plan(id, plan);
+        serde_json::json!({})
+    } else if let Some(id) = request.get("Crash").and_then(|s| s.as_str()) {
+        serde_json::json!({"Crashed": model().crash(id)})
+    } else if let Some(id) = request.get("ReleaseExitNotices").and_then(|s| s.as_str()) {
+        serde_json::json!({"Released": model().release_exit_notices(id)})
+    } else if let Some(end) = request.get("EndProcess") {
+        let id = end.get("System").and_then(|s| s.as_str());
+        let pid = end.get("ProcessId").and_then(|p| p.as_u64());
+        let code = end.get("ExitCode").and_then(|c| c.as_u64());
+        let (Some(id), Some(pid), Some(code)) = (id, pid, code) else {
+            return HRESULT(hr::INVALID_ARG);
+        };
+        let (Ok(pid), Ok(code)) = (u32::try_from(pid), u32::try_from(code)) else {
+            return HRESULT(hr::INVALID_ARG);
+        };
+        serde_json::json!({"Ended": model().end_process(id, pid, code)})
+    } else if let Some(id) = request.get("Calls").and_then(|s| s.as_str()) {
+        let calls: Vec<String> = model()
+            .calls()
+            .into_iter()
+            .filter(|(_, system)| system == id)
+            .map(|(op, _)| op)
+            .collect();
+        serde_json::json!({"Calls": calls})
+    } else if let Some(pattern) = request.get("Report").and_then(|s| s.as_str()) {
+        let processes = model().all_processes();
+        world().report(pattern, &processes)
+    } else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    put(response, crate::exports::local_string(&answer.to_string()));
+    HRESULT(0)
+}

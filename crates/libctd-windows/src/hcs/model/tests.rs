@@ -1,0 +1,249 @@
+//! The model's rules, without a face: what each call answers in each
+//! state, the exit rules and the notices.
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::error::Hresult;
+
+/// Records the notices.
+#[derive(Default)]
+struct Record(Mutex<Vec<Notice>>);
+
+impl Observer for Arc<Record> {
+    fn notice(&self, notice: Notice) {
+        self.0.lock().unwrap().push(notice);
+    }
+}
+
+fn model() -> (Model, Arc<Record>) {
+    let record = Arc::new(Record::default());
+    (Model::new(Box::new(record.clone())), record)
+}
+
+const CONTAINER: &str = r#"{"SchemaVersion":{"Major":2,"Minor":1},
+    "Container":{"Storage":{"Path":"C:\\scratch\\"}}}"#;
+
+fn params(line: &str) -> String {
+    serde_json::json!({"CommandLine": line, "EmulateConsole": false,
+        "CreateStdInPipe": false, "CreateStdOutPipe": true, "CreateStdErrPipe": true})
+    .to_string()
+}
+
+fn running(m: &Model, id: &str) -> SystemKey {
+    let key = m.create_system(id, CONTAINER).unwrap();
+    m.start(key).unwrap();
+    key
+}
+
+fn process(m: &Model, key: SystemKey, line: &str) -> u32 {
+    let pid = m.reserve_process(key);
+    m.create_process(key, pid, &params(line)).unwrap();
+    pid
+}
+
+#[test]
+fn calls_answer_by_state() {
+    let (m, _) = model();
+    let key = m.create_system("c", CONTAINER).unwrap();
+    assert_eq!(
+        m.create_system("c", CONTAINER).unwrap_err().hresult,
+        hr::ALREADY_EXISTS
+    );
+    assert!(m.resume(key).unwrap_err().hresult.is_invalid_state());
+    let pid = m.reserve_process(key);
+    let err = m.create_process(key, pid, &params("exit")).unwrap_err();
+    assert!(err.hresult.is_invalid_state(), "not running yet");
+    m.start(key).unwrap();
+    assert!(m.start(key).unwrap_err().hresult.is_invalid_state());
+    let err = m.pause(key).unwrap_err();
+    assert_eq!(err.hresult, hr::NOT_SUPPORTED, "process isolation");
+    m.stop(key, Stop::Shutdown).unwrap();
+    for err in [
+        m.start(key).unwrap_err(),
+        m.stop(key, Stop::Terminate).unwrap_err(),
+        m.properties(key, r#"{"PropertyTypes":[]}"#).unwrap_err(),
+    ] {
+        assert!(err.hresult.is_already_stopped(), "{err:?}");
+    }
+    assert_eq!(m.system_exit(key), Some(SystemExit::clean("GracefulExit")));
+}
+
+#[test]
+fn bad_input_is_invalid_json() {
+    let (m, _) = model();
+    assert!(
+        m.create_system("c", "{")
+            .unwrap_err()
+            .hresult
+            .is_not_supported()
+    );
+    assert!(
+        m.compute_systems().is_empty(),
+        "a refused create leaves nothing"
+    );
+    let key = running(&m, "c");
+    let pid = m.reserve_process(key);
+    assert_eq!(
+        m.create_process(key, pid, "[").unwrap_err().hresult,
+        hr::INVALID_JSON
+    );
+    let pid = process(&m, key, "sleep");
+    for err in [
+        m.signal_process(pid, "{}").unwrap_err(),
+        m.modify_process(pid, r#"{"Operation":"Nope"}"#)
+            .unwrap_err(),
+        m.properties(key, r#"{"PropertyTypes":["Nope"]}"#)
+            .unwrap_err(),
+        m.modify_system(key, "{").unwrap_err(),
+    ] {
+        assert_eq!(err.hresult, hr::INVALID_JSON, "{err:?}");
+    }
+    let err = m.signal_process(pid, r#"{"Signal":"Nope"}"#).unwrap_err();
+    assert_eq!(err.hresult, hr::INVALID_DATA);
+}
+
+#[test]
+fn exits_as_hcsshim_reads_them() {
+    let (m, record) = model();
+    let key = running(&m, "c");
+    let pid = process(&m, key, "sleep");
+    m.terminate_process(pid).unwrap();
+    assert_eq!(m.control(pid).kill, Some(TERMINATED_EXIT));
+    m.process_exited(pid, TERMINATED_EXIT);
+    // Terminating an exited process is denied; signalling it is "stopped".
+    assert_eq!(
+        m.terminate_process(pid).unwrap_err().hresult,
+        hr::ACCESS_DENIED
+    );
+    let err = m.signal_process(pid, r#"{"Signal":"CtrlC"}"#).unwrap_err();
+    assert_eq!(err.hresult, hr::PROCESS_ALREADY_STOPPED);
+    // A terminate's exit is forced, with HCS_E_TERMINATED: not an error.
+    m.stop(key, Stop::Terminate).unwrap();
+    let exit = m.system_exit(key).unwrap();
+    assert_eq!(exit.exit_type, "ForcedExit");
+    assert!(exit.error().is_none());
+    // Calls on a process of an exited system: HCS_E_INVALID_STATE.
+    let err = m.terminate_process(pid).unwrap_err();
+    assert!(err.hresult.is_invalid_state());
+    let notices = record.0.lock().unwrap().clone();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(matches!(notices[0], Notice::ProcessExited(p, e) if p == pid && e.code() == Some(1)));
+    assert!(matches!(&notices[1], Notice::SystemExited(k, _) if *k == key));
+}
+
+#[test]
+fn a_dead_system_sends_no_process_exit() {
+    let (m, record) = model();
+    let key = running(&m, "c");
+    let pid = process(&m, key, "sleep");
+    assert!(m.crash("c"));
+    assert!(!m.crash("c"), "stopped already");
+    assert!(m.system_exit(key).unwrap().is_unexpected());
+    assert!(m.control(pid).kill.is_some(), "its processes end");
+    m.process_exited(pid, TERMINATED_EXIT);
+    assert_eq!(m.process_notice(pid), None);
+    assert_eq!(record.0.lock().unwrap().len(), 1, "SystemExited only");
+}
+
+#[test]
+fn held_notices_wait_for_their_release() {
+    let (m, _) = model();
+    m.edit_plan(Some("c"), |p| {
+        p.hold_exit_notices = true;
+        p.last_wait_result = 0x102;
+    });
+    let key = running(&m, "c");
+    let pid = process(&m, key, "exit 4");
+    m.process_exited(pid, 4);
+    assert!(m.process_ended(pid));
+    assert_eq!(m.process_notice(pid), None);
+    assert!(m.release_exit_notices("c"));
+    assert!(!m.release_exit_notices("c"), "released once");
+    let exit = m.process_notice(pid).unwrap();
+    assert_eq!(exit.code(), None, "its LastWaitResult");
+    assert_eq!(exit.exit_code, 4);
+}
+
+#[test]
+fn the_last_handle_terminates_and_frees_the_id() {
+    let (m, _) = model();
+    let key = running(&m, "c");
+    let again = m.open_system("c").unwrap();
+    m.close_system(key);
+    assert!(m.is_running("c"));
+    m.close_system(again);
+    assert!(m.compute_systems().is_empty());
+    assert_eq!(m.system_exit(key).unwrap().exit_type, "ForcedExit");
+    assert!(m.open_system("c").unwrap_err().hresult.is_not_exist());
+}
+
+#[test]
+fn a_utility_vm_takes_its_containers_with_it() {
+    let (m, _) = model();
+    let vm = r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{
+        "Scsi":{"0":{"Attachments":{"0":{"Type":"VirtualDisk","Path":"C:\\vm.vhdx"}}}},
+        "HvSocket":{"HvSocketConfig":{}},
+        "VirtualSmb":{"Shares":[{"Name":"os"},{"Name":"base"}]}}}}"#;
+    let hosted = |layer: &str| {
+        serde_json::json!({"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"vm",
+            "Container":{"Storage":{"Path":"C:\\s\\","Layers":[{"Id":"x","Path":format!(
+                r"\\?\VMSMB\VSMB-{{dcc079ae-60ba-4d07-847c-3493609c0870}}\{layer}")}]}}})
+        .to_string()
+    };
+    let err = m.create_system("h", &hosted("base")).unwrap_err();
+    assert!(err.hresult.is_not_exist(), "no utility VM yet");
+    let vm = running_doc(&m, "vm", vm);
+    assert!(
+        m.create_system("x", &hosted("other")).is_err(),
+        "not a share"
+    );
+    let h = m.create_system("h", &hosted("base")).unwrap();
+    m.start(h).unwrap();
+    m.pause(h).unwrap();
+    m.resume(h).unwrap();
+    m.stop(vm, Stop::Terminate).unwrap();
+    assert!(m.system_exit(h).is_some(), "stopped with its VM");
+}
+
+fn running_doc(m: &Model, id: &str, doc: &str) -> SystemKey {
+    let key = m.create_system(id, doc).unwrap();
+    m.start(key).unwrap();
+    key
+}
+
+#[test]
+fn the_plan_gates_calls() {
+    let (m, _) = model();
+    m.edit_plan(None, |p| p.disconnected = true);
+    let err = m.gate("HcsCreateComputeSystem", "c").unwrap_err();
+    assert_eq!(err.hresult, hr::SERVICE_DISCONNECT);
+    m.edit_plan(None, |p| p.disconnected = false);
+    m.set_plan(
+        "c",
+        serde_json::from_str(r#"{"UnexpectedExitOnShutdown":true,"PendingUpdates":true}"#).unwrap(),
+    );
+    let key = running(&m, "c");
+    let answer = m
+        .properties(key, r#"{"PropertyTypes":["PendingUpdates"]}"#)
+        .unwrap();
+    assert!(answer.contains(r#""AreUpdatesPending":true"#), "{answer}");
+    m.stop(key, Stop::Shutdown).unwrap();
+    let exit = m.system_exit(key).unwrap();
+    assert_eq!(exit.error().unwrap().hresult, Hresult(0xC037_0106));
+    assert_eq!(m.calls()[0].0, "HcsCreateComputeSystem");
+}
+
+#[test]
+fn a_kill_before_the_start_is_kept() {
+    let (m, _) = model();
+    let key = running(&m, "c");
+    let pid = m.reserve_process(key);
+    m.terminate_process(pid).unwrap();
+    m.create_process(key, pid, &params("sleep")).unwrap();
+    assert_eq!(m.control(pid).kill, Some(TERMINATED_EXIT));
+    let never = m.reserve_process(key);
+    m.abandon_process(key, never);
+    assert!(!m.process_started(never));
+    assert!(m.process_ended(never));
+}
