@@ -290,12 +290,23 @@ impl Supervisor {
         let pid = child.id().unwrap_or(0);
         let id = i32::try_from(pid).ok().and_then(Identity::of);
         self.record(pid, id);
-        std::fs::write(&self.paths.pid_file, format!("{pid}\n"))
-            .map_err(|e| state_dir_error(&self.config.state_dir, "cannot write the pid file", e))?;
+        if let Err(e) = std::fs::write(&self.paths.pid_file, format!("{pid}\n")) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            self.exits.after_start(watch).await;
+            return Err(state_dir_error(
+                &self.config.state_dir,
+                "cannot write the pid file",
+                e,
+            ));
+        }
         tracing::info!(pid, socket = %self.paths.socket.display(), "started containerd");
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
+                // What the shims said while it tried is kept all the same:
+                // it may have dropped their tasks before it died.
+                self.exits.after_start(watch).await;
                 return Err(Error::unavailable(format!(
                     "containerd exited during start-up with {status}; its log {} ends with: {}",
                     self.paths.log_file.display(),
@@ -309,6 +320,7 @@ impl Supervisor {
             if tokio::time::Instant::now() >= deadline {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
+                self.exits.after_start(watch).await;
                 return Err(Error::unavailable(format!(
                     "containerd did not answer on {} within {READY_TIMEOUT:?}; its log ends with: {}",
                     self.paths.socket.display(),
