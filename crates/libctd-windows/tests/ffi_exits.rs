@@ -43,6 +43,11 @@ async fn a_dead_system_without_process_exits_still_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_hung_hcs_still_exits_after_a_kill() {
+    exit_cases::a_hung_hcs_still_exits_after_a_kill::<Env>().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_host_answering_pending_updates_marks_a_clean_exit() {
     exit_cases::a_host_answering_pending_updates_marks_a_clean_exit::<Env>().await;
 }

@@ -1,7 +1,8 @@
 //! Issue 18's cases, once for every test environment: how HCS reports
 //! exits and failures as hcsshim describes it (a system exit without a
 //! process exit, a forced exit, terminate on an exited process, HCS's own
-//! codes, a refused or answered PendingUpdates query, a lost service). `exits.rs` runs them over the
+//! codes, a refused or answered PendingUpdates query, a lost service, a
+//! hung HCS that reports no exit at all). `exits.rs` runs them over the
 //! simulation, `ffi_exits.rs` over the real binding against the
 //! computecore.dll double; each environment gives its client and its
 //! fault controls through [`ExitEnv`].
@@ -44,6 +45,9 @@ pub(crate) trait ExitEnv: Sized {
     fn fail_shutdown_after_submit(&self, id: &str, hresult: Hresult);
     /// ProcessExited notifications of container `id` are held until released.
     fn hold_exit_notices(&self, id: &str);
+    /// HCS hangs for container `id`: what it stops ends, but neither
+    /// ProcessExited nor SystemExited is ever sent.
+    fn lose_exit_notices(&self, id: &str);
     /// Sends the held notifications of container `id`; false when none were held.
     fn release_exit_notices(&self, id: &str) -> bool;
     /// Returns once process `pid` of container `id` has ended in HCS.
@@ -207,14 +211,61 @@ pub(crate) async fn a_dead_system_without_process_exits_still_exits<E: ExitEnv>(
         exit_grace: Duration::from_millis(300),
         ..ClientSettings::default()
     });
+    run_with_an_exec(&e).await;
+    let started = Instant::now();
+    assert!(e.crash("c"));
+    lifecycle::assert_died(e.client(), e.backend(), "c", started).await;
+    e.assert_clean().await;
+}
+
+/// Runs container "c" whose init and exec "e1" sleep.
+async fn run_with_an_exec<E: ExitEnv>(e: &E) {
     lifecycle::run(e.client(), "c", &spec("sleep")).await;
     e.client()
         .exec("c", "e1", &process("sleep"), false, discard_stdio())
         .await
         .unwrap();
+}
+
+/// A hung HCS: after a kill, neither the init's ProcessExited nor its
+/// system's SystemExited ever comes. Within the bound on a stop (the
+/// shutdown timeout) the init and the exec exit with 4294967295 and an
+/// error naming the bound and the kill; delete_task and delete succeed,
+/// and nothing is left (closing the last handle ends the system).
+pub(crate) async fn a_hung_hcs_still_exits_after_a_kill<E: ExitEnv>() {
+    let bound = Duration::from_millis(500);
+    let e = E::with_settings(ClientSettings {
+        shutdown_timeout: bound,
+        ..ClientSettings::default()
+    });
+    e.lose_exit_notices("c");
+    run_with_an_exec(&e).await;
     let started = Instant::now();
-    assert!(e.crash("c"));
-    lifecycle::assert_died(e.client(), e.backend(), "c", started).await;
+    e.client()
+        .signal_process("c", INIT_PROCESS_ID, 9)
+        .await
+        .unwrap();
+    let init = lifecycle::exit(e.backend(), "c").await;
+    let took = started.elapsed();
+    assert!(took >= bound && took < bound * 6, "took {took:?}");
+    assert_eq!(init.exit_code, u32::MAX);
+    let err = init.error.expect("why the exit code is unknown");
+    assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{}", err.report());
+    let text = err.to_string();
+    assert!(text.contains("HcsTerminateComputeSystem"), "{text}");
+    assert!(text.contains("exit container c process init"), "{text}");
+    let exec = e
+        .backend()
+        .next_process_event("c", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exec.exit_code, u32::MAX);
+    assert!(exec.error.is_some());
+    assert_eq!(
+        e.client().delete_task("c").await.unwrap().exit_code,
+        u32::MAX
+    );
+    e.client().delete("c").await.unwrap();
     e.assert_clean().await;
 }
 

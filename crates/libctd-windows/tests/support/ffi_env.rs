@@ -153,6 +153,10 @@ impl ExitEnv for Env {
         double::faults(&self.sys(id), serde_json::json!({"HoldExitNotices": true}));
     }
 
+    fn lose_exit_notices(&self, id: &str) {
+        double::faults(&self.sys(id), serde_json::json!({"LoseExitNotices": true}));
+    }
+
     fn release_exit_notices(&self, id: &str) -> bool {
         double::release_exit_notices(&self.sys(id))
     }

@@ -109,6 +109,10 @@ impl ExitEnv for Env {
         self.sim.hold_exit_notices(&sys(id));
     }
 
+    fn lose_exit_notices(&self, id: &str) {
+        self.sim.lose_exit_notices(&sys(id));
+    }
+
     fn release_exit_notices(&self, id: &str) -> bool {
         self.sim.release_exit_notices(&sys(id))
     }
