@@ -48,6 +48,11 @@ pub(crate) trait ExitEnv: Sized {
     /// HCS hangs for container `id`: what it stops ends, but neither
     /// ProcessExited nor SystemExited is ever sent.
     fn lose_exit_notices(&self, id: &str);
+    /// HCS hangs for container `id` as for [`lose_exit_notices`], and its
+    /// terminate takes effect only `delay` late (answered pending first).
+    ///
+    /// [`lose_exit_notices`]: ExitEnv::lose_exit_notices
+    fn hang_terminate(&self, id: &str, delay: Duration);
     /// Sends the held notifications of container `id`; false when none were held.
     fn release_exit_notices(&self, id: &str) -> bool;
     /// Returns once process `pid` of container `id` has ended in HCS.
@@ -227,19 +232,21 @@ async fn run_with_an_exec<E: ExitEnv>(e: &E) {
         .unwrap();
 }
 
-/// A hung HCS: after a kill, neither the init's ProcessExited nor its
-/// system's SystemExited ever comes. Within the bound on a stop (the
-/// shutdown timeout) the init and the exec exit with 4294967295 and an
-/// error naming the bound and the kill; delete_task and delete succeed,
-/// and nothing is left (closing the last handle ends the system).
-pub(crate) async fn a_hung_hcs_still_exits_after_a_kill<E: ExitEnv>() {
-    let bound = Duration::from_millis(500);
-    let e = E::with_settings(ClientSettings {
+/// The bound on a stop (the shutdown timeout) in the hung-HCS cases.
+const STOP_BOUND: Duration = Duration::from_millis(500);
+
+/// A client whose stops are bounded by `bound` (the shutdown timeout).
+fn with_stop_bound<E: ExitEnv>(bound: Duration) -> E {
+    E::with_settings(ClientSettings {
         shutdown_timeout: bound,
         ..ClientSettings::default()
-    });
-    e.lose_exit_notices("c");
-    run_with_an_exec(&e).await;
+    })
+}
+
+/// Kills container "c"'s init, whose exit HCS never reports: its exit
+/// event must carry 4294967295 and a DeadlineExceeded error. Gives the
+/// error's text and how long the exit took from the kill.
+async fn kill_unanswered<E: ExitEnv>(e: &E) -> (String, Duration) {
     let started = Instant::now();
     e.client()
         .signal_process("c", INIT_PROCESS_ID, 9)
@@ -247,11 +254,23 @@ pub(crate) async fn a_hung_hcs_still_exits_after_a_kill<E: ExitEnv>() {
         .unwrap();
     let init = lifecycle::exit(e.backend(), "c").await;
     let took = started.elapsed();
-    assert!(took >= bound && took < bound * 6, "took {took:?}");
     assert_eq!(init.exit_code, u32::MAX);
     let err = init.error.expect("why the exit code is unknown");
     assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{}", err.report());
-    let text = err.to_string();
+    (err.to_string(), took)
+}
+
+/// A hung HCS: after a kill, neither the init's ProcessExited nor its
+/// system's SystemExited ever comes. Within the bound on a stop (the
+/// shutdown timeout) the init and the exec exit with 4294967295 and an
+/// error naming the bound and the kill; delete_task and delete succeed,
+/// and nothing is left (closing the last handle ends the system).
+pub(crate) async fn a_hung_hcs_still_exits_after_a_kill<E: ExitEnv>() {
+    let e: E = with_stop_bound(STOP_BOUND);
+    e.lose_exit_notices("c");
+    run_with_an_exec(&e).await;
+    let (text, took) = kill_unanswered(&e).await;
+    assert!(took >= STOP_BOUND && took < STOP_BOUND * 6, "took {took:?}");
     assert!(text.contains("HcsTerminateComputeSystem"), "{text}");
     assert!(text.contains("exit container c process init"), "{text}");
     let exec = e
@@ -267,6 +286,23 @@ pub(crate) async fn a_hung_hcs_still_exits_after_a_kill<E: ExitEnv>() {
     );
     e.client().delete("c").await.unwrap();
     e.assert_clean().await;
+}
+
+/// A hung HCS whose terminate also hangs (answered pending, in effect
+/// only 20 s later): the kill's operation does not hold the system past
+/// the bound. The exit comes within it, the close cancels the submitted
+/// terminate instead of waiting for it, and nothing is left.
+pub(crate) async fn a_hung_kill_does_not_hold_the_system<E: ExitEnv>() {
+    let e: E = with_stop_bound(STOP_BOUND);
+    e.hang_terminate("c", Duration::from_secs(20));
+    let started = Instant::now();
+    lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    let (_, took) = kill_unanswered(&e).await;
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    lifecycle::remove(e.client(), "c").await;
+    e.assert_clean().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
 /// A shutdown answered pending that fails afterwards (no exit follows it)
