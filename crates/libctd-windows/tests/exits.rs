@@ -51,6 +51,11 @@ async fn a_hung_hcs_still_exits_after_a_kill() {
 }
 
 #[tokio::test]
+async fn a_hung_hcs_still_exits_after_a_shutdown() {
+    exit_cases::a_hung_hcs_still_exits_after_a_shutdown::<Env>().await;
+}
+
+#[tokio::test]
 async fn a_hung_kill_does_not_hold_the_system() {
     exit_cases::a_hung_kill_does_not_hold_the_system::<Env>().await;
 }

@@ -243,13 +243,13 @@ fn with_stop_bound<E: ExitEnv>(bound: Duration) -> E {
     })
 }
 
-/// Kills container "c"'s init, whose exit HCS never reports: its exit
-/// event must carry 4294967295 and a DeadlineExceeded error. Gives the
-/// error's text and how long the exit took from the kill.
-async fn kill_unanswered<E: ExitEnv>(e: &E) -> (String, Duration) {
+/// Sends `signal` to container "c"'s init, whose exit HCS never reports:
+/// its exit event must carry 4294967295 and a DeadlineExceeded error.
+/// Gives the error's text and how long the exit took from the signal.
+async fn stop_unanswered<E: ExitEnv>(e: &E, signal: i32) -> (String, Duration) {
     let started = Instant::now();
     e.client()
-        .signal_process("c", INIT_PROCESS_ID, 9)
+        .signal_process("c", INIT_PROCESS_ID, signal)
         .await
         .unwrap();
     let init = lifecycle::exit(e.backend(), "c").await;
@@ -269,7 +269,7 @@ pub(crate) async fn a_hung_hcs_still_exits_after_a_kill<E: ExitEnv>() {
     let e: E = with_stop_bound(STOP_BOUND);
     e.lose_exit_notices("c");
     run_with_an_exec(&e).await;
-    let (text, took) = kill_unanswered(&e).await;
+    let (text, took) = stop_unanswered(&e, 9).await;
     assert!(took >= STOP_BOUND && took < STOP_BOUND * 6, "took {took:?}");
     assert!(text.contains("HcsTerminateComputeSystem"), "{text}");
     assert!(text.contains("exit container c process init"), "{text}");
@@ -288,6 +288,20 @@ pub(crate) async fn a_hung_hcs_still_exits_after_a_kill<E: ExitEnv>() {
     e.assert_clean().await;
 }
 
+/// A hung HCS after a graceful stop (SIGTERM shuts the system down): the
+/// same bound, the error naming the shutdown; delete_task and delete
+/// succeed and nothing is left.
+pub(crate) async fn a_hung_hcs_still_exits_after_a_shutdown<E: ExitEnv>() {
+    let e: E = with_stop_bound(STOP_BOUND);
+    e.lose_exit_notices("c");
+    lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    let (text, took) = stop_unanswered(&e, 15).await;
+    assert!(took >= STOP_BOUND && took < STOP_BOUND * 6, "took {took:?}");
+    assert!(text.contains("HcsShutDownComputeSystem"), "{text}");
+    lifecycle::remove(e.client(), "c").await;
+    e.assert_clean().await;
+}
+
 /// A hung HCS whose terminate also hangs (answered pending, in effect
 /// only 20 s later): the kill's operation does not hold the system past
 /// the bound. The exit comes within it, the close cancels the submitted
@@ -297,7 +311,7 @@ pub(crate) async fn a_hung_kill_does_not_hold_the_system<E: ExitEnv>() {
     e.hang_terminate("c", Duration::from_secs(20));
     let started = Instant::now();
     lifecycle::run(e.client(), "c", &spec("sleep")).await;
-    let (_, took) = kill_unanswered(&e).await;
+    let (_, took) = stop_unanswered(&e, 9).await;
     assert!(took < Duration::from_secs(4), "took {took:?}");
     lifecycle::remove(e.client(), "c").await;
     e.assert_clean().await;
