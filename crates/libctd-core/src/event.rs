@@ -125,6 +125,9 @@ pub struct EventInfo {
     /// every following event of the container until it is started again).
     pub oom_killed: bool,
     /// Windows: the container exited cleanly and Windows updates are pending.
+    /// Only a host that answers HCS's `PendingUpdates` query can set it;
+    /// hosts since Windows Server 2019 (HCS v2) refuse that query, so there
+    /// it is always false.
     pub update_pending: bool,
     /// A system failure met while reaping the process (Windows), shared so the
     /// event stays cheap to clone.

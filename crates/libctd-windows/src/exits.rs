@@ -14,6 +14,12 @@
 //!   The system's exit is waited for once per container
 //!   ([`SystemExitWatch`]), for all its processes; a failed wait is made
 //!   again, so it never hides the exit.
+//! - A stop of ours (a kill or shutdown of the init) bounds the wait: when
+//!   neither the process's nor its system's exit has come within the
+//!   shutdown timeout of it (a hung HCS), every process of the container
+//!   exits unknown with a deadline error ([`SystemExitWatch::stop_requested`]),
+//!   and the system is closed without a shutdown: closing its last handle
+//!   ends it (`ShouldTerminateOnLastHandleClosed`).
 //! - Only `ExitType == "UnexpectedExit"` is an exit error (see
 //!   [`SystemExit::error`]): the exit is then unknown and carries the
 //!   system's error. A forced exit after our own terminate is not one.
@@ -26,6 +32,8 @@
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use libctd_core::Error;
 
@@ -64,6 +72,18 @@ pub(crate) struct ProcessEnd {
     pub(crate) errors: Vec<Error>,
     /// Whether its compute system had exited by then.
     pub(crate) system_exited: bool,
+    /// Whether neither exit came within the bound on a stop of ours (a hung
+    /// HCS): the system was asked to stop and never said it did.
+    pub(crate) unanswered: bool,
+}
+
+/// A stop of ours that bounds the wait for the exits: asked by `op`, the
+/// exits are awaited until `deadline` (`bound` after it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StopRequested {
+    op: HcsOp,
+    bound: Duration,
+    deadline: Instant,
 }
 
 /// The first pause before a failed wait for a compute system's exit is
@@ -78,6 +98,8 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 pub(crate) struct SystemExitWatch {
     exit: watch::Receiver<Option<SystemExit>>,
     task: tokio::task::AbortHandle,
+    /// The first stop of ours, which bounds the wait for the exits.
+    stop: watch::Sender<Option<StopRequested>>,
 }
 
 impl SystemExitWatch {
@@ -106,7 +128,40 @@ impl SystemExitWatch {
         Self {
             exit,
             task: task.abort_handle(),
+            stop: watch::Sender::new(None),
         }
+    }
+
+    /// A stop (`op`: shutdown or terminate) of the system was asked for:
+    /// the exits of its processes are awaited at most `bound` from now.
+    /// The first stop sets the bound; later ones do not move it.
+    pub(crate) fn stop_requested(&self, op: HcsOp, bound: Duration) {
+        self.stop.send_if_modified(|stop| {
+            if stop.is_some() {
+                return false;
+            }
+            *stop = Some(StopRequested {
+                op,
+                bound,
+                deadline: Instant::now() + bound,
+            });
+            true
+        });
+    }
+
+    /// Resolves once the bound of a stop of ours has passed.
+    async fn stop_unanswered(&self) -> StopRequested {
+        let mut rx = self.stop.subscribe();
+        let stop = match rx.wait_for(Option::is_some).await {
+            Ok(stop) => *stop,
+            // The sender lives as long as `self`.
+            Err(_) => None,
+        };
+        let Some(stop) = stop else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(stop.deadline).await;
+        stop
     }
 
     /// The system's exit, if it has come.
@@ -148,17 +203,22 @@ enum Race {
     ProcessFirst(HcsResult<ProcessExit>, Option<SystemExit>),
     /// The system's; the process's if it came within the grace.
     SystemFirst(SystemExit, Option<HcsResult<ProcessExit>>),
+    /// Neither, within the bound of a stop of ours.
+    Unanswered(StopRequested),
 }
 
 /// Waits for a process's end by the rules above: its own exit whenever it
-/// comes, or, once its system has exited, at most `grace` more.
+/// comes, or, once its system has exited, at most `grace` more; after a
+/// stop of ours, at most its bound.
 pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Duration) -> ProcessEnd {
     let raced = race(hcs, w.system, w.process, grace).await;
     let exited_at = SystemTime::now();
     let system = match &raced {
         Race::ProcessFirst(_, system) => system.as_ref(),
         Race::SystemFirst(system, _) => Some(system),
+        Race::Unanswered(_) => None,
     };
+    let unanswered = matches!(raced, Race::Unanswered(_));
     let system_exited = system.is_some();
     let system_error = system.and_then(SystemExit::error);
     let mut errors = Vec::new();
@@ -185,6 +245,24 @@ pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Durat
             }
             UNKNOWN_EXIT_CODE
         }
+        Race::Unanswered(stop) => {
+            tracing::warn!(
+                container_id = w.ctr_id,
+                process_id = w.process_id,
+                bound = ?stop.bound,
+                "HCS reported neither the process's nor the compute system's exit after a stop"
+            );
+            errors.push(
+                Error::deadline_exceeded(format!(
+                    "neither the process's nor the compute system's exit was reported \
+                     within {:?} of {}",
+                    stop.bound,
+                    stop.op.name()
+                ))
+                .with_container(w.ctr_id),
+            );
+            UNKNOWN_EXIT_CODE
+        }
     };
     if let Some(e) = system_error {
         exit_code = UNKNOWN_EXIT_CODE;
@@ -195,6 +273,7 @@ pub(crate) async fn process_end<H: Hcs>(hcs: &H, w: Watched<'_, H>, grace: Durat
         exit_code,
         errors,
         system_exited,
+        unanswered,
     }
 }
 
@@ -228,7 +307,7 @@ fn exit_code<H: Hcs>(
 
 /// Which of the process's and its system's exits comes first, and the
 /// other's if it follows in time (the system's: already come; the
-/// process's: within `grace`).
+/// process's: within `grace`); or neither, by the bound of a stop of ours.
 async fn race<H: Hcs>(
     hcs: &H,
     system: &SystemExitWatch,
@@ -238,11 +317,13 @@ async fn race<H: Hcs>(
     let process_exit = hcs.wait_process_exit(process);
     tokio::pin!(process_exit);
     tokio::select! {
+        biased;
         exit = &mut process_exit => Race::ProcessFirst(exit, system.get()),
-        system = system.exited() => {
-            let exit = tokio::time::timeout(grace, process_exit).await.ok();
-            Race::SystemFirst(system, exit)
+        exit = system.exited() => {
+            let exit_of_process = tokio::time::timeout(grace, process_exit).await.ok();
+            Race::SystemFirst(exit, exit_of_process)
         }
+        stop = system.stop_unanswered() => Race::Unanswered(stop),
     }
 }
 

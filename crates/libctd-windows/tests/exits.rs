@@ -46,6 +46,21 @@ async fn a_dead_system_without_process_exits_still_exits() {
 }
 
 #[tokio::test]
+async fn a_hung_hcs_still_exits_after_a_kill() {
+    exit_cases::a_hung_hcs_still_exits_after_a_kill::<Env>().await;
+}
+
+#[tokio::test]
+async fn a_hung_hcs_still_exits_after_a_shutdown() {
+    exit_cases::a_hung_hcs_still_exits_after_a_shutdown::<Env>().await;
+}
+
+#[tokio::test]
+async fn a_hung_kill_does_not_hold_the_system() {
+    exit_cases::a_hung_kill_does_not_hold_the_system::<Env>().await;
+}
+
+#[tokio::test]
 async fn a_host_answering_pending_updates_marks_a_clean_exit() {
     exit_cases::a_host_answering_pending_updates_marks_a_clean_exit::<Env>().await;
 }

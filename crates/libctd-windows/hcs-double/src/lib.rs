@@ -47,8 +47,9 @@
 //!   `{"Faults":{"System":id,"Plan":{...}}}`, the plan being the model's
 //!   (`libctd_windows::hcs::model::Plan`, one vocabulary for both faces:
 //!   `Fail`, `FailOnce`, `Slow`, `Late`, `UnexpectedExitOnShutdown`,
-//!   `LastWaitResult`, `HoldExitNotices`, `PendingUpdates`, `Disconnected`,
-//!   `IgnoreCancel`, `CreateProcessQuirk`); an unknown field is refused.
+//!   `LastWaitResult`, `HoldExitNotices`, `LoseExitNotices`, `PendingUpdates`,
+//!   `Disconnected`, `IgnoreCancel`, `CreateProcessQuirk`); an unknown field
+//!   is refused.
 //!   `{"ReleaseExitNotices":id}` sends the held ProcessExited notices;
 //!   `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}` ends a
 //!   running process with a code, as if it exited by itself; `{"Calls":id}`

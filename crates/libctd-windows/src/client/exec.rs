@@ -196,25 +196,23 @@ pub(super) async fn signal_process<H: Hcs>(
                     .with_process(&process_id));
             }
             drop(state);
-            let result = if signal == SIGKILL {
-                inner
-                    .hcs
-                    .terminate_compute_system(&ctr.system)
-                    .await
-                    .map_err(|e| (e, HcsOp::TerminateComputeSystem))
+            let (op, result) = if signal == SIGKILL {
+                let op = HcsOp::TerminateComputeSystem;
+                (op, inner.hcs.terminate_compute_system(&ctr.system).await)
             } else {
-                inner
-                    .hcs
-                    .shutdown_compute_system(&ctr.system)
-                    .await
-                    .map_err(|e| (e, HcsOp::ShutDownComputeSystem))
+                let op = HcsOp::ShutDownComputeSystem;
+                (op, inner.hcs.shutdown_compute_system(&ctr.system).await)
             };
             match result {
-                Ok(()) => Ok(()),
-                // Its exit notice follows (or came): the reaper reports it.
-                Err((e, _)) if exits::system_stop_leaves_it_ended(e.hresult) => Ok(()),
-                Err((e, op)) => Err(hcs_error(e, &id, op, OP).with_process(&process_id)),
+                // Its exit notice follows (or came): the reaper reports it,
+                // or, when none comes within the bound, that none came.
+                Ok(()) => {}
+                Err(e) if exits::system_stop_leaves_it_ended(e.hresult) => {}
+                Err(e) => return Err(hcs_error(e, &id, op, OP).with_process(&process_id)),
             }
+            ctr.system_exit
+                .stop_requested(op, inner.settings.shutdown_timeout);
+            Ok(())
         } else {
             let Some(p) = state.exec(&process_id) else {
                 return Err(Error::not_found("no such exec")

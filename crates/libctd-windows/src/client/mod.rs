@@ -48,7 +48,12 @@ pub const UNKNOWN_EXIT_CODE: u32 = u32::MAX;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {
     /// How long to wait for a compute system to exit after asking it to shut
-    /// down or terminate (libcontainerd: 5 minutes).
+    /// down or terminate (libcontainerd: 5 minutes). It also bounds a stop
+    /// of the init process (`signal_process`: SIGKILL terminates, any other
+    /// signal shuts down): when HCS reports neither the process's exit nor
+    /// the system's within it (a hung HCS), every process of the container
+    /// exits with [`UNKNOWN_EXIT_CODE`] and a `DeadlineExceeded` error, and
+    /// the compute system is closed (its last handle ends it).
     pub shutdown_timeout: Duration,
     /// How long to wait for the engine to consume a process's output when
     /// the process is deleted, before cancelling its copies.

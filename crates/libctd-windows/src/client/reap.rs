@@ -64,8 +64,9 @@ impl<H: Hcs> Inner<H> {
                 .await;
 
         // A system that exited already needs no shutdown (and its exit was
-        // read by the rules of `exits`).
-        let shutdown = if end.system_exited {
+        // read by the rules of `exits`); one that never answered our stop
+        // would not answer another: closing its last handle ends it.
+        let shutdown = if end.system_exited || end.unanswered {
             Ok(())
         } else {
             self.shutdown_system(&id, &ctr.system).await

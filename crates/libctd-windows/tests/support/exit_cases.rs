@@ -1,7 +1,8 @@
 //! Issue 18's cases, once for every test environment: how HCS reports
 //! exits and failures as hcsshim describes it (a system exit without a
 //! process exit, a forced exit, terminate on an exited process, HCS's own
-//! codes, a refused or answered PendingUpdates query, a lost service). `exits.rs` runs them over the
+//! codes, a refused or answered PendingUpdates query, a lost service, a
+//! hung HCS that reports no exit at all). `exits.rs` runs them over the
 //! simulation, `ffi_exits.rs` over the real binding against the
 //! computecore.dll double; each environment gives its client and its
 //! fault controls through [`ExitEnv`].
@@ -44,6 +45,14 @@ pub(crate) trait ExitEnv: Sized {
     fn fail_shutdown_after_submit(&self, id: &str, hresult: Hresult);
     /// ProcessExited notifications of container `id` are held until released.
     fn hold_exit_notices(&self, id: &str);
+    /// HCS hangs for container `id`: what it stops ends, but neither
+    /// ProcessExited nor SystemExited is ever sent.
+    fn lose_exit_notices(&self, id: &str);
+    /// HCS hangs for container `id` as for [`lose_exit_notices`], and its
+    /// terminate takes effect only `delay` late (answered pending first).
+    ///
+    /// [`lose_exit_notices`]: ExitEnv::lose_exit_notices
+    fn hang_terminate(&self, id: &str, delay: Duration);
     /// Sends the held notifications of container `id`; false when none were held.
     fn release_exit_notices(&self, id: &str) -> bool;
     /// Returns once process `pid` of container `id` has ended in HCS.
@@ -207,15 +216,107 @@ pub(crate) async fn a_dead_system_without_process_exits_still_exits<E: ExitEnv>(
         exit_grace: Duration::from_millis(300),
         ..ClientSettings::default()
     });
+    run_with_an_exec(&e).await;
+    let started = Instant::now();
+    assert!(e.crash("c"));
+    lifecycle::assert_died(e.client(), e.backend(), "c", started).await;
+    e.assert_clean().await;
+}
+
+/// Runs container "c" whose init and exec "e1" sleep.
+async fn run_with_an_exec<E: ExitEnv>(e: &E) {
     lifecycle::run(e.client(), "c", &spec("sleep")).await;
     e.client()
         .exec("c", "e1", &process("sleep"), false, discard_stdio())
         .await
         .unwrap();
+}
+
+/// The bound on a stop (the shutdown timeout) in the hung-HCS cases.
+const STOP_BOUND: Duration = Duration::from_millis(500);
+
+/// A client whose stops are bounded by `bound` (the shutdown timeout).
+fn with_stop_bound<E: ExitEnv>(bound: Duration) -> E {
+    E::with_settings(ClientSettings {
+        shutdown_timeout: bound,
+        ..ClientSettings::default()
+    })
+}
+
+/// Sends `signal` to container "c"'s init, whose exit HCS never reports:
+/// its exit event must carry 4294967295 and a DeadlineExceeded error.
+/// Gives the error's text and how long the exit took from the signal.
+async fn stop_unanswered<E: ExitEnv>(e: &E, signal: i32) -> (String, Duration) {
     let started = Instant::now();
-    assert!(e.crash("c"));
-    lifecycle::assert_died(e.client(), e.backend(), "c", started).await;
+    e.client()
+        .signal_process("c", INIT_PROCESS_ID, signal)
+        .await
+        .unwrap();
+    let init = lifecycle::exit(e.backend(), "c").await;
+    let took = started.elapsed();
+    assert_eq!(init.exit_code, u32::MAX);
+    let err = init.error.expect("why the exit code is unknown");
+    assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{}", err.report());
+    (err.to_string(), took)
+}
+
+/// A hung HCS: after a kill, neither the init's ProcessExited nor its
+/// system's SystemExited ever comes. Within the bound on a stop (the
+/// shutdown timeout) the init and the exec exit with 4294967295 and an
+/// error naming the bound and the kill; delete_task and delete succeed,
+/// and nothing is left (closing the last handle ends the system).
+pub(crate) async fn a_hung_hcs_still_exits_after_a_kill<E: ExitEnv>() {
+    let e: E = with_stop_bound(STOP_BOUND);
+    e.lose_exit_notices("c");
+    run_with_an_exec(&e).await;
+    let (text, took) = stop_unanswered(&e, 9).await;
+    assert!(took >= STOP_BOUND && took < STOP_BOUND * 6, "took {took:?}");
+    assert!(text.contains("HcsTerminateComputeSystem"), "{text}");
+    assert!(text.contains("exit container c process init"), "{text}");
+    let exec = e
+        .backend()
+        .next_process_event("c", "e1", EventType::Exit, T)
+        .await
+        .unwrap();
+    assert_eq!(exec.exit_code, u32::MAX);
+    assert!(exec.error.is_some());
+    assert_eq!(
+        e.client().delete_task("c").await.unwrap().exit_code,
+        u32::MAX
+    );
+    e.client().delete("c").await.unwrap();
     e.assert_clean().await;
+}
+
+/// A hung HCS after a graceful stop (SIGTERM shuts the system down): the
+/// same bound, the error naming the shutdown; delete_task and delete
+/// succeed and nothing is left.
+pub(crate) async fn a_hung_hcs_still_exits_after_a_shutdown<E: ExitEnv>() {
+    let e: E = with_stop_bound(STOP_BOUND);
+    e.lose_exit_notices("c");
+    lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    let (text, took) = stop_unanswered(&e, 15).await;
+    assert!(took >= STOP_BOUND && took < STOP_BOUND * 6, "took {took:?}");
+    assert!(text.contains("HcsShutDownComputeSystem"), "{text}");
+    lifecycle::remove(e.client(), "c").await;
+    e.assert_clean().await;
+}
+
+/// A hung HCS whose terminate also hangs (answered pending, in effect
+/// only 20 s later): the kill's operation does not hold the system past
+/// the bound. The exit comes within it, the close cancels the submitted
+/// terminate instead of waiting for it, and nothing is left.
+pub(crate) async fn a_hung_kill_does_not_hold_the_system<E: ExitEnv>() {
+    let e: E = with_stop_bound(STOP_BOUND);
+    e.hang_terminate("c", Duration::from_secs(20));
+    let started = Instant::now();
+    lifecycle::run(e.client(), "c", &spec("sleep")).await;
+    let (_, took) = stop_unanswered(&e, 9).await;
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    lifecycle::remove(e.client(), "c").await;
+    e.assert_clean().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
 /// A shutdown answered pending that fails afterwards (no exit follows it)

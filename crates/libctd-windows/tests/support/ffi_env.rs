@@ -153,6 +153,17 @@ impl ExitEnv for Env {
         double::faults(&self.sys(id), serde_json::json!({"HoldExitNotices": true}));
     }
 
+    fn lose_exit_notices(&self, id: &str) {
+        double::faults(&self.sys(id), serde_json::json!({"LoseExitNotices": true}));
+    }
+
+    fn hang_terminate(&self, id: &str, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap();
+        let plan = serde_json::json!({"LoseExitNotices": true,
+                                      "Slow": {"HcsTerminateComputeSystem": ms}});
+        double::faults(&self.sys(id), plan);
+    }
+
     fn release_exit_notices(&self, id: &str) -> bool {
         double::release_exit_notices(&self.sys(id))
     }

@@ -109,6 +109,16 @@ impl ExitEnv for Env {
         self.sim.hold_exit_notices(&sys(id));
     }
 
+    fn lose_exit_notices(&self, id: &str) {
+        self.sim.lose_exit_notices(&sys(id));
+    }
+
+    fn hang_terminate(&self, id: &str, delay: Duration) {
+        self.sim.lose_exit_notices(&sys(id));
+        self.sim
+            .delay(HcsOp::TerminateComputeSystem, Some(&sys(id)), delay);
+    }
+
     fn release_exit_notices(&self, id: &str) -> bool {
         self.sim.release_exit_notices(&sys(id))
     }

@@ -151,7 +151,10 @@ impl Computecore {
     /// operation (and its lease on the system) until it completes or the
     /// system's exit notice comes, which cancels it at once. A failure after
     /// the pending answer is published for the system's exit waiters: no
-    /// exit follows it, and the caller can escalate at once.
+    /// exit follows it, and the caller can escalate at once. A close of
+    /// the system cancels the stop too (its lease would hold the close for
+    /// as long as the stop takes, forever on a hung HCS), and counts as
+    /// done: closing the last handle ends the system.
     pub(super) async fn stop_system(
         &self,
         system: &FfiSystem,
@@ -170,11 +173,18 @@ impl Computecore {
         tokio::spawn(
             async move {
                 let mut exit = inner.exit.clone();
+                let mut closing = inner.close_begun.subscribe();
+                // The stop's own answer first, then the notice, then a close.
                 let result = tokio::select! {
+                    biased;
                     result = stop => result.map(drop),
                     // Done by the notification's word: the operation is
                     // dropped, i.e. cancelled.
                     _ = exit.wait_for(Option::is_some) => Ok(()),
+                    // Given up for a close, which ends the system (its last
+                    // handle; on a hung HCS no notice ever says so): done
+                    // too, and dropped (cancelled) so the close goes on.
+                    _ = closing.wait_for(|begun| *begun) => Ok(()),
                 };
                 if let Err(Err(e)) = tx.send(result)
                     && !e.hresult.is_already_stopped()

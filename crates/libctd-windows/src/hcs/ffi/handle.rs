@@ -203,6 +203,10 @@ pub(super) struct HandleInner<N: HandleKind> {
     /// [`HandleInner::wait_system_exit`] gives, since no exit will follow.
     /// Cleared when another is submitted.
     pub(super) stop_failure: N::StopFailure,
+    /// Set once a close began: what is waiting on the handle for long (a
+    /// submitted stop) lets go of its lease, so the close does not wait
+    /// for it.
+    pub(super) close_begun: watch::Sender<bool>,
 }
 
 /// The address of a handle and its leases.
@@ -263,6 +267,7 @@ impl<N: HandleKind> HandleInner<N> {
             key,
             exit,
             stop_failure: N::StopFailure::default(),
+            close_begun: watch::Sender::new(false),
         }
     }
 
@@ -322,6 +327,7 @@ impl<N: HandleKind> HandleInner<N> {
                 return false;
             }
             st.closing = true;
+            self.close_begun.send_replace(true);
             while st.leases > 0 {
                 st = self.idle.wait(st).unwrap_or_else(PoisonError::into_inner);
             }

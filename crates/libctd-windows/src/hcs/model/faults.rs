@@ -11,6 +11,7 @@
 //! | `UnexpectedExitOnShutdown` | a shutdown or terminate ends in `UnexpectedExit`               |
 //! | `LastWaitResult: hr`       | processes exit with this `LastWaitResult` (no exit code)       |
 //! | `HoldExitNotices`          | ProcessExited notices wait for a release                       |
+//! | `LoseExitNotices`          | no ProcessExited, no SystemExited: a hung HCS (all else ends)  |
 //! | `PendingUpdates: bool`     | answer `PendingUpdates` queries (refused by default)           |
 //! | `Disconnected`             | every call fails with HCS_E_SERVICE_DISCONNECT                 |
 //! | `IgnoreCancel`             | a cancel succeeds and changes nothing (operations: the double) |
@@ -50,6 +51,10 @@ pub struct Plan {
     /// ProcessExited notifications are held until released.
     #[serde(default)]
     pub hold_exit_notices: bool,
+    /// Neither ProcessExited nor SystemExited is ever sent (a hung HCS):
+    /// the system and its processes still stop, and calls answer so.
+    #[serde(default)]
+    pub lose_exit_notices: bool,
     /// The answer to `PendingUpdates` queries; `None` refuses them.
     #[serde(default)]
     pub pending_updates: Option<bool>,
@@ -172,10 +177,12 @@ mod tests {
             "Fail": {"HcsShutDownComputeSystem": 0x8007_0005_u32},
             "Slow": {"HcsCreateProcess": 300},
             "HoldExitNotices": true,
+            "LoseExitNotices": true,
             "PendingUpdates": false,
         }))
         .unwrap();
         assert!(plan.hold_exit_notices);
+        assert!(plan.lose_exit_notices);
         assert_eq!(plan.pending_updates, Some(false));
         let mut plans = Plans::default();
         plans.set("c", plan);

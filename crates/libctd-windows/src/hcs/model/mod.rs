@@ -20,7 +20,8 @@
 //! |-----------------|-------------------------------------------------------------|
 //! | `systems.rs`    | compute system states, transitions, stops, handles          |
 //! | `processes.rs`  | processes: create, signal, terminate, modify, their end     |
-//! | `notices.rs`    | ProcessExited: sent, held, released, or never (dead system) |
+//! | `notices.rs`    | ProcessExited: sent, held, released, never (dead system),   |
+//! |                 | or lost (a hung HCS, which loses SystemExited too)          |
 //! | `properties.rs` | property queries                                            |
 //! | `documents.rs`  | what a configuration needs to boot                          |
 //! | `faults.rs`     | the fault plan                                              |

@@ -1,7 +1,7 @@
 //! ProcessExited notices: sent when a process ends, never for a process
-//! whose system died, and held back while the plan says so
+//! whose system died, held back while the plan says so
 //! (`HoldExitNotices`: a process that ended is gone at once, its notice
-//! comes on release).
+//! comes on release), and lost for good while it says `LoseExitNotices`.
 
 use super::{Model, Notice, World};
 
@@ -19,6 +19,9 @@ impl World {
             return;
         };
         let id = system.id.clone();
+        if self.plans.flag(&id, |plan| plan.lose_exit_notices) {
+            return;
+        }
         if !system.released && self.plans.flag(&id, |plan| plan.hold_exit_notices) {
             if let Some(system) = self.systems.get_mut(&key) {
                 system.held.push(pid);

@@ -12,7 +12,8 @@
 //! (shutdown: [`CONTROL_C_EXIT`], terminate: [`TERMINATED_EXIT`]) and then
 //! publishes `SystemExited`: `GracefulExit`, `ForcedExit` with
 //! HCS_E_TERMINATED, or `UnexpectedExit` when it died (then its processes
-//! send no `ProcessExited`, as hcsshim reads HCS). A utility VM's hosted
+//! send no `ProcessExited`, as hcsshim reads HCS); a hung HCS (the plan's
+//! `LoseExitNotices`) publishes nothing. A utility VM's hosted
 //! containers stop with it. The last handle closed terminates the system
 //! (`ShouldTerminateOnLastHandleClosed`) and frees its id.
 
@@ -83,7 +84,11 @@ impl World {
             return false;
         }
         system.status = Status::Stopped;
-        system.exit = Some(exit.clone());
+        // A hung HCS (`LoseExitNotices`) stops it and never says so.
+        let publish = !self.plans.flag(&system.id, |plan| plan.lose_exit_notices);
+        if publish {
+            system.exit = Some(exit.clone());
+        }
         let id = system.id.clone();
         let pids: Vec<u32> = system.pids.iter().copied().collect();
         for pid in pids {
@@ -91,8 +96,10 @@ impl World {
                 p.request_kill(code);
             }
         }
-        self.outbox
-            .push(super::Notice::SystemExited(key, exit.clone()));
+        if publish {
+            self.outbox
+                .push(super::Notice::SystemExited(key, exit.clone()));
+        }
         let hosted: Vec<SystemKey> = self
             .systems
             .iter()

@@ -146,6 +146,24 @@ fn a_dead_system_sends_no_process_exit() {
     assert_eq!(record.0.lock().unwrap().len(), 1, "SystemExited only");
 }
 
+/// A hung HCS: the system and its processes stop, and neither notice is
+/// ever sent.
+#[test]
+fn a_hung_hcs_loses_both_notices() {
+    let (m, record) = model();
+    m.edit_plan(Some("c"), |p| p.lose_exit_notices = true);
+    let key = running(&m, "c");
+    let pid = process(&m, key, "sleep");
+    m.stop(key, Stop::Terminate).unwrap();
+    assert_eq!(m.control(pid).kill, Some(TERMINATED_EXIT), "it ends");
+    m.process_exited(pid, TERMINATED_EXIT);
+    assert!(m.process_ended(pid));
+    assert!(!m.is_running("c"));
+    assert_eq!(m.system_exit(key), None);
+    assert_eq!(m.process_notice(pid), None);
+    assert!(record.0.lock().unwrap().is_empty(), "no notice at all");
+}
+
 #[test]
 fn held_notices_wait_for_their_release() {
     let (m, _) = model();

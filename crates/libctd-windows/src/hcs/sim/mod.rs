@@ -248,6 +248,12 @@ impl Sim {
         self.model().release_exit_notices(container)
     }
 
+    /// HCS hangs for `container`: it stops and its processes end as asked,
+    /// but neither their ProcessExited nor its SystemExited is ever sent.
+    pub fn lose_exit_notices(&self, container: &str) {
+        self.plan(Some(container), |p| p.lose_exit_notices = true);
+    }
+
     /// Loses (or restores) the connection to the service: every call fails
     /// with the service-disconnect HRESULT.
     pub fn set_disconnected(&self, disconnected: bool) {
