@@ -24,7 +24,8 @@ impl std::fmt::Display for NotOneMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "this transport sends a request of one message only (unary and server-streaming calls), not a streaming request: {}",
+            "this transport sends a request of one message only (unary and server-streaming calls), {}: {}",
+            crate::convert::STREAMING_REFUSED,
             self.0
         )
     }

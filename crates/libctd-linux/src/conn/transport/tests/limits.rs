@@ -157,6 +157,8 @@ async fn a_streaming_request_is_refused_with_a_clear_error() {
     let later = tokio_stream::pending::<WriteContentRequest>();
     let status = content.write(later).await.unwrap_err();
     assert!(status.message().contains("not ready at once"), "{status:?}");
+    let e = crate::convert::status_error(status);
+    assert_eq!(e.kind(), libctd_core::ErrorKind::NotImplemented, "{e}");
     assert_eq!(seen.open.load(Ordering::SeqCst), 0, "nothing was sent");
     assert_eq!(seen.max_open.load(Ordering::SeqCst), 0, "nothing was sent");
 }
