@@ -47,7 +47,7 @@ pub(super) async fn create<H: Hcs>(
     if config.utility_vm.is_some() {
         config.document.hosting_system_id = Some(uvm_id.clone());
     }
-    let encode = |doc: &crate::schema::ComputeSystem| {
+    let encode = |doc: &crate::schema::ComputeSystem| -> Result<String> {
         serde_json::to_string(doc).map_err(|e| {
             Error::system("cannot encode the compute system document")
                 .with_source(e)
@@ -56,7 +56,12 @@ pub(super) async fn create<H: Hcs>(
         })
     };
     let document = encode(&config.document)?;
-    let uvm_document = config.utility_vm.as_ref().map(encode).transpose()?;
+    let uvm_document = config
+        .utility_vm
+        .as_ref()
+        .map(|plan| encode(&plan.document))
+        .transpose()?;
+    let uvm_plan = config.utility_vm.take();
     let inner = inner.clone();
     let id = container_id.to_owned();
     let spec = spec.clone();
@@ -71,9 +76,11 @@ pub(super) async fn create<H: Hcs>(
         }
         let hcs = &inner.hcs;
         // Hyper-V isolation: the utility VM first, the container in it.
-        let utility_vm = match &uvm_document {
-            Some(doc) => Some(inner.start_utility_vm(&id, &uvm_id, doc).await?),
-            None => None,
+        let utility_vm = match (&uvm_plan, &uvm_document) {
+            (Some(plan), Some(doc)) => {
+                Some(inner.set_up_utility_vm(&id, &uvm_id, plan, doc).await?)
+            }
+            _ => None,
         };
         let created = hcs
             .create_compute_system(&system_id, &document)

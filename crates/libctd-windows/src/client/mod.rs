@@ -16,6 +16,7 @@
 //! utility VMs.
 
 mod exec;
+mod hyperv;
 mod lifecycle;
 mod queries;
 mod reap;

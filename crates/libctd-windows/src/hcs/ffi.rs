@@ -42,6 +42,7 @@
 mod calls;
 mod fns;
 mod handle;
+mod host;
 mod operation;
 mod stdio;
 
@@ -76,6 +77,7 @@ const GENERIC_ALL: u32 = 0x1000_0000;
 pub struct Computecore {
     fns: Arc<Fns>,
     name_to_guid: Option<NameToGuidFn>,
+    vm_access: Option<(VmAccessFn, VmAccessFn)>,
     timeout: Duration,
 }
 
@@ -98,6 +100,7 @@ impl Computecore {
         Ok(Self {
             fns: Arc::new(fns),
             name_to_guid,
+            vm_access: vm_access_fns(),
             timeout: Duration::from_secs(240),
         })
     }
@@ -476,6 +479,22 @@ impl Hcs for Computecore {
 
     async fn close_process(&self, process: &FfiProcess) -> HcsResult<()> {
         process.0.close_async().await
+    }
+
+    async fn grant_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()> {
+        host::vm_access(self.vm_access.map(|f| f.0), vm_id, path).await
+    }
+
+    async fn revoke_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()> {
+        host::vm_access(self.vm_access.map(|f| f.1), vm_id, path).await
+    }
+
+    async fn copy_file(&self, from: &str, to: &str) -> HcsResult<()> {
+        host::copy_file(from, to).await
+    }
+
+    async fn remove_file(&self, path: &str) -> HcsResult<()> {
+        host::remove_file(path).await
     }
 
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {

@@ -68,6 +68,10 @@ pub enum HcsOp {
     WaitForProcessExit,
     /// HcsCloseProcess.
     CloseProcess,
+    /// HcsGrantVmAccess.
+    GrantVmAccess,
+    /// HcsRevokeVmAccess.
+    RevokeVmAccess,
 }
 
 impl HcsOp {
@@ -93,13 +97,15 @@ impl HcsOp {
             HcsOp::GetProcessProperties => "HcsGetProcessProperties",
             HcsOp::WaitForProcessExit => "HcsWaitForProcessExit",
             HcsOp::CloseProcess => "HcsCloseProcess",
+            HcsOp::GrantVmAccess => "HcsGrantVmAccess",
+            HcsOp::RevokeVmAccess => "HcsRevokeVmAccess",
         }
     }
 }
 
 impl HcsOp {
     /// Every operation.
-    pub const ALL: [HcsOp; 19] = [
+    pub const ALL: [HcsOp; 21] = [
         HcsOp::CreateComputeSystem,
         HcsOp::OpenComputeSystem,
         HcsOp::StartComputeSystem,
@@ -119,6 +125,8 @@ impl HcsOp {
         HcsOp::GetProcessProperties,
         HcsOp::WaitForProcessExit,
         HcsOp::CloseProcess,
+        HcsOp::GrantVmAccess,
+        HcsOp::RevokeVmAccess,
     ];
 
     /// The operation named `name` (`HcsShutDownComputeSystem`...).
@@ -315,6 +323,19 @@ pub trait Hcs: Send + Sync + 'static {
     async fn wait_process_exit(&self, process: &Self::Process) -> HcsResult<ProcessExit>;
     /// Releases the handle.
     async fn close_process(&self, process: &Self::Process) -> HcsResult<()>;
+
+    /// Grants the utility VM `vm_id` access to the disk file `path`
+    /// (HcsGrantVmAccess), before the VM boots from or attaches it.
+    async fn grant_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()>;
+    /// Revokes an access [`grant_vm_access`](Hcs::grant_vm_access) gave
+    /// (HcsRevokeVmAccess).
+    async fn revoke_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()>;
+    /// Copies the host file `from` to a new file `to`, creating its folder:
+    /// a utility VM's scratch from its image's template.
+    async fn copy_file(&self, from: &str, to: &str) -> HcsResult<()>;
+    /// Removes the host file `path`, and its folder once empty; a missing
+    /// file is fine.
+    async fn remove_file(&self, path: &str) -> HcsResult<()>;
 
     /// The layer id of a layer folder's base name (vmcompute's `NameToGuid`).
     fn name_to_guid(&self, name: &str) -> HcsResult<String>;

@@ -100,6 +100,30 @@ fn list(report: &serde_json::Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The disk access grants held by VMs whose id contains `pattern`.
+pub(crate) fn grants(pattern: &str) -> Vec<serde_json::Value> {
+    control(serde_json::json!({"Grants": pattern}))["Grants"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Asserts that, within `deadline`, no VM of `pattern` holds a disk grant.
+pub(crate) fn assert_no_grants(pattern: &str, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    loop {
+        let held = grants(pattern);
+        if held.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "grants left after {deadline:?}: {held:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Asserts that `pattern`'s systems saw no violation and, within
 /// `deadline`, hold no open handle and no orphaned process.
 pub(crate) fn assert_clean(pattern: &str, deadline: Duration) {

@@ -249,6 +249,28 @@ impl Hcs for Sim {
         answer(gate, Ok(())).await
     }
 
+    async fn grant_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()> {
+        let gate = self.gate(HcsOp::GrantVmAccess, vm_id).await?;
+        if !self.model().has_file(path) {
+            return Err(HcsError::new(model::FILE_NOT_FOUND));
+        }
+        answer(gate, self.model().grant_vm_access(vm_id, path)).await
+    }
+
+    async fn revoke_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()> {
+        let gate = self.gate(HcsOp::RevokeVmAccess, vm_id).await?;
+        answer(gate, self.model().revoke_vm_access(vm_id, path)).await
+    }
+
+    async fn copy_file(&self, from: &str, to: &str) -> HcsResult<()> {
+        self.model().copy_file(from, to)
+    }
+
+    async fn remove_file(&self, path: &str) -> HcsResult<()> {
+        self.model().remove_file(path);
+        Ok(())
+    }
+
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {
         Ok(name_to_guid(name))
     }
