@@ -1,7 +1,9 @@
 //! OCI spec (its `windows` section) to HCS documents, and HCS answers to
 //! libctd's types.
 //!
-//! Every check gives an `InvalidArgument` error naming the offending spec field.
+//! Every check gives an `InvalidArgument` error naming the offending spec
+//! field; a field libctd does not support is refused by name too, never
+//! dropped (`unsupported.rs`).
 //!
 //! ```
 //! use libctd_windows::convert::{join_args, split_command_line};
@@ -26,6 +28,7 @@ use crate::schema::{
 };
 
 mod hyperv;
+mod unsupported;
 
 pub use hyperv::{
     CONTAINER_SCRATCH_LUN, GUEST_ROOT, Reversible, UtilityVmPlan, normalize_memory_mb,
@@ -76,6 +79,7 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
         .windows()
         .as_ref()
         .ok_or_else(|| invalid("windows", "is required for a Windows container"))?;
+    unsupported::refuse_unsupported(windows)?;
     let layer_folders = windows.layer_folders().clone().unwrap_or_default();
     if layer_folders.len() < 2 {
         return Err(invalid(

@@ -280,6 +280,16 @@ fn hyperv_memory_is_a_multiple_of_two_megabytes() {
 }
 
 #[test]
+fn unsupported_fields_left_empty_are_accepted() {
+    let mut v = full_process_isolated();
+    v["windows"]["devices"] = serde_json::json!([]);
+    v["windows"]["network"]["endpointList"] = serde_json::json!([]);
+    v["windows"]["ignoreFlushesDuringBoot"] = false.into();
+    let config = convert::compute_system(&sim(), "moby", &spec(v)).unwrap();
+    assert_eq!(config.isolation, Isolation::Process);
+}
+
+#[test]
 fn golden_process_parameters() {
     let s = spec(full_process_isolated());
     let params = convert::process_parameters(s.process().as_ref().unwrap(), true).unwrap();
@@ -334,6 +344,21 @@ fn validations_name_their_field() {
         }),
         ("mounts[2].destination", |v| {
             v["mounts"][2]["destination"] = "\\\\.\\pipe\\".into();
+        }),
+        ("windows.credentialSpec", |v| {
+            v["windows"]["credentialSpec"] = serde_json::json!({"CmsPlugin": "x"});
+        }),
+        ("windows.devices", |v| {
+            v["windows"]["devices"] = serde_json::json!([{"id": "5B45201D-F2F2-4F3B-85BB-30FF1F953599", "idType": "class"}]);
+        }),
+        ("windows.network.endpointList", |v| {
+            v["windows"]["network"]["endpointList"] = serde_json::json!(["e1"]);
+        }),
+        ("windows.ignoreFlushesDuringBoot", |v| {
+            v["windows"]["ignoreFlushesDuringBoot"] = true.into();
+        }),
+        ("windows.resources.storage.sandboxSize", |v| {
+            v["windows"]["resources"]["storage"]["sandboxSize"] = 21_474_836_480u64.into();
         }),
         ("root.readonly", |v| {
             v["root"]["readonly"] = true.into();
