@@ -122,6 +122,18 @@ async fn a_create_failing_half_way_leaves_nothing() {
         .unwrap_err();
     assert_eq!(err.operation(), Some("create"), "{err}");
     assert_nothing_left(&env, "c", &scratch);
+    // The grant of the VM's scratch fails, then the VM's start.
+    for op in ["HcsGrantVmAccess", "HcsStartComputeSystem"] {
+        double::faults(&uvm, serde_json::json!({"FailOnce": {op: 0xC037_0100_u32}}));
+        let err = env
+            .client
+            .create("c", &spec, CreateOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.operation(), Some("create"), "{op}: {err}");
+        assert!(err.to_string().contains(op), "{op}: {err}");
+        assert_nothing_left(&env, "c", &scratch);
+    }
     // A hot-add fails: the VM's modify refuses every request.
     double::faults(
         &uvm,
