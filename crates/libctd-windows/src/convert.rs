@@ -58,6 +58,10 @@ pub struct ContainerConfig {
     pub isolation: Isolation,
     /// A servicing container (Windows update): it emits no events.
     pub servicing: bool,
+    /// HNS endpoints to put in a namespace created for the container
+    /// (`windows.network.endpointList` without a `networkNamespace`); the
+    /// namespace's id goes into `Networking.Namespace`.
+    pub endpoints: Vec<String>,
 }
 
 /// The compute system id of the utility VM of the container whose compute
@@ -290,6 +294,7 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
             .unwrap_or_default(),
         namespace: n.network_namespace().clone().unwrap_or_default(),
     });
+    let endpoints = network_endpoints(windows, isolation)?;
 
     // With Hyper-V isolation the container sees its layers and mounted
     // directories through the utility VM's shares.
@@ -356,7 +361,47 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
         utility_vm,
         isolation,
         servicing: windows.servicing().unwrap_or(false),
+        endpoints,
     })
+}
+
+/// The HNS endpoints (`windows.network.endpointList`) of a namespace to
+/// create for the container, as hcsshim does when no namespace is given.
+fn network_endpoints(
+    windows: &libctd_core::oci_spec::runtime::Windows,
+    isolation: Isolation,
+) -> Result<Vec<String>> {
+    let Some(network) = windows.network() else {
+        return Ok(Vec::new());
+    };
+    let endpoints = network.endpoint_list().clone().unwrap_or_default();
+    if endpoints.is_empty() {
+        return Ok(endpoints);
+    }
+    const FIELD: &str = "windows.network.endpointList";
+    if isolation == Isolation::HyperV {
+        return Err(invalid(
+            FIELD,
+            "is not supported with Hyper-V isolation yet (the endpoints would be the \
+             utility VM's network adapters)",
+        ));
+    }
+    if network
+        .network_namespace()
+        .as_ref()
+        .is_some_and(|n| !n.is_empty())
+    {
+        return Err(invalid(
+            FIELD,
+            "cannot be combined with windows.network.networkNamespace: give one",
+        ));
+    }
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        if endpoint.trim().is_empty() {
+            return Err(invalid(&format!("{FIELD}[{i}]"), "is empty"));
+        }
+    }
+    Ok(endpoints)
 }
 
 /// The parts of OCI's `windows.resources` read here.

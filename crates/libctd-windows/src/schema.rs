@@ -23,8 +23,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod network;
 mod vm;
 
+pub use network::*;
 pub use vm::*;
 
 /// A schema version.

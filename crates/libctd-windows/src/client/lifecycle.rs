@@ -55,7 +55,8 @@ pub(super) async fn create<H: Hcs>(
                 .with_container(container_id)
         })
     };
-    let document = encode(&config.document)?;
+    let mut document = config.document.clone();
+    let endpoints = std::mem::take(&mut config.endpoints);
     let uvm_document = config
         .utility_vm
         .as_ref()
@@ -75,6 +76,30 @@ pub(super) async fn create<H: Hcs>(
             }
         }
         let hcs = &inner.hcs;
+        // Endpoints without a namespace: the container's own namespace.
+        let namespace = if endpoints.is_empty() {
+            None
+        } else {
+            let ns = inner.set_up_namespace(&id, &endpoints).await?;
+            if let Some(networking) = document
+                .container
+                .as_mut()
+                .and_then(|c| c.networking.as_mut())
+            {
+                networking.namespace.clone_from(&ns);
+            }
+            Some(ns)
+        };
+        let document = match serde_json::to_string(&document) {
+            Ok(text) => text,
+            Err(e) => {
+                let _ = inner.release_namespace(&id, namespace.as_deref()).await;
+                return Err(Error::system("cannot encode the compute system document")
+                    .with_source(e)
+                    .with_operation("create")
+                    .with_container(&id));
+            }
+        };
         // Hyper-V isolation: the utility VM first, the container in it.
         let utility_vm = match (&uvm_plan, &uvm_document) {
             (Some(plan), Some(doc)) => {
@@ -92,6 +117,9 @@ pub(super) async fn create<H: Hcs>(
                 if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
                     tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed create");
                 }
+                if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
+                    tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed create");
+                }
                 return Err(err);
             }
         };
@@ -106,6 +134,9 @@ pub(super) async fn create<H: Hcs>(
             if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
                 tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed start");
             }
+            if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
+                tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed start");
+            }
             return Err(err);
         }
         let system_exit = exits::SystemExitWatch::start(hcs.clone(), system.clone(), id.clone());
@@ -113,6 +144,7 @@ pub(super) async fn create<H: Hcs>(
             id: id.clone(),
             system,
             utility_vm,
+            namespace,
             isolation: config.isolation,
             servicing: config.servicing,
             spec,
@@ -135,6 +167,7 @@ pub(super) async fn create<H: Hcs>(
             let _ = inner.terminate_system(&id, &ctr.system).await;
             let _ = hcs.close_compute_system(&ctr.system).await;
             let _ = inner.release_utility_vm(&id, ctr.utility_vm.as_ref()).await;
+            let _ = inner.release_namespace(&id, ctr.namespace.as_deref()).await;
             return Err(Error::already_exists("container already exists")
                 .with_operation("create")
                 .with_container(&id));
@@ -254,6 +287,10 @@ pub(super) async fn delete<H: Hcs>(inner: &Arc<Inner<H>>, container_id: &str) ->
                 }
                 inner
                     .release_utility_vm(&id, ctr.utility_vm.as_ref())
+                    .await
+                    .map_err(|e| e.with_operation(OP))?;
+                inner
+                    .release_namespace(&id, ctr.namespace.as_deref())
                     .await
                     .map_err(|e| e.with_operation(OP))?;
                 state.mark_shut_down();

@@ -18,6 +18,7 @@
 mod exec;
 mod hyperv;
 mod lifecycle;
+mod network;
 mod queries;
 mod reap;
 mod restore;

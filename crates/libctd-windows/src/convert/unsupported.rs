@@ -23,12 +23,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
         "is not supported: libctd assigns no devices to containers",
     ),
     (
-        "/network/endpointList",
-        "windows.network.endpointList",
-        "is not supported yet: libctd creates no HNS namespace from endpoints \
-         (give windows.network.networkNamespace instead)",
-    ),
-    (
         "/ignoreFlushesDuringBoot",
         "windows.ignoreFlushesDuringBoot",
         "is not supported",

@@ -72,6 +72,12 @@ pub enum HcsOp {
     GrantVmAccess,
     /// HcsRevokeVmAccess.
     RevokeVmAccess,
+    /// HcnCreateNamespace (computenetwork.dll).
+    CreateNamespace,
+    /// HcnModifyNamespace (computenetwork.dll).
+    ModifyNamespace,
+    /// HcnDeleteNamespace (computenetwork.dll).
+    DeleteNamespace,
 }
 
 impl HcsOp {
@@ -99,13 +105,16 @@ impl HcsOp {
             HcsOp::CloseProcess => "HcsCloseProcess",
             HcsOp::GrantVmAccess => "HcsGrantVmAccess",
             HcsOp::RevokeVmAccess => "HcsRevokeVmAccess",
+            HcsOp::CreateNamespace => "HcnCreateNamespace",
+            HcsOp::ModifyNamespace => "HcnModifyNamespace",
+            HcsOp::DeleteNamespace => "HcnDeleteNamespace",
         }
     }
 }
 
 impl HcsOp {
     /// Every operation.
-    pub const ALL: [HcsOp; 21] = [
+    pub const ALL: [HcsOp; 24] = [
         HcsOp::CreateComputeSystem,
         HcsOp::OpenComputeSystem,
         HcsOp::StartComputeSystem,
@@ -127,6 +136,9 @@ impl HcsOp {
         HcsOp::CloseProcess,
         HcsOp::GrantVmAccess,
         HcsOp::RevokeVmAccess,
+        HcsOp::CreateNamespace,
+        HcsOp::ModifyNamespace,
+        HcsOp::DeleteNamespace,
     ];
 
     /// The operation named `name` (`HcsShutDownComputeSystem`...).
@@ -336,6 +348,15 @@ pub trait Hcs: Send + Sync + 'static {
     /// Removes the host file `path`, and its folder once empty; a missing
     /// file is fine.
     async fn remove_file(&self, path: &str) -> HcsResult<()>;
+
+    /// Creates an HNS namespace from its settings document
+    /// (computenetwork.dll's HcnCreateNamespace); its id.
+    async fn create_namespace(&self, settings: &str) -> HcsResult<String>;
+    /// Adds HNS endpoint `endpoint` to namespace `namespace`
+    /// (HcnModifyNamespace).
+    async fn add_namespace_endpoint(&self, namespace: &str, endpoint: &str) -> HcsResult<()>;
+    /// Deletes namespace `namespace` (HcnDeleteNamespace).
+    async fn delete_namespace(&self, namespace: &str) -> HcsResult<()>;
 
     /// The layer id of a layer folder's base name (vmcompute's `NameToGuid`).
     fn name_to_guid(&self, name: &str) -> HcsResult<String>;

@@ -24,6 +24,7 @@
 //! | `properties.rs` | property queries                                            |
 //! | `documents.rs`  | what a configuration needs to boot                          |
 //! | `vm.rs`         | utility VMs' devices, disk access grants, the sim's files   |
+//! | `network.rs`    | HNS namespaces and endpoints (computenetwork.dll)           |
 //! | `faults.rs`     | the fault plan                                              |
 //! | `program.rs`    | the processes' script language                              |
 //!
@@ -52,6 +53,7 @@
 
 mod documents;
 pub mod faults;
+mod network;
 mod notices;
 mod processes;
 pub mod program;
@@ -172,6 +174,11 @@ struct World {
     grants: BTreeSet<(String, String)>,
     /// The simulation's host files.
     files: BTreeSet<String>,
+    /// HNS endpoints that exist.
+    endpoints: BTreeSet<String>,
+    /// HNS namespaces by id, with their endpoints.
+    namespaces: std::collections::BTreeMap<String, Vec<String>>,
+    next_namespace: u64,
 }
 
 impl World {

@@ -9,7 +9,7 @@ use crate::schema::{ModifySettingRequest, VirtualSmbShare};
 
 /// Records the notices.
 #[derive(Default)]
-struct Record(Mutex<Vec<Notice>>);
+pub(super) struct Record(Mutex<Vec<Notice>>);
 
 impl Observer for Arc<Record> {
     fn notice(&self, notice: Notice) {
@@ -17,7 +17,7 @@ impl Observer for Arc<Record> {
     }
 }
 
-fn model() -> (Model, Arc<Record>) {
+pub(super) fn model() -> (Model, Arc<Record>) {
     let record = Arc::new(Record::default());
     (Model::new(Box::new(record.clone())), record)
 }

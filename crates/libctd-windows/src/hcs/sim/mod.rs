@@ -278,6 +278,16 @@ impl Sim {
         self.model().files()
     }
 
+    /// Declares HNS endpoint `id` (made by a network driver).
+    pub fn add_endpoint(&self, id: &str) {
+        self.model().add_endpoint(id);
+    }
+
+    /// The HNS namespaces that exist, with their endpoints.
+    pub fn namespaces(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.model().namespaces()
+    }
+
     /// The disk access grants held: (VM id, file).
     pub fn grants(&self) -> Vec<(String, String)> {
         self.model().grants()
