@@ -76,7 +76,9 @@ fn vm_access(
 /// `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}`,
 /// `{"Calls":id}` (the calls made on it, in order), `{"Report":pattern}`
 /// (with the ids of the compute systems that exist, `Systems`),
-/// `{"Grants":pattern}` (the disk access grants of VMs whose id contains it).
+/// `{"Grants":pattern}` (the disk access grants of VMs whose id contains it),
+/// `{"AddEndpoint":id}` (an HNS endpoint exists), `{"Namespaces":null}` (the
+/// HNS namespaces and their endpoints).
 #[unsafe(no_mangle)]
 pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
     put(response, PWSTR::null());
@@ -123,6 +125,11 @@ pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR
             .map(|(op, _)| op)
             .collect();
         serde_json::json!({"Calls": calls})
+    } else if let Some(id) = request.get("AddEndpoint").and_then(|s| s.as_str()) {
+        model().add_endpoint(id);
+        serde_json::json!({})
+    } else if request.get("Namespaces").is_some() {
+        serde_json::json!({"Namespaces": model().namespaces()})
     } else if let Some(pattern) = request.get("Grants").and_then(|s| s.as_str()) {
         let grants: Vec<[String; 2]> = model()
             .grants()
