@@ -1,4 +1,6 @@
-//! The narrow set of Host Compute Service calls the client needs.
+//! The narrow set of Host Compute Service calls the client needs, with the
+//! host-side steps of a utility VM (disk access grants, its scratch file)
+//! and the Host Networking Service's namespace calls (computenetwork.dll).
 //!
 //! Documents travel as JSON text, exactly as computecore.dll takes and returns
 //! them; handles are opaque, cheap to clone, and stay valid until closed. Two
@@ -25,8 +27,9 @@ pub mod sim;
 /// The result of an HCS call.
 pub type HcsResult<T> = Result<T, HcsError>;
 
-/// The HCS calls, named as computecore.dll names them. They key fault plans and
-/// name the operation in rendered errors.
+/// The HCS calls, named as computecore.dll (and, for namespaces,
+/// computenetwork.dll) names them. They key fault plans and name the
+/// operation in rendered errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum HcsOp {
