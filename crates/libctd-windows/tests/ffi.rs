@@ -42,6 +42,8 @@ fn scratch(prefix: &str, n: u64) -> String {
     let dir = std::env::temp_dir()
         .join("libctd-hcs-double")
         .join(format!("scratch-{prefix}{n}"));
+    // What an earlier, interrupted run left would make the VM's scratch exist.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("sandbox.vhdx"), b"scratch").unwrap();
     dir.to_str().unwrap().to_owned()

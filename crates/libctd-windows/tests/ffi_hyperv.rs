@@ -26,6 +26,8 @@ use lifecycle::T;
 /// A base layer with a utility VM and a scratch folder of the test's own.
 fn layers(name: &str) -> (PathBuf, PathBuf) {
     let root = std::env::temp_dir().join("libctd-hcs-double").join(name);
+    // What an earlier, interrupted run left would make the VM's scratch exist.
+    let _ = std::fs::remove_dir_all(&root);
     let base = root.join("base");
     std::fs::create_dir_all(base.join("UtilityVM")).unwrap();
     std::fs::write(
