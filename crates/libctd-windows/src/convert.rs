@@ -27,8 +27,12 @@ use crate::schema::{
     SchemaVersion, Storage, StorageQoS,
 };
 
+mod command_line;
 mod hyperv;
+mod network;
 mod unsupported;
+
+pub use command_line::{escape_arg, join_args, split_command_line};
 
 pub use hyperv::{
     CONTAINER_SCRATCH_LUN, GUEST_ROOT, Reversible, UtilityVmPlan, normalize_memory_mb,
@@ -294,7 +298,7 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
             .unwrap_or_default(),
         namespace: n.network_namespace().clone().unwrap_or_default(),
     });
-    let endpoints = network_endpoints(windows, isolation)?;
+    let endpoints = network::endpoints(windows, isolation)?;
 
     // With Hyper-V isolation the container sees its layers and mounted
     // directories through the utility VM's shares.
@@ -363,45 +367,6 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
         servicing: windows.servicing().unwrap_or(false),
         endpoints,
     })
-}
-
-/// The HNS endpoints (`windows.network.endpointList`) of a namespace to
-/// create for the container, as hcsshim does when no namespace is given.
-fn network_endpoints(
-    windows: &libctd_core::oci_spec::runtime::Windows,
-    isolation: Isolation,
-) -> Result<Vec<String>> {
-    let Some(network) = windows.network() else {
-        return Ok(Vec::new());
-    };
-    let endpoints = network.endpoint_list().clone().unwrap_or_default();
-    if endpoints.is_empty() {
-        return Ok(endpoints);
-    }
-    const FIELD: &str = "windows.network.endpointList";
-    if isolation == Isolation::HyperV {
-        return Err(invalid(
-            FIELD,
-            "is not supported with Hyper-V isolation yet (the endpoints would be the \
-             utility VM's network adapters)",
-        ));
-    }
-    if network
-        .network_namespace()
-        .as_ref()
-        .is_some_and(|n| !n.is_empty())
-    {
-        return Err(invalid(
-            FIELD,
-            "cannot be combined with windows.network.networkNamespace: give one",
-        ));
-    }
-    for (i, endpoint) in endpoints.iter().enumerate() {
-        if endpoint.trim().is_empty() {
-            return Err(invalid(&format!("{FIELD}[{i}]"), "is empty"));
-        }
-    }
-    Ok(endpoints)
 }
 
 /// The parts of OCI's `windows.resources` read here.
@@ -563,103 +528,6 @@ pub fn process_parameters(process: &Process, with_stdin: bool) -> Result<Process
         create_std_err_pipe: !terminal,
         console_size,
     })
-}
-
-/// Quotes one argument the way Windows' `CommandLineToArgvW` reads it back.
-pub fn escape_arg(arg: &str) -> String {
-    if arg.is_empty() {
-        return "\"\"".to_owned();
-    }
-    let needs_backslash = arg.contains(['"', '\\']);
-    let has_space = arg.contains([' ', '\t']);
-    if !needs_backslash && !has_space {
-        return arg.to_owned();
-    }
-    if !needs_backslash {
-        return format!("\"{arg}\"");
-    }
-    let mut out = String::with_capacity(arg.len() + 8);
-    if has_space {
-        out.push('"');
-    }
-    let mut slashes = 0usize;
-    for c in arg.chars() {
-        match c {
-            '\\' => slashes += 1,
-            '"' => {
-                out.extend(std::iter::repeat_n('\\', slashes + 1));
-                slashes = 0;
-            }
-            _ => slashes = 0,
-        }
-        out.push(c);
-    }
-    if has_space {
-        out.extend(std::iter::repeat_n('\\', slashes));
-        out.push('"');
-    }
-    out
-}
-
-/// The command line of `args`: each escaped, joined by spaces.
-pub fn join_args(args: &[String]) -> String {
-    args.iter()
-        .map(|a| escape_arg(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Splits a command line into arguments by `CommandLineToArgvW`'s rules.
-pub fn split_command_line(line: &str) -> Vec<String> {
-    let mut args = Vec::new();
-    let mut cur = String::new();
-    let mut in_arg = false;
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                let mut n = 1;
-                while chars.peek() == Some(&'\\') {
-                    chars.next();
-                    n += 1;
-                }
-                in_arg = true;
-                if chars.peek() == Some(&'"') {
-                    cur.extend(std::iter::repeat_n('\\', n / 2));
-                    if n % 2 == 1 {
-                        chars.next();
-                        cur.push('"');
-                    }
-                } else {
-                    cur.extend(std::iter::repeat_n('\\', n));
-                }
-            }
-            '"' => {
-                in_arg = true;
-                if quoted && chars.peek() == Some(&'"') {
-                    chars.next();
-                    cur.push('"');
-                } else {
-                    quoted = !quoted;
-                }
-            }
-            ' ' | '\t' if !quoted => {
-                if in_arg {
-                    args.push(std::mem::take(&mut cur));
-                    in_arg = false;
-                }
-            }
-            _ => {
-                in_arg = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_arg {
-        args.push(cur);
-    }
-    args
 }
 
 /// libctd statistics from a `Statistics` answer.
