@@ -8,8 +8,9 @@
 //!    and placed beside the executables.
 //! 3. The computecore.dll double (`crates/libctd-windows/hcs-double`) is
 //!    built for the Windows target and installed into the Wine prefix's
-//!    `system32` as `computecore.dll` and `vmcompute.dll` (the binding loads
-//!    them from System32 only), with the stub beside it, so the binding's
+//!    `system32` as `computecore.dll`, `vmcompute.dll` and
+//!    `computenetwork.dll` (the binding loads them from System32 only), with
+//!    the stub beside it, so the binding's
 //!    tests and the ffi conformance suite run against it.
 //! 4. Each executable runs under `wine64` (`/usr/lib/wine/wine64`, or
 //!    `$LIBCTD_WINE`) with `WINEDEBUG=-all` and a private `WINEPREFIX` under the
@@ -38,11 +39,12 @@ const DOUBLE_PACKAGE: &str = "libctd-hcs-double";
 /// The DLL the double's package builds.
 const DOUBLE_DLL: &str = "computecore.dll";
 /// The names the double is installed under in the prefix's `system32`.
-const DOUBLE_NAMES: &[&str] = &["computecore.dll", "vmcompute.dll"];
+const DOUBLE_NAMES: &[&str] = &["computecore.dll", "vmcompute.dll", "computenetwork.dll"];
 /// Wine's DLL overrides: no Mono/Gecko installers when the prefix is
 /// created; our stub bcryptprimitives.dll and the HCS double are the native
 /// DLLs to load.
-const DLL_OVERRIDES: &str = "mscoree,mshtml=;bcryptprimitives,computecore,vmcompute=n";
+const DLL_OVERRIDES: &str =
+    "mscoree,mshtml=;bcryptprimitives,computecore,vmcompute,computenetwork=n";
 
 /// Builds and runs the Windows tests under wine64.
 pub(crate) fn run() -> Result {

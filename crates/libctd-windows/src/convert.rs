@@ -1,7 +1,9 @@
 //! OCI spec (its `windows` section) to HCS documents, and HCS answers to
 //! libctd's types.
 //!
-//! Every check gives an `InvalidArgument` error naming the offending spec field.
+//! Every check gives an `InvalidArgument` error naming the offending spec
+//! field; a field libctd does not support is refused by name too, never
+//! dropped (`unsupported.rs`).
 //!
 //! ```
 //! use libctd_windows::convert::{join_args, split_command_line};
@@ -20,11 +22,20 @@ use libctd_core::{Error, PlatformStats, Result, Stats, Summary, WindowsProcess, 
 use crate::error::HcsError;
 use crate::hcs::Hcs;
 use crate::schema::{
-    Attachment, Chipset, ComputeSystem, Container, ContainerMemory, ContainerProcessor, Devices,
-    GuestOs, HvSocket, HvSocketSystemConfig, Layer, MappedDirectory, MappedPipe, Networking,
-    ProcessDetails, ProcessParameters, Properties, SchemaVersion, Scsi, Storage, StorageQoS,
-    Topology, Uefi, UefiBootEntry, VirtualMachine, VirtualSmb, VirtualSmbShare,
-    VirtualSmbShareOptions, VmMemory, VmProcessor,
+    ComputeSystem, Container, ContainerMemory, ContainerProcessor, GuestOs, HostedSystem, Layer,
+    MappedDirectory, MappedPipe, Networking, ProcessDetails, ProcessParameters, Properties,
+    SchemaVersion, Storage, StorageQoS,
+};
+
+mod command_line;
+mod hyperv;
+mod network;
+mod unsupported;
+
+pub use command_line::{escape_arg, join_args, split_command_line};
+
+pub use hyperv::{
+    CONTAINER_SCRATCH_LUN, GUEST_ROOT, Reversible, UtilityVmPlan, normalize_memory_mb,
 };
 
 /// How a container is isolated from the host.
@@ -39,23 +50,23 @@ pub enum Isolation {
 /// A container's compute-system document and what the client needs to know of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerConfig {
-    /// The container's document for `HcsCreateComputeSystem`. With Hyper-V
-    /// isolation its `HostingSystemId` is to be set to the utility VM's id
-    /// (see [`utility_vm_id`]).
+    /// The container's document for `HcsCreateComputeSystem`: a top-level
+    /// `Container` with process isolation; with Hyper-V isolation a
+    /// `HostedSystem`, whose `HostingSystemId` is to be set to the utility
+    /// VM's id (see [`utility_vm_id`]).
     pub document: ComputeSystem,
-    /// With Hyper-V isolation, the utility VM's document, created and
-    /// started before the container.
-    pub utility_vm: Option<ComputeSystem>,
+    /// With Hyper-V isolation, the utility VM and what is hot-added to it,
+    /// all set up before the container is created.
+    pub utility_vm: Option<UtilityVmPlan>,
     /// Its isolation.
     pub isolation: Isolation,
     /// A servicing container (Windows update): it emits no events.
     pub servicing: bool,
+    /// HNS endpoints to put in a namespace created for the container
+    /// (`windows.network.endpointList` without a `networkNamespace`); the
+    /// namespace's id goes into `Networking.Namespace`.
+    pub endpoints: Vec<String>,
 }
-
-/// Where a VSMB share of the utility VM appears inside it (`\\?\VMSMB\VSMB-{..}\<share>`).
-const VSMB_PREFIX: &str = r"\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\";
-/// Who may bind Hyper-V sockets in the utility VM: SYSTEM and administrators.
-const HV_SOCKET_BIND_SDDL: &str = "D:P(A;;FA;;;SY)(A;;FA;;;BA)";
 
 /// The compute system id of the utility VM of the container whose compute
 /// system id is `system_id` (`@` never occurs in ids).
@@ -65,8 +76,6 @@ pub fn utility_vm_id(system_id: &str) -> String {
 
 /// The prefix of named-pipe mount destinations.
 const PIPE_PREFIX: &str = r"\\.\pipe\";
-/// Memory of a utility VM without a limit in the spec, in MiB.
-const DEFAULT_UVM_MEMORY_MB: u64 = 1024;
 
 fn invalid(field: &str, what: impl std::fmt::Display) -> Error {
     Error::invalid_argument(format!("invalid spec: {field} {what}"))
@@ -78,6 +87,7 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
         .windows()
         .as_ref()
         .ok_or_else(|| invalid("windows", "is required for a Windows container"))?;
+    unsupported::refuse_unsupported(windows)?;
     let layer_folders = windows.layer_folders().clone().unwrap_or_default();
     if layer_folders.len() < 2 {
         return Err(invalid(
@@ -145,19 +155,10 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
             if !root_path.is_empty() {
                 return Err(invalid("root.path", "must be empty with Hyper-V isolation"));
             }
-            // The scratch: the last layer folder, as Moby passes it.
-            layer_folders.last().cloned()
+            // The scratch mounted in the utility VM, its layers combined there.
+            Some(GUEST_ROOT.to_owned())
         }
     };
-    // The read-only layers on the host; with Hyper-V isolation the utility
-    // VM shares each (VSMB, named by layer id) and the container sees them
-    // there.
-    let host_layers = layers.clone();
-    if isolation == Isolation::HyperV {
-        for layer in &mut layers {
-            layer.path = format!("{VSMB_PREFIX}{}", layer.id);
-        }
-    }
 
     // oci-spec 0.10 has no getters for these fields: read them through serde.
     let resources: Option<OciResources> = mirror(&windows.resources(), "windows.resources")?;
@@ -259,6 +260,12 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
             .as_ref()
             .is_some_and(|o| o.iter().any(|opt| opt == "ro"));
         if let Some(pipe) = strip_prefix_ignore_case(&destination, PIPE_PREFIX) {
+            if isolation == Isolation::HyperV {
+                return Err(invalid(
+                    &format!("mounts[{i}].destination"),
+                    "names a pipe: mapped pipes are not supported with Hyper-V isolation",
+                ));
+            }
             if pipe.is_empty() {
                 return Err(invalid(
                     &format!("mounts[{i}].destination"),
@@ -291,6 +298,28 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
             .unwrap_or_default(),
         namespace: n.network_namespace().clone().unwrap_or_default(),
     });
+    let endpoints = network::endpoints(windows, isolation)?;
+
+    // With Hyper-V isolation the container sees its layers and mounted
+    // directories through the utility VM's shares.
+    let utility_vm = match isolation {
+        Isolation::Process => None,
+        Isolation::HyperV => {
+            let uvm = utility_vm_path(hcs, spec, parents)?;
+            let scratch = layer_folders.last().cloned().unwrap_or_default();
+            let plan = hyperv::plan(
+                owner,
+                &uvm,
+                &scratch,
+                &layers,
+                &mut mapped_directories,
+                memory.as_ref().map(|m| m.size_in_mb),
+                processor.as_ref().and_then(|p| p.count),
+            )?;
+            layers.clone_from(&plan.guest_layers);
+            Some(plan)
+        }
+    };
 
     let container = Container {
         guest_os: spec
@@ -307,92 +336,27 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
         }),
         mapped_directories,
         mapped_pipes,
-        processor: processor.clone(),
-        memory: memory.clone(),
+        processor,
+        memory,
         networking,
     };
-
-    let read_only_share = VirtualSmbShareOptions {
-        read_only: true,
-        share_read: true,
-        cache_io: true,
-        pseudo_oplocks: true,
-        take_backup_privilege: true,
-    };
-    let utility_vm = match isolation {
-        Isolation::Process => None,
-        Isolation::HyperV => {
-            let uvm = utility_vm_path(hcs, spec, parents)?;
-            let scratch = layer_folders.last().cloned().unwrap_or_default();
-            let mut shares = vec![VirtualSmbShare {
-                name: "os".to_owned(),
-                path: join_windows(&uvm, "Files"),
-                options: read_only_share.clone(),
-            }];
-            shares.extend(host_layers.iter().map(|l| VirtualSmbShare {
-                name: l.id.clone(),
-                path: l.path.clone(),
-                options: read_only_share.clone(),
-            }));
-            let vm = VirtualMachine {
-                stop_on_reset: true,
-                chipset: Chipset {
-                    uefi: Uefi {
-                        boot_this: UefiBootEntry {
-                            device_type: "VmbFs".to_owned(),
-                            device_path: r"\EFI\Microsoft\Boot\bootmgfw.efi".to_owned(),
-                        },
-                    },
-                },
-                compute_topology: Topology {
-                    memory: VmMemory {
-                        size_in_mb: memory.map_or(DEFAULT_UVM_MEMORY_MB, |m| m.size_in_mb),
-                        allow_overcommit: true,
-                    },
-                    processor: VmProcessor {
-                        count: processor.and_then(|p| p.count).unwrap_or(2),
-                    },
-                },
-                devices: Devices {
-                    // The utility VM boots from its scratch disk at SCSI 0:0.
-                    scsi: BTreeMap::from([(
-                        "0".to_owned(),
-                        Scsi {
-                            attachments: BTreeMap::from([(
-                                "0".to_owned(),
-                                Attachment {
-                                    kind: "VirtualDisk".to_owned(),
-                                    path: join_windows(&scratch, "sandbox.vhdx"),
-                                },
-                            )]),
-                        },
-                    )]),
-                    hv_socket: Some(HvSocket {
-                        hv_socket_config: HvSocketSystemConfig {
-                            default_bind_security_descriptor: HV_SOCKET_BIND_SDDL.to_owned(),
-                        },
-                    }),
-                    virtual_smb: VirtualSmb { shares },
-                },
-            };
-            Some(ComputeSystem {
-                owner: owner.to_owned(),
+    let (container, hosted_system) = match isolation {
+        Isolation::Process => (Some(container), None),
+        Isolation::HyperV => (
+            None,
+            Some(HostedSystem {
                 schema_version: SchemaVersion::V2_1,
-                should_terminate_on_last_handle_closed: true,
-                hosting_system_id: None,
-                container: None,
-                hosted_system: None,
-                virtual_machine: Some(vm),
-            })
-        }
+                container,
+            }),
+        ),
     };
     let document = ComputeSystem {
         owner: owner.to_owned(),
         schema_version: SchemaVersion::V2_1,
         should_terminate_on_last_handle_closed: true,
         hosting_system_id: None,
-        container: Some(container),
-        hosted_system: None,
+        container,
+        hosted_system,
         virtual_machine: None,
     };
 
@@ -401,6 +365,7 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
         utility_vm,
         isolation,
         servicing: windows.servicing().unwrap_or(false),
+        endpoints,
     })
 }
 
@@ -563,103 +528,6 @@ pub fn process_parameters(process: &Process, with_stdin: bool) -> Result<Process
         create_std_err_pipe: !terminal,
         console_size,
     })
-}
-
-/// Quotes one argument the way Windows' `CommandLineToArgvW` reads it back.
-pub fn escape_arg(arg: &str) -> String {
-    if arg.is_empty() {
-        return "\"\"".to_owned();
-    }
-    let needs_backslash = arg.contains(['"', '\\']);
-    let has_space = arg.contains([' ', '\t']);
-    if !needs_backslash && !has_space {
-        return arg.to_owned();
-    }
-    if !needs_backslash {
-        return format!("\"{arg}\"");
-    }
-    let mut out = String::with_capacity(arg.len() + 8);
-    if has_space {
-        out.push('"');
-    }
-    let mut slashes = 0usize;
-    for c in arg.chars() {
-        match c {
-            '\\' => slashes += 1,
-            '"' => {
-                out.extend(std::iter::repeat_n('\\', slashes + 1));
-                slashes = 0;
-            }
-            _ => slashes = 0,
-        }
-        out.push(c);
-    }
-    if has_space {
-        out.extend(std::iter::repeat_n('\\', slashes));
-        out.push('"');
-    }
-    out
-}
-
-/// The command line of `args`: each escaped, joined by spaces.
-pub fn join_args(args: &[String]) -> String {
-    args.iter()
-        .map(|a| escape_arg(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Splits a command line into arguments by `CommandLineToArgvW`'s rules.
-pub fn split_command_line(line: &str) -> Vec<String> {
-    let mut args = Vec::new();
-    let mut cur = String::new();
-    let mut in_arg = false;
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                let mut n = 1;
-                while chars.peek() == Some(&'\\') {
-                    chars.next();
-                    n += 1;
-                }
-                in_arg = true;
-                if chars.peek() == Some(&'"') {
-                    cur.extend(std::iter::repeat_n('\\', n / 2));
-                    if n % 2 == 1 {
-                        chars.next();
-                        cur.push('"');
-                    }
-                } else {
-                    cur.extend(std::iter::repeat_n('\\', n));
-                }
-            }
-            '"' => {
-                in_arg = true;
-                if quoted && chars.peek() == Some(&'"') {
-                    chars.next();
-                    cur.push('"');
-                } else {
-                    quoted = !quoted;
-                }
-            }
-            ' ' | '\t' if !quoted => {
-                if in_arg {
-                    args.push(std::mem::take(&mut cur));
-                    in_arg = false;
-                }
-            }
-            _ => {
-                in_arg = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_arg {
-        args.push(cur);
-    }
-    args
 }
 
 /// libctd statistics from a `Statistics` answer.

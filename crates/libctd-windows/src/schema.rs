@@ -1,7 +1,11 @@
 //! Serde types of the HCS schema-2 documents the client sends and reads.
 //!
-//! Field names follow HCS exactly (PascalCase, with `SizeInMB` and `QoS`).
-//! Optional fields are omitted when unset, so the documents stay minimal.
+//! Field names follow HCS exactly (PascalCase, with `SizeInMB` and `QoS`),
+//! as hcsshim's schema2 package names them. Optional fields are omitted when
+//! unset, so the documents stay minimal. The documents a compute system is
+//! made from decode strictly (an unknown field is an error), as the Windows
+//! Server 2022 guest reads them; the utility VM's types and the modify
+//! requests that hot-add its devices are in `vm.rs`.
 //!
 //! ```
 //! use libctd_windows::schema::{ModifyProcessRequest, PropertyQuery};
@@ -19,9 +23,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod network;
+mod vm;
+
+pub use network::*;
+pub use vm::*;
+
 /// A schema version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SchemaVersion {
     /// Major version (2).
     pub major: u32,
@@ -36,22 +46,24 @@ impl SchemaVersion {
 
 /// The configuration of a compute system (`HcsCreateComputeSystem`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ComputeSystem {
     /// Who owns the system (the client's namespace).
+    #[serde(default)]
     pub owner: String,
     /// The schema version of this document.
     pub schema_version: SchemaVersion,
     /// Terminate the system when its last handle is closed.
+    #[serde(default)]
     pub should_terminate_on_last_handle_closed: bool,
     /// The utility VM hosting this container (Hyper-V isolation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosting_system_id: Option<String>,
-    /// A container (process-isolated, or hosted by `HostingSystemId`).
+    /// A process-isolated container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<Container>,
-    /// A container inside a VM document: a form HCS does not boot; kept to
-    /// read documents, never built (Hyper-V isolation uses `HostingSystemId`).
+    /// A container hosted by the utility VM `HostingSystemId` (Hyper-V
+    /// isolation): its own schema version and container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosted_system: Option<HostedSystem>,
     /// The Hyper-V utility VM.
@@ -61,7 +73,7 @@ pub struct ComputeSystem {
 
 /// A container, hosted or not.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Container {
     /// The guest operating system's settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +100,7 @@ pub struct Container {
 
 /// Guest OS settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GuestOs {
     /// The container's host name.
     pub host_name: String,
@@ -96,13 +108,14 @@ pub struct GuestOs {
 
 /// A container's storage: its mounted scratch volume and image layers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Storage {
     /// The volume GUID path of the mounted scratch, with a trailing backslash
     /// (process isolation only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// The read-only image layers, parents first.
+    #[serde(default)]
     pub layers: Vec<Layer>,
     /// Storage limits.
     #[serde(rename = "QoS", default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +124,7 @@ pub struct Storage {
 
 /// One image layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Layer {
     /// `NameToGuid` of the layer folder's base name.
     pub id: String,
@@ -121,7 +134,7 @@ pub struct Layer {
 
 /// Storage limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct StorageQoS {
     /// Maximum I/O operations per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,7 +146,7 @@ pub struct StorageQoS {
 
 /// A host directory mapped into the container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct MappedDirectory {
     /// The host directory.
     pub host_path: String,
@@ -145,7 +158,7 @@ pub struct MappedDirectory {
 
 /// A host named pipe mapped into the container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct MappedPipe {
     /// The pipe's name in the container (without `\\.\pipe\`).
     pub container_pipe_name: String,
@@ -155,7 +168,7 @@ pub struct MappedPipe {
 
 /// Processor limits of a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ContainerProcessor {
     /// Number of processors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,7 +183,7 @@ pub struct ContainerProcessor {
 
 /// Memory limit of a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ContainerMemory {
     /// The limit, in MiB.
     #[serde(rename = "SizeInMB")]
@@ -179,7 +192,7 @@ pub struct ContainerMemory {
 
 /// Network settings of a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Networking {
     /// Allow DNS queries of unqualified names.
     pub allow_unqualified_dns_query: bool,
@@ -196,166 +209,12 @@ pub struct Networking {
 
 /// A container hosted in a utility VM (Hyper-V isolation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct HostedSystem {
     /// The schema version of the hosted container.
     pub schema_version: SchemaVersion,
     /// The container.
     pub container: Container,
-}
-
-/// The utility VM of a Hyper-V isolated container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VirtualMachine {
-    /// Stop the VM when the guest resets.
-    pub stop_on_reset: bool,
-    /// Firmware settings.
-    pub chipset: Chipset,
-    /// Memory and processors.
-    pub compute_topology: Topology,
-    /// Devices: the share holding the utility VM's files.
-    pub devices: Devices,
-}
-
-/// Firmware settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Chipset {
-    /// UEFI boot settings.
-    pub uefi: Uefi,
-}
-
-/// UEFI boot settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Uefi {
-    /// What to boot.
-    pub boot_this: UefiBootEntry,
-}
-
-/// A UEFI boot entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct UefiBootEntry {
-    /// The device kind (`VmbFs`).
-    pub device_type: String,
-    /// The boot loader's path on that device.
-    pub device_path: String,
-}
-
-/// Memory and processors of a VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Topology {
-    /// Memory.
-    pub memory: VmMemory,
-    /// Processors.
-    pub processor: VmProcessor,
-}
-
-/// Memory of a VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VmMemory {
-    /// Size in MiB.
-    #[serde(rename = "SizeInMB")]
-    pub size_in_mb: u64,
-    /// Back the memory with the host's virtual memory.
-    pub allow_overcommit: bool,
-}
-
-/// Processors of a VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VmProcessor {
-    /// Number of virtual processors.
-    pub count: u32,
-}
-
-/// Devices of a VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Devices {
-    /// SCSI controllers by number, each with its attachments by LUN.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub scsi: BTreeMap<String, Scsi>,
-    /// The VM's Hyper-V socket configuration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hv_socket: Option<HvSocket>,
-    /// VSMB shares.
-    pub virtual_smb: VirtualSmb,
-}
-
-/// A SCSI controller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Scsi {
-    /// Attachments by LUN.
-    pub attachments: BTreeMap<String, Attachment>,
-}
-
-/// A disk attached to a SCSI controller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Attachment {
-    /// The attachment kind (`VirtualDisk`).
-    #[serde(rename = "Type")]
-    pub kind: String,
-    /// The host path of the disk.
-    pub path: String,
-}
-
-/// A VM's Hyper-V socket device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HvSocket {
-    /// The system-wide configuration.
-    pub hv_socket_config: HvSocketSystemConfig,
-}
-
-/// Default security of the VM's Hyper-V sockets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HvSocketSystemConfig {
-    /// Who may bind a Hyper-V socket (an SDDL string).
-    pub default_bind_security_descriptor: String,
-}
-
-/// VSMB shares.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VirtualSmb {
-    /// The shares.
-    pub shares: Vec<VirtualSmbShare>,
-}
-
-/// One VSMB share.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VirtualSmbShare {
-    /// The share name.
-    pub name: String,
-    /// The host path shared.
-    pub path: String,
-    /// Share options.
-    pub options: VirtualSmbShareOptions,
-}
-
-/// Options of a VSMB share.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VirtualSmbShareOptions {
-    /// Read-only share.
-    pub read_only: bool,
-    /// Allow shared reads.
-    pub share_read: bool,
-    /// Cache I/O in the guest.
-    pub cache_io: bool,
-    /// Use pseudo-oplocks.
-    pub pseudo_oplocks: bool,
-    /// Take the backup privilege.
-    pub take_backup_privilege: bool,
 }
 
 /// The parameters of a new process (`HcsCreateProcess`).

@@ -8,6 +8,7 @@
 mod fixture;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fixture::HcsFixture;
 use libctd_windows::hcs::sim::Sim;
@@ -16,9 +17,43 @@ use libctd_windows::hcs::sim::Sim;
 const BASE_LAYER: &str = r"C:\layers\base";
 
 fn sim_fixture(hyperv: bool) -> HcsFixture<Sim> {
-    let sim = Sim::new();
+    let sim = Arc::new(Sim::new());
     sim.add_utility_vm(BASE_LAYER);
-    HcsFixture::new(Arc::new(sim), hyperv, BASE_LAYER, "conformance-")
+    let files = sim.clone();
+    let left = sim.clone();
+    HcsFixture::new(sim, hyperv, BASE_LAYER, "conformance-")
+        .with_scratch(Box::new(move |n| {
+            let scratch = format!(r"C:\layers\scratch-{n}");
+            files.add_file(&format!(r"{scratch}\sandbox.vhdx"));
+            scratch
+        }))
+        .on_drop(Box::new(move |_| {
+            if !std::thread::panicking() {
+                assert_nothing_left(&left);
+            }
+        }))
+}
+
+/// Within a deadline, no utility VM's scratch and no disk access grant is
+/// left (each case deletes its containers).
+fn assert_nothing_left(sim: &Sim) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let scratches: Vec<String> = sim
+            .files()
+            .into_iter()
+            .filter(|f| f.ends_with(r"\vm\sandbox.vhdx"))
+            .collect();
+        let grants = sim.grants();
+        if scratches.is_empty() && grants.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "left behind: utility VM scratches {scratches:?}, grants {grants:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Process isolation: pause and resume are not implemented.

@@ -104,33 +104,189 @@ fn golden_minimal_container_with_cpu_maximum() {
     golden("minimal_cpu_maximum", &config.document);
 }
 
+fn hyperv_spec() -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "hostname": "iso",
+        "process": {"args": ["cmd"], "cwd": "C:\\", "user": {"uid": 0, "gid": 0}},
+        "mounts": [
+            {"destination": "C:\\config", "source": "D:\\volumes\\config", "options": ["ro"]}
+        ],
+        "windows": {
+            "layerFolders": ["C:\\layers\\app", "C:\\layers\\uvm-base", "C:\\layers\\scratch"],
+            // 2047 MiB: the utility VM's memory rounds up to 2048.
+            "resources": {"memory": {"limit": 2146435072u64}, "cpu": {"count": 2}},
+            "hyperv": {}
+        }
+    })
+}
+
 #[test]
 fn golden_hyperv_container() {
-    let config = convert::compute_system(
-        &sim(),
-        "moby",
-        &spec(serde_json::json!({
-            "ociVersion": "1.0.2",
-            "hostname": "iso",
-            "process": {"args": ["cmd"], "cwd": "C:\\", "user": {"uid": 0, "gid": 0}},
-            "windows": {
-                "layerFolders": ["C:\\layers\\app", "C:\\layers\\uvm-base", "C:\\layers\\scratch"],
-                "resources": {"memory": {"limit": 2147483648u64}, "cpu": {"count": 2}},
-                "hyperv": {}
-            }
-        })),
-    )
-    .unwrap();
+    let config = convert::compute_system(&sim(), "moby", &spec(hyperv_spec())).unwrap();
     assert_eq!(config.isolation, Isolation::HyperV);
     // The container runs in its own utility VM, linked as the client does.
     let mut container = config.document.clone();
     container.hosting_system_id = Some(convert::utility_vm_id("iso@moby"));
     assert_eq!(container.hosting_system_id.as_deref(), Some("iso@moby@uvm"));
-    golden("hyperv", &container);
-    golden(
-        "hyperv_utility_vm",
-        &config.utility_vm.expect("a utility VM document"),
+    assert!(
+        container.container.is_none(),
+        "hosted: no top-level Container"
     );
+    golden("hyperv", &container);
+    let plan = config.utility_vm.expect("a utility VM plan");
+    golden("hyperv_utility_vm", &plan.document);
+    assert_eq!(plan.scratch, r"C:\layers\scratch\vm\sandbox.vhdx");
+    assert_eq!(
+        plan.scratch_template,
+        r"C:\layers\uvm-base\UtilityVM\SystemTemplate.vhdx"
+    );
+    assert_eq!(plan.container_scratch, r"C:\layers\scratch\sandbox.vhdx");
+    let requests: Vec<_> = plan
+        .share_requests()
+        .into_iter()
+        .chain(plan.scratch_requests())
+        .map(|(add, undo)| serde_json::json!({"Do": add, "Undo": undo}))
+        .collect();
+    golden("hyperv_hot_adds", &requests);
+    for name in [
+        "hyperv",
+        "hyperv_utility_vm",
+        "hyperv_hot_adds",
+        "process_isolated",
+    ] {
+        check_field_names(name);
+    }
+}
+
+/// The field names of hcsshim's schema2 types (and of its guest requests)
+/// that libctd's documents use, read from hcsshim's sources.
+const HCSSHIM_FIELDS: &[&str] = &[
+    // ComputeSystem, Version, HostedSystem
+    "Owner",
+    "SchemaVersion",
+    "HostingSystemId",
+    "HostedSystem",
+    "Container",
+    "VirtualMachine",
+    "ShouldTerminateOnLastHandleClosed",
+    "Major",
+    "Minor",
+    // Container and its parts
+    "GuestOs",
+    "HostName",
+    "Storage",
+    "Layers",
+    "Path",
+    "QoS",
+    "Id",
+    "IopsMaximum",
+    "BandwidthMaximum",
+    "MappedDirectories",
+    "HostPath",
+    "ContainerPath",
+    "ReadOnly",
+    "MappedPipes",
+    "ContainerPipeName",
+    "Memory",
+    "SizeInMB",
+    "Processor",
+    "Count",
+    "Maximum",
+    "Weight",
+    "Networking",
+    "AllowUnqualifiedDnsQuery",
+    "DnsSearchList",
+    "NetworkSharedContainerName",
+    "Namespace",
+    // VirtualMachine and its parts
+    "StopOnReset",
+    "Chipset",
+    "Uefi",
+    "BootThis",
+    "DeviceType",
+    "DevicePath",
+    "ComputeTopology",
+    "AllowOvercommit",
+    "EnableHotHint",
+    "Devices",
+    "Scsi",
+    "Attachments",
+    "Type",
+    "HvSocket",
+    "HvSocketConfig",
+    "DefaultBindSecurityDescriptor",
+    "VirtualSmb",
+    "Shares",
+    "DirectFileMappingInMB",
+    "Name",
+    "Options",
+    "ShareRead",
+    "CacheIo",
+    "PseudoOplocks",
+    "TakeBackupPrivilege",
+    // ModifySettingRequest, ModificationRequest, WCOWMappedVirtualDisk, WCOWCombinedLayers
+    "ResourcePath",
+    "RequestType",
+    "Settings",
+    "GuestRequest",
+    "ResourceType",
+    "Lun",
+    "ContainerRootPath",
+];
+
+/// Every key of golden document `name` is one of hcsshim's field names
+/// (map keys, SCSI controllers and LUNs, are not fields).
+fn check_field_names(name: &str) {
+    fn walk(v: &serde_json::Value, path: &str, name: &str) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let is_map = path.ends_with("/Scsi") || path.ends_with("/Attachments");
+                for (k, child) in map {
+                    if !is_map && k != "Do" && k != "Undo" {
+                        assert!(
+                            HCSSHIM_FIELDS.contains(&k.as_str()),
+                            "{name}: {path}/{k} is not a field of hcsshim's schema"
+                        );
+                    }
+                    walk(child, &format!("{path}/{k}"), name);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(item, path, name);
+                }
+            }
+            _ => {}
+        }
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    walk(&doc, "", name);
+}
+
+#[test]
+fn hyperv_memory_is_a_multiple_of_two_megabytes() {
+    for (limit_mb, vm_mb) in [(1u64, 2u64), (2047, 2048), (2048, 2048)] {
+        let mut v = hyperv_spec();
+        v["windows"]["resources"]["memory"]["limit"] = (limit_mb * 1024 * 1024).into();
+        let config = convert::compute_system(&sim(), "moby", &spec(v)).unwrap();
+        let vm = config.utility_vm.unwrap().document.virtual_machine.unwrap();
+        assert_eq!(vm.compute_topology.memory.size_in_mb, vm_mb, "{limit_mb}");
+    }
+}
+
+#[test]
+fn unsupported_fields_left_empty_are_accepted() {
+    let mut v = full_process_isolated();
+    v["windows"]["devices"] = serde_json::json!([]);
+    v["windows"]["network"]["endpointList"] = serde_json::json!([]);
+    v["windows"]["ignoreFlushesDuringBoot"] = false.into();
+    let config = convert::compute_system(&sim(), "moby", &spec(v)).unwrap();
+    assert_eq!(config.isolation, Isolation::Process);
 }
 
 #[test]
@@ -189,6 +345,32 @@ fn validations_name_their_field() {
         ("mounts[2].destination", |v| {
             v["mounts"][2]["destination"] = "\\\\.\\pipe\\".into();
         }),
+        ("windows.credentialSpec", |v| {
+            v["windows"]["credentialSpec"] = serde_json::json!({"CmsPlugin": "x"});
+        }),
+        ("windows.devices", |v| {
+            v["windows"]["devices"] = serde_json::json!([{"id": "5B45201D-F2F2-4F3B-85BB-30FF1F953599", "idType": "class"}]);
+        }),
+        // With a namespace given, or with Hyper-V isolation (not built yet).
+        ("windows.network.endpointList", |v| {
+            v["windows"]["network"]["endpointList"] = serde_json::json!(["e1"]);
+        }),
+        ("windows.network.endpointList", |v| {
+            v["windows"]["network"] = serde_json::json!({"endpointList": ["e1"]});
+            v["windows"]["layerFolders"][1] = "C:\\layers\\uvm-base".into();
+            v["windows"]["hyperv"] = serde_json::json!({});
+            v["root"]["path"] = "".into();
+            v["mounts"] = serde_json::json!([]);
+        }),
+        ("windows.network.endpointList[0]", |v| {
+            v["windows"]["network"] = serde_json::json!({"endpointList": [" "]});
+        }),
+        ("windows.ignoreFlushesDuringBoot", |v| {
+            v["windows"]["ignoreFlushesDuringBoot"] = true.into();
+        }),
+        ("windows.resources.storage.sandboxSize", |v| {
+            v["windows"]["resources"]["storage"]["sandboxSize"] = 21_474_836_480u64.into();
+        }),
         ("root.readonly", |v| {
             v["root"]["readonly"] = true.into();
         }),
@@ -199,6 +381,12 @@ fn validations_name_their_field() {
             v["windows"]["hyperv"] = serde_json::json!({});
         }),
         ("windows.layerFolders", |v| {
+            v["windows"]["hyperv"] = serde_json::json!({});
+            v["root"]["path"] = "".into();
+            v["mounts"] = serde_json::json!([]);
+        }),
+        ("mounts[2].destination", |v| {
+            v["windows"]["layerFolders"][1] = "C:\\layers\\uvm-base".into();
             v["windows"]["hyperv"] = serde_json::json!({});
             v["root"]["path"] = "".into();
         }),

@@ -23,12 +23,30 @@ use libctd_windows::hcs::ffi::Computecore;
 /// How long a finished case may take to release its handles.
 const RELEASE: Duration = Duration::from_secs(10);
 
-/// A base layer folder holding a `UtilityVM` folder, as the binding checks
-/// the file system for it.
+/// A base layer folder holding a `UtilityVM` folder with the template of a
+/// utility VM's scratch, as the binding reads the file system.
 fn base_layer() -> String {
     let base = std::env::temp_dir().join("libctd-hcs-double").join("base");
     std::fs::create_dir_all(base.join("UtilityVM")).unwrap();
+    std::fs::write(
+        base.join("UtilityVM").join("SystemTemplate.vhdx"),
+        b"template",
+    )
+    .unwrap();
     base.to_str().unwrap().to_owned()
+}
+
+/// A scratch folder of its own for container `n` of fixture `prefix`, with
+/// its `sandbox.vhdx`.
+fn scratch(prefix: &str, n: u64) -> String {
+    let dir = std::env::temp_dir()
+        .join("libctd-hcs-double")
+        .join(format!("scratch-{prefix}{n}"));
+    // What an earlier, interrupted run left would make the VM's scratch exist.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sandbox.vhdx"), b"scratch").unwrap();
+    dir.to_str().unwrap().to_owned()
 }
 
 /// A unique namespace prefix: system ids are `<container>@<prefix><n>`.
@@ -39,13 +57,16 @@ fn unique_prefix() -> String {
 
 fn ffi_fixture(hyperv: bool) -> HcsFixture<Computecore> {
     let hcs = Computecore::load().unwrap();
-    HcsFixture::new(Arc::new(hcs), hyperv, &base_layer(), &unique_prefix()).on_drop(Box::new(
-        |prefix| {
+    let prefix = unique_prefix();
+    let scratches = prefix.clone();
+    HcsFixture::new(Arc::new(hcs), hyperv, &base_layer(), &prefix)
+        .with_scratch(Box::new(move |n| scratch(&scratches, n)))
+        .on_drop(Box::new(|prefix| {
             if !std::thread::panicking() {
                 double::assert_clean(&format!("@{prefix}"), RELEASE);
+                double::assert_no_grants(&format!("@{prefix}"), RELEASE);
             }
-        },
-    ))
+        }))
 }
 
 /// Process isolation over the binding.

@@ -2,7 +2,8 @@
 // Exported names are Windows' own.
 #![allow(non_snake_case)]
 
-use libctd_windows::hcs::model::Plan;
+use libctd_windows::error::HcsError;
+use libctd_windows::hcs::model::{FILE_NOT_FOUND, Plan};
 use windows::core::{GUID, HRESULT, PCWSTR, PWSTR};
 
 use crate::exports::{put, text};
@@ -28,12 +29,56 @@ pub extern "system" fn NameToGuid(name: PCWSTR, guid: *mut GUID) -> HRESULT {
     }
 }
 
+/// computecore's `HcsGrantVmAccess`: the VM `vm_id` may read the file
+/// `path`, which must exist (ERROR_FILE_NOT_FOUND otherwise).
+#[unsafe(no_mangle)]
+pub extern "system" fn HcsGrantVmAccess(vm_id: PCWSTR, path: PCWSTR) -> HRESULT {
+    vm_access("HcsGrantVmAccess", vm_id, path, |vm, path| {
+        if !std::path::Path::new(path).is_file() {
+            return Err(HcsError::new(FILE_NOT_FOUND));
+        }
+        model().grant_vm_access(vm, path)
+    })
+}
+
+/// computecore's `HcsRevokeVmAccess`.
+#[unsafe(no_mangle)]
+pub extern "system" fn HcsRevokeVmAccess(vm_id: PCWSTR, path: PCWSTR) -> HRESULT {
+    vm_access("HcsRevokeVmAccess", vm_id, path, |vm, path| {
+        model().revoke_vm_access(vm, path)
+    })
+}
+
+/// A grant or revoke: gated by the plan of the VM, then `act`.
+fn vm_access(
+    op: &str,
+    vm_id: PCWSTR,
+    path: PCWSTR,
+    act: impl FnOnce(&str, &str) -> Result<(), HcsError>,
+) -> HRESULT {
+    let (Some(vm_id), Some(path)) = (text(vm_id), text(path)) else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    let result = model().gate(op, &vm_id).and_then(|gate| match gate.fail {
+        Some(err) => Err(err),
+        None => act(&vm_id, &path),
+    });
+    match result {
+        Ok(()) => HRESULT(0),
+        Err(e) => HRESULT(e.hresult.0.cast_signed()),
+    }
+}
+
 /// The double's control: a JSON request, a JSON answer (freed with
 /// `LocalFree`). `{"Faults":{"System":id,"Plan":{...}}}` (the model's
 /// plan, `libctd_windows::hcs::model::Plan`), `{"Crash":id}`,
 /// `{"ReleaseExitNotices":id}`,
 /// `{"EndProcess":{"System":id,"ProcessId":pid,"ExitCode":code}}`,
-/// `{"Calls":id}` (the calls made on it, in order), `{"Report":pattern}`.
+/// `{"Calls":id}` (the calls made on it, in order), `{"Report":pattern}`
+/// (with the ids of the compute systems that exist, `Systems`),
+/// `{"Grants":pattern}` (the disk access grants of VMs whose id contains it),
+/// `{"AddEndpoint":id}` (an HNS endpoint exists), `{"Namespaces":null}` (the
+/// HNS namespaces and their endpoints).
 #[unsafe(no_mangle)]
 pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
     put(response, PWSTR::null());
@@ -80,9 +125,29 @@ pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR
             .map(|(op, _)| op)
             .collect();
         serde_json::json!({"Calls": calls})
+    } else if let Some(id) = request.get("AddEndpoint").and_then(|s| s.as_str()) {
+        model().add_endpoint(id);
+        serde_json::json!({})
+    } else if request.get("Namespaces").is_some() {
+        serde_json::json!({"Namespaces": model().namespaces()})
+    } else if let Some(pattern) = request.get("Grants").and_then(|s| s.as_str()) {
+        let grants: Vec<[String; 2]> = model()
+            .grants()
+            .into_iter()
+            .filter(|(vm, _)| vm.contains(pattern))
+            .map(|(vm, path)| [vm, path])
+            .collect();
+        serde_json::json!({"Grants": grants})
     } else if let Some(pattern) = request.get("Report").and_then(|s| s.as_str()) {
         let processes = model().all_processes();
-        world().report(pattern, &processes)
+        let mut report = world().report(pattern, &processes);
+        let systems: Vec<String> = model()
+            .compute_systems()
+            .into_iter()
+            .filter(|id| id.contains(pattern))
+            .collect();
+        report["Systems"] = serde_json::json!(systems);
+        report
     } else {
         return HRESULT(hr::INVALID_ARG);
     };

@@ -85,7 +85,10 @@
 //!   (what HCS needs to boot them; the golden tests pin them against the
 //!   published schema), and the utility
 //!   VM's guest (GCS, VSMB mounts, the scratch's file system) not at all;
-//! - `NameToGuid`'s real algorithm (here the model's stable hash).
+//! - `NameToGuid`'s real algorithm (here the model's stable hash);
+//! - HNS beyond namespaces holding endpoints by id (`network.rs`, installed
+//!   also as `computenetwork.dll`): no networks, no endpoint settings, no
+//!   handle-discipline checks on namespace handles.
 // A cdylib's interface is its exported functions: they stay `pub` in
 // modules the unreachable_pub lint would narrow.
 #![allow(unreachable_pub)]
@@ -96,6 +99,8 @@ mod control;
 mod events;
 #[cfg(windows)]
 mod exports;
+#[cfg(windows)]
+mod network;
 #[cfg(windows)]
 mod processes;
 #[cfg(windows)]

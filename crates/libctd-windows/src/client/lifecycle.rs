@@ -47,7 +47,7 @@ pub(super) async fn create<H: Hcs>(
     if config.utility_vm.is_some() {
         config.document.hosting_system_id = Some(uvm_id.clone());
     }
-    let encode = |doc: &crate::schema::ComputeSystem| {
+    let encode = |doc: &crate::schema::ComputeSystem| -> Result<String> {
         serde_json::to_string(doc).map_err(|e| {
             Error::system("cannot encode the compute system document")
                 .with_source(e)
@@ -55,8 +55,14 @@ pub(super) async fn create<H: Hcs>(
                 .with_container(container_id)
         })
     };
-    let document = encode(&config.document)?;
-    let uvm_document = config.utility_vm.as_ref().map(encode).transpose()?;
+    let mut document = config.document.clone();
+    let endpoints = std::mem::take(&mut config.endpoints);
+    let uvm_document = config
+        .utility_vm
+        .as_ref()
+        .map(|plan| encode(&plan.document))
+        .transpose()?;
+    let uvm_plan = config.utility_vm.take();
     let inner = inner.clone();
     let id = container_id.to_owned();
     let spec = spec.clone();
@@ -70,10 +76,36 @@ pub(super) async fn create<H: Hcs>(
             }
         }
         let hcs = &inner.hcs;
+        // Endpoints without a namespace: the container's own namespace.
+        let namespace = if endpoints.is_empty() {
+            None
+        } else {
+            let ns = inner.set_up_namespace(&id, &endpoints).await?;
+            if let Some(networking) = document
+                .container
+                .as_mut()
+                .and_then(|c| c.networking.as_mut())
+            {
+                networking.namespace.clone_from(&ns);
+            }
+            Some(ns)
+        };
+        let document = match serde_json::to_string(&document) {
+            Ok(text) => text,
+            Err(e) => {
+                let _ = inner.release_namespace(&id, namespace.as_deref()).await;
+                return Err(Error::system("cannot encode the compute system document")
+                    .with_source(e)
+                    .with_operation("create")
+                    .with_container(&id));
+            }
+        };
         // Hyper-V isolation: the utility VM first, the container in it.
-        let utility_vm = match &uvm_document {
-            Some(doc) => Some(inner.start_utility_vm(&id, &uvm_id, doc).await?),
-            None => None,
+        let utility_vm = match (&uvm_plan, &uvm_document) {
+            (Some(plan), Some(doc)) => {
+                Some(inner.set_up_utility_vm(&id, &uvm_id, plan, doc).await?)
+            }
+            _ => None,
         };
         let created = hcs
             .create_compute_system(&system_id, &document)
@@ -84,6 +116,9 @@ pub(super) async fn create<H: Hcs>(
             Err(err) => {
                 if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
                     tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed create");
+                }
+                if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
+                    tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed create");
                 }
                 return Err(err);
             }
@@ -99,6 +134,9 @@ pub(super) async fn create<H: Hcs>(
             if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
                 tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed start");
             }
+            if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
+                tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed start");
+            }
             return Err(err);
         }
         let system_exit = exits::SystemExitWatch::start(hcs.clone(), system.clone(), id.clone());
@@ -106,6 +144,7 @@ pub(super) async fn create<H: Hcs>(
             id: id.clone(),
             system,
             utility_vm,
+            namespace,
             isolation: config.isolation,
             servicing: config.servicing,
             spec,
@@ -128,6 +167,7 @@ pub(super) async fn create<H: Hcs>(
             let _ = inner.terminate_system(&id, &ctr.system).await;
             let _ = hcs.close_compute_system(&ctr.system).await;
             let _ = inner.release_utility_vm(&id, ctr.utility_vm.as_ref()).await;
+            let _ = inner.release_namespace(&id, ctr.namespace.as_deref()).await;
             return Err(Error::already_exists("container already exists")
                 .with_operation("create")
                 .with_container(&id));
@@ -247,6 +287,10 @@ pub(super) async fn delete<H: Hcs>(inner: &Arc<Inner<H>>, container_id: &str) ->
                 }
                 inner
                     .release_utility_vm(&id, ctr.utility_vm.as_ref())
+                    .await
+                    .map_err(|e| e.with_operation(OP))?;
+                inner
+                    .release_namespace(&id, ctr.namespace.as_deref())
                     .await
                     .map_err(|e| e.with_operation(OP))?;
                 state.mark_shut_down();

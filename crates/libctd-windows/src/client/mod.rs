@@ -16,7 +16,9 @@
 //! utility VMs.
 
 mod exec;
+mod hyperv;
 mod lifecycle;
+mod network;
 mod queries;
 mod reap;
 mod restore;

@@ -70,7 +70,7 @@ pub(super) async fn pause_resume<H: Hcs>(
             );
         }
         // Hyper-V isolation: the utility VM is what pauses.
-        let target = ctr.utility_vm.as_ref().unwrap_or(&ctr.system);
+        let target = ctr.utility_vm.as_ref().map_or(&ctr.system, |u| &u.system);
         let result = if pause {
             inner.hcs.pause_compute_system(target).await
         } else {

@@ -104,6 +104,16 @@ impl<H: Hcs> Inner<H> {
                 .with_source(e),
             );
         }
+        if let Err(e) = self.release_namespace(&id, ctr.namespace.as_deref()).await {
+            exit_code = UNKNOWN_EXIT_CODE;
+            chain.push(
+                Error::new(
+                    e.kind(),
+                    format!("failed to delete the network namespace: {}", e.message()),
+                )
+                .with_source(e),
+            );
+        }
 
         let error = chain_errors(chain).map(|e| {
             Arc::new(

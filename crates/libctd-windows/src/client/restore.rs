@@ -48,6 +48,7 @@ pub(super) async fn restore<H: Hcs>(
                 // A Hyper-V isolated container's utility VM goes too.
                 let uvm_id = convert::utility_vm_id(&inner.system_id(&id));
                 if let Ok(uvm) = inner.hcs.open_compute_system(&uvm_id).await {
+                    let uvm = super::hyperv::UtilityVm::opened(uvm, uvm_id);
                     inner
                         .release_utility_vm(&id, Some(&uvm))
                         .await

@@ -18,7 +18,9 @@ pub(super) struct Container<H: Hcs> {
     pub(super) id: String,
     pub(super) system: H::System,
     /// With Hyper-V isolation, the utility VM hosting `system`.
-    pub(super) utility_vm: Option<H::System>,
+    pub(super) utility_vm: Option<super::hyperv::UtilityVm<H>>,
+    /// The HNS namespace made for the container (from its endpoints).
+    pub(super) namespace: Option<String>,
     pub(super) isolation: Isolation,
     pub(super) servicing: bool,
     pub(super) spec: Spec,

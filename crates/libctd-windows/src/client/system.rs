@@ -1,10 +1,9 @@
 //! Stopping compute systems: shut down (falling back to terminate),
-//! terminate, wait for the exit notice with the shutdown timeout; a Hyper-V
-//! isolated container's utility VM started and released.
+//! terminate, wait for the exit notice with the shutdown timeout.
 
 use libctd_core::{Error, Result};
 
-use super::{Inner, hcs_error};
+use super::Inner;
 use crate::exits;
 use crate::hcs::{Hcs, HcsOp, SystemExit};
 
@@ -92,47 +91,5 @@ impl<H: Hcs> Inner<H> {
                 .with_source(err))
             }
         }
-    }
-
-    /// Creates and starts the utility VM `uvm_id` of container `ctr_id`
-    /// from `document`; on failure nothing is left running.
-    pub(super) async fn start_utility_vm(
-        &self,
-        ctr_id: &str,
-        uvm_id: &str,
-        document: &str,
-    ) -> Result<H::System> {
-        let uvm = self
-            .hcs
-            .create_compute_system(uvm_id, document)
-            .await
-            .map_err(|e| hcs_error(e, ctr_id, HcsOp::CreateComputeSystem, "create"))?;
-        if let Err(e) = self.hcs.start_compute_system(&uvm).await {
-            let err = hcs_error(e, ctr_id, HcsOp::StartComputeSystem, "create");
-            if let Err(e) = self.release_utility_vm(ctr_id, Some(&uvm)).await {
-                tracing::warn!(container_id = ctr_id, error = %e.report(), "releasing a utility VM that failed to start");
-            }
-            return Err(err);
-        }
-        Ok(uvm)
-    }
-
-    /// Terminates and closes a container's utility VM, once the container's
-    /// own compute system is gone.
-    pub(super) async fn release_utility_vm(
-        &self,
-        ctr_id: &str,
-        uvm: Option<&H::System>,
-    ) -> Result<()> {
-        let Some(uvm) = uvm else {
-            return Ok(());
-        };
-        let terminated = self.terminate_system(ctr_id, uvm).await;
-        let closed = self
-            .hcs
-            .close_compute_system(uvm)
-            .await
-            .map_err(|e| e.into_error(ctr_id, HcsOp::CloseComputeSystem.name()));
-        terminated.and(closed)
     }
 }

@@ -42,6 +42,8 @@
 mod calls;
 mod fns;
 mod handle;
+mod hcn;
+mod host;
 mod operation;
 mod stdio;
 
@@ -60,6 +62,7 @@ use windows::core::{GUID, HRESULT, HSTRING, PCWSTR};
 use super::{Hcs, HcsResult, ProcessExit, ProcessInfo, SystemExit};
 use crate::error::codes::HCS_E_OPERATION_TIMEOUT;
 use crate::error::{HcsError, Hresult, win32};
+use crate::schema::ModifyNamespaceRequest;
 
 use calls::SendInfo;
 use fns::*;
@@ -76,6 +79,9 @@ const GENERIC_ALL: u32 = 0x1000_0000;
 pub struct Computecore {
     fns: Arc<Fns>,
     name_to_guid: Option<NameToGuidFn>,
+    vm_access: Option<(VmAccessFn, VmAccessFn)>,
+    /// computenetwork.dll, or why it cannot be used.
+    hcn: Result<hcn::Hcn, Hresult>,
     timeout: Duration,
 }
 
@@ -98,6 +104,8 @@ impl Computecore {
         Ok(Self {
             fns: Arc::new(fns),
             name_to_guid,
+            vm_access: vm_access_fns(),
+            hcn: hcn::Hcn::load(),
             timeout: Duration::from_secs(240),
         })
     }
@@ -106,6 +114,18 @@ impl Computecore {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Runs `call` on computenetwork.dll on a blocking thread; a missing
+    /// DLL or function is its HRESULT (`Unavailable`).
+    async fn hcn_call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&hcn::Hcn) -> HcsResult<T> + Send + 'static,
+    ) -> HcsResult<T> {
+        let hcn = self.hcn.map_err(HcsError::new)?;
+        tokio::task::spawn_blocking(move || call(&hcn))
+            .await
+            .map_err(|_| HcsError::new(Hresult::from_win32(win32::INVALID_DATA)))?
     }
 
     fn timeout_ms(&self) -> u32 {
@@ -476,6 +496,42 @@ impl Hcs for Computecore {
 
     async fn close_process(&self, process: &FfiProcess) -> HcsResult<()> {
         process.0.close_async().await
+    }
+
+    async fn grant_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()> {
+        host::vm_access(self.vm_access.map(|f| f.0), vm_id, path).await
+    }
+
+    async fn revoke_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()> {
+        host::vm_access(self.vm_access.map(|f| f.1), vm_id, path).await
+    }
+
+    async fn copy_file(&self, from: &str, to: &str) -> HcsResult<()> {
+        host::copy_file(from, to).await
+    }
+
+    async fn remove_file(&self, path: &str) -> HcsResult<()> {
+        host::remove_file(path).await
+    }
+
+    async fn create_namespace(&self, settings: &str) -> HcsResult<String> {
+        let settings = settings.to_owned();
+        self.hcn_call(move |hcn| hcn.create_namespace(&settings))
+            .await
+    }
+
+    async fn add_namespace_endpoint(&self, namespace: &str, endpoint: &str) -> HcsResult<()> {
+        let request = serde_json::to_string(&ModifyNamespaceRequest::add_endpoint(endpoint))
+            .map_err(|_| HcsError::new(Hresult::from_win32(win32::INVALID_DATA)))?;
+        let namespace = namespace.to_owned();
+        self.hcn_call(move |hcn| hcn.modify_namespace(&namespace, &request))
+            .await
+    }
+
+    async fn delete_namespace(&self, namespace: &str) -> HcsResult<()> {
+        let namespace = namespace.to_owned();
+        self.hcn_call(move |hcn| hcn.delete_namespace(&namespace))
+            .await
     }
 
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {

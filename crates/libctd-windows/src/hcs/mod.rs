@@ -1,4 +1,6 @@
-//! The narrow set of Host Compute Service calls the client needs.
+//! The narrow set of Host Compute Service calls the client needs, with the
+//! host-side steps of a utility VM (disk access grants, its scratch file)
+//! and the Host Networking Service's namespace calls (computenetwork.dll).
 //!
 //! Documents travel as JSON text, exactly as computecore.dll takes and returns
 //! them; handles are opaque, cheap to clone, and stay valid until closed. Two
@@ -25,8 +27,9 @@ pub mod sim;
 /// The result of an HCS call.
 pub type HcsResult<T> = Result<T, HcsError>;
 
-/// The HCS calls, named as computecore.dll names them. They key fault plans and
-/// name the operation in rendered errors.
+/// The HCS calls, named as computecore.dll (and, for namespaces,
+/// computenetwork.dll) names them. They key fault plans and name the
+/// operation in rendered errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum HcsOp {
@@ -68,6 +71,16 @@ pub enum HcsOp {
     WaitForProcessExit,
     /// HcsCloseProcess.
     CloseProcess,
+    /// HcsGrantVmAccess.
+    GrantVmAccess,
+    /// HcsRevokeVmAccess.
+    RevokeVmAccess,
+    /// HcnCreateNamespace (computenetwork.dll).
+    CreateNamespace,
+    /// HcnModifyNamespace (computenetwork.dll).
+    ModifyNamespace,
+    /// HcnDeleteNamespace (computenetwork.dll).
+    DeleteNamespace,
 }
 
 impl HcsOp {
@@ -93,13 +106,18 @@ impl HcsOp {
             HcsOp::GetProcessProperties => "HcsGetProcessProperties",
             HcsOp::WaitForProcessExit => "HcsWaitForProcessExit",
             HcsOp::CloseProcess => "HcsCloseProcess",
+            HcsOp::GrantVmAccess => "HcsGrantVmAccess",
+            HcsOp::RevokeVmAccess => "HcsRevokeVmAccess",
+            HcsOp::CreateNamespace => "HcnCreateNamespace",
+            HcsOp::ModifyNamespace => "HcnModifyNamespace",
+            HcsOp::DeleteNamespace => "HcnDeleteNamespace",
         }
     }
 }
 
 impl HcsOp {
     /// Every operation.
-    pub const ALL: [HcsOp; 19] = [
+    pub const ALL: [HcsOp; 24] = [
         HcsOp::CreateComputeSystem,
         HcsOp::OpenComputeSystem,
         HcsOp::StartComputeSystem,
@@ -119,6 +137,11 @@ impl HcsOp {
         HcsOp::GetProcessProperties,
         HcsOp::WaitForProcessExit,
         HcsOp::CloseProcess,
+        HcsOp::GrantVmAccess,
+        HcsOp::RevokeVmAccess,
+        HcsOp::CreateNamespace,
+        HcsOp::ModifyNamespace,
+        HcsOp::DeleteNamespace,
     ];
 
     /// The operation named `name` (`HcsShutDownComputeSystem`...).
@@ -315,6 +338,28 @@ pub trait Hcs: Send + Sync + 'static {
     async fn wait_process_exit(&self, process: &Self::Process) -> HcsResult<ProcessExit>;
     /// Releases the handle.
     async fn close_process(&self, process: &Self::Process) -> HcsResult<()>;
+
+    /// Grants the utility VM `vm_id` access to the disk file `path`
+    /// (HcsGrantVmAccess), before the VM boots from or attaches it.
+    async fn grant_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()>;
+    /// Revokes an access [`grant_vm_access`](Hcs::grant_vm_access) gave
+    /// (HcsRevokeVmAccess).
+    async fn revoke_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()>;
+    /// Copies the host file `from` to a new file `to`, creating its folder:
+    /// a utility VM's scratch from its image's template.
+    async fn copy_file(&self, from: &str, to: &str) -> HcsResult<()>;
+    /// Removes the host file `path`, and its folder once empty; a missing
+    /// file is fine.
+    async fn remove_file(&self, path: &str) -> HcsResult<()>;
+
+    /// Creates an HNS namespace from its settings document
+    /// (computenetwork.dll's HcnCreateNamespace); its id.
+    async fn create_namespace(&self, settings: &str) -> HcsResult<String>;
+    /// Adds HNS endpoint `endpoint` to namespace `namespace`
+    /// (HcnModifyNamespace).
+    async fn add_namespace_endpoint(&self, namespace: &str, endpoint: &str) -> HcsResult<()>;
+    /// Deletes namespace `namespace` (HcnDeleteNamespace).
+    async fn delete_namespace(&self, namespace: &str) -> HcsResult<()>;
 
     /// The layer id of a layer folder's base name (vmcompute's `NameToGuid`).
     fn name_to_guid(&self, name: &str) -> HcsResult<String>;

@@ -19,16 +19,17 @@ pub(crate) type Export = unsafe extern "system" fn() -> isize;
 
 /// The address of computecore.dll's export `name` (NUL-terminated).
 pub(crate) fn export(name: &[u8]) -> Export {
+    export_of("computecore.dll", name)
+}
+
+/// The address of `dll`'s export `name` (NUL-terminated).
+fn export_of(dll: &str, name: &[u8]) -> Export {
     assert_eq!(name.last(), Some(&0), "export names are NUL-terminated");
     // SAFETY: loading a DLL from System32 by name.
-    let module = unsafe {
-        LoadLibraryExW(
-            &HSTRING::from("computecore.dll"),
-            None,
-            LOAD_LIBRARY_SEARCH_SYSTEM32,
-        )
-    }
-    .expect("the computecore.dll double is not installed (run cargo xtask windows-test)");
+    let module = unsafe { LoadLibraryExW(&HSTRING::from(dll), None, LOAD_LIBRARY_SEARCH_SYSTEM32) }
+        .unwrap_or_else(|e| {
+            panic!("the {dll} double is not installed (run cargo xtask windows-test): {e}")
+        });
     // SAFETY: a loaded module and a NUL-terminated name.
     unsafe { GetProcAddress(module, PCSTR(name.as_ptr())) }
         .expect("computecore.dll lacks the export")
@@ -36,8 +37,20 @@ pub(crate) fn export(name: &[u8]) -> Export {
 
 /// Sends a control request to the double; its JSON answer.
 pub(crate) fn control(request: serde_json::Value) -> serde_json::Value {
+    control_of("computecore.dll", request)
+}
+
+/// Sends a control request to the double loaded as computenetwork.dll
+/// (its own copy, with its own model: HNS endpoints and namespaces).
+pub(crate) fn network_control(request: serde_json::Value) -> serde_json::Value {
+    control_of("computenetwork.dll", request)
+}
+
+fn control_of(dll: &str, request: serde_json::Value) -> serde_json::Value {
     // SAFETY: the control export's signature.
-    let f = unsafe { std::mem::transmute::<Export, ControlFn>(export(b"LibctdDoubleControl\0")) };
+    let f = unsafe {
+        std::mem::transmute::<Export, ControlFn>(export_of(dll, b"LibctdDoubleControl\0"))
+    };
     let request = HSTRING::from(request.to_string());
     let mut answer = PWSTR::null();
     // SAFETY: a valid string and out-pointer.
@@ -98,6 +111,30 @@ fn list(report: &serde_json::Value, key: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The disk access grants held by VMs whose id contains `pattern`.
+pub(crate) fn grants(pattern: &str) -> Vec<serde_json::Value> {
+    control(serde_json::json!({"Grants": pattern}))["Grants"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Asserts that, within `deadline`, no VM of `pattern` holds a disk grant.
+pub(crate) fn assert_no_grants(pattern: &str, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    loop {
+        let held = grants(pattern);
+        if held.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "grants left after {deadline:?}: {held:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Asserts that `pattern`'s systems saw no violation and, within

@@ -13,6 +13,9 @@ use libctd_windows::hcs::sim::{CONTROL_C_EXIT, TERMINATED_EXIT};
 
 /// A check run when a fixture is dropped, given its namespace prefix.
 pub(crate) type OnDrop = Box<dyn Fn(&str) + Send + Sync>;
+/// Makes the `n`th container's scratch folder (with its `sandbox.vhdx`),
+/// giving its path.
+pub(crate) type MakeScratch = Box<dyn Fn(u64) -> String + Send + Sync>;
 
 /// Containers of a [`WindowsRemote`] over `H`, process or Hyper-V isolated.
 pub(crate) struct HcsFixture<H: Hcs> {
@@ -24,6 +27,8 @@ pub(crate) struct HcsFixture<H: Hcs> {
     prefix: String,
     next: AtomicU64,
     on_drop: Option<OnDrop>,
+    make_scratch: Option<MakeScratch>,
+    scratches: AtomicU64,
 }
 
 impl<H: Hcs> HcsFixture<H> {
@@ -36,7 +41,16 @@ impl<H: Hcs> HcsFixture<H> {
             prefix: prefix.to_owned(),
             next: AtomicU64::new(0),
             on_drop: None,
+            make_scratch: None,
+            scratches: AtomicU64::new(0),
         }
+    }
+
+    /// Gives every container its own scratch folder made by `make` (a
+    /// Hyper-V isolated container's utility VM keeps its scratch there).
+    pub(crate) fn with_scratch(mut self, make: MakeScratch) -> Self {
+        self.make_scratch = Some(make);
+        self
     }
 
     /// Runs `check` with the namespace prefix when the fixture is dropped.
@@ -101,8 +115,12 @@ impl<H: Hcs> Fixture for HcsFixture<H> {
     }
 
     fn spec(&self, program: &Program, terminal: bool) -> Spec {
+        let scratch = match &self.make_scratch {
+            Some(make) => make(self.scratches.fetch_add(1, Ordering::Relaxed)),
+            None => "C:\\layers\\scratch".to_owned(),
+        };
         let mut windows = serde_json::json!({
-            "layerFolders": [self.base_layer, "C:\\layers\\scratch"],
+            "layerFolders": [self.base_layer, scratch],
         });
         let root_path = if self.hyperv {
             windows["hyperv"] = serde_json::json!({});

@@ -37,6 +37,7 @@ pub(crate) fn env_with(settings: ClientSettings) -> Env {
     let sim = Arc::new(Sim::new());
     let backend = Arc::new(RecordingBackend::new());
     sim.add_utility_vm("C:\\layers\\base");
+    sim.add_file("C:\\layers\\scratch\\sandbox.vhdx");
     let client =
         WindowsClient::with_settings(sim.clone(), "test", backend.clone(), settings).unwrap();
     Env {

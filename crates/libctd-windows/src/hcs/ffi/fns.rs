@@ -203,6 +203,23 @@ impl From<HRESULT> for Hresult {
     }
 }
 
+/// `HcsGrantVmAccess` / `HcsRevokeVmAccess`: a VM id and a file path.
+pub(super) type VmAccessFn = unsafe extern "system" fn(PCWSTR, PCWSTR) -> HRESULT;
+
+/// computecore.dll's `HcsGrantVmAccess` and `HcsRevokeVmAccess`; `None`
+/// where they are missing (then Hyper-V isolation cannot be set up).
+pub(super) fn vm_access_fns() -> Option<(VmAccessFn, VmAccessFn)> {
+    let dll = "computecore.dll";
+    load_library(dll)
+        .and_then(|m| {
+            Ok((
+                resolve!(m, dll, "HcsGrantVmAccess" as VmAccessFn),
+                resolve!(m, dll, "HcsRevokeVmAccess" as VmAccessFn),
+            ))
+        })
+        .ok()
+}
+
 /// vmcompute.dll's `NameToGuid`, which computes layer ids; `None` where it
 /// is missing (then only layer-less documents can be built).
 pub(super) fn name_to_guid_fn() -> Option<NameToGuidFn> {

@@ -1,130 +1,147 @@
 //! What the model checks in compute system documents: what HCS needs to
-//! boot them, as hcsshim builds them.
-
-use serde_json::Value;
+//! boot them, as hcsshim builds them for Windows containers.
+//!
+//! A document decodes strictly (an unknown field is HCS_E_INVALID_JSON, as
+//! the Windows Server 2022 guest reads what it is sent) into the crate's
+//! schema types, whose field names are hcsshim's schema2 names. Then, by
+//! its form:
+//!
+//! - a process-isolated container: a top-level `Container` whose
+//!   `Storage.Path` names its mounted scratch;
+//! - a utility VM: `VirtualMachine` booting from the disk at SCSI 0:0 of its
+//!   first controller (keyed by GUID), which it must have been granted
+//!   access to, with a Hyper-V socket configuration and the `os` VSMB share;
+//! - a hosted container: `HostingSystemId` with `HostedSystem { SchemaVersion,
+//!   Container }`; never a top-level `Container` beside `HostingSystemId`
+//!   (the form HCS does not boot). Its layers and root are checked against
+//!   its running utility VM ([`super::vm`]).
 
 use super::hr;
 use crate::error::HcsError;
-
-/// Where a utility VM's VSMB shares appear inside it.
-const VSMB_PREFIX: &str = r"\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\";
+use crate::schema::{ComputeSystem, Container, SCSI_CONTROLLER_0};
 
 /// What the model keeps of a checked configuration.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Configuration {
     /// A utility VM, or a container hosted by one: it can be paused.
     pub(super) hyperv: bool,
+    /// A utility VM (its devices can be modified).
+    pub(super) vm: bool,
     /// The utility VM hosting this container (`HostingSystemId`).
     pub(super) hosted_by: Option<String>,
-    /// A utility VM's VSMB share names.
+    /// A utility VM's boot disk (SCSI 0:0).
+    pub(super) boot_disk: String,
+    /// A utility VM's VSMB share names at boot.
     pub(super) shares: Vec<String>,
     /// A hosted container's layer paths, each a share of its utility VM.
     pub(super) layers: Vec<String>,
+    /// A hosted container's root in its utility VM (`Storage.Path`).
+    pub(super) root: String,
 }
 
-/// Checks a configuration the way HCS needs it to boot (as hcsshim builds
-/// them): JSON of schema 2; a utility VM with its scratch disk at SCSI 0:0,
-/// a Hyper-V socket configuration and the `os` VSMB share; a container with
-/// its scratch as `Storage.Path`; never the combined `HostedSystem` form
-/// (hcsshim creates the utility VM, then the container with
-/// `HostingSystemId`). Failures are HCS_E_INVALID_JSON with a message.
+/// Checks a configuration the way HCS needs it to boot (see the module's
+/// description). Failures are HCS_E_INVALID_JSON with a message.
 pub(super) fn check_configuration(configuration: &str) -> Result<Configuration, HcsError> {
-    let doc: Value = serde_json::from_str(configuration).map_err(|e| invalid(&e.to_string()))?;
-    let text = |p: &str| doc.pointer(p).and_then(Value::as_str).unwrap_or("");
-    if doc.pointer("/SchemaVersion/Major").and_then(Value::as_u64) != Some(2) {
+    let doc: ComputeSystem =
+        serde_json::from_str(configuration).map_err(|e| invalid(&e.to_string()))?;
+    if doc.schema_version.major != 2 {
         return Err(invalid("SchemaVersion must be 2.x"));
     }
-    if doc.get("HostedSystem").is_some() {
-        return Err(invalid(
-            "HostedSystem is not supported: create the utility VM, then the container \
-             with HostingSystemId",
-        ));
-    }
-    match (doc.get("Container"), doc.get("VirtualMachine")) {
-        (Some(_), None) => {
-            if text("/Container/Storage/Path").is_empty() {
+    let storage_path = |c: &Container| {
+        c.storage
+            .as_ref()
+            .and_then(|s| s.path.clone())
+            .unwrap_or_default()
+    };
+    match (
+        &doc.hosting_system_id,
+        &doc.container,
+        &doc.hosted_system,
+        &doc.virtual_machine,
+    ) {
+        (None, Some(container), None, None) => {
+            if storage_path(container).is_empty() {
                 return Err(invalid("the container has no Storage.Path (its scratch)"));
             }
+            Ok(Configuration::default())
         }
-        (None, Some(_)) => {
-            if text("/VirtualMachine/Devices/Scsi/0/Attachments/0/Type") != "VirtualDisk"
-                || text("/VirtualMachine/Devices/Scsi/0/Attachments/0/Path").is_empty()
-            {
-                return Err(invalid(
-                    "the utility VM cannot boot: no scratch disk at SCSI 0:0",
-                ));
+        (Some(_), Some(_), _, _) => Err(invalid(
+            "a container hosted by HostingSystemId goes in HostedSystem \
+             {SchemaVersion, Container}, not a top-level Container",
+        )),
+        (Some(host), None, Some(hosted), None) => {
+            if hosted.schema_version.major != 2 {
+                return Err(invalid("HostedSystem.SchemaVersion must be 2.x"));
             }
-            if doc
-                .pointer("/VirtualMachine/Devices/HvSocket/HvSocketConfig")
-                .is_none()
-            {
+            let root = storage_path(&hosted.container);
+            if root.is_empty() {
+                return Err(invalid("the hosted container has no Storage.Path"));
+            }
+            let layers = hosted
+                .container
+                .storage
+                .iter()
+                .flat_map(|s| s.layers.iter().map(|l| l.path.clone()))
+                .chain(
+                    hosted
+                        .container
+                        .mapped_directories
+                        .iter()
+                        .map(|m| m.host_path.clone()),
+                )
+                .collect();
+            Ok(Configuration {
+                hyperv: true,
+                hosted_by: Some(host.clone()),
+                layers,
+                root,
+                ..Configuration::default()
+            })
+        }
+        (None, None, Some(_), _) => Err(invalid("HostedSystem needs a HostingSystemId")),
+        (None, None, None, Some(vm)) => {
+            let boot = vm
+                .devices
+                .scsi
+                .get(SCSI_CONTROLLER_0)
+                .and_then(|c| c.attachments.get("0"))
+                .filter(|a| a.kind == "VirtualDisk" && !a.path.is_empty())
+                .ok_or_else(|| {
+                    invalid(&format!(
+                        "the utility VM cannot boot: no disk at SCSI 0:0 (controller {SCSI_CONTROLLER_0})"
+                    ))
+                })?;
+            if vm.devices.hv_socket.is_none() {
                 return Err(invalid("the utility VM has no HvSocket configuration"));
             }
-            if !vsmb_shares(&doc).iter().any(|s| s == "os") {
+            let shares: Vec<String> = vm
+                .devices
+                .virtual_smb
+                .shares
+                .iter()
+                .map(|s| s.name.clone())
+                .collect();
+            if !shares.iter().any(|s| s == "os") {
                 return Err(invalid("the utility VM has no os VSMB share"));
             }
+            if vm.compute_topology.memory.size_in_mb % 2 != 0 {
+                return Err(invalid(
+                    "the utility VM's memory must be a multiple of 2 MB",
+                ));
+            }
+            Ok(Configuration {
+                hyperv: true,
+                vm: true,
+                boot_disk: boot.path.clone(),
+                shares,
+                ..Configuration::default()
+            })
         }
-        _ => {
-            return Err(invalid(
-                "exactly one of Container and VirtualMachine is needed",
-            ));
-        }
+        _ => Err(invalid(
+            "exactly one of Container, HostedSystem (with HostingSystemId) and \
+             VirtualMachine is needed",
+        )),
     }
-    let hosted_by = doc
-        .get("HostingSystemId")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let layers = doc
-        .pointer("/Container/Storage/Layers")
-        .and_then(Value::as_array)
-        .map(|layers| {
-            layers
-                .iter()
-                .map(|l| {
-                    l.get("Path")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Configuration {
-        hyperv: doc.get("VirtualMachine").is_some() || hosted_by.is_some(),
-        hosted_by,
-        shares: vsmb_shares(&doc),
-        layers,
-    })
-}
-
-/// A utility VM document's VSMB share names.
-fn vsmb_shares(doc: &Value) -> Vec<String> {
-    doc.pointer("/VirtualMachine/Devices/VirtualSmb/Shares")
-        .and_then(Value::as_array)
-        .map(|shares| {
-            shares
-                .iter()
-                .filter_map(|s| s.get("Name").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Checks a hosted container's layers against its running utility VM's
-/// shares: each must be one of them.
-pub(super) fn check_layers(config: &Configuration, host_shares: &[String]) -> Result<(), HcsError> {
-    for path in &config.layers {
-        let shared = path
-            .strip_prefix(VSMB_PREFIX)
-            .is_some_and(|name| host_shares.iter().any(|s| s == name));
-        if !shared {
-            return Err(invalid(&format!(
-                "layer {path:?} is not a VSMB share of the utility VM"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// HCS_E_INVALID_JSON with `message` as its result document's.
@@ -144,31 +161,46 @@ pub(super) fn failure(hresult: crate::error::Hresult, message: &str) -> HcsError
 mod tests {
     use super::*;
 
+    const VM: &str = r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{
+        "StopOnReset":true,
+        "Chipset":{"Uefi":{"BootThis":{"DeviceType":"VmbFs","DevicePath":"\\b.efi"}}},
+        "ComputeTopology":{"Memory":{"SizeInMB":1024,"AllowOvercommit":true,"EnableHotHint":true},
+            "Processor":{"Count":2}},
+        "Devices":{
+        "Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"VirtualDisk","Path":"C:\\s\\vm\\sandbox.vhdx"}}}},
+        "HvSocket":{"HvSocketConfig":{"DefaultBindSecurityDescriptor":"D:P"}},
+        "VirtualSmb":{"Shares":[{"Name":"os","Path":"C:\\u\\Files"}]}}}}"#;
+
     #[test]
     fn documents_need_what_hcs_boots() {
         let ok = r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{"Storage":{"Path":"\\\\?\\Volume{x}\\"}}}"#;
         assert!(check_configuration(ok).is_ok());
+        let vm = check_configuration(VM).unwrap();
+        assert!(vm.vm);
+        assert_eq!(vm.boot_disk, r"C:\s\vm\sandbox.vhdx");
+        let hosted = r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"vm",
+            "HostedSystem":{"SchemaVersion":{"Major":2,"Minor":1},
+            "Container":{"Storage":{"Path":"c:\\mounts\\scsi\\m0","Layers":[]}}}}"#;
+        let hosted = check_configuration(hosted).unwrap();
+        assert_eq!(hosted.hosted_by.as_deref(), Some("vm"));
+        assert_eq!(hosted.root, r"c:\mounts\scsi\m0");
         for bad in [
             "{",
-            r#"{"SchemaVersion":{"Major":1}}"#,
-            r#"{"SchemaVersion":{"Major":2},"Container":{}}"#,
-            r#"{"SchemaVersion":{"Major":2},"HostedSystem":{}}"#,
-            r#"{"SchemaVersion":{"Major":2},"VirtualMachine":{}}"#,
-            r#"{"SchemaVersion":{"Major":2}}"#,
+            r#"{"SchemaVersion":{"Major":1,"Minor":0}}"#,
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{}}"#,
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{"Storage":{"Path":"x"}},"Extra":1}"#,
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{"Storage":{"Path":"x","Bogus":1}}}"#,
+            // The old form: a top-level Container beside HostingSystemId.
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"vm","Container":{"Storage":{"Path":"x"}}}"#,
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostedSystem":{"SchemaVersion":{"Major":2,"Minor":1},"Container":{}}}"#,
+            // The old utility VM: its boot disk keyed by controller "0".
+            &VM.replace("df6d0690-79e5-55b6-a5ec-c1e2f77f580a", "0"),
+            &VM.replace("1024", "1025"),
+            r#"{"SchemaVersion":{"Major":2,"Minor":1}}"#,
         ] {
             let err = check_configuration(bad).unwrap_err();
             assert!(err.hresult.is_not_supported(), "{bad}: {err:?}");
             assert!(err.detail.is_some(), "{bad}");
         }
-    }
-
-    #[test]
-    fn hosted_layers_must_be_shares_of_the_vm() {
-        let config = Configuration {
-            layers: vec![format!("{VSMB_PREFIX}base")],
-            ..Configuration::default()
-        };
-        assert!(check_layers(&config, &["base".to_owned()]).is_ok());
-        assert!(check_layers(&config, &["os".to_owned()]).is_err());
     }
 }

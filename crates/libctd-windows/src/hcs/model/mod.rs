@@ -24,6 +24,8 @@
 //! |                 | or lost (a hung HCS, which loses SystemExited too)          |
 //! | `properties.rs` | property queries                                            |
 //! | `documents.rs`  | what a configuration needs to boot                          |
+//! | `vm.rs`         | utility VMs' devices, disk access grants, the sim's files   |
+//! | `network.rs`    | HNS namespaces and endpoints (computenetwork.dll)           |
 //! | `faults.rs`     | the fault plan                                              |
 //! | `program.rs`    | the processes' script language                              |
 //!
@@ -33,11 +35,12 @@
 //! shared this model; where they differed, hcsshim's reading decided, or
 //! (where hcsshim says nothing) the choice below, an assumption:
 //!
-//! - Documents are checked as HCS needs them to boot (the double's
-//!   checks), for both faces: schema 2, `Container.Storage.Path`, a utility
-//!   VM's boot disk, HvSocket and `os` share, a hosted container's layers as
-//!   its utility VM's shares; never `HostedSystem` (hcsshim creates the VM,
-//!   then the container with `HostingSystemId`).
+//! - Documents are checked as HCS needs them to boot, for both faces:
+//!   schema 2, strict decoding, `Container.Storage.Path`, a utility VM's
+//!   boot disk (granted to it), HvSocket and `os` share, a hosted container
+//!   as `HostingSystemId` + `HostedSystem` whose layers are its utility VM's
+//!   shares and whose root is combined there (hcsshim's form; an earlier
+//!   reading of this model refused `HostedSystem`, wrongly).
 //! - A container hosted by a utility VM is Hyper-V isolated: it pauses.
 //! - Only an *exited* process refuses a terminate (ERROR_ACCESS_DENIED, as
 //!   Windows' `TerminateProcess`); a second terminate of a process still
@@ -51,6 +54,7 @@
 
 mod documents;
 pub mod faults;
+mod network;
 mod notices;
 mod processes;
 pub mod program;
@@ -58,8 +62,9 @@ mod properties;
 mod systems;
 #[cfg(test)]
 mod tests;
+mod vm;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -71,6 +76,7 @@ pub use faults::{Gate, Plan};
 pub use processes::{Control, Spawn};
 pub use program::{Program, Step, Stream};
 pub use systems::Stop;
+pub use vm::{FILE_EXISTS, FILE_NOT_FOUND};
 
 /// The exit code of a process ended by a console control signal
 /// (`STATUS_CONTROL_C_EXIT`), and of a shutdown's processes.
@@ -165,6 +171,15 @@ struct World {
     calls: Vec<(String, String)>,
     /// Notices to deliver once the lock is released.
     outbox: Vec<Notice>,
+    /// Access to disk files granted to VMs: (VM id, file).
+    grants: BTreeSet<(String, String)>,
+    /// The simulation's host files.
+    files: BTreeSet<String>,
+    /// HNS endpoints that exist.
+    endpoints: BTreeSet<String>,
+    /// HNS namespaces by id, with their endpoints.
+    namespaces: std::collections::BTreeMap<String, Vec<String>>,
+    next_namespace: u64,
 }
 
 impl World {

@@ -20,7 +20,8 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::documents::{Configuration, check_configuration, check_layers, failure};
+use super::documents::{Configuration, check_configuration, failure};
+use super::vm::VmDevices;
 use super::{CONTROL_C_EXIT, Model, SystemKey, TERMINATED_EXIT, World, hr};
 use crate::error::HcsError;
 use crate::hcs::SystemExit;
@@ -41,6 +42,8 @@ pub(super) struct System {
     pub(super) id: String,
     pub(super) document: String,
     pub(super) config: Configuration,
+    /// A utility VM's devices.
+    pub(super) devices: VmDevices,
     pub(super) status: Status,
     pub(super) started: Option<Instant>,
     pub(super) pids: BTreeSet<u32>,
@@ -140,6 +143,7 @@ impl Model {
                     id: id.to_owned(),
                     document: String::new(),
                     config: Configuration::default(),
+                    devices: VmDevices::default(),
                     status: Status::Creating,
                     started: None,
                     pids: BTreeSet::new(),
@@ -173,13 +177,37 @@ impl Model {
                             &format!("the utility VM {:?} is not running", host.id),
                         ));
                     }
-                    check_layers(&config, &host.config.shares)?;
+                    for path in &config.layers {
+                        host.devices.check_share_path(path)?;
+                    }
+                    if !host.devices.combined.contains(&config.root) {
+                        return Err(failure(
+                            hr::NOT_FOUND,
+                            &format!(
+                                "Storage.Path {:?} is no combined container root in the utility VM",
+                                config.root
+                            ),
+                        ));
+                    }
+                }
+                if config.vm {
+                    let id = &w.system(key)?.id;
+                    if !w.granted(id, &config.boot_disk) {
+                        return Err(failure(
+                            hr::ACCESS_DENIED,
+                            &format!(
+                                "the utility VM may not read its disk {:?} (no HcsGrantVmAccess)",
+                                config.boot_disk
+                            ),
+                        ));
+                    }
                 }
                 Ok(config)
             });
             let system = w.system_mut(key)?;
             match checked {
                 Ok(config) => {
+                    system.devices.shares = config.shares.iter().cloned().collect();
                     system.config = config;
                     system.document = configuration.to_owned();
                     if system.status == Status::Creating {
@@ -317,14 +345,6 @@ impl Model {
             }
             w.stop_system(key, TERMINATED_EXIT, SystemExit::unexpected())
         })
-    }
-
-    /// HcsModifyComputeSystem: JSON is checked; nothing is modifiable.
-    pub fn modify_system(&self, key: SystemKey, request: &str) -> Result<(), HcsError> {
-        self.read(|w| w.system(key).map(|_| ()))?;
-        serde_json::from_str::<serde_json::Value>(request)
-            .map_err(|e| failure(hr::INVALID_JSON, &e.to_string()))?;
-        Err(failure(hr::NOT_SUPPORTED, "the model modifies nothing"))
     }
 
     /// `SystemExited` of `key`, once published.

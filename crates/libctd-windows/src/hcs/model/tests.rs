@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::error::Hresult;
+use crate::schema::{ModifySettingRequest, VirtualSmbShare};
 
 /// Records the notices.
 #[derive(Default)]
-struct Record(Mutex<Vec<Notice>>);
+pub(super) struct Record(Mutex<Vec<Notice>>);
 
 impl Observer for Arc<Record> {
     fn notice(&self, notice: Notice) {
@@ -16,7 +17,7 @@ impl Observer for Arc<Record> {
     }
 }
 
-fn model() -> (Model, Arc<Record>) {
+pub(super) fn model() -> (Model, Arc<Record>) {
     let record = Arc::new(Record::default());
     (Model::new(Box::new(record.clone())), record)
 }
@@ -196,27 +197,119 @@ fn the_last_handle_terminates_and_frees_the_id() {
     assert!(m.open_system("c").unwrap_err().hresult.is_not_exist());
 }
 
+const SCSI0: &str = "df6d0690-79e5-55b6-a5ec-c1e2f77f580a";
+
+fn vm_doc() -> String {
+    serde_json::json!({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{
+        "StopOnReset":true,
+        "Chipset":{"Uefi":{"BootThis":{"DeviceType":"VmbFs","DevicePath":"\\b.efi"}}},
+        "ComputeTopology":{"Memory":{"SizeInMB":1024,"AllowOvercommit":true,"EnableHotHint":true},
+            "Processor":{"Count":2}},
+        "Devices":{
+            "Scsi":{SCSI0:{"Attachments":{"0":{"Type":"VirtualDisk","Path":"C:\\s\\vm\\sandbox.vhdx"}}}},
+            "HvSocket":{"HvSocketConfig":{"DefaultBindSecurityDescriptor":"D:P"}},
+            "VirtualSmb":{"Shares":[{"Name":"os","Path":"C:\\u\\Files"}]}}}})
+    .to_string()
+}
+
+fn hosted(layer: &str) -> String {
+    serde_json::json!({"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"vm",
+        "HostedSystem":{"SchemaVersion":{"Major":2,"Minor":1},
+        "Container":{"Storage":{"Path":"c:\\mounts\\scsi\\m0","Layers":[{"Id":"x","Path":format!(
+            r"\\?\VMSMB\VSMB-{{dcc079ae-60ba-4d07-847c-3493609c0870}}\{layer}")}]}}}})
+    .to_string()
+}
+
+/// A running utility VM `vm` with share `s1`, the scratch `C:\s\sandbox.vhdx`
+/// mounted at `c:\mounts\scsi\m0` and the layers combined there.
+fn prepared_vm(m: &Model) -> SystemKey {
+    m.grant_vm_access("vm", r"C:\s\vm\sandbox.vhdx").unwrap();
+    let vm = running_doc(m, "vm", &vm_doc());
+    m.grant_vm_access("vm", r"C:\s\sandbox.vhdx").unwrap();
+    for request in [
+        ModifySettingRequest::add_share(&VirtualSmbShare {
+            name: "s1".into(),
+            path: r"C:\l\base".into(),
+            options: None,
+        }),
+        ModifySettingRequest::attach_scsi(1, r"C:\s\sandbox.vhdx"),
+        ModifySettingRequest::mount_scsi(1, r"c:\mounts\scsi\m0"),
+        ModifySettingRequest::combine_layers(r"c:\mounts\scsi\m0", &[]),
+    ] {
+        m.modify_system(vm, &serde_json::to_string(&request).unwrap())
+            .unwrap();
+    }
+    vm
+}
+
+#[test]
+fn a_utility_vm_boots_only_from_a_disk_it_was_granted() {
+    let (m, _) = model();
+    let err = m.create_system("vm", &vm_doc()).unwrap_err();
+    assert_eq!(err.hresult, hr::ACCESS_DENIED, "{err:?}");
+    assert!(m.compute_systems().is_empty());
+    m.grant_vm_access("vm", r"C:\s\vm\sandbox.vhdx").unwrap();
+    running_doc(&m, "vm", &vm_doc());
+    m.revoke_vm_access("vm", r"C:\s\vm\sandbox.vhdx").unwrap();
+    assert!(m.grants().is_empty());
+    assert!(m.revoke_vm_access("vm", "x").is_err(), "nothing to revoke");
+}
+
+#[test]
+fn a_utility_vm_hot_adds_and_removes_devices_in_order() {
+    let (m, _) = model();
+    let vm = prepared_vm(&m);
+    let modify = |r: ModifySettingRequest| m.modify_system(vm, &serde_json::to_string(&r).unwrap());
+    // Not granted, a LUN in use, a mount of a missing disk, layers off a share.
+    assert!(modify(ModifySettingRequest::attach_scsi(2, r"C:\other.vhdx")).is_err());
+    assert!(modify(ModifySettingRequest::attach_scsi(1, r"C:\s\sandbox.vhdx")).is_err());
+    assert!(modify(ModifySettingRequest::mount_scsi(3, r"c:\m")).is_err());
+    let layer = crate::schema::Layer {
+        id: "x".into(),
+        path: r"C:\host\path".into(),
+    };
+    assert!(
+        modify(ModifySettingRequest::combine_layers(
+            r"c:\mounts\scsi\m0",
+            &[layer]
+        ))
+        .is_err()
+    );
+    // Removal in the wrong order is refused: the disk is mounted.
+    assert!(modify(ModifySettingRequest::detach_scsi(1)).is_err());
+    assert!(modify(ModifySettingRequest::unmount_scsi(1, r"c:\mounts\scsi\m0")).is_err());
+    modify(ModifySettingRequest::remove_combined_layers(
+        r"c:\mounts\scsi\m0",
+    ))
+    .unwrap();
+    modify(ModifySettingRequest::unmount_scsi(1, r"c:\mounts\scsi\m0")).unwrap();
+    modify(ModifySettingRequest::detach_scsi(1)).unwrap();
+    modify(ModifySettingRequest::remove_share("s1")).unwrap();
+    assert!(modify(ModifySettingRequest::remove_share("s1")).is_err());
+    // Unknown fields are refused, as the guest refuses them.
+    let strict = m.modify_system(vm, r#"{"ResourcePath":"x","Bogus":1}"#);
+    assert!(strict.unwrap_err().hresult.is_not_supported());
+}
+
 #[test]
 fn a_utility_vm_takes_its_containers_with_it() {
     let (m, _) = model();
-    let vm = r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{
-        "Scsi":{"0":{"Attachments":{"0":{"Type":"VirtualDisk","Path":"C:\\vm.vhdx"}}}},
-        "HvSocket":{"HvSocketConfig":{}},
-        "VirtualSmb":{"Shares":[{"Name":"os"},{"Name":"base"}]}}}}"#;
-    let hosted = |layer: &str| {
-        serde_json::json!({"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"vm",
-            "Container":{"Storage":{"Path":"C:\\s\\","Layers":[{"Id":"x","Path":format!(
-                r"\\?\VMSMB\VSMB-{{dcc079ae-60ba-4d07-847c-3493609c0870}}\{layer}")}]}}})
-        .to_string()
-    };
-    let err = m.create_system("h", &hosted("base")).unwrap_err();
+    let err = m.create_system("h", &hosted("s1")).unwrap_err();
     assert!(err.hresult.is_not_exist(), "no utility VM yet");
-    let vm = running_doc(&m, "vm", vm);
+    let vm = prepared_vm(&m);
     assert!(
         m.create_system("x", &hosted("other")).is_err(),
         "not a share"
     );
-    let h = m.create_system("h", &hosted("base")).unwrap();
+    // The old form: a top-level Container beside HostingSystemId.
+    let old = hosted("s1").replace(
+        r#""HostedSystem":{"SchemaVersion":{"Major":2,"Minor":1},"Container""#,
+        r#""Container""#,
+    );
+    let old = old.strip_suffix('}').unwrap();
+    let err = m.create_system("o", old).unwrap_err();
+    assert!(err.hresult.is_not_supported(), "{err:?}");
+    let h = m.create_system("h", &hosted("s1")).unwrap();
     m.start(h).unwrap();
     m.pause(h).unwrap();
     m.resume(h).unwrap();

@@ -11,6 +11,7 @@ use super::{Sim, SimProcess, SimSystem, Wake, check_open, lock, name_to_guid};
 use crate::error::HcsError;
 use crate::hcs::model::{self, Gate, Observer, Stop};
 use crate::hcs::{Hcs, HcsOp, HcsResult, ProcessExit, ProcessInfo, SystemExit};
+use crate::schema::ModifyNamespaceRequest;
 
 impl Sim {
     /// Records the call and waits out the plan's delay; fails when the
@@ -247,6 +248,46 @@ impl Hcs for Sim {
             return Err(HcsError::new(model::hr::INVALID_HANDLE));
         }
         answer(gate, Ok(())).await
+    }
+
+    async fn grant_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()> {
+        let gate = self.gate(HcsOp::GrantVmAccess, vm_id).await?;
+        if !self.model().has_file(path) {
+            return Err(HcsError::new(model::FILE_NOT_FOUND));
+        }
+        answer(gate, self.model().grant_vm_access(vm_id, path)).await
+    }
+
+    async fn revoke_vm_access(&self, vm_id: &str, path: &str) -> HcsResult<()> {
+        let gate = self.gate(HcsOp::RevokeVmAccess, vm_id).await?;
+        answer(gate, self.model().revoke_vm_access(vm_id, path)).await
+    }
+
+    async fn copy_file(&self, from: &str, to: &str) -> HcsResult<()> {
+        self.model().copy_file(from, to)
+    }
+
+    async fn remove_file(&self, path: &str) -> HcsResult<()> {
+        self.model().remove_file(path);
+        Ok(())
+    }
+
+    async fn create_namespace(&self, settings: &str) -> HcsResult<String> {
+        let gate = self.gate(HcsOp::CreateNamespace, "").await?;
+        answer(gate, self.model().create_namespace(settings)).await
+    }
+
+    async fn add_namespace_endpoint(&self, namespace: &str, endpoint: &str) -> HcsResult<()> {
+        let gate = self.gate(HcsOp::ModifyNamespace, namespace).await?;
+        let request = ModifyNamespaceRequest::add_endpoint(endpoint);
+        let request =
+            serde_json::to_string(&request).map_err(|_| HcsError::new(model::hr::INVALID_DATA))?;
+        answer(gate, self.model().modify_namespace(namespace, &request)).await
+    }
+
+    async fn delete_namespace(&self, namespace: &str) -> HcsResult<()> {
+        let gate = self.gate(HcsOp::DeleteNamespace, namespace).await?;
+        answer(gate, self.model().delete_namespace(namespace)).await
     }
 
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {

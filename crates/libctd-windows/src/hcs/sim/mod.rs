@@ -265,9 +265,38 @@ impl Sim {
         *lock(&self.inner.host_cpus) = Some(count);
     }
 
-    /// Declares that `layer_folder` holds a `UtilityVM` folder.
+    /// Declares that `layer_folder` holds a `UtilityVM` folder, with the
+    /// template of a utility VM's scratch (`UtilityVM\SystemTemplate.vhdx`).
     pub fn add_utility_vm(&self, layer_folder: &str) {
         lock(&self.inner.utility_vm_layers).insert(layer_folder.to_owned());
+        let folder = layer_folder.trim_end_matches('\\');
+        self.model()
+            .add_file(&format!("{folder}\\UtilityVM\\SystemTemplate.vhdx"));
+    }
+
+    /// Declares that host file `path` exists (a container's scratch disk).
+    pub fn add_file(&self, path: &str) {
+        self.model().add_file(path);
+    }
+
+    /// The simulated host's files (utility VM templates and scratches).
+    pub fn files(&self) -> Vec<String> {
+        self.model().files()
+    }
+
+    /// Declares HNS endpoint `id` (made by a network driver).
+    pub fn add_endpoint(&self, id: &str) {
+        self.model().add_endpoint(id);
+    }
+
+    /// The HNS namespaces that exist, with their endpoints.
+    pub fn namespaces(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.model().namespaces()
+    }
+
+    /// The disk access grants held: (VM id, file).
+    pub fn grants(&self) -> Vec<(String, String)> {
+        self.model().grants()
     }
 
     // ---- acting on the simulated world ----

@@ -1,0 +1,162 @@
+//! computenetwork.dll's namespace functions (the Host Networking Service),
+//! resolved at run time from System32 like computecore.dll; their strings
+//! (properties, error records) are freed with ole32's `CoTaskMemFree`.
+//! Each call is synchronous and runs on a blocking thread. A namespace's
+//! handle is opened, used and closed within one call, as hcsshim does.
+
+use std::ffi::c_void;
+
+use windows::core::{GUID, HRESULT, HSTRING, PCWSTR, PWSTR};
+
+use super::fns::{load_library, symbol};
+use crate::error::{HcsError, Hresult, win32};
+use crate::hcs::HcsResult;
+use crate::schema::HostComputeNamespace;
+
+type Handle = *mut c_void;
+type CreateNamespaceFn =
+    unsafe extern "system" fn(*const GUID, PCWSTR, *mut Handle, *mut PWSTR) -> HRESULT;
+type OpenNamespaceFn = unsafe extern "system" fn(*const GUID, *mut Handle, *mut PWSTR) -> HRESULT;
+type ModifyNamespaceFn = unsafe extern "system" fn(Handle, PCWSTR, *mut PWSTR) -> HRESULT;
+type QueryNamespacePropertiesFn =
+    unsafe extern "system" fn(Handle, PCWSTR, *mut PWSTR, *mut PWSTR) -> HRESULT;
+type CloseNamespaceFn = unsafe extern "system" fn(Handle) -> HRESULT;
+type DeleteNamespaceFn = unsafe extern "system" fn(*const GUID, *mut PWSTR) -> HRESULT;
+type CoTaskMemFreeFn = unsafe extern "system" fn(*const c_void);
+
+/// The query of a namespace's properties (HNS schema 2.0, no flags).
+const QUERY: &str = r#"{"SchemaVersion":{"Major":2,"Minor":0},"Flags":0}"#;
+
+/// The resolved functions.
+#[derive(Clone, Copy)]
+pub(super) struct Hcn {
+    create: CreateNamespaceFn,
+    open: OpenNamespaceFn,
+    modify: ModifyNamespaceFn,
+    query: QueryNamespacePropertiesFn,
+    close: CloseNamespaceFn,
+    delete: DeleteNamespaceFn,
+    free: CoTaskMemFreeFn,
+}
+
+macro_rules! get {
+    ($module:expr, $dll:expr, $name:literal as $ty:ty) => {{
+        let f =
+            symbol($module, $dll, $name).map_err(|_| Hresult::from_win32(win32::PROC_NOT_FOUND))?;
+        // SAFETY: the documented signature of the exported function is `$ty`.
+        unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, $ty>(f) }
+    }};
+}
+
+impl Hcn {
+    /// Resolves the functions; the HRESULT of a missing DLL
+    /// (ERROR_MOD_NOT_FOUND) or function (ERROR_PROC_NOT_FOUND).
+    pub(super) fn load() -> Result<Self, Hresult> {
+        let dll = "computenetwork.dll";
+        let m = load_library(dll).map_err(|_| Hresult::from_win32(win32::MOD_NOT_FOUND))?;
+        let ole =
+            load_library("ole32.dll").map_err(|_| Hresult::from_win32(win32::MOD_NOT_FOUND))?;
+        Ok(Self {
+            create: get!(m, dll, "HcnCreateNamespace" as CreateNamespaceFn),
+            open: get!(m, dll, "HcnOpenNamespace" as OpenNamespaceFn),
+            modify: get!(m, dll, "HcnModifyNamespace" as ModifyNamespaceFn),
+            query: get!(
+                m,
+                dll,
+                "HcnQueryNamespaceProperties" as QueryNamespacePropertiesFn
+            ),
+            close: get!(m, dll, "HcnCloseNamespace" as CloseNamespaceFn),
+            delete: get!(m, dll, "HcnDeleteNamespace" as DeleteNamespaceFn),
+            free: get!(ole, "ole32.dll", "CoTaskMemFree" as CoTaskMemFreeFn),
+        })
+    }
+
+    /// Takes (and frees) a string HNS returned.
+    fn take(&self, s: PWSTR) -> String {
+        if s.is_null() {
+            return String::new();
+        }
+        // SAFETY: a NUL-terminated string HNS allocated with CoTaskMemAlloc.
+        let text = unsafe { s.to_string() }.unwrap_or_default();
+        // SAFETY: freed once, as HNS's strings are.
+        unsafe { (self.free)(s.0.cast()) };
+        text
+    }
+
+    /// The failure of `hr` with its error record (freed).
+    fn check(&self, hr: HRESULT, record: PWSTR) -> HcsResult<()> {
+        let record = self.take(record);
+        if hr.is_ok() {
+            return Ok(());
+        }
+        let hresult = Hresult::from(hr);
+        Err(if record.is_empty() {
+            HcsError::new(hresult)
+        } else {
+            HcsError::with_document(hresult, &record)
+        })
+    }
+
+    /// Creates a namespace from `settings`; its id, read from its properties.
+    pub(super) fn create_namespace(&self, settings: &str) -> HcsResult<String> {
+        let settings = HSTRING::from(settings);
+        let query = HSTRING::from(QUERY);
+        let id = GUID::zeroed();
+        let mut handle: Handle = std::ptr::null_mut();
+        let mut record = PWSTR::null();
+        // SAFETY: valid strings and out-pointers; HNS assigns the id.
+        let hr = unsafe { (self.create)(&id, PCWSTR(settings.as_ptr()), &mut handle, &mut record) };
+        self.check(hr, record)?;
+        let mut properties = PWSTR::null();
+        let mut record = PWSTR::null();
+        // SAFETY: an open namespace handle, a valid query and out-pointers.
+        let hr =
+            unsafe { (self.query)(handle, PCWSTR(query.as_ptr()), &mut properties, &mut record) };
+        let properties = self.take(properties);
+        let queried = self.check(hr, record);
+        // SAFETY: closed once, after its last use.
+        let closed = unsafe { (self.close)(handle) };
+        queried?;
+        self.check(closed, PWSTR::null())?;
+        let ns: HostComputeNamespace = serde_json::from_str(&properties)
+            .map_err(|_| HcsError::new(Hresult::from_win32(win32::INVALID_DATA)))?;
+        if ns.id.is_empty() {
+            return Err(HcsError::new(Hresult::from_win32(win32::INVALID_DATA)));
+        }
+        Ok(ns.id)
+    }
+
+    /// Opens namespace `id`, applies `request`, closes it.
+    pub(super) fn modify_namespace(&self, id: &str, request: &str) -> HcsResult<()> {
+        let guid = parse(id)?;
+        let request = HSTRING::from(request);
+        let mut handle: Handle = std::ptr::null_mut();
+        let mut record = PWSTR::null();
+        // SAFETY: a valid GUID and out-pointers.
+        let hr = unsafe { (self.open)(&guid, &mut handle, &mut record) };
+        self.check(hr, record)?;
+        let mut record = PWSTR::null();
+        // SAFETY: an open namespace handle and a valid request.
+        let hr = unsafe { (self.modify)(handle, PCWSTR(request.as_ptr()), &mut record) };
+        let modified = self.check(hr, record);
+        // SAFETY: closed once, after its last use.
+        let closed = unsafe { (self.close)(handle) };
+        modified?;
+        self.check(closed, PWSTR::null())
+    }
+
+    /// Deletes namespace `id`.
+    pub(super) fn delete_namespace(&self, id: &str) -> HcsResult<()> {
+        let guid = parse(id)?;
+        let mut record = PWSTR::null();
+        // SAFETY: a valid GUID and out-pointer.
+        let hr = unsafe { (self.delete)(&guid, &mut record) };
+        self.check(hr, record)
+    }
+}
+
+/// A namespace id as a GUID; ERROR_NOT_FOUND when it is none (no such
+/// namespace can exist).
+fn parse(id: &str) -> HcsResult<GUID> {
+    GUID::try_from(id).map_err(|_| HcsError::new(Hresult::from_win32(win32::NOT_FOUND)))
+}
