@@ -104,7 +104,9 @@ impl fmt::Display for Event {
 /// the delivery of all of its client's events. Nothing is dropped while the
 /// stream is alive: the waiting events stay in the client's per-container
 /// queue (as for a slow `Backend`), which grows only with what the containers
-/// produce. The client's operations never wait for a delivery, so they go on.
+/// produce. The client's operations never wait for a delivery, so they go on;
+/// only what follows a delivery waits with it (an exited exec's id is free
+/// again once its exit was delivered, as with a slow `Backend`).
 /// An engine that must not let one container's burst delay the others reads
 /// the stream promptly and hands events to per-container work of its own.
 ///
