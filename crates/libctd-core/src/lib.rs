@@ -6,6 +6,7 @@ mod client;
 mod detach;
 mod error;
 mod event;
+mod event_stream;
 mod id;
 mod queue;
 mod remote;
@@ -21,6 +22,7 @@ pub use client::{
 pub use detach::{Detached, detached};
 pub use error::{BoxError, Error, ErrorContext, ErrorKind, Report, Result};
 pub use event::{EventInfo, EventType, UNKNOWN_EXIT_CODE};
+pub use event_stream::{Event, EventStream};
 pub use id::{
     INIT_PROCESS_ID, MAX_ID_LEN, validate_container_id, validate_namespace, validate_process_id,
 };

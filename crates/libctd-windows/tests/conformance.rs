@@ -1,5 +1,6 @@
 //! The libctd conformance suite against `WindowsClient<Sim>`, once with
-//! process isolation and once with Hyper-V isolation (where pause works).
+//! process isolation and once with Hyper-V isolation (where pause works),
+//! then Hyper-V isolation again with the events read from an `EventStream`.
 
 // Test helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -64,4 +65,12 @@ mod process_isolation {
 /// Hyper-V isolation: pause and resume work.
 mod hyperv_isolation {
     libctd_testkit::conformance_suite!(|| async { crate::sim_fixture(true) });
+}
+
+/// Hyper-V isolation, the events read from an `EventStream` of capacity 1
+/// (every delivery but one waits for the reader).
+mod through_a_stream {
+    libctd_testkit::conformance_suite!(|| async {
+        libctd_testkit::conformance::StreamFixture::new(crate::sim_fixture(true), 1)
+    });
 }

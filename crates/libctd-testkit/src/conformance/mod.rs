@@ -45,8 +45,10 @@ mod lookup;
 mod restore;
 mod signals;
 mod stdio;
+mod stream;
 
 pub use harness::{Harness, Started, expect_err};
+pub use stream::StreamFixture;
 
 /// What the suite asks a platform to run. Each fixture translates a program
 /// into its own spec or process (a command line of its shell, of its
