@@ -14,6 +14,7 @@ use libctd_core::{
 use tracing::Instrument;
 
 use super::exec::{ProcessRequest, spawn_process};
+use super::hyperv::VmNetwork;
 use super::state::{Container, Reaped, State};
 use super::{Inner, detached, hcs_error, lock, not_running};
 use crate::convert::{self, ContainerConfig};
@@ -81,9 +82,11 @@ pub(super) async fn create<H: Hcs>(
             None
         } else {
             let ns = inner.set_up_namespace(&id, &endpoints).await?;
+            let hosted = document.hosted_system.as_mut().map(|h| &mut h.container);
             if let Some(networking) = document
                 .container
                 .as_mut()
+                .or(hosted)
                 .and_then(|c| c.networking.as_mut())
             {
                 networking.namespace.clone_from(&ns);
@@ -103,7 +106,22 @@ pub(super) async fn create<H: Hcs>(
         // Hyper-V isolation: the utility VM first, the container in it.
         let utility_vm = match (&uvm_plan, &uvm_document) {
             (Some(plan), Some(doc)) => {
-                Some(inner.set_up_utility_vm(&id, &uvm_id, plan, doc).await?)
+                let network = namespace.as_deref().map(|ns| VmNetwork {
+                    namespace: ns,
+                    endpoints: &endpoints,
+                });
+                let set_up = inner
+                    .set_up_utility_vm(&id, &uvm_id, plan, doc, network)
+                    .await;
+                match set_up {
+                    Ok(vm) => Some(vm),
+                    Err(err) => {
+                        if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
+                            tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed utility VM");
+                        }
+                        return Err(err);
+                    }
+                }
             }
             _ => None,
         };
