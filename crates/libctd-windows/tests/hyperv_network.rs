@@ -89,6 +89,12 @@ async fn a_hyperv_container_with_two_endpoints_runs_with_both_adapters() {
     e.exit("h").await;
     e.remove("h").await;
     assert_nothing_left(&e.sim);
+    // The adapters and the guest's namespace were removed before the VM
+    // went: 4 storage hot-adds, the namespace, a PreAdd and an add per
+    // adapter; then an adapter's removal each, the namespace's, the 4
+    // storage removals.
+    let modifies = e.sim.call_count(HcsOp::ModifyComputeSystem, &uvm("h"));
+    assert_eq!(modifies, 4 + 1 + 2 * 2 + 2 + 1 + 4);
 }
 
 #[tokio::test]
