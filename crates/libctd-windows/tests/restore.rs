@@ -153,3 +153,38 @@ fn an_unreadable_record_fails_the_restore_with_a_clear_error() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_delete_after_a_restore_that_failed_half_way_releases_the_rest() {
+    use libctd_windows::error::Hresult;
+    use libctd_windows::hcs::HcsOp;
+    let sim = sim();
+    let dir = state_dir("delete");
+    run_in_an_engine_that_dies(&sim, Some(&dir), "h");
+    let record = dir.join("test").join("h.json");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (engine, _) = client(&sim, Some(&dir));
+        // HNS fails the namespace's deletion once: the restore fails and
+        // the record stays.
+        sim.fail_once(HcsOp::DeleteNamespace, None, Hresult(0x8007_0005));
+        let err = engine.restore("h", discard_stdio()).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            libctd_core::ErrorKind::PermissionDenied,
+            "{err}"
+        );
+        assert_eq!(sim.namespaces().len(), 1);
+        assert!(record.is_file());
+        // The engine deletes the container it could not restore.
+        engine.delete("h").await.unwrap();
+        assert!(sim.namespaces().is_empty(), "{:?}", sim.namespaces());
+        assert!(!sim.files().iter().any(|f| f == VM_SCRATCH));
+        assert!(sim.grants().is_empty(), "{:?}", sim.grants());
+        assert!(!record.exists());
+        // Nothing recorded, nothing tracked: not found.
+        let err = engine.delete("h").await.unwrap_err();
+        assert_eq!(err.kind(), libctd_core::ErrorKind::NotFound, "{err}");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
-    CreateOptions, Error, EventInfo, EventType, INIT_PROCESS_ID, Result, Status, StdioCallback,
-    TaskExit, validate_container_id,
+    CreateOptions, Error, ErrorKind, EventInfo, EventType, INIT_PROCESS_ID, Result, Status,
+    StdioCallback, TaskExit, validate_container_id,
 };
 use tracing::Instrument;
 
@@ -307,7 +307,17 @@ pub(super) async fn delete_task<H: Hcs>(
 
 pub(super) async fn delete<H: Hcs>(inner: &Arc<Inner<H>>, container_id: &str) -> Result<()> {
     const OP: &str = "delete";
-    let ctr = inner.container(container_id, OP)?;
+    let ctr = match inner.container(container_id, OP) {
+        Ok(ctr) => ctr,
+        // Not tracked: a record a restore could not release goes now.
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return match super::restore::delete_recorded(inner, container_id).await {
+                Some(done) => done,
+                None => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     let inner = inner.clone();
     detached(OP, container_id, async move {
         let id = ctr.id.clone();
