@@ -4,7 +4,10 @@
 //! [`ClientSettings::state_dir`](super::ClientSettings::state_dir) set,
 //! they are recorded in `<state_dir>/<namespace>/<id>.json` before the
 //! utility VM is set up, forgotten once the container is deleted or its
-//! create failed, and released by a restore after an engine restart.
+//! create failed, and released by a restore after an engine restart (or a
+//! delete, when that restore failed half-way). Two creates of one id that
+//! race share the file: the loser's failure forgets the winner's record
+//! (HCS refuses the second compute system; the window is the create).
 
 use std::path::PathBuf;
 
