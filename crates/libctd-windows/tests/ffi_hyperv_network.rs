@@ -155,6 +155,23 @@ async fn a_create_failing_at_a_network_step_leaves_nothing() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert_nothing_left(&env, "c", &endpoints, &scratch);
+    // The VM's modifies after its 4 storage hot-adds fail in turn: the
+    // guest's namespace, the PreAdd, the adapter.
+    let uvm = format!("{}@uvm", env.sys("c"));
+    for skip in 4..=6 {
+        double::faults(
+            &uvm,
+            serde_json::json!({"FailLater": {"HcsModifyComputeSystem": [skip, 0xC037_0100_u32]}}),
+        );
+        let err = env
+            .client
+            .create("c", &spec, CreateOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.operation(), Some("create"), "{skip}: {err}");
+        assert_nothing_left(&env, "c", &endpoints, &scratch);
+    }
+    double::faults(&uvm, serde_json::json!({}));
     // The hosted container's create fails after the adapters were added.
     double::faults(
         &env.sys("c"),

@@ -131,6 +131,22 @@ async fn a_create_failing_at_each_network_step_leaves_nothing() {
         assert_eq!(err.operation(), Some("create"), "{op}: {err}");
         assert_nothing_left(&e.sim);
     }
+    // Each network modify of the VM fails in turn (after its 4 storage
+    // hot-adds): the guest's namespace, then a PreAdd and an add per
+    // adapter.
+    for skip in 4..=8 {
+        e.sim
+            .fail_later(HcsOp::ModifyComputeSystem, Some(&uvm("h")), skip, failure);
+        let err = e
+            .client
+            .create("h", &networked(&["e1", "e2"]), CreateOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.operation(), Some("create"), "{skip}: {err}");
+        let named = ["", "\"e1\"", "\"e2\""][(skip as usize - 3) / 2];
+        assert!(err.to_string().contains(named), "{skip}: {err}");
+        assert_nothing_left(&e.sim);
+    }
     // The second adapter is refused (its endpoint is another running VM's
     // adapter): everything of the second container goes, the first stays.
     let mut other = networked(&["e2"]);
