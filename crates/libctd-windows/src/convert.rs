@@ -298,7 +298,7 @@ pub fn compute_system<H: Hcs>(hcs: &H, owner: &str, spec: &Spec) -> Result<Conta
             .unwrap_or_default(),
         namespace: n.network_namespace().clone().unwrap_or_default(),
     });
-    let endpoints = network::endpoints(windows, isolation)?;
+    let endpoints = network::endpoints(windows)?;
 
     // With Hyper-V isolation the container sees its layers and mounted
     // directories through the utility VM's shares.

@@ -25,8 +25,20 @@ impl WindowsConfig {
     ///
     /// # Errors
     ///
-    /// `InvalidArgument` for a zero shutdown timeout.
+    /// `InvalidArgument` for a zero shutdown timeout or a relative state
+    /// directory.
     pub fn validate(&self) -> Result<()> {
+        if self
+            .client
+            .state_dir
+            .as_ref()
+            .is_some_and(|d| !d.is_absolute())
+        {
+            return Err(
+                Error::invalid_argument("the state directory must be an absolute path")
+                    .with_operation("new remote"),
+            );
+        }
         if self.client.shutdown_timeout.is_zero() {
             return Err(
                 Error::invalid_argument("the shutdown timeout must be positive")
@@ -68,6 +80,13 @@ impl WindowsRemoteBuilder {
     /// its copies are cancelled (default 2 s; zero cancels at once).
     pub fn stdio_drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.client.stdio_drain_timeout = timeout;
+        self
+    }
+
+    /// Where clients record what a restore after an engine restart must
+    /// release (an absolute path; see [`ClientSettings::state_dir`]).
+    pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.client.state_dir = Some(dir.into());
         self
     }
 
@@ -248,6 +267,18 @@ mod tests {
             ErrorKind::InvalidArgument,
             "nothing bypasses validation"
         );
+        let err = WindowsRemote::builder()
+            .state_dir("relative")
+            .simulated()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains("state directory"), "{err}");
+        let dir = std::env::temp_dir();
+        let remote = WindowsRemote::builder()
+            .state_dir(&dir)
+            .simulated()
+            .unwrap();
+        assert_eq!(remote.config().client.state_dir, Some(dir));
     }
 
     #[tokio::test]

@@ -17,29 +17,11 @@ mod ffi_env;
 #[path = "support/lifecycle.rs"]
 mod lifecycle;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{Client, CreateOptions, INIT_PROCESS_ID};
 use lifecycle::T;
-
-/// A base layer with a utility VM and a scratch folder of the test's own.
-fn layers(name: &str) -> (PathBuf, PathBuf) {
-    let root = std::env::temp_dir().join("libctd-hcs-double").join(name);
-    // What an earlier, interrupted run left would make the VM's scratch exist.
-    let _ = std::fs::remove_dir_all(&root);
-    let base = root.join("base");
-    std::fs::create_dir_all(base.join("UtilityVM")).unwrap();
-    std::fs::write(
-        base.join("UtilityVM").join("SystemTemplate.vhdx"),
-        b"template",
-    )
-    .unwrap();
-    let scratch = root.join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    std::fs::write(scratch.join("sandbox.vhdx"), b"scratch").unwrap();
-    (base, scratch)
-}
 
 fn hyperv_spec(base: &Path, scratch: &Path) -> Spec {
     serde_json::from_value(serde_json::json!({
@@ -80,7 +62,7 @@ fn assert_nothing_left(env: &ffi_env::Env, id: &str, scratch: &Path) {
 
 #[tokio::test]
 async fn a_hyperv_container_runs_and_leaves_nothing() {
-    let (base, scratch) = layers("hyperv-runs");
+    let (base, scratch) = ffi_env::hyperv_layers("hyperv-runs");
     let env = ffi_env::env();
     env.run("h", &hyperv_spec(&base, &scratch)).await;
     let uvm = format!("{}@uvm", env.sys("h"));
@@ -108,7 +90,7 @@ async fn a_hyperv_container_runs_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_create_failing_half_way_leaves_nothing() {
-    let (base, scratch) = layers("hyperv-fails");
+    let (base, scratch) = ffi_env::hyperv_layers("hyperv-fails");
     let env = ffi_env::env();
     let spec = hyperv_spec(&base, &scratch);
     let uvm = format!("{}@uvm", env.sys("c"));

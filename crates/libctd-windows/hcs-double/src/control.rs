@@ -78,7 +78,9 @@ fn vm_access(
 /// (with the ids of the compute systems that exist, `Systems`),
 /// `{"Grants":pattern}` (the disk access grants of VMs whose id contains it),
 /// `{"AddEndpoint":id}` (an HNS endpoint exists), `{"Namespaces":null}` (the
-/// HNS namespaces and their endpoints).
+/// HNS namespaces and their endpoints), `{"Adapters":pattern}` (the network
+/// adapters `[VM, adapter, endpoint]` and guest namespaces `[VM, namespace]`
+/// of running VMs whose id contains it).
 #[unsafe(no_mangle)]
 pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR) -> HRESULT {
     put(response, PWSTR::null());
@@ -130,6 +132,20 @@ pub extern "system" fn LibctdDoubleControl(request: PCWSTR, response: *mut PWSTR
         serde_json::json!({})
     } else if request.get("Namespaces").is_some() {
         serde_json::json!({"Namespaces": model().namespaces()})
+    } else if let Some(pattern) = request.get("Adapters").and_then(|s| s.as_str()) {
+        let adapters: Vec<[String; 3]> = model()
+            .adapters()
+            .into_iter()
+            .filter(|(vm, _, _)| vm.contains(pattern))
+            .map(|(vm, adapter, endpoint)| [vm, adapter, endpoint])
+            .collect();
+        let namespaces: Vec<[String; 2]> = model()
+            .guest_namespaces()
+            .into_iter()
+            .filter(|(vm, _)| vm.contains(pattern))
+            .map(|(vm, ns)| [vm, ns])
+            .collect();
+        serde_json::json!({"Adapters": adapters, "GuestNamespaces": namespaces})
     } else if let Some(pattern) = request.get("Grants").and_then(|s| s.as_str()) {
         let grants: Vec<[String; 2]> = model()
             .grants()

@@ -1,4 +1,4 @@
-//! computenetwork.dll's namespace functions over the model's HNS
+//! computenetwork.dll's namespace functions (and reading an endpoint) over the model's HNS
 //! (`libctd_windows::hcs::model`), with HNS's signatures: a namespace
 //! handle is the namespace's id boxed, strings are allocated with ole32's
 //! `CoTaskMemAlloc` (the caller frees them with `CoTaskMemFree`), failures
@@ -116,16 +116,31 @@ pub extern "system" fn HcnOpenNamespace(
     namespace: *mut Handle,
     record: *mut PWSTR,
 ) -> HRESULT {
-    put(namespace, std::ptr::null_mut());
+    open(id, namespace, record, |id| {
+        if model().namespaces().contains_key(id) {
+            Ok(())
+        } else {
+            Err(HcsError::new(libctd_windows::hcs::model::hr::NOT_FOUND))
+        }
+    })
+}
+
+/// Opens the namespace or endpoint `id` if `exists` says it does.
+fn open(
+    id: *const GUID,
+    handle: *mut Handle,
+    record: *mut PWSTR,
+    exists: impl FnOnce(&str) -> Result<(), HcsError>,
+) -> HRESULT {
+    put(handle, std::ptr::null_mut());
     put(record, PWSTR::null());
     let Some(id) = guid_text(id) else {
         return HRESULT(hr::INVALID_ARG);
     };
-    if !model().namespaces().contains_key(&id) {
-        let missing = HcsError::new(libctd_windows::hcs::model::hr::NOT_FOUND);
-        return answer(Err(missing), record);
+    if let Err(e) = exists(&id) {
+        return answer(Err(e), record);
     }
-    put(namespace, handle_of(id));
+    put(handle, handle_of(id));
     HRESULT(0)
 }
 
@@ -179,4 +194,37 @@ pub extern "system" fn HcnDeleteNamespace(id: *const GUID, record: *mut PWSTR) -
     };
     let deleted = gate("HcnDeleteNamespace", &id).and_then(|()| model().delete_namespace(&id));
     answer(deleted, record)
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn HcnOpenEndpoint(
+    id: *const GUID,
+    endpoint: *mut Handle,
+    record: *mut PWSTR,
+) -> HRESULT {
+    open(id, endpoint, record, |id| {
+        model().endpoint_properties(id).map(drop)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn HcnQueryEndpointProperties(
+    endpoint: Handle,
+    _query: PCWSTR,
+    properties: *mut PWSTR,
+    record: *mut PWSTR,
+) -> HRESULT {
+    put(properties, PWSTR::null());
+    put(record, PWSTR::null());
+    let Some(id) = id_of(endpoint) else {
+        return HRESULT(hr::INVALID_ARG);
+    };
+    let queried =
+        gate("HcnQueryEndpointProperties", &id).and_then(|()| model().endpoint_properties(&id));
+    answer(queried.map(|doc| put(properties, co_string(&doc))), record)
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn HcnCloseEndpoint(endpoint: Handle) -> HRESULT {
+    HcnCloseNamespace(endpoint)
 }

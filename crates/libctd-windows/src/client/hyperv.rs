@@ -7,9 +7,12 @@
 //! 2. the VM created and started (booting from that scratch at SCSI 0:0);
 //! 3. the container's layers and mounted directories hot-added as VSMB shares;
 //! 4. the container's scratch disk granted and hot-added at SCSI 0:1;
-//! 5. the guest asked to mount it and to combine the layers over it.
+//! 5. the guest asked to mount it and to combine the layers over it;
+//! 6. with endpoints, the container's HNS namespace added to the guest and
+//!    each endpoint added as a network adapter (its MAC address read from
+//!    HNS, the guest told first).
 //!
-//! Undoing: layers uncombined, scratch unmounted, detached and its grant
+//! Undoing: adapters removed, the guest's namespace removed, layers uncombined, scratch unmounted, detached and its grant
 //! revoked, shares removed, the VM terminated and closed, its scratch's
 //! grant revoked and the file removed. Every step is tried; the first
 //! failure is returned.
@@ -21,7 +24,16 @@ use libctd_core::{Error, Result};
 use super::{Inner, hcs_error, lock};
 use crate::convert::UtilityVmPlan;
 use crate::hcs::{Hcs, HcsOp};
-use crate::schema::ModifySettingRequest;
+use crate::schema::{HostComputeEndpoint, ModifySettingRequest, NetworkAdapter};
+
+/// A container's network as its utility VM gets it: the HNS namespace made
+/// for it and the endpoints in it.
+pub(super) struct VmNetwork<'a> {
+    /// The namespace's id.
+    pub(super) namespace: &'a str,
+    /// The endpoints, one adapter each.
+    pub(super) endpoints: &'a [String],
+}
 
 /// A container's utility VM and what to undo when it goes.
 pub(super) struct UtilityVm<H: Hcs> {
@@ -78,12 +90,18 @@ impl<H: Hcs> Inner<H> {
         uvm_id: &str,
         plan: &UtilityVmPlan,
         document: &str,
+        network: Option<VmNetwork<'_>>,
     ) -> Result<UtilityVm<H>> {
         let mut done = Vec::new();
         let mut system = None;
-        let result = self
+        let mut result = self
             .set_up_steps(ctr_id, uvm_id, plan, document, &mut done, &mut system)
             .await;
+        if let (Ok(()), Some(vm), Some(network)) = (&result, &system, network) {
+            result = self
+                .set_up_network(ctr_id, uvm_id, vm, network, &mut done)
+                .await;
+        }
         match (result, system) {
             (Ok(()), Some(system)) => Ok(UtilityVm {
                 system,
@@ -150,6 +168,74 @@ impl<H: Hcs> Inner<H> {
         done.push(Step::Grant(plan.container_scratch.clone()));
         for (request, undo) in plan.scratch_requests() {
             done.push(modify(request, undo).await?);
+        }
+        Ok(())
+    }
+
+    /// Adds the namespace to the guest, then each endpoint as an adapter.
+    async fn set_up_network(
+        &self,
+        ctr_id: &str,
+        uvm_id: &str,
+        vm: &H::System,
+        network: VmNetwork<'_>,
+        done: &mut Vec<Step>,
+    ) -> Result<()> {
+        const OP: &str = "create";
+        let modify = |request: ModifySettingRequest| async move {
+            let text = encode(&request).map_err(|e| e.with_operation(OP))?;
+            self.hcs
+                .modify_compute_system(vm, &text)
+                .await
+                .map_err(|e| hcs_error(e, ctr_id, HcsOp::ModifyComputeSystem, OP))
+        };
+        let ns = network.namespace;
+        modify(ModifySettingRequest::add_guest_namespace(ns)).await?;
+        done.push(Step::Modified(
+            ModifySettingRequest::remove_guest_namespace(ns),
+        ));
+        for (i, endpoint) in network.endpoints.iter().enumerate() {
+            let named = |e: Error| {
+                let message = format!("HNS endpoint {endpoint:?}: {}", e.message());
+                e.with_message(message)
+            };
+            let text = self
+                .hcs
+                .endpoint_properties(endpoint)
+                .await
+                .map_err(|e| named(hcs_error(e, ctr_id, HcsOp::QueryEndpointProperties, OP)))?;
+            let bad = |e: serde_json::Error| {
+                named(
+                    Error::system("HNS answered unreadable endpoint properties")
+                        .with_source(e)
+                        .with_operation(OP)
+                        .with_container(ctr_id),
+                )
+            };
+            let properties: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+            let read: HostComputeEndpoint =
+                serde_json::from_value(properties.clone()).map_err(bad)?;
+            let adapter = self
+                .hcs
+                .name_to_guid(&format!("{uvm_id}/nic/{i}"))
+                .map_err(|e| {
+                    e.into_error(ctr_id, "name a network adapter")
+                        .with_operation(OP)
+                })?;
+            // The guest is told first; the adapter's removal undoes both.
+            modify(ModifySettingRequest::pre_add_adapter(&adapter, &properties))
+                .await
+                .map_err(named)?;
+            let nic = NetworkAdapter {
+                endpoint_id: read.id,
+                mac_address: read.mac_address,
+            };
+            modify(ModifySettingRequest::add_adapter(&adapter, &nic))
+                .await
+                .map_err(named)?;
+            done.push(Step::Modified(ModifySettingRequest::remove_adapter(
+                &adapter, &nic,
+            )));
         }
         Ok(())
     }

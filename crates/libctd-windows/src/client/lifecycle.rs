@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
-    CreateOptions, Error, EventInfo, EventType, INIT_PROCESS_ID, Result, Status, StdioCallback,
-    TaskExit, validate_container_id,
+    CreateOptions, Error, ErrorKind, EventInfo, EventType, INIT_PROCESS_ID, Result, Status,
+    StdioCallback, TaskExit, validate_container_id,
 };
 use tracing::Instrument;
 
 use super::exec::{ProcessRequest, spawn_process};
+use super::hyperv::VmNetwork;
+use super::records::Leftovers;
 use super::state::{Container, Reaped, State};
 use super::{Inner, detached, hcs_error, lock, not_running};
 use crate::convert::{self, ContainerConfig};
@@ -81,103 +83,138 @@ pub(super) async fn create<H: Hcs>(
             None
         } else {
             let ns = inner.set_up_namespace(&id, &endpoints).await?;
+            let hosted = document.hosted_system.as_mut().map(|h| &mut h.container);
             if let Some(networking) = document
                 .container
                 .as_mut()
+                .or(hosted)
                 .and_then(|c| c.networking.as_mut())
             {
                 networking.namespace.clone_from(&ns);
             }
             Some(ns)
         };
-        let document = match serde_json::to_string(&document) {
-            Ok(text) => text,
-            Err(e) => {
-                let _ = inner.release_namespace(&id, namespace.as_deref()).await;
-                return Err(Error::system("cannot encode the compute system document")
-                    .with_source(e)
-                    .with_operation("create")
-                    .with_container(&id));
-            }
+        // What a restore could not know is recorded before the utility VM
+        // is set up, and forgotten if the create fails.
+        let leftovers = Leftovers {
+            vm_scratch: uvm_plan.as_ref().map(|p| p.scratch.clone()),
+            container_scratch: uvm_plan.as_ref().map(|p| p.container_scratch.clone()),
+            namespace: namespace.clone(),
         };
-        // Hyper-V isolation: the utility VM first, the container in it.
-        let utility_vm = match (&uvm_plan, &uvm_document) {
-            (Some(plan), Some(doc)) => {
-                Some(inner.set_up_utility_vm(&id, &uvm_id, plan, doc).await?)
-            }
-            _ => None,
-        };
-        let created = hcs
-            .create_compute_system(&system_id, &document)
-            .await
-            .map_err(|e| hcs_error(e, &id, HcsOp::CreateComputeSystem, "create"));
-        let system = match created {
-            Ok(system) => system,
-            Err(err) => {
+        if let Err(e) = inner.record(&id, &leftovers).await {
+            let _ = inner.release_namespace(&id, namespace.as_deref()).await;
+            return Err(e.with_operation("create"));
+        }
+        let created = async {
+            let document = match serde_json::to_string(&document) {
+                Ok(text) => text,
+                Err(e) => {
+                    let _ = inner.release_namespace(&id, namespace.as_deref()).await;
+                    return Err(Error::system("cannot encode the compute system document")
+                        .with_source(e)
+                        .with_operation("create")
+                        .with_container(&id));
+                }
+            };
+            // Hyper-V isolation: the utility VM first, the container in it.
+            let utility_vm = match (&uvm_plan, &uvm_document) {
+                (Some(plan), Some(doc)) => {
+                    let network = namespace.as_deref().map(|ns| VmNetwork {
+                        namespace: ns,
+                        endpoints: &endpoints,
+                    });
+                    let set_up = inner
+                        .set_up_utility_vm(&id, &uvm_id, plan, doc, network)
+                        .await;
+                    match set_up {
+                        Ok(vm) => Some(vm),
+                        Err(err) => {
+                            if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
+                                tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed utility VM");
+                            }
+                            return Err(err);
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let created = hcs
+                .create_compute_system(&system_id, &document)
+                .await
+                .map_err(|e| hcs_error(e, &id, HcsOp::CreateComputeSystem, "create"));
+            let system = match created {
+                Ok(system) => system,
+                Err(err) => {
+                    if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
+                        tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed create");
+                    }
+                    if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
+                        tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed create");
+                    }
+                    return Err(err);
+                }
+            };
+            if let Err(e) = hcs.start_compute_system(&system).await {
+                let err = hcs_error(e, &id, HcsOp::StartComputeSystem, "create");
+                if let Err(te) = inner.terminate_system(&id, &system).await {
+                    tracing::warn!(container_id = %id, error = %te.report(), "terminate after a failed start");
+                }
+                if let Err(ce) = hcs.close_compute_system(&system).await {
+                    tracing::warn!(container_id = %id, error = %ce, "close after a failed start");
+                }
                 if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
-                    tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed create");
+                    tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed start");
                 }
                 if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
-                    tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed create");
+                    tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed start");
                 }
                 return Err(err);
             }
-        };
-        if let Err(e) = hcs.start_compute_system(&system).await {
-            let err = hcs_error(e, &id, HcsOp::StartComputeSystem, "create");
-            if let Err(te) = inner.terminate_system(&id, &system).await {
-                tracing::warn!(container_id = %id, error = %te.report(), "terminate after a failed start");
+            let system_exit = exits::SystemExitWatch::start(hcs.clone(), system.clone(), id.clone());
+            let ctr = Arc::new(Container {
+                id: id.clone(),
+                system,
+                utility_vm,
+                namespace,
+                isolation: config.isolation,
+                servicing: config.servicing,
+                spec,
+                system_exit,
+                state: tokio::sync::Mutex::new(State::created()),
+                reaped: Reaped::default(),
+            });
+            let raced = {
+                let mut table = lock(&inner.containers);
+                if table.contains_key(&id) {
+                    true
+                } else {
+                    table.insert(id.clone(), ctr.clone());
+                    false
+                }
+            };
+            if raced {
+                // Another create of the same id won; HCS refuses duplicate ids,
+                // so this cannot normally happen. Undo ours.
+                let _ = inner.terminate_system(&id, &ctr.system).await;
+                let _ = hcs.close_compute_system(&ctr.system).await;
+                let _ = inner.release_utility_vm(&id, ctr.utility_vm.as_ref()).await;
+                let _ = inner.release_namespace(&id, ctr.namespace.as_deref()).await;
+                return Err(Error::already_exists("container already exists")
+                    .with_operation("create")
+                    .with_container(&id));
             }
-            if let Err(ce) = hcs.close_compute_system(&system).await {
-                tracing::warn!(container_id = %id, error = %ce, "close after a failed start");
-            }
-            if let Err(e) = inner.release_utility_vm(&id, utility_vm.as_ref()).await {
-                tracing::warn!(container_id = %id, error = %e.report(), "releasing the utility VM after a failed start");
-            }
-            if let Err(e) = inner.release_namespace(&id, namespace.as_deref()).await {
-                tracing::warn!(container_id = %id, error = %e.report(), "deleting the namespace after a failed start");
-            }
-            return Err(err);
+            inner.emit(
+                &ctr,
+                EventType::Create,
+                EventInfo::new(id.clone(), INIT_PROCESS_ID),
+            );
+            Ok(())
         }
-        let system_exit = exits::SystemExitWatch::start(hcs.clone(), system.clone(), id.clone());
-        let ctr = Arc::new(Container {
-            id: id.clone(),
-            system,
-            utility_vm,
-            namespace,
-            isolation: config.isolation,
-            servicing: config.servicing,
-            spec,
-            system_exit,
-            state: tokio::sync::Mutex::new(State::created()),
-            reaped: Reaped::default(),
-        });
-        let raced = {
-            let mut table = lock(&inner.containers);
-            if table.contains_key(&id) {
-                true
-            } else {
-                table.insert(id.clone(), ctr.clone());
-                false
-            }
-        };
-        if raced {
-            // Another create of the same id won; HCS refuses duplicate ids,
-            // so this cannot normally happen. Undo ours.
-            let _ = inner.terminate_system(&id, &ctr.system).await;
-            let _ = hcs.close_compute_system(&ctr.system).await;
-            let _ = inner.release_utility_vm(&id, ctr.utility_vm.as_ref()).await;
-            let _ = inner.release_namespace(&id, ctr.namespace.as_deref()).await;
-            return Err(Error::already_exists("container already exists")
-                .with_operation("create")
-                .with_container(&id));
+        .await;
+        if created.is_err() {
+            inner.forget(&id).await;
         }
-        inner.emit(
-            &ctr,
-            EventType::Create,
-            EventInfo::new(id.clone(), INIT_PROCESS_ID),
-        );
-        Ok(())
+        created
     })
     .await
 }
@@ -270,7 +307,17 @@ pub(super) async fn delete_task<H: Hcs>(
 
 pub(super) async fn delete<H: Hcs>(inner: &Arc<Inner<H>>, container_id: &str) -> Result<()> {
     const OP: &str = "delete";
-    let ctr = inner.container(container_id, OP)?;
+    let ctr = match inner.container(container_id, OP) {
+        Ok(ctr) => ctr,
+        // Not tracked: a record a restore could not release goes now.
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return match super::restore::delete_recorded(inner, container_id).await {
+                Some(done) => done,
+                None => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     let inner = inner.clone();
     detached(OP, container_id, async move {
         let id = ctr.id.clone();
@@ -320,6 +367,7 @@ pub(super) async fn delete<H: Hcs>(inner: &Arc<Inner<H>>, container_id: &str) ->
         let processes = state.take_processes();
         drop(state);
         lock(&inner.containers).remove(&id);
+        inner.forget(&id).await;
         let drain = inner.settings.stdio_drain_timeout;
         for p in processes {
             p.release(drain).await;

@@ -21,6 +21,7 @@ mod lifecycle;
 mod network;
 mod queries;
 mod reap;
+mod records;
 mod restore;
 mod state;
 mod system;
@@ -68,6 +69,12 @@ pub struct ClientSettings {
     /// processes then exit with [`UNKNOWN_EXIT_CODE`] and the system's
     /// error after this grace.
     pub exit_grace: Duration,
+    /// Where the client records what HCS cannot tell a restore after an
+    /// engine restart: a Hyper-V isolated container's utility VM scratch
+    /// file and the HNS namespace made for a container
+    /// (`<state_dir>/<namespace>/<id>.json`). A restore then removes them;
+    /// without it (the default) they stay behind.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientSettings {
@@ -77,6 +84,7 @@ impl Default for ClientSettings {
             stdio_drain_timeout: Duration::from_secs(2),
             update_query_timeout: Duration::from_secs(5),
             exit_grace: Duration::from_secs(5),
+            state_dir: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Restore: Windows cannot re-attach to a container's processes, so
 //! whatever HCS still runs of it is terminated, and the answer is always
-//! "not alive".
+//! "not alive". What HCS cannot tell (a utility VM's scratch, the HNS
+//! namespace) is released from the client's record of it, if kept.
 
 use std::sync::Arc;
 
@@ -45,20 +46,72 @@ pub(super) async fn restore<H: Hcs>(
                     tracing::warn!(container_id = %id, error = %e, "closing a restored compute system");
                 }
                 terminated.map_err(|e| e.with_operation("restore"))?;
-                // A Hyper-V isolated container's utility VM goes too.
-                let uvm_id = convert::utility_vm_id(&inner.system_id(&id));
-                if let Ok(uvm) = inner.hcs.open_compute_system(&uvm_id).await {
-                    let uvm = super::hyperv::UtilityVm::opened(uvm, uvm_id);
-                    inner
-                        .release_utility_vm(&id, Some(&uvm))
-                        .await
-                        .map_err(|e| e.with_operation("restore"))?;
-                }
+                release_rest(&inner, &id, "restore").await?;
                 Ok(Restored::new(false, None))
             }
-            Err(e) if e.hresult.is_not_exist() => Err(not_found(&id, "restore")),
+            Err(e) if e.hresult.is_not_exist() => {
+                // The engine may have died before the container's system
+                // was made, or it died: what was recorded still goes.
+                if inner.recorded(&id).await?.is_some() {
+                    release_rest(&inner, &id, "restore").await?;
+                }
+                Err(not_found(&id, "restore"))
+            }
             Err(e) => Err(hcs_error(e, &id, HcsOp::OpenComputeSystem, "restore")),
         }
     })
     .await
+}
+
+/// Releases what a container whose compute system is gone left: its
+/// utility VM (terminated), then what was recorded of it (the VM's
+/// scratch and grants, the namespace), then the record.
+async fn release_rest<H: Hcs>(inner: &Inner<H>, id: &str, op: &'static str) -> Result<()> {
+    let uvm_id = convert::utility_vm_id(&inner.system_id(id));
+    if let Ok(uvm) = inner.hcs.open_compute_system(&uvm_id).await {
+        let uvm = super::hyperv::UtilityVm::opened(uvm, uvm_id.clone());
+        inner
+            .release_utility_vm(id, Some(&uvm))
+            .await
+            .map_err(|e| e.with_operation(op))?;
+    }
+    if let Some(leftovers) = inner.recorded(id).await? {
+        inner
+            .release_leftovers(id, &uvm_id, &leftovers)
+            .await
+            .map_err(|e| e.with_operation(op))?;
+        inner.forget(id).await;
+    }
+    Ok(())
+}
+
+/// Deletes a container the client does not track but has a record of (a
+/// restore after an engine restart could not release all of it): its
+/// compute system, if HCS still has it, is terminated; then the rest goes.
+/// `None` when there is no record (the container is unknown).
+pub(super) async fn delete_recorded<H: Hcs>(
+    inner: &Arc<Inner<H>>,
+    container_id: &str,
+) -> Option<Result<()>> {
+    const OP: &str = "delete";
+    match inner.recorded(container_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e.with_operation(OP))),
+    }
+    let inner = inner.clone();
+    let id = container_id.to_owned();
+    Some(
+        detached(OP, container_id, async move {
+            if let Ok(system) = inner.hcs.open_compute_system(&inner.system_id(&id)).await {
+                let terminated = inner.terminate_system(&id, &system).await;
+                if let Err(e) = inner.hcs.close_compute_system(&system).await {
+                    tracing::warn!(container_id = %id, error = %e, "closing a recorded compute system");
+                }
+                terminated.map_err(|e| e.with_operation(OP))?;
+            }
+            release_rest(&inner, &id, OP).await
+        })
+        .await,
+    )
 }

@@ -3,11 +3,12 @@
 use libctd_core::Result;
 use libctd_core::oci_spec::runtime::Windows;
 
-use super::{Isolation, invalid};
+use super::invalid;
 
 /// The HNS endpoints (`windows.network.endpointList`) of a namespace to
-/// create for the container, as hcsshim does when no namespace is given.
-pub(super) fn endpoints(windows: &Windows, isolation: Isolation) -> Result<Vec<String>> {
+/// create for the container, as hcsshim does when no namespace is given
+/// (with Hyper-V isolation they also become its utility VM's adapters).
+pub(super) fn endpoints(windows: &Windows) -> Result<Vec<String>> {
     let Some(network) = windows.network() else {
         return Ok(Vec::new());
     };
@@ -16,13 +17,6 @@ pub(super) fn endpoints(windows: &Windows, isolation: Isolation) -> Result<Vec<S
         return Ok(endpoints);
     }
     const FIELD: &str = "windows.network.endpointList";
-    if isolation == Isolation::HyperV {
-        return Err(invalid(
-            FIELD,
-            "is not supported with Hyper-V isolation yet (the endpoints would be the \
-             utility VM's network adapters)",
-        ));
-    }
     if network
         .network_namespace()
         .as_ref()

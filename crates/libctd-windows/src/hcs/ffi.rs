@@ -534,6 +534,12 @@ impl Hcs for Computecore {
             .await
     }
 
+    async fn endpoint_properties(&self, endpoint: &str) -> HcsResult<String> {
+        let endpoint = endpoint.to_owned();
+        self.hcn_call(move |hcn| hcn.endpoint_properties(&endpoint))
+            .await
+    }
+
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {
         let f = self
             .name_to_guid

@@ -81,6 +81,8 @@ pub enum HcsOp {
     ModifyNamespace,
     /// HcnDeleteNamespace (computenetwork.dll).
     DeleteNamespace,
+    /// HcnQueryEndpointProperties (computenetwork.dll).
+    QueryEndpointProperties,
 }
 
 impl HcsOp {
@@ -111,13 +113,14 @@ impl HcsOp {
             HcsOp::CreateNamespace => "HcnCreateNamespace",
             HcsOp::ModifyNamespace => "HcnModifyNamespace",
             HcsOp::DeleteNamespace => "HcnDeleteNamespace",
+            HcsOp::QueryEndpointProperties => "HcnQueryEndpointProperties",
         }
     }
 }
 
 impl HcsOp {
     /// Every operation.
-    pub const ALL: [HcsOp; 24] = [
+    pub const ALL: [HcsOp; 25] = [
         HcsOp::CreateComputeSystem,
         HcsOp::OpenComputeSystem,
         HcsOp::StartComputeSystem,
@@ -142,6 +145,7 @@ impl HcsOp {
         HcsOp::CreateNamespace,
         HcsOp::ModifyNamespace,
         HcsOp::DeleteNamespace,
+        HcsOp::QueryEndpointProperties,
     ];
 
     /// The operation named `name` (`HcsShutDownComputeSystem`...).
@@ -360,6 +364,9 @@ pub trait Hcs: Send + Sync + 'static {
     async fn add_namespace_endpoint(&self, namespace: &str, endpoint: &str) -> HcsResult<()>;
     /// Deletes namespace `namespace` (HcnDeleteNamespace).
     async fn delete_namespace(&self, namespace: &str) -> HcsResult<()>;
+    /// The properties document of HNS endpoint `endpoint` (HcnOpenEndpoint,
+    /// HcnQueryEndpointProperties, HcnCloseEndpoint).
+    async fn endpoint_properties(&self, endpoint: &str) -> HcsResult<String>;
 
     /// The layer id of a layer folder's base name (vmcompute's `NameToGuid`).
     fn name_to_guid(&self, name: &str) -> HcsResult<String>;

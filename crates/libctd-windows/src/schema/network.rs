@@ -84,3 +84,111 @@ impl ModifyNamespaceRequest {
         }
     }
 }
+
+/// A guest request's resource type: a network adapter.
+pub const NETWORK: &str = "Network";
+/// A guest request's resource type: a network namespace.
+pub const NETWORK_NAMESPACE: &str = "NetworkNamespace";
+
+/// The resource path of a utility VM's network adapter `id`.
+pub fn network_adapter_path(id: &str) -> String {
+    format!("VirtualMachine/Devices/NetworkAdapters/{id}")
+}
+
+/// A utility VM's network adapter (schema 2): the HNS endpoint behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct NetworkAdapter {
+    /// The HNS endpoint's id.
+    pub endpoint_id: String,
+    /// The endpoint's MAC address, as HNS gives it.
+    pub mac_address: String,
+}
+
+/// What a Windows guest is asked about one of its network adapters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct NetworkModifyRequest {
+    /// The adapter's id (the one in its resource path).
+    pub adapter_id: String,
+    /// `PreAdd`, `Add` or `Remove`.
+    pub request_type: String,
+    /// With `PreAdd`: the HNS endpoint's properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
+}
+
+/// The properties of an HNS endpoint libctd reads (HNS answers more).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostComputeEndpoint {
+    /// Its id.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Its MAC address.
+    #[serde(default)]
+    pub mac_address: String,
+}
+
+impl super::ModifySettingRequest {
+    /// Asks a Windows guest to add namespace `id` (before its adapters).
+    pub fn add_guest_namespace(id: &str) -> Self {
+        Self::guest_namespace(id, "Add")
+    }
+
+    /// Asks a Windows guest to remove namespace `id` (after its adapters).
+    pub fn remove_guest_namespace(id: &str) -> Self {
+        Self::guest_namespace(id, "Remove")
+    }
+
+    fn guest_namespace(id: &str, request_type: &str) -> Self {
+        let mut namespace = HostComputeNamespace::new();
+        id.clone_into(&mut namespace.id);
+        Self::guest(NETWORK_NAMESPACE, request_type, &namespace)
+    }
+
+    /// Tells a Windows guest that adapter `adapter` for the endpoint whose
+    /// properties are `endpoint` is coming (a guest request only).
+    pub fn pre_add_adapter(adapter: &str, endpoint: &serde_json::Value) -> Self {
+        let request = NetworkModifyRequest {
+            adapter_id: adapter.to_owned(),
+            request_type: "PreAdd".to_owned(),
+            settings: Some(endpoint.clone()),
+        };
+        Self::guest(NETWORK, "Add", &request)
+    }
+
+    /// Adds network adapter `adapter` for `endpoint` to the VM, and tells
+    /// the guest.
+    pub fn add_adapter(adapter: &str, endpoint: &NetworkAdapter) -> Self {
+        let mut request = Self::host(
+            network_adapter_path(adapter),
+            "Add",
+            super::vm::settings(endpoint),
+        );
+        request.guest_request =
+            Self::guest(NETWORK, "Add", &Self::nic(adapter, "Add")).guest_request;
+        request
+    }
+
+    /// Removes network adapter `adapter` (of `endpoint`) from the VM; the
+    /// guest request names no resource type, as hcsshim sends it.
+    pub fn remove_adapter(adapter: &str, endpoint: &NetworkAdapter) -> Self {
+        let mut request = Self::host(
+            network_adapter_path(adapter),
+            "Remove",
+            super::vm::settings(endpoint),
+        );
+        request.guest_request =
+            Self::guest("", "Remove", &Self::nic(adapter, "Remove")).guest_request;
+        request
+    }
+
+    fn nic(adapter: &str, request_type: &str) -> NetworkModifyRequest {
+        NetworkModifyRequest {
+            adapter_id: adapter.to_owned(),
+            request_type: request_type.to_owned(),
+            settings: None,
+        }
+    }
+}

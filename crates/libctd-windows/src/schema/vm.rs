@@ -264,7 +264,10 @@ pub struct ModifySettingRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GuestRequest {
-    /// `MappedVirtualDisk` or `CombinedLayers`.
+    /// `MappedVirtualDisk`, `CombinedLayers`, `Network` or
+    /// `NetworkNamespace`; absent from a network adapter's removal, as
+    /// hcsshim sends it to a Windows guest.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub resource_type: String,
     /// `Add` or `Remove`.
     pub request_type: String,
@@ -293,13 +296,13 @@ pub struct CombinedLayers {
     pub layers: Vec<Layer>,
 }
 
-fn settings(value: &impl Serialize) -> Option<serde_json::Value> {
+pub(super) fn settings(value: &impl Serialize) -> Option<serde_json::Value> {
     // Every settings type here serialises to a JSON object.
     serde_json::to_value(value).ok()
 }
 
 impl ModifySettingRequest {
-    fn host(path: String, request_type: &str, value: Option<serde_json::Value>) -> Self {
+    pub(super) fn host(path: String, request_type: &str, value: Option<serde_json::Value>) -> Self {
         Self {
             resource_path: Some(path),
             request_type: Some(request_type.to_owned()),
@@ -308,7 +311,7 @@ impl ModifySettingRequest {
         }
     }
 
-    fn guest(resource_type: &str, request_type: &str, value: &impl Serialize) -> Self {
+    pub(super) fn guest(resource_type: &str, request_type: &str, value: &impl Serialize) -> Self {
         Self {
             resource_path: None,
             request_type: None,

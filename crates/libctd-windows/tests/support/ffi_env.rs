@@ -203,3 +203,21 @@ impl ExitEnv for Env {
         Env::assert_clean(self).await;
     }
 }
+
+/// A base layer with a utility VM and a scratch folder of the test's own.
+pub(crate) fn hyperv_layers(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = std::env::temp_dir().join("libctd-hcs-double").join(name);
+    // What an earlier, interrupted run left would make the VM's scratch exist.
+    let _ = std::fs::remove_dir_all(&root);
+    let base = root.join("base");
+    std::fs::create_dir_all(base.join("UtilityVM")).unwrap();
+    std::fs::write(
+        base.join("UtilityVM").join("SystemTemplate.vhdx"),
+        b"template",
+    )
+    .unwrap();
+    let scratch = root.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("sandbox.vhdx"), b"scratch").unwrap();
+    (base, scratch)
+}

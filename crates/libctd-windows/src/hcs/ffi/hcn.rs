@@ -1,4 +1,4 @@
-//! computenetwork.dll's namespace functions (the Host Networking Service),
+//! computenetwork.dll's namespace functions (and reading an endpoint) (the Host Networking Service),
 //! resolved at run time from System32 like computecore.dll; their strings
 //! (properties, error records) are freed with ole32's `CoTaskMemFree`.
 //! Each call is synchronous and runs on a blocking thread. A namespace's
@@ -22,6 +22,9 @@ type QueryNamespacePropertiesFn =
     unsafe extern "system" fn(Handle, PCWSTR, *mut PWSTR, *mut PWSTR) -> HRESULT;
 type CloseNamespaceFn = unsafe extern "system" fn(Handle) -> HRESULT;
 type DeleteNamespaceFn = unsafe extern "system" fn(*const GUID, *mut PWSTR) -> HRESULT;
+type OpenEndpointFn = OpenNamespaceFn;
+type QueryEndpointPropertiesFn = QueryNamespacePropertiesFn;
+type CloseEndpointFn = CloseNamespaceFn;
 type CoTaskMemFreeFn = unsafe extern "system" fn(*const c_void);
 
 /// The query of a namespace's properties (HNS schema 2.0, no flags).
@@ -36,6 +39,9 @@ pub(super) struct Hcn {
     query: QueryNamespacePropertiesFn,
     close: CloseNamespaceFn,
     delete: DeleteNamespaceFn,
+    open_endpoint: OpenEndpointFn,
+    query_endpoint: QueryEndpointPropertiesFn,
+    close_endpoint: CloseEndpointFn,
     free: CoTaskMemFreeFn,
 }
 
@@ -67,6 +73,13 @@ impl Hcn {
             ),
             close: get!(m, dll, "HcnCloseNamespace" as CloseNamespaceFn),
             delete: get!(m, dll, "HcnDeleteNamespace" as DeleteNamespaceFn),
+            open_endpoint: get!(m, dll, "HcnOpenEndpoint" as OpenEndpointFn),
+            query_endpoint: get!(
+                m,
+                dll,
+                "HcnQueryEndpointProperties" as QueryEndpointPropertiesFn
+            ),
+            close_endpoint: get!(m, dll, "HcnCloseEndpoint" as CloseEndpointFn),
             free: get!(ole, "ole32.dll", "CoTaskMemFree" as CoTaskMemFreeFn),
         })
     }
@@ -155,7 +168,34 @@ impl Hcn {
     }
 }
 
-/// A namespace id as a GUID; ERROR_NOT_FOUND when it is none (no such
+impl Hcn {
+    /// Endpoint `id`'s properties document: opened, queried, closed, as
+    /// hcsshim reads an endpoint.
+    pub(super) fn endpoint_properties(&self, id: &str) -> HcsResult<String> {
+        let guid = parse(id)?;
+        let query = HSTRING::from(QUERY);
+        let mut handle: Handle = std::ptr::null_mut();
+        let mut record = PWSTR::null();
+        // SAFETY: a valid GUID and out-pointers.
+        let hr = unsafe { (self.open_endpoint)(&guid, &mut handle, &mut record) };
+        self.check(hr, record)?;
+        let mut properties = PWSTR::null();
+        let mut record = PWSTR::null();
+        // SAFETY: an open endpoint handle, a valid query and out-pointers.
+        let hr = unsafe {
+            (self.query_endpoint)(handle, PCWSTR(query.as_ptr()), &mut properties, &mut record)
+        };
+        let properties = self.take(properties);
+        let queried = self.check(hr, record);
+        // SAFETY: closed once, after its last use.
+        let closed = unsafe { (self.close_endpoint)(handle) };
+        queried?;
+        self.check(closed, PWSTR::null())?;
+        Ok(properties)
+    }
+}
+
+/// A namespace or endpoint id as a GUID; ERROR_NOT_FOUND when it is none (no such
 /// namespace can exist).
 fn parse(id: &str) -> HcsResult<GUID> {
     GUID::try_from(id).map_err(|_| HcsError::new(Hresult::from_win32(win32::NOT_FOUND)))

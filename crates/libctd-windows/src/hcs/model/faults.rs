@@ -36,6 +36,10 @@ pub struct Plan {
     /// The next call of the operation fails with the HRESULT.
     #[serde(default)]
     pub fail_once: HashMap<String, i64>,
+    /// A later call of the operation fails once with the HRESULT: `[n,
+    /// hr]` lets `n` calls through first (a failure at the n+1th step).
+    #[serde(default)]
+    pub fail_later: HashMap<String, (u32, i64)>,
     /// Milliseconds before the operation takes effect.
     #[serde(default)]
     pub slow: HashMap<String, u64>,
@@ -116,6 +120,7 @@ impl Plans {
         for plan in std::iter::once(&mut self.any).chain(self.per.values_mut()) {
             plan.fail.clear();
             plan.fail_once.clear();
+            plan.fail_later.clear();
             plan.slow.clear();
             plan.late.clear();
         }
@@ -143,11 +148,16 @@ impl Plans {
             slow = slow.max(ms(&p.slow));
             late = late.max(ms(&p.late));
         }
-        let once = self
-            .per
-            .get_mut(system)
-            .and_then(|p| p.fail_once.remove(op))
-            .or_else(|| self.any.fail_once.remove(op));
+        let later = match self.per.get_mut(system) {
+            Some(p) if p.fail_later.contains_key(op) => later(p, op),
+            _ => later(&mut self.any, op),
+        };
+        let once = later.or_else(|| {
+            self.per
+                .get_mut(system)
+                .and_then(|p| p.fail_once.remove(op))
+                .or_else(|| self.any.fail_once.remove(op))
+        });
         let hresult = once.or_else(|| self.value(system, |p| p.fail.get(op).copied()));
         let mut gate = Gate {
             slow: Duration::from_millis(slow),
@@ -164,6 +174,19 @@ impl Plans {
         }
         gate
     }
+}
+
+/// Counts a call of `op` against `plan`'s later failure: its HRESULT
+/// once the calls to let through are used up.
+fn later(plan: &mut Plan, op: &str) -> Option<i64> {
+    let (skip, hr) = plan.fail_later.get_mut(op)?;
+    if *skip > 0 {
+        *skip -= 1;
+        return None;
+    }
+    let hr = *hr;
+    plan.fail_later.remove(op);
+    Some(hr)
 }
 
 #[cfg(test)]
@@ -211,5 +234,14 @@ mod tests {
             HcsOp::from_name("HcsCloseProcess"),
             Some(HcsOp::CloseProcess)
         );
+        let plan: Plan = serde_json::from_value(
+            serde_json::json!({"FailLater": {"HcsModifyComputeSystem": [1, 5]}}),
+        )
+        .unwrap();
+        plans.set("vm", plan);
+        assert!(plans.gate("HcsModifyComputeSystem", "vm").fail.is_none());
+        assert!(plans.gate("HcsModifyComputeSystem", "other").fail.is_none());
+        assert!(plans.gate("HcsModifyComputeSystem", "vm").fail.is_some());
+        assert!(plans.gate("HcsModifyComputeSystem", "vm").fail.is_none());
     }
 }

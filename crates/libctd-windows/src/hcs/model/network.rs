@@ -8,9 +8,13 @@
 use std::collections::BTreeMap;
 
 use super::documents::{failure, invalid};
+use super::vm::{HostView, VmDevices, not_found, settings};
 use super::{Model, hr};
 use crate::error::HcsError;
-use crate::schema::{HostComputeNamespace, ModifyNamespaceRequest};
+use crate::schema::{
+    GuestRequest, HostComputeNamespace, ModifyNamespaceRequest, ModifySettingRequest, NETWORK,
+    NETWORK_NAMESPACE, NetworkAdapter, NetworkModifyRequest,
+};
 
 /// The namespace types HNS knows.
 const TYPES: &[&str] = &["", "Host", "HostDefault", "Guest", "GuestDefault"];
@@ -84,6 +88,161 @@ impl Model {
     /// The namespaces that exist, with their endpoints (the record of leaks).
     pub fn namespaces(&self) -> BTreeMap<String, Vec<String>> {
         self.read(|w| w.namespaces.clone())
+    }
+
+    /// HcnQueryEndpointProperties: endpoint `id`'s properties (its id and
+    /// the MAC address HNS gave it); an unknown one is ERROR_NOT_FOUND.
+    pub fn endpoint_properties(&self, id: &str) -> Result<String, HcsError> {
+        self.read(|w| {
+            if !w.endpoints.contains(id) {
+                return Err(not_found(&format!("endpoint {id:?}")));
+            }
+            let doc = serde_json::json!({
+                "ID": id,
+                "MacAddress": mac_of(id),
+                "SchemaVersion": {"Major": 2, "Minor": 0},
+            });
+            Ok(doc.to_string())
+        })
+    }
+
+    /// The network adapters of running utility VMs: (VM id, adapter id,
+    /// endpoint id), the record of leaks.
+    pub fn adapters(&self) -> Vec<(String, String, String)> {
+        self.read(|w| {
+            let mut all: Vec<_> = w
+                .running_vms()
+                .flat_map(|s| {
+                    let vm = &s.id;
+                    let adapters = s.devices.adapters.iter();
+                    adapters.map(|(a, n)| (vm.clone(), a.clone(), n.endpoint_id.clone()))
+                })
+                .collect();
+            all.sort();
+            all
+        })
+    }
+
+    /// The namespaces added to running utility VMs' guests: (VM id,
+    /// namespace id).
+    pub fn guest_namespaces(&self) -> Vec<(String, String)> {
+        self.read(|w| {
+            let mut all: Vec<_> = w
+                .running_vms()
+                .flat_map(|s| {
+                    s.devices
+                        .namespaces
+                        .iter()
+                        .map(|n| (s.id.clone(), n.clone()))
+                })
+                .collect();
+            all.sort();
+            all
+        })
+    }
+}
+
+/// The MAC address HNS gives endpoint `id` (Hyper-V's 00-15-5D prefix).
+pub(super) fn mac_of(id: &str) -> String {
+    let h = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let [_, a, b, c] = h.to_be_bytes();
+    format!("00-15-5D-{a:02X}-{b:02X}-{c:02X}")
+}
+
+impl VmDevices {
+    /// A network adapter added or removed (with its guest request), as
+    /// hcsshim does for a Windows guest: added once the guest has a
+    /// namespace and was told of the adapter (`PreAdd`), for an endpoint
+    /// HNS knows with its MAC address, never twice, never for an endpoint
+    /// another running VM has.
+    pub(super) fn apply_adapter(
+        &mut self,
+        id: &str,
+        request: &ModifySettingRequest,
+        host: &HostView<'_>,
+    ) -> Result<(), HcsError> {
+        let kind = request.request_type.as_deref().unwrap_or("");
+        let adapter: NetworkAdapter = settings(request.settings.as_ref())?;
+        let guest = request
+            .guest_request
+            .as_ref()
+            .ok_or_else(|| invalid("a Windows guest's adapter needs its guest request"))?;
+        let nic: NetworkModifyRequest = settings(Some(&guest.settings))?;
+        if nic.adapter_id != id || nic.request_type != kind || guest.request_type != kind {
+            return Err(invalid(
+                "the guest request names another adapter or request",
+            ));
+        }
+        match kind {
+            "Add" => {
+                if guest.resource_type != NETWORK {
+                    return Err(invalid("an adapter's guest request is of type Network"));
+                }
+                let endpoint = &adapter.endpoint_id;
+                if !host.endpoints.contains(endpoint) {
+                    return Err(not_found(&format!("endpoint {endpoint:?}")));
+                }
+                if adapter.mac_address != mac_of(endpoint) {
+                    return Err(invalid(&format!("{endpoint:?} has another MAC address")));
+                }
+                if self.adapters.contains_key(id) || host.attached.contains(endpoint) {
+                    return Err(failure(
+                        hr::ALREADY_EXISTS,
+                        &format!("adapter {id:?} or endpoint {endpoint:?} is attached"),
+                    ));
+                }
+                if !self.pre_added.remove(id) {
+                    return Err(failure(
+                        hr::INVALID_STATE,
+                        "the guest was not told (PreAdd)",
+                    ));
+                }
+                self.adapters.insert(id.to_owned(), adapter);
+                Ok(())
+            }
+            "Remove" if self.adapters.remove(id).is_some() => Ok(()),
+            "Remove" => Err(not_found(&format!("network adapter {id:?}"))),
+            _ => Err(invalid(&format!("RequestType {kind:?}"))),
+        }
+    }
+
+    /// A guest-only network request: a namespace added or removed, an
+    /// adapter announced.
+    pub(super) fn apply_guest_network(&mut self, guest: &GuestRequest) -> Result<(), HcsError> {
+        let kind = guest.request_type.as_str();
+        if guest.resource_type == NETWORK_NAMESPACE {
+            let ns: HostComputeNamespace = settings(Some(&guest.settings))?;
+            return match kind {
+                "Add" if !self.namespaces.insert(ns.id.clone()) => Err(failure(
+                    hr::ALREADY_EXISTS,
+                    &format!("the guest has namespace {:?}", ns.id),
+                )),
+                "Add" => Ok(()),
+                "Remove" if !self.adapters.is_empty() => Err(failure(
+                    hr::INVALID_STATE,
+                    "the namespace still has adapters",
+                )),
+                "Remove" if self.namespaces.remove(&ns.id) => Ok(()),
+                "Remove" => Err(not_found(&format!("guest namespace {:?}", ns.id))),
+                _ => Err(invalid(&format!("RequestType {kind:?}"))),
+            };
+        }
+        let nic: NetworkModifyRequest = settings(Some(&guest.settings))?;
+        if kind != "Add" || nic.request_type != "PreAdd" {
+            return Err(invalid(
+                "a Network guest request alone announces an adapter",
+            ));
+        }
+        if self.namespaces.is_empty() {
+            return Err(failure(
+                hr::INVALID_STATE,
+                "the guest has no network namespace",
+            ));
+        }
+        self.pre_added.insert(nic.adapter_id);
+        Ok(())
     }
 }
 

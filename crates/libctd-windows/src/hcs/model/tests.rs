@@ -358,3 +358,50 @@ fn a_kill_before_the_start_is_kept() {
     assert!(!m.process_started(never));
     assert!(m.process_ended(never));
 }
+
+#[test]
+fn a_utility_vm_takes_adapters_of_known_endpoints_once_while_it_runs() {
+    use crate::schema::NetworkAdapter;
+    let (m, _) = model();
+    let vm = prepared_vm(&m);
+    let modify = |r: ModifySettingRequest| m.modify_system(vm, &serde_json::to_string(&r).unwrap());
+    m.add_endpoint("e1");
+    let props: serde_json::Value =
+        serde_json::from_str(&m.endpoint_properties("e1").unwrap()).unwrap();
+    let nic = |endpoint: &str, mac: &str| NetworkAdapter {
+        endpoint_id: endpoint.to_owned(),
+        mac_address: mac.to_owned(),
+    };
+    let mac = props["MacAddress"].as_str().unwrap().to_owned();
+    let add = |id: &str, n: &NetworkAdapter| modify(ModifySettingRequest::add_adapter(id, n));
+    let pre_add = |id: &str| modify(ModifySettingRequest::pre_add_adapter(id, &props));
+    // The guest needs its namespace first, and to be told of the adapter.
+    assert!(pre_add("a1").is_err(), "no guest namespace");
+    modify(ModifySettingRequest::add_guest_namespace("ns")).unwrap();
+    assert!(add("a1", &nic("e1", &mac)).is_err(), "no PreAdd");
+    pre_add("a1").unwrap();
+    let err = add("a1", &nic("nope", &mac)).unwrap_err();
+    assert!(err.hresult.is_not_exist(), "unknown endpoint: {err:?}");
+    assert!(add("a1", &nic("e1", "00-00-00-00-00-00")).is_err(), "MAC");
+    add("a1", &nic("e1", &mac)).unwrap();
+    pre_add("a2").unwrap();
+    assert!(add("a2", &nic("e1", &mac)).is_err(), "endpoint attached");
+    assert!(add("a1", &nic("e1", &mac)).is_err(), "adapter exists");
+    assert_eq!(m.adapters(), [("vm".into(), "a1".into(), "e1".into())]);
+    assert!(
+        modify(ModifySettingRequest::remove_guest_namespace("ns")).is_err(),
+        "adapters first"
+    );
+    modify(ModifySettingRequest::remove_adapter("a1", &nic("e1", &mac))).unwrap();
+    assert!(modify(ModifySettingRequest::remove_adapter("a1", &nic("e1", &mac))).is_err());
+    modify(ModifySettingRequest::remove_guest_namespace("ns")).unwrap();
+    assert!(m.guest_namespaces().is_empty());
+    assert!(m.endpoint_properties("nope").is_err());
+    // A VM that does not run takes no adapter.
+    m.stop(vm, Stop::Terminate).unwrap();
+    let err = modify(ModifySettingRequest::add_guest_namespace("ns")).unwrap_err();
+    assert!(
+        err.hresult.is_invalid_state() || err.hresult.is_not_exist(),
+        "{err:?}"
+    );
+}

@@ -17,8 +17,12 @@ use super::{Model, SystemKey, World, hr};
 use crate::error::{HcsError, Hresult, win32};
 use crate::schema::{
     Attachment, COMBINED_LAYERS, CombinedLayers, MAPPED_VIRTUAL_DISK, MappedVirtualDisk,
-    ModifySettingRequest, SCSI_CONTROLLER_0, VSMB_PREFIX, VSMB_SHARES_PATH, VirtualSmbShare,
+    ModifySettingRequest, NETWORK, NETWORK_NAMESPACE, NetworkAdapter, SCSI_CONTROLLER_0,
+    VSMB_PREFIX, VSMB_SHARES_PATH, VirtualSmbShare,
 };
+
+/// The resource path of a VM's network adapters, before the adapter's id.
+const NETWORK_ADAPTERS: &str = "VirtualMachine/Devices/NetworkAdapters/";
 
 /// ERROR_FILE_NOT_FOUND.
 pub const FILE_NOT_FOUND: Hresult = Hresult::from_win32(2);
@@ -36,6 +40,22 @@ pub(super) struct VmDevices {
     pub(super) mounts: BTreeMap<String, u32>,
     /// Container roots whose layers the guest combined.
     pub(super) combined: BTreeSet<String>,
+    /// Network adapters by id, and their endpoints.
+    pub(super) adapters: BTreeMap<String, NetworkAdapter>,
+    /// Adapters the guest was told of, not added yet.
+    pub(super) pre_added: BTreeSet<String>,
+    /// Network namespaces added to the guest.
+    pub(super) namespaces: BTreeSet<String>,
+}
+
+/// What HNS and the other VMs hold, as a VM's modify sees it.
+pub(super) struct HostView<'a> {
+    /// The disk access grants: (VM id, file).
+    pub(super) grants: &'a BTreeSet<(String, String)>,
+    /// HNS endpoints that exist.
+    pub(super) endpoints: &'a BTreeSet<String>,
+    /// Endpoints some running VM has an adapter for.
+    pub(super) attached: BTreeSet<String>,
 }
 
 impl VmDevices {
@@ -44,10 +64,14 @@ impl VmDevices {
         &mut self,
         request: &ModifySettingRequest,
         vm_id: &str,
-        grants: &BTreeSet<(String, String)>,
+        host: &HostView<'_>,
     ) -> Result<(), HcsError> {
+        let grants = host.grants;
         let kind = request.request_type.as_deref().unwrap_or("");
         if let Some(path) = &request.resource_path {
+            if let Some(adapter) = path.strip_prefix(NETWORK_ADAPTERS) {
+                return self.apply_adapter(adapter, request, host);
+            }
             if path == VSMB_SHARES_PATH {
                 let share: VirtualSmbShare = settings(request.settings.as_ref())?;
                 return match kind {
@@ -136,6 +160,7 @@ impl VmDevices {
                     _ => Err(invalid(&format!("RequestType {kind:?}"))),
                 }
             }
+            (NETWORK | NETWORK_NAMESPACE, _) => self.apply_guest_network(guest),
             (other, _) => Err(invalid(&format!("unknown guest ResourceType {other:?}"))),
         }
     }
@@ -156,18 +181,25 @@ impl VmDevices {
 }
 
 /// A request's settings decoded strictly.
-fn settings<T: serde::de::DeserializeOwned>(
+pub(super) fn settings<T: serde::de::DeserializeOwned>(
     value: Option<&serde_json::Value>,
 ) -> Result<T, HcsError> {
     let value = value.ok_or_else(|| invalid("the request has no Settings"))?;
     serde_json::from_value(value.clone()).map_err(|e| invalid(&e.to_string()))
 }
 
-fn not_found(what: &str) -> HcsError {
+pub(super) fn not_found(what: &str) -> HcsError {
     failure(hr::NOT_FOUND, &format!("no {what}"))
 }
 
 impl World {
+    /// The utility VMs that run (their devices exist).
+    pub(super) fn running_vms(&self) -> impl Iterator<Item = &super::systems::System> {
+        self.systems
+            .values()
+            .filter(|s| s.config.vm && s.status == super::systems::Status::Running)
+    }
+
     /// Whether `vm_id` may read `path`.
     pub(super) fn granted(&self, vm_id: &str, path: &str) -> bool {
         self.grants.contains(&(vm_id.to_owned(), path.to_owned()))
@@ -182,6 +214,16 @@ impl Model {
             serde_json::from_str(request).map_err(|e| invalid(&e.to_string()))?;
         self.with(|w| {
             let grants = std::mem::take(&mut w.grants);
+            let endpoints = std::mem::take(&mut w.endpoints);
+            let attached = w
+                .running_vms()
+                .flat_map(|s| s.devices.adapters.values().map(|a| a.endpoint_id.clone()))
+                .collect();
+            let host = HostView {
+                grants: &grants,
+                endpoints: &endpoints,
+                attached,
+            };
             let result = (|| {
                 let system = w.system_mut(key)?;
                 if !system.config.vm {
@@ -191,9 +233,10 @@ impl Model {
                     return Err(failure(hr::INVALID_STATE, "the utility VM is not running"));
                 }
                 let id = system.id.clone();
-                system.devices.apply(&request, &id, &grants)
+                system.devices.apply(&request, &id, &host)
             })();
             w.grants = grants;
+            w.endpoints = endpoints;
             result
         })
     }

@@ -290,6 +290,11 @@ impl Hcs for Sim {
         answer(gate, self.model().delete_namespace(namespace)).await
     }
 
+    async fn endpoint_properties(&self, endpoint: &str) -> HcsResult<String> {
+        let gate = self.gate(HcsOp::QueryEndpointProperties, endpoint).await?;
+        answer(gate, self.model().endpoint_properties(endpoint)).await
+    }
+
     fn name_to_guid(&self, name: &str) -> HcsResult<String> {
         Ok(name_to_guid(name))
     }

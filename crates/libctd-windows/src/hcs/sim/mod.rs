@@ -191,6 +191,15 @@ impl Sim {
         });
     }
 
+    /// The call of `op` on `container` after `skip` more fails with
+    /// `hresult`, once.
+    pub fn fail_later(&self, op: HcsOp, container: Option<&str>, skip: u32, hresult: Hresult) {
+        self.plan(container, |p| {
+            p.fail_later
+                .insert(op.name().to_owned(), (skip, i64::from(hresult.0)));
+        });
+    }
+
     /// Removes every failure and delay.
     pub fn clear_faults(&self) {
         self.model().clear_faults();
