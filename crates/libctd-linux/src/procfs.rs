@@ -388,6 +388,13 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
+        // spawn can return while the exec is still under way (the command
+        // line is empty until the new program's is in place).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty()) {
+            assert!(std::time::Instant::now() < deadline, "the exec never ended");
+            std::thread::yield_now();
+        }
         assert!(is_daemon_with_config(pid, &config));
         assert!(!is_daemon_with_config(pid, &dir.path().join("other.toml")));
         assert!(
