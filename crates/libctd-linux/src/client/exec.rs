@@ -6,8 +6,8 @@ use std::sync::Arc;
 use containerd_client::services::v1::{ExecProcessRequest, KillRequest, ResizePtyRequest};
 use libctd_core::oci_spec::runtime::Process;
 use libctd_core::{
-    Error, Result, Status, StdioCallback, validate_container_id, validate_process_id,
-    validate_signal, validate_terminal_size,
+    Error, ErrorKind, INIT_PROCESS_ID, Result, Status, StdioCallback, validate_container_id,
+    validate_process_id, validate_signal, validate_terminal_size,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -185,14 +185,25 @@ pub(crate) async fn signal_process(
     process_id: &str,
     signal: i32,
 ) -> Result<()> {
-    let (_, exec_id) = s.process(container_id, process_id, validate_signal(signal))?;
+    let (c, exec_id) = s.process(container_id, process_id, validate_signal(signal))?;
     let req = KillRequest {
         container_id: container_id.to_owned(),
         exec_id,
         signal: signal.unsigned_abs(),
         all: false,
     };
-    s.conn.api.kill(req).await.map_err(status_error)
+    s.conn.api.kill(req).await.map_err(|status| {
+        let e = status_error(status);
+        // An init whose exit was delivered has finished, whatever its shim,
+        // shutting down under a concurrent delete_task, answers
+        // ("ttrpc: closed"): NotFound, as the contract says.
+        let finished = process_id == INIT_PROCESS_ID && c.lock().init_exit_delivered();
+        if finished && e.kind() != ErrorKind::NotFound && !unreachable(&e) {
+            Error::not_found("the process has exited").with_source(e)
+        } else {
+            e
+        }
+    })
 }
 
 /// Resizes a tracked process's terminal.

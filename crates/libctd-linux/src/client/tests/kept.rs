@@ -195,3 +195,24 @@ async fn a_delivered_exit_outranks_a_record_of_a_shim_gone() {
     assert!(exits.find(NS, "a").is_none(), "the record is claimed");
     f.client.delete("a").await.expect("delete");
 }
+
+/// A signal racing the task's deletion after the init's exit meets a shim
+/// shutting down ("ttrpc: closed"): the process has finished, NotFound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_to_an_exited_init_whose_shim_goes_is_not_found() {
+    let mem = Mem::new(DEADLINE);
+    let f = fixture_with(mem.clone(), None).await;
+    f.run("a").await;
+    assert!(mem.exit("a", "", 0));
+    f.backend
+        .next_process_event("a", libctd_core::INIT_PROCESS_ID, EventType::Exit, WAIT)
+        .await
+        .expect("the exit event");
+    mem.fail("kill", crate::conn::mem::Fault::ShimGone);
+    let e = f
+        .client
+        .signal_process("a", libctd_core::INIT_PROCESS_ID, 15)
+        .await
+        .expect_err("finished");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+}
