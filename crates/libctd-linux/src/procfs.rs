@@ -149,9 +149,8 @@ pub(crate) fn is_daemon_with_config(pid: u32, config: &Path) -> bool {
     let is_containerd = args
         .next()
         .is_some_and(|a| a.rsplit(|b| *b == b'/').next() == Some(b"containerd".as_slice()));
-    is_containerd
-        && args.any(|a| a == config)
-        && i32::try_from(pid).ok().and_then(Identity::of).is_some()
+    // A zombie's cmdline is empty: it is no containerd here either.
+    is_containerd && args.any(|a| a == config)
 }
 
 /// The cgroup directories of process `pid` (v1 controllers and v2), except the root.

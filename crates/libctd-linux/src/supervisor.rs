@@ -24,7 +24,7 @@ use crate::config::LinuxConfig;
 use crate::conn::{Transport, version_ok};
 use crate::daemon_config::{self, Binary};
 use crate::procfs::{Identity, Signalled, is_daemon_with_config, kill_shims_of, signal_checked};
-use crate::shim_exits::ShimExits;
+use crate::shim_exits::{ShimExits, Watch};
 use crate::state_dir::{DaemonPaths, remove_state_dir, state_dir_error};
 
 /// How long a started daemon has to answer Version.
@@ -275,7 +275,7 @@ impl Supervisor {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound {
                 "is not installed"
             } else {
@@ -287,13 +287,27 @@ impl Supervisor {
             ))
             .with_source(e)
         })?;
+        let ready = self.until_ready(child, &mut watch).await;
+        // What the shims said while it tried is kept however the start
+        // ended: it may have dropped their tasks before it died.
+        self.exits.after_start(watch).await;
+        ready
+    }
+
+    /// Records the started child and waits for it to answer, asking the
+    /// watched shims again meanwhile; a child that does not answer in time
+    /// is killed.
+    async fn until_ready(
+        &self,
+        mut child: tokio::process::Child,
+        watch: &mut Watch,
+    ) -> Result<Daemon> {
         let pid = child.id().unwrap_or(0);
         let id = i32::try_from(pid).ok().and_then(Identity::of);
         self.record(pid, id);
         if let Err(e) = std::fs::write(&self.paths.pid_file, format!("{pid}\n")) {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            self.exits.after_start(watch).await;
             return Err(state_dir_error(
                 &self.config.state_dir,
                 "cannot write the pid file",
@@ -304,9 +318,6 @@ impl Supervisor {
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                // What the shims said while it tried is kept all the same:
-                // it may have dropped their tasks before it died.
-                self.exits.after_start(watch).await;
                 return Err(Error::unavailable(format!(
                     "containerd exited during start-up with {status}; its log {} ends with: {}",
                     self.paths.log_file.display(),
@@ -314,20 +325,18 @@ impl Supervisor {
                 )));
             }
             if version_ok(&self.transport, Duration::from_millis(500)).await {
-                self.exits.after_start(watch).await;
                 return Ok(Daemon::Child(child));
             }
             if tokio::time::Instant::now() >= deadline {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                self.exits.after_start(watch).await;
                 return Err(Error::unavailable(format!(
                     "containerd did not answer on {} within {READY_TIMEOUT:?}; its log ends with: {}",
                     self.paths.socket.display(),
                     log_tail(&self.paths.log_file)
                 )));
             }
-            self.exits.look_again(&mut watch).await;
+            self.exits.look_again(watch).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -278,8 +278,14 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
         Some(e) => Err(e),
         None => match s.conn.api.delete_task(&id).await.map_err(status_error) {
             // The shim that ran it may have died: containerd cannot ask it
-            // to delete, and drops the task itself shortly after.
-            Err(e) if init_exited && !unreachable(&e) && dropped_with_its_shim(&s, &id).await => {
+            // to delete, and drops the task itself shortly after. (A
+            // NotFound says it is gone already: no status query needed.)
+            Err(e)
+                if init_exited
+                    && e.kind() != ErrorKind::NotFound
+                    && !unreachable(&e)
+                    && dropped_with_its_shim(&s, &id).await =>
+            {
                 Err(Error::not_found("the task is gone with its shim"))
             }
             other => other,

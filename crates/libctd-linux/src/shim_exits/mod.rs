@@ -145,8 +145,10 @@ impl ShimExits {
     /// directory): asks every shim about its init, records the stopped ones
     /// and those whose shim is gone, and watches the others.
     pub(crate) async fn before_start(&self, daemon_state: &Path) -> Watch {
-        let running = shim::tasks(daemon_state)
-            .into_iter()
+        let tasks = shim::tasks(daemon_state);
+        let running = tasks
+            .iter()
+            .cloned()
             .map(|task| {
                 let pid = shim::init_pid(&task.bundle);
                 (task, pid)
@@ -170,7 +172,7 @@ impl ShimExits {
         watch.running = polled;
         // The tracked execs of every task, whatever its init did (a wait
         // on one that ended answers at once).
-        for task in shim::tasks(daemon_state) {
+        for task in tasks {
             let key = (task.namespace.clone(), task.id.clone());
             let execs = lock(&self.execs).get(&key).cloned().unwrap_or_default();
             for (exec_id, pid) in execs {
