@@ -11,31 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libctd_core::{EventType, INIT_PROCESS_ID, Remote, discard_stdio};
-use libctd_linux::{HealthCheck, LinuxRemote};
+use libctd_linux::LinuxRemote;
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
-    SLEEP_ARGS, build_busybox_rootfs, busybox_spec, containerd_binary, wait_sigterm_caught,
+    SLEEP_ARGS, build_busybox_rootfs, busybox_spec, wait_sigterm_caught,
 };
 use libctd_testkit::namespace::NamespaceGuard;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod support;
-use support::{shim_of, shim_sockets};
+use support::{embedded, shim_of, shim_sockets};
 
 const T: Duration = Duration::from_secs(30);
-
-/// An embedded daemon on `dir` whose death or hang is noticed quickly.
-fn embedded(dir: &std::path::Path) -> libctd_linux::LinuxRemoteBuilder {
-    LinuxRemote::builder()
-        .state_dir(dir)
-        .containerd_binary(containerd_binary())
-        .health_check(HealthCheck {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_millis(500),
-            failures: 3,
-        })
-}
 
 async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
     let deadline = tokio::time::Instant::now() + T;

@@ -14,8 +14,9 @@ use libctd_core::{
     Backend, BoxError, Client, ErrorKind, EventInfo, EventType, INIT_PROCESS_ID, UNKNOWN_EXIT_CODE,
     discard_stdio,
 };
-use libctd_linux::{HealthCheck, LinuxClient, LinuxRemote};
-use libctd_testkit::containerd::containerd_binary;
+use libctd_linux::{LinuxClient, LinuxRemote};
+
+use crate::support::embedded;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -299,24 +300,13 @@ pub(crate) struct Engine {
     events: tokio::task::JoinHandle<()>,
 }
 
-/// An embedded daemon on `dir` whose death is noticed quickly.
-fn embedded(dir: &Path) -> libctd_linux::LinuxRemoteBuilder {
-    LinuxRemote::builder()
-        .state_dir(dir)
-        .containerd_binary(containerd_binary())
-        .rpc_timeout(Duration::from_secs(10))
-        .health_check(HealthCheck {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_millis(500),
-            failures: 3,
-        })
-}
-
 impl Engine {
     /// Starts generation `generation` on `dir`; from the second on, it
     /// restores every container the ledger has not deleted.
     pub(crate) async fn start(dir: &Path, ledger: &Ledger, generation: u32) -> Engine {
-        let remote = retry(|| embedded(dir).build()).await.unwrap();
+        let remote = retry(|| embedded(dir).rpc_timeout(Duration::from_secs(10)).build())
+            .await
+            .unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let client = retry(|| remote.new_linux_client(NS, Arc::new(Forward(tx.clone()))))
             .await

@@ -1,5 +1,6 @@
-//! What the fault and chaos tests share: the scan for anything a
-//! namespace left behind.
+//! What the fault, restart and chaos tests share: an embedded daemon that
+//! is restarted quickly, the scan for anything a namespace left behind,
+//! and a shim's pid and sockets.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -7,11 +8,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libctd_core::oci_spec::runtime::Spec;
-use libctd_linux::LinuxRemote;
-use libctd_testkit::containerd::shims_of;
+use libctd_linux::{HealthCheck, LinuxRemote, LinuxRemoteBuilder};
+use libctd_testkit::containerd::{containerd_binary, shims_of};
 
 /// How long the scan waits for what is still being torn down.
 const T: Duration = Duration::from_secs(30);
+
+/// An embedded daemon on `dir` whose death or hang is noticed quickly.
+pub(crate) fn embedded(dir: &Path) -> LinuxRemoteBuilder {
+    LinuxRemote::builder()
+        .state_dir(dir)
+        .containerd_binary(containerd_binary())
+        .health_check(HealthCheck {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(500),
+            failures: 3,
+        })
+}
 
 pub(crate) fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
