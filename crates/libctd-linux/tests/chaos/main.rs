@@ -362,8 +362,7 @@ async fn every_exit_once_and_nothing_left_through_daemon_shim_and_engine_deaths(
     let engine = chaos.engine.take().unwrap();
     if wrong.is_empty() {
         assert_nothing_left(&engine.remote, NS, &ledger.cgroups()).await;
-    }
-    if !wrong.is_empty() {
+    } else {
         // The daemon's side of a failed run, for whoever replays it.
         let kept = std::env::temp_dir().join(format!("libctd-chaos-{seed}-containerd.log"));
         if std::fs::copy(dir.join("containerd.log"), &kept).is_ok() {
