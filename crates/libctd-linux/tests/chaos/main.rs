@@ -25,7 +25,7 @@ use std::time::Duration;
 use engine::{Engine, Ledger, NS, T, retry};
 use libctd_core::{Client, ErrorKind, INIT_PROCESS_ID, Remote, discard_stdio};
 use libctd_testkit::containerd::{
-    build_busybox_rootfs, busybox_process, busybox_spec, require_root,
+    build_busybox_rootfs, busybox_process, busybox_spec, require_root, shim_of_container,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -77,24 +77,6 @@ fn seed() -> u64 {
             .unwrap()
             .as_nanos() as u64,
     }
-}
-
-/// The pid of the runc shim serving container `id` (its command line names
-/// the namespace and the id).
-fn shim_of_container(id: &str) -> Option<i32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let pair = |flag: &[u8], value: &str| {
-            args.windows(2)
-                .any(|w| w[0] == flag && w[1] == value.as_bytes())
-        };
-        let shim = args
-            .first()
-            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
-        (shim && pair(b"-namespace", NS) && pair(b"-id", id)).then_some(pid)
-    })
 }
 
 /// The test's side of the run: what it injects, beside the engine.
@@ -193,7 +175,7 @@ impl Chaos {
         let Some(id) = self.rng.pick(&running).cloned() else {
             return;
         };
-        let Some(shim) = shim_of_container(&id) else {
+        let Some(shim) = shim_of_container(NS, &id).and_then(|p| i32::try_from(p).ok()) else {
             return;
         };
         let sockets = shim_sockets(shim);
