@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libctd_core::{EventType, INIT_PROCESS_ID, Remote, discard_stdio};
+use libctd_core::{EventType, INIT_PROCESS_ID, Remote, UNKNOWN_EXIT_CODE, discard_stdio};
 use libctd_linux::LinuxRemote;
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
@@ -193,7 +193,7 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
     }
     // The first two die with their shims while containerd is down.
     let shims: Vec<i32> = procs[..2].iter().map(|(_, pid, _)| shim_of(*pid)).collect();
-    let mut sockets: Vec<PathBuf> = shims.iter().flat_map(|s| shim_sockets(*s)).collect();
+    let sockets: Vec<PathBuf> = shims.iter().flat_map(|s| shim_sockets(*s)).collect();
 
     let old = remote.daemon_pid().unwrap();
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
@@ -251,7 +251,7 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
                 .collect();
             let shim_killed = *i < 2;
             match answers.as_slice() {
-                [got] if shim_killed => ![137, 255, u32::MAX].contains(got),
+                [got] if shim_killed => ![137, 255, UNKNOWN_EXIT_CODE].contains(got),
                 [got] => got != code,
                 _ => true,
             }
@@ -262,7 +262,7 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
     assert!(wrong.is_empty(), "{} of {N} wrong: {wrong:#?}", wrong.len());
     remote.cleanup().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    for path in sockets.drain(..) {
+    for path in &sockets {
         let _ = std::fs::remove_file(path);
     }
 }
