@@ -14,10 +14,10 @@ use libctd_core::{
     discard_stdio,
 };
 use libctd_linux::{LinuxClient, LinuxRemote};
-
-use crate::support::embedded;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::embedded;
 
 /// The namespace the engine runs its containers in.
 pub(crate) const NS: &str = "chaos";
