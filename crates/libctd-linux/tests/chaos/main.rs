@@ -29,7 +29,7 @@ use libctd_testkit::containerd::{
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{assert_nothing_left, cgroup_of, shim_sockets};
+use support::{assert_nothing_left, cgroup_of, daemons_of, shim_sockets};
 use tokio::task::JoinSet;
 
 const CONTAINERS: usize = 100;
@@ -156,10 +156,7 @@ impl Chaos {
         };
         // A pid goes round quickly here: only a containerd of this run's.
         let config = self.dir.join("containerd.toml");
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let ours = cmdline
-            .split(|b| *b == 0)
-            .any(|a| a == config.as_os_str().as_encoded_bytes());
+        let ours = daemons_of(&config).contains(&pid);
         if self.killed_daemon == Some(pid) || !ours {
             return;
         }
