@@ -30,7 +30,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod support;
-use support::{assert_nothing_left, cgroup_of, entries};
+use support::{assert_nothing_left, cgroup_of, daemons_of, entries};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -65,22 +65,6 @@ async fn remove_own_daemon(remote: LinuxRemote, dir: &Path) {
 
 fn signal(pid: u32, sig: Signal) {
     kill(Pid::from_raw(i32::try_from(pid).unwrap()), sig).unwrap();
-}
-
-/// containerd processes whose command line names `config`.
-fn daemons_of(config: &Path) -> Vec<u32> {
-    let needle = config.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
-            (!zombie && cmdline.split(|b| *b == 0).any(|a| a == needle)).then_some(pid)
-        })
-        .collect()
 }
 
 /// Waits until the remote's daemon was restarted and answers.

@@ -10,32 +10,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libctd_core::{EventType, INIT_PROCESS_ID, Remote, discard_stdio};
-use libctd_linux::{HealthCheck, LinuxRemote};
+use libctd_core::{EventType, INIT_PROCESS_ID, Remote, UNKNOWN_EXIT_CODE, discard_stdio};
+use libctd_linux::LinuxRemote;
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
-    SLEEP_ARGS, build_busybox_rootfs, busybox_spec, containerd_binary, wait_sigterm_caught,
+    SLEEP_ARGS, build_busybox_rootfs, busybox_spec, wait_sigterm_caught,
 };
 use libctd_testkit::namespace::NamespaceGuard;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod support;
-use support::{shim_of, shim_sockets};
+use support::{embedded, shim_of, shim_sockets};
 
 const T: Duration = Duration::from_secs(30);
-
-/// An embedded daemon on `dir` whose death or hang is noticed quickly.
-fn embedded(dir: &std::path::Path) -> libctd_linux::LinuxRemoteBuilder {
-    LinuxRemote::builder()
-        .state_dir(dir)
-        .containerd_binary(containerd_binary())
-        .health_check(HealthCheck {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_millis(500),
-            failures: 3,
-        })
-}
 
 async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
     let deadline = tokio::time::Instant::now() + T;
@@ -205,7 +193,7 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
     }
     // The first two die with their shims while containerd is down.
     let shims: Vec<i32> = procs[..2].iter().map(|(_, pid, _)| shim_of(*pid)).collect();
-    let mut sockets: Vec<PathBuf> = shims.iter().flat_map(|s| shim_sockets(*s)).collect();
+    let sockets: Vec<PathBuf> = shims.iter().flat_map(|s| shim_sockets(*s)).collect();
 
     let old = remote.daemon_pid().unwrap();
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
@@ -263,7 +251,7 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
                 .collect();
             let shim_killed = *i < 2;
             match answers.as_slice() {
-                [got] if shim_killed => ![137, 255, u32::MAX].contains(got),
+                [got] if shim_killed => ![137, 255, UNKNOWN_EXIT_CODE].contains(got),
                 [got] => got != code,
                 _ => true,
             }
@@ -274,7 +262,7 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
     assert!(wrong.is_empty(), "{} of {N} wrong: {wrong:#?}", wrong.len());
     remote.cleanup().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    for path in sockets.drain(..) {
+    for path in &sockets {
         let _ = std::fs::remove_file(path);
     }
 }

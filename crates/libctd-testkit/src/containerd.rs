@@ -327,6 +327,19 @@ impl Containerd {
 /// The pids of the runc shims serving namespace `ns` (their command line
 /// names it).
 pub fn shims_of(ns: &str) -> Vec<u32> {
+    shims_where(|args| names(args, b"-namespace", ns))
+}
+
+/// The pid of the runc shim serving container `id` of namespace `ns` (its
+/// command line names both), if one runs.
+pub fn shim_of_container(ns: &str, id: &str) -> Option<u32> {
+    shims_where(|args| names(args, b"-namespace", ns) && names(args, b"-id", id))
+        .into_iter()
+        .next()
+}
+
+/// The pids of the runc shims whose arguments `matches` accepts.
+fn shims_where(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -338,13 +351,16 @@ pub fn shims_of(ns: &str) -> Vec<u32> {
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
             let shim = args
                 .first()
-                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"-namespace" && w[1] == ns.as_bytes());
-            shim.then_some(pid)
+                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+            (shim && matches(&args)).then_some(pid)
         })
         .collect()
+}
+
+/// Whether `args` hold `flag` followed by `value`.
+fn names(args: &[&[u8]], flag: &[u8], value: &str) -> bool {
+    args.windows(2)
+        .any(|w| w[0] == flag && w[1] == value.as_bytes())
 }
 
 /// SIGKILLs container `id`'s init process, waits (up to `timeout`) for its

@@ -9,21 +9,23 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use libctd_core::{
-    Backend, BoxError, Client, ErrorKind, EventInfo, EventType, INIT_PROCESS_ID, UNKNOWN_EXIT_CODE,
+    Client, ErrorKind, EventInfo, EventStream, EventType, INIT_PROCESS_ID, UNKNOWN_EXIT_CODE,
     discard_stdio,
 };
-use libctd_linux::{HealthCheck, LinuxClient, LinuxRemote};
-use libctd_testkit::containerd::containerd_binary;
-use tokio::sync::mpsc;
+use libctd_linux::{LinuxClient, LinuxRemote};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::embedded;
 
 /// The namespace the engine runs its containers in.
 pub(crate) const NS: &str = "chaos";
 /// How long an engine waits for containerd to come back, or for exits.
 pub(crate) const T: Duration = Duration::from_secs(60);
+/// How many events an engine's stream buffers; a full one only slows
+/// their delivery.
+const EVENTS: usize = 1024;
 
 /// One exit the engine committed.
 #[derive(Debug, Clone)]
@@ -269,25 +271,6 @@ fn acceptable(p: &Proc, exit: &Exit) -> bool {
     }
 }
 
-/// Forwards exits to the engine's loop.
-struct Forward(mpsc::UnboundedSender<(String, EventInfo)>);
-
-#[async_trait]
-impl Backend for Forward {
-    async fn process_event(
-        &self,
-        container_id: &str,
-        event: EventType,
-        info: EventInfo,
-    ) -> Result<(), BoxError> {
-        if event == EventType::Exit {
-            // After the engine stopped, nobody listens: as for a crashed engine.
-            let _ = self.0.send((container_id.to_owned(), info));
-        }
-        Ok(())
-    }
-}
-
 /// One life of the engine: a remote on the state directory, a client, and
 /// the loop that handles exits.
 pub(crate) struct Engine {
@@ -299,26 +282,15 @@ pub(crate) struct Engine {
     events: tokio::task::JoinHandle<()>,
 }
 
-/// An embedded daemon on `dir` whose death is noticed quickly.
-fn embedded(dir: &Path) -> libctd_linux::LinuxRemoteBuilder {
-    LinuxRemote::builder()
-        .state_dir(dir)
-        .containerd_binary(containerd_binary())
-        .rpc_timeout(Duration::from_secs(10))
-        .health_check(HealthCheck {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_millis(500),
-            failures: 3,
-        })
-}
-
 impl Engine {
     /// Starts generation `generation` on `dir`; from the second on, it
     /// restores every container the ledger has not deleted.
     pub(crate) async fn start(dir: &Path, ledger: &Ledger, generation: u32) -> Engine {
-        let remote = retry(|| embedded(dir).build()).await.unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let client = retry(|| remote.new_linux_client(NS, Arc::new(Forward(tx.clone()))))
+        let remote = retry(|| embedded(dir).rpc_timeout(Duration::from_secs(10)).build())
+            .await
+            .unwrap();
+        let (backend, events) = EventStream::channel(EVENTS).unwrap();
+        let client = retry(|| remote.new_linux_client(NS, backend.clone()))
             .await
             .unwrap();
         let stop = CancellationToken::new();
@@ -326,7 +298,7 @@ impl Engine {
             client.clone(),
             ledger.clone(),
             generation,
-            rx,
+            events,
             stop.clone(),
         ));
         let engine = Engine {
@@ -393,12 +365,13 @@ impl Engine {
 }
 
 /// The engine's loop: each exit handled in a task of its own; when
-/// stopped, the handlers running are awaited and nothing more is taken.
+/// stopped, the stream is closed (later deliveries fail, as to a crashed
+/// engine), the handlers running are awaited and nothing more is taken.
 async fn handle_exits(
     client: Arc<LinuxClient>,
     ledger: Ledger,
     generation: u32,
-    mut rx: mpsc::UnboundedReceiver<(String, EventInfo)>,
+    mut events: EventStream,
     stop: CancellationToken,
 ) {
     let mut handlers = JoinSet::new();
@@ -406,8 +379,12 @@ async fn handle_exits(
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            next = rx.recv() => {
-                let Some((id, info)) = next else { break };
+            next = events.recv() => {
+                let Some(event) = next else { break };
+                if event.kind != EventType::Exit {
+                    continue;
+                }
+                let (id, info) = (event.container_id, event.info);
                 let (client, ledger) = (client.clone(), ledger.clone());
                 handlers.spawn(async move {
                     on_exit(&client, &ledger, generation, &id, info).await;
@@ -415,6 +392,7 @@ async fn handle_exits(
             }
         }
     }
+    events.close();
     while handlers.join_next().await.is_some() {}
 }
 

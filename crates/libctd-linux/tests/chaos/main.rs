@@ -25,11 +25,11 @@ use std::time::Duration;
 use engine::{Engine, Ledger, NS, T, retry};
 use libctd_core::{Client, ErrorKind, INIT_PROCESS_ID, Remote, discard_stdio};
 use libctd_testkit::containerd::{
-    build_busybox_rootfs, busybox_process, busybox_spec, require_root,
+    build_busybox_rootfs, busybox_process, busybox_spec, require_root, shim_of_container,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{assert_nothing_left, cgroup_of, shim_sockets};
+use support::{assert_nothing_left, cgroup_of, daemons_of, shim_sockets};
 use tokio::task::JoinSet;
 
 const CONTAINERS: usize = 100;
@@ -77,24 +77,6 @@ fn seed() -> u64 {
             .unwrap()
             .as_nanos() as u64,
     }
-}
-
-/// The pid of the runc shim serving container `id` (its command line names
-/// the namespace and the id).
-fn shim_of_container(id: &str) -> Option<i32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let pair = |flag: &[u8], value: &str| {
-            args.windows(2)
-                .any(|w| w[0] == flag && w[1] == value.as_bytes())
-        };
-        let shim = args
-            .first()
-            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
-        (shim && pair(b"-namespace", NS) && pair(b"-id", id)).then_some(pid)
-    })
 }
 
 /// The test's side of the run: what it injects, beside the engine.
@@ -174,10 +156,7 @@ impl Chaos {
         };
         // A pid goes round quickly here: only a containerd of this run's.
         let config = self.dir.join("containerd.toml");
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let ours = cmdline
-            .split(|b| *b == 0)
-            .any(|a| a == config.as_os_str().as_encoded_bytes());
+        let ours = daemons_of(&config).contains(&pid);
         if self.killed_daemon == Some(pid) || !ours {
             return;
         }
@@ -193,7 +172,7 @@ impl Chaos {
         let Some(id) = self.rng.pick(&running).cloned() else {
             return;
         };
-        let Some(shim) = shim_of_container(&id) else {
+        let Some(shim) = shim_of_container(NS, &id).and_then(|p| i32::try_from(p).ok()) else {
             return;
         };
         let sockets = shim_sockets(shim);
@@ -362,8 +341,7 @@ async fn every_exit_once_and_nothing_left_through_daemon_shim_and_engine_deaths(
     let engine = chaos.engine.take().unwrap();
     if wrong.is_empty() {
         assert_nothing_left(&engine.remote, NS, &ledger.cgroups()).await;
-    }
-    if !wrong.is_empty() {
+    } else {
         // The daemon's side of a failed run, for whoever replays it.
         let kept = std::env::temp_dir().join(format!("libctd-chaos-{seed}-containerd.log"));
         if std::fs::copy(dir.join("containerd.log"), &kept).is_ok() {

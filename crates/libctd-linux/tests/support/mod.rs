@@ -1,5 +1,6 @@
-//! What the fault and chaos tests share: the scan for anything a
-//! namespace left behind.
+//! What the fault, restart and chaos tests share: an embedded daemon that
+//! is restarted quickly, the scan for anything a namespace left behind,
+//! the containerds of a config, and a shim's pid and sockets.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -7,11 +8,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libctd_core::oci_spec::runtime::Spec;
-use libctd_linux::LinuxRemote;
-use libctd_testkit::containerd::shims_of;
+use libctd_linux::{HealthCheck, LinuxRemote, LinuxRemoteBuilder};
+use libctd_testkit::containerd::{containerd_binary, shims_of};
 
 /// How long the scan waits for what is still being torn down.
 const T: Duration = Duration::from_secs(30);
+
+/// An embedded daemon on `dir` whose death or hang is noticed quickly.
+pub(crate) fn embedded(dir: &Path) -> LinuxRemoteBuilder {
+    LinuxRemote::builder()
+        .state_dir(dir)
+        .containerd_binary(containerd_binary())
+        .health_check(HealthCheck {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(500),
+            failures: 3,
+        })
+}
 
 pub(crate) fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -116,6 +129,22 @@ pub(crate) async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups:
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// containerd processes whose command line names `config`.
+pub(crate) fn daemons_of(config: &Path) -> Vec<u32> {
+    let needle = config.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
+            (!zombie && cmdline.split(|b| *b == 0).any(|a| a == needle)).then_some(pid)
+        })
+        .collect()
 }
 
 /// The pid of the shim that is the parent of container process `pid`.

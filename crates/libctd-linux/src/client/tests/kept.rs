@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use libctd_core::{Client, ErrorKind, EventType, UNKNOWN_EXIT_CODE, discard_stdio};
+use libctd_core::{
+    Client, ErrorKind, EventType, INIT_PROCESS_ID, UNKNOWN_EXIT_CODE, discard_stdio,
+};
 
-use super::{DEADLINE, WAIT, fixture_with};
+use super::{DEADLINE, NS, WAIT, fixture_with};
 use crate::conn::mem::Mem;
 use crate::shim_exits::{KeptStatus, Lost, ShimExit, ShimExits};
-
-/// The namespace of the fixture's client.
-const NS: &str = "test";
 
 fn kept(pid: u32, status: KeptStatus) -> ShimExit {
     ShimExit {
@@ -143,7 +142,7 @@ async fn a_task_dropped_after_its_delivered_exit_answers_that_exit() {
     assert!(mem.exit("a", "", 255));
     let exit = f
         .backend
-        .next_process_event("a", libctd_core::INIT_PROCESS_ID, EventType::Exit, WAIT)
+        .next_process_event("a", INIT_PROCESS_ID, EventType::Exit, WAIT)
         .await
         .expect("the exit event");
     mem.lose_task("a");
@@ -165,7 +164,7 @@ async fn a_delete_that_meets_a_dead_shim_answers_the_delivered_exit() {
     f.run("a").await;
     assert!(mem.exit("a", "", 3));
     f.backend
-        .next_process_event("a", libctd_core::INIT_PROCESS_ID, EventType::Exit, WAIT)
+        .next_process_event("a", INIT_PROCESS_ID, EventType::Exit, WAIT)
         .await
         .expect("the exit event");
     mem.fail("delete_task", crate::conn::mem::Fault::ShimGone);
@@ -185,7 +184,7 @@ async fn a_delivered_exit_outranks_a_record_of_a_shim_gone() {
     let pid = f.run("a").await;
     assert!(mem.exit("a", "", 34));
     f.backend
-        .next_process_event("a", libctd_core::INIT_PROCESS_ID, EventType::Exit, WAIT)
+        .next_process_event("a", INIT_PROCESS_ID, EventType::Exit, WAIT)
         .await
         .expect("the exit event");
     mem.lose_task("a");

@@ -15,6 +15,8 @@ use crate::conn::mem::{Fault, Mem};
 use crate::conn::{Conn, Shared, Transport};
 use crate::shim_exits::ShimExits;
 
+/// The namespace of the fixture's client.
+const NS: &str = "test";
 /// How long a test waits for an event or a condition.
 const WAIT: Duration = Duration::from_secs(10);
 /// The deadline of a call to the double (a hung call fails after it).
@@ -71,7 +73,7 @@ fn conn_with(
         shim_exits: exits,
     });
     let conn = Conn {
-        namespace: "test".to_owned(),
+        namespace: NS.to_owned(),
         shared,
         api: mem.clone(),
     };
@@ -432,7 +434,7 @@ async fn a_fresh_subscription_is_ready_only_once_proven_live() {
 
 /// The FIFO files left in the client's stdio directory.
 fn fifo_files(f: &Fixture) -> Vec<String> {
-    match std::fs::read_dir(f.dir.path().join("fifo").join("test")) {
+    match std::fs::read_dir(f.dir.path().join("fifo").join(NS)) {
         Ok(dir) => dir
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
