@@ -57,12 +57,12 @@ impl Model {
         let endpoint = request.settings.endpoint_id;
         self.with(|w| {
             if !w.endpoints.contains(&endpoint) {
-                return Err(failure(hr::NOT_FOUND, &format!("no endpoint {endpoint:?}")));
+                return Err(not_found(&format!("endpoint {endpoint:?}")));
             }
             let endpoints = w
                 .namespaces
                 .get_mut(namespace)
-                .ok_or_else(|| failure(hr::NOT_FOUND, &format!("no namespace {namespace:?}")))?;
+                .ok_or_else(|| not_found(&format!("namespace {namespace:?}")))?;
             if endpoints.contains(&endpoint) {
                 return Err(failure(
                     hr::ALREADY_EXISTS,
@@ -78,10 +78,7 @@ impl Model {
     pub fn delete_namespace(&self, namespace: &str) -> Result<(), HcsError> {
         self.with(|w| match w.namespaces.remove(namespace) {
             Some(_) => Ok(()),
-            None => Err(failure(
-                hr::NOT_FOUND,
-                &format!("no namespace {namespace:?}"),
-            )),
+            None => Err(not_found(&format!("namespace {namespace:?}"))),
         })
     }
 
