@@ -155,7 +155,7 @@ fn handle_call<T: Send + 'static>(
 }
 
 /// An answer without a document.
-fn done(result: Result<(), HcsError>) -> OpResult {
+pub(crate) fn done(result: Result<(), HcsError>) -> OpResult {
     OpResult::of(result.map(|()| String::new()))
 }
 
