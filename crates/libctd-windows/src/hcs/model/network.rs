@@ -74,6 +74,18 @@ impl Model {
         })
     }
 
+    /// HcnOpenNamespace: namespace `namespace` exists (ERROR_NOT_FOUND
+    /// otherwise).
+    pub fn open_namespace(&self, namespace: &str) -> Result<(), HcsError> {
+        self.read(|w| {
+            if w.namespaces.contains_key(namespace) {
+                Ok(())
+            } else {
+                Err(HcsError::new(hr::NOT_FOUND))
+            }
+        })
+    }
+
     /// HcnDeleteNamespace.
     pub fn delete_namespace(&self, namespace: &str) -> Result<(), HcsError> {
         self.with(|w| match w.namespaces.remove(namespace) {
@@ -269,7 +281,9 @@ mod tests {
         );
         assert!(m.modify_namespace("nope", &add("e1")).is_err());
         assert_eq!(m.namespaces()[&ns], ["e1"]);
+        m.open_namespace(&ns).unwrap();
         m.delete_namespace(&ns).unwrap();
+        assert!(m.open_namespace(&ns).unwrap_err().hresult.is_not_exist());
         assert!(m.delete_namespace(&ns).unwrap_err().hresult.is_not_exist());
         assert!(m.namespaces().is_empty());
         for bad in [
