@@ -124,14 +124,7 @@ fn system_call(
     call: &'static str,
     work: impl FnOnce(SystemKey) -> OpResult + Send + 'static,
 ) -> HRESULT {
-    let h = system.0 as usize;
-    let (key, id) = match enter(h, call, system_of) {
-        Ok(s) => s,
-        Err(e) => return HRESULT(e),
-    };
-    let answer = gated_call(h, op, &id, call, move || work(key), || {});
-    leave(h);
-    answer
+    handle_call(system.0 as usize, op, call, system_of, work)
 }
 
 /// Issues `call` on process handle `process`.
@@ -141,18 +134,28 @@ pub(crate) fn process_call(
     call: &'static str,
     work: impl FnOnce(u32) -> OpResult + Send + 'static,
 ) -> HRESULT {
-    let h = process.0 as usize;
-    let (pid, id) = match enter(h, call, process_of) {
-        Ok(p) => p,
+    handle_call(process.0 as usize, op, call, process_of, work)
+}
+
+/// Issues `call` on handle `h`, which `of` reads as what `work` acts on.
+fn handle_call<T: Send + 'static>(
+    h: usize,
+    op: HCS_OPERATION,
+    call: &'static str,
+    of: fn(&Kind, &str) -> Option<(T, String)>,
+    work: impl FnOnce(T) -> OpResult + Send + 'static,
+) -> HRESULT {
+    let (target, id) = match enter(h, call, of) {
+        Ok(t) => t,
         Err(e) => return HRESULT(e),
     };
-    let answer = gated_call(h, op, &id, call, move || work(pid), || {});
+    let answer = gated_call(h, op, &id, call, move || work(target), || {});
     leave(h);
     answer
 }
 
 /// An answer without a document.
-fn done(result: Result<(), HcsError>) -> OpResult {
+pub(crate) fn done(result: Result<(), HcsError>) -> OpResult {
     OpResult::of(result.map(|()| String::new()))
 }
 

@@ -116,13 +116,7 @@ pub extern "system" fn HcnOpenNamespace(
     namespace: *mut Handle,
     record: *mut PWSTR,
 ) -> HRESULT {
-    open(id, namespace, record, |id| {
-        if model().namespaces().contains_key(id) {
-            Ok(())
-        } else {
-            Err(HcsError::new(libctd_windows::hcs::model::hr::NOT_FOUND))
-        }
-    })
+    open(id, namespace, record, |id| model().open_namespace(id))
 }
 
 /// Opens the namespace or endpoint `id` if `exists` says it does.

@@ -13,7 +13,7 @@ use windows::Win32::System::HostComputeSystem::{
 };
 use windows::core::{HRESULT, PCWSTR};
 
-use crate::exports::{process_call, put, set_callback, system_of, text};
+use crate::exports::{done, process_call, put, set_callback, system_of, text};
 use crate::program::{self, Io};
 use crate::world::{Kind, OpResult, ProcInfo, Timing, enter, hr, issue, leave, model, world};
 
@@ -255,11 +255,7 @@ pub extern "system" fn HcsSignalProcess(
 ) -> HRESULT {
     let options = text(options).unwrap_or_default();
     process_call(process, operation, "HcsSignalProcess", move |pid| {
-        OpResult::of(
-            model()
-                .signal_process(pid, &options)
-                .map(|()| String::new()),
-        )
+        done(model().signal_process(pid, &options))
     })
 }
 
@@ -270,7 +266,7 @@ pub extern "system" fn HcsTerminateProcess(
     _options: PCWSTR,
 ) -> HRESULT {
     process_call(process, operation, "HcsTerminateProcess", |pid| {
-        OpResult::of(model().terminate_process(pid).map(|()| String::new()))
+        done(model().terminate_process(pid))
     })
 }
 
@@ -282,11 +278,7 @@ pub extern "system" fn HcsModifyProcess(
 ) -> HRESULT {
     let settings = text(settings).unwrap_or_default();
     process_call(process, operation, "HcsModifyProcess", move |pid| {
-        OpResult::of(
-            model()
-                .modify_process(pid, &settings)
-                .map(|()| String::new()),
-        )
+        done(model().modify_process(pid, &settings))
     })
 }
 

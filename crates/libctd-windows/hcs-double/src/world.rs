@@ -25,8 +25,8 @@ pub(crate) type Completion = unsafe extern "system" fn(HCS_OPERATION, *const c_v
 /// The HRESULTs of computecore's own machinery (the model's are in
 /// `model::hr`), as `HRESULT.0`.
 pub(crate) mod hr {
+    use libctd_windows::error::Hresult;
     use libctd_windows::error::codes::*;
-    use libctd_windows::error::{Hresult, win32};
 
     /// An HRESULT as `HRESULT.0`.
     pub(crate) const fn i(h: Hresult) -> i32 {
@@ -38,8 +38,8 @@ pub(crate) mod hr {
     pub(crate) const NOT_STARTED: i32 = i(HCS_E_OPERATION_NOT_STARTED);
     /// HCS_E_OPERATION_ALREADY_STARTED.
     pub(crate) const ALREADY_STARTED: i32 = i(HCS_E_OPERATION_ALREADY_STARTED);
-    /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE).
-    pub(crate) const INVALID_HANDLE: i32 = i(Hresult::from_win32(win32::INVALID_HANDLE));
+    /// E_HANDLE as HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE), the model's.
+    pub(crate) const INVALID_HANDLE: i32 = i(libctd_windows::hcs::model::hr::INVALID_HANDLE);
     /// E_INVALIDARG.
     pub(crate) const INVALID_ARG: i32 = 0x8007_0057_u32 as i32;
     /// HRESULT_FROM_WIN32(ERROR_CANCELLED).

@@ -57,12 +57,12 @@ impl Model {
         let endpoint = request.settings.endpoint_id;
         self.with(|w| {
             if !w.endpoints.contains(&endpoint) {
-                return Err(failure(hr::NOT_FOUND, &format!("no endpoint {endpoint:?}")));
+                return Err(not_found(&format!("endpoint {endpoint:?}")));
             }
             let endpoints = w
                 .namespaces
                 .get_mut(namespace)
-                .ok_or_else(|| failure(hr::NOT_FOUND, &format!("no namespace {namespace:?}")))?;
+                .ok_or_else(|| not_found(&format!("namespace {namespace:?}")))?;
             if endpoints.contains(&endpoint) {
                 return Err(failure(
                     hr::ALREADY_EXISTS,
@@ -74,14 +74,23 @@ impl Model {
         })
     }
 
+    /// HcnOpenNamespace: namespace `namespace` exists (ERROR_NOT_FOUND
+    /// otherwise).
+    pub fn open_namespace(&self, namespace: &str) -> Result<(), HcsError> {
+        self.read(|w| {
+            if w.namespaces.contains_key(namespace) {
+                Ok(())
+            } else {
+                Err(HcsError::new(hr::NOT_FOUND))
+            }
+        })
+    }
+
     /// HcnDeleteNamespace.
     pub fn delete_namespace(&self, namespace: &str) -> Result<(), HcsError> {
         self.with(|w| match w.namespaces.remove(namespace) {
             Some(_) => Ok(()),
-            None => Err(failure(
-                hr::NOT_FOUND,
-                &format!("no namespace {namespace:?}"),
-            )),
+            None => Err(not_found(&format!("namespace {namespace:?}"))),
         })
     }
 
@@ -272,7 +281,9 @@ mod tests {
         );
         assert!(m.modify_namespace("nope", &add("e1")).is_err());
         assert_eq!(m.namespaces()[&ns], ["e1"]);
+        m.open_namespace(&ns).unwrap();
         m.delete_namespace(&ns).unwrap();
+        assert!(m.open_namespace(&ns).unwrap_err().hresult.is_not_exist());
         assert!(m.delete_namespace(&ns).unwrap_err().hresult.is_not_exist());
         assert!(m.namespaces().is_empty());
         for bad in [

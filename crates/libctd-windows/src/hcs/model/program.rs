@@ -24,8 +24,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::FILE_NOT_FOUND;
+use super::documents::failure;
 use crate::convert::split_command_line;
-use crate::error::{HcsError, Hresult, win32};
+use crate::error::HcsError;
 
 /// The exit code of a statement with bad arguments.
 pub const UNKNOWN_COMMAND_EXIT: u32 = 9009;
@@ -104,11 +106,7 @@ impl Program {
                     Statement::SleepMs(rest.first().and_then(|n| n.parse().ok()).unwrap_or(0))
                 }
                 unknown => {
-                    return Err(HcsError::with_document(
-                        Hresult::from_win32(win32::FILE_NOT_FOUND),
-                        &serde_json::json!({"ErrorMessage": format!("no program {unknown:?}")})
-                            .to_string(),
-                    ));
+                    return Err(failure(FILE_NOT_FOUND, &format!("no program {unknown:?}")));
                 }
             });
         }
@@ -189,6 +187,7 @@ fn parse_code(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Hresult, win32};
 
     fn steps(line: &str) -> Vec<Step> {
         let mut p = Program::parse(line).unwrap();

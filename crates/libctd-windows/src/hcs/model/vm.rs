@@ -25,7 +25,7 @@ use crate::schema::{
 const NETWORK_ADAPTERS: &str = "VirtualMachine/Devices/NetworkAdapters/";
 
 /// ERROR_FILE_NOT_FOUND.
-pub const FILE_NOT_FOUND: Hresult = Hresult::from_win32(2);
+pub const FILE_NOT_FOUND: Hresult = Hresult::from_win32(win32::FILE_NOT_FOUND);
 /// ERROR_FILE_EXISTS.
 pub const FILE_EXISTS: Hresult = Hresult::from_win32(0x50);
 
@@ -245,7 +245,7 @@ impl Model {
     /// file exists).
     pub fn grant_vm_access(&self, vm_id: &str, path: &str) -> Result<(), HcsError> {
         if vm_id.is_empty() || path.is_empty() {
-            return Err(HcsError::new(Hresult::from_win32(win32::INVALID_DATA)));
+            return Err(HcsError::new(hr::INVALID_DATA));
         }
         self.with(|w| {
             w.grants.insert((vm_id.to_owned(), path.to_owned()));

@@ -1,8 +1,7 @@
 //! The [`Hcs`] trait over the model: each call records itself, waits out
 //! the plan's delays, checks its handle and asks the model.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 
@@ -87,23 +86,13 @@ impl Hcs for Sim {
     async fn create_compute_system(&self, id: &str, configuration: &str) -> HcsResult<SimSystem> {
         let gate = self.gate(HcsOp::CreateComputeSystem, id).await?;
         let key = self.model().create_system(id, configuration)?;
-        let handle = SimSystem {
-            key,
-            id: id.to_owned(),
-            closed: Arc::new(AtomicBool::new(false)),
-        };
-        answer(gate, Ok(handle)).await
+        answer(gate, Ok(SimSystem::new(key, id))).await
     }
 
     async fn open_compute_system(&self, id: &str) -> HcsResult<SimSystem> {
         let gate = self.gate(HcsOp::OpenComputeSystem, id).await?;
         let key = self.model().open_system(id)?;
-        let handle = SimSystem {
-            key,
-            id: id.to_owned(),
-            closed: Arc::new(AtomicBool::new(false)),
-        };
-        answer(gate, Ok(handle)).await
+        answer(gate, Ok(SimSystem::new(key, id))).await
     }
 
     async fn start_compute_system(&self, handle: &SimSystem) -> HcsResult<()> {
@@ -187,24 +176,14 @@ impl Hcs for Sim {
         let spawn = self.model().create_process(handle.key, pid, parameters)?;
         let (io, info) = pipes(&spawn);
         tokio::spawn(run(self.clone(), pid, spawn.program, io));
-        let process = SimProcess {
-            pid,
-            system: handle.id.clone(),
-            closed: Arc::new(AtomicBool::new(false)),
-        };
-        answer(gate, Ok((process, info))).await
+        answer(gate, Ok((SimProcess::new(pid, &handle.id), info))).await
     }
 
     async fn open_process(&self, handle: &SimSystem, pid: u32) -> HcsResult<SimProcess> {
         let gate = self.gate(HcsOp::OpenProcess, &handle.id).await?;
         check_open(&handle.closed)?;
         self.model().open_process(handle.key, pid)?;
-        let process = SimProcess {
-            pid,
-            system: handle.id.clone(),
-            closed: Arc::new(AtomicBool::new(false)),
-        };
-        answer(gate, Ok(process)).await
+        answer(gate, Ok(SimProcess::new(pid, &handle.id))).await
     }
 
     async fn signal_process(&self, handle: &SimProcess, options: &str) -> HcsResult<()> {

@@ -111,6 +111,17 @@ pub struct SimSystem {
     closed: Arc<AtomicBool>,
 }
 
+impl SimSystem {
+    /// A fresh, open handle on system `key`, known as `id`.
+    fn new(key: SystemKey, id: &str) -> Self {
+        Self {
+            key,
+            id: id.to_owned(),
+            closed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
 impl fmt::Debug for SimSystem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimSystem")
@@ -126,6 +137,17 @@ pub struct SimProcess {
     pid: u32,
     system: String,
     closed: Arc<AtomicBool>,
+}
+
+impl SimProcess {
+    /// A fresh, open handle on process `pid` of system `system`.
+    fn new(pid: u32, system: &str) -> Self {
+        Self {
+            pid,
+            system: system.to_owned(),
+            closed: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 impl fmt::Debug for SimProcess {

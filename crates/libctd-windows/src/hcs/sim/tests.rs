@@ -1,6 +1,6 @@
 //! The simulation's own checks, over the trait.
 use super::*;
-use crate::hcs::Hcs;
+use crate::hcs::{Hcs, ProcessInfo};
 use crate::schema::ModifyProcessRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,6 +24,11 @@ async fn running(sim: &Sim, id: &str) -> SimSystem {
     s
 }
 
+/// Starts `script` in `s`, with a stdin pipe when `stdin`.
+async fn spawn(sim: &Sim, s: &SimSystem, script: &str, stdin: bool) -> (SimProcess, ProcessInfo) {
+    sim.create_process(s, &params(script, stdin)).await.unwrap()
+}
+
 /// Everything a stream gives until it closes.
 async fn read_all(stream: Option<libctd_core::OutputStream>) -> String {
     let mut text = String::new();
@@ -35,13 +40,13 @@ async fn read_all(stream: Option<libctd_core::OutputStream>) -> String {
 async fn programs_print_and_exit() {
     let sim = Sim::new();
     let s = running(&sim, "c").await;
-    let (p, mut info) = sim
-        .create_process(
-            &s,
-            &params("echo a b ; echoerr oops ; bytes 10 ; exit 7", false),
-        )
-        .await
-        .unwrap();
+    let (p, mut info) = spawn(
+        &sim,
+        &s,
+        "echo a b ; echoerr oops ; bytes 10 ; exit 7",
+        false,
+    )
+    .await;
     assert!(info.stdin.is_none());
     let out = read_all(info.stdout.take()).await;
     let err = read_all(info.stderr.take()).await;
@@ -58,10 +63,7 @@ async fn bad_arguments_exit_9009_with_a_message() {
         ("exit seven", "bad exit code \"seven\"\n"),
         ("bytes", "bytes needs a count\n"),
     ] {
-        let (p, mut info) = sim
-            .create_process(&s, &params(script, false))
-            .await
-            .unwrap();
+        let (p, mut info) = spawn(&sim, &s, script, false).await;
         let err = read_all(info.stderr.take()).await;
         assert_eq!(err, message, "{script}");
         assert_eq!(
@@ -71,10 +73,7 @@ async fn bad_arguments_exit_9009_with_a_message() {
         );
     }
     // No argument: exit 0.
-    let (p, _info) = sim
-        .create_process(&s, &params("exit", false))
-        .await
-        .unwrap();
+    let (p, _info) = spawn(&sim, &s, "exit", false).await;
     assert_eq!(sim.wait_process_exit(&p).await.unwrap().code(), Some(0));
 }
 
@@ -82,10 +81,7 @@ async fn bad_arguments_exit_9009_with_a_message() {
 async fn cat_until_stdin_closed_by_handle() {
     let sim = Sim::new();
     let s = running(&sim, "c").await;
-    let (p, mut info) = sim
-        .create_process(&s, &params("cat ; exit 4", true))
-        .await
-        .unwrap();
+    let (p, mut info) = spawn(&sim, &s, "cat ; exit 4", true).await;
     let mut stdin = info.stdin.take().unwrap();
     stdin.write_all(b"ping").await.unwrap();
     let mut stdout = info.stdout.take().unwrap();
@@ -105,10 +101,7 @@ async fn cat_until_stdin_closed_by_handle() {
 async fn signals_terminate_and_faults() {
     let sim = Sim::new();
     let s = running(&sim, "c").await;
-    let (p, _info) = sim
-        .create_process(&s, &params("sleep", false))
-        .await
-        .unwrap();
+    let (p, _info) = spawn(&sim, &s, "sleep", false).await;
     sim.signal_process(&p, r#"{"Signal":"CtrlC"}"#)
         .await
         .unwrap();
@@ -134,10 +127,7 @@ async fn signals_terminate_and_faults() {
     assert!(sim.create_process(&s, &params("exit", false)).await.is_ok());
 
     sim.set_last_wait_result("c", 5);
-    let (p, _) = sim
-        .create_process(&s, &params("exit 0", false))
-        .await
-        .unwrap();
+    let (p, _) = spawn(&sim, &s, "exit 0", false).await;
     assert_eq!(sim.wait_process_exit(&p).await.unwrap().code(), None);
 }
 
@@ -145,10 +135,7 @@ async fn signals_terminate_and_faults() {
 async fn shutdown_and_unexpected_exit() {
     let sim = Sim::new();
     let s = running(&sim, "c").await;
-    let (p, _info) = sim
-        .create_process(&s, &params("sleep", false))
-        .await
-        .unwrap();
+    let (p, _info) = spawn(&sim, &s, "sleep", false).await;
     sim.exit_unexpectedly_on_shutdown("c");
     sim.shutdown_compute_system(&s).await.unwrap();
     let exit = sim.wait_compute_system_exit(&s).await.unwrap();
