@@ -8,7 +8,7 @@ use std::ffi::c_void;
 
 use windows::core::{GUID, HRESULT, HSTRING, PCWSTR, PWSTR};
 
-use super::fns::{load_library, symbol};
+use super::fns::{load_library, resolve, symbol};
 use crate::error::{HcsError, Hresult, win32};
 use crate::hcs::HcsResult;
 use crate::schema::HostComputeNamespace;
@@ -45,42 +45,41 @@ pub(super) struct Hcn {
     free: CoTaskMemFreeFn,
 }
 
-macro_rules! get {
-    ($module:expr, $dll:expr, $name:literal as $ty:ty) => {{
-        let f =
-            symbol($module, $dll, $name).map_err(|_| Hresult::from_win32(win32::PROC_NOT_FOUND))?;
-        // SAFETY: the documented signature of the exported function is `$ty`.
-        unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, $ty>(f) }
-    }};
-}
-
 impl Hcn {
     /// Resolves the functions; the HRESULT of a missing DLL
     /// (ERROR_MOD_NOT_FOUND) or function (ERROR_PROC_NOT_FOUND).
     pub(super) fn load() -> Result<Self, Hresult> {
         let dll = "computenetwork.dll";
+        let not_found = |_| Hresult::from_win32(win32::PROC_NOT_FOUND);
         let m = load_library(dll).map_err(|_| Hresult::from_win32(win32::MOD_NOT_FOUND))?;
         let ole =
             load_library("ole32.dll").map_err(|_| Hresult::from_win32(win32::MOD_NOT_FOUND))?;
         Ok(Self {
-            create: get!(m, dll, "HcnCreateNamespace" as CreateNamespaceFn),
-            open: get!(m, dll, "HcnOpenNamespace" as OpenNamespaceFn),
-            modify: get!(m, dll, "HcnModifyNamespace" as ModifyNamespaceFn),
-            query: get!(
+            create: resolve!(m, dll, "HcnCreateNamespace" as CreateNamespaceFn, not_found),
+            open: resolve!(m, dll, "HcnOpenNamespace" as OpenNamespaceFn, not_found),
+            modify: resolve!(m, dll, "HcnModifyNamespace" as ModifyNamespaceFn, not_found),
+            query: resolve!(
                 m,
                 dll,
-                "HcnQueryNamespaceProperties" as QueryNamespacePropertiesFn
+                "HcnQueryNamespaceProperties" as QueryNamespacePropertiesFn,
+                not_found
             ),
-            close: get!(m, dll, "HcnCloseNamespace" as CloseNamespaceFn),
-            delete: get!(m, dll, "HcnDeleteNamespace" as DeleteNamespaceFn),
-            open_endpoint: get!(m, dll, "HcnOpenEndpoint" as OpenEndpointFn),
-            query_endpoint: get!(
+            close: resolve!(m, dll, "HcnCloseNamespace" as CloseNamespaceFn, not_found),
+            delete: resolve!(m, dll, "HcnDeleteNamespace" as DeleteNamespaceFn, not_found),
+            open_endpoint: resolve!(m, dll, "HcnOpenEndpoint" as OpenEndpointFn, not_found),
+            query_endpoint: resolve!(
                 m,
                 dll,
-                "HcnQueryEndpointProperties" as QueryEndpointPropertiesFn
+                "HcnQueryEndpointProperties" as QueryEndpointPropertiesFn,
+                not_found
             ),
-            close_endpoint: get!(m, dll, "HcnCloseEndpoint" as CloseEndpointFn),
-            free: get!(ole, "ole32.dll", "CoTaskMemFree" as CoTaskMemFreeFn),
+            close_endpoint: resolve!(m, dll, "HcnCloseEndpoint" as CloseEndpointFn, not_found),
+            free: resolve!(
+                ole,
+                "ole32.dll",
+                "CoTaskMemFree" as CoTaskMemFreeFn,
+                not_found
+            ),
         })
     }
 
