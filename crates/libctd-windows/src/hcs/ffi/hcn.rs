@@ -112,24 +112,14 @@ impl Hcn {
     /// Creates a namespace from `settings`; its id, read from its properties.
     pub(super) fn create_namespace(&self, settings: &str) -> HcsResult<String> {
         let settings = HSTRING::from(settings);
-        let query = HSTRING::from(QUERY);
         let id = GUID::zeroed();
         let mut handle: Handle = std::ptr::null_mut();
         let mut record = PWSTR::null();
         // SAFETY: valid strings and out-pointers; HNS assigns the id.
         let hr = unsafe { (self.create)(&id, PCWSTR(settings.as_ptr()), &mut handle, &mut record) };
         self.check(hr, record)?;
-        let mut properties = PWSTR::null();
-        let mut record = PWSTR::null();
-        // SAFETY: an open namespace handle, a valid query and out-pointers.
-        let hr =
-            unsafe { (self.query)(handle, PCWSTR(query.as_ptr()), &mut properties, &mut record) };
-        let properties = self.take(properties);
-        let queried = self.check(hr, record);
-        // SAFETY: closed once, after its last use.
-        let closed = unsafe { (self.close)(handle) };
-        queried?;
-        self.check(closed, PWSTR::null())?;
+        // SAFETY: `handle` is the namespace just created, not used after.
+        let properties = unsafe { self.query_and_close(handle, self.query, self.close) }?;
         let ns: HostComputeNamespace = serde_json::from_str(&properties)
             .map_err(|_| HcsError::new(Hresult::from_win32(win32::INVALID_DATA)))?;
         if ns.id.is_empty() {
@@ -172,22 +162,37 @@ impl Hcn {
     /// hcsshim reads an endpoint.
     pub(super) fn endpoint_properties(&self, id: &str) -> HcsResult<String> {
         let guid = parse(id)?;
-        let query = HSTRING::from(QUERY);
         let mut handle: Handle = std::ptr::null_mut();
         let mut record = PWSTR::null();
         // SAFETY: a valid GUID and out-pointers.
         let hr = unsafe { (self.open_endpoint)(&guid, &mut handle, &mut record) };
         self.check(hr, record)?;
+        // SAFETY: `handle` is the endpoint just opened, not used after.
+        unsafe { self.query_and_close(handle, self.query_endpoint, self.close_endpoint) }
+    }
+
+    /// The properties of the open namespace or endpoint `handle` (by
+    /// [`QUERY`]), then closes it, whether the query failed or not.
+    ///
+    /// # Safety
+    ///
+    /// `handle` is open, of the kind `query` and `close` take, and not
+    /// used after this call.
+    unsafe fn query_and_close(
+        &self,
+        handle: Handle,
+        query: QueryNamespacePropertiesFn,
+        close: CloseNamespaceFn,
+    ) -> HcsResult<String> {
+        let text = HSTRING::from(QUERY);
         let mut properties = PWSTR::null();
         let mut record = PWSTR::null();
-        // SAFETY: an open endpoint handle, a valid query and out-pointers.
-        let hr = unsafe {
-            (self.query_endpoint)(handle, PCWSTR(query.as_ptr()), &mut properties, &mut record)
-        };
+        // SAFETY: an open handle (the caller's promise), a valid query and out-pointers.
+        let hr = unsafe { query(handle, PCWSTR(text.as_ptr()), &mut properties, &mut record) };
         let properties = self.take(properties);
         let queried = self.check(hr, record);
         // SAFETY: closed once, after its last use.
-        let closed = unsafe { (self.close_endpoint)(handle) };
+        let closed = unsafe { close(handle) };
         queried?;
         self.check(closed, PWSTR::null())?;
         Ok(properties)
