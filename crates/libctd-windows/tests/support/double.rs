@@ -102,23 +102,28 @@ pub(crate) fn violations(pattern: &str) -> Vec<String> {
     list(&report(pattern), "Violations")
 }
 
+/// The strings under `key`; panics when the double's answer has no such
+/// list (an empty list must mean "none", never "not answered").
 fn list(report: &serde_json::Value, key: &str) -> Vec<String> {
     report[key]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
+        .unwrap_or_else(|| panic!("the double answered no {key} list: {report}"))
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("{key} holds a non-string: {v}"))
+                .to_owned()
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// The disk access grants held by VMs whose id contains `pattern`.
 pub(crate) fn grants(pattern: &str) -> Vec<serde_json::Value> {
-    control(serde_json::json!({"Grants": pattern}))["Grants"]
+    let answer = control(serde_json::json!({"Grants": pattern}));
+    answer["Grants"]
         .as_array()
         .cloned()
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("the double answered no Grants list: {answer}"))
 }
 
 /// Asserts that, within `deadline`, no VM of `pattern` holds a disk grant.
