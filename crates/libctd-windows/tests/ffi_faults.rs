@@ -32,16 +32,17 @@ const PROCESS_ISOLATED: &str = r#"{"Owner":"test","SchemaVersion":{"Major":2,"Mi
 
 /// Polls the double until `pattern`'s systems have an operation in flight.
 fn wait_operation_in_flight(pattern: &str) {
-    let until = Instant::now() + T;
-    while !double::report(pattern)["OpenHandles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|h| h.as_str().unwrap().starts_with("operation"))
-    {
-        assert!(Instant::now() < until, "no operation in flight");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    double::poll(T, || {
+        let in_flight = double::report(pattern)["OpenHandles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h.as_str().unwrap().starts_with("operation"));
+        match in_flight {
+            true => Ok(()),
+            false => Err("no operation in flight".to_owned()),
+        }
+    });
 }
 
 /// Defect 1: closing a compute system handle while a call on it is in
@@ -135,20 +136,17 @@ async fn unreadable_exit_code_carries_an_error() {
 /// Polls the double until `pattern`'s systems have a process and every
 /// process exited (none orphaned); panics after [`T`].
 fn wait_processes_ended(pattern: &str) {
-    let until = Instant::now() + T;
-    loop {
+    double::poll(T, || {
         let r = double::report(pattern);
         let procs = r["Processes"].as_array().unwrap().clone();
         let orphans = r["Orphans"].as_array().unwrap().len();
         if !procs.is_empty() && orphans == 0 && procs.iter().all(|p| p["Exited"] == true) {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < until,
+        Err(format!(
             "processes did not end: {procs:?}, orphans {orphans}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        ))
+    });
 }
 
 /// Defect 4: a timeout is a bound. A 300 ms timeout against a 3 s process

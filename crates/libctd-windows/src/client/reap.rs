@@ -74,45 +74,21 @@ impl<H: Hcs> Inner<H> {
         if let Err(e) = shutdown {
             exit_code = UNKNOWN_EXIT_CODE;
             tracing::warn!(container_id = %id, error = %e.report(), "failed to shutdown container");
-            chain.push(
-                Error::new(
-                    e.kind(),
-                    format!("failed to shutdown container: {}", e.message()),
-                )
-                .with_source(e),
-            );
+            chain.push(failed_step("failed to shutdown container", e));
         }
         if let Err(e) = hcs.close_compute_system(&ctr.system).await {
             exit_code = UNKNOWN_EXIT_CODE;
             let e = e.into_error(&id, HcsOp::CloseComputeSystem.name());
             tracing::error!(container_id = %id, error = %e.report(), "failed to clean hcs container resources");
-            chain.push(
-                Error::new(
-                    e.kind(),
-                    format!("failed to terminate container: {}", e.message()),
-                )
-                .with_source(e),
-            );
+            chain.push(failed_step("failed to terminate container", e));
         }
         if let Err(e) = self.release_utility_vm(&id, ctr.utility_vm.as_ref()).await {
             exit_code = UNKNOWN_EXIT_CODE;
-            chain.push(
-                Error::new(
-                    e.kind(),
-                    format!("failed to terminate utility VM: {}", e.message()),
-                )
-                .with_source(e),
-            );
+            chain.push(failed_step("failed to terminate utility VM", e));
         }
         if let Err(e) = self.release_namespace(&id, ctr.namespace.as_deref()).await {
             exit_code = UNKNOWN_EXIT_CODE;
-            chain.push(
-                Error::new(
-                    e.kind(),
-                    format!("failed to delete the network namespace: {}", e.message()),
-                )
-                .with_source(e),
-            );
+            chain.push(failed_step("failed to delete the network namespace", e));
         }
 
         let error = chain_errors(chain).map(|e| {
@@ -168,6 +144,12 @@ impl<H: Hcs> Inner<H> {
             self.events.dispatch_then(EventType::Exit, info, cleanup);
         }
     }
+}
+
+/// A failed clean-up step after the exit: `e` under `what` (keeping its
+/// kind, and `e` as the source).
+fn failed_step(what: &str, e: Error) -> Error {
+    Error::new(e.kind(), format!("{what}: {}", e.message())).with_source(e)
 }
 
 /// Chains errors as `<previous>: <next>`, keeping the first as the source.

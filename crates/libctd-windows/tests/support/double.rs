@@ -102,46 +102,58 @@ pub(crate) fn violations(pattern: &str) -> Vec<String> {
     list(&report(pattern), "Violations")
 }
 
+/// The strings under `key`; panics when the double's answer has no such
+/// list (an empty list must mean "none", never "not answered").
 fn list(report: &serde_json::Value, key: &str) -> Vec<String> {
     report[key]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
+        .unwrap_or_else(|| panic!("the double answered no {key} list: {report}"))
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("{key} holds a non-string: {v}"))
+                .to_owned()
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// The disk access grants held by VMs whose id contains `pattern`.
 pub(crate) fn grants(pattern: &str) -> Vec<serde_json::Value> {
-    control(serde_json::json!({"Grants": pattern}))["Grants"]
+    let answer = control(serde_json::json!({"Grants": pattern}));
+    answer["Grants"]
         .as_array()
         .cloned()
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("the double answered no Grants list: {answer}"))
 }
 
 /// Asserts that, within `deadline`, no VM of `pattern` holds a disk grant.
 pub(crate) fn assert_no_grants(pattern: &str, deadline: Duration) {
+    poll(deadline, || {
+        let held = grants(pattern);
+        match held.is_empty() {
+            true => Ok(()),
+            false => Err(format!("grants left after {deadline:?}: {held:?}")),
+        }
+    });
+}
+
+/// Asks `check` again every 5 ms until it answers `Ok`; panics with its
+/// last answer once `deadline` has passed.
+pub(crate) fn poll(deadline: Duration, mut check: impl FnMut() -> Result<(), String>) {
     let until = Instant::now() + deadline;
     loop {
-        let held = grants(pattern);
-        if held.is_empty() {
+        let Err(why) = check() else {
             return;
-        }
-        assert!(
-            Instant::now() < until,
-            "grants left after {deadline:?}: {held:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(Instant::now() < until, "{why}");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// Asserts that `pattern`'s systems saw no violation and, within
 /// `deadline`, hold no open handle and no orphaned process.
 pub(crate) fn assert_clean(pattern: &str, deadline: Duration) {
-    let until = Instant::now() + deadline;
-    loop {
+    poll(deadline, || {
         let r = report(pattern);
         let violations = list(&r, "Violations");
         assert!(
@@ -151,12 +163,10 @@ pub(crate) fn assert_clean(pattern: &str, deadline: Duration) {
         let open = list(&r, "OpenHandles");
         let orphans = list(&r, "Orphans");
         if open.is_empty() && orphans.is_empty() {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < until,
+        Err(format!(
             "leaked after {deadline:?}: handles {open:#?}, orphaned processes {orphans:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        ))
+    });
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libctd_core::EventInfo;
 use libctd_core::oci_spec::runtime::Spec;
@@ -93,20 +93,18 @@ impl Env {
 
 /// Polls the double until process `pid` of `pattern`'s systems has exited.
 fn wait_exited(pattern: &str, pid: u32) {
-    let until = Instant::now() + T;
-    loop {
+    double::poll(T, || {
         let r = double::report(pattern);
         let exited = r["Processes"]
             .as_array()
             .unwrap()
             .iter()
             .any(|p| p["ProcessId"] == pid && p["Exited"] == true);
-        if exited {
-            return;
+        match exited {
+            true => Ok(()),
+            false => Err(format!("process {pid} did not exit: {r}")),
         }
-        assert!(Instant::now() < until, "process {pid} did not exit: {r}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    });
 }
 
 /// The double's fault plan of a system is one document, set before it is

@@ -20,6 +20,16 @@ use crate::error::codes::HCS_E_OPERATION_PENDING;
 use crate::error::{HcsError, Hresult, win32};
 use crate::hcs::HcsResult;
 
+/// HCS's "no options": a null string for empty `options`, else `options`
+/// (valid while `options` lives).
+fn optional(options: &HSTRING) -> PCWSTR {
+    if options.is_empty() {
+        PCWSTR::null()
+    } else {
+        PCWSTR(options.as_ptr())
+    }
+}
+
 impl Computecore {
     /// Runs an operation on a blocking thread; the thread finishes it (and
     /// frees it) even when the caller's future is dropped.
@@ -113,13 +123,8 @@ impl Computecore {
         let raw = lease.raw();
         let options = HSTRING::from(options);
         self.cancellable(lease, move |fns, op| {
-            let wide = if options.is_empty() {
-                PCWSTR::null()
-            } else {
-                PCWSTR(options.as_ptr())
-            };
-            // SAFETY: `raw` is an open compute system, `wide` null or a valid string.
-            unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, wide) }
+            // SAFETY: `raw` is an open compute system, the options null or a valid string.
+            unsafe { pick(fns)(HCS_SYSTEM(raw as *mut c_void), op, optional(&options)) }
         })
         .await
     }
@@ -134,13 +139,8 @@ impl Computecore {
         let raw = lease.raw();
         let options = HSTRING::from(options);
         self.cancellable(lease, move |fns, op| {
-            let wide = if options.is_empty() {
-                PCWSTR::null()
-            } else {
-                PCWSTR(options.as_ptr())
-            };
-            // SAFETY: `raw` is an open process, `wide` null or a valid string.
-            unsafe { pick(fns)(HCS_PROCESS(raw as *mut c_void), op, wide) }
+            // SAFETY: `raw` is an open process, the options null or a valid string.
+            unsafe { pick(fns)(HCS_PROCESS(raw as *mut c_void), op, optional(&options)) }
         })
         .await
     }

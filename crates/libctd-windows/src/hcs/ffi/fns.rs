@@ -130,13 +130,16 @@ pub(super) fn symbol(
     })
 }
 
+/// Resolves `$name` in `$module` as a `$ty`, returning early with the
+/// error of [`symbol`] (mapped by `$map` when given) when it is missing.
 macro_rules! resolve {
-    ($module:expr, $dll:expr, $name:literal as $ty:ty) => {{
-        let f = symbol($module, $dll, $name)?;
+    ($module:expr, $dll:expr, $name:literal as $ty:ty $(, $map:expr)?) => {{
+        let f = symbol($module, $dll, $name)$(.map_err($map))??;
         // SAFETY: the documented signature of the exported function is `$ty`.
         unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, $ty>(f) }
     }};
 }
+pub(super) use resolve;
 
 impl Fns {
     /// Resolves every function in `DLL` (computecore.dll) from System32.

@@ -8,7 +8,7 @@ use std::ffi::c_void;
 
 use windows::core::{GUID, HRESULT, HSTRING, PCWSTR, PWSTR};
 
-use super::fns::{load_library, symbol};
+use super::fns::{load_library, resolve, symbol};
 use crate::error::{HcsError, Hresult, win32};
 use crate::hcs::HcsResult;
 use crate::schema::HostComputeNamespace;
@@ -45,42 +45,41 @@ pub(super) struct Hcn {
     free: CoTaskMemFreeFn,
 }
 
-macro_rules! get {
-    ($module:expr, $dll:expr, $name:literal as $ty:ty) => {{
-        let f =
-            symbol($module, $dll, $name).map_err(|_| Hresult::from_win32(win32::PROC_NOT_FOUND))?;
-        // SAFETY: the documented signature of the exported function is `$ty`.
-        unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, $ty>(f) }
-    }};
-}
-
 impl Hcn {
     /// Resolves the functions; the HRESULT of a missing DLL
     /// (ERROR_MOD_NOT_FOUND) or function (ERROR_PROC_NOT_FOUND).
     pub(super) fn load() -> Result<Self, Hresult> {
         let dll = "computenetwork.dll";
+        let not_found = |_| Hresult::from_win32(win32::PROC_NOT_FOUND);
         let m = load_library(dll).map_err(|_| Hresult::from_win32(win32::MOD_NOT_FOUND))?;
         let ole =
             load_library("ole32.dll").map_err(|_| Hresult::from_win32(win32::MOD_NOT_FOUND))?;
         Ok(Self {
-            create: get!(m, dll, "HcnCreateNamespace" as CreateNamespaceFn),
-            open: get!(m, dll, "HcnOpenNamespace" as OpenNamespaceFn),
-            modify: get!(m, dll, "HcnModifyNamespace" as ModifyNamespaceFn),
-            query: get!(
+            create: resolve!(m, dll, "HcnCreateNamespace" as CreateNamespaceFn, not_found),
+            open: resolve!(m, dll, "HcnOpenNamespace" as OpenNamespaceFn, not_found),
+            modify: resolve!(m, dll, "HcnModifyNamespace" as ModifyNamespaceFn, not_found),
+            query: resolve!(
                 m,
                 dll,
-                "HcnQueryNamespaceProperties" as QueryNamespacePropertiesFn
+                "HcnQueryNamespaceProperties" as QueryNamespacePropertiesFn,
+                not_found
             ),
-            close: get!(m, dll, "HcnCloseNamespace" as CloseNamespaceFn),
-            delete: get!(m, dll, "HcnDeleteNamespace" as DeleteNamespaceFn),
-            open_endpoint: get!(m, dll, "HcnOpenEndpoint" as OpenEndpointFn),
-            query_endpoint: get!(
+            close: resolve!(m, dll, "HcnCloseNamespace" as CloseNamespaceFn, not_found),
+            delete: resolve!(m, dll, "HcnDeleteNamespace" as DeleteNamespaceFn, not_found),
+            open_endpoint: resolve!(m, dll, "HcnOpenEndpoint" as OpenEndpointFn, not_found),
+            query_endpoint: resolve!(
                 m,
                 dll,
-                "HcnQueryEndpointProperties" as QueryEndpointPropertiesFn
+                "HcnQueryEndpointProperties" as QueryEndpointPropertiesFn,
+                not_found
             ),
-            close_endpoint: get!(m, dll, "HcnCloseEndpoint" as CloseEndpointFn),
-            free: get!(ole, "ole32.dll", "CoTaskMemFree" as CoTaskMemFreeFn),
+            close_endpoint: resolve!(m, dll, "HcnCloseEndpoint" as CloseEndpointFn, not_found),
+            free: resolve!(
+                ole,
+                "ole32.dll",
+                "CoTaskMemFree" as CoTaskMemFreeFn,
+                not_found
+            ),
         })
     }
 
@@ -113,24 +112,14 @@ impl Hcn {
     /// Creates a namespace from `settings`; its id, read from its properties.
     pub(super) fn create_namespace(&self, settings: &str) -> HcsResult<String> {
         let settings = HSTRING::from(settings);
-        let query = HSTRING::from(QUERY);
         let id = GUID::zeroed();
         let mut handle: Handle = std::ptr::null_mut();
         let mut record = PWSTR::null();
         // SAFETY: valid strings and out-pointers; HNS assigns the id.
         let hr = unsafe { (self.create)(&id, PCWSTR(settings.as_ptr()), &mut handle, &mut record) };
         self.check(hr, record)?;
-        let mut properties = PWSTR::null();
-        let mut record = PWSTR::null();
-        // SAFETY: an open namespace handle, a valid query and out-pointers.
-        let hr =
-            unsafe { (self.query)(handle, PCWSTR(query.as_ptr()), &mut properties, &mut record) };
-        let properties = self.take(properties);
-        let queried = self.check(hr, record);
-        // SAFETY: closed once, after its last use.
-        let closed = unsafe { (self.close)(handle) };
-        queried?;
-        self.check(closed, PWSTR::null())?;
+        // SAFETY: `handle` is the namespace just created, not used after.
+        let properties = unsafe { self.query_and_close(handle, self.query, self.close) }?;
         let ns: HostComputeNamespace = serde_json::from_str(&properties)
             .map_err(|_| HcsError::new(Hresult::from_win32(win32::INVALID_DATA)))?;
         if ns.id.is_empty() {
@@ -173,22 +162,37 @@ impl Hcn {
     /// hcsshim reads an endpoint.
     pub(super) fn endpoint_properties(&self, id: &str) -> HcsResult<String> {
         let guid = parse(id)?;
-        let query = HSTRING::from(QUERY);
         let mut handle: Handle = std::ptr::null_mut();
         let mut record = PWSTR::null();
         // SAFETY: a valid GUID and out-pointers.
         let hr = unsafe { (self.open_endpoint)(&guid, &mut handle, &mut record) };
         self.check(hr, record)?;
+        // SAFETY: `handle` is the endpoint just opened, not used after.
+        unsafe { self.query_and_close(handle, self.query_endpoint, self.close_endpoint) }
+    }
+
+    /// The properties of the open namespace or endpoint `handle` (by
+    /// [`QUERY`]), then closes it, whether the query failed or not.
+    ///
+    /// # Safety
+    ///
+    /// `handle` is open, of the kind `query` and `close` take, and not
+    /// used after this call.
+    unsafe fn query_and_close(
+        &self,
+        handle: Handle,
+        query: QueryNamespacePropertiesFn,
+        close: CloseNamespaceFn,
+    ) -> HcsResult<String> {
+        let text = HSTRING::from(QUERY);
         let mut properties = PWSTR::null();
         let mut record = PWSTR::null();
-        // SAFETY: an open endpoint handle, a valid query and out-pointers.
-        let hr = unsafe {
-            (self.query_endpoint)(handle, PCWSTR(query.as_ptr()), &mut properties, &mut record)
-        };
+        // SAFETY: an open handle (the caller's promise), a valid query and out-pointers.
+        let hr = unsafe { query(handle, PCWSTR(text.as_ptr()), &mut properties, &mut record) };
         let properties = self.take(properties);
         let queried = self.check(hr, record);
         // SAFETY: closed once, after its last use.
-        let closed = unsafe { (self.close_endpoint)(handle) };
+        let closed = unsafe { close(handle) };
         queried?;
         self.check(closed, PWSTR::null())?;
         Ok(properties)
