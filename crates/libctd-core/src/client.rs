@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use oci_spec::runtime::{Process, Spec};
 
 use crate::error::{Error, Result};
+use crate::image::{ImageRootfs, Images};
 use crate::stats::{Resources, Stats, Summary};
 use crate::status::Status;
 use crate::stdio::StdioCallback;
@@ -87,6 +88,10 @@ pub struct CreateOptions {
     pub runtime_options: Option<RuntimeOptions>,
     /// Labels recorded on the container.
     pub labels: BTreeMap<String, String>,
+    /// The image whose snapshot is the container's root filesystem (the
+    /// spec's `root.path` is then [`IMAGE_ROOTFS_PATH`](crate::IMAGE_ROOTFS_PATH));
+    /// `None`: the root filesystem is the spec's `root.path`.
+    pub image: Option<ImageRootfs>,
 }
 
 impl CreateOptions {
@@ -106,6 +111,14 @@ impl CreateOptions {
     /// [`RuntimeOptions`] (Linux: `libctd_linux::RuncOptions`).
     pub fn with_runtime_options(mut self, options: impl Into<RuntimeOptions>) -> Self {
         self.runtime_options = Some(options.into());
+        self
+    }
+
+    /// Runs the container on a fresh snapshot of `image` (an image name, or
+    /// an [`ImageRootfs`] naming the snapshotter too). Backends without
+    /// images refuse it with `InvalidArgument`.
+    pub fn with_image(mut self, image: impl Into<ImageRootfs>) -> Self {
+        self.image = Some(image.into());
         self
     }
 
@@ -371,6 +384,13 @@ pub trait Client: Send + Sync {
         checkpoint_dir: &Path,
         exit: bool,
     ) -> Result<()>;
+
+    /// The client's image store, in its namespace, when the backend keeps
+    /// images (Linux); `None` when it does not (Windows, whose layers come
+    /// as folders). Default: `None`.
+    fn images(&self) -> Option<&dyn Images> {
+        None
+    }
 }
 
 /// The highest signal number accepted.

@@ -8,6 +8,7 @@ mod error;
 mod event;
 mod event_stream;
 mod id;
+mod image;
 mod queue;
 mod remote;
 mod stats;
@@ -25,6 +26,10 @@ pub use event::{EventInfo, EventType, UNKNOWN_EXIT_CODE};
 pub use event_stream::{Event, EventStream};
 pub use id::{
     INIT_PROCESS_ID, MAX_ID_LEN, validate_container_id, validate_namespace, validate_process_id,
+};
+pub use image::{
+    Archive, IMAGE_ROOTFS_PATH, Image, ImageConfig, ImageRootfs, Images, ImportOptions,
+    ImportProgress, ProgressCallback, images_unsupported, validate_image_name,
 };
 pub use queue::{EventDispatcher, EventQueue};
 pub use remote::Remote;

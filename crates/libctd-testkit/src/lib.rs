@@ -6,6 +6,7 @@ pub mod conformance;
 #[cfg(all(unix, feature = "containerd"))]
 pub mod containerd;
 pub mod fake;
+pub mod image;
 #[cfg(all(unix, feature = "containerd"))]
 pub mod namespace;
 

@@ -83,6 +83,11 @@ pub(crate) async fn create(
     spec: Spec,
     options: CreateOptions,
 ) -> Result<()> {
+    if options.image.is_some() {
+        return Err(Error::not_implemented(
+            "running a container from an image is not built yet on this backend",
+        ));
+    }
     crate::validate::spec(&spec)?;
     if let Some(runtime) = &options.runtime {
         crate::validate::runtime(runtime)?;

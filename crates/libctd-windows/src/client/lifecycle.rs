@@ -37,6 +37,11 @@ pub(super) async fn create<H: Hcs>(
         .with_operation("create")
         .with_container(container_id));
     }
+    if options.image.is_some() {
+        return Err(libctd_core::images_unsupported("Windows")
+            .with_operation("create")
+            .with_container(container_id));
+    }
     if spec.process().is_none() {
         return Err(Error::invalid_argument("invalid spec: process is required")
             .with_operation("create")

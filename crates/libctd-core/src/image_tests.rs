@@ -1,0 +1,124 @@
+use super::*;
+
+fn config() -> ImageConfig {
+    ImageConfig {
+        env: vec!["PATH=/usr/bin:/bin".into(), "LANG=C".into()],
+        entrypoint: vec!["/bin/sh".into(), "-c".into()],
+        cmd: vec!["echo hi".into()],
+        working_dir: Some("/work".into()),
+        user: Some("1000:100".into()),
+        labels: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn command_takes_entrypoint_then_args_or_cmd() {
+    let c = config();
+    assert_eq!(c.command(None).unwrap(), ["/bin/sh", "-c", "echo hi"]);
+    assert_eq!(
+        c.command(Some(&["exit 3".to_string()])).unwrap(),
+        ["/bin/sh", "-c", "exit 3"]
+    );
+    let empty = ImageConfig::default();
+    let err = empty.command(None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(empty.command(Some(&["ls".to_string()])).is_ok());
+}
+
+#[test]
+fn apply_sets_process_root_and_env_over_the_specs() {
+    let mut spec = Spec::default();
+    let mut process = spec.process().clone().unwrap();
+    process.set_env(Some(vec!["PATH=/mine".into(), "TERM=xterm".into()]));
+    spec.set_process(Some(process));
+    config().apply(&mut spec, None).unwrap();
+    let p = spec.process().as_ref().unwrap();
+    assert_eq!(p.args().as_deref().unwrap(), ["/bin/sh", "-c", "echo hi"]);
+    assert_eq!(
+        p.env().as_deref().unwrap(),
+        ["TERM=xterm", "PATH=/usr/bin:/bin", "LANG=C"]
+    );
+    assert_eq!(p.cwd().to_str(), Some("/work"));
+    assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
+    assert_eq!(
+        spec.root().as_ref().unwrap().path().to_str(),
+        Some(IMAGE_ROOTFS_PATH)
+    );
+}
+
+#[test]
+fn apply_refuses_names_and_relative_dirs_without_touching_the_spec() {
+    for user in ["daemon", "1000", "1000:staff", "-1", "0:x"] {
+        let mut c = config();
+        c.user = Some(user.into());
+        let mut spec = Spec::default();
+        let before = spec.clone();
+        let err = c.apply(&mut spec, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{user}");
+        assert!(err.to_string().contains(user), "{err}");
+        assert_eq!(spec, before);
+    }
+    for user in ["root", "0", "root:root", "0:0", "1000:1000"] {
+        let mut c = config();
+        c.user = Some(user.into());
+        c.apply(&mut Spec::default(), None).unwrap();
+    }
+    let mut c = config();
+    c.working_dir = Some("relative".into());
+    let err = c.apply(&mut Spec::default(), None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn image_names() {
+    let good = [
+        "busybox",
+        "library/busybox",
+        "docker.io/library/busybox:latest",
+        "localhost/a:1",
+        "localhost:5000/a/b-c__d.e:v1.2_3",
+        "registry.example.com/x/y@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "a/b:t@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "a---b",
+    ];
+    for name in good {
+        validate_image_name(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let long = format!("a/{}", "b".repeat(260));
+    let bad = [
+        "",
+        "Busybox",
+        "busybox:",
+        "busybox:-x",
+        "/busybox",
+        "busybox/",
+        "a//b",
+        "a..b",
+        "a___b",
+        "-a",
+        "a b",
+        "a@sha256:xyz",
+        "a@sha256",
+        "a:b:c",
+        "../x",
+        long.as_str(),
+    ];
+    for name in bad {
+        let err = validate_image_name(name).expect_err(name);
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn image_names_never_panic(name in ".{0,300}") {
+        let _ = validate_image_name(&name);
+    }
+
+    #[test]
+    fn users_never_panic(user in ".{0,40}") {
+        let mut c = ImageConfig { cmd: vec!["x".into()], user: Some(user), ..Default::default() };
+        c.working_dir = None;
+        let _ = c.apply(&mut Spec::default(), None);
+    }
+}
