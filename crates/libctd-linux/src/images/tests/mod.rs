@@ -1,0 +1,1 @@
+//! (tests) Image archives built here, read back.
