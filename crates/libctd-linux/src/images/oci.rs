@@ -4,7 +4,9 @@
 //! A child of an index that names its platform is chosen by it; one that
 //! does not is read to learn its platform (its config's). Of the chosen
 //! path, every blob must be in the archive; the manifests of other
-//! platforms need not be.
+//! platforms need not be, and a better platform whose manifest is not in
+//! the archive gives way to the next (a save of one platform keeps the
+//! whole index); if none is there, the best one's is the missing blob.
 
 use libctd_core::{Error, Result};
 use serde::Deserialize;
@@ -158,9 +160,16 @@ fn descend(
             }
             candidates.sort_by_key(|c| c.0);
             let mut best: Option<Chosen> = None;
+            let mut missing = None;
             for (rank, child, known) in candidates {
                 if best.as_ref().is_some_and(|b| b.rank <= rank) {
                     break;
+                }
+                // A platform's manifest left out of the archive (a save of
+                // one platform keeps the whole index): the next one is tried.
+                if !collected.blobs.contains_key(&child.digest) {
+                    missing.get_or_insert_with(|| collected.blob(child, &here).err());
+                    continue;
                 }
                 if let Some(c) = descend(collected, child, &here, host, depth + 1, known, found)?
                     && best.as_ref().is_none_or(|b| c.rank < b.rank)
@@ -168,10 +177,14 @@ fn descend(
                     best = Some(c);
                 }
             }
-            Ok(best.map(|mut c| {
-                c.indexes.insert(0, desc.clone());
-                c
-            }))
+            match (best, missing.flatten()) {
+                (Some(mut c), _) => {
+                    c.indexes.insert(0, desc.clone());
+                    Ok(Some(c))
+                }
+                (None, Some(err)) => Err(err),
+                (None, None) => Ok(None),
+            }
         }
         Some(DocKind::Manifest) => {
             let doc: Manifest = decode(bytes, "an image manifest", &seen.entry)?;

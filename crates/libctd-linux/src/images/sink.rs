@@ -113,14 +113,9 @@ impl<'a> BlobBody<'a> {
         }
     }
 
-    /// Bytes read so far (progress).
+    /// Bytes read so far (progress; the total is [`BlobInfo::size`]).
     pub(crate) fn done(&self) -> u64 {
         self.hashing.bytes()
-    }
-
-    /// The blob's size.
-    pub(crate) fn size(&self) -> u64 {
-        self.size
     }
 
     /// The content's digest, once read to its end and verified.
