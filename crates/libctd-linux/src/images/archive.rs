@@ -225,8 +225,6 @@ where
     let digest = body.digest().cloned();
     let head = body.head().to_vec();
     let json = body.take_kept();
-    drop(body);
-    drop(entry_body);
     if let Some(failure) = failure {
         return Err(failure);
     }

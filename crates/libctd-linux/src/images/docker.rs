@@ -12,7 +12,7 @@ use crate::images::descriptor::{
     Compression, DOCKER_CONFIG, DOCKER_MANIFEST, Descriptor, Manifest, decode,
 };
 use crate::images::digest::Digest;
-use crate::images::image::{self, Collected, Image};
+use crate::images::image::{self, Collected, Image, Made};
 use crate::images::platform::Platform;
 use crate::images::reference;
 use crate::images::sink::BlobInfo;
@@ -34,7 +34,7 @@ pub(crate) fn resolve(
     collected: &Collected,
     manifest_json: &[u8],
     host: &Platform,
-) -> Result<(Vec<Image>, Vec<(BlobInfo, Vec<u8>)>)> {
+) -> Result<(Vec<Image>, Vec<Made>)> {
     let entries: Vec<Entry> = decode(manifest_json, "docker's manifest list", "manifest.json")?;
     if entries.is_empty() {
         return Err(Error::invalid_argument(

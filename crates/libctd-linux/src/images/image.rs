@@ -150,6 +150,9 @@ pub(crate) enum Format {
     DockerSave,
 }
 
+/// A document made while resolving, and what it is offered to the sink as.
+pub(crate) type Made = (BlobInfo, Vec<u8>);
+
 /// A read archive: its images for this host.
 #[derive(Debug, Clone)]
 pub(crate) struct Archive {
@@ -159,7 +162,7 @@ pub(crate) struct Archive {
     pub(crate) images: Vec<Image>,
     /// Documents made while resolving (the manifests of a `docker save`
     /// archive), already offered to the sink like any blob.
-    pub(crate) made: Vec<(BlobInfo, Vec<u8>)>,
+    pub(crate) made: Vec<Made>,
 }
 
 /// The layers of `manifest` (in entry `of`), checked against its config:

@@ -52,4 +52,4 @@ pub(crate) mod sink;
 pub(crate) mod tar;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -25,6 +25,10 @@ const LAYOUT_VERSION: &str = "1.0.0";
 /// How deep indexes may nest.
 const MAX_DEPTH: usize = 4;
 
+/// A rank and platform an index gives its child (the rank `None`: the
+/// host does not run it).
+type Known = Option<(Option<usize>, Platform)>;
+
 /// A manifest chosen for the host, and how it was reached.
 struct Chosen {
     rank: usize,
@@ -129,7 +133,7 @@ fn descend(
     of: &str,
     host: &Platform,
     depth: usize,
-    known: Option<(Option<usize>, Platform)>,
+    known: Known,
     found: &mut Vec<Platform>,
 ) -> Result<Option<Chosen>> {
     let seen = collected.blob(desc, of)?;
@@ -144,8 +148,7 @@ fn descend(
             }
             let index: Index = decode(bytes, "an image index", &seen.entry)?;
             let here = format!("index {}", desc.digest);
-            let mut candidates: Vec<(usize, &Descriptor, Option<(Option<usize>, Platform)>)> =
-                Vec::new();
+            let mut candidates: Vec<(usize, &Descriptor, Known)> = Vec::new();
             for child in &index.manifests {
                 match &child.platform {
                     Some(p) => {

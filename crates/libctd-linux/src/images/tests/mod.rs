@@ -19,7 +19,7 @@ use crate::images::platform::Platform;
 use crate::images::sink::MemorySink;
 
 /// `sha256:<hex>` of `bytes`, computed here.
-pub(super) fn sha(bytes: &[u8]) -> String {
+pub(crate) fn sha(bytes: &[u8]) -> String {
     let hex: String = Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -28,12 +28,12 @@ pub(super) fn sha(bytes: &[u8]) -> String {
 }
 
 /// The OCI blob path of `bytes`.
-pub(super) fn blob_path(bytes: &[u8]) -> String {
+pub(crate) fn blob_path(bytes: &[u8]) -> String {
     format!("blobs/sha256/{}", &sha(bytes)["sha256:".len()..])
 }
 
 /// A layer: a tar holding `name` with `content`.
-pub(super) fn layer(name: &str, content: &[u8]) -> Vec<u8> {
+pub(crate) fn layer(name: &str, content: &[u8]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_ustar();
     h.set_size(content.len() as u64);
@@ -44,14 +44,14 @@ pub(super) fn layer(name: &str, content: &[u8]) -> Vec<u8> {
 }
 
 /// `bytes`, gzip-compressed.
-pub(super) fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(bytes).unwrap();
     e.finish().unwrap()
 }
 
 /// A tar archive of `files`, in order (ustar headers; long names as GNU does).
-pub(super) fn archive(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn archive(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, bytes) in files {
         let mut h = tar::Header::new_gnu();
@@ -64,26 +64,26 @@ pub(super) fn archive(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// A JSON document's bytes.
-pub(super) fn doc(v: &Value) -> Vec<u8> {
+pub(crate) fn doc(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 
 /// A descriptor of `bytes`.
-pub(super) fn desc(media_type: &str, bytes: &[u8]) -> Value {
+pub(crate) fn desc(media_type: &str, bytes: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": sha(bytes), "size": bytes.len()})
 }
 
 /// One image's blobs, and its manifest's descriptor.
-pub(super) struct Built {
+pub(crate) struct Built {
     /// (path, content) of the config, the layers and the manifest.
-    pub(super) blobs: Vec<(String, Vec<u8>)>,
-    pub(super) manifest: Value,
-    pub(super) layers: Vec<Vec<u8>>,
-    pub(super) config: Vec<u8>,
+    pub(crate) blobs: Vec<(String, Vec<u8>)>,
+    pub(crate) manifest: Value,
+    pub(crate) layers: Vec<Vec<u8>>,
+    pub(crate) config: Vec<u8>,
 }
 
 /// An OCI image for `os/arch` of `layers` (tar, gzip?): config, layers, manifest.
-pub(super) fn oci_image(os: &str, arch: &str, layers: &[(Vec<u8>, bool)]) -> Built {
+pub(crate) fn oci_image(os: &str, arch: &str, layers: &[(Vec<u8>, bool)]) -> Built {
     let diff_ids: Vec<String> = layers.iter().map(|(t, _)| sha(t)).collect();
     let config = doc(&json!({
         "architecture": arch, "os": os,
@@ -117,7 +117,7 @@ pub(super) fn oci_image(os: &str, arch: &str, layers: &[(Vec<u8>, bool)]) -> Bui
 }
 
 /// `oci-layout` and an `index.json` listing `manifests`.
-pub(super) fn layout(manifests: Vec<Value>) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn layout(manifests: Vec<Value>) -> Vec<(String, Vec<u8>)> {
     vec![
         (
             "oci-layout".to_owned(),
@@ -131,7 +131,7 @@ pub(super) fn layout(manifests: Vec<Value>) -> Vec<(String, Vec<u8>)> {
 }
 
 /// `v` with annotations `pairs` added.
-pub(super) fn annotated(mut v: Value, pairs: &[(&str, &str)]) -> Value {
+pub(crate) fn annotated(mut v: Value, pairs: &[(&str, &str)]) -> Value {
     let map: serde_json::Map<String, Value> = pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), json!(v)))
@@ -141,12 +141,12 @@ pub(super) fn annotated(mut v: Value, pairs: &[(&str, &str)]) -> Value {
 }
 
 /// The platform the tests read for.
-pub(super) fn amd64() -> Platform {
+pub(crate) fn amd64() -> Platform {
     Platform::new("linux", "amd64", "")
 }
 
 /// Reads `bytes` for `platform` into a fresh sink.
-pub(super) async fn read_for(bytes: &[u8], platform: Platform) -> (Result<Archive>, MemorySink) {
+pub(crate) async fn read_for(bytes: &[u8], platform: Platform) -> (Result<Archive>, MemorySink) {
     let mut sink = MemorySink::default();
     let options = Options {
         platform,
@@ -157,6 +157,6 @@ pub(super) async fn read_for(bytes: &[u8], platform: Platform) -> (Result<Archiv
 }
 
 /// Reads `bytes` for linux/amd64.
-pub(super) async fn read(bytes: &[u8]) -> (Result<Archive>, MemorySink) {
+pub(crate) async fn read(bytes: &[u8]) -> (Result<Archive>, MemorySink) {
     read_for(bytes, amd64()).await
 }

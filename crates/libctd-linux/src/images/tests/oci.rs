@@ -121,7 +121,7 @@ async fn a_multi_platform_index_gives_the_hosts_image() {
     };
     assert_eq!(image.platform, amd64());
     assert_eq!(image.names, ["docker.io/library/multi:latest"]);
-    assert_eq!(image.indexes, [image.target.clone()]);
+    assert_eq!(image.indexes, std::slice::from_ref(&image.target));
     assert_ne!(image.target, image.manifest);
 
     let arm64 = Platform::new("linux", "arm64", "");
