@@ -127,7 +127,7 @@ pub(crate) struct Image {
     /// What an image record points at: the index entry (an index or the manifest).
     pub(crate) target: Descriptor,
     /// The indexes from the target down to the manifest (empty if the
-    /// target is the manifest), each with the child chosen in it.
+    /// target is the manifest), top first: each one's chosen child is the next.
     pub(crate) indexes: Vec<Descriptor>,
     /// The manifest for the host's platform.
     pub(crate) manifest: Descriptor,
