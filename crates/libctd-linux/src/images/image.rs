@@ -1,0 +1,255 @@
+//! What reading an archive collects (the blobs seen, the small files kept)
+//! and what resolving it gives: the images, each down to its layers.
+
+use std::collections::HashMap;
+
+use libctd_core::{Error, Result};
+
+use crate::images::config::ImageConfig;
+use crate::images::descriptor::{Compression, Descriptor, Manifest};
+use crate::images::digest::Digest;
+use crate::images::platform::Platform;
+use crate::images::sink::BlobInfo;
+
+/// A blob read from the archive (and offered to the sink).
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    /// The archive entry.
+    pub(crate) entry: String,
+    /// Its content's digest (verified against its path for OCI blobs).
+    pub(crate) digest: Digest,
+    /// Its size.
+    pub(crate) size: u64,
+    /// Its first bytes.
+    pub(crate) head: Vec<u8>,
+    /// Its content, if it looked like JSON and was small enough to keep.
+    pub(crate) json: Option<Vec<u8>>,
+}
+
+/// Everything a pass over the archive learnt.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    /// Blobs by digest.
+    pub(crate) blobs: HashMap<Digest, Seen>,
+    /// Blob digests by entry path.
+    pub(crate) paths: HashMap<String, Digest>,
+    /// Links: entry path -> the path it leads to (archive-relative).
+    pub(crate) links: HashMap<String, String>,
+    /// `oci-layout`.
+    pub(crate) oci_layout: Option<Vec<u8>>,
+    /// `index.json`.
+    pub(crate) index: Option<Vec<u8>>,
+    /// docker's `manifest.json`.
+    pub(crate) docker_manifest: Option<Vec<u8>>,
+    /// The largest JSON document resolution accepts.
+    pub(crate) max_json: u64,
+}
+
+impl Collected {
+    /// The blob an OCI descriptor names: `InvalidArgument` if the archive
+    /// has none (naming it and `of`, who refers to it) or has one of
+    /// another size.
+    pub(crate) fn blob(&self, desc: &Descriptor, of: &str) -> Result<&Seen> {
+        let seen = self.blobs.get(&desc.digest).ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "image archive: {of} refers to blob {} (entry \"blobs/sha256/{}\"), which is \
+                 not in the archive",
+                desc.digest,
+                desc.digest.hex()
+            ))
+        })?;
+        if seen.size != desc.size {
+            return Err(Error::invalid_argument(format!(
+                "image archive: entry {:?} is {} bytes, but {of} says blob {} is {}",
+                seen.entry, seen.size, desc.digest, desc.size
+            )));
+        }
+        Ok(seen)
+    }
+
+    /// The blob at archive path `path` (following links): `InvalidArgument`
+    /// naming it and `of` if there is none.
+    pub(crate) fn blob_at(&self, path: &str, of: &str) -> Result<&Seen> {
+        let mut at = crate::images::tar::clean_path(path).unwrap_or_default();
+        for _ in 0..16 {
+            match self.links.get(&at) {
+                Some(next) => at = next.clone(),
+                None => break,
+            }
+        }
+        self.paths
+            .get(&at)
+            .and_then(|d| self.blobs.get(d))
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "image archive: {of} refers to entry {path:?}, which is not in the archive"
+                ))
+            })
+    }
+
+    /// The JSON document `seen` holds: `InvalidArgument` naming it if it
+    /// is larger than a document may be or is not JSON.
+    pub(crate) fn json<'a>(&self, seen: &'a Seen, what: &str) -> Result<&'a [u8]> {
+        if seen.size > self.max_json {
+            return Err(Error::invalid_argument(format!(
+                "image archive: entry {:?} ({what}) is {} bytes, more than the {} a JSON \
+                 document may have",
+                seen.entry, seen.size, self.max_json
+            )));
+        }
+        seen.json.as_deref().ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "image archive: entry {:?} ({what}) is not a JSON document",
+                seen.entry
+            ))
+        })
+    }
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layer {
+    /// The layer blob.
+    pub(crate) descriptor: Descriptor,
+    /// Its compression.
+    pub(crate) compression: Compression,
+    /// The digest of its uncompressed tar (from the config).
+    pub(crate) diff_id: Digest,
+    /// The chain id of the layers up to this one: its snapshot's name.
+    pub(crate) chain_id: Digest,
+}
+
+/// An image of the archive, resolved for the host's platform.
+#[derive(Debug, Clone)]
+pub(crate) struct Image {
+    /// Its names, normalised references (none if the archive names none).
+    pub(crate) names: Vec<String>,
+    /// What an image record points at: the index entry (an index or the manifest).
+    pub(crate) target: Descriptor,
+    /// The indexes from the target down to the manifest (empty if the
+    /// target is the manifest), top first: each one's chosen child is the next.
+    pub(crate) indexes: Vec<Descriptor>,
+    /// The manifest for the host's platform.
+    pub(crate) manifest: Descriptor,
+    /// The config blob.
+    pub(crate) config: Descriptor,
+    /// The config, decoded.
+    pub(crate) image_config: ImageConfig,
+    /// The layers, bottom first.
+    pub(crate) layers: Vec<Layer>,
+    /// The image's platform.
+    pub(crate) platform: Platform,
+}
+
+/// The format of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// An OCI image layout (`oci-layout`, `index.json`, `blobs/`).
+    Oci,
+    /// `docker save`'s (`manifest.json`).
+    DockerSave,
+}
+
+/// A document made while resolving, and what it is offered to the sink as.
+pub(crate) type Made = (BlobInfo, Vec<u8>);
+
+/// A read archive: its images for this host.
+#[derive(Debug, Clone)]
+pub(crate) struct Archive {
+    /// The format.
+    pub(crate) format: Format,
+    /// The images that run on the host, one per name (or per unnamed entry).
+    pub(crate) images: Vec<Image>,
+    /// Documents made while resolving (the manifests of a `docker save`
+    /// archive), already offered to the sink like any blob.
+    pub(crate) made: Vec<Made>,
+}
+
+/// The layers of `manifest` (in entry `of`), checked against its config:
+/// every blob present, of a known media type, as many as the diff ids, an
+/// uncompressed one's digest its diff id.
+pub(crate) fn layers(
+    collected: &Collected,
+    manifest: &Manifest,
+    config: &ImageConfig,
+    of: &str,
+) -> Result<Vec<Layer>> {
+    let diff_ids = &config.rootfs.diff_ids;
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(Error::invalid_argument(format!(
+            "image archive: {of} has {} layers but its config has {} diff ids",
+            manifest.layers.len(),
+            diff_ids.len()
+        )));
+    }
+    let chains = config.chain_ids();
+    let mut out = Vec::with_capacity(diff_ids.len());
+    for ((desc, diff_id), chain_id) in manifest.layers.iter().zip(diff_ids).zip(chains) {
+        let seen = collected.blob(desc, of)?;
+        let compression = Compression::of_layer(&desc.media_type).ok_or_else(|| {
+            Error::not_implemented(format!(
+                "image archive: layer {} (entry {:?}) of {of} has media type {:?}, which \
+                 libctd does not unpack",
+                desc.digest, seen.entry, desc.media_type
+            ))
+        })?;
+        if compression == Compression::None && desc.digest != *diff_id {
+            return Err(Error::invalid_argument(format!(
+                "image archive: layer {} (entry {:?}) of {of} is an uncompressed tar, but \
+                 its config says its diff id is {diff_id}",
+                desc.digest, seen.entry
+            )));
+        }
+        out.push(Layer {
+            descriptor: desc.clone(),
+            compression,
+            diff_id: diff_id.clone(),
+            chain_id,
+        });
+    }
+    Ok(out)
+}
+
+/// Of images sharing a name, the one the host runs best (ranked by
+/// `rank`, lower is better; the first on a tie) keeps it; an image left
+/// with no name, that had one, is dropped.
+pub(crate) fn one_per_name(images: Vec<(usize, Image)>) -> Vec<Image> {
+    let mut best: HashMap<String, (usize, usize)> = HashMap::new();
+    for (i, (rank, image)) in images.iter().enumerate() {
+        for name in &image.names {
+            let e = best.entry(name.clone()).or_insert((*rank, i));
+            if *rank < e.0 {
+                *e = (*rank, i);
+            }
+        }
+    }
+    images
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (_, mut image))| {
+            if image.names.is_empty() {
+                return Some(image);
+            }
+            image
+                .names
+                .retain(|n| best.get(n).is_some_and(|b| b.1 == i));
+            (!image.names.is_empty()).then_some(image)
+        })
+        .collect()
+}
+
+/// The `NotFound` error of an archive with no image for `host`, listing
+/// the platforms it has.
+pub(crate) fn no_platform(host: &Platform, found: &[Platform]) -> Error {
+    let mut found: Vec<String> = found.iter().map(ToString::to_string).collect();
+    found.sort();
+    found.dedup();
+    Error::not_found(format!(
+        "image archive: no image runs on this host's platform {host} (the archive has: {})",
+        if found.is_empty() {
+            "none".to_owned()
+        } else {
+            found.join(", ")
+        }
+    ))
+}
