@@ -22,10 +22,6 @@ mod fifo;
 mod fuzz;
 #[cfg(all(unix, test))]
 mod layers;
-// Image archives; the import that uses them lands separately (issue 21).
-#[cfg(unix)]
-#[cfg_attr(not(test), allow(dead_code))]
-mod images;
 #[cfg(unix)]
 mod procfs;
 #[cfg(unix)]

@@ -84,9 +84,7 @@ pub(crate) async fn create(
     options: CreateOptions,
 ) -> Result<()> {
     if options.image.is_some() {
-        return Err(Error::not_implemented(
-            "running a container from an image is not built yet on this backend",
-        ));
+        return Err(libctd_core::images_unsupported("Linux"));
     }
     crate::validate::spec(&spec)?;
     if let Some(runtime) = &options.runtime {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
     Backend, Client, CreateOptions, Error, ErrorKind, EventInfo, EventType, INIT_PROCESS_ID,
-    Resources, Restored, Result, Stats, Status, StdioCallback, Summary, TaskExit, Version,
+    Images, Resources, Restored, Result, Stats, Status, StdioCallback, Summary, TaskExit, Version,
 };
 use tokio::time::Instant;
 
@@ -52,6 +52,9 @@ impl Tracked {
 impl Client for Tracked {
     async fn version(&self) -> Result<Version> {
         self.inner.version().await
+    }
+    fn images(&self) -> Option<&dyn Images> {
+        self.inner.images()
     }
     async fn restore(&self, container_id: &str, attach: StdioCallback) -> Result<Restored> {
         self.inner.restore(container_id, attach).await

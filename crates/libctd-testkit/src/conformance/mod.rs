@@ -38,6 +38,7 @@ use libctd_core::{Backend, Client, CreateOptions, ErrorKind, Resources, Result};
 mod events;
 mod exec;
 mod harness;
+mod images;
 mod info;
 mod input;
 mod lifecycle;
@@ -227,6 +228,15 @@ pub trait Fixture: Send + Sync + 'static {
         CreateOptions::default()
     }
 
+    /// An image named `name` whose containers can run every [`Program`]
+    /// (a busybox root filesystem on Linux), for the image cases; `None`
+    /// when the backend keeps no images (default): the cases then check that
+    /// `Client::images` is `None` and that a create naming an image is
+    /// refused with `InvalidArgument`.
+    fn image(&self, _name: &str) -> Option<crate::image::ImageArchive> {
+        None
+    }
+
     /// How long to wait for an event or an output. Default 10 s.
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)
@@ -404,6 +414,11 @@ macro_rules! __conformance_case_list {
             input::concurrent_containers,
             input::cancelled_start_is_consistent,
             input::client_survives_bad_input,
+            images::import_list_remove,
+            images::run_from_image,
+            images::unknown_or_malformed_image,
+            images::bad_archives,
+            images::docker_and_multi_platform,
         ] }
     };
 }

@@ -10,13 +10,13 @@ use std::fmt;
 
 /// An image's platform, normalised.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Platform {
+pub struct Platform {
     /// `linux`, `windows`, ...
-    pub(crate) os: String,
+    pub os: String,
     /// `amd64`, `arm64`, `arm`, `386`, ...
-    pub(crate) architecture: String,
+    pub architecture: String,
     /// `v7`, ...; empty for none (and for the default one: amd64's `v1`, arm64's `v8`).
-    pub(crate) variant: String,
+    pub variant: String,
 }
 
 impl fmt::Display for Platform {
@@ -31,7 +31,7 @@ impl fmt::Display for Platform {
 
 impl Platform {
     /// `os/architecture/variant`, normalised.
-    pub(crate) fn new(os: &str, architecture: &str, variant: &str) -> Self {
+    pub fn new(os: &str, architecture: &str, variant: &str) -> Self {
         let os = os.to_ascii_lowercase();
         let (architecture, variant) = normalise_arch(
             &architecture.to_ascii_lowercase(),
@@ -50,7 +50,7 @@ impl Platform {
 
     /// The platform this process runs as: Linux and the architecture it
     /// was built for (32-bit arm is taken as `v7`).
-    pub(crate) fn host() -> Self {
+    pub fn host() -> Self {
         Self::new("linux", std::env::consts::ARCH, "")
     }
 
@@ -88,7 +88,7 @@ impl Platform {
 
     /// How well the host `self` runs `candidate`: `Some(0)` is its own
     /// platform, larger is worse; `None` if it cannot.
-    pub(crate) fn rank(&self, candidate: &Platform) -> Option<usize> {
+    pub fn rank(&self, candidate: &Platform) -> Option<usize> {
         if candidate.os != "linux" || self.os != "linux" {
             return None;
         }

@@ -7,15 +7,15 @@
 use libctd_core::{Error, Result};
 use serde::Deserialize;
 
-use crate::images::config::ImageConfig;
-use crate::images::descriptor::{
+use crate::config::ImageConfig;
+use crate::descriptor::{
     Compression, DOCKER_CONFIG, DOCKER_MANIFEST, Descriptor, Manifest, decode,
 };
-use crate::images::digest::Digest;
-use crate::images::image::{self, Collected, Image, Made};
-use crate::images::platform::Platform;
-use crate::images::reference;
-use crate::images::sink::BlobInfo;
+use crate::digest::Digest;
+use crate::image::{self, Collected, Image, Made};
+use crate::platform::Platform;
+use crate::reference;
+use crate::sink::BlobInfo;
 
 /// One entry of `manifest.json`.
 #[derive(Debug, Deserialize)]

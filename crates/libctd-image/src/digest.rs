@@ -7,18 +7,18 @@ use sha2::{Digest as _, Sha256};
 
 /// The only algorithm images use here; a digest of another algorithm is
 /// refused as invalid input.
-pub(crate) const SHA256: &str = "sha256";
+pub const SHA256: &str = "sha256";
 
 /// A sha256 content digest, kept as its 64 lower-case hex digits.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Digest {
+pub struct Digest {
     hex: String,
 }
 
 impl Digest {
     /// Parses `sha256:<64 lower-case hex digits>`; anything else (another
     /// algorithm, upper case, a wrong length) is `InvalidArgument`.
-    pub(crate) fn parse(text: &str) -> Result<Self> {
+    pub fn parse(text: &str) -> Result<Self> {
         let Some((alg, hex)) = text.split_once(':') else {
             return Err(Error::invalid_argument(format!(
                 "digest {text:?} is not of the form algorithm:hex"
@@ -37,7 +37,7 @@ impl Digest {
     }
 
     /// The digest whose hex digits are `hex`, if they are 64 lower-case hex digits.
-    pub(crate) fn from_hex(hex: &str) -> Option<Self> {
+    pub fn from_hex(hex: &str) -> Option<Self> {
         let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         ok.then(|| Self {
             hex: hex.to_owned(),
@@ -45,7 +45,7 @@ impl Digest {
     }
 
     /// The digest of `bytes`.
-    pub(crate) fn of(bytes: &[u8]) -> Self {
+    pub fn of(bytes: &[u8]) -> Self {
         Self::from_bytes(&Sha256::digest(bytes))
     }
 
@@ -59,7 +59,7 @@ impl Digest {
     }
 
     /// The 64 hex digits, without the algorithm.
-    pub(crate) fn hex(&self) -> &str {
+    pub fn hex(&self) -> &str {
         &self.hex
     }
 }
@@ -91,7 +91,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
 
 /// A sha256 and a byte count fed as bytes go past.
 #[derive(Clone, Default)]
-pub(crate) struct Hashing {
+pub struct Hashing {
     sha: Sha256,
     bytes: u64,
 }
@@ -106,18 +106,18 @@ impl fmt::Debug for Hashing {
 
 impl Hashing {
     /// Feeds `bytes`.
-    pub(crate) fn update(&mut self, bytes: &[u8]) {
+    pub fn update(&mut self, bytes: &[u8]) {
         self.sha.update(bytes);
         self.bytes += bytes.len() as u64;
     }
 
     /// The bytes fed so far.
-    pub(crate) fn bytes(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// The digest of what was fed so far.
-    pub(crate) fn digest(&self) -> Digest {
+    pub fn digest(&self) -> Digest {
         Digest::from_bytes(&self.sha.clone().finalize())
     }
 }

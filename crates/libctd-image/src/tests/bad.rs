@@ -4,7 +4,7 @@ use libctd_core::{Error, ErrorKind};
 use serde_json::json;
 
 use super::*;
-use crate::images::descriptor::ANNOTATION_IMAGE_NAME;
+use crate::descriptor::ANNOTATION_IMAGE_NAME;
 
 fn good() -> (Built, Vec<(String, Vec<u8>)>) {
     let img = oci_image(
@@ -46,11 +46,7 @@ async fn a_truncated_archive() {
             ErrorKind::InvalidArgument,
             &["truncated", &blob_path(layer)],
         );
-        assert!(
-            !sink
-                .blobs
-                .contains_key(&crate::images::digest::Digest::of(layer))
-        );
+        assert!(!sink.blobs.contains_key(&crate::digest::Digest::of(layer)));
     }
     // Cut in a header, or before the end marker.
     for cut in [at - 100, bytes.len() - 1024] {
@@ -80,7 +76,7 @@ async fn a_blob_whose_content_is_not_its_digest() {
         "the sink stored no bad blob"
     );
     for (digest, bytes) in &sink.blobs {
-        assert_eq!(&crate::images::digest::Digest::of(bytes), digest);
+        assert_eq!(&crate::digest::Digest::of(bytes), digest);
     }
 }
 
@@ -90,10 +86,8 @@ async fn a_blob_the_sink_skips_is_verified_all_the_same() {
     let path = blob_path(&img.config);
     let mut sink = MemorySink::default();
     // The sink has the config already, so it does not read it.
-    sink.blobs.insert(
-        crate::images::digest::Digest::of(&img.config),
-        img.config.clone(),
-    );
+    sink.blobs
+        .insert(crate::digest::Digest::of(&img.config), img.config.clone());
     let i = files.iter().position(|(p, _)| *p == path).unwrap();
     files[i].1[0] ^= 0xff;
     let bytes = archive(&files);

@@ -5,31 +5,31 @@
 use libctd_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
-use crate::images::descriptor::Compression;
-use crate::images::digest::{Digest, SHA256};
-use crate::images::docker;
-use crate::images::image::{Archive, Collected, Format, Seen};
-use crate::images::oci;
-use crate::images::platform::Platform;
-use crate::images::sink::{BlobBody, BlobInfo, BlobSink};
-use crate::images::tar::{Entry, Kind, TarReader, clean_path};
+use crate::descriptor::Compression;
+use crate::digest::{Digest, SHA256};
+use crate::docker;
+use crate::image::{Archive, Collected, Format, Seen};
+use crate::oci;
+use crate::platform::Platform;
+use crate::sink::{BlobBody, BlobInfo, BlobSink};
+use crate::tar::{Entry, Kind, TarReader, clean_path};
 
 /// The largest JSON document (index, manifest, config) by default: 4 MiB.
-pub(crate) const MAX_JSON: u64 = 4 << 20;
+pub const MAX_JSON: u64 = 4 << 20;
 /// The most JSON-like blobs an archive may make libctd keep, by default: 64 MiB.
-pub(crate) const MAX_KEPT: u64 = 64 << 20;
+pub const MAX_KEPT: u64 = 64 << 20;
 /// How much of the stream is read at once.
 const READ_BUFFER: usize = 64 << 10;
 
 /// How an archive is read.
 #[derive(Debug, Clone)]
-pub(crate) struct Options {
+pub struct Options {
     /// The platform images are chosen for (the host's by default).
-    pub(crate) platform: Platform,
+    pub platform: Platform,
     /// The largest JSON document.
-    pub(crate) max_json: u64,
+    pub max_json: u64,
     /// The most bytes of JSON-like blobs kept in memory.
-    pub(crate) max_kept: u64,
+    pub max_kept: u64,
 }
 
 impl Default for Options {
@@ -85,11 +85,7 @@ fn role(path: &str) -> Result<Role> {
 /// to `sink` as it comes, then the images for `options.platform` are
 /// resolved, and (`docker save`) the manifests made for them go to `sink`
 /// too. Errors: see the module docs of `images`.
-pub(crate) async fn read_archive<R, S>(
-    reader: R,
-    sink: &mut S,
-    options: &Options,
-) -> Result<Archive>
+pub async fn read_archive<R, S>(reader: R, sink: &mut S, options: &Options) -> Result<Archive>
 where
     R: AsyncRead + Send + Unpin,
     S: BlobSink + ?Sized,

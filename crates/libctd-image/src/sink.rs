@@ -14,28 +14,28 @@ use async_trait::async_trait;
 use libctd_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use crate::images::digest::{Digest, Hashing};
+use crate::digest::{Digest, Hashing};
 
 /// What the archive says of a blob before it streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BlobInfo {
+pub struct BlobInfo {
     /// The archive entry it comes from (`blobs/sha256/<hex>`,
     /// `<id>/layer.tar`), or `manifest.json[<n>]` for a manifest made from
     /// docker's `manifest.json`: a name for messages and write references.
-    pub(crate) entry: String,
+    pub entry: String,
     /// The digest the content must have, when known before it is read (an
     /// OCI blob's path, a made manifest); `None` for a `docker save` file,
     /// whose digest is learnt by reading it ([`BlobBody::digest`]).
-    pub(crate) digest: Option<Digest>,
+    pub digest: Option<Digest>,
     /// Its size in bytes: the total for progress.
-    pub(crate) size: u64,
+    pub size: u64,
 }
 
 /// Takes each blob of an archive as it streams (content writes, for
 /// instance). Blobs come in archive order, before anyone knows which are
 /// used: every file that may be a blob is offered.
 #[async_trait]
-pub(crate) trait BlobSink: Send {
+pub trait BlobSink: Send {
     /// Takes one blob. Reading `body` to its end (0 bytes read) means the
     /// content was verified; [`BlobBody::digest`] then names it. Returning
     /// `Ok` before the end means "already have it": the rest is read past
@@ -65,7 +65,7 @@ enum State {
 }
 
 /// One blob's bytes, as the archive streams them; see the module docs.
-pub(crate) struct BlobBody<'a> {
+pub struct BlobBody<'a> {
     inner: &'a mut (dyn AsyncRead + Send + Unpin + 'a),
     entry: String,
     expected: Option<Digest>,
@@ -92,7 +92,7 @@ const HEAD: usize = 4;
 impl<'a> BlobBody<'a> {
     /// A body of `info.size` bytes read from `inner`, kept whole in memory
     /// if it looks like JSON and is at most `keep_json` bytes.
-    pub(crate) fn new(
+    pub fn new(
         inner: &'a mut (dyn AsyncRead + Send + Unpin + 'a),
         info: &BlobInfo,
         keep_json: u64,
@@ -114,12 +114,12 @@ impl<'a> BlobBody<'a> {
     }
 
     /// Bytes read so far (progress; the total is [`BlobInfo::size`]).
-    pub(crate) fn done(&self) -> u64 {
+    pub fn done(&self) -> u64 {
         self.hashing.bytes()
     }
 
     /// The content's digest, once read to its end and verified.
-    pub(crate) fn digest(&self) -> Option<&Digest> {
+    pub fn digest(&self) -> Option<&Digest> {
         match &self.state {
             State::Verified(d) => Some(d),
             _ => None,
@@ -127,7 +127,7 @@ impl<'a> BlobBody<'a> {
     }
 
     /// The archive's own failure (a digest that does not match), if any.
-    pub(crate) fn failure(&self) -> Option<&Error> {
+    pub fn failure(&self) -> Option<&Error> {
         match &self.state {
             State::Failed(e) => Some(e),
             _ => None,
@@ -135,12 +135,12 @@ impl<'a> BlobBody<'a> {
     }
 
     /// The first bytes (up to 4).
-    pub(crate) fn head(&self) -> &[u8] {
+    pub fn head(&self) -> &[u8] {
         &self.head
     }
 
     /// The whole content, if kept (JSON-like and small).
-    pub(crate) fn take_kept(&mut self) -> Option<Vec<u8>> {
+    pub fn take_kept(&mut self) -> Option<Vec<u8>> {
         match std::mem::replace(&mut self.keep, Keep::No) {
             Keep::Yes(bytes) => Some(bytes),
             _ => None,
@@ -148,7 +148,7 @@ impl<'a> BlobBody<'a> {
     }
 
     /// Reads what the sink left, to the end (verifying it).
-    pub(crate) async fn drain(&mut self) -> io::Result<()> {
+    pub async fn drain(&mut self) -> io::Result<()> {
         let mut scratch = [0u8; 8192];
         while self.read(&mut scratch).await? > 0 {}
         Ok(())
@@ -227,14 +227,14 @@ impl AsyncRead for BlobBody<'_> {
 /// it saw and a fault to inject.
 #[cfg(test)]
 #[derive(Debug, Default)]
-pub(crate) struct MemorySink {
+pub struct MemorySink {
     /// Blobs stored, by digest.
-    pub(crate) blobs: std::collections::BTreeMap<Digest, Vec<u8>>,
+    pub blobs: std::collections::BTreeMap<Digest, Vec<u8>>,
     /// Each blob offered: its entry, and the bytes done after each read
     /// (the last equals the size when it was read whole).
-    pub(crate) progress: Vec<(String, Vec<u64>)>,
+    pub progress: Vec<(String, Vec<u64>)>,
     /// Fail (`Unavailable`) half-way through the blob of this entry.
-    pub(crate) fail_on: Option<String>,
+    pub fail_on: Option<String>,
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 use serde_json::json;
 
 use super::*;
-use crate::images::descriptor::{
+use crate::descriptor::{
     ANNOTATION_IMAGE_NAME, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     Manifest,
 };
-use crate::images::digest::Digest;
-use crate::images::image::Format;
+use crate::digest::Digest;
+use crate::image::Format;
 
 /// A docker save archive: config, two layer directories (the second
 /// gzip-compressed), a third layer linked to the first; `manifest.json`

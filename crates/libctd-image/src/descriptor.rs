@@ -6,40 +6,40 @@ use std::collections::BTreeMap;
 use libctd_core::{Error, Result};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::images::digest::Digest;
-use crate::images::platform::Platform;
+use crate::digest::Digest;
+use crate::platform::Platform;
 
 /// An OCI image index.
-pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// An OCI image manifest.
-pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// An OCI image config.
-pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// A docker manifest list (an index).
-pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// A docker schema 2 manifest.
-pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// A docker image config.
-pub(crate) const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// A docker layer, uncompressed.
-pub(crate) const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// A docker layer, gzip-compressed.
-pub(crate) const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// An OCI layer, uncompressed.
-pub(crate) const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 /// An OCI layer, gzip-compressed.
-pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// An OCI layer, zstd-compressed.
-pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// The annotation containerd names an image by.
-pub(crate) const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// The OCI annotation naming an image (a full reference, or only a tag).
-pub(crate) const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// How a layer's tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Compression {
+pub enum Compression {
     /// A plain tar: its digest is its diff id.
     None,
     /// gzip.
@@ -51,7 +51,7 @@ pub(crate) enum Compression {
 impl Compression {
     /// The compression a layer of `media_type` has; `None` if libctd does
     /// not unpack that media type (foreign and non-distributable layers too).
-    pub(crate) fn of_layer(media_type: &str) -> Option<Self> {
+    pub fn of_layer(media_type: &str) -> Option<Self> {
         match media_type {
             OCI_LAYER | DOCKER_LAYER => Some(Self::None),
             OCI_LAYER_GZIP | DOCKER_LAYER_GZIP => Some(Self::Gzip),
@@ -61,7 +61,7 @@ impl Compression {
     }
 
     /// The compression a blob starting with `head` has, by its magic.
-    pub(crate) fn sniff(head: &[u8]) -> Self {
+    pub fn sniff(head: &[u8]) -> Self {
         if head.starts_with(&[0x1f, 0x8b]) {
             Self::Gzip
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -72,7 +72,7 @@ impl Compression {
     }
 
     /// The media type a `docker save` layer of this compression gets.
-    pub(crate) fn docker_media_type(self) -> &'static str {
+    pub fn docker_media_type(self) -> &'static str {
         match self {
             Self::None => DOCKER_LAYER,
             Self::Gzip => DOCKER_LAYER_GZIP,
@@ -83,7 +83,7 @@ impl Compression {
 }
 
 /// A JSON `null` read as the type's default (docker writes `"Env": null`).
-pub(crate) fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+pub fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     d: D,
 ) -> std::result::Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
@@ -91,25 +91,25 @@ pub(crate) fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Defaul
 
 /// A platform as a descriptor writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct PlatformField {
+pub struct PlatformField {
     /// The architecture.
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) architecture: String,
+    pub architecture: String,
     /// The operating system.
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) os: String,
+    pub os: String,
     /// The variant.
     #[serde(
         default,
         deserialize_with = "or_default",
         skip_serializing_if = "String::is_empty"
     )]
-    pub(crate) variant: String,
+    pub variant: String,
 }
 
 impl PlatformField {
     /// As a normalised platform.
-    pub(crate) fn platform(&self) -> Platform {
+    pub fn platform(&self) -> Platform {
         Platform::new(&self.os, &self.architecture, &self.variant)
     }
 }
@@ -117,29 +117,29 @@ impl PlatformField {
 /// Points at a blob: its media type, digest and size (and, in an index,
 /// its platform and annotations).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Descriptor {
+pub struct Descriptor {
     /// What the blob is.
     #[serde(rename = "mediaType", default, deserialize_with = "or_default")]
-    pub(crate) media_type: String,
+    pub media_type: String,
     /// Its digest.
-    pub(crate) digest: Digest,
+    pub digest: Digest,
     /// Its size in bytes.
-    pub(crate) size: u64,
+    pub size: u64,
     /// The platform it is for (index entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) platform: Option<PlatformField>,
+    pub platform: Option<PlatformField>,
     /// Annotations (index entries: the image's name).
     #[serde(
         default,
         deserialize_with = "or_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub(crate) annotations: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Descriptor {
     /// A descriptor of `media_type` for `digest` and `size`.
-    pub(crate) fn new(media_type: &str, digest: Digest, size: u64) -> Self {
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
         Self {
             media_type: media_type.to_owned(),
             digest,
@@ -152,38 +152,34 @@ impl Descriptor {
 
 /// An image manifest (OCI or docker schema 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Manifest {
+pub struct Manifest {
     /// Always 2.
     #[serde(rename = "schemaVersion")]
-    pub(crate) schema_version: u32,
+    pub schema_version: u32,
     /// The manifest's own media type, if written.
     #[serde(rename = "mediaType", default, deserialize_with = "or_default")]
-    pub(crate) media_type: String,
+    pub media_type: String,
     /// The image config.
-    pub(crate) config: Descriptor,
+    pub config: Descriptor,
     /// The layers, bottom first.
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) layers: Vec<Descriptor>,
+    pub layers: Vec<Descriptor>,
 }
 
 /// An image index (OCI) or manifest list (docker).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct Index {
+pub struct Index {
     /// The index's own media type, if written.
     #[serde(rename = "mediaType", default, deserialize_with = "or_default")]
-    pub(crate) media_type: String,
+    pub media_type: String,
     /// The manifests (or indexes) it lists.
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) manifests: Vec<Descriptor>,
+    pub manifests: Vec<Descriptor>,
 }
 
 /// What a JSON document of an image archive is (named by `what` and the
 /// archive `entry` in messages): `InvalidArgument` if it is not one.
-pub(crate) fn decode<'a, T: Deserialize<'a>>(
-    bytes: &'a [u8],
-    what: &str,
-    entry: &str,
-) -> Result<T> {
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str, entry: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         Error::invalid_argument(format!("image archive: entry {entry:?} is not {what}: {e}"))
     })
@@ -192,7 +188,7 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
 /// The kind of document a descriptor's blob is, from its media type or
 /// (when the descriptor has none) the document's own `mediaType` or keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DocKind {
+pub enum DocKind {
     /// An index or manifest list.
     Index,
     /// A manifest.
@@ -201,7 +197,7 @@ pub(crate) enum DocKind {
 
 /// The kind of the document `bytes` that `media_type` names; `None` for a
 /// media type that is neither an index nor a manifest.
-pub(crate) fn doc_kind(media_type: &str, bytes: &[u8]) -> Option<DocKind> {
+pub fn doc_kind(media_type: &str, bytes: &[u8]) -> Option<DocKind> {
     let of = |mt: &str| match mt {
         OCI_INDEX | DOCKER_LIST => Some(DocKind::Index),
         OCI_MANIFEST | DOCKER_MANIFEST => Some(DocKind::Manifest),

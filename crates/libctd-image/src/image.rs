@@ -5,51 +5,51 @@ use std::collections::HashMap;
 
 use libctd_core::{Error, Result};
 
-use crate::images::config::ImageConfig;
-use crate::images::descriptor::{Compression, Descriptor, Manifest};
-use crate::images::digest::Digest;
-use crate::images::platform::Platform;
-use crate::images::sink::BlobInfo;
+use crate::config::ImageConfig;
+use crate::descriptor::{Compression, Descriptor, Manifest};
+use crate::digest::Digest;
+use crate::platform::Platform;
+use crate::sink::BlobInfo;
 
 /// A blob read from the archive (and offered to the sink).
 #[derive(Debug, Clone)]
-pub(crate) struct Seen {
+pub struct Seen {
     /// The archive entry.
-    pub(crate) entry: String,
+    pub entry: String,
     /// Its content's digest (verified against its path for OCI blobs).
-    pub(crate) digest: Digest,
+    pub digest: Digest,
     /// Its size.
-    pub(crate) size: u64,
+    pub size: u64,
     /// Its first bytes.
-    pub(crate) head: Vec<u8>,
+    pub head: Vec<u8>,
     /// Its content, if it looked like JSON and was small enough to keep.
-    pub(crate) json: Option<Vec<u8>>,
+    pub json: Option<Vec<u8>>,
 }
 
 /// Everything a pass over the archive learnt.
 #[derive(Debug, Default)]
-pub(crate) struct Collected {
+pub struct Collected {
     /// Blobs by digest.
-    pub(crate) blobs: HashMap<Digest, Seen>,
+    pub blobs: HashMap<Digest, Seen>,
     /// Blob digests by entry path.
-    pub(crate) paths: HashMap<String, Digest>,
+    pub paths: HashMap<String, Digest>,
     /// Links: entry path -> the path it leads to (archive-relative).
-    pub(crate) links: HashMap<String, String>,
+    pub links: HashMap<String, String>,
     /// `oci-layout`.
-    pub(crate) oci_layout: Option<Vec<u8>>,
+    pub oci_layout: Option<Vec<u8>>,
     /// `index.json`.
-    pub(crate) index: Option<Vec<u8>>,
+    pub index: Option<Vec<u8>>,
     /// docker's `manifest.json`.
-    pub(crate) docker_manifest: Option<Vec<u8>>,
+    pub docker_manifest: Option<Vec<u8>>,
     /// The largest JSON document resolution accepts.
-    pub(crate) max_json: u64,
+    pub max_json: u64,
 }
 
 impl Collected {
     /// The blob an OCI descriptor names: `InvalidArgument` if the archive
     /// has none (naming it and `of`, who refers to it) or has one of
     /// another size.
-    pub(crate) fn blob(&self, desc: &Descriptor, of: &str) -> Result<&Seen> {
+    pub fn blob(&self, desc: &Descriptor, of: &str) -> Result<&Seen> {
         let seen = self.blobs.get(&desc.digest).ok_or_else(|| {
             Error::invalid_argument(format!(
                 "image archive: {of} refers to blob {} (entry \"blobs/sha256/{}\"), which is \
@@ -69,8 +69,8 @@ impl Collected {
 
     /// The blob at archive path `path` (following links): `InvalidArgument`
     /// naming it and `of` if there is none.
-    pub(crate) fn blob_at(&self, path: &str, of: &str) -> Result<&Seen> {
-        let mut at = crate::images::tar::clean_path(path).unwrap_or_default();
+    pub fn blob_at(&self, path: &str, of: &str) -> Result<&Seen> {
+        let mut at = crate::tar::clean_path(path).unwrap_or_default();
         for _ in 0..16 {
             match self.links.get(&at) {
                 Some(next) => at = next.clone(),
@@ -89,7 +89,7 @@ impl Collected {
 
     /// The JSON document `seen` holds: `InvalidArgument` naming it if it
     /// is larger than a document may be or is not JSON.
-    pub(crate) fn json<'a>(&self, seen: &'a Seen, what: &str) -> Result<&'a [u8]> {
+    pub fn json<'a>(&self, seen: &'a Seen, what: &str) -> Result<&'a [u8]> {
         if seen.size > self.max_json {
             return Err(Error::invalid_argument(format!(
                 "image archive: entry {:?} ({what}) is {} bytes, more than the {} a JSON \
@@ -108,42 +108,42 @@ impl Collected {
 
 /// One layer of an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Layer {
+pub struct Layer {
     /// The layer blob.
-    pub(crate) descriptor: Descriptor,
+    pub descriptor: Descriptor,
     /// Its compression.
-    pub(crate) compression: Compression,
+    pub compression: Compression,
     /// The digest of its uncompressed tar (from the config).
-    pub(crate) diff_id: Digest,
+    pub diff_id: Digest,
     /// The chain id of the layers up to this one: its snapshot's name.
-    pub(crate) chain_id: Digest,
+    pub chain_id: Digest,
 }
 
 /// An image of the archive, resolved for the host's platform.
 #[derive(Debug, Clone)]
-pub(crate) struct Image {
+pub struct Image {
     /// Its names, normalised references (none if the archive names none).
-    pub(crate) names: Vec<String>,
+    pub names: Vec<String>,
     /// What an image record points at: the index entry (an index or the manifest).
-    pub(crate) target: Descriptor,
+    pub target: Descriptor,
     /// The indexes from the target down to the manifest (empty if the
     /// target is the manifest), top first: each one's chosen child is the next.
-    pub(crate) indexes: Vec<Descriptor>,
+    pub indexes: Vec<Descriptor>,
     /// The manifest for the host's platform.
-    pub(crate) manifest: Descriptor,
+    pub manifest: Descriptor,
     /// The config blob.
-    pub(crate) config: Descriptor,
+    pub config: Descriptor,
     /// The config, decoded.
-    pub(crate) image_config: ImageConfig,
+    pub image_config: ImageConfig,
     /// The layers, bottom first.
-    pub(crate) layers: Vec<Layer>,
+    pub layers: Vec<Layer>,
     /// The image's platform.
-    pub(crate) platform: Platform,
+    pub platform: Platform,
 }
 
 /// The format of an archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
     /// An OCI image layout (`oci-layout`, `index.json`, `blobs/`).
     Oci,
     /// `docker save`'s (`manifest.json`).
@@ -151,24 +151,24 @@ pub(crate) enum Format {
 }
 
 /// A document made while resolving, and what it is offered to the sink as.
-pub(crate) type Made = (BlobInfo, Vec<u8>);
+pub type Made = (BlobInfo, Vec<u8>);
 
 /// A read archive: its images for this host.
 #[derive(Debug, Clone)]
-pub(crate) struct Archive {
+pub struct Archive {
     /// The format.
-    pub(crate) format: Format,
+    pub format: Format,
     /// The images that run on the host, one per name (or per unnamed entry).
-    pub(crate) images: Vec<Image>,
+    pub images: Vec<Image>,
     /// Documents made while resolving (the manifests of a `docker save`
     /// archive), already offered to the sink like any blob.
-    pub(crate) made: Vec<Made>,
+    pub made: Vec<Made>,
 }
 
 /// The layers of `manifest` (in entry `of`), checked against its config:
 /// every blob present, of a known media type, as many as the diff ids, an
 /// uncompressed one's digest its diff id.
-pub(crate) fn layers(
+pub fn layers(
     collected: &Collected,
     manifest: &Manifest,
     config: &ImageConfig,
@@ -213,7 +213,7 @@ pub(crate) fn layers(
 /// Of images sharing a name, the one the host runs best (ranked by
 /// `rank`, lower is better; the first on a tie) keeps it; an image left
 /// with no name, that had one, is dropped.
-pub(crate) fn one_per_name(images: Vec<(usize, Image)>) -> Vec<Image> {
+pub fn one_per_name(images: Vec<(usize, Image)>) -> Vec<Image> {
     let mut best: HashMap<String, (usize, usize)> = HashMap::new();
     for (i, (rank, image)) in images.iter().enumerate() {
         for name in &image.names {
@@ -240,7 +240,7 @@ pub(crate) fn one_per_name(images: Vec<(usize, Image)>) -> Vec<Image> {
 
 /// The `NotFound` error of an archive with no image for `host`, listing
 /// the platforms it has.
-pub(crate) fn no_platform(host: &Platform, found: &[Platform]) -> Error {
+pub fn no_platform(host: &Platform, found: &[Platform]) -> Error {
     let mut found: Vec<String> = found.iter().map(ToString::to_string).collect();
     found.sort();
     found.dedup();

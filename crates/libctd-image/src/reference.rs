@@ -5,7 +5,7 @@
 
 use libctd_core::{Error, Result};
 
-use crate::images::digest::Digest;
+use crate::digest::Digest;
 
 /// The registry a name without one lives in.
 const DEFAULT_DOMAIN: &str = "docker.io";
@@ -23,7 +23,7 @@ struct Parts<'a> {
 }
 
 /// `reference` normalised; `InvalidArgument` naming it if it is not one.
-pub(crate) fn normalise(reference: &str) -> Result<String> {
+pub fn normalise(reference: &str) -> Result<String> {
     let parts = parse(reference)?;
     let mut out = parts.full_name;
     match (parts.tag, &parts.digest) {
@@ -44,7 +44,7 @@ pub(crate) fn normalise(reference: &str) -> Result<String> {
 /// Whether `reference` is a reference written in full (its registry and
 /// path as normalisation would make them), as opposed to a bare tag or a
 /// short name.
-pub(crate) fn is_full(reference: &str) -> bool {
+pub fn is_full(reference: &str) -> bool {
     parse(reference).is_ok_and(|p| p.name == p.full_name)
 }
 

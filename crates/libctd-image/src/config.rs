@@ -7,68 +7,68 @@ use std::collections::BTreeMap;
 use libctd_core::{Error, Result};
 use serde::Deserialize;
 
-use crate::images::descriptor::or_default;
-use crate::images::digest::Digest;
-use crate::images::platform::Platform;
+use crate::descriptor::or_default;
+use crate::digest::Digest;
+use crate::platform::Platform;
 
 /// An image configuration, the fields libctd reads (others are ignored).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct ImageConfig {
+pub struct ImageConfig {
     /// The CPU architecture (`amd64`, ...).
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) architecture: String,
+    pub architecture: String,
     /// The operating system (`linux`, ...).
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) os: String,
+    pub os: String,
     /// The architecture's variant (`v7`, ...), if any.
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) variant: String,
+    pub variant: String,
     /// How a container of the image runs.
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) config: RunConfig,
+    pub config: RunConfig,
     /// The layers, uncompressed.
-    pub(crate) rootfs: RootFs,
+    pub rootfs: RootFs,
 }
 
 /// The process a container of the image runs (the config's `config`).
 /// `ExposedPorts`, `Volumes`, `Healthcheck` and the rest are not read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub(crate) struct RunConfig {
+pub struct RunConfig {
     /// `KEY=value` pairs.
     #[serde(rename = "Env", default, deserialize_with = "or_default")]
-    pub(crate) env: Vec<String>,
+    pub env: Vec<String>,
     /// The executable and its first arguments, if set.
     #[serde(rename = "Entrypoint", default)]
-    pub(crate) entrypoint: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
     /// The arguments (after the entrypoint), if set.
     #[serde(rename = "Cmd", default)]
-    pub(crate) cmd: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
     /// The working directory; empty for `/`.
     #[serde(rename = "WorkingDir", default, deserialize_with = "or_default")]
-    pub(crate) working_dir: String,
+    pub working_dir: String,
     /// `user[:group]` (names or ids); empty for root.
     #[serde(rename = "User", default, deserialize_with = "or_default")]
-    pub(crate) user: String,
+    pub user: String,
     /// The image's labels.
     #[serde(rename = "Labels", default, deserialize_with = "or_default")]
-    pub(crate) labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The image's layers as diff ids (digests of the uncompressed tars).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct RootFs {
+pub struct RootFs {
     /// Always `layers`.
     #[serde(rename = "type")]
-    pub(crate) kind: String,
+    pub kind: String,
     /// One per layer, bottom first.
     #[serde(default, deserialize_with = "or_default")]
-    pub(crate) diff_ids: Vec<Digest>,
+    pub diff_ids: Vec<Digest>,
 }
 
 impl ImageConfig {
     /// Decodes the config in `bytes` (from archive entry `entry`):
     /// `InvalidArgument` naming the entry if it is not one.
-    pub(crate) fn parse(bytes: &[u8], entry: &str) -> Result<Self> {
+    pub fn parse(bytes: &[u8], entry: &str) -> Result<Self> {
         let config: Self = serde_json::from_slice(bytes).map_err(|e| {
             Error::invalid_argument(format!(
                 "image archive: entry {entry:?} is not an image config: {e}"
@@ -84,19 +84,19 @@ impl ImageConfig {
     }
 
     /// The platform the config says the image is for.
-    pub(crate) fn platform(&self) -> Platform {
+    pub fn platform(&self) -> Platform {
         Platform::new(&self.os, &self.architecture, &self.variant)
     }
 
     /// The chain id of each layer, bottom first: what its snapshot is named.
-    pub(crate) fn chain_ids(&self) -> Vec<Digest> {
+    pub fn chain_ids(&self) -> Vec<Digest> {
         chain_ids(&self.rootfs.diff_ids)
     }
 }
 
 /// Chain ids of layers with these diff ids: the first layer's is its diff
 /// id; each next one is the sha256 of `"<chain below> <its diff id>"`.
-pub(crate) fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
     for diff_id in diff_ids {
         let next = match out.last() {

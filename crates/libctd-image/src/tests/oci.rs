@@ -3,10 +3,10 @@
 use serde_json::json;
 
 use super::*;
-use crate::images::config::chain_ids;
-use crate::images::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Compression};
-use crate::images::digest::Digest;
-use crate::images::image::Format;
+use crate::config::chain_ids;
+use crate::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Compression};
+use crate::digest::Digest;
+use crate::image::Format;
 
 fn d(s: &str) -> Digest {
     Digest::parse(s).unwrap()

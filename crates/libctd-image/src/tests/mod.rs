@@ -12,11 +12,11 @@ use libctd_core::Result;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::images::archive::{Options, read_archive};
-use crate::images::descriptor::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST};
-use crate::images::image::Archive;
-use crate::images::platform::Platform;
-use crate::images::sink::MemorySink;
+use crate::archive::{Options, read_archive};
+use crate::descriptor::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST};
+use crate::image::Archive;
+use crate::platform::Platform;
+use crate::sink::MemorySink;
 
 /// `sha256:<hex>` of `bytes`, computed here.
 pub(crate) fn sha(bytes: &[u8]) -> String {

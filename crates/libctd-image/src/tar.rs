@@ -18,14 +18,14 @@ use libctd_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// The tar block size.
-pub(crate) const BLOCK: usize = 512;
+pub const BLOCK: usize = 512;
 
 /// The most a pax header or a GNU long name may hold.
-pub(crate) const MAX_META: u64 = 1 << 20;
+pub const MAX_META: u64 = 1 << 20;
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// A regular file (types `0`, NUL, `7`).
     File,
     /// A directory (`5`).
@@ -38,28 +38,28 @@ pub(crate) enum Kind {
 
 /// One entry's header, after any pax or GNU extension that came before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub struct Entry {
     /// The path, cleaned: relative, no `.` or empty parts, no `..`.
-    pub(crate) path: String,
+    pub path: String,
     /// What the entry is.
-    pub(crate) kind: Kind,
+    pub kind: Kind,
     /// The body's size in bytes (0 for all but regular files).
-    pub(crate) size: u64,
+    pub size: u64,
     /// A link's target as written (empty for other kinds).
-    pub(crate) link: String,
+    pub link: String,
 }
 
 /// One header block, decoded but not yet extended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Header {
+pub struct Header {
     /// The name (ustar prefix joined), raw bytes.
-    pub(crate) name: Vec<u8>,
+    pub name: Vec<u8>,
     /// The type flag.
-    pub(crate) typeflag: u8,
+    pub typeflag: u8,
     /// The size field.
-    pub(crate) size: u64,
+    pub size: u64,
     /// The link name field, raw bytes.
-    pub(crate) linkname: Vec<u8>,
+    pub linkname: Vec<u8>,
 }
 
 /// The bytes of `field` up to its first NUL.
@@ -68,7 +68,7 @@ fn cstr(field: &[u8]) -> &[u8] {
 }
 
 /// A numeric field: octal (space or NUL padded) or base-256 (top bit set).
-pub(crate) fn parse_number(field: &[u8]) -> Option<u64> {
+pub fn parse_number(field: &[u8]) -> Option<u64> {
     if let Some((&first, rest)) = field.split_first().filter(|(f, _)| **f & 0x80 != 0) {
         // Base-256, big-endian; 0xff starts a negative number, refused.
         if first == 0xff {
@@ -100,7 +100,7 @@ pub(crate) fn parse_number(field: &[u8]) -> Option<u64> {
 
 /// Decodes a header block; `None` for an all-zero block (the end marker).
 /// `after` names the entry before it, for messages.
-pub(crate) fn parse_header(block: &[u8; BLOCK], after: &str) -> Result<Option<Header>> {
+pub fn parse_header(block: &[u8; BLOCK], after: &str) -> Result<Option<Header>> {
     if block.iter().all(|&b| b == 0) {
         return Ok(None);
     }
@@ -146,18 +146,18 @@ pub(crate) fn parse_header(block: &[u8; BLOCK], after: &str) -> Result<Option<He
 
 /// Overrides from pax headers: path, linkpath, size.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Pax {
+pub struct Pax {
     /// `path`.
-    pub(crate) path: Option<String>,
+    pub path: Option<String>,
     /// `linkpath`.
-    pub(crate) linkpath: Option<String>,
+    pub linkpath: Option<String>,
     /// `size`.
-    pub(crate) size: Option<u64>,
+    pub size: Option<u64>,
 }
 
 /// Decodes pax records (`<len> <key>=<value>\n`, `len` counting the whole
 /// record), keeping the keys an image archive needs; `None` if malformed.
-pub(crate) fn parse_pax(mut body: &[u8]) -> Option<Pax> {
+pub fn parse_pax(mut body: &[u8]) -> Option<Pax> {
     let mut pax = Pax::default();
     while !body.is_empty() {
         let space = body.iter().position(|&b| b == b' ')?;
@@ -184,7 +184,7 @@ pub(crate) fn parse_pax(mut body: &[u8]) -> Option<Pax> {
 
 /// `raw` as a clean relative path (no leading `/`, no `.` or empty parts,
 /// `..` applied); `None` if it is not UTF-8 or climbs above the root.
-pub(crate) fn clean_path(raw: &str) -> Option<String> {
+pub fn clean_path(raw: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     for part in raw.split('/') {
         match part {
@@ -207,7 +207,7 @@ struct Position {
 
 /// Reads a tar archive entry by entry.
 #[derive(Debug)]
-pub(crate) struct TarReader<R> {
+pub struct TarReader<R> {
     inner: R,
     at: Position,
     /// The current (or last) entry's path, for messages.
@@ -219,7 +219,7 @@ pub(crate) struct TarReader<R> {
 
 impl<R: AsyncRead + Unpin> TarReader<R> {
     /// A reader of the archive `inner` streams.
-    pub(crate) fn new(inner: R) -> Self {
+    pub fn new(inner: R) -> Self {
         Self {
             inner,
             at: Position::default(),
@@ -230,7 +230,7 @@ impl<R: AsyncRead + Unpin> TarReader<R> {
     }
 
     /// How messages name the current entry.
-    pub(crate) fn current(&self) -> String {
+    pub fn current(&self) -> String {
         if self.current.is_empty() {
             "the start of the archive".to_owned()
         } else {
@@ -239,13 +239,13 @@ impl<R: AsyncRead + Unpin> TarReader<R> {
     }
 
     /// Whether the stream ended inside an entry.
-    pub(crate) fn truncated(&self) -> bool {
+    pub fn truncated(&self) -> bool {
         self.truncated
     }
 
     /// The error for an I/O failure while reading the current entry: a
     /// truncated archive is `InvalidArgument`, a failing stream `System`.
-    pub(crate) fn io_error(&self, err: io::Error) -> Error {
+    pub fn io_error(&self, err: io::Error) -> Error {
         if self.truncated || err.kind() == io::ErrorKind::UnexpectedEof {
             Error::invalid_argument(format!(
                 "image archive truncated: it ends inside {}",
@@ -308,7 +308,7 @@ impl<R: AsyncRead + Unpin> TarReader<R> {
 
     /// The next entry, `None` after the end marker. What is left of the
     /// current entry's body is skipped first.
-    pub(crate) async fn next_entry(&mut self) -> Result<Option<Entry>> {
+    pub async fn next_entry(&mut self) -> Result<Option<Entry>> {
         if self.done {
             return Ok(None);
         }
@@ -415,7 +415,7 @@ impl<R: AsyncRead + Unpin> TarReader<R> {
     }
 
     /// The current entry's body (what is left of it).
-    pub(crate) fn body(&mut self) -> Body<'_, R> {
+    pub fn body(&mut self) -> Body<'_, R> {
         Body { reader: self }
     }
 }
@@ -437,7 +437,7 @@ fn padding(size: u64) -> u64 {
 /// The current entry's body: ends after its declared size; an archive that
 /// ends before is an `UnexpectedEof` error (and the reader knows it was truncated).
 #[derive(Debug)]
-pub(crate) struct Body<'a, R> {
+pub struct Body<'a, R> {
     reader: &'a mut TarReader<R>,
 }
 

@@ -11,14 +11,14 @@
 use libctd_core::{Error, Result};
 use serde::Deserialize;
 
-use crate::images::config::ImageConfig;
-use crate::images::descriptor::{
+use crate::config::ImageConfig;
+use crate::descriptor::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, DOCKER_CONFIG, Descriptor, DocKind, Index,
     Manifest, OCI_CONFIG, decode, doc_kind,
 };
-use crate::images::image::{self, Collected, Image};
-use crate::images::platform::Platform;
-use crate::images::reference;
+use crate::image::{self, Collected, Image};
+use crate::platform::Platform;
+use crate::reference;
 
 /// The only layout version there is.
 const LAYOUT_VERSION: &str = "1.0.0";

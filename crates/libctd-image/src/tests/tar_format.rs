@@ -4,7 +4,7 @@
 use libctd_core::ErrorKind;
 
 use super::*;
-use crate::images::tar::{
+use crate::tar::{
     BLOCK, Entry, Kind, TarReader, clean_path, parse_header, parse_number, parse_pax,
 };
 
