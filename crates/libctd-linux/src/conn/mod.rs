@@ -8,12 +8,16 @@
 //! and `rollback::unreachable` read them the same way whatever implements
 //! the seam. Tests implement it in memory (`mem`).
 
+mod blob;
 mod clients;
 #[cfg(test)]
 pub(crate) mod mem;
+mod store;
 mod transport;
 
+pub(crate) use blob::{Expected, Written, write_blob};
 pub(crate) use clients::client;
+pub(crate) use store::{LeaseId, Store};
 pub(crate) use transport::Transport;
 
 use std::path::PathBuf;
