@@ -190,10 +190,6 @@ pub(crate) fn stats_from_v2(m: &v2::Metrics) -> LinuxStats {
     out
 }
 
-/// What the transport's refusal of a streaming request says (its one
-/// request per write cannot carry one), and how `status_error` knows it.
-pub(crate) const STREAMING_REFUSED: &str = "not a streaming request";
-
 /// What an RPC's failure means for the caller: the gRPC code (or, for
 /// `Unknown`, containerd's errdefs suffix and runc's well-known failures)
 /// mapped to an [`ErrorKind`]. A failure that never reached containerd (no
@@ -207,8 +203,6 @@ pub(crate) fn status_error(status: tonic::Status) -> Error {
         tonic::Code::Cancelled if local && lower.contains("timeout expired") => {
             ErrorKind::DeadlineExceeded
         }
-        // A streaming request the transport refused: not the daemon's fault.
-        _ if local && message.contains(STREAMING_REFUSED) => ErrorKind::NotImplemented,
         _ if local => ErrorKind::Unavailable,
         tonic::Code::NotFound => ErrorKind::NotFound,
         tonic::Code::AlreadyExists => ErrorKind::AlreadyExists,

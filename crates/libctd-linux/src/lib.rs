@@ -20,6 +20,8 @@ mod events;
 mod fifo;
 #[cfg(all(unix, test))]
 mod fuzz;
+#[cfg(unix)]
+mod image_store;
 #[cfg(all(unix, test))]
 mod layers;
 #[cfg(unix)]
@@ -53,6 +55,10 @@ pub use client::{DEFAULT_RUNTIME, LinuxClient, SHIM_GROUP_KEY};
 pub use config::{
     DEFAULT_RPC_TIMEOUT, DEFAULT_STATE_DIR, HealthCheck, Keepalive, LinuxConfig,
     LinuxRemoteBuilder, LogLevel, MAX_KEEPALIVE, MAX_RPC_TIMEOUT, MIN_KEEPALIVE, PluginConfig,
+};
+#[cfg(unix)]
+pub use image_store::{
+    BlobWritten, ContentInfo, ImageStore, LEASE_EXPIRE_LABEL, Lease, SnapshotMount,
 };
 #[cfg(unix)]
 pub use remote::LinuxRemote;

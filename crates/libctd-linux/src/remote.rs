@@ -11,7 +11,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::client::LinuxClient;
 use crate::config::{LinuxConfig, LinuxRemoteBuilder};
-use crate::conn::{Shared, Transport, client, version_ok};
+use crate::conn::{Shared, Tonic, Transport, client, version_ok};
+use crate::image_store::ImageStore;
 use crate::state_dir::{self, DaemonPaths};
 use crate::supervisor::{self, Supervisor};
 
@@ -127,6 +128,22 @@ impl LinuxRemote {
     /// The configuration in force.
     pub fn config(&self) -> &LinuxConfig {
         &self.config
+    }
+
+    /// The content store, leases and snapshotters of `namespace`: the parts
+    /// an image's import and unpack are made of.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for an invalid namespace.
+    pub fn image_store(&self, namespace: &str) -> Result<ImageStore> {
+        validate_namespace(namespace).map_err(|e| e.with_operation("image_store"))?;
+        let api = Tonic::new(
+            self.shared.transport.clone(),
+            namespace,
+            self.shared.rpc_timeout,
+        )?;
+        Ok(ImageStore::new(api, self.shared.rpc_timeout))
     }
 
     /// The containerd socket.

@@ -2,7 +2,12 @@
 //! same limits.
 
 use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::diff_client::DiffClient;
 use containerd_client::services::v1::events_client::EventsClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::version_client::VersionClient;
 
@@ -29,7 +34,17 @@ macro_rules! grpc_clients {
     )*};
 }
 
-grpc_clients!(TasksClient, ContainersClient, EventsClient, VersionClient);
+grpc_clients!(
+    TasksClient,
+    ContainersClient,
+    EventsClient,
+    VersionClient,
+    ContentClient,
+    LeasesClient,
+    ImagesClient,
+    SnapshotsClient,
+    DiffClient,
+);
 
 /// A client of type `C` over `transport`.
 pub(crate) fn client<C: GrpcClient>(transport: &Transport) -> C {

@@ -6,14 +6,20 @@
 //! which then gives up as well); the event stream and CRIU's calls carry no
 //! deadline. Errors stay `tonic::Status`, so that `convert::status_error`
 //! and `rollback::unreachable` read them the same way whatever implements
-//! the seam. Tests implement it in memory (`mem`).
+//! the seam. Tests implement it in memory (`mem`). The image path's calls
+//! (content, leases, images, snapshots, diff) are a second seam beside it,
+//! [`Store`] (`store`), which `Tonic` implements too.
 
+mod blob;
 mod clients;
 #[cfg(test)]
 pub(crate) mod mem;
+mod store;
 mod transport;
 
+pub(crate) use blob::{Expected, Written, write_blob};
 pub(crate) use clients::client;
+pub(crate) use store::{LeaseId, Store};
 pub(crate) use transport::Transport;
 
 use std::path::PathBuf;

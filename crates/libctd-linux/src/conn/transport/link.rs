@@ -24,6 +24,7 @@ use h2::client::SendRequest;
 use http_body::Frame;
 use tokio_util::sync::CancellationToken;
 
+use super::streamed::Streamed;
 use super::{AUTHORITY, BoxError};
 use crate::config::Keepalive;
 
@@ -282,6 +283,9 @@ pub(crate) struct Answer {
     data_done: bool,
     link: Arc<Link>,
     _open: Option<OpenStream>,
+    /// A streamed request's sending side: its deadline, and its reset
+    /// when the answer is dropped.
+    streamed: Option<Streamed>,
 }
 
 impl Answer {
@@ -291,7 +295,14 @@ impl Answer {
             data_done: false,
             link,
             _open: open,
+            streamed: None,
         }
+    }
+
+    /// The answer to a streamed request, which keeps its sending side.
+    pub(super) fn streamed(mut self, sending: Streamed) -> Self {
+        self.streamed = Some(sending);
+        self
     }
 }
 
@@ -303,6 +314,11 @@ impl http_body::Body for Answer {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(sending) = &mut self.streamed
+            && let Poll::Ready(expired) = sending.poll_expired(cx)
+        {
+            return Poll::Ready(expired.map(Err));
+        }
         if !self.data_done {
             match ready!(self.body.poll_data(cx)) {
                 Some(Ok(data)) => {

@@ -23,8 +23,15 @@
 //! 16 KiB, and keeps to the daemon's limit on concurrent streams (calls past
 //! it wait their turn, first come first served, within their deadline); it
 //! also keeps the connection alive (`link`), so that a hung daemon fails
-//! even the calls without a deadline, and it refuses a request that is not
-//! one message (`request`), which the single write could not carry.
+//! even the calls without a deadline.
+//!
+//! A client-streaming or bidirectional call (`request`: a body that is not
+//! ready whole at once) sends its HEADERS alone, then its body's frames as
+//! they come, from a task of its own, within the daemon's flow control;
+//! the stream ends with the body. The call's deadline then covers the whole
+//! stream, the request's body and the answer's: past it, the stream is
+//! reset and the answer fails as `TimeoutExpired`; a dropped answer resets
+//! it too.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -36,6 +43,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use http::uri::{PathAndQuery, Uri};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::{ConnectError, TimeoutExpired};
@@ -45,9 +53,12 @@ use crate::sync::lock;
 
 mod link;
 mod request;
+mod streamed;
 
 pub(crate) use link::Answer;
 use link::Link;
+use request::Taken;
+use streamed::Streamed;
 
 /// An error of the transport, as tonic's client reads it.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -157,25 +168,44 @@ impl Inner {
     /// closes: the wait is fair, and bounded by the call's deadline, which
     /// covers all of this function (a call dropped while queued never
     /// opens its stream).
-    async fn send(&self, req: http::Request<Body>) -> Result<http::Response<Answer>, BoxError> {
+    async fn send(
+        &self,
+        req: http::Request<Body>,
+        deadline: Option<Instant>,
+    ) -> Result<http::Response<Answer>, BoxError> {
         let (mut head, body) = req.into_parts();
         head.uri = absolute(&head.uri)?;
-        let message = request::one_message(body)?;
+        let taken = request::take(body)?;
         let (sender, link) = self.sender().await?;
         let mut sender = sender.ready().await?;
         let open = link.open_stream();
-        let (answer, mut stream) =
-            sender.send_request(http::Request::from_parts(head, ()), message.is_empty())?;
-        if !message.is_empty() {
-            // Queued whole: h2 sends it as the daemon's flow control
-            // window allows.
-            stream.send_data(message, true)?;
-        }
+        let head = http::Request::from_parts(head, ());
+        let (answer, stream) = match taken {
+            Taken::Whole(message) => {
+                let (answer, mut stream) = sender.send_request(head, message.is_empty())?;
+                if !message.is_empty() {
+                    // Queued whole: h2 sends it as the daemon's flow
+                    // control window allows.
+                    stream.send_data(message, true)?;
+                }
+                (answer, None)
+            }
+            Taken::Streamed { read, rest } => {
+                let (answer, stream) = sender.send_request(head, false)?;
+                // Dropped with this call before its answer comes: the
+                // stream is reset.
+                (answer, Some(Streamed::start(stream, read, rest, deadline)))
+            }
+        };
         let (head, body) = answer.await.map_err(|e| link.explain(e))?.into_parts();
         link.hear();
+        let body = Answer::new(body, link, Some(open));
         Ok(http::Response::from_parts(
             head,
-            Answer::new(body, link, Some(open)),
+            match stream {
+                None => body,
+                Some(s) => body.streamed(s),
+            },
         ))
     }
 }
@@ -229,11 +259,14 @@ impl tower::Service<http::Request<Body>> for Transport {
         let inner = self.inner.clone();
         Box::pin(async move {
             match grpc_timeout(req.headers()) {
-                None => inner.send(req).await,
-                Some(deadline) => match tokio::time::timeout(deadline, inner.send(req)).await {
-                    Ok(answer) => answer,
-                    Err(_) => Err(TimeoutExpired(()).into()),
-                },
+                None => inner.send(req, None).await,
+                Some(timeout) => {
+                    let deadline = Instant::now() + timeout;
+                    match tokio::time::timeout_at(deadline, inner.send(req, Some(deadline))).await {
+                        Ok(answer) => answer,
+                        Err(_) => Err(TimeoutExpired(()).into()),
+                    }
+                }
             }
         })
     }

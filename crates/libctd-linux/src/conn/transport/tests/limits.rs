@@ -3,8 +3,6 @@
 
 use super::*;
 use crate::convert::status_error;
-use containerd_client::services::v1::WriteContentRequest;
-use containerd_client::services::v1::content_client::ContentClient;
 use libctd_core::ErrorKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,29 +136,6 @@ async fn a_request_larger_than_the_daemons_window_goes_through() {
         events.publish(req).await.unwrap();
     }
     assert_eq!(*seen.published.lock().unwrap(), sizes);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_streaming_request_is_refused_with_a_clear_error() {
-    let (_dir, t, seen) = served(Daemon::default());
-    let mut content = ContentClient::new(t.clone());
-    let two = tokio_stream::iter([
-        WriteContentRequest::default(),
-        WriteContentRequest::default(),
-    ]);
-    let status = content.write(two).await.unwrap_err();
-    assert!(
-        status.message().contains("not a streaming request"),
-        "{status:?}"
-    );
-    // One that is not ready at once (a stream fed later) is refused too.
-    let later = tokio_stream::pending::<WriteContentRequest>();
-    let status = content.write(later).await.unwrap_err();
-    assert!(status.message().contains("not ready at once"), "{status:?}");
-    let e = crate::convert::status_error(status);
-    assert_eq!(e.kind(), libctd_core::ErrorKind::NotImplemented, "{e}");
-    assert_eq!(seen.open.load(Ordering::SeqCst), 0, "nothing was sent");
-    assert_eq!(seen.max_open.load(Ordering::SeqCst), 0, "nothing was sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 mod calls;
 mod keepalive;
 mod limits;
+mod streams;
 
 /// How the test daemon behaves; the default answers Version and streams no
 /// event.
@@ -33,6 +34,10 @@ struct Daemon {
     header_len: usize,
     /// Each answer tries a server push first.
     push: bool,
+    /// Content.Write reads slowly: a pause of 1 ms after each 256 KiB.
+    slow_writes: bool,
+    /// Content.Write resets its stream once it has read this many bytes.
+    reset_writes_after: Option<usize>,
 }
 
 /// What the daemon saw, and its controls.
@@ -61,6 +66,12 @@ struct Seen {
     /// Cancelled by [`Seen::goaway`]: the connections open then send GOAWAY
     /// and close at once.
     goaway: Mutex<CancellationToken>,
+    /// Bytes of Content.Write requests read, all streams together.
+    written: AtomicUsize,
+    /// Content.Write streams that the client reset.
+    writes_reset: AtomicUsize,
+    /// Content.Write streams that the client ended.
+    writes_ended: AtomicUsize,
 }
 
 impl Daemon {
@@ -127,6 +138,9 @@ impl Daemon {
             seen.order.lock().unwrap().push(seq);
         }
         let mut body = req.into_body();
+        if path.ends_with("/Write") {
+            return self.write(body, respond, seen).await;
+        }
         let mut message = Vec::new();
         while let Some(Ok(d)) = body.data().await {
             let _ = body.flow_control().release_capacity(d.len());
@@ -220,6 +234,9 @@ impl Default for Seen {
             hang: CancellationToken::default(),
             hang_open: Mutex::default(),
             goaway: Mutex::default(),
+            written: AtomicUsize::default(),
+            writes_reset: AtomicUsize::default(),
+            writes_ended: AtomicUsize::default(),
         }
     }
 }
