@@ -302,7 +302,8 @@ pub type Archive = Pin<Box<dyn AsyncRead + Send>>;
 ///
 /// | situation | kind |
 /// |---|---|
-/// | a malformed name, a truncated or malformed archive, a blob whose digest or size does not match, a missing blob, a layer of an unknown media type | `InvalidArgument`, naming the archive entry |
+/// | a malformed name, a truncated or malformed archive, a blob whose digest or size does not match, a missing blob | `InvalidArgument`, naming the archive entry |
+/// | a well-formed archive with a layer of a media type the backend does not unpack | `NotImplemented`, naming the layer |
 /// | no image of that name; an archive with no image for this host's platform | `NotFound` |
 /// | the service cannot be reached / did not answer in time | `Unavailable` / `DeadlineExceeded` |
 ///
@@ -331,126 +332,6 @@ pub trait Images: Send + Sync {
     /// once nothing else uses them (a container made from it keeps its own
     /// snapshot until it is deleted).
     async fn remove_image(&self, name: &str) -> Result<()>;
-}
-
-/// Checks that `name` is a reference an image can be recorded and found
-/// under: `[domain/]path[:tag][@digest]`, lower-case path components of
-/// `[a-z0-9]` joined by `.`, `_`, `__` or runs of `-`, at most 255
-/// characters in all.
-///
-/// # Errors
-///
-/// `InvalidArgument`, saying what is wrong.
-///
-/// ```
-/// use libctd_core::validate_image_name;
-///
-/// assert!(validate_image_name("docker.io/library/busybox:latest").is_ok());
-/// assert!(validate_image_name("localhost:5000/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").is_ok());
-/// assert!(validate_image_name("Busybox").is_err());
-/// assert!(validate_image_name("").is_err());
-/// ```
-pub fn validate_image_name(name: &str) -> Result<()> {
-    let bad = |why: &str| Error::invalid_argument(format!("invalid image name {name:?}: {why}"));
-    if name.is_empty() {
-        return Err(bad("empty"));
-    }
-    if name.len() > 255 {
-        return Err(bad("longer than 255 characters"));
-    }
-    let (rest, digest) = match name.split_once('@') {
-        Some((rest, digest)) => (rest, Some(digest)),
-        None => (name, None),
-    };
-    if let Some(digest) = digest {
-        let (alg, hex) = digest
-            .split_once(':')
-            .ok_or_else(|| bad("digest without algorithm"))?;
-        let hex_ok = hex.len() >= 32
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if alg.is_empty()
-            || !alg
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            || !hex_ok
-        {
-            return Err(bad("malformed digest"));
-        }
-    }
-    // A tag is after the last ':' that follows the last '/'.
-    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-    let (path, tag) = match rest[last_slash..].rfind(':') {
-        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-        None => (rest, None),
-    };
-    if let Some(tag) = tag {
-        let ok = !tag.is_empty()
-            && tag.len() <= 128
-            && !tag.starts_with(['.', '-'])
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        if !ok {
-            return Err(bad("malformed tag"));
-        }
-    }
-    let mut components: Vec<&str> = path.split('/').collect();
-    if components.len() > 1 && is_domain(components[0]) {
-        components.remove(0);
-    }
-    for component in components {
-        if !is_path_component(component) {
-            return Err(bad(
-                "path components are lower-case letters and digits joined by '.', '_', '__' or '-'",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A registry host: has a '.' or a ':' port, or is `localhost`, or has
-/// upper-case letters (never a path component).
-fn is_domain(s: &str) -> bool {
-    (s.contains('.')
-        || s.contains(':')
-        || s == "localhost"
-        || s.bytes().any(|b| b.is_ascii_uppercase()))
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '[')
-        && !s.contains("..")
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-}
-
-fn is_path_component(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
-        return false;
-    };
-    if !alnum(first) || !alnum(last) {
-        return false;
-    }
-    // Separators: '.', '_', '__', or any run of '-'.
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if alnum(b) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && !alnum(bytes[i]) {
-            i += 1;
-        }
-        let sep = &s[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
 }
 
 /// The error a backend without images gives a create that names one.

@@ -29,7 +29,7 @@ pub use id::{
 };
 pub use image::{
     Archive, IMAGE_ROOTFS_PATH, Image, ImageConfig, ImageRootfs, Images, ImportOptions,
-    ImportProgress, ProgressCallback, images_unsupported, validate_image_name,
+    ImportProgress, ProgressCallback, images_unsupported,
 };
 pub use queue::{EventDispatcher, EventQueue};
 pub use remote::Remote;

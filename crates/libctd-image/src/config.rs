@@ -54,6 +54,21 @@ pub struct RunConfig {
     pub labels: BTreeMap<String, String>,
 }
 
+impl RunConfig {
+    /// What libctd's contract keeps of it: unset and empty fields alike
+    /// become empty (an empty working directory or user is the default).
+    pub fn to_core(&self) -> libctd_core::ImageConfig {
+        let mut out = libctd_core::ImageConfig::default();
+        out.env = self.env.clone();
+        out.entrypoint = self.entrypoint.clone().unwrap_or_default();
+        out.cmd = self.cmd.clone().unwrap_or_default();
+        out.working_dir = (!self.working_dir.is_empty()).then(|| self.working_dir.clone());
+        out.user = (!self.user.is_empty()).then(|| self.user.clone());
+        out.labels = self.labels.clone();
+        out
+    }
+}
+
 /// The image's layers as diff ids (digests of the uncompressed tars).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RootFs {

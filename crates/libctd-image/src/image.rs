@@ -141,6 +141,18 @@ pub struct Image {
     pub platform: Platform,
 }
 
+impl Image {
+    /// The image as libctd's contract names it, under `name`: the digest of
+    /// the manifest for this host, and its run configuration.
+    pub fn to_core(&self, name: &str) -> libctd_core::Image {
+        libctd_core::Image::new(
+            name,
+            self.manifest.digest.to_string(),
+            self.image_config.config.to_core(),
+        )
+    }
+}
+
 /// The format of an archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -35,9 +35,11 @@ use libctd_core::{
 use crate::conformance::{Capabilities, Fixture, Program, Support};
 
 mod client;
+mod images;
 mod program;
 
 pub use client::{FAKE_RUNTIME_OPTIONS_TYPE, FakeClient};
+pub use images::SNAPSHOTTER as FAKE_SNAPSHOTTER;
 pub use program::{FAKE_COMMAND, output_pattern, program_args};
 
 use client::Namespace;
@@ -542,6 +544,16 @@ impl FakeRemote {
         ids
     }
 
+    /// The containers of `namespace` whose root filesystem is a snapshot of
+    /// an image, with the image's name, sorted: a deleted container's
+    /// snapshot is gone with it.
+    pub fn snapshots(&self, namespace: &str) -> Vec<(String, String)> {
+        let ns = lock(&self.shared.namespaces).get(namespace).cloned();
+        let mut snapshots = ns.map(|ns| ns.snapshots()).unwrap_or_default();
+        snapshots.sort();
+        snapshots
+    }
+
     /// Makes process `process_id` of `container_id` in `namespace` exit with
     /// `exit_code` now, as if it had ended by itself.
     pub fn exit_process(
@@ -696,6 +708,13 @@ impl Fixture for FakeFixture {
 
     fn capabilities(&self) -> Capabilities {
         self.capabilities.clone()
+    }
+
+    fn image(&self, name: &str) -> Option<crate::image::ImageArchive> {
+        // The fake runs programs by their arguments; a layer is all an
+        // image needs.
+        let layer = crate::image::Layer::new().file(&format!("bin/{FAKE_COMMAND}"), b"", 0o755);
+        Some(crate::image::ImageArchive::new(name).layer(layer))
     }
 
     fn resources(&self) -> Resources {

@@ -15,8 +15,6 @@
 //! assert!(archive.len() > 1024);
 //! ```
 
-use std::path::Path;
-
 use libctd_core::{Error, Result};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -129,7 +127,7 @@ impl Layer {
     ///
     /// `System` when `dir` cannot be read.
     #[cfg(unix)]
-    pub fn from_dir(dir: &Path) -> Result<Self> {
+    pub fn from_dir(dir: &std::path::Path) -> Result<Self> {
         let mut layer = Self::new();
         walk(dir, dir, &mut layer)?;
         Ok(layer)
@@ -191,7 +189,7 @@ impl Layer {
 }
 
 #[cfg(unix)]
-fn walk(root: &Path, dir: &Path, layer: &mut Layer) -> Result<()> {
+fn walk(root: &std::path::Path, dir: &std::path::Path, layer: &mut Layer) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(io_error)?
         .collect::<std::io::Result<_>>()

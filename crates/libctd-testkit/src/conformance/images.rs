@@ -178,7 +178,20 @@ pub(crate) async fn unknown_or_malformed_image(h: &Harness) -> Result<()> {
         "Not An Image",
         h.client().create(id, &spec, bad).await,
     );
-    for name in ["", "UPPER/case", "a//b"] {
+    // The snapshot is mounted at the spec's root: it must say so.
+    let mut elsewhere = spec.clone();
+    if let Some(root) = elsewhere.root().clone() {
+        let mut root = root;
+        root.set_path("/somewhere/else".into());
+        elsewhere.set_root(Some(root));
+    }
+    expect_err(
+        "create from an image with root.path elsewhere",
+        ErrorKind::InvalidArgument,
+        IMAGE_ROOTFS_PATH,
+        h.client().create(id, &elsewhere, image_options(h)).await,
+    );
+    for name in ["", "a/UPPER", "a//b"] {
         expect_err(
             "image(malformed)",
             ErrorKind::InvalidArgument,
@@ -217,11 +230,15 @@ pub(crate) async fn bad_archives(h: &Harness) -> Result<()> {
             "",
         ),
         (Fault::CorruptLayer, ErrorKind::InvalidArgument, "digest"),
-        (Fault::WrongSize, ErrorKind::InvalidArgument, "size"),
-        (Fault::MissingBlob, ErrorKind::InvalidArgument, "missing"),
+        (Fault::WrongSize, ErrorKind::InvalidArgument, "bytes"),
+        (
+            Fault::MissingBlob,
+            ErrorKind::InvalidArgument,
+            "not in the archive",
+        ),
         (
             Fault::UnknownMediaType,
-            ErrorKind::InvalidArgument,
+            ErrorKind::NotImplemented,
             "application/x-unknown-layer",
         ),
         (

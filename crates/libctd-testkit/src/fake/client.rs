@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
     Client, CreateOptions, DirectIo, Error, EventDispatcher, EventInfo, EventType, INIT_PROCESS_ID,
-    LinuxProcess, LinuxStats, PlatformStats, Resources, Restored, Result, Stats, Status,
+    Images, LinuxProcess, LinuxStats, PlatformStats, Resources, Restored, Result, Stats, Status,
     StdioAttachment, StdioCallback, Summary, TaskExit, Version, validate_signal,
     validate_terminal_size,
 };
@@ -125,6 +125,9 @@ struct Container {
     task: Option<Task>,
     oom_killed: bool,
     resources: Option<Resources>,
+    /// The image whose snapshot is its root filesystem, if any: the
+    /// snapshot lives exactly as long as the container.
+    snapshot: Option<String>,
 }
 
 impl Container {
@@ -148,6 +151,8 @@ impl Container {
 #[derive(Default)]
 pub(crate) struct Namespace {
     containers: Mutex<Containers>,
+    /// Its image records (lock after `containers` when both are held).
+    pub(crate) images: Mutex<super::images::ImageRecords>,
 }
 
 fn no_container() -> Error {
@@ -161,6 +166,14 @@ fn not_running() -> Error {
 impl Namespace {
     pub(crate) fn container_ids(&self) -> Vec<String> {
         lock(&self.containers).keys().cloned().collect()
+    }
+
+    /// The containers that have a snapshot of an image, with its name.
+    pub(crate) fn snapshots(&self) -> Vec<(String, String)> {
+        lock(&self.containers)
+            .iter()
+            .filter_map(|(id, c)| Some((id.clone(), c.snapshot.clone()?)))
+            .collect()
     }
 
     /// Ends a process as if it had ended by itself.
@@ -348,6 +361,11 @@ impl std::fmt::Debug for FakeClient {
 }
 
 impl FakeClient {
+    /// The state of the client's namespace, shared with its other clients.
+    pub(crate) fn namespace_state(&self) -> &Namespace {
+        &self.ns
+    }
+
     pub(crate) fn new(
         shared: Arc<Shared>,
         namespace: String,
@@ -543,6 +561,10 @@ fn attach(prepared: &mut Prepared, attach: StdioCallback) -> Result<()> {
 
 #[async_trait]
 impl Client for FakeClient {
+    fn images(&self) -> Option<&dyn Images> {
+        Some(self)
+    }
+
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn version(&self) -> Result<Version> {
         self.enter(Op::Version, None)
@@ -589,6 +611,14 @@ impl Client for FakeClient {
         self.operate(Op::Create, container_id, None, Ok(()), |cs| {
             check_process(spec.process().as_ref(), "the spec")?;
             check_runtime_options(options.runtime_options.as_ref())?;
+            let snapshot = match &options.image {
+                Some(rootfs) => Some(super::images::check_create(
+                    &lock(&self.ns.images),
+                    rootfs,
+                    spec,
+                )?),
+                None => None,
+            };
             if cs.contains_key(container_id) {
                 return Err(Error::already_exists("container already exists"));
             }
@@ -600,6 +630,7 @@ impl Client for FakeClient {
                     task: None,
                     oom_killed: false,
                     resources: None,
+                    snapshot,
                 },
             );
             Ok(())
