@@ -1,6 +1,9 @@
-//! A tour of libctd on Linux: starts a private containerd, runs a busybox
-//! container that prints, runs an exec in it, pauses and resumes it, reads its
-//! stats, shows each event as it arrives, then cleans everything up.
+//! A tour of libctd on Linux: starts a private containerd, makes an image
+//! archive from the host's busybox (offline, no registry), imports it with
+//! its progress shown, runs a container on a snapshot of it that prints,
+//! runs an exec in it, pauses and resumes it, reads its stats, shows each
+//! event as it arrives, then removes the container, its snapshot and the
+//! image, and cleans everything up.
 //!
 //! Run as root: `cargo run -p libctd-linux --example demo`.
 
@@ -22,11 +25,16 @@ mod demo {
     use std::time::Duration;
 
     use libctd_core::{
-        Backend, BoxError, DirectIo, EventInfo, EventType, INIT_PROCESS_ID, PlatformStats, Remote,
-        Result, StdioAttachment, stdio_callback,
+        Backend, BoxError, CreateOptions, DirectIo, EventInfo, EventType, INIT_PROCESS_ID,
+        ImportOptions, ImportProgress, PlatformStats, Remote, Result, StdioAttachment,
+        stdio_callback,
     };
     use libctd_linux::LinuxRemote;
     use libctd_testkit::containerd::{build_busybox_rootfs, busybox_process, busybox_spec};
+    use libctd_testkit::image::{ImageArchive, Layer};
+
+    /// The demo image's name.
+    const IMAGE: &str = "example.com/libctd/demo:1";
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::sync::mpsc;
 
@@ -108,19 +116,44 @@ mod demo {
         let v = client.version().await?;
         println!("containerd {} ({})", v.version, v.revision);
 
-        let spec = busybox_spec(
-            rootfs,
-            &[
+        // An image archive made here from the host's busybox: one gzip layer.
+        let archive = ImageArchive::new(IMAGE)
+            .layer(Layer::from_dir(rootfs)?.gzip())
+            .env(["GREETING=hello from a libctd container"])
+            .cmd([
                 "sh",
                 "-c",
-                "echo hello from a libctd container; i=0; \
-                 while :; do i=$((i+1)); echo tick $i; sleep 1; done",
-            ],
-            false,
-            Some(64 << 20),
-        );
-        println!("create demo");
-        client.create("demo", &spec, Default::default()).await?;
+                "echo $GREETING; i=0; while :; do i=$((i+1)); echo tick $i; sleep 1; done",
+            ])
+            .oci()?;
+        println!("import {IMAGE} ({} bytes)", archive.len());
+        let images = client
+            .images()
+            .ok_or_else(|| libctd_core::Error::not_implemented("no images on this backend"))?;
+        let progress = |p: &ImportProgress| {
+            if p.done == p.total {
+                println!("  stored {} ({} bytes)", p.blob, p.total);
+            }
+        };
+        let imported = images
+            .import(
+                Box::pin(std::io::Cursor::new(archive)),
+                ImportOptions::new().with_progress(progress),
+            )
+            .await?;
+        let image = imported
+            .into_iter()
+            .next()
+            .ok_or_else(|| libctd_core::Error::not_found("the archive holds no image"))?;
+        println!("imported {} ({})", image.name, image.digest);
+
+        // The spec from the image's configuration (its Cmd and Env), on a
+        // fresh snapshot of it.
+        let mut spec = busybox_spec(rootfs, &["true"], false, Some(64 << 20));
+        image.config.apply(&mut spec, None)?;
+        println!("create demo from {}", image.name);
+        let options = CreateOptions::new().with_image(image.name.as_str());
+        client.create("demo", &spec, options).await?;
         let pid = client
             .start("demo", None, false, print_output("demo"))
             .await?;
@@ -165,7 +198,9 @@ mod demo {
         let task = client.delete_task("demo").await?;
         println!("task deleted (exit code {})", task.exit_code);
         client.delete("demo").await?;
-        println!("container deleted");
+        println!("container and its snapshot deleted");
+        images.remove_image(&image.name).await?;
+        println!("image removed");
         Ok(())
     }
 

@@ -5,9 +5,14 @@
 //! ```text
 //! sudo cargo run -p libctd-linux --example run -- -t -i sh
 //! echo hi | sudo cargo run -p libctd-linux --example run -- -i cat
+//! sudo cargo run -p libctd-linux --example run -- --image busybox.tar
 //! ```
 //!
 //! Options: `-t`/`--tty` (a terminal), `-i`/`--interactive` (forward stdin),
+//! `--image ARCHIVE` (import an image archive, OCI layout or `docker save`,
+//! with its progress shown, and run the container on a snapshot of it:
+//! `COMMAND` replaces the image's Cmd; without one, the image's
+//! Entrypoint/Cmd run, with its Env and WorkingDir),
 //! `--rootfs DIR` (default: a busybox rootfs built in the state directory),
 //! `--state-dir DIR` (default: a fresh one under /tmp, removed at the end),
 //! `--memory BYTES` (a memory limit).
@@ -29,8 +34,8 @@ mod run {
     use std::sync::Arc;
 
     use libctd_core::{
-        Backend, BoxError, Client, DirectIo, EventInfo, EventType, INIT_PROCESS_ID, Remote, Result,
-        StdioAttachment, stdio_callback,
+        Backend, BoxError, Client, CreateOptions, DirectIo, EventInfo, EventType, INIT_PROCESS_ID,
+        Image, ImportOptions, ImportProgress, Remote, Result, StdioAttachment, stdio_callback,
     };
     use libctd_linux::LinuxRemote;
     use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
@@ -41,19 +46,21 @@ mod run {
     struct Args {
         tty: bool,
         interactive: bool,
+        image: Option<PathBuf>,
         rootfs: Option<PathBuf>,
         state_dir: Option<PathBuf>,
         memory: Option<i64>,
         command: Vec<String>,
     }
 
-    const USAGE: &str = "usage: run [-t|--tty] [-i|--interactive] [--rootfs DIR] \
+    const USAGE: &str = "usage: run [-t|--tty] [-i|--interactive] [--image ARCHIVE] [--rootfs DIR] \
                          [--state-dir DIR] [--memory BYTES] [--] COMMAND [ARG...]";
 
     fn parse() -> std::result::Result<Args, String> {
         let mut args = Args {
             tty: false,
             interactive: false,
+            image: None,
             rootfs: None,
             state_dir: None,
             memory: None,
@@ -68,6 +75,7 @@ mod run {
                     args.tty = true;
                     args.interactive = true;
                 }
+                "--image" => args.image = Some(it.next().ok_or(USAGE)?.into()),
                 "--rootfs" => args.rootfs = Some(it.next().ok_or(USAGE)?.into()),
                 "--state-dir" => args.state_dir = Some(it.next().ok_or(USAGE)?.into()),
                 "--memory" => {
@@ -87,7 +95,10 @@ mod run {
                 }
             }
         }
-        if args.command.is_empty() {
+        if args.image.is_some() && args.rootfs.is_some() {
+            return Err(format!("--image and --rootfs exclude each other\n{USAGE}"));
+        }
+        if args.command.is_empty() && args.image.is_none() {
             args.command = vec!["sh".into()];
         }
         Ok(args)
@@ -200,6 +211,13 @@ mod run {
         let id = format!("run-{}", std::process::id());
         let command: Vec<&str> = args.command.iter().map(String::as_str).collect();
         let mut spec = busybox_spec(rootfs, &command, args.tty, args.memory);
+        let mut options = CreateOptions::new();
+        if let Some(archive) = &args.image {
+            let image = import(client.as_ref(), archive).await?;
+            let given = (!args.command.is_empty()).then_some(args.command.as_slice());
+            image.config.apply(&mut spec, given)?;
+            options = options.with_image(image.name);
+        }
         if let (Some(process), Ok(term)) = (spec.process().clone(), std::env::var("TERM")) {
             let mut process = process;
             let mut env = process.env().clone().unwrap_or_default();
@@ -219,7 +237,7 @@ mod run {
             process.set_console_size(size);
             spec.set_process(Some(process));
         }
-        client.create(&id, &spec, Default::default()).await?;
+        client.create(&id, &spec, options).await?;
         let raw = RawMode::enter(args.tty);
         let started = client
             .start(&id, None, args.interactive, attach(args.interactive))
@@ -238,6 +256,30 @@ mod run {
         }
         client.delete(&id).await?;
         result
+    }
+
+    /// Imports the image archive at `path`, showing each blob's progress on
+    /// stderr, and returns the image for this host.
+    async fn import(client: &dyn Client, path: &std::path::Path) -> Result<Image> {
+        let images = client
+            .images()
+            .ok_or_else(|| libctd_core::Error::not_implemented("this backend keeps no images"))?;
+        let file = tokio::fs::File::open(path).await.map_err(|e| {
+            libctd_core::Error::invalid_argument(format!("cannot open {}", path.display()))
+                .with_source(e)
+        })?;
+        let progress = |p: &ImportProgress| {
+            if p.done == p.total {
+                eprintln!("imported {} ({} bytes)", p.blob, p.total);
+            }
+        };
+        let options = ImportOptions::new().with_progress(progress);
+        let mut imported = images.import(Box::pin(file), options).await?;
+        // One image per name; run the first.
+        imported
+            .drain(..)
+            .next()
+            .ok_or_else(|| libctd_core::Error::not_found("the archive holds no image"))
     }
 
     /// Forwards window resizes (and, without a terminal, SIGINT/SIGTERM) until
@@ -307,6 +349,8 @@ mod run {
             };
             let rootfs = match &args.rootfs {
                 Some(r) => Ok(r.clone()),
+                // The spec's root is the image's snapshot: no rootfs is built.
+                None if args.image.is_some() => Ok(PathBuf::from(libctd_core::IMAGE_ROOTFS_PATH)),
                 None => {
                     let r = state_dir.join("rootfs");
                     build_busybox_rootfs(&r).map(|()| r)
