@@ -8,7 +8,8 @@ use libctd_linux::DEFAULT_STATE_DIR;
 /// The text of `--help`.
 pub(crate) const USAGE: &str = "\
 usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N]
-             [--stdout-runs N] [--attached N] [--soak N] [--restore N] [--only LIST]
+             [--stdout-runs N] [--attached N] [--soak N] [--restore N] [--images N]
+             [--image-mib N] [--only LIST]
              [--state-parent DIR] [--out PATH] [--containerd PATH]
 
   --quick          small counts for a smoke run (also BENCH_QUICK=1):
@@ -22,6 +23,8 @@ usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N
   --attached N     running containers with attached stdio for the memory figure (default 100)
   --soak N         sequential lifecycles of the soak, sampled every N/10 (default 5000)
   --restore N      running attached containers an engine restart restores (default 200)
+  --images N       image imports + unpack + first run per side (default 10)
+  --image-mib N    MiB of the image's data layer, besides busybox (default 32)
   --out PATH       where to write the results (default bench/results.json)
   --only LIST      run only these phases (comma-separated:
                    memory,lifecycle,burst,stdout,restore,soak)
@@ -34,7 +37,15 @@ Flags may follow --quick to override its counts. BENCH_RUNTIME=current-thread
 runs on tokio's current-thread runtime; RUST_LOG enables tracing. Must run as root.";
 
 /// The phases `--only` selects from, in the order they run.
-const PHASES: [&str; 6] = ["memory", "lifecycle", "burst", "stdout", "restore", "soak"];
+const PHASES: [&str; 7] = [
+    "memory",
+    "lifecycle",
+    "burst",
+    "stdout",
+    "restore",
+    "image",
+    "soak",
+];
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -55,6 +66,10 @@ pub(crate) struct Args {
     pub(crate) soak: usize,
     /// Running attached containers an engine restart restores.
     pub(crate) restore: usize,
+    /// Image imports (with unpack and a first run) per side.
+    pub(crate) images: usize,
+    /// MiB of the image's data layer.
+    pub(crate) image_mib: u64,
     /// Where the results are written.
     pub(crate) out: PathBuf,
     /// Whether these are the smoke run's counts.
@@ -79,6 +94,8 @@ impl Args {
             attached: 100,
             soak: 5000,
             restore: 200,
+            images: 10,
+            image_mib: 32,
             out: PathBuf::from("bench/results.json"),
             quick: false,
             only: Vec::new(),
@@ -116,6 +133,8 @@ impl Args {
             attached: 10,
             soak: 200,
             restore: 20,
+            images: 3,
+            image_mib: 8,
             quick: true,
             ..self
         }
@@ -155,6 +174,8 @@ impl Args {
                 "--attached" => args.attached = count()?,
                 "--soak" => args.soak = count()?,
                 "--restore" => args.restore = count()?,
+                "--images" => args.images = count()?,
+                "--image-mib" => args.image_mib = count()? as u64,
                 "--out" => args.out = PathBuf::from(value),
                 "--containerd" => args.containerd = PathBuf::from(value),
                 "--state-parent" => {

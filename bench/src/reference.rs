@@ -153,6 +153,34 @@ impl Ctr {
         timed_command("ctr run", id, cmd).await
     }
 
+    /// `ctr images import <archive>` (which unpacks into the default
+    /// snapshotter): the whole process's wall time.
+    pub(crate) async fn import(&self, archive: &Path) -> Result<Duration> {
+        let mut cmd = self.command();
+        cmd.arg("images").arg("import").arg(archive);
+        timed_command("ctr images import", "-", cmd).await
+    }
+
+    /// `ctr run --rm <image> <id> <args>`: the whole process's wall time.
+    pub(crate) async fn run_image(&self, image: &str, id: &str, args: &[&str]) -> Result<Duration> {
+        let mut cmd = self.command();
+        cmd.arg("run")
+            .arg("--rm")
+            .arg("--fifo-dir")
+            .arg(&self.fifo_dir)
+            .arg(image)
+            .arg(id)
+            .args(args);
+        timed_command("ctr run", id, cmd).await
+    }
+
+    /// `ctr images rm --sync <image>`: the image and what only it used go.
+    pub(crate) async fn remove_image(&self, image: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("images").arg("rm").arg("--sync").arg(image);
+        timed_command("ctr images rm", "-", cmd).await.map(drop)
+    }
+
     /// Removes the empty directories ctr's containers leave behind: the
     /// namespace's cgroup parents (`/<namespace>/<id>` by default) and its
     /// runc state root.

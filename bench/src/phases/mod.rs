@@ -11,6 +11,7 @@ use crate::run::Bench;
 
 mod burst;
 mod group;
+mod image;
 mod lifecycle;
 mod memory;
 mod restore;
@@ -60,6 +61,11 @@ pub(crate) async fn run(b: &Arc<Bench>) -> Result<()> {
     if b.args.runs("restore") {
         let span = tracing::info_span!("restore");
         restore::restore_at_scale(b).instrument(span).await?;
+    }
+    if b.args.runs("image") {
+        image::import_and_run(b)
+            .instrument(tracing::info_span!("image"))
+            .await?;
     }
     if b.args.runs("soak") {
         soak::soak(b)
