@@ -4,13 +4,16 @@
 //! [`Tonic`] implements it over gRPC: every request carries the client's
 //! namespace header and the remote's deadline (sent to containerd too,
 //! which then gives up as well); the event stream and CRIU's calls carry no
-//! deadline. Errors stay `tonic::Status`, so that `convert::status_error`
+//! deadline. With the `otel` feature, every request also carries the
+//! OpenTelemetry context of the current `tracing` span (`trace`). Errors stay `tonic::Status`, so that `convert::status_error`
 //! and `rollback::unreachable` read them the same way whatever implements
 //! the seam. Tests implement it in memory (`mem`).
 
 mod clients;
 #[cfg(test)]
 pub(crate) mod mem;
+#[cfg(feature = "otel")]
+mod trace;
 mod transport;
 
 pub(crate) use clients::client;
@@ -188,18 +191,23 @@ impl Tonic {
         })
     }
 
-    /// A request carrying the namespace header and the deadline.
+    /// A request carrying the namespace header (and, with the `otel`
+    /// feature, the current span's trace context) and the deadline.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut r = self.unbounded(message);
         r.set_timeout(self.rpc_timeout);
         r
     }
 
-    /// A request carrying the namespace header and no deadline.
+    /// A request carrying the namespace header (and, with the `otel`
+    /// feature, the current span's trace context) and no deadline. Every
+    /// request is made here.
     fn unbounded<T>(&self, message: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
         r.metadata_mut()
             .insert("containerd-namespace", self.ns_header.clone());
+        #[cfg(feature = "otel")]
+        trace::inject(r.metadata_mut());
         r
     }
 

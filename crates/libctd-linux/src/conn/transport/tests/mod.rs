@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 mod calls;
 mod keepalive;
 mod limits;
+#[cfg(feature = "otel")]
+mod trace;
 
 /// How the test daemon behaves; the default answers Version and streams no
 /// event.
@@ -49,6 +51,8 @@ struct Seen {
     subscribes: AtomicUsize,
     /// The `x-seq` header of each request that has one, in order of arrival.
     order: Mutex<Vec<usize>>,
+    /// Each request's headers, in order of arrival.
+    headers: Mutex<Vec<http::HeaderMap>>,
     /// What Publish received, sent on to every open subscription that
     /// [`Daemon::hold_subscriptions`] holds, as containerd does.
     published_events: tokio::sync::broadcast::Sender<Envelope>,
@@ -126,6 +130,7 @@ impl Daemon {
             let seq = seq.to_str().unwrap().parse().unwrap();
             seen.order.lock().unwrap().push(seq);
         }
+        seen.headers.lock().unwrap().push(req.headers().clone());
         let mut body = req.into_body();
         let mut message = Vec::new();
         while let Some(Ok(d)) = body.data().await {
@@ -216,6 +221,7 @@ impl Default for Seen {
             push_refused: AtomicBool::default(),
             subscribes: AtomicUsize::default(),
             order: Mutex::default(),
+            headers: Mutex::default(),
             published_events: tokio::sync::broadcast::channel(64).0,
             hang: CancellationToken::default(),
             hang_open: Mutex::default(),
