@@ -66,7 +66,9 @@ impl LinuxClient {
     pub(crate) async fn over(conn: Conn, backend: Arc<dyn Backend>) -> Result<Arc<Self>> {
         let inner = Arc::new(Session::new(conn, backend)?);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let span = tracing::info_span!("events", namespace = %inner.namespace());
+        // A root: the client's background calls, which go on for its whole
+        // life, do not join the trace of the operation that made the client.
+        let span = tracing::info_span!(parent: None, "events", namespace = %inner.namespace());
         let events = tokio::spawn(tracing::Instrument::instrument(
             crate::events::run(inner.clone(), ready_tx),
             span,
