@@ -121,7 +121,12 @@ async fn a_runsc_start_it_refuses_leaves_nothing_and_the_id_can_start_again() {
     let bare = CreateOptions::new().with_runtime_options(RuncOptions::binary("runsc"));
     client.create("rt-refused", &spec, bare).await.unwrap();
     start_is_refused(&client, "rt-refused", ErrorKind::System, "network").await;
-    assert_nothing_left(ctd.remote(), client.namespace(), &[cgroup.clone()]).await;
+    assert_nothing_left(
+        ctd.remote(),
+        client.namespace(),
+        std::slice::from_ref(&cgroup),
+    )
+    .await;
 
     // The id is free: created again with the flag, it runs.
     let options = CreateOptions::new().with_runtime_options(runsc());
