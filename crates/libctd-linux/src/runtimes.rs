@@ -59,7 +59,7 @@ fn resolve(binary: &str) -> Result<PathBuf> {
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(binary))
         .find(|candidate| executable(candidate))
-        .ok_or_else(|| missing(binary, "no executable of that name is in PATH"))
+        .ok_or_else(|| missing(binary, "not in PATH: no executable of that name was found"))
 }
 
 /// `arg` quoted for a POSIX shell: single quotes, each `'` closed, escaped
