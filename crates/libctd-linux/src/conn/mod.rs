@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     pub fifo_root: PathBuf,
     /// runc's state root for containers created through this remote.
     pub runc_root: PathBuf,
+    /// Where the scripts that run a runtime binary with its own flags are
+    /// written (`runtimes`).
+    pub runtime_dir: PathBuf,
     /// The shim group label, if any.
     pub shim_group: Option<String>,
     /// The deadline of each call.
