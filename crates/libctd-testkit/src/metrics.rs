@@ -30,8 +30,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ::metrics::LocalRecorderGuard;
-use libctd_core::{Error, Result};
+use libctd_core::metrics::{
+    EVENT_QUEUE_DEPTH, EVENTS_DELIVERED, OPERATION_DURATION, OPERATION_ERRORS, OPERATIONS,
+};
+use libctd_core::oci_spec::runtime::Spec;
+use libctd_core::{
+    Client, CreateOptions, Error, ErrorKind, EventType, INIT_PROCESS_ID, Result, discard_stdio,
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+use crate::RecordingBackend;
 
 /// How often [`MetricsRecorder::wait_for`] reads the recorder.
 const POLL: Duration = Duration::from_millis(10);
@@ -171,4 +179,92 @@ impl Recorded {
     pub fn histograms(&self, name: &str) -> BTreeMap<String, Vec<f64>> {
         series(&self.histograms, name)
     }
+}
+
+/// `entries` as a map, to compare with a series of [`Recorded`].
+pub fn series_of<V: Copy>(entries: &[(&str, V)]) -> BTreeMap<String, V> {
+    entries.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+/// What every backend records for the same calls: a client of `namespace`
+/// (delivering to `events`, recording to `recorder` and nothing else
+/// before) runs container `m1` with `spec`, a program that exits with 3,
+/// through create, start, its exit, delete_task and delete, then fails
+/// three calls (start of the deleted container, create with a bad id,
+/// status of an unknown container). Asserts the exact counts, error kinds,
+/// latency samples, deliveries by type and the queue depth back at 0, and
+/// returns what was recorded.
+///
+/// # Errors
+///
+/// An operation of the lifecycle failed, or an event or a recorded value
+/// did not arrive in `timeout`.
+pub async fn assert_lifecycle_recorded(
+    client: &dyn Client,
+    events: &RecordingBackend,
+    spec: &Spec,
+    recorder: &MetricsRecorder,
+    namespace: &str,
+    timeout: Duration,
+) -> Result<Recorded> {
+    client.create("m1", spec, CreateOptions::default()).await?;
+    client.start("m1", None, false, discard_stdio()).await?;
+    let exit = events
+        .next_process_event("m1", INIT_PROCESS_ID, EventType::Exit, timeout)
+        .await?;
+    assert_eq!(exit.exit_code, 3, "the exit code of m1");
+    assert_eq!(client.delete_task("m1").await?.exit_code, 3);
+    client.delete("m1").await?;
+    let failed = [
+        client.start("m1", None, false, discard_stdio()).await.err(),
+        client
+            .create("a/b", spec, CreateOptions::default())
+            .await
+            .err(),
+        client.status("m2").await.err(),
+    ];
+    let kinds = failed.map(|e| e.map(|e| e.kind()));
+    assert_eq!(
+        kinds,
+        [
+            ErrorKind::NotFound,
+            ErrorKind::InvalidArgument,
+            ErrorKind::NotFound
+        ]
+        .map(Some)
+    );
+
+    // The deliveries are recorded on the client's event tasks.
+    let delivered = series_of(&[("event=create", 1), ("event=exit", 1), ("event=start", 1)]);
+    let recorded = recorder
+        .wait_for(timeout, |r| r.counters(EVENTS_DELIVERED) == delivered)
+        .await?;
+    assert_eq!(
+        recorded.gauges(EVENT_QUEUE_DEPTH),
+        series_of(&[(&format!("namespace={namespace}"), 0.0)])
+    );
+    let calls = series_of(&[
+        ("operation=create", 2),
+        ("operation=delete", 1),
+        ("operation=delete_task", 1),
+        ("operation=start", 2),
+        ("operation=status", 1),
+    ]);
+    assert_eq!(recorded.counters(OPERATIONS), calls);
+    assert_eq!(
+        recorded.counters(OPERATION_ERRORS),
+        series_of(&[
+            ("operation=create,kind=invalid argument", 1),
+            ("operation=start,kind=not found", 1),
+            ("operation=status,kind=not found", 1),
+        ])
+    );
+    // A latency per call, failed ones included.
+    let samples: BTreeMap<String, u64> = recorded
+        .histograms(OPERATION_DURATION)
+        .into_iter()
+        .map(|(labels, v)| (labels, v.len() as u64))
+        .collect();
+    assert_eq!(samples, calls);
+    Ok(recorded)
 }
