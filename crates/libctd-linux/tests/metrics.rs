@@ -1,6 +1,6 @@
 //! What a Linux client records through the `metrics` facade, on a real
 //! containerd + runc + busybox rootfs: a lifecycle, its errors, its events,
-//! then a daemon death (a restart and a resubscription). Events are
+//! each of the 18 operations, then a daemon death (a restart and a resubscription). Events are
 //! delivered on the client's tasks and the daemon is restarted by its
 //! supervisor's, so the recorder is the process's global one: this binary
 //! holds this one test and an embedded daemon of its own.
@@ -17,7 +17,9 @@ use libctd_core::Remote;
 use libctd_core::metrics::{DAEMON_RESTARTS, EVENT_RESUBSCRIPTIONS};
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{build_busybox_rootfs, busybox_spec};
-use libctd_testkit::metrics::{MetricsRecorder, assert_lifecycle_recorded, series_of};
+use libctd_testkit::metrics::{
+    MetricsRecorder, assert_every_operation_recorded, assert_lifecycle_recorded, series_of,
+};
 use libctd_testkit::namespace::NamespaceGuard;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -47,6 +49,9 @@ async fn a_lifecycle_its_errors_events_and_a_daemon_restart_are_recorded() {
         .unwrap();
     assert_eq!(recorded.counters(DAEMON_RESTARTS), BTreeMap::new());
     assert_eq!(recorded.counters(EVENT_RESUBSCRIPTIONS), BTreeMap::new());
+
+    // Every wrapper, on containers containerd does not have.
+    assert_every_operation_recorded(&*client, &recorder).await;
 
     // The daemon dies: its supervisor restarts it, the client's event
     // stream comes back once.

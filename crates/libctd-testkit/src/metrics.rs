@@ -35,7 +35,8 @@ use libctd_core::metrics::{
 };
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
-    Client, CreateOptions, Error, ErrorKind, EventType, INIT_PROCESS_ID, Result, discard_stdio,
+    Client, CreateOptions, Error, ErrorKind, EventType, INIT_PROCESS_ID, Resources, Result,
+    discard_stdio,
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
@@ -267,4 +268,115 @@ pub async fn assert_lifecycle_recorded(
         .collect();
     assert_eq!(samples, calls);
     Ok(recorded)
+}
+
+/// Calls each of the 18 operations once, on container `none` that does not
+/// exist (create with a bad id instead, so that nothing is made), and
+/// asserts that each is recorded under its own name (one call, one latency
+/// sample) and each failure under its operation and kind: what catches a
+/// wrapper that is not measured or is measured under another name.
+/// `recorder` may hold earlier values: only what these calls add counts.
+pub async fn assert_every_operation_recorded(client: &dyn Client, recorder: &MetricsRecorder) {
+    let before = recorder.read();
+    let id = "none";
+    let dir = std::env::temp_dir();
+    let spec = Spec::default();
+    let process = libctd_core::oci_spec::runtime::Process::default();
+    let resources = Resources::Linux(Default::default());
+    let kind = |r: Result<()>| r.err().map(|e| e.kind());
+    let outcomes: [(&str, Option<ErrorKind>); 18] = [
+        ("version", kind(client.version().await.map(drop))),
+        (
+            "restore",
+            kind(client.restore(id, discard_stdio()).await.map(drop)),
+        ),
+        (
+            "create",
+            kind(client.create("a/b", &spec, CreateOptions::default()).await),
+        ),
+        (
+            "start",
+            kind(
+                client
+                    .start(id, None, false, discard_stdio())
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "signal_process",
+            kind(client.signal_process(id, INIT_PROCESS_ID, 15).await),
+        ),
+        (
+            "exec",
+            kind(
+                client
+                    .exec(id, "e1", &process, false, discard_stdio())
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "resize_terminal",
+            kind(client.resize_terminal(id, INIT_PROCESS_ID, 80, 24).await),
+        ),
+        (
+            "close_stdin",
+            kind(client.close_stdin(id, INIT_PROCESS_ID).await),
+        ),
+        ("pause", kind(client.pause(id).await)),
+        ("resume", kind(client.resume(id).await)),
+        ("stats", kind(client.stats(id).await.map(drop))),
+        ("list_pids", kind(client.list_pids(id).await.map(drop))),
+        ("summary", kind(client.summary(id).await.map(drop))),
+        ("delete_task", kind(client.delete_task(id).await.map(drop))),
+        ("delete", kind(client.delete(id).await)),
+        ("status", kind(client.status(id).await.map(drop))),
+        (
+            "update_resources",
+            kind(client.update_resources(id, &resources).await),
+        ),
+        (
+            "create_checkpoint",
+            kind(client.create_checkpoint(id, &dir, false).await),
+        ),
+    ];
+    let after = recorder.read();
+    let added = |name: &str| -> BTreeMap<String, u64> {
+        let was = before.counters(name);
+        after
+            .counters(name)
+            .into_iter()
+            .map(|(labels, n)| {
+                let n = n - was.get(&labels).copied().unwrap_or(0);
+                (labels, n)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    };
+    let calls: BTreeMap<String, u64> = outcomes
+        .iter()
+        .map(|(op, _)| (format!("operation={op}"), 1))
+        .collect();
+    assert_eq!(added(OPERATIONS), calls, "the calls recorded");
+    let failures: BTreeMap<String, u64> = outcomes
+        .iter()
+        .filter_map(|(op, kind)| kind.map(|k| (format!("operation={op},kind={}", k.as_str()), 1)))
+        .collect();
+    assert_eq!(added(OPERATION_ERRORS), failures, "the failures recorded");
+    let samples: BTreeMap<String, u64> = calls
+        .keys()
+        .map(|labels| {
+            let was = before
+                .histograms(OPERATION_DURATION)
+                .get(labels)
+                .map_or(0, Vec::len);
+            let now = after
+                .histograms(OPERATION_DURATION)
+                .get(labels)
+                .map_or(0, Vec::len);
+            (labels.clone(), (now - was) as u64)
+        })
+        .collect();
+    assert_eq!(samples, calls, "a latency per call");
 }

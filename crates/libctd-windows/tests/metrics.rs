@@ -8,7 +8,9 @@
 
 use libctd_core::Client;
 use libctd_core::metrics::{OPERATION_ERRORS, OPERATIONS};
-use libctd_testkit::metrics::{MetricsRecorder, assert_lifecycle_recorded};
+use libctd_testkit::metrics::{
+    MetricsRecorder, assert_every_operation_recorded, assert_lifecycle_recorded,
+};
 
 #[path = "support/exit_cases.rs"]
 mod exit_cases;
@@ -27,6 +29,13 @@ async fn a_lifecycle_and_its_errors_are_recorded() {
     assert_lifecycle_recorded(&e.client, &e.backend, &spec("exit 3"), &recorder, "test", T)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn every_operation_is_recorded_under_its_name() {
+    let recorder = MetricsRecorder::new();
+    let _local = recorder.local();
+    assert_every_operation_recorded(&env().client, &recorder).await;
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use libctd_core::{CreateOptions, ErrorKind, Remote, discard_stdio};
 use super::{FakeRemote, Op, fake_spec};
 use crate::RecordingBackend;
 use crate::conformance::Program;
-use crate::metrics::{MetricsRecorder, assert_lifecycle_recorded, series_of};
+use crate::metrics::{
+    MetricsRecorder, assert_every_operation_recorded, assert_lifecycle_recorded, series_of,
+};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -77,4 +79,16 @@ async fn events_are_counted_by_type_and_the_queue_holds_the_unhandled_ones() {
         done.gauges(EVENT_QUEUE_DEPTH),
         series_of(&[("namespace=metrics", 0.0)])
     );
+}
+
+#[tokio::test]
+async fn every_operation_is_recorded_under_its_name() {
+    let recorder = MetricsRecorder::new();
+    let _local = recorder.local();
+    let remote = FakeRemote::new();
+    let client = remote
+        .new_client("metrics", Arc::new(RecordingBackend::new()))
+        .await
+        .unwrap();
+    assert_every_operation_recorded(&*client, &recorder).await;
 }
