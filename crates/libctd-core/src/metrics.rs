@@ -1,5 +1,5 @@
-//! What libctd records through the [`metrics`](https://docs.rs/metrics)
-//! facade: the names, the labels and the one place each is recorded.
+//! What libctd records through the `metrics` crate's facade: the names,
+//! the labels and the one place each is recorded.
 //!
 //! Every backend calls [`measured`] from its per-operation wrapper, the
 //! [`EventDispatcher`](crate::EventDispatcher) records deliveries and its
