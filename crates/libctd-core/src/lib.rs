@@ -8,6 +8,7 @@ mod error;
 mod event;
 mod event_stream;
 mod id;
+pub mod metrics;
 mod queue;
 mod remote;
 mod stats;

@@ -397,6 +397,7 @@ impl Supervisor {
                 Ok(d) => {
                     *daemon = d;
                     self.restarts.fetch_add(1, Ordering::SeqCst);
+                    libctd_core::metrics::daemon_restarted();
                     failures = 0;
                 }
                 Err(e) => tracing::error!(error = %e.report(), "cannot restart containerd"),

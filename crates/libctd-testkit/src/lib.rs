@@ -6,6 +6,8 @@ pub mod conformance;
 #[cfg(all(unix, feature = "containerd"))]
 pub mod containerd;
 pub mod fake;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(all(unix, feature = "containerd"))]
 pub mod namespace;
 

@@ -29,6 +29,25 @@ pub(crate) fn embedded(dir: &Path) -> LinuxRemoteBuilder {
         })
 }
 
+/// Waits until `remote`'s supervisor restarted its daemon (more than
+/// `before` restarts, a pid other than `old_pid`) and the new one answers.
+pub(crate) async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        if remote.restarts() > before
+            && remote.daemon_pid().is_some_and(|p| p != old_pid)
+            && remote.is_healthy(Duration::from_secs(1)).await
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "containerd was not restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub(crate) fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
