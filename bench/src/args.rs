@@ -10,7 +10,7 @@ pub(crate) const USAGE: &str = "\
 usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N]
              [--stdout-runs N] [--attached N] [--soak N] [--restore N] [--images N]
              [--image-mib N] [--only LIST]
-             [--state-parent DIR] [--out PATH] [--containerd PATH]
+             [--state-parent DIR] [--out PATH] [--containerd PATH] [--metrics]
 
   --quick          small counts for a smoke run (also BENCH_QUICK=1):
                    10 lifecycles, bursts of 10, 1 round, 64 MiB, 1 run, 10 attached,
@@ -32,6 +32,9 @@ usage: bench [--quick] [--lifecycles N] [--burst N] [--rounds N] [--stdout-mib N
                    included (default /run, as libctd's default state dir)
   --containerd P   the containerd binary to run (default: the installed one);
                    the `ctr` next to it (same line) is the reference
+  --metrics        install a metrics recorder (an exporter's stand-in) first, so
+                   that libctd's metrics are recorded; needs the build's `metrics`
+                   feature (`cargo xtask bench --metrics` builds with it)
 
 Flags may follow --quick to override its counts. BENCH_RUNTIME=current-thread
 runs on tokio's current-thread runtime; RUST_LOG enables tracing. Must run as root.";
@@ -80,6 +83,8 @@ pub(crate) struct Args {
     pub(crate) state_parent: PathBuf,
     /// The containerd binary (a name looked up in PATH, or a path).
     pub(crate) containerd: PathBuf,
+    /// Whether a metrics recorder is installed before the run.
+    pub(crate) metrics: bool,
 }
 
 impl Args {
@@ -104,6 +109,7 @@ impl Args {
                 .parent()
                 .map_or_else(|| PathBuf::from("/run"), Path::to_path_buf),
             containerd: PathBuf::from("containerd"),
+            metrics: false,
         }
     }
 
@@ -149,6 +155,10 @@ impl Args {
         let mut it = argv.iter();
         while let Some(flag) = it.next() {
             if flag == "--quick" {
+                continue;
+            }
+            if flag == "--metrics" {
+                args.metrics = true;
                 continue;
             }
             if flag == "--help" || flag == "-h" {
@@ -231,6 +241,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(a.runs("burst") && a.runs("memory") && !a.runs("lifecycle"));
+        assert!(!a.metrics);
+        let a = Args::parse(&argv(&["--metrics", "--lifecycles", "4"]), false)
+            .unwrap()
+            .unwrap();
+        assert!(a.metrics && a.lifecycles == 4);
         // The installed daemon by default, its ctr from PATH; a chosen one's
         // own ctr when it has one next to it.
         let a = Args::parse(&[], false).unwrap().unwrap();

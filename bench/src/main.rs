@@ -27,10 +27,13 @@
 //! - `reference`: the bare event subscriber, `ctr` and `runc`;
 //! - `run`: the daemon and what the phases share, set up and torn down;
 //! - `phases`: one module per phase;
-//! - `host`, `report`: the machine, the table and `bench/results.json`.
+//! - `host`, `report`: the machine, the table and `bench/results.json`;
+//! - `exporter` (feature `metrics`): the recorder `--metrics` installs.
 
 #[cfg(unix)]
 mod args;
+#[cfg(all(unix, feature = "metrics"))]
+mod exporter;
 #[cfg(unix)]
 mod host;
 #[cfg(unix)]
@@ -75,6 +78,14 @@ fn main() -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any client exists, as an engine installs its exporter.
+    let exporter = match metrics_recorder(args.metrics) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("bench: {}", e.report());
+            return ExitCode::from(2);
+        }
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -100,6 +111,7 @@ fn main() -> std::process::ExitCode {
             .await
             .map_err(|e| Error::system("the benchmark task failed").with_source(e))?
     });
+    report_metrics(exporter);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -108,3 +120,34 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// The recorder `--metrics` asks for, installed.
+#[cfg(all(unix, feature = "metrics"))]
+fn metrics_recorder(wanted: bool) -> libctd_core::Result<Option<exporter::Installed>> {
+    wanted.then(exporter::install).transpose()
+}
+
+/// `--metrics` without the feature: nothing would be recorded.
+#[cfg(all(unix, not(feature = "metrics")))]
+fn metrics_recorder(wanted: bool) -> libctd_core::Result<Option<std::convert::Infallible>> {
+    if wanted {
+        return Err(libctd_core::Error::invalid_argument(
+            "--metrics needs a build with the `metrics` feature (cargo xtask bench --metrics)",
+        ));
+    }
+    Ok(None)
+}
+
+/// Says how many operations the recorder was given.
+#[cfg(all(unix, feature = "metrics"))]
+fn report_metrics(exporter: Option<exporter::Installed>) {
+    if let Some(e) = exporter {
+        println!(
+            "bench: the metrics recorder counted {} operation calls",
+            e.operations()
+        );
+    }
+}
+
+#[cfg(all(unix, not(feature = "metrics")))]
+fn report_metrics(_: Option<std::convert::Infallible>) {}

@@ -72,6 +72,9 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         args.attached,
         if args.quick { " (quick)" } else { "" }
     );
+    if args.metrics {
+        println!("bench: with a metrics recorder installed (--metrics)");
+    }
     let load_start = loadavg();
     // The daemon and every channel live on this runtime, as in an engine.
     let state = args
@@ -162,7 +165,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         json!({
             "lifecycles": args.lifecycles, "burst": args.burst, "rounds": args.rounds,
             "stdout_mib": args.stdout_mib, "stdout_runs": args.stdout_runs,
-            "attached": args.attached, "quick": args.quick,
+            "attached": args.attached, "quick": args.quick, "metrics": args.metrics,
             "state_dir": state.display().to_string(),
             "state_fs": fs_type(&state),
         }),

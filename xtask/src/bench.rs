@@ -7,6 +7,8 @@
 //! (`cargo xtask bench --help` lists them; `--quick` is a smoke run), except
 //! that `--containerd` also takes a tested line's name (`1.7`, `2.1`) for the
 //! daemon `cargo xtask setup` fetched: `cargo xtask bench --containerd 2.1`.
+//! With `--metrics` the program is built with its `metrics` feature (libctd
+//! records metrics, and the flag installs a recorder for them).
 //! See BENCHMARKS.md.
 
 use crate::{Result, cargo, daemons, step, workspace_root};
@@ -24,21 +26,27 @@ fn resolve_lines(args: &[String]) -> Vec<String> {
     out
 }
 
+/// The cargo features the program is built with for `args`.
+fn features(args: &[String]) -> &'static [&'static str] {
+    if args.iter().any(|a| a == "--metrics") {
+        &["--features", "metrics"]
+    } else {
+        &[]
+    }
+}
+
 /// Builds and runs the benchmark program, passing `args` through.
 pub(crate) fn run(args: &[String]) -> Result {
     let root = workspace_root();
     let mut build = cargo(&["build", "--release", "--package", "libctd-bench"]);
-    build.current_dir(&root);
+    build.args(features(args)).current_dir(&root);
     step("build the benchmarks (release)", build)?;
-    let mut bench = cargo(&[
-        "run",
-        "--quiet",
-        "--release",
-        "--package",
-        "libctd-bench",
-        "--",
-    ]);
-    bench.args(resolve_lines(args)).current_dir(&root);
+    let mut bench = cargo(&["run", "--quiet", "--release", "--package", "libctd-bench"]);
+    bench
+        .args(features(args))
+        .arg("--")
+        .args(resolve_lines(args))
+        .current_dir(&root);
     step("benchmarks", bench)
 }
 
@@ -56,6 +64,13 @@ mod tests {
         assert_eq!(resolved[4], "2.1", "only the value of --containerd");
         let path = vec!["--containerd".to_owned(), "/opt/containerd".to_owned()];
         assert_eq!(resolve_lines(&path), path);
+    }
+
+    #[test]
+    fn metrics_builds_with_the_feature() {
+        let with = ["--quick".to_owned(), "--metrics".to_owned()];
+        assert_eq!(features(&with), ["--features", "metrics"]);
+        assert!(features(&with[..1]).is_empty());
     }
 
     #[test]

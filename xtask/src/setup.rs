@@ -41,6 +41,16 @@ const LINUX: &[Need] = &[
         path_or_name: "criu",
         package: "criu",
     },
+    // The runtimes other than runc that the runtime tests run through the
+    // runc shim: gVisor, and crun (which refuses a hybrid cgroup host).
+    Need {
+        path_or_name: "runsc",
+        package: "runsc",
+    },
+    Need {
+        path_or_name: "crun",
+        package: "crun",
+    },
 ];
 
 /// What building and running the Windows tests needs.

@@ -189,12 +189,14 @@ impl RuntimeOptions {
 /// |---|---|---|
 /// | malformed container id, process id, signal, terminal size, path or spec | `InvalidArgument` | all that take one; checked before any lookup |
 /// | runtime options of a type the backend does not understand, or that do not decode | `InvalidArgument` | `create` |
+/// | a runtime binary that does not exist (Linux: `RuncOptions::binary_name`) | `InvalidArgument` | `create` (a path, or a name given with runtime flags), `start` (a name the shim does not find) |
+/// | the runtime refuses to create or start the container for a reason of its own (Linux: crun on a cgroup v1 hybrid host, runsc in the host's network namespace) | `System` | `start`, `exec`; nothing is left behind |
 /// | unknown container | `NotFound` "no such container" | all but `version`, `create` |
 /// | the container has no task (never started, or its task deleted) | `NotFound` "container is not running" | `signal_process`, `exec`, `resize_terminal`, `close_stdin`, `pause`, `resume`, `stats`, `list_pids`, `summary`, `update_resources`, `create_checkpoint`, `delete_task`; `status` on Linux (Windows answers `Created`) |
 /// | unknown exec id | `NotFound` "no such exec" | `signal_process`, `resize_terminal`, `close_stdin` |
 /// | the id is in use | `AlreadyExists` | `create` (container id), `exec` (process id), `start` (already started) |
 /// | the task is in the wrong state | `FailedPrecondition` | `exec` in a stopped container, `pause` when not running, `resume` when not paused, `delete_task` and `delete` while it runs, `resize_terminal` of a process without a terminal |
-/// | the platform lacks it | `NotImplemented` | `create_checkpoint` (Windows; Linux where CRIU cannot run), `pause`/`resume` of process-isolated Windows containers, `version` and `update_resources` on Windows |
+/// | the platform lacks it | `NotImplemented` | `create_checkpoint` (Windows; Linux where CRIU cannot run, or on gVisor's runsc), `pause`/`resume` of process-isolated Windows containers, `version` and `update_resources` on Windows (and on runsc) |
 /// | the service cannot be reached | `Unavailable` | all |
 /// | the service did not answer within the backend's deadline | `DeadlineExceeded` | all (Linux: `rpc_timeout`) |
 ///

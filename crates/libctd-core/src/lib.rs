@@ -9,6 +9,7 @@ mod event;
 mod event_stream;
 mod id;
 mod image;
+pub mod metrics;
 mod queue;
 mod remote;
 mod stats;

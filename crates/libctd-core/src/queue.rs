@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::event::{EventInfo, EventType};
+use crate::metrics::{self, QueueDepth};
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -234,21 +235,32 @@ impl Future for CatchUnwind {
 
 /// Delivers events to a [`Backend`] through an [`EventQueue`].
 ///
-/// Backends build one per client. Each delivery runs in a tracing span naming
-/// the container, process and event; an error returned by the handler is
-/// logged and delivery goes on.
+/// Backends build one per client ([`EventDispatcher::for_client`]). Each
+/// delivery runs in a tracing span naming the container, process and event;
+/// an error returned by the handler is logged and delivery goes on. With the
+/// `metrics` feature it records each delivery and the events not yet
+/// handled (see [`metrics`](crate::metrics)).
 #[derive(Clone)]
 pub struct EventDispatcher {
     queue: EventQueue,
     backend: Arc<dyn Backend>,
+    depth: QueueDepth,
 }
 
 impl EventDispatcher {
-    /// A dispatcher to `backend` on the current tokio runtime.
+    /// A dispatcher to `backend` on the current tokio runtime, its queue
+    /// depth recorded under an empty namespace.
     pub fn new(backend: Arc<dyn Backend>) -> Result<Self> {
+        Self::for_client(backend, "")
+    }
+
+    /// The dispatcher of a client of `namespace`: its queue depth is
+    /// recorded under that namespace.
+    pub fn for_client(backend: Arc<dyn Backend>, namespace: &str) -> Result<Self> {
         Ok(Self {
             queue: EventQueue::new()?,
             backend,
+            depth: QueueDepth::new(namespace),
         })
     }
 
@@ -276,6 +288,8 @@ impl EventDispatcher {
             process_id = %info.process_id,
             event = %event,
         );
+        // Counted from here until handled, or dropped undelivered.
+        let queued = self.depth.queued();
         // The job owns one copy of the id; `info` itself goes to the backend
         // uncloned.
         self.queue.append(
@@ -284,6 +298,8 @@ impl EventDispatcher {
                 if let Err(e) = backend.process_event(&container_id, event, info).await {
                     tracing::warn!(error = %e, "the backend failed to process an event");
                 }
+                metrics::event_delivered(event);
+                drop(queued);
                 after.await;
             }
             .instrument(span),

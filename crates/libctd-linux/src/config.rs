@@ -212,6 +212,9 @@ pub struct LinuxConfig {
     pub rpc_timeout: Duration,
     /// How the connection to containerd is kept alive.
     pub keepalive: Keepalive,
+    /// Environment variables an embedded daemon gets besides this
+    /// process's (such as containerd 2.x's `OTEL_*` exporter settings).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Default for LinuxConfig {
@@ -232,6 +235,7 @@ impl Default for LinuxConfig {
             health_check: HealthCheck::default(),
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
             keepalive: Keepalive::default(),
+            daemon_env: Vec::new(),
         }
     }
 }
@@ -247,7 +251,9 @@ impl LinuxConfig {
     /// outside -1000..=1000, a shim group that is not a valid name, a plugin
     /// section without a name or whose body is not valid TOML, a zero health-check
     /// value, an RPC timeout of zero or over [`MAX_RPC_TIMEOUT`], a keepalive
-    /// interval or timeout outside [`MIN_KEEPALIVE`]..=[`MAX_KEEPALIVE`].
+    /// interval or timeout outside [`MIN_KEEPALIVE`]..=[`MAX_KEEPALIVE`],
+    /// a daemon environment variable with an empty name, a name holding `=`
+    /// or NUL, a value holding NUL, or the name `PATH` (libctd sets it).
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::invalid_argument(msg).with_operation("new remote"));
         if self
@@ -293,6 +299,16 @@ impl LinuxConfig {
                 "the RPC timeout {:?} must be positive and at most {MAX_RPC_TIMEOUT:?}",
                 self.rpc_timeout
             ));
+        }
+        for (name, value) in &self.daemon_env {
+            if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+                return bad(format!(
+                    "daemon environment variable {name:?}={value:?} is not valid"
+                ));
+            }
+            if name == "PATH" {
+                return bad("the daemon's PATH is libctd's (it finds the shims by it)".into());
+            }
         }
         let k = &self.keepalive;
         for (name, value) in [("interval", k.interval), ("timeout", k.timeout)] {
@@ -433,6 +449,15 @@ impl LinuxRemoteBuilder {
         self
     }
 
+    /// Sets an environment variable of the embedded daemon (beside what it
+    /// inherits from this process), such as containerd 2.x's OpenTelemetry
+    /// exporter settings (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...). `PATH` is
+    /// libctd's. Unused at an [`address`](Self::address).
+    pub fn daemon_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.daemon_env.push((name.into(), value.into()));
+        self
+    }
+
     /// The configuration written so far (not yet validated).
     pub fn config(&self) -> &LinuxConfig {
         &self.config
@@ -489,6 +514,7 @@ mod tests {
             .health_check(health)
             .rpc_timeout(Duration::from_secs(9))
             .keepalive(Duration::from_secs(3), Duration::from_secs(4))
+            .daemon_env("OTEL_SERVICE_NAME", "ctd")
             .into_config()
             .unwrap();
         assert_eq!(c.address, Some(PathBuf::from("/run/c.sock")));
@@ -504,6 +530,7 @@ mod tests {
         assert!(c.outlive);
         assert_eq!(c.health_check, health);
         assert_eq!(c.rpc_timeout, Duration::from_secs(9));
+        assert_eq!(c.daemon_env, [("OTEL_SERVICE_NAME".into(), "ctd".into())]);
         assert_eq!(
             c.keepalive,
             Keepalive {
@@ -537,6 +564,10 @@ mod tests {
         rejects(b().keepalive(long, ok), "keepalive interval");
         rejects(b().keepalive(ok, Duration::ZERO), "keepalive timeout");
         rejects(b().keepalive(ok, long), "keepalive timeout");
+        rejects(b().daemon_env("", "v"), "daemon environment variable");
+        rejects(b().daemon_env("A=B", "v"), "daemon environment variable");
+        rejects(b().daemon_env("A", "v\0"), "daemon environment variable");
+        rejects(b().daemon_env("PATH", "/bin"), "PATH is libctd's");
         b().keepalive(MIN_KEEPALIVE, MAX_KEEPALIVE)
             .into_config()
             .unwrap();

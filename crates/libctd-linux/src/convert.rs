@@ -255,9 +255,17 @@ fn classify_message(lower: &str) -> ErrorKind {
         ("unavailable", ErrorKind::Unavailable),
     ];
     // Checked in order: the first phrase found decides.
-    const PHRASES: [(&str, ErrorKind); 25] = [
+    const PHRASES: [(&str, ErrorKind); 30] = [
+        // gVisor's runsc printed its usage: it has no such command (an
+        // update): first, as the usage names every command it has.
+        (
+            "usage: runsc <flags> <subcommand>",
+            ErrorKind::NotImplemented,
+        ),
         // runc cannot run what the spec asks for: the spec is wrong.
         ("executable file not found", ErrorKind::InvalidArgument),
+        // gVisor's runsc says it so.
+        ("error finding executable", ErrorKind::InvalidArgument),
         ("exec format error", ErrorKind::InvalidArgument),
         ("invalid rootfs", ErrorKind::InvalidArgument),
         ("chdir to cwd", ErrorKind::InvalidArgument),
@@ -290,6 +298,12 @@ fn classify_message(lower: &str) -> ErrorKind {
         ("connection reset", ErrorKind::Unavailable),
         ("broken pipe", ErrorKind::Unavailable),
         ("error trying to connect", ErrorKind::Unavailable),
+        // The runtime refused for a reason of its own, none of the above
+        // (crun on a cgroup v1 host, runsc in the host's network
+        // namespace): the runtime failed.
+        ("oci runtime create failed", ErrorKind::System),
+        ("oci runtime start failed", ErrorKind::System),
+        ("oci runtime exec failed", ErrorKind::System),
     ];
     if let Some((_, kind)) = SUFFIXES.iter().find(|(s, _)| lower.ends_with(s)) {
         return *kind;
@@ -440,6 +454,22 @@ mod tests {
             (
                 "OCI runtime exec failed: exec failed: unable to start container process: exec: \"/etc\": permission denied: unknown",
                 ErrorKind::PermissionDenied,
+            ),
+            (
+                "failed to create shim task: OCI runtime create failed: cgroups in hybrid mode not supported, drop all controllers from cgroupv2: unknown",
+                ErrorKind::System,
+            ),
+            (
+                "OCI runtime start failed: starting container: setting up network: creating interfaces from net namespace \"/proc/1/ns/net\": cannot run with network enabled in root network namespace: unknown",
+                ErrorKind::System,
+            ),
+            (
+                "/usr/bin/runsc did not terminate successfully: exit status 128: Usage: runsc <flags> <subcommand> <subcommand args>\n\nSubcommands:\n\tpause  pause suspends all processes in a container: unknown",
+                ErrorKind::NotImplemented,
+            ),
+            (
+                "OCI runtime start failed: starting container: starting root container: starting sandbox: error finding executable \"nosuch\" in PATH [/bin]: no such file or directory: unknown",
+                ErrorKind::InvalidArgument,
             ),
             (
                 "cannot exec in a stopped state: unknown",

@@ -176,7 +176,10 @@ async fn subscribe_once(inner: &Arc<Session>, ready: &mut Option<oneshot::Sender
                     Some(tx) => {
                         let _ = tx.send(());
                     }
-                    None => reconcile(inner).await,
+                    None => {
+                        libctd_core::metrics::event_stream_resubscribed(inner.namespace());
+                        reconcile(inner).await;
+                    }
                 }
             }
             continue;

@@ -134,6 +134,7 @@ proptest! {
         binary in proptest::option::of(".{0,20}"),
         root in proptest::option::of(".{0,20}"),
         flags in any::<(bool, bool, bool, u32, u32)>(),
+        runtime_args in proptest::collection::vec(".{0,12}", 0..3),
     ) {
         let (systemd_cgroup, no_pivot_root, no_new_keyring, io_uid, io_gid) = flags;
         let o = crate::RuncOptions {
@@ -144,10 +145,13 @@ proptest! {
             no_new_keyring,
             io_uid,
             io_gid,
+            runtime_args,
         };
-        if let Ok(proto) = crate::runc::decode(&o.into()) {
+        if let Ok(decoded) = crate::runc::decode(&o.into()) {
+            let proto = decoded.options;
             prop_assert!(!proto.binary_name.contains('\0'));
             prop_assert!(proto.root.is_empty() || proto.root.starts_with('/'));
+            prop_assert!(decoded.runtime_args.iter().all(|a| a.starts_with('-') && !a.contains('\0')));
         }
     }
 

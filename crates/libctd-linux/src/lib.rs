@@ -35,6 +35,8 @@ mod rollback;
 #[cfg(unix)]
 mod runc;
 #[cfg(unix)]
+mod runtimes;
+#[cfg(unix)]
 mod session;
 #[cfg(unix)]
 mod shim_exits;

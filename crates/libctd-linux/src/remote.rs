@@ -108,6 +108,7 @@ impl LinuxRemote {
                 transport,
                 fifo_root,
                 runc_root: config.state_dir.join("runc"),
+                runtime_dir: config.state_dir.join("runtimes"),
                 shim_group: config.shim_group.clone(),
                 rpc_timeout: config.rpc_timeout,
                 bundle_root: config.address.is_none().then(|| {

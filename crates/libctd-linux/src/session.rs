@@ -31,9 +31,9 @@ impl Session {
     pub(crate) fn new(conn: Conn, backend: Arc<dyn Backend>) -> Result<Self> {
         Ok(Self {
             rollbacks: Rollbacks::new(conn.clone()),
+            dispatcher: EventDispatcher::for_client(backend, &conn.namespace)?,
             conn,
             containers: Mutex::new(HashMap::new()),
-            dispatcher: EventDispatcher::new(backend)?,
         })
     }
 

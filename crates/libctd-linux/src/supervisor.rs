@@ -248,6 +248,7 @@ impl Supervisor {
         tracing::debug!(binary = %binary.path.display(), line = %binary.line, "starting containerd");
         let mut cmd = tokio::process::Command::new(&binary.path);
         cmd.arg("--config").arg(&self.paths.config_file);
+        cmd.envs(self.config.daemon_env.iter().map(|(k, v)| (k, v)));
         // The shim containerd starts is looked up in its PATH: its own line's.
         cmd.env("PATH", binary.search_path());
         if let Some(level) = &self.config.log_level {
@@ -396,6 +397,7 @@ impl Supervisor {
                 Ok(d) => {
                     *daemon = d;
                     self.restarts.fetch_add(1, Ordering::SeqCst);
+                    libctd_core::metrics::daemon_restarted();
                     failures = 0;
                 }
                 Err(e) => tracing::error!(error = %e.report(), "cannot restart containerd"),

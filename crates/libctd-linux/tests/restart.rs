@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libctd_core::{EventType, INIT_PROCESS_ID, Remote, UNKNOWN_EXIT_CODE, discard_stdio};
-use libctd_linux::LinuxRemote;
 use libctd_testkit::RecordingBackend;
 use libctd_testkit::containerd::{
     SLEEP_ARGS, build_busybox_rootfs, busybox_spec, wait_sigterm_caught,
@@ -21,26 +20,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod support;
-use support::{embedded, shim_of, shim_sockets};
+use support::{embedded, shim_of, shim_sockets, wait_restarted};
 
 const T: Duration = Duration::from_secs(30);
-
-async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        if remote.restarts() > before
-            && remote.daemon_pid().is_some_and(|p| p != old_pid)
-            && remote.is_healthy(Duration::from_secs(1)).await
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "containerd was not restarted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_and_hung_daemons_are_restarted_and_no_exit_is_lost_or_doubled() {

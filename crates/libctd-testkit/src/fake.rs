@@ -36,6 +36,9 @@ use crate::conformance::{Capabilities, Fixture, Program, Support};
 
 mod client;
 mod images;
+#[cfg(test)]
+#[cfg(feature = "metrics")]
+mod metrics_tests;
 mod program;
 
 pub use client::{FAKE_RUNTIME_OPTIONS_TYPE, FakeClient};
@@ -585,7 +588,8 @@ impl Remote for FakeRemote {
                 Error::unavailable("the fake remote was cleaned up").with_operation("new_client")
             );
         }
-        let events = EventDispatcher::new(backend).map_err(|e| e.with_operation("new_client"))?;
+        let events = EventDispatcher::for_client(backend, namespace)
+            .map_err(|e| e.with_operation("new_client"))?;
         let ns = lock(&self.shared.namespaces)
             .entry(namespace.to_owned())
             .or_insert_with(|| Arc::new(Namespace::default()))

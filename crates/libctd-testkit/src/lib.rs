@@ -7,6 +7,8 @@ pub mod conformance;
 pub mod containerd;
 pub mod fake;
 pub mod image;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(all(unix, feature = "containerd"))]
 pub mod namespace;
 

@@ -90,15 +90,27 @@ pub(crate) async fn create(
     if let Some(runtime) = &options.runtime {
         crate::validate::runtime(runtime)?;
     }
-    let mut runc = match &options.runtime_options {
+    let decoded = match &options.runtime_options {
         Some(o) => crate::runc::decode(o)?,
-        None => convert::RuncOptionsProto::default(),
+        None => crate::runc::Decoded::default(),
     };
     if s.container(&id).is_some() {
         return Err(Error::already_exists("container already exists"));
     }
     s.rollbacks.settle(&id).await?;
     let shared = &s.conn.shared;
+    let mut runc = decoded.options;
+    if decoded.runtime_args.is_empty() {
+        crate::runtimes::check_path(&runc.binary_name)?;
+    } else {
+        // The shim's options name a binary, never its flags: it runs a
+        // script that adds them.
+        runc.binary_name = crate::runtimes::with_args(
+            &shared.runtime_dir,
+            &runc.binary_name,
+            &decoded.runtime_args,
+        )?;
+    }
     // The runc shim groups containers by the spec's annotation (it reads the
     // bundle's config.json); the container label alone does not reach it.
     let spec = match &shared.shim_group {

@@ -2,7 +2,9 @@
 //! over its group: `lifecycle` (create, start, delete_task, delete),
 //! `exec` (exec and stdio), `restore`, `queries` (the rest). They work on a
 //! [`Session`] through the [`Containerd`](crate::conn::Containerd) seam and
-//! the rules of `state`.
+//! the rules of `state`. Each wrapper is one
+//! [`measured`](libctd_core::metrics::measured) call (the `metrics`
+//! feature's counts and latencies).
 
 mod exec;
 mod lifecycle;
@@ -19,7 +21,8 @@ use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
     Backend, Client, CreateOptions, Error, ErrorContext, Resources, Restored, Result, Stats,
-    Status, StdioCallback, Summary, TaskExit, Version, detached, validate_container_id,
+    Status, StdioCallback, Summary, TaskExit, Version, detached, metrics::measured,
+    validate_container_id,
 };
 use tokio::sync::oneshot;
 use tokio_util::task::AbortOnDropHandle;
@@ -66,7 +69,9 @@ impl LinuxClient {
     pub(crate) async fn over(conn: Conn, backend: Arc<dyn Backend>) -> Result<Arc<Self>> {
         let inner = Arc::new(Session::new(conn, backend)?);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let span = tracing::info_span!("events", namespace = %inner.namespace());
+        // A root: the client's background calls, which go on for its whole
+        // life, do not join the trace of the operation that made the client.
+        let span = tracing::info_span!(parent: None, "events", namespace = %inner.namespace());
         let events = tokio::spawn(tracing::Instrument::instrument(
             crate::events::run(inner.clone(), ready_tx),
             span,
@@ -99,33 +104,42 @@ impl LinuxClient {
 impl Client for LinuxClient {
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn version(&self) -> Result<Version> {
-        queries::version(&self.inner)
-            .await
-            .map_err(|e| e.with_operation("version"))
+        measured("version", async {
+            queries::version(&self.inner)
+                .await
+                .map_err(|e| e.with_operation("version"))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, attach), fields(namespace = %self.inner.namespace()))]
     async fn restore(&self, container_id: &str, attach: StdioCallback) -> Result<Restored> {
-        detached(restore::restore(
-            self.inner.clone(),
-            container_id.to_owned(),
-            attach,
-        ))
+        measured("restore", async {
+            detached(restore::restore(
+                self.inner.clone(),
+                container_id.to_owned(),
+                attach,
+            ))
+            .await
+            .context("restore", container_id)
+        })
         .await
-        .context("restore", container_id)
     }
 
     #[tracing::instrument(level = "debug", skip(self, spec, options), fields(namespace = %self.inner.namespace()))]
     async fn create(&self, container_id: &str, spec: &Spec, options: CreateOptions) -> Result<()> {
-        validate_container_id(container_id).context("create", container_id)?;
-        detached(lifecycle::create(
-            self.inner.clone(),
-            container_id.to_owned(),
-            spec.clone(),
-            options,
-        ))
+        measured("create", async {
+            validate_container_id(container_id).context("create", container_id)?;
+            detached(lifecycle::create(
+                self.inner.clone(),
+                container_id.to_owned(),
+                spec.clone(),
+                options,
+            ))
+            .await
+            .context("create", container_id)
+        })
         .await
-        .context("create", container_id)
     }
 
     #[tracing::instrument(level = "debug", skip(self, attach), fields(namespace = %self.inner.namespace()))]
@@ -136,15 +150,18 @@ impl Client for LinuxClient {
         with_stdin: bool,
         attach: StdioCallback,
     ) -> Result<u32> {
-        detached(lifecycle::start(
-            self.inner.clone(),
-            container_id.to_owned(),
-            checkpoint_dir.map(Path::to_path_buf),
-            with_stdin,
-            attach,
-        ))
+        measured("start", async {
+            detached(lifecycle::start(
+                self.inner.clone(),
+                container_id.to_owned(),
+                checkpoint_dir.map(Path::to_path_buf),
+                with_stdin,
+                attach,
+            ))
+            .await
+            .context("start", container_id)
+        })
         .await
-        .context("start", container_id)
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
@@ -154,10 +171,13 @@ impl Client for LinuxClient {
         process_id: &str,
         signal: i32,
     ) -> Result<()> {
-        exec::signal_process(&self.inner, container_id, process_id, signal)
-            .await
-            .map_err(|e| e.with_process(process_id))
-            .context("signal_process", container_id)
+        measured("signal_process", async {
+            exec::signal_process(&self.inner, container_id, process_id, signal)
+                .await
+                .map_err(|e| e.with_process(process_id))
+                .context("signal_process", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, spec, attach), fields(namespace = %self.inner.namespace()))]
@@ -169,17 +189,20 @@ impl Client for LinuxClient {
         with_stdin: bool,
         attach: StdioCallback,
     ) -> Result<u32> {
-        detached(exec::exec(
-            self.inner.clone(),
-            container_id.to_owned(),
-            process_id.to_owned(),
-            spec.clone(),
-            with_stdin,
-            attach,
-        ))
+        measured("exec", async {
+            detached(exec::exec(
+                self.inner.clone(),
+                container_id.to_owned(),
+                process_id.to_owned(),
+                spec.clone(),
+                with_stdin,
+                attach,
+            ))
+            .await
+            .map_err(|e| e.with_process(process_id))
+            .context("exec", container_id)
+        })
         .await
-        .map_err(|e| e.with_process(process_id))
-        .context("exec", container_id)
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
@@ -190,89 +213,124 @@ impl Client for LinuxClient {
         width: u32,
         height: u32,
     ) -> Result<()> {
-        exec::resize_terminal(&self.inner, container_id, process_id, width, height)
-            .await
-            .map_err(|e| e.with_process(process_id))
-            .context("resize_terminal", container_id)
+        measured("resize_terminal", async {
+            exec::resize_terminal(&self.inner, container_id, process_id, width, height)
+                .await
+                .map_err(|e| e.with_process(process_id))
+                .context("resize_terminal", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()> {
-        exec::close_stdin(&self.inner, container_id, process_id)
-            .await
-            .map_err(|e| e.with_process(process_id))
-            .context("close_stdin", container_id)
+        measured("close_stdin", async {
+            exec::close_stdin(&self.inner, container_id, process_id)
+                .await
+                .map_err(|e| e.with_process(process_id))
+                .context("close_stdin", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn pause(&self, container_id: &str) -> Result<()> {
-        queries::pause(&self.inner, container_id)
-            .await
-            .context("pause", container_id)
+        measured("pause", async {
+            queries::pause(&self.inner, container_id)
+                .await
+                .context("pause", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn resume(&self, container_id: &str) -> Result<()> {
-        queries::resume(&self.inner, container_id)
-            .await
-            .context("resume", container_id)
+        measured("resume", async {
+            queries::resume(&self.inner, container_id)
+                .await
+                .context("resume", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn stats(&self, container_id: &str) -> Result<Stats> {
-        queries::stats(&self.inner, container_id)
-            .await
-            .context("stats", container_id)
+        measured("stats", async {
+            queries::stats(&self.inner, container_id)
+                .await
+                .context("stats", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn list_pids(&self, container_id: &str) -> Result<Vec<u32>> {
-        let s = self.summary(container_id).await;
-        s.map(|v| v.iter().map(Summary::pid).collect())
-            .map_err(|e| e.with_operation("list_pids"))
+        measured("list_pids", async {
+            // Not through self.summary: that would count a summary call too.
+            queries::summary(&self.inner, container_id)
+                .await
+                .map(|v| v.iter().map(Summary::pid).collect())
+                .context("list_pids", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn summary(&self, container_id: &str) -> Result<Vec<Summary>> {
-        queries::summary(&self.inner, container_id)
-            .await
-            .context("summary", container_id)
+        measured("summary", async {
+            queries::summary(&self.inner, container_id)
+                .await
+                .context("summary", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn delete_task(&self, container_id: &str) -> Result<TaskExit> {
-        validate_container_id(container_id).context("delete_task", container_id)?;
-        detached(lifecycle::delete_task(
-            self.inner.clone(),
-            container_id.to_owned(),
-        ))
+        measured("delete_task", async {
+            validate_container_id(container_id).context("delete_task", container_id)?;
+            detached(lifecycle::delete_task(
+                self.inner.clone(),
+                container_id.to_owned(),
+            ))
+            .await
+            .context("delete_task", container_id)
+        })
         .await
-        .context("delete_task", container_id)
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn delete(&self, container_id: &str) -> Result<()> {
-        validate_container_id(container_id).context("delete", container_id)?;
-        detached(lifecycle::delete(
-            self.inner.clone(),
-            container_id.to_owned(),
-        ))
+        measured("delete", async {
+            validate_container_id(container_id).context("delete", container_id)?;
+            detached(lifecycle::delete(
+                self.inner.clone(),
+                container_id.to_owned(),
+            ))
+            .await
+            .context("delete", container_id)
+        })
         .await
-        .context("delete", container_id)
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn status(&self, container_id: &str) -> Result<Status> {
-        queries::status(&self.inner, container_id)
-            .await
-            .context("status", container_id)
+        measured("status", async {
+            queries::status(&self.inner, container_id)
+                .await
+                .context("status", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, resources), fields(namespace = %self.inner.namespace()))]
     async fn update_resources(&self, container_id: &str, resources: &Resources) -> Result<()> {
-        queries::update_resources(&self.inner, container_id, resources)
-            .await
-            .context("update_resources", container_id)
+        measured("update_resources", async {
+            queries::update_resources(&self.inner, container_id, resources)
+                .await
+                .context("update_resources", container_id)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
@@ -282,8 +340,11 @@ impl Client for LinuxClient {
         checkpoint_dir: &Path,
         exit: bool,
     ) -> Result<()> {
-        queries::create_checkpoint(&self.inner, container_id, checkpoint_dir, exit)
-            .await
-            .context("create_checkpoint", container_id)
+        measured("create_checkpoint", async {
+            queries::create_checkpoint(&self.inner, container_id, checkpoint_dir, exit)
+                .await
+                .context("create_checkpoint", container_id)
+        })
+        .await
     }
 }

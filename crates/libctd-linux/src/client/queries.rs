@@ -137,12 +137,20 @@ pub(crate) async fn create_checkpoint(
     checkpoint_dir: &Path,
     exit: bool,
 ) -> Result<()> {
-    s.get_with_task(container_id)?;
+    let c = s.get_with_task(container_id)?;
     if !checkpoint_dir.is_absolute() {
         return Err(Error::invalid_argument(format!(
             "checkpoint directory {} must be absolute",
             checkpoint_dir.display()
         )));
+    }
+    if crate::runc::is_runsc(&c.runc.binary_name) {
+        // Its `checkpoint --leave-running` never returns (seen with the
+        // 20221219 release): refused rather than hung, and a checkpoint
+        // with exit alone would be one the runc shim cannot restore.
+        return Err(Error::not_implemented(
+            "checkpoints of containers on gVisor's runsc are not supported through the runc shim",
+        ));
     }
     let options = convert::CheckpointOptionsProto {
         exit,

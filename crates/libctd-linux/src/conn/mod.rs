@@ -4,7 +4,8 @@
 //! [`Tonic`] implements it over gRPC: every request carries the client's
 //! namespace header and the remote's deadline (sent to containerd too,
 //! which then gives up as well); the event stream and CRIU's calls carry no
-//! deadline. Errors stay `tonic::Status`, so that `convert::status_error`
+//! deadline. With the `otel` feature, every request also carries the
+//! OpenTelemetry context of the current `tracing` span (`trace`). Errors stay `tonic::Status`, so that `convert::status_error`
 //! and `rollback::unreachable` read them the same way whatever implements
 //! the seam. Tests implement it in memory (`mem`). The image path's calls
 //! (content, leases, images, snapshots, diff) are a second seam beside it,
@@ -15,6 +16,8 @@ mod clients;
 #[cfg(test)]
 pub(crate) mod mem;
 mod store;
+#[cfg(feature = "otel")]
+mod trace;
 mod transport;
 
 pub(crate) use blob::{Expected, Written, write_blob};
@@ -58,6 +61,9 @@ pub(crate) struct Shared {
     pub fifo_root: PathBuf,
     /// runc's state root for containers created through this remote.
     pub runc_root: PathBuf,
+    /// Where the scripts that run a runtime binary with its own flags are
+    /// written (`runtimes`).
+    pub runtime_dir: PathBuf,
     /// The shim group label, if any.
     pub shim_group: Option<String>,
     /// The deadline of each call.
@@ -194,18 +200,23 @@ impl Tonic {
         })
     }
 
-    /// A request carrying the namespace header and the deadline.
+    /// A request carrying the namespace header (and, with the `otel`
+    /// feature, the current span's trace context) and the deadline.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut r = self.unbounded(message);
         r.set_timeout(self.rpc_timeout);
         r
     }
 
-    /// A request carrying the namespace header and no deadline.
+    /// A request carrying the namespace header (and, with the `otel`
+    /// feature, the current span's trace context) and no deadline. Every
+    /// request is made here.
     fn unbounded<T>(&self, message: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
         r.metadata_mut()
             .insert("containerd-namespace", self.ns_header.clone());
+        #[cfg(feature = "otel")]
+        trace::inject(r.metadata_mut());
         r
     }
 

@@ -1,8 +1,11 @@
-//! What the fault, restart and chaos tests share: an embedded daemon that
-//! is restarted quickly, the scan for anything a namespace left behind,
-//! the containerds of a config, and a shim's pid and sockets.
+//! What the fault, restart, chaos and runtime tests share: an embedded
+//! daemon that is restarted quickly, the scan for anything a namespace left
+//! behind, the containerds of a config, a shim's pid and sockets, and the
+//! conformance suite's fixture (`fixture.rs`).
 
 #![allow(dead_code)] // each test binary uses its own part
+
+pub(crate) mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +27,25 @@ pub(crate) fn embedded(dir: &Path) -> LinuxRemoteBuilder {
             timeout: Duration::from_millis(500),
             failures: 3,
         })
+}
+
+/// Waits until `remote`'s supervisor restarted its daemon (more than
+/// `before` restarts, a pid other than `old_pid`) and the new one answers.
+pub(crate) async fn wait_restarted(remote: &LinuxRemote, before: u64, old_pid: u32) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        if remote.restarts() > before
+            && remote.daemon_pid().is_some_and(|p| p != old_pid)
+            && remote.is_healthy(Duration::from_secs(1)).await
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "containerd was not restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub(crate) fn entries(dir: &Path) -> Vec<String> {
@@ -73,9 +95,37 @@ pub(crate) async fn containerd_holds(socket: &Path, ns: &str) -> (Vec<String>, V
     )
 }
 
+/// Every process's pid, /proc directory and command line.
+fn processes() -> impl Iterator<Item = (u32, PathBuf, Vec<u8>)> {
+    std::fs::read_dir("/proc").unwrap().filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        Some((pid, e.path(), cmdline))
+    })
+}
+
+/// The processes whose command line names `root` (a runtime's state root):
+/// runc while it runs a command, gVisor's sandbox and gofer for as long as
+/// they live (`--root=<dir>`), with their program's name.
+pub(crate) fn runtime_processes(root: &Path) -> Vec<(u32, String)> {
+    let root = root.as_os_str().as_encoded_bytes();
+    processes()
+        .filter_map(|(pid, _, cmdline)| {
+            let mut args = cmdline.split(|b| *b == 0);
+            let first = String::from_utf8_lossy(args.next()?).into_owned();
+            let names = std::iter::once(first.as_bytes())
+                .chain(args)
+                .any(|a| a == root || a.strip_prefix(b"--root=".as_slice()) == Some(root));
+            names.then_some((pid, first))
+        })
+        .collect()
+}
+
 /// Waits until nothing of namespace `ns` remains: no container or task in
-/// containerd, no shim, no runc state, no bundle, no FIFO, none of
-/// `cgroups`; fails listing what is left.
+/// containerd, no shim, no runtime process (runc, gVisor's sandbox and
+/// gofer), no runc state, no bundle, no FIFO, none of `cgroups`; fails
+/// listing what is left.
 pub(crate) async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups: &[PathBuf]) {
     let state_dir = &remote.config().state_dir;
     let (containers, tasks) = containerd_holds(&remote.socket(), ns).await;
@@ -94,6 +144,10 @@ pub(crate) async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups:
         let shims = shims_of(ns);
         if !shims.is_empty() {
             left.push(format!("shims {shims:?}"));
+        }
+        let runtimes = runtime_processes(&runc);
+        if !runtimes.is_empty() {
+            left.push(format!("runtime processes {runtimes:?}"));
         }
         for (what, dir) in [
             ("runc state", &runc),
@@ -134,13 +188,9 @@ pub(crate) async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups:
 /// containerd processes whose command line names `config`.
 pub(crate) fn daemons_of(config: &Path) -> Vec<u32> {
     let needle = config.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+    processes()
+        .filter_map(|(pid, dir, cmdline)| {
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
             let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
             (!zombie && cmdline.split(|b| *b == 0).any(|a| a == needle)).then_some(pid)
         })

@@ -155,6 +155,11 @@ pub struct Capabilities {
     /// Whether [`Client::restore`] re-attaches to a running container
     /// (`alive == true`). Windows terminates instead and answers not alive.
     pub restore_reattaches: bool,
+    /// Whether [`Client::list_pids`] and [`Client::summary`] give the pids a
+    /// sandbox's own kernel sees (gVisor: the init is pid 1) instead of the
+    /// host's pid that [`Client::start`] returned. The cases then assert
+    /// that pid 1 is listed and the host's pid is not.
+    pub sandbox_pids: bool,
 }
 
 impl Capabilities {
@@ -176,6 +181,7 @@ impl Capabilities {
             },
             oom_events: true,
             restore_reattaches: true,
+            sandbox_pids: false,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use libctd_core::metrics::measured;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
     Client, CreateOptions, DirectIo, Error, EventDispatcher, EventInfo, EventType, INIT_PROCESS_ID,
@@ -424,18 +425,21 @@ impl FakeClient {
         checks: Result<()>,
         f: impl FnOnce(&mut Containers) -> Result<R>,
     ) -> Result<R> {
-        check_ids(op, container_id, process_id)?;
-        let ctx = |e: Error| {
-            let e = e.with_operation(op.as_str()).with_container(container_id);
-            match process_id {
-                Some(p) => e.with_process(p),
-                None => e,
-            }
-        };
-        checks.map_err(ctx)?;
-        self.enter(op, Some(container_id)).await.map_err(ctx)?;
-        let mut cs = lock(&self.ns.containers);
-        f(&mut cs).map_err(ctx)
+        measured(op.as_str(), async {
+            check_ids(op, container_id, process_id)?;
+            let ctx = |e: Error| {
+                let e = e.with_operation(op.as_str()).with_container(container_id);
+                match process_id {
+                    Some(p) => e.with_process(p),
+                    None => e,
+                }
+            };
+            checks.map_err(ctx)?;
+            self.enter(op, Some(container_id)).await.map_err(ctx)?;
+            let mut cs = lock(&self.ns.containers);
+            f(&mut cs).map_err(ctx)
+        })
+        .await
     }
 
     /// Pauses (`freeze`) or resumes the container's task.
@@ -567,14 +571,17 @@ impl Client for FakeClient {
 
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.namespace))]
     async fn version(&self) -> Result<Version> {
-        self.enter(Op::Version, None)
-            .await
-            .map_err(|e| e.with_operation(Op::Version.as_str()))?;
-        Ok(self
-            .shared
-            .script
-            .version()
-            .unwrap_or_else(|| self.shared.config.version.clone()))
+        measured(Op::Version.as_str(), async {
+            self.enter(Op::Version, None)
+                .await
+                .map_err(|e| e.with_operation(Op::Version.as_str()))?;
+            Ok(self
+                .shared
+                .script
+                .version()
+                .unwrap_or_else(|| self.shared.config.version.clone()))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, attach), fields(namespace = %self.namespace))]

@@ -8,7 +8,8 @@
 //! [`EventInfo::error`].
 //!
 //! Here: construction, what the operations share, and the [`Client`]
-//! trait's thin wrappers over the groups: `lifecycle` (create, start,
+//! trait's thin wrappers (each one [`measured`] call: the `metrics`
+//! feature's counts and latencies) over the groups: `lifecycle` (create, start,
 //! delete_task, delete), `exec` (processes and their stdio, signals,
 //! resize, CloseIO), `restore`, `queries` (the rest). `state` holds a
 //! container and every transition of its state; `reap` turns exits into
@@ -37,7 +38,7 @@ use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
     Backend, Client, CreateOptions, Error, ErrorContext, EventDispatcher, EventInfo, EventType,
     Resources, Restored, Result, Stats, Status, StdioCallback, Summary, TaskExit, Version,
-    validate_container_id, validate_process_id,
+    metrics::measured, validate_container_id, validate_process_id,
 };
 
 use crate::error::HcsError;
@@ -190,7 +191,7 @@ impl<H: Hcs> WindowsClient<H> {
                 hcs,
                 namespace: namespace.to_owned(),
                 settings,
-                events: EventDispatcher::new(backend)?,
+                events: EventDispatcher::for_client(backend, namespace)?,
                 containers: Mutex::new(HashMap::new()),
             }),
         })
@@ -260,17 +261,23 @@ impl<H: Hcs> Inner<H> {
 impl<H: Hcs> Client for WindowsClient<H> {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn version(&self) -> Result<Version> {
-        queries::version()
+        measured("version", async { queries::version() }).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, attach))]
     async fn restore(&self, container_id: &str, attach: StdioCallback) -> Result<Restored> {
-        restore::restore(&self.inner, container_id, attach).await
+        measured("restore", async {
+            restore::restore(&self.inner, container_id, attach).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, spec, options))]
     async fn create(&self, container_id: &str, spec: &Spec, options: CreateOptions) -> Result<()> {
-        lifecycle::create(&self.inner, container_id, spec, options).await
+        measured("create", async {
+            lifecycle::create(&self.inner, container_id, spec, options).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, attach))]
@@ -281,13 +288,16 @@ impl<H: Hcs> Client for WindowsClient<H> {
         with_stdin: bool,
         attach: StdioCallback,
     ) -> Result<u32> {
-        lifecycle::start(
-            &self.inner,
-            container_id,
-            checkpoint_dir,
-            with_stdin,
-            attach,
-        )
+        measured("start", async {
+            lifecycle::start(
+                &self.inner,
+                container_id,
+                checkpoint_dir,
+                with_stdin,
+                attach,
+            )
+            .await
+        })
         .await
     }
 
@@ -298,7 +308,10 @@ impl<H: Hcs> Client for WindowsClient<H> {
         process_id: &str,
         signal: i32,
     ) -> Result<()> {
-        exec::signal_process(&self.inner, container_id, process_id, signal).await
+        measured("signal_process", async {
+            exec::signal_process(&self.inner, container_id, process_id, signal).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, spec, attach))]
@@ -310,14 +323,17 @@ impl<H: Hcs> Client for WindowsClient<H> {
         with_stdin: bool,
         attach: StdioCallback,
     ) -> Result<u32> {
-        exec::exec(
-            &self.inner,
-            container_id,
-            process_id,
-            spec,
-            with_stdin,
-            attach,
-        )
+        measured("exec", async {
+            exec::exec(
+                &self.inner,
+                container_id,
+                process_id,
+                spec,
+                with_stdin,
+                attach,
+            )
+            .await
+        })
         .await
     }
 
@@ -329,57 +345,90 @@ impl<H: Hcs> Client for WindowsClient<H> {
         width: u32,
         height: u32,
     ) -> Result<()> {
-        exec::resize_terminal(&self.inner, container_id, process_id, width, height).await
+        measured("resize_terminal", async {
+            exec::resize_terminal(&self.inner, container_id, process_id, width, height).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn close_stdin(&self, container_id: &str, process_id: &str) -> Result<()> {
-        exec::close_stdin(&self.inner, container_id, process_id).await
+        measured("close_stdin", async {
+            exec::close_stdin(&self.inner, container_id, process_id).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn pause(&self, container_id: &str) -> Result<()> {
-        queries::pause_resume(&self.inner, container_id, true).await
+        measured("pause", async {
+            queries::pause_resume(&self.inner, container_id, true).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn resume(&self, container_id: &str) -> Result<()> {
-        queries::pause_resume(&self.inner, container_id, false).await
+        measured("resume", async {
+            queries::pause_resume(&self.inner, container_id, false).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn stats(&self, container_id: &str) -> Result<Stats> {
-        queries::stats(&self.inner, container_id).await
+        measured("stats", async {
+            queries::stats(&self.inner, container_id).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list_pids(&self, container_id: &str) -> Result<Vec<u32>> {
-        queries::list_pids(&self.inner, container_id).await
+        measured("list_pids", async {
+            queries::list_pids(&self.inner, container_id).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn summary(&self, container_id: &str) -> Result<Vec<Summary>> {
-        queries::summary(&self.inner, container_id).await
+        measured("summary", async {
+            queries::summary(&self.inner, container_id).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete_task(&self, container_id: &str) -> Result<TaskExit> {
-        lifecycle::delete_task(&self.inner, container_id).await
+        measured("delete_task", async {
+            lifecycle::delete_task(&self.inner, container_id).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete(&self, container_id: &str) -> Result<()> {
-        lifecycle::delete(&self.inner, container_id).await
+        measured("delete", async {
+            lifecycle::delete(&self.inner, container_id).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn status(&self, container_id: &str) -> Result<Status> {
-        queries::status(&self.inner, container_id).await
+        measured("status", async {
+            queries::status(&self.inner, container_id).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, resources))]
     async fn update_resources(&self, container_id: &str, resources: &Resources) -> Result<()> {
-        queries::update_resources(&self.inner, container_id, resources).await
+        measured("update_resources", async {
+            queries::update_resources(&self.inner, container_id, resources).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -389,6 +438,9 @@ impl<H: Hcs> Client for WindowsClient<H> {
         checkpoint_dir: &Path,
         exit: bool,
     ) -> Result<()> {
-        queries::create_checkpoint(&self.inner, container_id, checkpoint_dir, exit).await
+        measured("create_checkpoint", async {
+            queries::create_checkpoint(&self.inner, container_id, checkpoint_dir, exit).await
+        })
+        .await
     }
 }

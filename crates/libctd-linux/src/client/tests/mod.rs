@@ -66,6 +66,7 @@ fn conn_with(
         transport: Transport::lazy(&dir.path().join("no.sock"), Default::default()),
         fifo_root: dir.path().join("fifo"),
         runc_root: dir.path().join("runc"),
+        runtime_dir: dir.path().join("runtimes"),
         shim_group: None,
         rpc_timeout: DEADLINE,
         bundle_root: None,

@@ -13,6 +13,8 @@ mod calls;
 mod keepalive;
 mod limits;
 mod streams;
+#[cfg(feature = "otel")]
+mod trace;
 
 /// How the test daemon behaves; the default answers Version and streams no
 /// event.
@@ -54,6 +56,8 @@ struct Seen {
     subscribes: AtomicUsize,
     /// The `x-seq` header of each request that has one, in order of arrival.
     order: Mutex<Vec<usize>>,
+    /// Each request's headers, in order of arrival.
+    headers: Mutex<Vec<http::HeaderMap>>,
     /// What Publish received, sent on to every open subscription that
     /// [`Daemon::hold_subscriptions`] holds, as containerd does.
     published_events: tokio::sync::broadcast::Sender<Envelope>,
@@ -137,6 +141,7 @@ impl Daemon {
             let seq = seq.to_str().unwrap().parse().unwrap();
             seen.order.lock().unwrap().push(seq);
         }
+        seen.headers.lock().unwrap().push(req.headers().clone());
         let mut body = req.into_body();
         if path.ends_with("/Write") {
             return self.write(body, respond, seen).await;
@@ -230,6 +235,7 @@ impl Default for Seen {
             push_refused: AtomicBool::default(),
             subscribes: AtomicUsize::default(),
             order: Mutex::default(),
+            headers: Mutex::default(),
             published_events: tokio::sync::broadcast::channel(64).0,
             hang: CancellationToken::default(),
             hang_open: Mutex::default(),

@@ -1,0 +1,185 @@
+//! The runtime binary the runc shim runs: found (a path that must exist, a
+//! name looked up in `PATH`), and, when it needs flags of its own, a small
+//! script under the remote's state directory that runs it with them (the
+//! shim's options name a binary, never its flags).
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use libctd_core::{Error, Result};
+
+/// The binary the shim runs when its options name none.
+const DEFAULT_BINARY: &str = "runc";
+
+/// A runtime binary that cannot be used: `InvalidArgument`, as any option
+/// naming something that does not exist.
+fn missing(binary: &str, why: &str) -> Error {
+    Error::invalid_argument(format!("runtime binary {binary:?} cannot be used: {why}"))
+}
+
+/// Whether `path` is an executable regular file.
+fn executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Checks the binary the shim is to run when it is a path (a name is the
+/// shim's to find, in its own `PATH`): it must be absolute and an
+/// executable file.
+pub(crate) fn check_path(binary: &str) -> Result<()> {
+    if !binary.contains('/') {
+        return Ok(());
+    }
+    if !binary.starts_with('/') {
+        return Err(missing(
+            binary,
+            "a path must be absolute (the shim runs it from the task's bundle)",
+        ));
+    }
+    if !executable(Path::new(binary)) {
+        return Err(missing(binary, "no executable file exists at that path"));
+    }
+    Ok(())
+}
+
+/// The absolute path of `binary` (empty: `runc`): a path as it is, a name
+/// looked up in this process's `PATH`.
+fn resolve(binary: &str) -> Result<PathBuf> {
+    let binary = if binary.is_empty() {
+        DEFAULT_BINARY
+    } else {
+        binary
+    };
+    check_path(binary)?;
+    if binary.contains('/') {
+        return Ok(PathBuf::from(binary));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(binary))
+        .find(|candidate| executable(candidate))
+        .ok_or_else(|| missing(binary, "not in PATH: no executable of that name was found"))
+}
+
+/// `arg` quoted for a POSIX shell: single quotes, each `'` closed, escaped
+/// and reopened.
+fn quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// The script that runs `binary` with `args` before the shim's own.
+fn script(binary: &Path, args: &[String]) -> String {
+    let mut line = format!("exec {}", quote(&binary.to_string_lossy()));
+    for arg in args {
+        line.push(' ');
+        line.push_str(&quote(arg));
+    }
+    format!(
+        "#!/bin/sh\n# Written by libctd: the runtime binary with its own flags, for the runc shim.\n{line} \"$@\"\n"
+    )
+}
+
+/// FNV-1a, 64 bits: a name for a script's content that stays the same
+/// from one build to the next (std's hasher does not promise that).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The path of a script in `dir` that runs `binary` (a name or path;
+/// empty: `runc`) with `args` first, written when it is not there yet.
+///
+/// Its name is its content's hash, so containers created with the same
+/// runtime and flags share one script, and a script is never changed while
+/// a shim may run it (the shim runs its binary for every operation, long
+/// after `create`). Scripts stay as long as the state directory.
+pub(crate) fn with_args(dir: &Path, binary: &str, args: &[String]) -> Result<String> {
+    let resolved = resolve(binary)?;
+    let content = script(&resolved, args);
+    let stem = resolved
+        .file_name()
+        .map_or_else(|| "runtime".into(), |n| n.to_string_lossy().into_owned());
+    let path = dir.join(format!("{stem}-{:016x}", fnv1a(content.as_bytes())));
+    let written = |e: std::io::Error| {
+        Error::system(format!(
+            "cannot write the runtime script {}",
+            path.display()
+        ))
+        .with_source(e)
+    };
+    if std::fs::read(&path).is_ok_and(|old| old == content.as_bytes()) {
+        return Ok(path.to_string_lossy().into_owned());
+    }
+    std::fs::create_dir_all(dir).map_err(written)?;
+    // Written aside and renamed into place: a shim never runs half a script.
+    let partial = dir.join(format!(".{stem}-{}.partial", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o755)
+        .open(&partial)
+        .map_err(written)?;
+    file.write_all(content.as_bytes()).map_err(written)?;
+    file.sync_all().map_err(written)?;
+    drop(file);
+    std::fs::rename(&partial, &path).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        written(e)
+    })?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libctd_core::ErrorKind;
+
+    #[test]
+    fn a_script_runs_the_binary_with_its_flags_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = vec!["--network=none".to_owned(), "--odd='x'".to_owned()];
+        let path = with_args(dir.path(), "/bin/echo", &args).unwrap();
+        assert!(path.starts_with(dir.path().to_str().unwrap()), "{path}");
+        let out = std::process::Command::new(&path)
+            .args(["create", "it's"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "--network=none --odd='x' create it's\n"
+        );
+        // The same runtime and flags: the same script, not rewritten.
+        assert_eq!(with_args(dir.path(), "/bin/echo", &args).unwrap(), path);
+        let other = with_args(dir.path(), "/bin/echo", &args[..1]).unwrap();
+        assert_ne!(other, path);
+        // A name is looked up in PATH.
+        let by_name = with_args(dir.path(), "echo", &args).unwrap();
+        assert!(by_name.contains("/echo-"), "{by_name}");
+    }
+
+    #[test]
+    fn a_missing_or_relative_binary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = vec!["--x".to_owned()];
+        for (binary, says) in [
+            ("/nonexistent/runsc", "no executable file"),
+            ("/etc/passwd", "no executable file"),
+            ("bin/runsc", "absolute"),
+            ("no-such-runtime-binary", "not in PATH"),
+        ] {
+            let e = with_args(dir.path(), binary, &args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{binary}");
+            assert!(e.message().contains(says), "{binary}: {e}");
+        }
+        assert_eq!(
+            check_path("/nonexistent/runc").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        // A name is the shim's to find.
+        assert!(check_path("no-such-runtime-binary").is_ok());
+        assert!(check_path("/bin/sh").is_ok());
+    }
+}
