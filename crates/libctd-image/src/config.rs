@@ -94,6 +94,21 @@ impl ImageConfig {
     }
 }
 
+impl RunConfig {
+    /// As the contract's [`libctd_core::ImageConfig`]: unset lists are
+    /// empty, an empty working directory or user is unset.
+    pub fn to_core(&self) -> libctd_core::ImageConfig {
+        let mut out = libctd_core::ImageConfig::default();
+        out.env = self.env.clone();
+        out.entrypoint = self.entrypoint.clone().unwrap_or_default();
+        out.cmd = self.cmd.clone().unwrap_or_default();
+        out.working_dir = Some(self.working_dir.clone()).filter(|d| !d.is_empty());
+        out.user = Some(self.user.clone()).filter(|u| !u.is_empty());
+        out.labels = self.labels.clone();
+        out
+    }
+}
+
 /// Chain ids of layers with these diff ids: the first layer's is its diff
 /// id; each next one is the sha256 of `"<chain below> <its diff id>"`.
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
@@ -182,9 +197,17 @@ mod tests {
         assert_eq!(c.config.labels["k"], "v");
         assert_eq!(c.chain_ids(), [d(A), d(AB)]);
 
+        let core = c.config.to_core();
+        assert_eq!(core.entrypoint, ["/app"]);
+        assert!(core.cmd.is_empty());
+        assert_eq!(core.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(core.user.as_deref(), Some("1000:1000"));
+        assert_eq!(core.labels["k"], "v");
+
         let minimal = r#"{"rootfs":{"type":"layers","diff_ids":[]},"config":null}"#;
         let c = ImageConfig::parse(minimal.as_bytes(), "m").unwrap();
         assert_eq!(c.config, RunConfig::default());
+        assert_eq!(c.config.to_core(), libctd_core::ImageConfig::default());
     }
 
     #[test]

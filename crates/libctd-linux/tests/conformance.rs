@@ -16,6 +16,7 @@ use libctd_testkit::conformance::{Capabilities, Fixture, Program, Support};
 use libctd_testkit::containerd::{
     Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works, wait_sigterm_caught,
 };
+use libctd_testkit::image::{ImageArchive, Layer};
 
 /// The memory limit of every container: low enough for `Program::Oom` to be
 /// killed at once, high enough for everything else.
@@ -24,6 +25,8 @@ const MEMORY_LIMIT: i64 = 48 << 20;
 struct LinuxFixture {
     ctd: &'static Containerd,
     criu_works: bool,
+    /// The busybox root filesystem as an image layer, read once.
+    busybox: Layer,
 }
 
 /// The busybox command line of a program.
@@ -114,13 +117,22 @@ impl Fixture for LinuxFixture {
     fn timeout(&self) -> Duration {
         Duration::from_secs(20)
     }
+
+    fn image(&self, name: &str) -> Option<ImageArchive> {
+        Some(ImageArchive::new(name).layer(self.busybox.clone()))
+    }
 }
 
 async fn fixture() -> LinuxFixture {
     let ctd = Containerd::shared().await.expect("the containerd harness");
+    static BUSYBOX: std::sync::OnceLock<Layer> = std::sync::OnceLock::new();
+    let busybox = BUSYBOX
+        .get_or_init(|| Layer::from_dir(ctd.rootfs()).expect("the busybox rootfs as a layer"))
+        .clone();
     LinuxFixture {
         ctd,
         criu_works: criu_works(),
+        busybox,
     }
 }
 

@@ -94,6 +94,10 @@ impl<F: Fixture> Fixture for StreamFixture<F> {
         self.inner.create_options()
     }
 
+    fn image(&self, name: &str) -> Option<crate::image::ImageArchive> {
+        self.inner.image(name)
+    }
+
     fn timeout(&self) -> Duration {
         self.inner.timeout()
     }
