@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use containerd_client::services::v1::ApplyRequest;
 use containerd_client::services::v1::snapshots::{CommitSnapshotRequest, PrepareSnapshotRequest};
 use containerd_client::types::Descriptor;
-use libctd_core::{Error, Result};
+use libctd_core::{Error, ErrorKind, Result};
 use libctd_image::image::Layer;
 
 use super::prefixed;
@@ -124,7 +124,20 @@ impl Unpack<'_> {
             .store
             .diff_apply(Some(self.lease), req)
             .await
-            .map_err(status_error)?;
+            .map_err(|s| {
+                let e = status_error(s);
+                // The differ's failures without a code of their own (a
+                // hard link to a path the layers do not have, a tar it
+                // cannot read) are the layer's: bad input.
+                match e.kind() {
+                    ErrorKind::Unknown => Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("containerd could not apply it: {}", e.message()),
+                    )
+                    .with_source(e),
+                    _ => e,
+                }
+            })?;
         if applied.digest != layer.diff_id.to_string() {
             return Err(Error::invalid_argument(format!(
                 "its uncompressed content is {}, but the image's config says its diff id is {}",
