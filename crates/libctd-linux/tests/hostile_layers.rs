@@ -28,6 +28,9 @@ use libctd_testkit::{RecordingBackend, capture_stdio};
 const T: Duration = Duration::from_secs(30);
 const NAME: &str = "example.com/test/hostile:1";
 
+/// A script run in the container, and its output.
+type Inside = (String, String);
+
 /// The marker directory's entries, the secret's content and link count.
 fn outside(dir: &Path) -> (Vec<String>, String, u64) {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -58,7 +61,7 @@ async fn layers_cannot_reach_outside_the_root_filesystem() {
     let up = "../".repeat(12);
     let busybox = Layer::from_dir(ctd.rootfs()).unwrap();
     // (what, layer, Some(script and its output) if it unpacks, else None)
-    let cases: Vec<(&str, Layer, Option<(String, String)>)> = vec![
+    let cases: Vec<(&str, Layer, Option<Inside>)> = vec![
         (
             "a ../ entry",
             Layer::new().raw_file(
@@ -132,7 +135,11 @@ async fn layers_cannot_reach_outside_the_root_filesystem() {
                     images.remove_image(NAME).await.unwrap();
                 }
                 (None, Err(e)) => {
-                    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{snapshotter}, {what}: {e}");
+                    assert_eq!(
+                        e.kind(),
+                        ErrorKind::InvalidArgument,
+                        "{snapshotter}, {what}: {e}"
+                    );
                     assert!(e.message().contains("layer"), "{snapshotter}, {what}: {e}");
                 }
                 (expect, outcome) => panic!(

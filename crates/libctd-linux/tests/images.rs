@@ -403,6 +403,32 @@ async fn a_create_from_an_image_checks_its_input_and_leaves_nothing() {
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     env.client.delete("c").await.unwrap();
     assert_eq!(env.store.snapshots("native").await.unwrap().len(), 1);
+    // containerd refuses the record (another client of the namespace has
+    // a container of that id): the snapshot prepared for it goes.
+    let other = env
+        .ctd
+        .remote()
+        .new_linux_client(env.client.namespace(), Arc::new(RecordingBackend::new()))
+        .await
+        .unwrap();
+    let plain = env.ctd.spec(&["true"], false);
+    other
+        .create("taken", &plain, CreateOptions::new())
+        .await
+        .unwrap();
+    let e = env
+        .client
+        .create("taken", &spec, native())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(
+        env.store.snapshots("native").await.unwrap().len(),
+        1,
+        "the failed create's snapshot is gone"
+    );
+    assert!(env.store.leases().await.unwrap().is_empty());
+    other.delete("taken").await.unwrap();
     images(&env).remove_image(NAME).await.unwrap();
     assert_store_empty(&env.store, "the image's removal").await;
 }

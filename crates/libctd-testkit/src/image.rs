@@ -15,6 +15,7 @@
 //! assert!(archive.len() > 1024);
 //! ```
 
+#[cfg(unix)]
 use std::path::Path;
 
 use libctd_core::{Error, Result};

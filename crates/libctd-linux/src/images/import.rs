@@ -283,10 +283,10 @@ impl BlobSink for Sink<'_, '_> {
         .await
         .map_err(|e| prefixed(e, &format!("image archive: entry {:?}", info.entry)))?;
         // A blob already stored (or empty) is whole at once.
-        if last != Some(total) || written == Written::AlreadyPresent {
-            if let Some(callback) = &import.progress {
-                callback(&ImportProgress::new(blob, total, total));
-            }
+        if (last != Some(total) || written == Written::AlreadyPresent)
+            && let Some(callback) = &import.progress
+        {
+            callback(&ImportProgress::new(blob, total, total));
         }
         Ok(())
     }

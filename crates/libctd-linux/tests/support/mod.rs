@@ -73,8 +73,8 @@ pub(crate) async fn containerd_holds(socket: &Path, ns: &str) -> (Vec<String>, V
     )
 }
 
-/// Waits until nothing of namespace `ns` remains: no container or task in
-/// containerd, no shim, no runc state, no bundle, no FIFO, none of
+/// Waits until nothing of namespace `ns` remains: no container, task,
+/// image, lease, blob or snapshot in containerd, no shim, no runc state, no bundle, no FIFO, none of
 /// `cgroups`; fails listing what is left.
 pub(crate) async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups: &[PathBuf]) {
     let state_dir = &remote.config().state_dir;
@@ -82,6 +82,23 @@ pub(crate) async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups:
     assert!(
         containers.is_empty() && tasks.is_empty(),
         "containerd still holds containers {containers:?} and tasks {tasks:?} in {ns}"
+    );
+    let store = remote.image_store(ns).unwrap();
+    let held = (
+        store.image_names().await.unwrap(),
+        store.leases().await.unwrap(),
+        store.contents().await.unwrap(),
+        store.snapshots("overlayfs").await.unwrap(),
+        store.snapshots("native").await.unwrap(),
+    );
+    assert!(
+        held.0.is_empty()
+            && held.1.is_empty()
+            && held.2.is_empty()
+            && held.3.is_empty()
+            && held.4.is_empty(),
+        "containerd still holds images, leases, content, overlayfs and native snapshots \
+         {held:?} in {ns}"
     );
     let runc = state_dir.join("runc").join(ns);
     let bundles = state_dir
