@@ -219,6 +219,16 @@ async fn layers_are_intact_on_every_format_and_snapshotter() {
         // The unpacked layers are a chain of three committed snapshots.
         let snapshots = env.store.snapshots(snapshotter).await.unwrap();
         assert_eq!(snapshots.len(), 3, "{snapshots:?}");
+        let mut parents = Vec::new();
+        for key in &snapshots {
+            parents.push(env.store.snapshot_parent(snapshotter, key).await.unwrap());
+        }
+        parents.sort();
+        assert_eq!(parents[0], "", "one bottom layer: {parents:?}");
+        assert!(
+            parents[1..].iter().all(|p| snapshots.contains(p)) && parents[1] != parents[2],
+            "each above another: {parents:?} of {snapshots:?}"
+        );
         // Twice with the same id: the first container's snapshot went with it.
         for round in 0..2 {
             let (out, code) = run(&env, "rich", NAME, snapshotter, CHECK).await;
