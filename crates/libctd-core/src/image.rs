@@ -303,8 +303,9 @@ pub type Archive = Pin<Box<dyn AsyncRead + Send>>;
 /// | situation | kind |
 /// |---|---|
 /// | a malformed name, a truncated or malformed archive, a blob whose digest or size does not match, a missing blob | `InvalidArgument`, naming the archive entry |
-/// | a well-formed archive with a layer of a media type the backend does not unpack | `NotImplemented`, naming the layer |
+/// | a well-formed archive with content the backend does not handle: a layer of an unknown (or non-distributable) media type | `NotImplemented`, naming the layer |
 /// | no image of that name; an archive with no image for this host's platform | `NotFound` |
+/// | a create from an image that is not unpacked in the snapshotter asked for | `FailedPrecondition` |
 /// | the service cannot be reached / did not answer in time | `Unavailable` / `DeadlineExceeded` |
 ///
 /// A failed import leaves nothing behind (no half-written content, no

@@ -54,21 +54,6 @@ pub struct RunConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-impl RunConfig {
-    /// What libctd's contract keeps of it: unset and empty fields alike
-    /// become empty (an empty working directory or user is the default).
-    pub fn to_core(&self) -> libctd_core::ImageConfig {
-        let mut out = libctd_core::ImageConfig::default();
-        out.env = self.env.clone();
-        out.entrypoint = self.entrypoint.clone().unwrap_or_default();
-        out.cmd = self.cmd.clone().unwrap_or_default();
-        out.working_dir = (!self.working_dir.is_empty()).then(|| self.working_dir.clone());
-        out.user = (!self.user.is_empty()).then(|| self.user.clone());
-        out.labels = self.labels.clone();
-        out
-    }
-}
-
 /// The image's layers as diff ids (digests of the uncompressed tars).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RootFs {
@@ -106,6 +91,21 @@ impl ImageConfig {
     /// The chain id of each layer, bottom first: what its snapshot is named.
     pub fn chain_ids(&self) -> Vec<Digest> {
         chain_ids(&self.rootfs.diff_ids)
+    }
+}
+
+impl RunConfig {
+    /// As the contract's [`libctd_core::ImageConfig`]: unset lists are
+    /// empty, an empty working directory or user is unset.
+    pub fn to_core(&self) -> libctd_core::ImageConfig {
+        let mut out = libctd_core::ImageConfig::default();
+        out.env = self.env.clone();
+        out.entrypoint = self.entrypoint.clone().unwrap_or_default();
+        out.cmd = self.cmd.clone().unwrap_or_default();
+        out.working_dir = Some(self.working_dir.clone()).filter(|d| !d.is_empty());
+        out.user = Some(self.user.clone()).filter(|u| !u.is_empty());
+        out.labels = self.labels.clone();
+        out
     }
 }
 
@@ -197,9 +197,17 @@ mod tests {
         assert_eq!(c.config.labels["k"], "v");
         assert_eq!(c.chain_ids(), [d(A), d(AB)]);
 
+        let core = c.config.to_core();
+        assert_eq!(core.entrypoint, ["/app"]);
+        assert!(core.cmd.is_empty());
+        assert_eq!(core.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(core.user.as_deref(), Some("1000:1000"));
+        assert_eq!(core.labels["k"], "v");
+
         let minimal = r#"{"rootfs":{"type":"layers","diff_ids":[]},"config":null}"#;
         let c = ImageConfig::parse(minimal.as_bytes(), "m").unwrap();
         assert_eq!(c.config, RunConfig::default());
+        assert_eq!(c.config.to_core(), libctd_core::ImageConfig::default());
     }
 
     #[test]

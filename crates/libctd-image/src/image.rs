@@ -60,7 +60,7 @@ impl Collected {
         })?;
         if seen.size != desc.size {
             return Err(Error::invalid_argument(format!(
-                "image archive: entry {:?} is {} bytes, but {of} says blob {} is {}",
+                "image archive: entry {:?} is {} bytes, but {of} gives blob {} the size {}",
                 seen.entry, seen.size, desc.digest, desc.size
             )));
         }

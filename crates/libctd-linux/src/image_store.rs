@@ -192,6 +192,70 @@ impl ImageStore {
             .map_err(status_error)
     }
 
+    /// Every blob in the store.
+    ///
+    /// # Errors
+    ///
+    /// containerd's failures.
+    pub async fn contents(&self) -> Result<Vec<ContentInfo>> {
+        let infos = self
+            .store
+            .content_list(Vec::new())
+            .await
+            .map_err(status_error)?;
+        Ok(infos
+            .into_iter()
+            .map(|info| ContentInfo {
+                digest: info.digest,
+                size: u64::try_from(info.size).unwrap_or_default(),
+                labels: info.labels,
+            })
+            .collect())
+    }
+
+    /// The ids of the namespace's leases.
+    ///
+    /// # Errors
+    ///
+    /// containerd's failures.
+    pub async fn leases(&self) -> Result<Vec<String>> {
+        let leases = self
+            .store
+            .lease_list(Vec::new())
+            .await
+            .map_err(status_error)?;
+        Ok(leases.into_iter().map(|l| l.id).collect())
+    }
+
+    /// The names of the namespace's image records (whatever platform they
+    /// are for).
+    ///
+    /// # Errors
+    ///
+    /// containerd's failures.
+    pub async fn image_names(&self) -> Result<Vec<String>> {
+        let images = self
+            .store
+            .image_list(Vec::new())
+            .await
+            .map_err(status_error)?;
+        Ok(images.into_iter().map(|i| i.name).collect())
+    }
+
+    /// The parent of snapshot `key` in `snapshotter` ("" for none).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for a key that does not exist; containerd's failures.
+    pub async fn snapshot_parent(&self, snapshotter: &str, key: &str) -> Result<String> {
+        let info = self
+            .store
+            .snapshot_stat(snapshotter, key)
+            .await
+            .map_err(status_error)?;
+        Ok(info.parent)
+    }
+
     /// The refs of the writes in progress (ingests not committed or
     /// aborted).
     ///
@@ -323,7 +387,7 @@ fn mount(m: containerd_client::types::Mount) -> SnapshotMount {
 
 /// `t` as RFC 3339 in UTC (what containerd's expiry label holds), to the
 /// second.
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Days since the epoch to a civil date (Howard Hinnant's algorithm).

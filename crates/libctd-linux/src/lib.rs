@@ -22,6 +22,8 @@ mod fifo;
 mod fuzz;
 #[cfg(unix)]
 mod image_store;
+#[cfg(unix)]
+mod images;
 #[cfg(all(unix, test))]
 mod layers;
 #[cfg(unix)]
@@ -62,6 +64,8 @@ pub use config::{
 pub use image_store::{
     BlobWritten, ContentInfo, ImageStore, LEASE_EXPIRE_LABEL, Lease, SnapshotMount,
 };
+#[cfg(unix)]
+pub use images::DEFAULT_SNAPSHOTTER;
 #[cfg(unix)]
 pub use remote::LinuxRemote;
 #[cfg(unix)]

@@ -1,8 +1,8 @@
 //! Rollback of what a failed operation may have left in containerd.
 //!
 //! A create, start or exec that fails part-way (containerd died, the call
-//! timed out, runc refused) may leave a container record, a task or an exec
-//! process behind, which would make the id unusable ("already exists") and
+//! timed out, runc refused) may leave a container record, a task, an exec
+//! process or an image-backed container's snapshot behind, which would make the id unusable ("already exists") and
 //! leak a shim, runc state and cgroups. The failing operation removes it at
 //! once; when containerd cannot be reached for that, the rollback is
 //! remembered and completed before the id is used again (create, start,
@@ -18,6 +18,7 @@ use libctd_core::{Error, ErrorKind, Result};
 
 use crate::conn::Conn;
 use crate::convert::{made_by_transport, status_error};
+use crate::state::RootSnapshot;
 
 /// How long a rollback waits for a killed process to stop before it can be
 /// deleted.
@@ -32,6 +33,9 @@ pub(crate) enum Rollback {
     Task,
     /// An exec process (a failed exec).
     Exec(String),
+    /// The snapshot a container from an image runs on (a failed create,
+    /// or a delete that could not remove it).
+    Snapshot(RootSnapshot),
 }
 
 /// Whether `e` means containerd was not reached, so that what was asked
@@ -151,6 +155,13 @@ impl Rollbacks {
                 Err(e) => Err(e),
             },
             Rollback::Exec(exec_id) => self.kill_and_delete(id, exec_id).await,
+            Rollback::Snapshot(snapshot) => match self.conn.store() {
+                Ok(store) => store
+                    .snapshot_remove(&snapshot.snapshotter, &snapshot.key)
+                    .await
+                    .map_err(status_error),
+                Err(_) => Ok(()),
+            },
         };
         match result {
             Ok(()) => Ok(()),

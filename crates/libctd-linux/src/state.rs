@@ -381,6 +381,25 @@ impl ContainerState {
 }
 
 /// A container the client tracks.
+/// The active snapshot that is a container's root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RootSnapshot {
+    /// The snapshotter holding it.
+    pub snapshotter: String,
+    /// Its key (the container's id).
+    pub key: String,
+}
+
+impl RootSnapshot {
+    /// What a container record names, if it names a snapshot.
+    pub(crate) fn of_record(snapshotter: &str, key: &str) -> Option<Self> {
+        (!snapshotter.is_empty() && !key.is_empty()).then(|| Self {
+            snapshotter: snapshotter.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+}
+
 pub(crate) struct Container {
     /// Its id.
     pub id: String,
@@ -390,6 +409,9 @@ pub(crate) struct Container {
     pub terminal: bool,
     /// The runc shim options it was created with (sent again on task create).
     pub runc: convert::RuncOptionsProto,
+    /// The snapshot its root filesystem is, when it runs from an image
+    /// (from its record: also known after a restore).
+    pub snapshot: Option<RootSnapshot>,
     /// Serialises start, delete_task, delete and restore.
     pub lifecycle: tokio::sync::Mutex<()>,
     state: Mutex<ContainerState>,
@@ -408,9 +430,16 @@ impl Container {
             dir,
             terminal,
             runc,
+            snapshot: None,
             lifecycle: tokio::sync::Mutex::new(()),
             state: Mutex::new(ContainerState::default()),
         }
+    }
+
+    /// The container, its root filesystem the snapshot `snapshot`.
+    pub(crate) fn with_snapshot(mut self, snapshot: Option<RootSnapshot>) -> Self {
+        self.snapshot = snapshot;
+        self
     }
 
     /// Its state, locked (never held across an await).

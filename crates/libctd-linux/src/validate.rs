@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use libctd_core::oci_spec::runtime::Spec;
-use libctd_core::{Error, Result};
+use libctd_core::{Error, IMAGE_ROOTFS_PATH, ImageRootfs, Result};
 
 /// The longest runtime name accepted.
 const MAX_RUNTIME_LEN: usize = 255;
@@ -24,6 +24,35 @@ pub(crate) fn spec(spec: &Spec) -> Result<()> {
         ));
     };
     rootfs(root.path())
+}
+
+/// A container spec for a container from `image`: it has a process, its
+/// root is the image's snapshot ([`IMAGE_ROOTFS_PATH`], which the
+/// backend mounts in the bundle; an absolute path would bypass the
+/// snapshot), and the image's name and snapshotter are well-formed.
+pub(crate) fn image_spec(spec: &Spec, image: &ImageRootfs) -> Result<()> {
+    libctd_image::reference::normalise(&image.image)?;
+    if let Some(snapshotter) = &image.snapshotter {
+        crate::images::validate_snapshotter(snapshotter)?;
+    }
+    if spec.process().is_none() {
+        return Err(Error::invalid_argument(
+            "the spec has no process: a Linux container needs one",
+        ));
+    }
+    let path = spec.root().as_ref().map(|r| r.path().as_path());
+    match path {
+        Some(p) if p == Path::new(IMAGE_ROOTFS_PATH) => Ok(()),
+        other => Err(Error::invalid_argument(format!(
+            "a container from image {:?} has its root at {IMAGE_ROOTFS_PATH:?} (the image's \
+             snapshot, mounted in the bundle), not {}: set root.path with ImageConfig::apply",
+            image.image,
+            other.map_or_else(
+                || "no root".to_owned(),
+                |p| format!("{:?}", p.display().to_string())
+            )
+        ))),
+    }
 }
 
 /// A root filesystem path: absolute, an existing directory.
@@ -100,6 +129,47 @@ mod tests {
             assert_eq!(e.kind(), libctd_core::ErrorKind::InvalidArgument, "{bad:?}");
         }
         assert!(runtime(&"a.".repeat(200)).is_err());
+    }
+
+    #[test]
+    fn image_specs_have_their_root_at_rootfs() {
+        use libctd_core::oci_spec::runtime::{Process, Root};
+        let image = ImageRootfs::new("example.com/a:1");
+        let with_root = |path: Option<&str>| {
+            let mut spec = Spec::default();
+            spec.set_process(Some(Process::default()));
+            spec.set_root(path.map(|p| {
+                let mut root = Root::default();
+                root.set_path(p.into());
+                root
+            }));
+            spec
+        };
+        image_spec(&with_root(Some("rootfs")), &image).unwrap();
+        for bad in [
+            None,
+            Some("/"),
+            Some("/rootfs"),
+            Some("./rootfs"),
+            Some("other"),
+        ] {
+            let e = image_spec(&with_root(bad), &image).unwrap_err();
+            assert_eq!(e.kind(), libctd_core::ErrorKind::InvalidArgument, "{bad:?}");
+            assert!(e.message().contains("\"rootfs\""), "{e}");
+        }
+        let mut no_process = with_root(Some("rootfs"));
+        no_process.set_process(None);
+        assert!(image_spec(&no_process, &image).is_err());
+        for (name, snapshotter) in [("Bad Name", None), ("a:1", Some("")), ("a:1", Some("x/y"))] {
+            let mut image = ImageRootfs::new(name);
+            image.snapshotter = snapshotter.map(str::to_owned);
+            let e = image_spec(&with_root(Some("rootfs")), &image).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                libctd_core::ErrorKind::InvalidArgument,
+                "{name} {snapshotter:?}"
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,11 @@ enum Entry {
         path: String,
         target: String,
     },
+    /// A regular file whose path is written as given, unchecked (`../`).
+    Raw {
+        path: String,
+        data: Vec<u8>,
+    },
 }
 
 /// A layer: tar entries in order, paths relative to the root.
@@ -101,6 +106,16 @@ impl Layer {
         self.entries.push(Entry::Hardlink {
             path: path.into(),
             target: target.into(),
+        });
+        self
+    }
+
+    /// A regular file (mode 0644) whose path is written into the tar as
+    /// given, unchecked: a hostile layer's `../../x` (at most 100 bytes).
+    pub fn raw_file(mut self, path: &str, data: &[u8]) -> Self {
+        self.entries.push(Entry::Raw {
+            path: path.into(),
+            data: data.to_vec(),
         });
         self
     }
@@ -171,6 +186,20 @@ impl Layer {
                     header.set_mode(0o644);
                     header.set_size(0);
                     tar.append_link(&mut header, path, target)
+                }
+                Entry::Raw { path, data } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    header.set_size(data.len() as u64);
+                    let name = &mut header.as_old_mut().name;
+                    if path.len() > name.len() {
+                        return Err(Error::invalid_argument(format!(
+                            "raw path {path:?} is longer than a tar name"
+                        )));
+                    }
+                    name[..path.len()].copy_from_slice(path.as_bytes());
+                    header.set_cksum();
+                    tar.append(&header, data.as_slice())
                 }
             };
             r.map_err(io_error)?;

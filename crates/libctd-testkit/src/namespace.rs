@@ -22,13 +22,20 @@ use std::process::{Command, Stdio};
 
 use crate::containerd::containerd_binary;
 
+/// The snapshotters images are unpacked into by the tests.
+const SNAPSHOTTERS: [&str; 2] = ["overlayfs", "native"];
+/// The most layers above each other the guard removes.
+const MAX_SNAPSHOT_DEPTH: usize = 64;
+
 /// How long one `ctr` command may take (`--timeout`).
 const CTR_TIMEOUT: &str = "10s";
 /// How long `ctr` may take to connect (`--connect-timeout`).
 const CTR_CONNECT_TIMEOUT: &str = "2s";
 
 /// Empties a namespace of a containerd (tasks killed and deleted, then
-/// containers deleted) when created and when dropped.
+/// containers, image records, leases, snapshots of the snapshotters images
+/// are unpacked into, children first, and content) when created and when
+/// dropped.
 #[derive(Debug)]
 pub struct NamespaceGuard {
     socket: PathBuf,
@@ -54,7 +61,8 @@ impl NamespaceGuard {
     }
 
     /// Kills and deletes every task of the namespace, then deletes its
-    /// containers. Returns how many tasks and containers were removed.
+    /// containers, image records, leases, snapshots and content. Returns
+    /// how many objects were removed.
     /// Failures (the daemon is gone, an object vanished meanwhile) are
     /// ignored: the guard does what the daemon lets it.
     pub fn clean(&self) -> usize {
@@ -70,6 +78,67 @@ impl NamespaceGuard {
         for id in self.list(&["containers", "ls", "-q"]) {
             if self.ctr(&["containers", "rm", &id]).is_some() {
                 removed += 1;
+            }
+        }
+        for name in self.list(&["images", "ls", "-q"]) {
+            if self.ctr(&["images", "rm", &name]).is_some() {
+                removed += 1;
+            }
+        }
+        for id in self.list(&["leases", "ls", "-q"]) {
+            if self.ctr(&["leases", "rm", &id]).is_some() {
+                removed += 1;
+            }
+        }
+        for snapshotter in SNAPSHOTTERS {
+            removed += self.remove_snapshots(snapshotter);
+        }
+        for digest in self.list(&["content", "ls", "-q"]) {
+            if self.ctr(&["content", "rm", &digest]).is_some() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes the snapshots of `snapshotter`, children before their
+    /// parents (a parent cannot go first); how many.
+    fn remove_snapshots(&self, snapshotter: &str) -> usize {
+        let mut removed = 0;
+        // Each round removes the leaves; a chain of n goes in n rounds.
+        for _ in 0..MAX_SNAPSHOT_DEPTH {
+            let table = self.list(&["snapshots", "--snapshotter", snapshotter, "ls"]);
+            let snapshots: Vec<(String, String)> = table
+                .iter()
+                .skip(1) // KEY PARENT KIND
+                .filter_map(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    match cols.as_slice() {
+                        [key, parent, _kind] => Some(((*key).to_owned(), (*parent).to_owned())),
+                        [key, _kind] => Some(((*key).to_owned(), String::new())),
+                        _ => None,
+                    }
+                })
+                .collect();
+            if snapshots.is_empty() {
+                break;
+            }
+            let leaves: Vec<&String> = snapshots
+                .iter()
+                .map(|(key, _)| key)
+                .filter(|key| !snapshots.iter().any(|(_, parent)| parent == *key))
+                .collect();
+            let before = removed;
+            for key in leaves {
+                if self
+                    .ctr(&["snapshots", "--snapshotter", snapshotter, "rm", key])
+                    .is_some()
+                {
+                    removed += 1;
+                }
+            }
+            if removed == before {
+                break;
             }
         }
         removed
@@ -112,7 +181,7 @@ impl Drop for NamespaceGuard {
         let removed = self.clean();
         if removed > 0 {
             eprintln!(
-                "libctd-testkit: removed {removed} tasks and containers left in namespace {}",
+                "libctd-testkit: removed {removed} objects (tasks, containers, images, leases, snapshots, content) left in namespace {}",
                 self.namespace
             );
         }

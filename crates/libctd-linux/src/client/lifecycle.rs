@@ -8,24 +8,30 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::snapshots::PrepareSnapshotRequest;
 use containerd_client::services::v1::{
     Container as ContainerProto, CreateContainerRequest, CreateTaskRequest,
 };
+use containerd_client::types::Mount;
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
     CreateOptions, Error, ErrorKind, EventType, INIT_PROCESS_ID, Result, Status, StdioCallback,
     TaskExit, validate_container_id,
 };
+use libctd_image::reference::normalise;
 
 use crate::backoff::Backoff;
 use crate::client::exec::attach_process;
 use crate::client::queries::{criu_error, task_status};
+use crate::conn::LeaseId;
 use crate::convert::{self, status_error};
 use crate::events::{self, TaskEvent};
 use crate::fifo::FifoSet;
+use crate::image_store::{LEASE_EXPIRE_LABEL, rfc3339};
+use crate::images;
 use crate::rollback::{Rollback, unreachable};
 use crate::session::Session;
-use crate::state::Container;
+use crate::state::{Container, RootSnapshot};
 
 /// The runtime used when [`CreateOptions::runtime`] is unset.
 pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
@@ -83,10 +89,22 @@ pub(crate) async fn create(
     spec: Spec,
     options: CreateOptions,
 ) -> Result<()> {
-    if options.image.is_some() {
-        return Err(libctd_core::images_unsupported("Linux"));
-    }
-    crate::validate::spec(&spec)?;
+    let snapshot = match &options.image {
+        Some(image) => {
+            crate::validate::image_spec(&spec, image)?;
+            Some(RootSnapshot {
+                snapshotter: image
+                    .snapshotter
+                    .clone()
+                    .unwrap_or_else(|| images::DEFAULT_SNAPSHOTTER.to_owned()),
+                key: id.clone(),
+            })
+        }
+        None => {
+            crate::validate::spec(&spec)?;
+            None
+        }
+    };
     if let Some(runtime) = &options.runtime {
         crate::validate::runtime(runtime)?;
     }
@@ -133,12 +151,10 @@ pub(crate) async fn create(
         // runc's state stays under the remote's state directory.
         runc.root = shared.runc_root.to_string_lossy().into_owned();
     }
-    let container = Arc::new(Container::new(
-        id.clone(),
-        s.fifo_dir(),
-        terminal,
-        runc.clone(),
-    ));
+    let container = Arc::new(
+        Container::new(id.clone(), s.fifo_dir(), terminal, runc.clone())
+            .with_snapshot(snapshot.clone()),
+    );
     {
         let mut map = s.lock_containers();
         if map.contains_key(&id) {
@@ -146,6 +162,17 @@ pub(crate) async fn create(
         }
         map.insert(id.clone(), container);
     }
+    // The image's snapshot first, under a lease until the record holds it.
+    let lease = match (&options.image, &snapshot) {
+        (Some(image), Some(snapshot)) => match prepare_rootfs(&s, &image.image, snapshot).await {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                s.lock_containers().remove(&id);
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
     let mut labels: HashMap<String, String> = options.labels.clone().into_iter().collect();
     if let Some(group) = &shared.shim_group {
         labels.insert(SHIM_GROUP_KEY.into(), group.clone());
@@ -164,15 +191,35 @@ pub(crate) async fn create(
                 options: runc_options,
             }),
             spec: Some(spec_any),
+            // As import recorded it (validated above, so it normalises).
+            image: options
+                .image
+                .as_ref()
+                .map(|i| normalise(&i.image).unwrap_or_else(|_| i.image.clone()))
+                .unwrap_or_default(),
+            snapshotter: snapshot
+                .as_ref()
+                .map(|r| r.snapshotter.clone())
+                .unwrap_or_default(),
+            snapshot_key: snapshot.as_ref().map(|r| r.key.clone()).unwrap_or_default(),
             ..Default::default()
         }),
     };
-    if let Err(status) = s.conn.api.create_container(req).await {
+    let created = s.conn.api.create_container(req).await;
+    if let Some(lease) = &lease {
+        release_lease(&s, lease).await;
+    }
+    if let Err(status) = created {
         s.lock_containers().remove(&id);
         let e = status_error(status);
         if unreachable(&e) {
             // containerd may have made the record before it went away.
             s.rollbacks.roll_back(&id, Rollback::Container).await;
+        }
+        if let Some(snapshot) = snapshot {
+            s.rollbacks
+                .roll_back(&id, Rollback::Snapshot(snapshot))
+                .await;
         }
         return Err(e);
     }
@@ -180,6 +227,62 @@ pub(crate) async fn create(
     // nobody's now.
     forget_kept_exit(&s, &id);
     Ok(())
+}
+
+/// Prepares the active snapshot `snapshot` over image `image`'s layers,
+/// under a lease of its own (the garbage collector would otherwise be free
+/// to take it before the container record names it); the lease.
+async fn prepare_rootfs(s: &Session, image: &str, snapshot: &RootSnapshot) -> Result<LeaseId> {
+    let store = s.conn.store()?;
+    let parent = images::rootfs_parent(store, image, &snapshot.snapshotter).await?;
+    let lease = LeaseId::new(&format!("libctd-create-{}", snapshot.key))?;
+    // Deleted once the record holds the snapshot; if the engine dies
+    // before, it expires.
+    let expire = HashMap::from([(
+        LEASE_EXPIRE_LABEL.to_owned(),
+        rfc3339(SystemTime::now() + CREATE_LEASE_EXPIRY),
+    )]);
+    match store.lease_create(&lease, expire).await {
+        Ok(_) => {}
+        // One left by a create that died: it is this create's now.
+        Err(st) if st.code() == tonic::Code::AlreadyExists => {}
+        Err(st) => return Err(status_error(st)),
+    }
+    let prepare = PrepareSnapshotRequest {
+        snapshotter: snapshot.snapshotter.clone(),
+        key: snapshot.key.clone(),
+        parent,
+        labels: HashMap::new(),
+    };
+    match store.snapshot_prepare(Some(&lease), prepare).await {
+        Ok(_) => Ok(lease),
+        Err(st) => {
+            release_lease(s, &lease).await;
+            let e = status_error(st);
+            Err(match e.kind() {
+                ErrorKind::AlreadyExists => e.with_message(format!(
+                    "snapshot {:?} already exists in snapshotter {:?} (left by an earlier container of this id?)",
+                    snapshot.key, snapshot.snapshotter
+                )),
+                _ => e,
+            })
+        }
+    }
+}
+
+/// How long a create's lease outlives an engine that died creating.
+const CREATE_LEASE_EXPIRY: Duration = Duration::from_secs(3600);
+
+/// Deletes a create's lease (one that cannot be deleted expires).
+async fn release_lease(s: &Session, lease: &LeaseId) {
+    let Ok(store) = s.conn.store() else {
+        return;
+    };
+    if let Err(st) = store.lease_delete(lease.as_str(), false).await
+        && st.code() != tonic::Code::NotFound
+    {
+        tracing::warn!(lease = lease.as_str(), error = %status_error(st), "a create's lease is left behind");
+    }
 }
 
 /// Creates and starts the container's task; on failure leaves nothing.
@@ -205,6 +308,10 @@ pub(crate) async fn start(
         return Err(Error::already_exists("container is already started"));
     }
     s.rollbacks.settle(&id).await?;
+    let rootfs = match &c.snapshot {
+        Some(snapshot) => rootfs_mounts(&s, snapshot).await?,
+        None => Vec::new(),
+    };
     let terminal = c.terminal;
     let fifos = FifoSet::new(&c.dir, &c.id, INIT_PROCESS_ID, with_stdin, terminal);
     let proc = attach_process(&s, &c, INIT_PROCESS_ID, fifos, attach, false)?;
@@ -217,6 +324,7 @@ pub(crate) async fn start(
     let options = Some(convert::proto_any(&runc));
     let create = CreateTaskRequest {
         container_id: id.clone(),
+        rootfs,
         stdin: FifoSet::wire(&fifos.stdin),
         stdout: FifoSet::wire(&fifos.stdout),
         stderr: FifoSet::wire(&fifos.stderr),
@@ -263,6 +371,24 @@ pub(crate) async fn start(
         events::handle(&s, TaskEvent::Exit(exit));
     }
     Ok(pid)
+}
+
+/// The mounts of a container's root filesystem snapshot.
+async fn rootfs_mounts(s: &Session, snapshot: &RootSnapshot) -> Result<Vec<Mount>> {
+    s.conn
+        .store()?
+        .snapshot_mounts(&snapshot.snapshotter, &snapshot.key)
+        .await
+        .map_err(|st| {
+            let e = status_error(st);
+            let message = format!(
+                "the container's root filesystem, snapshot {:?} in snapshotter {:?}: {}",
+                snapshot.key,
+                snapshot.snapshotter,
+                e.message()
+            );
+            e.with_message(message)
+        })
 }
 
 /// Deletes the container's stopped task; its exit status.
@@ -397,6 +523,13 @@ pub(crate) async fn delete(s: Arc<Session>, id: String) -> Result<()> {
         Err(status) => return Err(status_error(status)),
     }
     s.lock_containers().remove(&id);
+    // Its snapshot after the record (containerd does not remove it); when
+    // containerd cannot be reached, before the id is used again.
+    if let Some(snapshot) = &c.snapshot {
+        s.rollbacks
+            .roll_back(&id, Rollback::Snapshot(snapshot.clone()))
+            .await;
+    }
     forget_kept_exit(&s, &id);
     FifoSet::remove_leftovers(&c.dir, &c.id);
     Ok(())

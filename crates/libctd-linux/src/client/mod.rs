@@ -1,12 +1,14 @@
 //! [`LinuxClient`]: the 18 operations of [`Client`], each a thin wrapper
 //! over its group: `lifecycle` (create, start, delete_task, delete),
-//! `exec` (exec and stdio), `restore`, `queries` (the rest). They work on a
+//! `exec` (exec and stdio), `restore`, `queries` (the rest); and
+//! [`Images`] (`images`). They work on a
 //! [`Session`] through the [`Containerd`](crate::conn::Containerd) seam and
 //! the rules of `state`. Each wrapper is one
 //! [`measured`](libctd_core::metrics::measured) call (the `metrics`
 //! feature's counts and latencies).
 
 mod exec;
+mod images;
 mod lifecycle;
 mod queries;
 mod restore;
@@ -20,8 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use libctd_core::oci_spec::runtime::{Process, Spec};
 use libctd_core::{
-    Backend, Client, CreateOptions, Error, ErrorContext, Resources, Restored, Result, Stats,
-    Status, StdioCallback, Summary, TaskExit, Version, detached, metrics::measured,
+    Backend, Client, CreateOptions, Error, ErrorContext, Images, Resources, Restored, Result,
+    Stats, Status, StdioCallback, Summary, TaskExit, Version, detached, metrics::measured,
     validate_container_id,
 };
 use tokio::sync::oneshot;
@@ -102,6 +104,10 @@ impl LinuxClient {
 
 #[async_trait]
 impl Client for LinuxClient {
+    fn images(&self) -> Option<&dyn Images> {
+        Some(self)
+    }
+
     #[tracing::instrument(level = "debug", skip(self), fields(namespace = %self.inner.namespace()))]
     async fn version(&self) -> Result<Version> {
         measured("version", async {

@@ -13,7 +13,7 @@ use crate::convert::{self, status_error};
 use crate::events::{self, TaskEvent};
 use crate::fifo::FifoSet;
 use crate::session::Session;
-use crate::state::Container;
+use crate::state::{Container, RootSnapshot};
 
 /// Tracks container `id` again, and its task's init process if it has one.
 pub(crate) async fn restore(
@@ -44,7 +44,13 @@ pub(crate) async fn restore(
     let c = {
         let mut map = s.lock_containers();
         map.entry(id.clone())
-            .or_insert_with(|| Arc::new(Container::new(id.clone(), s.fifo_dir(), terminal, runc)))
+            .or_insert_with(|| {
+                let snapshot = RootSnapshot::of_record(&proto.snapshotter, &proto.snapshot_key);
+                Arc::new(
+                    Container::new(id.clone(), s.fifo_dir(), terminal, runc)
+                        .with_snapshot(snapshot),
+                )
+            })
             .clone()
     };
     let _guard = c.lifecycle.lock().await;

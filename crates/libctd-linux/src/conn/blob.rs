@@ -21,10 +21,23 @@ pub(crate) const CHUNK: usize = 1024 * 1024;
 /// The blob a write must produce: its digest (`algorithm:hex`) and size.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Expected<'a> {
-    /// The digest, e.g. `sha256:` and 64 hex digits.
+    /// The digest, e.g. `sha256:` and 64 hex digits; empty when it is not
+    /// known before the data is read (a `docker save` file): containerd
+    /// then commits whatever digest the data has.
     pub digest: &'a str,
     /// The size in bytes.
     pub size: u64,
+}
+
+impl Expected<'_> {
+    /// The blob's name in messages: its digest, or that it is not known.
+    fn name(&self) -> &str {
+        if self.digest.is_empty() {
+            "(digest not known yet)"
+        } else {
+            self.digest
+        }
+    }
 }
 
 /// How a blob came to be in the content store.
@@ -75,17 +88,20 @@ pub(crate) async fn write_blob(
     progress: &mut (dyn FnMut(u64) + Send),
     patience: Duration,
 ) -> Result<Written> {
-    check_digest(expected.digest)?;
+    if !expected.digest.is_empty() {
+        check_digest(expected.digest)?;
+    }
     if reference.is_empty() {
         return Err(Error::invalid_argument(format!(
             "blob {}: the ingest ref is empty",
-            expected.digest
+            expected.name()
         )));
     }
     let total = i64::try_from(expected.size).map_err(|_| {
         Error::invalid_argument(format!(
             "blob {}: size {} is too large",
-            expected.digest, expected.size
+            expected.name(),
+            expected.size
         ))
     })?;
     let outcome = Writing {
@@ -208,7 +224,9 @@ impl Writing<'_> {
         Ok(written.unwrap_or(Written::Stored))
     }
 
-    async fn send(&self, req: WriteContentRequest) -> Result<()> {
+    // `&mut`: a future holding `&Writing` would not be Send (the answers'
+    // stream is not Sync).
+    async fn send(&mut self, req: WriteContentRequest) -> Result<()> {
         let Some(sender) = &self.sender else {
             return Err(self.ended());
         };
@@ -232,7 +250,11 @@ impl Writing<'_> {
             Err(_) => return Err(self.late()),
         };
         match step {
-            Step::Commit if !answer.digest.is_empty() && answer.digest != self.expected.digest => {
+            Step::Commit
+                if !answer.digest.is_empty()
+                    && !self.expected.digest.is_empty()
+                    && answer.digest != self.expected.digest =>
+            {
                 Err(self.mismatch(&format!("containerd stored {}", answer.digest)))
             }
             Step::Commit => Ok(Some(Written::Stored)),
@@ -250,7 +272,7 @@ impl Writing<'_> {
             }
             _ => {
                 let e = status_error(status);
-                let message = format!("blob {}: {}", self.expected.digest, e.message());
+                let message = format!("blob {}: {}", self.expected.name(), e.message());
                 Err(Error::new(e.kind(), message).with_source(e))
             }
         }
@@ -259,7 +281,8 @@ impl Writing<'_> {
     fn mismatch(&self, why: &str) -> Error {
         Error::invalid_argument(format!(
             "blob {} ({} bytes) does not match its digest or size: {why}",
-            self.expected.digest, self.expected.size
+            self.expected.name(),
+            self.expected.size
         ))
     }
 
@@ -268,7 +291,8 @@ impl Writing<'_> {
             ErrorKind::DeadlineExceeded,
             format!(
                 "blob {}: containerd did not answer a write within {:?}",
-                self.expected.digest, self.patience
+                self.expected.name(),
+                self.patience
             ),
         )
     }
@@ -278,7 +302,7 @@ impl Writing<'_> {
             ErrorKind::Unavailable,
             format!(
                 "blob {}: containerd ended the write before its commit",
-                self.expected.digest
+                self.expected.name()
             ),
         )
     }
@@ -305,7 +329,7 @@ async fn fill(
                 };
                 return Err(Error::new(
                     kind,
-                    format!("blob {}: reading its data failed: {e}", expected.digest),
+                    format!("blob {}: reading its data failed: {e}", expected.name()),
                 )
                 .with_source(e));
             }

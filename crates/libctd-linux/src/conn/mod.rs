@@ -160,17 +160,32 @@ pub(crate) struct Conn {
     pub shared: Arc<Shared>,
     /// containerd.
     pub api: Arc<dyn Containerd>,
+    /// containerd's image path (content, leases, images, snapshots, diff);
+    /// `None` where there is none (the in-memory double of the unit tests).
+    pub store: Option<Arc<dyn Store>>,
 }
 
 impl Conn {
     /// The connection of a client of `namespace`, over the remote's transport.
     pub(crate) fn tonic(shared: Arc<Shared>, namespace: &str) -> Result<Self> {
-        let api = Tonic::new(shared.transport.clone(), namespace, shared.rpc_timeout)?;
+        let api = Arc::new(Tonic::new(
+            shared.transport.clone(),
+            namespace,
+            shared.rpc_timeout,
+        )?);
         Ok(Self {
             namespace: namespace.to_owned(),
             shared,
-            api: Arc::new(api),
+            api: api.clone(),
+            store: Some(api),
         })
+    }
+
+    /// The image path's calls, or `Unimplemented` where there are none.
+    pub(crate) fn store(&self) -> Result<&dyn Store> {
+        self.store
+            .as_deref()
+            .ok_or_else(|| Error::not_implemented("this connection has no image store"))
     }
 }
 

@@ -16,13 +16,13 @@ use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{
     self, CommitSnapshotRequest, ListSnapshotsRequest, MountsRequest, PrepareSnapshotRequest,
-    RemoveSnapshotRequest, StatSnapshotRequest, ViewSnapshotRequest,
+    RemoveSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::services::v1::{
     AbortRequest, ApplyRequest, CreateImageRequest, CreateRequest, DeleteContentRequest,
     DeleteImageRequest, DeleteRequest, GetImageRequest, Image, Info, InfoRequest, Lease,
-    ListContentRequest, ListImagesRequest, ListRequest, ListStatusesRequest, UpdateImageRequest,
-    WriteContentRequest, WriteContentResponse,
+    ListContentRequest, ListImagesRequest, ListRequest, ListStatusesRequest, ReadContentRequest,
+    UpdateImageRequest, UpdateRequest, WriteContentRequest, WriteContentResponse,
 };
 use containerd_client::types::{Descriptor, Mount};
 use libctd_core::{Error, Result};
@@ -74,10 +74,6 @@ impl LeaseId {
 /// [`content_write`](Self::content_write) and [`diff_apply`](Self::diff_apply),
 /// whose time grows with a blob's size (their callers bound their
 /// progress; the keepalive catches a hung daemon).
-#[allow(
-    dead_code,
-    reason = "images, diff, views and lists serve the import and unpack (issue 21) built on this seam"
-)]
 #[async_trait]
 pub(crate) trait Store: Send + Sync + 'static {
     /// `Content.Write`: a bidirectional stream, under `lease`.
@@ -90,6 +86,16 @@ pub(crate) trait Store: Send + Sync + 'static {
     async fn content_abort(&self, reference: &str) -> std::result::Result<(), Status>;
     /// `Content.Info` of a blob.
     async fn content_info(&self, digest: &str) -> std::result::Result<Info, Status>;
+    /// `Content.Read` of a whole blob of `size` bytes (a server stream,
+    /// collected: for the small documents of an image, never a layer).
+    async fn content_read(&self, digest: &str, size: u64) -> std::result::Result<Vec<u8>, Status>;
+    /// `Content.Update` of a blob's labels: each of `labels` is set
+    /// (others are kept).
+    async fn content_label(
+        &self,
+        digest: &str,
+        labels: HashMap<String, String>,
+    ) -> std::result::Result<(), Status>;
     /// `Content.Delete` of a blob.
     async fn content_delete(&self, digest: &str) -> std::result::Result<(), Status>;
     /// `Content.List` with `filters` (the stream collected).
@@ -135,12 +141,6 @@ pub(crate) trait Store: Send + Sync + 'static {
         &self,
         lease: Option<&LeaseId>,
         req: PrepareSnapshotRequest,
-    ) -> std::result::Result<Vec<Mount>, Status>;
-    /// `Snapshots.View`, under `lease`: a read-only view's mounts.
-    async fn snapshot_view(
-        &self,
-        lease: Option<&LeaseId>,
-        req: ViewSnapshotRequest,
     ) -> std::result::Result<Vec<Mount>, Status>;
     /// `Snapshots.Mounts` of an active snapshot or view.
     async fn snapshot_mounts(
@@ -205,10 +205,6 @@ impl Tonic {
         client(&self.transport)
     }
 
-    #[allow(
-        dead_code,
-        reason = "used through Store, whose image calls the import makes"
-    )]
     fn images(&self) -> ImagesClient<Transport> {
         client(&self.transport)
     }
@@ -257,6 +253,51 @@ impl Store for Tonic {
         });
         let info = self.content().info(req).await?.into_inner().info;
         Ok(info.unwrap_or_default())
+    }
+
+    async fn content_read(&self, digest: &str, size: u64) -> std::result::Result<Vec<u8>, Status> {
+        let req = self.request(ReadContentRequest {
+            digest: digest.to_owned(),
+            offset: 0,
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+        });
+        let mut stream = self.content().read(req).await?.into_inner();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            // Each chunk says where it goes; containerd sends them in order.
+            if u64::try_from(chunk.offset).ok() != Some(out.len() as u64) {
+                return Err(Status::data_loss(format!(
+                    "content {digest}: a chunk at offset {} after {} bytes",
+                    chunk.offset,
+                    out.len()
+                )));
+            }
+            out.extend_from_slice(&chunk.data);
+            if out.len() as u64 > size {
+                return Err(Status::data_loss(format!(
+                    "content {digest}: more than the {size} bytes asked for"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn content_label(
+        &self,
+        digest: &str,
+        labels: HashMap<String, String>,
+    ) -> std::result::Result<(), Status> {
+        let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
+        let req = self.request(UpdateRequest {
+            info: Some(Info {
+                digest: digest.to_owned(),
+                labels,
+                ..Info::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        });
+        self.content().update(req).await.map(drop)
     }
 
     async fn content_delete(&self, digest: &str) -> std::result::Result<(), Status> {
@@ -371,15 +412,6 @@ impl Store for Tonic {
     ) -> std::result::Result<Vec<Mount>, Status> {
         let req = self.leased(req, lease, true);
         Ok(self.snapshots().prepare(req).await?.into_inner().mounts)
-    }
-
-    async fn snapshot_view(
-        &self,
-        lease: Option<&LeaseId>,
-        req: ViewSnapshotRequest,
-    ) -> std::result::Result<Vec<Mount>, Status> {
-        let req = self.leased(req, lease, true);
-        Ok(self.snapshots().view(req).await?.into_inner().mounts)
     }
 
     async fn snapshot_mounts(

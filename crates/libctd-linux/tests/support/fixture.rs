@@ -13,6 +13,7 @@ use libctd_testkit::conformance::{Capabilities, Fixture, Program, Support};
 use libctd_testkit::containerd::{
     Containerd, SLEEP_ARGS, busybox_process, busybox_spec, criu_works, wait_sigterm_caught,
 };
+use libctd_testkit::image::{ImageArchive, Layer};
 
 /// The memory limit of every container: low enough for `Program::Oom` to be
 /// killed at once, high enough for everything else.
@@ -132,5 +133,14 @@ impl Fixture for LinuxFixture {
 
     fn timeout(&self) -> Duration {
         Duration::from_secs(20)
+    }
+
+    fn image(&self, name: &str) -> Option<ImageArchive> {
+        // The busybox root filesystem as an image layer, read once.
+        static BUSYBOX: std::sync::OnceLock<Layer> = std::sync::OnceLock::new();
+        let busybox = BUSYBOX.get_or_init(|| {
+            Layer::from_dir(self.ctd.rootfs()).expect("the busybox rootfs as a layer")
+        });
+        Some(ImageArchive::new(name).layer(busybox.clone()))
     }
 }

@@ -122,16 +122,33 @@ pub(crate) fn runtime_processes(root: &Path) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// Waits until nothing of namespace `ns` remains: no container or task in
-/// containerd, no shim, no runtime process (runc, gVisor's sandbox and
-/// gofer), no runc state, no bundle, no FIFO, none of `cgroups`; fails
-/// listing what is left.
+/// Waits until nothing of namespace `ns` remains: no container, task,
+/// image, lease, blob or snapshot in containerd, no shim, no runtime
+/// process (runc, gVisor's sandbox and gofer), no runc state, no bundle, no
+/// FIFO, none of `cgroups`; fails listing what is left.
 pub(crate) async fn assert_nothing_left(remote: &LinuxRemote, ns: &str, cgroups: &[PathBuf]) {
     let state_dir = &remote.config().state_dir;
     let (containers, tasks) = containerd_holds(&remote.socket(), ns).await;
     assert!(
         containers.is_empty() && tasks.is_empty(),
         "containerd still holds containers {containers:?} and tasks {tasks:?} in {ns}"
+    );
+    let store = remote.image_store(ns).unwrap();
+    let held = (
+        store.image_names().await.unwrap(),
+        store.leases().await.unwrap(),
+        store.contents().await.unwrap(),
+        store.snapshots("overlayfs").await.unwrap(),
+        store.snapshots("native").await.unwrap(),
+    );
+    assert!(
+        held.0.is_empty()
+            && held.1.is_empty()
+            && held.2.is_empty()
+            && held.3.is_empty()
+            && held.4.is_empty(),
+        "containerd still holds images, leases, content, overlayfs and native snapshots \
+         {held:?} in {ns}"
     );
     let runc = state_dir.join("runc").join(ns);
     let bundles = state_dir

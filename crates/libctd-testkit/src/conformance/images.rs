@@ -191,7 +191,9 @@ pub(crate) async fn unknown_or_malformed_image(h: &Harness) -> Result<()> {
         IMAGE_ROOTFS_PATH,
         h.client().create(id, &elsewhere, image_options(h)).await,
     );
-    for name in ["", "a/UPPER", "a//b"] {
+    // ("UPPER/case" would be valid: an upper-case first component is a
+    // registry host, as in docker's grammar; a path component is not.)
+    for name in ["", "upper/CASE", "a//b"] {
         expect_err(
             "image(malformed)",
             ErrorKind::InvalidArgument,
@@ -230,7 +232,7 @@ pub(crate) async fn bad_archives(h: &Harness) -> Result<()> {
             "",
         ),
         (Fault::CorruptLayer, ErrorKind::InvalidArgument, "digest"),
-        (Fault::WrongSize, ErrorKind::InvalidArgument, "bytes"),
+        (Fault::WrongSize, ErrorKind::InvalidArgument, "size"),
         (
             Fault::MissingBlob,
             ErrorKind::InvalidArgument,

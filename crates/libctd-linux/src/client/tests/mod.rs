@@ -77,6 +77,7 @@ fn conn_with(
         namespace: NS.to_owned(),
         shared,
         api: mem.clone(),
+        store: None,
     };
     (dir, conn, closed.drop_guard())
 }
