@@ -1,14 +1,15 @@
 //! The labels containerd's garbage collector follows from one blob to
-//! what it needs, set as containerd's own client sets them on an import:
-//! an index names its manifest, a manifest its config and layers, a
-//! compressed layer its diff id, and the config the snapshot its layers
+//! what it needs, set as containerd's own client sets them on an import
+//! and its unpack: an index names the child chosen in it (`m.<n>` for a
+//! manifest, `<n>` for a nested index, as containerd keys a child by its
+//! media type), a manifest its config and layers, each unpacked layer its
+//! diff id (compressed or not), and the config the snapshot its layers
 //! were unpacked to. An image record then keeps the whole image alive
 //! through its target; once the record goes, so does everything only it
 //! referenced.
 
 use std::collections::{BTreeMap, HashMap};
 
-use libctd_image::descriptor::Compression;
 use libctd_image::digest::Digest;
 use libctd_image::image::Image;
 
@@ -16,29 +17,44 @@ use libctd_image::image::Image;
 pub(crate) const GC_CONTENT: &str = "containerd.io/gc.ref.content";
 /// A reference to a snapshot: this prefix, `.`, the snapshotter.
 pub(crate) const GC_SNAPSHOT: &str = "containerd.io/gc.ref.snapshot";
-/// On a compressed layer blob: the digest of its uncompressed tar.
+/// On a layer blob once unpacked: the digest of its uncompressed tar (its
+/// own digest for an uncompressed layer).
 pub(crate) const UNCOMPRESSED: &str = "containerd.io/uncompressed";
 
 /// The labels to set on each blob of `images` (by digest), their layers
 /// unpacked in `snapshotter`. Each index names the child chosen for this
-/// host (`m.<i>`, one per child chosen in it); the other platforms' blobs
-/// are left unreferenced, and collected.
+/// host (one label per child chosen in it); the other platforms' blobs are
+/// left unreferenced, and collected.
 pub(crate) fn gc_labels(
     images: &[Image],
     snapshotter: &str,
 ) -> BTreeMap<Digest, HashMap<String, String>> {
     let mut out: BTreeMap<Digest, HashMap<String, String>> = BTreeMap::new();
     for image in images {
-        let mut children = image.indexes.iter().skip(1).chain([&image.manifest]);
-        for index in &image.indexes {
-            let Some(child) = children.next() else {
-                break;
-            };
+        // Every index's child is the next index, the last one's the manifest.
+        let children = image
+            .indexes
+            .iter()
+            .skip(1)
+            .map(|i| (i, false))
+            .chain([(&image.manifest, true)]);
+        for (index, (child, is_manifest)) in image.indexes.iter().zip(children) {
             let labels = out.entry(index.digest.clone()).or_default();
             let child_digest = child.digest.to_string();
             if !labels.values().any(|v| *v == child_digest) {
-                let key = format!("{GC_CONTENT}.m.{}", labels.len());
-                labels.insert(key, child_digest);
+                let prefix = if is_manifest {
+                    format!("{GC_CONTENT}.m.")
+                } else {
+                    format!("{GC_CONTENT}.")
+                };
+                let n = labels
+                    .keys()
+                    .filter(|k| {
+                        k.strip_prefix(&prefix)
+                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    })
+                    .count();
+                labels.insert(format!("{prefix}{n}"), child_digest);
             }
         }
         let manifest = out.entry(image.manifest.digest.clone()).or_default();
@@ -52,12 +68,12 @@ pub(crate) fn gc_labels(
                 layer.descriptor.digest.to_string(),
             );
         }
+        // containerd's unpack labels every layer it applied, compressed
+        // or not.
         for layer in &image.layers {
-            if layer.compression != Compression::None {
-                out.entry(layer.descriptor.digest.clone())
-                    .or_default()
-                    .insert(UNCOMPRESSED.to_owned(), layer.diff_id.to_string());
-            }
+            out.entry(layer.descriptor.digest.clone())
+                .or_default()
+                .insert(UNCOMPRESSED.to_owned(), layer.diff_id.to_string());
         }
         if let Some(top) = image.layers.last() {
             out.entry(image.config.digest.clone())
@@ -77,6 +93,7 @@ pub(crate) fn snapshot_label(snapshotter: &str) -> String {
 mod tests {
     use super::*;
     use libctd_image::config::{ImageConfig, chain_ids};
+    use libctd_image::descriptor::Compression;
     use libctd_image::descriptor::{
         Descriptor, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST,
     };
@@ -134,11 +151,12 @@ mod tests {
             &[(20, Compression::Gzip), (21, Compression::None)],
         );
         let labels = gc_labels(std::slice::from_ref(&img), "overlayfs");
-        // Index -> index -> manifest.
+        // Index -> index (keyed as containerd keys an index) -> manifest.
         assert_eq!(
-            labels[&d(10)]["containerd.io/gc.ref.content.m.0"],
+            labels[&d(10)]["containerd.io/gc.ref.content.0"],
             d(11).to_string()
         );
+        assert_eq!(labels[&d(10)].len(), 1, "{labels:?}");
         assert_eq!(
             labels[&d(11)]["containerd.io/gc.ref.content.m.0"],
             d(1).to_string()
@@ -156,16 +174,17 @@ mod tests {
             manifest["containerd.io/gc.ref.content.l.1"],
             img.layers[1].descriptor.digest.to_string()
         );
-        // Only the compressed layer says what it uncompresses to.
+        // Every layer says what it uncompresses to, as containerd's
+        // unpack labels each layer it applied.
         assert_eq!(labels[&d(20)][UNCOMPRESSED], d(120).to_string());
-        assert!(!labels.contains_key(&img.layers[1].descriptor.digest));
+        assert_eq!(labels[&d(121)][UNCOMPRESSED], d(121).to_string());
         // The config keeps the top layer's snapshot: the chain of both.
         let top = chain_ids(&[d(120), d(121)]).pop().unwrap();
         assert_eq!(
             labels[&d(2)]["containerd.io/gc.ref.snapshot.overlayfs"],
             top.to_string()
         );
-        assert_eq!(labels.len(), 5);
+        assert_eq!(labels.len(), 6);
     }
 
     #[test]
