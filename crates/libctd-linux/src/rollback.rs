@@ -2,8 +2,9 @@
 //!
 //! A create, start or exec that fails part-way (containerd died, the call
 //! timed out, runc refused) may leave a container record, a task, an exec
-//! process or an image-backed container's snapshot behind, which would make the id unusable ("already exists") and
-//! leak a shim, runc state and cgroups. The failing operation removes it at
+//! process, or an image-backed container's snapshot and the lease it was
+//! prepared under behind, which would make the id unusable ("already
+//! exists") and leak a shim, runc state, cgroups and storage. The failing operation removes it at
 //! once; when containerd cannot be reached for that, the rollback is
 //! remembered and completed before the id is used again (create, start,
 //! exec, delete) and as soon as the event stream is back (reconcile).
@@ -36,6 +37,9 @@ pub(crate) enum Rollback {
     /// The snapshot a container from an image runs on (a failed create,
     /// or a delete that could not remove it).
     Snapshot(RootSnapshot),
+    /// The lease, by id, a create prepared a container's snapshot under
+    /// (the record holds the snapshot, or the create failed).
+    Lease(String),
 }
 
 /// Whether `e` means containerd was not reached, so that what was asked
@@ -160,6 +164,10 @@ impl Rollbacks {
                     .snapshot_remove(&snapshot.snapshotter, &snapshot.key)
                     .await
                     .map_err(status_error),
+                Err(_) => Ok(()),
+            },
+            Rollback::Lease(lease) => match self.conn.store() {
+                Ok(store) => store.lease_delete(lease, false).await.map_err(status_error),
                 Err(_) => Ok(()),
             },
         };

@@ -28,7 +28,7 @@ use crate::convert::{self, status_error};
 use crate::events::{self, TaskEvent};
 use crate::fifo::FifoSet;
 use crate::image_store::{LEASE_EXPIRE_LABEL, rfc3339};
-use crate::images;
+use crate::images::{self, prefixed};
 use crate::rollback::{Rollback, unreachable};
 use crate::session::Session;
 use crate::state::{Container, RootSnapshot};
@@ -206,21 +206,31 @@ pub(crate) async fn create(
         }),
     };
     let created = s.conn.api.create_container(req).await;
-    if let Some(lease) = &lease {
-        release_lease(&s, lease).await;
+    let failed = match created {
+        Ok(()) => None,
+        Err(status) => {
+            s.lock_containers().remove(&id);
+            let e = status_error(status);
+            if unreachable(&e) {
+                // containerd may have made the record before it went away.
+                s.rollbacks.roll_back(&id, Rollback::Container).await;
+            }
+            if let Some(snapshot) = snapshot {
+                s.rollbacks
+                    .roll_back(&id, Rollback::Snapshot(snapshot))
+                    .await;
+            }
+            Some(e)
+        }
+    };
+    // The record holds the snapshot now (or it is gone): the lease goes,
+    // and if containerd cannot be reached, before the id is used again.
+    if let Some(lease) = lease {
+        s.rollbacks
+            .roll_back(&id, Rollback::Lease(lease.as_str().to_owned()))
+            .await;
     }
-    if let Err(status) = created {
-        s.lock_containers().remove(&id);
-        let e = status_error(status);
-        if unreachable(&e) {
-            // containerd may have made the record before it went away.
-            s.rollbacks.roll_back(&id, Rollback::Container).await;
-        }
-        if let Some(snapshot) = snapshot {
-            s.rollbacks
-                .roll_back(&id, Rollback::Snapshot(snapshot))
-                .await;
-        }
+    if let Some(e) = failed {
         return Err(e);
     }
     // The id is new: an exit kept for an earlier container of that id is
@@ -231,11 +241,18 @@ pub(crate) async fn create(
 
 /// Prepares the active snapshot `snapshot` over image `image`'s layers,
 /// under a lease of its own (the garbage collector would otherwise be free
-/// to take it before the container record names it); the lease.
+/// to take it before the container record names it); the lease. What a
+/// failure may have left (the lease, the snapshot when containerd was not
+/// reached) is rolled back.
 async fn prepare_rootfs(s: &Session, image: &str, snapshot: &RootSnapshot) -> Result<LeaseId> {
     let store = s.conn.store()?;
     let parent = images::rootfs_parent(store, image, &snapshot.snapshotter).await?;
-    let lease = LeaseId::new(&format!("libctd-create-{}", snapshot.key))?;
+    let what = format!(
+        "image {image:?}: snapshot {:?} in snapshotter {:?}",
+        snapshot.key, snapshot.snapshotter
+    );
+    let lease = LeaseId::new(&create_lease_id(&snapshot.key))?;
+    let rollback_lease = Rollback::Lease(lease.as_str().to_owned());
     // Deleted once the record holds the snapshot; if the engine dies
     // before, it expires.
     let expire = HashMap::from([(
@@ -246,7 +263,14 @@ async fn prepare_rootfs(s: &Session, image: &str, snapshot: &RootSnapshot) -> Re
         Ok(_) => {}
         // One left by a create that died: it is this create's now.
         Err(st) if st.code() == tonic::Code::AlreadyExists => {}
-        Err(st) => return Err(status_error(st)),
+        Err(st) => {
+            let e = status_error(st);
+            if unreachable(&e) {
+                // containerd may have made it before it went away.
+                s.rollbacks.roll_back(&snapshot.key, rollback_lease).await;
+            }
+            return Err(prefixed(e, &format!("{what}: creating its lease")));
+        }
     }
     let prepare = PrepareSnapshotRequest {
         snapshotter: snapshot.snapshotter.clone(),
@@ -257,14 +281,19 @@ async fn prepare_rootfs(s: &Session, image: &str, snapshot: &RootSnapshot) -> Re
     match store.snapshot_prepare(Some(&lease), prepare).await {
         Ok(_) => Ok(lease),
         Err(st) => {
-            release_lease(s, &lease).await;
             let e = status_error(st);
+            if unreachable(&e) {
+                // containerd may have prepared it before it went away.
+                s.rollbacks
+                    .roll_back(&snapshot.key, Rollback::Snapshot(snapshot.clone()))
+                    .await;
+            }
+            s.rollbacks.roll_back(&snapshot.key, rollback_lease).await;
             Err(match e.kind() {
                 ErrorKind::AlreadyExists => e.with_message(format!(
-                    "snapshot {:?} already exists in snapshotter {:?} (left by an earlier container of this id?)",
-                    snapshot.key, snapshot.snapshotter
+                    "{what} already exists (left by an earlier container of this id?)"
                 )),
-                _ => e,
+                _ => prefixed(e, &format!("{what}: preparing it")),
             })
         }
     }
@@ -273,16 +302,10 @@ async fn prepare_rootfs(s: &Session, image: &str, snapshot: &RootSnapshot) -> Re
 /// How long a create's lease outlives an engine that died creating.
 const CREATE_LEASE_EXPIRY: Duration = Duration::from_secs(3600);
 
-/// Deletes a create's lease (one that cannot be deleted expires).
-async fn release_lease(s: &Session, lease: &LeaseId) {
-    let Ok(store) = s.conn.store() else {
-        return;
-    };
-    if let Err(st) = store.lease_delete(lease.as_str(), false).await
-        && st.code() != tonic::Code::NotFound
-    {
-        tracing::warn!(lease = lease.as_str(), error = %status_error(st), "a create's lease is left behind");
-    }
+/// The lease a create of a container with root filesystem snapshot `key`
+/// prepares it under.
+fn create_lease_id(key: &str) -> String {
+    format!("libctd-create-{key}")
 }
 
 /// Creates and starts the container's task; on failure leaves nothing.

@@ -17,6 +17,8 @@
 //!
 //! Over 600 lines: one model of containerd's containers, tasks and events,
 //! each of the seam's 21 calls a few lines over the same private world.
+//! Its image path (the `Store` seam) is `mem_store`, gated by the same
+//! faults.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,6 +65,9 @@ pub(crate) enum Fault {
     /// The task's shim died: containerd cannot reach it ("ttrpc: closed",
     /// code Unknown) and drops its tasks on its own (here: at once).
     ShimGone,
+    /// containerd does the work, then dies before it answers: this call
+    /// and every later one fail as unreachable until `set_down(false)`.
+    Dies,
 }
 
 /// One process of a task ("" is the init process).
@@ -282,6 +287,11 @@ impl Mem {
         self.world().calls.clone()
     }
 
+    /// Whether a container record `id` exists.
+    pub(crate) fn has_container(&self, id: &str) -> bool {
+        self.world().containers.contains_key(id)
+    }
+
     /// Whether the container has a task.
     pub(crate) fn has_task(&self, id: &str) -> bool {
         self.world().tasks.contains_key(id)
@@ -376,6 +386,16 @@ impl Mem {
         op: &'static str,
         f: impl FnOnce(&mut World) -> Result<T, Status>,
     ) -> Result<T, Status> {
+        self.gated(op, || f(&mut self.world())).await
+    }
+
+    /// Runs call `op` of either seam (this one or `mem_store`'s: one
+    /// daemon): its fault if one is planned, else `f`.
+    pub(crate) async fn gated<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, Status>,
+    ) -> Result<T, Status> {
         let fault = {
             let mut w = self.world();
             w.calls.push(op);
@@ -387,10 +407,15 @@ impl Mem {
             }
         };
         match fault {
-            None => f(&mut self.world()),
+            None => f(),
             Some(Fault::Unavailable) => Err(transport_unavailable()),
             Some(Fault::Lost) => {
-                let _ = f(&mut self.world());
+                let _ = f();
+                Err(transport_unavailable())
+            }
+            Some(Fault::Dies) => {
+                let _ = f();
+                self.set_down(true);
                 Err(transport_unavailable())
             }
             Some(Fault::Hang) => {

@@ -15,6 +15,8 @@ mod blob;
 mod clients;
 #[cfg(test)]
 pub(crate) mod mem;
+#[cfg(test)]
+pub(crate) mod mem_store;
 mod store;
 #[cfg(feature = "otel")]
 mod trace;

@@ -526,4 +526,5 @@ async fn pause_and_resume_refusals_are_failed_preconditions_as_from_the_shim() {
     assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
 }
 
+mod images;
 mod kept;
