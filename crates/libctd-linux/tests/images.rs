@@ -93,6 +93,29 @@ async fn run(env: &Env, id: &str, image: &str, snapshotter: &str, script: &str) 
 /// Fails listing what the store holds in the namespace: leases, blobs,
 /// writes in progress, image records, snapshots.
 async fn assert_store_empty(store: &ImageStore, after: &str) {
+    let left = leftovers(store).await;
+    assert!(left.is_empty(), "after {after}, left: {left:?}");
+}
+
+/// Waits (within [`T`]) until the store holds nothing in the namespace.
+async fn wait_store_empty(store: &ImageStore, after: &str) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let left = leftovers(store).await;
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{T:?} after {after}, left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the store holds in the namespace: leases, blobs, writes in
+/// progress, image records, snapshots.
+async fn leftovers(store: &ImageStore) -> Vec<String> {
     let mut left = Vec::new();
     let leases = store.leases().await.unwrap();
     if !leases.is_empty() {
@@ -122,7 +145,7 @@ async fn assert_store_empty(store: &ImageStore, after: &str) {
             left.push(format!("{snapshotter} snapshots {snapshots:?}"));
         }
     }
-    assert!(left.is_empty(), "after {after}, left: {left:?}");
+    left
 }
 
 /// An image of busybox and two layers that exercise what a layer can do.
@@ -263,6 +286,69 @@ impl AsyncRead for Failing {
         buf.advance(n);
         r
     }
+}
+
+/// An archive whose reading stalls for good after `good` bytes, saying
+/// so through `stalled`.
+struct Stalling {
+    data: std::io::Cursor<Vec<u8>>,
+    good: u64,
+    stalled: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl AsyncRead for Stalling {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.data.position() >= self.good {
+            if let Some(stalled) = self.stalled.take() {
+                let _ = stalled.send(());
+            }
+            return Poll::Pending;
+        }
+        let room = usize::try_from(self.good - self.data.position()).unwrap();
+        let mut limited = buf.take(room.min(buf.remaining()));
+        let r = Pin::new(&mut self.data).poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        buf.advance(n);
+        r
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_import_leaves_nothing_behind() {
+    let env = env().await;
+    let image = ImageArchive::new(NAME)
+        .layer(busybox(&env).gzip())
+        .layer(Layer::new().file("x", b"x", 0o644));
+    let good = image.oci().unwrap();
+    // Stalled part-way through the archive: blobs written, one being
+    // written (an ingest open under the lease).
+    for at in [good.len() / 3, good.len() * 2 / 3] {
+        let (tx, stalled) = tokio::sync::oneshot::channel();
+        let reader = Stalling {
+            data: std::io::Cursor::new(good.clone()),
+            good: at as u64,
+            stalled: Some(tx),
+        };
+        let import = images(&env).import(Box::pin(reader), ImportOptions::new());
+        tokio::select! {
+            r = import => panic!("the import ended on a stalled archive: {r:?}"),
+            r = stalled => r.unwrap(),
+        }
+        // The import's future is dropped here, half-way: its clean-up
+        // runs on its own.
+        wait_store_empty(&env.store, &format!("an import dropped at byte {at}")).await;
+    }
+    // The store is usable.
+    images(&env)
+        .import(archive(good), ImportOptions::new())
+        .await
+        .unwrap();
+    images(&env).remove_image(NAME).await.unwrap();
+    assert_store_empty(&env.store, "the good import's removal").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -48,16 +48,19 @@ pub(crate) async fn import(
         LEASE_EXPIRE_LABEL.to_owned(),
         rfc3339(SystemTime::now() + LEASE_EXPIRY),
     )]);
-    store
-        .lease_create(&lease, labels)
-        .await
-        .map_err(|s| prefixed(status_error(s), "creating the import's lease"))?;
+    // Armed before the lease is asked for: an import dropped while
+    // containerd makes it still deletes it.
     let mut undo = Undo {
         store: store.clone(),
         lease: lease.clone(),
         created: Vec::new(),
         armed: true,
     };
+    if let Err(s) = store.lease_create(&lease, labels).await {
+        undo.armed = false;
+        undo.run().await;
+        return Err(prefixed(status_error(s), "creating the import's lease"));
+    }
     let run = Import {
         store: &*store,
         lease: &lease,
@@ -67,11 +70,14 @@ pub(crate) async fn import(
     };
     match run.run(archive, &mut undo.created).await {
         Ok(images) => {
-            undo.armed = false;
-            // What is referenced is kept by its image records now.
+            // The records are the import's outcome: they stay. What they
+            // reference is kept by them now; the lease goes (also when
+            // the import is dropped while it does).
+            undo.created.clear();
             if let Err(s) = store.lease_delete(lease.as_str(), false).await {
                 tracing::warn!(lease = lease.as_str(), error = %status_error(s), "an import's lease is left to expire");
             }
+            undo.armed = false;
             Ok(images)
         }
         Err(e) => {
@@ -113,7 +119,9 @@ impl Undo {
                 tracing::warn!(image = %name, error = %status_error(s), "a failed import's image record stays");
             }
         }
-        if let Err(s) = self.store.lease_delete(self.lease.as_str(), true).await {
+        if let Err(s) = self.store.lease_delete(self.lease.as_str(), true).await
+            && s.code() != tonic::Code::NotFound
+        {
             tracing::warn!(lease = self.lease.as_str(), error = %status_error(s), "a failed import's lease is left to expire");
         }
     }
