@@ -22,6 +22,11 @@ pub const LEASE_EXPIRE_LABEL: &str = "containerd.io/gc.expire";
 /// What is written or prepared under a [`Lease`] stays until the lease is
 /// deleted; whatever nothing then references (an image, a container, another
 /// lease) is freed by containerd's garbage collector.
+///
+/// Besides the parts an import is made of, it lists what the namespace
+/// holds (leases, blobs, writes in progress, image records whatever their
+/// platform, snapshots and a snapshot's parent), as `ctr` does: for an
+/// engine's own checks and clean-up, and for leftover scans.
 #[derive(Clone)]
 pub struct ImageStore {
     store: Arc<dyn Store>,
