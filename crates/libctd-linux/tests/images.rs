@@ -264,6 +264,29 @@ async fn layers_are_intact_on_every_format_and_snapshotter() {
     }
 }
 
+/// The labels containerd's own client sets on an imported, unpacked
+/// image hold: the manifest names its config and each layer, each layer
+/// its diff id, the config the top snapshot in `snapshotter`.
+async fn assert_gc_labels(store: &ImageStore, manifest: &str, snapshotter: &str) {
+    let labels = store.content_info(manifest).await.unwrap().labels;
+    let config = &labels["containerd.io/gc.ref.content.config"];
+    let layers: Vec<&String> = (0..)
+        .map_while(|i| labels.get(&format!("containerd.io/gc.ref.content.l.{i}")))
+        .collect();
+    assert!(!layers.is_empty(), "{labels:?}");
+    for layer in layers {
+        let info = store.content_info(layer).await.unwrap();
+        assert!(
+            info.labels.contains_key("containerd.io/uncompressed"),
+            "layer {layer}: {:?}",
+            info.labels
+        );
+    }
+    let config = store.content_info(config).await.unwrap().labels;
+    let top = &config[&format!("containerd.io/gc.ref.snapshot.{snapshotter}")];
+    store.snapshot_parent(snapshotter, top).await.unwrap();
+}
+
 /// An archive that fails after `good` bytes.
 struct Failing {
     data: std::io::Cursor<Vec<u8>>,
@@ -468,6 +491,7 @@ async fn a_create_from_an_image_checks_its_input_and_leaves_nothing() {
         )
         .await
         .unwrap();
+    assert_gc_labels(&env.store, &imported[0].digest, "native").await;
     let mut spec = env.ctd.spec(&["true"], false);
     imported[0]
         .config
