@@ -304,7 +304,8 @@ pub fn host_arch() -> &'static str {
 }
 
 impl ImageArchive {
-    /// An image named `name` (recorded as given), with no layers yet.
+    /// An image named `name` (recorded as given), with no layers yet; an
+    /// empty `name` leaves it unnamed (no name annotation, no `RepoTags`).
     pub fn new(name: &str) -> Self {
         Self {
             name: name.into(),
@@ -452,7 +453,7 @@ impl ImageArchive {
         };
         let index = if manifests.len() == 1 {
             let mut only = manifests.remove(0);
-            if let Some(map) = only.as_object_mut() {
+            if let Some(map) = only.as_object_mut().filter(|_| !name.is_empty()) {
                 map.insert(
                     "annotations".into(),
                     json!({"io.containerd.image.name": name}),
@@ -469,10 +470,11 @@ impl ImageArchive {
             let d = digest(&inner);
             let size = inner.len();
             blobs.push((d.clone(), inner));
-            json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": [{
-                "mediaType": media::INDEX, "digest": d, "size": size,
-                "annotations": {"io.containerd.image.name": name},
-            }]})
+            let mut entry = json!({"mediaType": media::INDEX, "digest": d, "size": size});
+            if !name.is_empty() {
+                entry["annotations"] = json!({"io.containerd.image.name": name});
+            }
+            json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": [entry]})
         };
         let mut tar = tar::Builder::new(Vec::new());
         append(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -523,7 +525,10 @@ impl ImageArchive {
             Some(Fault::Name(name)) => name.clone(),
             _ => self.name.clone(),
         };
-        let manifest = json!([{ "Config": config_path, "RepoTags": [name], "Layers": paths }]);
+        let tags: Vec<&str> = std::iter::once(name.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let manifest = json!([{ "Config": config_path, "RepoTags": tags, "Layers": paths }]);
         append(&mut tar, "manifest.json", &to_vec(&manifest)?)?;
         finish(tar, fault)
     }
