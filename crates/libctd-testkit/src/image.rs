@@ -386,6 +386,23 @@ impl ImageArchive {
     ///
     /// `System` when it cannot be built.
     pub fn oci(&self) -> Result<Vec<u8>> {
+        self.build_oci().map(|(archive, _)| archive)
+    }
+
+    /// The digest of the manifest of this image for the host's platform
+    /// (or a [`Fault::Platform`]'s) in the [`oci`](Self::oci) archive: what
+    /// an import must answer as the image's digest, whatever other
+    /// platforms the index lists.
+    ///
+    /// # Errors
+    ///
+    /// `System` when it cannot be built.
+    pub fn manifest_digest(&self) -> Result<String> {
+        self.build_oci().map(|(_, digest)| digest)
+    }
+
+    /// The OCI archive and its own platform's manifest digest.
+    fn build_oci(&self) -> Result<(Vec<u8>, String)> {
         let fault = self.fault.as_ref();
         let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
         let mut diff_ids = Vec::new();
@@ -423,7 +440,10 @@ impl ImageArchive {
             _ => host_arch().to_owned(),
         };
         let mut manifests = Vec::new();
-        for arch in std::iter::once(&arch).chain(&self.other_platforms) {
+        let mut own = String::new();
+        // The image's own platform comes last in a multi-platform index:
+        // an importer that took the first entry would take another's.
+        for arch in self.other_platforms.iter().chain(std::iter::once(&arch)) {
             let config = json!({
                 "architecture": arch,
                 "os": "linux",
@@ -438,6 +458,7 @@ impl ImageArchive {
                 "layers": descriptors,
             });
             let manifest = to_vec(&manifest)?;
+            own = digest(&manifest);
             manifests.push(json!({
                 "mediaType": media::MANIFEST,
                 "digest": digest(&manifest),
@@ -483,7 +504,7 @@ impl ImageArchive {
             append(&mut tar, &format!("blobs/sha256/{hex}"), bytes)?;
         }
         append(&mut tar, "index.json", &to_vec(&index)?)?;
-        finish(tar, fault)
+        Ok((finish(tar, fault)?, own))
     }
 
     /// The archive in `docker save`'s format (`manifest.json`, a folder per
