@@ -191,6 +191,9 @@ impl RuntimeOptions {
 /// | runtime options of a type the backend does not understand, or that do not decode | `InvalidArgument` | `create` |
 /// | a runtime binary that does not exist (Linux: `RuncOptions::binary_name`) | `InvalidArgument` | `create` (a path, or a name given with runtime flags), `start` (a name the shim does not find) |
 /// | the runtime refuses to create or start the container for a reason of its own (Linux: crun on a cgroup v1 hybrid host, runsc in the host's network namespace) | `System` | `start`, `exec`; nothing is left behind |
+/// | a create from an image ([`CreateOptions::with_image`]) on a backend without images (Windows), with a malformed image name or snapshotter, or with `root.path` other than [`IMAGE_ROOTFS_PATH`](crate::IMAGE_ROOTFS_PATH) | `InvalidArgument` | `create` |
+/// | a create from an image that is not imported | `NotFound` | `create` |
+/// | a create from an image not unpacked in the snapshotter asked for | `FailedPrecondition` | `create` |
 /// | unknown container | `NotFound` "no such container" | all but `version`, `create` |
 /// | the container has no task (never started, or its task deleted) | `NotFound` "container is not running" | `signal_process`, `exec`, `resize_terminal`, `close_stdin`, `pause`, `resume`, `stats`, `list_pids`, `summary`, `update_resources`, `create_checkpoint`, `delete_task`; `status` on Linux (Windows answers `Created`) |
 /// | unknown exec id | `NotFound` "no such exec" | `signal_process`, `resize_terminal`, `close_stdin` |

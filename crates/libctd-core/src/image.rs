@@ -147,9 +147,12 @@ impl ImageConfig {
     ///
     /// # Errors
     ///
-    /// `InvalidArgument` when there is no command, or the user is a name
-    /// other than `root` (names resolve against the image's `/etc/passwd`,
-    /// which the engine reads; give a numeric `uid[:gid]`), or is malformed.
+    /// `InvalidArgument` when there is no command, the working directory is
+    /// not absolute, or the user is not `root`, `0`, or `uid:gid` in numbers
+    /// (`root` also stands for 0 in either place). A name, or a uid other
+    /// than 0 without a group, is refused: both resolve against the image's
+    /// `/etc/passwd` (a uid's primary group too), which the engine reads;
+    /// it then gives the numbers.
     ///
     /// ```
     /// use libctd_core::ImageConfig;
@@ -200,7 +203,7 @@ impl ImageConfig {
 fn parse_user(user: &str) -> Result<User> {
     let bad = || {
         Error::invalid_argument(format!(
-            "the image's user {user:?} is not a numeric uid[:gid] or root (resolve names with the image's /etc/passwd and give numbers)"
+            "the image's user {user:?} is not root, 0 or a numeric uid:gid (resolve names, and a uid's primary group, with the image's /etc/passwd and give numbers)"
         ))
     };
     let (uid, gid) = match user.split_once(':') {
@@ -305,6 +308,7 @@ pub type Archive = Pin<Box<dyn AsyncRead + Send>>;
 /// | a malformed name, a truncated or malformed archive, a blob whose digest or size does not match, a missing blob | `InvalidArgument`, naming the archive entry |
 /// | a well-formed archive with content the backend does not handle: a layer of an unknown (or non-distributable) media type | `NotImplemented`, naming the layer |
 /// | no image of that name; an archive with no image for this host's platform | `NotFound` |
+/// | a snapshotter the backend does not have (containerd: "snapshotter not loaded") | `InvalidArgument` |
 /// | a create from an image that is not unpacked in the snapshotter asked for | `FailedPrecondition` |
 /// | the service cannot be reached / did not answer in time | `Unavailable` / `DeadlineExceeded` |
 ///

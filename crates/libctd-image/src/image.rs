@@ -1,6 +1,7 @@
 //! What reading an archive collects (the blobs seen, the small files kept)
 //! and what resolving it gives: the images, each down to its layers.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use libctd_core::{Error, Result};
@@ -43,7 +44,16 @@ pub struct Collected {
     pub docker_manifest: Option<Vec<u8>>,
     /// The largest JSON document resolution accepts.
     pub max_json: u64,
+    /// What resolution has read so far: documents, and their bytes. Each
+    /// read counts, so indexes that list the same index over and over
+    /// (nested, a path for every combination) stop at the bound.
+    pub read: Cell<(usize, u64)>,
 }
+
+/// The most documents resolving an archive reads (one read twice counts twice).
+pub const MAX_DOCUMENTS: usize = 10_000;
+/// The most bytes of documents resolving an archive reads, in all.
+pub const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
 
 impl Collected {
     /// The blob an OCI descriptor names: `InvalidArgument` if the archive
@@ -87,9 +97,22 @@ impl Collected {
             })
     }
 
-    /// The JSON document `seen` holds: `InvalidArgument` naming it if it
-    /// is larger than a document may be or is not JSON.
+    /// The JSON document `seen` holds, counted as read: `InvalidArgument`
+    /// naming it if it is larger than a document may be or is not JSON, or
+    /// if resolving has read more than [`MAX_DOCUMENTS`] documents or
+    /// [`MAX_DOCUMENT_BYTES`] bytes of them.
     pub fn json<'a>(&self, seen: &'a Seen, what: &str) -> Result<&'a [u8]> {
+        let (documents, bytes) = self.read.get();
+        let read = (documents + 1, bytes.saturating_add(seen.size));
+        if read.0 > MAX_DOCUMENTS || read.1 > MAX_DOCUMENT_BYTES {
+            return Err(Error::invalid_argument(format!(
+                "image archive: at entry {:?}, resolving the images reads more than \
+                 {MAX_DOCUMENTS} documents or {MAX_DOCUMENT_BYTES} bytes of them (indexes \
+                 that list each other over and over?)",
+                seen.entry
+            )));
+        }
+        self.read.set(read);
         if seen.size > self.max_json {
             return Err(Error::invalid_argument(format!(
                 "image archive: entry {:?} ({what}) is {} bytes, more than the {} a JSON \

@@ -79,7 +79,9 @@ fn parse(reference: &str) -> Result<Parts<'_>> {
     if name.is_empty() {
         return Err(invalid("no name"));
     }
-    if Digest::from_hex(name).is_some() {
+    // Only the whole reference is an image id (docker's rule): with a
+    // tag or a digest, 64 hex digits are a repository name like any other.
+    if Digest::from_hex(reference).is_some() {
         return Err(invalid("a 64-digit hexadecimal name is an image id"));
     }
     let (domain, path) = match name.split_once('/') {
@@ -199,6 +201,7 @@ mod tests {
                 &format!("busybox:1@sha256:{HEX}"),
                 &format!("docker.io/library/busybox:1@sha256:{HEX}"),
             ),
+            (&format!("{HEX}:1"), &format!("docker.io/library/{HEX}:1")),
         ] {
             assert_eq!(normalise(given).unwrap(), want, "{given}");
         }

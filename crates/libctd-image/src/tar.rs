@@ -198,10 +198,12 @@ pub fn clean_path(raw: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Bytes left of an entry being read, then the padding after it.
+/// Bytes left of an entry being read, then bytes of it that are not its
+/// body (a directory's), then the padding after it.
 #[derive(Debug, Default)]
 struct Position {
     remaining: u64,
+    hidden: u64,
     padding: u64,
 }
 
@@ -313,7 +315,8 @@ impl<R: AsyncRead + Unpin> TarReader<R> {
             return Ok(None);
         }
         let left = std::mem::take(&mut self.at);
-        self.skip(left.remaining + left.padding).await?;
+        self.skip(left.remaining + left.hidden + left.padding)
+            .await?;
         let (mut pax, mut long_name, mut long_link) = (Pax::default(), None, None);
         let mut block = [0u8; BLOCK];
         loop {
@@ -394,14 +397,21 @@ impl<R: AsyncRead + Unpin> TarReader<R> {
                             "image archive: entry {raw:?} points outside the archive"
                         ))
                     })?;
-                    let size = match kind {
-                        Kind::File => pax.size.unwrap_or(header.size),
+                    // What follows the header in the stream depends on
+                    // its type flag: links and directories have no body,
+                    // whatever their size field says, but a regular-file
+                    // header named like a directory still has the body its
+                    // size declares (skipped: a directory has no content).
+                    let stored = match flag {
+                        b'0' | 0 | b'7' => pax.size.unwrap_or(header.size),
                         _ => 0,
                     };
+                    let size = if kind == Kind::File { stored } else { 0 };
                     self.current = path.clone();
                     self.at = Position {
                         remaining: size,
-                        padding: padding(size),
+                        hidden: stored - size,
+                        padding: padding(stored),
                     };
                     return Ok(Some(Entry {
                         path,

@@ -304,7 +304,8 @@ pub fn host_arch() -> &'static str {
 }
 
 impl ImageArchive {
-    /// An image named `name` (recorded as given), with no layers yet.
+    /// An image named `name` (recorded as given), with no layers yet; an
+    /// empty `name` leaves it unnamed (no name annotation, no `RepoTags`).
     pub fn new(name: &str) -> Self {
         Self {
             name: name.into(),
@@ -385,6 +386,23 @@ impl ImageArchive {
     ///
     /// `System` when it cannot be built.
     pub fn oci(&self) -> Result<Vec<u8>> {
+        self.build_oci().map(|(archive, _)| archive)
+    }
+
+    /// The digest of the manifest of this image for the host's platform
+    /// (or a [`Fault::Platform`]'s) in the [`oci`](Self::oci) archive: what
+    /// an import must answer as the image's digest, whatever other
+    /// platforms the index lists.
+    ///
+    /// # Errors
+    ///
+    /// `System` when it cannot be built.
+    pub fn manifest_digest(&self) -> Result<String> {
+        self.build_oci().map(|(_, digest)| digest)
+    }
+
+    /// The OCI archive and its own platform's manifest digest.
+    fn build_oci(&self) -> Result<(Vec<u8>, String)> {
         let fault = self.fault.as_ref();
         let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
         let mut diff_ids = Vec::new();
@@ -422,7 +440,10 @@ impl ImageArchive {
             _ => host_arch().to_owned(),
         };
         let mut manifests = Vec::new();
-        for arch in std::iter::once(&arch).chain(&self.other_platforms) {
+        let mut own = String::new();
+        // The image's own platform comes last in a multi-platform index:
+        // an importer that took the first entry would take another's.
+        for arch in self.other_platforms.iter().chain(std::iter::once(&arch)) {
             let config = json!({
                 "architecture": arch,
                 "os": "linux",
@@ -437,6 +458,7 @@ impl ImageArchive {
                 "layers": descriptors,
             });
             let manifest = to_vec(&manifest)?;
+            own = digest(&manifest);
             manifests.push(json!({
                 "mediaType": media::MANIFEST,
                 "digest": digest(&manifest),
@@ -452,7 +474,7 @@ impl ImageArchive {
         };
         let index = if manifests.len() == 1 {
             let mut only = manifests.remove(0);
-            if let Some(map) = only.as_object_mut() {
+            if let Some(map) = only.as_object_mut().filter(|_| !name.is_empty()) {
                 map.insert(
                     "annotations".into(),
                     json!({"io.containerd.image.name": name}),
@@ -469,10 +491,11 @@ impl ImageArchive {
             let d = digest(&inner);
             let size = inner.len();
             blobs.push((d.clone(), inner));
-            json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": [{
-                "mediaType": media::INDEX, "digest": d, "size": size,
-                "annotations": {"io.containerd.image.name": name},
-            }]})
+            let mut entry = json!({"mediaType": media::INDEX, "digest": d, "size": size});
+            if !name.is_empty() {
+                entry["annotations"] = json!({"io.containerd.image.name": name});
+            }
+            json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": [entry]})
         };
         let mut tar = tar::Builder::new(Vec::new());
         append(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -481,7 +504,7 @@ impl ImageArchive {
             append(&mut tar, &format!("blobs/sha256/{hex}"), bytes)?;
         }
         append(&mut tar, "index.json", &to_vec(&index)?)?;
-        finish(tar, fault)
+        Ok((finish(tar, fault)?, own))
     }
 
     /// The archive in `docker save`'s format (`manifest.json`, a folder per
@@ -523,7 +546,10 @@ impl ImageArchive {
             Some(Fault::Name(name)) => name.clone(),
             _ => self.name.clone(),
         };
-        let manifest = json!([{ "Config": config_path, "RepoTags": [name], "Layers": paths }]);
+        let tags: Vec<&str> = std::iter::once(name.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let manifest = json!([{ "Config": config_path, "RepoTags": tags, "Layers": paths }]);
         append(&mut tar, "manifest.json", &to_vec(&manifest)?)?;
         finish(tar, fault)
     }

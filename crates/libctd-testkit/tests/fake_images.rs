@@ -88,8 +88,20 @@ async fn progress_reaches_the_caller_and_a_bad_snapshotter_is_refused() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
+    // containerd: "snapshotter not loaded", InvalidArgument.
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(err.to_string().contains("zfs"), "{err}");
+    let mut spec = fake_spec(&Program::Exit(0), false);
+    spec.set_root(Some(
+        libctd_core::oci_spec::runtime::RootBuilder::default()
+            .path(libctd_core::IMAGE_ROOTFS_PATH)
+            .build()
+            .unwrap(),
+    ));
+    let options = CreateOptions::new()
+        .with_image(libctd_core::ImageRootfs::new("x.io/y:1").with_snapshotter("zfs"));
+    let err = a.create("c", &spec, options).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(images.list_images().await.unwrap().is_empty());
     let seen = Arc::new(std::sync::Mutex::new(0u64));
     let count = seen.clone();
@@ -99,4 +111,21 @@ async fn progress_reaches_the_caller_and_a_bad_snapshotter_is_refused() {
     });
     images.import(archive("x.io/y:1"), options).await.unwrap();
     assert!(*seen.lock().unwrap() >= 3, "layer, config, manifest");
+}
+
+/// An archive whose images have no name imports nothing, as containerd
+/// records no image without a name (and as the Linux backend answers).
+#[tokio::test]
+async fn an_archive_that_names_no_image_records_none() {
+    let remote = FakeRemote::new();
+    let a = client(&remote, "a").await;
+    let images = a.images().unwrap();
+    let layer = Layer::new().file(&format!("bin/{FAKE_COMMAND}"), b"", 0o755);
+    let unnamed = ImageArchive::new("").layer(layer);
+    for bytes in [unnamed.oci().unwrap(), unnamed.docker().unwrap()] {
+        let archive: libctd_core::Archive = Box::pin(std::io::Cursor::new(bytes));
+        let imported = images.import(archive, ImportOptions::new()).await.unwrap();
+        assert!(imported.is_empty(), "{imported:?}");
+    }
+    assert!(images.list_images().await.unwrap().is_empty());
 }

@@ -303,3 +303,43 @@ async fn not_an_image_archive() {
         &["oci-layout", "version"],
     );
 }
+
+/// Indexes that list the same index many times, nested: a walk that
+/// follows every path reads K^3 documents. Resolving must stop with an
+/// error, within seconds, not follow them all.
+#[tokio::test]
+async fn indexes_that_fan_out_do_not_hang() {
+    const K: usize = 150;
+    // A manifest for another platform, listed without a platform: every
+    // path down to it must be tried.
+    let img = oci_image("linux", "s390x", &[(layer("a", b"a"), false)]);
+    let mut manifest = img.manifest.clone();
+    manifest.as_object_mut().unwrap().remove("platform");
+    let mut files = img.blobs.clone();
+    let mut child = manifest;
+    for _ in 0..3 {
+        let index = doc(&json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": vec![child.clone(); K],
+        }));
+        child = desc(OCI_INDEX, &index);
+        files.push((blob_path(&index), index));
+    }
+    let mut all = layout(vec![annotated(
+        child,
+        &[(ANNOTATION_IMAGE_NAME, "example.com/fan:1")],
+    )]);
+    all.extend(files);
+    let bytes = archive(&all);
+    // (Resolving does not await: a timeout could not stop it; the time is
+    // measured instead. Without a bound this takes minutes.)
+    let started = std::time::Instant::now();
+    let (got, _) = read(&bytes).await;
+    let took = started.elapsed();
+    assert_err(
+        &got.unwrap_err(),
+        ErrorKind::InvalidArgument,
+        &["documents"],
+    );
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}

@@ -187,3 +187,32 @@ fn paths_are_cleaned() {
     assert_eq!(clean_path("../etc/passwd"), None);
     assert_eq!(clean_path("a/../../b"), None);
 }
+
+/// A regular-file header whose name ends in `/` is a directory (the old
+/// convention), but the body its size declares is still in the stream:
+/// the reader skips it and reads the next header where it is.
+#[tokio::test]
+async fn a_file_named_like_a_directory_keeps_its_body_in_the_stream() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(600);
+    h.as_old_mut().name[..6].copy_from_slice(b"weird/");
+    h.set_cksum();
+    b.append(&h, &[9u8; 600][..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(4);
+    h.set_cksum();
+    b.append_data(&mut h, "next", &b"next"[..]).unwrap();
+    let got = entries(&b.into_inner().unwrap()).await.unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[0].0.path.as_str(), got[0].0.kind),
+        ("weird", Kind::Directory)
+    );
+    assert!(got[0].1.is_empty());
+    assert_eq!(
+        (got[1].0.path.as_str(), got[1].1.as_slice()),
+        ("next", &b"next"[..])
+    );
+}
