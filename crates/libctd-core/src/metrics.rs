@@ -14,8 +14,8 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::event::EventType;
 
-/// Counter: calls of a [`Client`](crate::Client) operation (label
-/// [`OPERATION`]).
+/// Counter: calls of a [`Client`](crate::Client) or
+/// [`Images`](crate::Images) operation (label [`OPERATION`]).
 pub const OPERATIONS: &str = "libctd_operations_total";
 /// Counter: calls that failed (labels [`OPERATION`], [`KIND`]).
 pub const OPERATION_ERRORS: &str = "libctd_operation_errors_total";
@@ -34,8 +34,8 @@ pub const DAEMON_RESTARTS: &str = "libctd_daemon_restarts_total";
 /// broke (label [`NAMESPACE`]).
 pub const EVENT_RESUBSCRIPTIONS: &str = "libctd_event_resubscriptions_total";
 
-/// Label: the operation's name, as the [`Client`](crate::Client) method
-/// (`create`, `delete_task`, ...).
+/// Label: the operation's name, as the [`Client`](crate::Client) or
+/// [`Images`](crate::Images) method (`create`, `delete_task`, `import`, ...).
 pub const OPERATION: &str = "operation";
 /// Label: the error's kind, [`ErrorKind::as_str`](crate::ErrorKind::as_str)
 /// (`not found`, `invalid argument`, ...).

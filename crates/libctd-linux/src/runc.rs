@@ -96,6 +96,13 @@ pub(crate) struct Decoded {
 /// id can run in one runsc sandbox at a time on the host, whatever the
 /// namespace (a second start fails `System`, "address already in use").
 /// Pause, resume, OOM events and stats work as on runc.
+///
+/// libctd knows runsc by its binary's file name only: `binary_name`'s last
+/// path component starts with `runsc` (`runsc`, `/usr/bin/runsc`,
+/// `runsc-debug`). A runsc under another name, or behind a wrapper script
+/// of the engine's own, is not recognised: its `create_checkpoint` is sent
+/// to the shim, and since checkpoints carry no deadline, that call then
+/// does not return. Name such a binary so that it starts with `runsc`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RuncOptions {
@@ -174,7 +181,8 @@ fn proto_of(o: &RuncOptions) -> RuncOptionsProto {
 
 /// Whether the shim's binary is gVisor's runsc: its file name starts with
 /// `runsc` (a name, a path, or the script that adds its flags, which is
-/// named after it).
+/// named after it). A guess by name, documented on [`RuncOptions`]: the
+/// binary is never run to ask (that would cost every create a process).
 pub(crate) fn is_runsc(binary_name: &str) -> bool {
     binary_name
         .rsplit('/')

@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use libctd_core::{Error, Result};
 
@@ -109,23 +110,34 @@ pub(crate) fn with_args(dir: &Path, binary: &str, args: &[String]) -> Result<Str
         ))
         .with_source(e)
     };
-    if std::fs::read(&path).is_ok_and(|old| old == content.as_bytes()) {
+    if std::fs::read(&path).is_ok_and(|old| old == content.as_bytes()) && executable(&path) {
         return Ok(path.to_string_lossy().into_owned());
     }
     std::fs::create_dir_all(dir).map_err(written)?;
     // Written aside and renamed into place: a shim never runs half a script.
-    let partial = dir.join(format!(".{stem}-{}.partial", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o755)
-        .open(&partial)
-        .map_err(written)?;
-    file.write_all(content.as_bytes()).map_err(written)?;
-    file.sync_all().map_err(written)?;
-    drop(file);
-    std::fs::rename(&partial, &path).map_err(|e| {
+    // The aside file is this call's own (creates run concurrently in one
+    // process, and processes may share the state directory), and it is
+    // removed whatever fails.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let partial = dir.join(format!(
+        ".{stem}-{}-{}.partial",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&partial)?;
+        file.write_all(content.as_bytes())?;
+        // Set, not left to the umask: the shim must be able to run it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&partial, &path)
+    };
+    write().map_err(|e| {
         let _ = std::fs::remove_file(&partial);
         written(e)
     })?;
@@ -158,6 +170,100 @@ mod tests {
         // A name is looked up in PATH.
         let by_name = with_args(dir.path(), "echo", &args).unwrap();
         assert!(by_name.contains("/echo-"), "{by_name}");
+    }
+
+    #[test]
+    fn hostile_flags_reach_the_runtime_literally() {
+        let dir = tempfile::tempdir().unwrap();
+        let pwned = dir.path().join("pwned");
+        let victim = dir.path().join("x");
+        std::fs::create_dir(&victim).unwrap();
+        let hostile = [
+            format!("--x=$(touch {})", pwned.display()),
+            format!("--y=`touch {}`", pwned.display()),
+            format!("'; rm -rf {}; '", victim.display()),
+            format!("--z=\"; rm -rf {} #", victim.display()),
+            "--n=a\nb\r\n".to_owned(),
+            "--v=$HOME ${PATH} $0 $@ $1 \\ \\n ~ * ?".to_owned(),
+            "--q=it's \"quoted\" '' \"\"".to_owned(),
+            "--u=\u{e9}\u{1F600}\t|&;<>(){}!".to_owned(),
+        ];
+        // printf's format first: each argument after it printed as it came.
+        let mut args = vec!["--%s]\n".to_owned()];
+        args.extend(hostile.iter().cloned());
+        let path = with_args(dir.path(), "/usr/bin/printf", &args).unwrap();
+        let out = std::process::Command::new(&path)
+            .args(["--create$(id)", "it's"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let expected: String = hostile
+            .iter()
+            .map(String::as_str)
+            .chain(["--create$(id)", "it's"])
+            .map(|a| format!("--{a}]\n"))
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+        assert!(!pwned.exists(), "a flag ran a command");
+        assert!(victim.exists(), "a flag ran a command");
+    }
+
+    #[test]
+    fn a_script_is_executable_and_leaves_nothing_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = vec!["--debug".to_owned()];
+        let path = with_args(dir.path(), "/bin/echo", &args).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "{path}");
+        // A script whose mode was lost is written again.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(with_args(dir.path(), "/bin/echo", &args).unwrap(), path);
+        assert!(executable(Path::new(&path)));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn concurrent_writers_each_get_their_own_script_whole() {
+        // Creates run concurrently in one process, and two processes may
+        // share the state directory: every writer of a script gets it whole.
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    let args = vec![format!("--n={}", i % 4), "--same".to_owned()];
+                    let mut paths = Vec::new();
+                    for _ in 0..20 {
+                        paths.push((i % 4, with_args(&dir, "/bin/echo", &args).unwrap()));
+                    }
+                    paths
+                })
+            })
+            .collect();
+        for t in threads {
+            for (i, path) in t.join().unwrap() {
+                let out = std::process::Command::new(&path).output().unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    format!("--n={i} --same\n"),
+                    "{path}"
+                );
+            }
+        }
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names.len(),
+            4,
+            "one script per set of flags, nothing aside: {names:?}"
+        );
     }
 
     #[test]

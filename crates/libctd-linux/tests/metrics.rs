@@ -1,6 +1,6 @@
 //! What a Linux client records through the `metrics` facade, on a real
 //! containerd + runc + busybox rootfs: a lifecycle, its errors, its events,
-//! each of the 18 operations, then a daemon death (a restart and a resubscription). Events are
+//! each of the 18 operations and the 4 of `Images`, then a daemon death (a restart and a resubscription). Events are
 //! delivered on the client's tasks and the daemon is restarted by its
 //! supervisor's, so the recorder is the process's global one: this binary
 //! holds this one test and an embedded daemon of its own.

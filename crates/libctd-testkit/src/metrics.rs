@@ -271,11 +271,15 @@ pub async fn assert_lifecycle_recorded(
 }
 
 /// Calls each of the 18 operations once, on container `none` that does not
-/// exist (create with a bad id instead, so that nothing is made), and
-/// asserts that each is recorded under its own name (one call, one latency
-/// sample) and each failure under its operation and kind: what catches a
-/// wrapper that is not measured or is measured under another name.
-/// `recorder` may hold earlier values: only what these calls add counts.
+/// exist (create with a bad id instead, so that nothing is made), and, when
+/// the client keeps images, each of the 4 [`Images`] operations (an archive
+/// that is not one, image `none`, which does not exist), and asserts that
+/// each is recorded under its own name (one call, one latency sample) and
+/// each failure under its operation and kind: what catches a wrapper that is
+/// not measured or is measured under another name. `recorder` may hold
+/// earlier values: only what these calls add counts.
+///
+/// [`Images`]: libctd_core::Images
 pub async fn assert_every_operation_recorded(client: &dyn Client, recorder: &MetricsRecorder) {
     let before = recorder.read();
     let id = "none";
@@ -284,7 +288,7 @@ pub async fn assert_every_operation_recorded(client: &dyn Client, recorder: &Met
     let process = libctd_core::oci_spec::runtime::Process::default();
     let resources = Resources::Linux(Default::default());
     let kind = |r: Result<()>| r.err().map(|e| e.kind());
-    let outcomes: [(&str, Option<ErrorKind>); 18] = [
+    let mut outcomes: Vec<(&str, Option<ErrorKind>)> = vec![
         ("version", kind(client.version().await.map(drop))),
         (
             "restore",
@@ -341,6 +345,23 @@ pub async fn assert_every_operation_recorded(client: &dyn Client, recorder: &Met
             kind(client.create_checkpoint(id, &dir, false).await),
         ),
     ];
+    if let Some(images) = client.images() {
+        let not_an_archive: libctd_core::Archive = Box::pin(&b"not an image archive"[..]);
+        outcomes.extend([
+            (
+                "import",
+                kind(
+                    images
+                        .import(not_an_archive, libctd_core::ImportOptions::new())
+                        .await
+                        .map(drop),
+                ),
+            ),
+            ("image", kind(images.image(id).await.map(drop))),
+            ("list_images", kind(images.list_images().await.map(drop))),
+            ("remove_image", kind(images.remove_image(id).await)),
+        ]);
+    }
     let after = recorder.read();
     let added = |name: &str| -> BTreeMap<String, u64> {
         let was = before.counters(name);

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use libctd_core::metrics::measured;
 use libctd_core::oci_spec::runtime::Spec;
 use libctd_core::{
     Archive, Error, IMAGE_ROOTFS_PATH, Image, ImageRootfs, Images, ImportOptions, ImportProgress,
@@ -99,9 +100,53 @@ pub(crate) fn check_create(
     Ok(name)
 }
 
+/// The fake's images, each operation one
+/// [`measured`](libctd_core::metrics::measured) call, as the backends'
+/// are (the `metrics` feature's counts and latencies).
 #[async_trait]
 impl Images for FakeClient {
     async fn import(&self, archive: Archive, options: ImportOptions) -> Result<Vec<Image>> {
+        measured("import", self.import_archive(archive, options)).await
+    }
+
+    async fn image(&self, name: &str) -> Result<Image> {
+        measured("image", async {
+            let ctx = |e: Error| e.with_operation("image");
+            let name = normalise(name).map_err(ctx)?;
+            lock(&self.namespace_state().images)
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| ctx(Error::not_found(format!("no such image {name}"))))
+        })
+        .await
+    }
+
+    async fn list_images(&self) -> Result<Vec<Image>> {
+        measured("list_images", async {
+            Ok(lock(&self.namespace_state().images)
+                .values()
+                .cloned()
+                .collect())
+        })
+        .await
+    }
+
+    async fn remove_image(&self, name: &str) -> Result<()> {
+        measured("remove_image", async {
+            let ctx = |e: Error| e.with_operation("remove_image");
+            let name = normalise(name).map_err(ctx)?;
+            lock(&self.namespace_state().images)
+                .remove(&name)
+                .map(drop)
+                .ok_or_else(|| ctx(Error::not_found(format!("no such image {name}"))))
+        })
+        .await
+    }
+}
+
+impl FakeClient {
+    /// [`Images::import`]'s work: the archive read, its images recorded.
+    async fn import_archive(&self, archive: Archive, options: ImportOptions) -> Result<Vec<Image>> {
         let ctx = |e: Error| e.with_operation("import");
         if let Some(snapshotter) = options.snapshotter.as_deref() {
             check_snapshotter(snapshotter).map_err(ctx)?;
@@ -126,30 +171,5 @@ impl Images for FakeClient {
             records.insert(image.name.clone(), image.clone());
         }
         Ok(imported)
-    }
-
-    async fn image(&self, name: &str) -> Result<Image> {
-        let ctx = |e: Error| e.with_operation("image");
-        let name = normalise(name).map_err(ctx)?;
-        lock(&self.namespace_state().images)
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| ctx(Error::not_found(format!("no such image {name}"))))
-    }
-
-    async fn list_images(&self) -> Result<Vec<Image>> {
-        Ok(lock(&self.namespace_state().images)
-            .values()
-            .cloned()
-            .collect())
-    }
-
-    async fn remove_image(&self, name: &str) -> Result<()> {
-        let ctx = |e: Error| e.with_operation("remove_image");
-        let name = normalise(name).map_err(ctx)?;
-        lock(&self.namespace_state().images)
-            .remove(&name)
-            .map(drop)
-            .ok_or_else(|| ctx(Error::not_found(format!("no such image {name}"))))
     }
 }

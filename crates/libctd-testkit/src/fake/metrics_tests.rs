@@ -92,3 +92,45 @@ async fn every_operation_is_recorded_under_its_name() {
         .unwrap();
     assert_every_operation_recorded(&*client, &recorder).await;
 }
+
+#[tokio::test]
+async fn image_operations_are_recorded_once_each() {
+    let recorder = MetricsRecorder::new();
+    let _local = recorder.local();
+    let remote = FakeRemote::new();
+    let client = remote
+        .new_client("metrics", Arc::new(RecordingBackend::new()))
+        .await
+        .unwrap();
+    let images = client.images().unwrap();
+    let name = "example.com/metrics/image:1";
+    let archive = crate::image::ImageArchive::new(name)
+        .layer(crate::image::Layer::new().file("hello", b"hi", 0o644))
+        .oci()
+        .unwrap();
+    images
+        .import(Box::pin(std::io::Cursor::new(archive)), Default::default())
+        .await
+        .unwrap();
+    images.image(name).await.unwrap();
+    assert_eq!(images.list_images().await.unwrap().len(), 1);
+    images.remove_image(name).await.unwrap();
+    assert_eq!(
+        images.remove_image(name).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let recorded = recorder.read();
+    assert_eq!(
+        recorded.counters(OPERATIONS),
+        series_of(&[
+            ("operation=image", 1),
+            ("operation=import", 1),
+            ("operation=list_images", 1),
+            ("operation=remove_image", 2),
+        ])
+    );
+    assert_eq!(
+        recorded.counters(OPERATION_ERRORS),
+        series_of(&[("operation=remove_image,kind=not found", 1)])
+    );
+}
