@@ -4,6 +4,8 @@
 #[cfg(unix)]
 mod backoff;
 #[cfg(unix)]
+mod bundles;
+#[cfg(unix)]
 mod client;
 #[cfg(unix)]
 mod config;

@@ -220,6 +220,43 @@ fn unix_socket_line(line: &str) -> Option<(&str, &str)> {
     (!inode.is_empty() && !path.is_empty()).then_some((inode, path))
 }
 
+/// Every mount point of this process's mount namespace (where containerd,
+/// started by this process, mounts too); none when `/proc` cannot be read.
+pub(crate) fn mount_points() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_octal(field)))
+        .collect()
+}
+
+/// A mountinfo field with its octal escapes (`\040` for a space, as the
+/// kernel writes space, tab, newline and backslash) undone.
+fn unescape_octal(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
+            .and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+        match code {
+            Some(b) => {
+                out.push(b);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 /// SIGKILLs the processes of every runc shim serving `socket`, then the
 /// shims, and removes their sockets.
 pub(crate) fn kill_shims_of(socket: &Path) {
@@ -406,6 +443,15 @@ mod tests {
             !is_daemon_with_config(pid, &config),
             "gone (or another process now)"
         );
+    }
+
+    #[test]
+    fn mount_points_are_read_with_their_escapes_undone() {
+        assert_eq!(unescape_octal(r"/a\040b\011c\134d"), "/a b\tc\\d");
+        // Not an escape: kept as it is.
+        assert_eq!(unescape_octal(r"/x\09y\"), r"/x\09y\");
+        let points = mount_points();
+        assert!(points.iter().any(|p| p == Path::new("/")), "{points:?}");
     }
 
     #[test]

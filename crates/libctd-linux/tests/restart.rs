@@ -20,7 +20,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod support;
-use support::{embedded, shim_of, shim_sockets, wait_restarted};
+use support::{
+    assert_nothing_left, cgroup_of, embedded, entries, shim_of, shim_sockets, wait_restarted,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -247,4 +249,55 @@ async fn exits_during_an_outage_reach_an_engine_that_restarted() {
     for path in &sockets {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// containerd deletes a task's bundle by renaming it to a hidden `.<id>`
+/// and removing that. A daemon killed in between leaves the twin for good
+/// (its start-up skips hidden names), and the next delete of the id cannot
+/// rename onto it: the bundle stays too (the chaos test saw both). The twin
+/// is laid down here as such a cut-short delete leaves it: once the task is
+/// deleted neither may remain, a twin of another id stays untouched, and
+/// the id runs again and leaves nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_delete_cut_short_by_a_killed_daemon_leaves_nothing() {
+    libctd_testkit::containerd::require_root();
+    let dir = PathBuf::from(format!("/tmp/libctd-b{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let remote = embedded(&dir).build().await.unwrap();
+    let rootfs = dir.join("rootfs");
+    build_busybox_rootfs(&rootfs).unwrap();
+    let ns = "bundles";
+    let _guard = NamespaceGuard::new(remote.socket(), ns);
+    let backend = Arc::new(RecordingBackend::new());
+    let client = remote.new_client(ns, backend.clone()).await.unwrap();
+    let bundles = dir
+        .join("daemon/state/io.containerd.runtime.v2.task")
+        .join(ns);
+    let spec = busybox_spec(&rootfs, &["sh", "-c", "exit 3"], false, None);
+    for round in 0..2 {
+        client.create("c", &spec, Default::default()).await.unwrap();
+        client
+            .start("c", None, false, discard_stdio())
+            .await
+            .unwrap();
+        let exit = backend
+            .next_process_event("c", INIT_PROCESS_ID, EventType::Exit, T)
+            .await
+            .unwrap();
+        assert_eq!(exit.exit_code, 3);
+        if round == 0 {
+            for twin in [".c", ".c2"] {
+                std::fs::create_dir_all(bundles.join(twin).join("rootfs")).unwrap();
+                std::fs::write(bundles.join(twin).join("config.json"), "{}").unwrap();
+            }
+        }
+        assert_eq!(client.delete_task("c").await.unwrap().exit_code, 3);
+        assert_eq!(entries(&bundles), [".c2"], "round {round}");
+        client.delete("c").await.unwrap();
+    }
+    // The other id's twin is not libctd's to remove.
+    std::fs::remove_dir_all(bundles.join(".c2")).unwrap();
+    assert_nothing_left(&remote, ns, &[cgroup_of(&spec)]).await;
+    remote.cleanup().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

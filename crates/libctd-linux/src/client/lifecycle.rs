@@ -21,6 +21,7 @@ use libctd_core::{
 use libctd_image::reference::normalise;
 
 use crate::backoff::Backoff;
+use crate::bundles;
 use crate::client::exec::attach_process;
 use crate::client::queries::{criu_error, task_status};
 use crate::conn::LeaseId;
@@ -461,6 +462,7 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
             if e.kind() != ErrorKind::NotFound {
                 return Err(e);
             }
+            bundles::clear_left_behind(&s.conn, &id).await;
             // 1.7 and 2.x drop a task whose process died while they were
             // down; the exit kept for it (of this init, when this client
             // tracks one) is the answer, once.
@@ -484,7 +486,9 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
         }
     };
     // containerd had the task (1.6 keeps a stopped one): whatever was kept
-    // for it is answered now.
+    // for it is answered now. Its bundle is gone, unless an earlier delete
+    // of the id was cut short (see `bundles`).
+    bundles::clear_left_behind(&s.conn, &id).await;
     forget_kept_exit(&s, &id);
     drop_task_state(&s, &c).await;
     Ok(TaskExit::new(
@@ -540,6 +544,9 @@ pub(crate) async fn delete(s: Arc<Session>, id: String) -> Result<()> {
         }
     }
     drop_task_state(&s, &c).await;
+    // While the record still holds the id, no other create can make a
+    // bundle of it: what is there now containerd left behind.
+    bundles::clear_left_behind(&s.conn, &id).await;
     match s.conn.api.delete_container(&id).await {
         Ok(()) => {}
         Err(status) if status.code() == tonic::Code::NotFound => {}
