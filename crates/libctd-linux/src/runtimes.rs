@@ -155,10 +155,7 @@ mod tests {
         let args = vec!["--network=none".to_owned(), "--odd='x'".to_owned()];
         let path = with_args(dir.path(), "/bin/echo", &args).unwrap();
         assert!(path.starts_with(dir.path().to_str().unwrap()), "{path}");
-        let out = std::process::Command::new(&path)
-            .args(["create", "it's"])
-            .output()
-            .unwrap();
+        let out = run_script(&path, &["create", "it's"]);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "--network=none --odd='x' create it's\n"
@@ -192,10 +189,7 @@ mod tests {
         let mut args = vec!["--%s]\n".to_owned()];
         args.extend(hostile.iter().cloned());
         let path = with_args(dir.path(), "/usr/bin/printf", &args).unwrap();
-        let out = std::process::Command::new(&path)
-            .args(["--create$(id)", "it's"])
-            .output()
-            .unwrap();
+        let out = run_script(&path, &["--create$(id)", "it's"]);
         assert!(out.status.success(), "{out:?}");
         let expected: String = hostile
             .iter()
@@ -226,6 +220,25 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
+    /// Runs a script just written. Another test's child, forked while the
+    /// script's temporary file was open for writing and not yet exec'd,
+    /// holds a writable descriptor for a moment: exec then fails with
+    /// ETXTBSY (the shim, a process of its own, runs the script later).
+    fn run_script(path: &str, args: &[&str]) -> std::process::Output {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match std::process::Command::new(path).args(args).output() {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::yield_now();
+                }
+                r => return r.unwrap(),
+            }
+        }
+    }
+
     #[test]
     fn concurrent_writers_each_get_their_own_script_whole() {
         // Creates run concurrently in one process, and two processes may
@@ -246,7 +259,7 @@ mod tests {
             .collect();
         for t in threads {
             for (i, path) in t.join().unwrap() {
-                let out = std::process::Command::new(&path).output().unwrap();
+                let out = run_script(&path, &[]);
                 assert_eq!(
                     String::from_utf8_lossy(&out.stdout),
                     format!("--n={i} --same\n"),
