@@ -10,59 +10,51 @@
 //! the bundle too. (The shim's work directory, elsewhere, is containerd's
 //! own to clear: at its next start and at the next create of the id.)
 //!
-//! So once a task is deleted and containerd says it has no task of that id,
-//! the id's bundle and its hidden twin are removed here, for an embedded
-//! daemon only (whose state directory is libctd's). Nothing else in the
-//! directory is touched, nor a directory a mount lies in (a rootfs
-//! containerd could not unmount: removing through it would delete the
-//! container's files).
+//! So the hidden twin is removed here before containerd deletes the task
+//! (its rename then succeeds and containerd removes the bundle itself), and
+//! again after, for an embedded daemon only (whose state directory is
+//! libctd's). Only the twin: nothing but containerd's delete ever makes it,
+//! nothing runs from it. The visible `<id>` is never touched: an operation
+//! of an earlier client still finishing in the background (cancel safety)
+//! can run while a new task of the same id is being created, and containerd
+//! answers NotFound for that task until its create returns: removing `<id>`
+//! then took the new task's bundle from under its shim (seen in the chaos
+//! test as an init reported lost). Nor is a twin a mount lies in touched (a
+//! rootfs containerd could not unmount: removing through it would delete
+//! the container's files).
 
 use std::path::{Path, PathBuf};
 
 use crate::conn::Conn;
 use crate::procfs;
 
-/// Removes what containerd left of the bundle of task `id` once it has no
-/// such task: the id's bundle and its hidden twin. Does nothing at an
-/// address (not libctd's daemon), when neither exists, or while containerd
-/// has the task or cannot say.
-pub(crate) async fn clear_left_behind(conn: &Conn, id: &str) {
+/// Removes the hidden twin containerd left of a bundle of task `id`, if
+/// there is one. Does nothing at an address (not libctd's daemon).
+pub(crate) fn clear_left_behind(conn: &Conn, id: &str) {
     let Some(root) = &conn.shared.bundle_root else {
         return;
     };
-    let dirs = left_behind(root, &conn.namespace, id);
-    if dirs.is_empty() {
+    let Some(twin) = left_behind(root, &conn.namespace, id) else {
         return;
-    }
-    // Only the bundle of a task containerd no longer has is a leftover.
-    match conn.api.get(id, "").await {
-        Err(status) if status.code() == tonic::Code::NotFound => {}
-        _ => return,
-    }
+    };
     let mounts = procfs::mount_points();
-    for dir in &dirs {
-        tracing::warn!(container_id = id, bundle = %dir.display(), "removing a task bundle containerd left behind");
-        if let Err(e) = remove(dir, &mounts) {
-            tracing::warn!(container_id = id, bundle = %dir.display(), error = %e, "cannot remove a task bundle containerd left behind");
-        }
+    tracing::warn!(container_id = id, bundle = %twin.display(), "removing a task bundle containerd left behind");
+    if let Err(e) = remove(&twin, &mounts) {
+        tracing::warn!(container_id = id, bundle = %twin.display(), error = %e, "cannot remove a task bundle containerd left behind");
     }
 }
 
-/// The bundle of `id` and its hidden twin that exist as directories in
-/// `namespace` under `root`; none for a name that is not one path
+/// The hidden twin `.<id>` of task `id`'s bundle in `namespace`, when it
+/// is a directory (not a file or a link) and both names are one path
 /// component.
-fn left_behind(root: &Path, namespace: &str, id: &str) -> Vec<PathBuf> {
+fn left_behind(root: &Path, namespace: &str, id: &str) -> Option<PathBuf> {
     if !one_component(namespace) || !one_component(id) {
-        return Vec::new();
+        return None;
     }
-    let dir = root.join(namespace);
-    [dir.join(id), dir.join(format!(".{id}"))]
-        .into_iter()
+    Some(root.join(namespace).join(format!(".{id}")))
         .filter(|p| p.symlink_metadata().is_ok_and(|m| m.is_dir()))
-        .collect()
 }
 
-/// Whether `name` names exactly one entry of a directory.
 fn one_component(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
@@ -90,20 +82,20 @@ mod tests {
     }
 
     #[test]
-    fn only_the_ids_bundle_and_its_hidden_twin_are_found() {
+    fn only_the_ids_hidden_twin_is_found() {
         let root = tempfile::tempdir().unwrap();
         let ns = root.path().join("ns");
         for name in ["c", ".c", "c1", ".c1", "x.c", ".cc"] {
             bundle(&ns.join(name));
         }
         bundle(&root.path().join("other").join("c"));
-        let found = left_behind(root.path(), "ns", "c");
-        assert_eq!(found, vec![ns.join("c"), ns.join(".c")]);
-        // Only one of them, or none.
-        std::fs::remove_dir_all(ns.join("c")).unwrap();
-        assert_eq!(left_behind(root.path(), "ns", "c"), vec![ns.join(".c")]);
-        assert!(left_behind(root.path(), "ns", "d").is_empty());
-        assert!(left_behind(root.path(), "absent", "c").is_empty());
+        // Only the twin: the visible bundle may be a live task's.
+        assert_eq!(left_behind(root.path(), "ns", "c"), Some(ns.join(".c")));
+        std::fs::remove_dir_all(ns.join(".c")).unwrap();
+        assert_eq!(left_behind(root.path(), "ns", "c"), None);
+        assert!(ns.join("c").exists());
+        assert_eq!(left_behind(root.path(), "ns", "d"), None);
+        assert_eq!(left_behind(root.path(), "absent", "c"), None);
     }
 
     #[test]
@@ -120,7 +112,7 @@ mod tests {
             ("..", "c"),
             ("ns/c", "rootfs"),
         ] {
-            assert!(left_behind(root.path(), ns, id).is_empty(), "{ns:?} {id:?}");
+            assert_eq!(left_behind(root.path(), ns, id), None, "{ns:?} {id:?}");
         }
     }
 
@@ -133,7 +125,7 @@ mod tests {
         std::fs::create_dir_all(&ns).unwrap();
         std::fs::write(ns.join("c"), "").unwrap();
         std::os::unix::fs::symlink(&elsewhere, ns.join(".c")).unwrap();
-        assert!(left_behind(root.path(), "ns", "c").is_empty());
+        assert_eq!(left_behind(root.path(), "ns", "c"), None);
     }
 
     #[test]

@@ -439,6 +439,9 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
         }
     }
     exits_before_task_delete(&s, &c).await;
+    // A twin an earlier delete of the id left would make this one leave
+    // the bundle (see `bundles`).
+    bundles::clear_left_behind(&s.conn, &id);
     let deleted = match gone {
         Some(e) => Err(e),
         None => match s.conn.api.delete_task(&id).await.map_err(status_error) {
@@ -462,7 +465,7 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
             if e.kind() != ErrorKind::NotFound {
                 return Err(e);
             }
-            bundles::clear_left_behind(&s.conn, &id).await;
+            bundles::clear_left_behind(&s.conn, &id);
             // 1.7 and 2.x drop a task whose process died while they were
             // down; the exit kept for it (of this init, when this client
             // tracks one) is the answer, once.
@@ -488,7 +491,7 @@ pub(crate) async fn delete_task(s: Arc<Session>, id: String) -> Result<TaskExit>
     // containerd had the task (1.6 keeps a stopped one): whatever was kept
     // for it is answered now. Its bundle is gone, unless an earlier delete
     // of the id was cut short (see `bundles`).
-    bundles::clear_left_behind(&s.conn, &id).await;
+    bundles::clear_left_behind(&s.conn, &id);
     forget_kept_exit(&s, &id);
     drop_task_state(&s, &c).await;
     Ok(TaskExit::new(
@@ -546,7 +549,7 @@ pub(crate) async fn delete(s: Arc<Session>, id: String) -> Result<()> {
     drop_task_state(&s, &c).await;
     // While the record still holds the id, no other create can make a
     // bundle of it: what is there now containerd left behind.
-    bundles::clear_left_behind(&s.conn, &id).await;
+    bundles::clear_left_behind(&s.conn, &id);
     match s.conn.api.delete_container(&id).await {
         Ok(()) => {}
         Err(status) if status.code() == tonic::Code::NotFound => {}
