@@ -264,6 +264,9 @@ impl ShimExits {
     }
 
     fn record(&self, task: &Task, exit: ShimExit) {
+        if !replaces(self.records.read(&task.namespace, &task.id).as_ref(), &exit) {
+            return;
+        }
         tracing::debug!(namespace = %task.namespace, container_id = %task.id, status = ?exit.status, "keeping an init exit across the daemon's start");
         if let Err(e) = self.records.write(&task.namespace, &task.id, &exit) {
             tracing::warn!(namespace = %task.namespace, container_id = %task.id, error = %e, "cannot keep an init exit");
@@ -386,6 +389,23 @@ async fn ask_all<T: Send + 'static>(tasks: Vec<(Task, T)>) -> Vec<(Task, T, Answ
         collect(asks.join_next().await);
     }
     answers
+}
+
+/// Whether `new` may replace the record `kept` of the same container: a
+/// status read from the shim is never replaced by "lost" for the same
+/// process. (containerd 2.x, starting, kills the shim of an init that
+/// ended as leaked; a daemon killed again before it removed the bundle
+/// leaves that bundle to the next start, whose shim is gone by then: the
+/// status read at the first start stands.)
+fn replaces(kept: Option<&ShimExit>, new: &ShimExit) -> bool {
+    match kept {
+        Some(kept) => {
+            !(kept.pid == new.pid
+                && matches!(kept.status, exit::KeptStatus::Exited(_))
+                && matches!(new.status, exit::KeptStatus::Lost(_)))
+        }
+        None => true,
+    }
 }
 
 #[cfg(test)]

@@ -218,3 +218,34 @@ async fn many_shims_are_asked_in_rounds_and_all_answer() {
     exits.after_start(watch).await;
     shim.abort();
 }
+
+#[tokio::test]
+async fn a_status_read_at_one_start_is_not_lost_at_the_next() {
+    // containerd 2.x, starting, killed the shim of an ended init as leaked,
+    // and was killed again before it removed the bundle: the next start
+    // finds the shim gone. The status read at the first start stands.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("shim.sock");
+    let told = Told::default();
+    told.lock().unwrap().insert("c".to_owned(), (STOPPED, 40));
+    let shim = fake_shim(&socket, told.clone());
+    let state = dir.path().join("state");
+    let b = bundle(&state, "ns", "c", &socket);
+    let exits = ShimExits::new(dir.path().join("exits"));
+    let first = exits.before_start(&state).await;
+    exits.after_start(first).await;
+    let kept = |exits: &ShimExits| exits.find("ns", "c").map(|e| (e.pid, e.status));
+    assert_eq!(kept(&exits), Some((42, KeptStatus::Exited(40))));
+    // The shim goes; its bundle stays, naming the same init.
+    drop(shim);
+    std::fs::write(b.join("address"), "unix:///nonexistent.sock").unwrap();
+    std::fs::write(b.join("init.pid"), "42\n").unwrap();
+    let second = exits.before_start(&state).await;
+    exits.after_start(second).await;
+    assert_eq!(kept(&exits), Some((42, KeptStatus::Exited(40))));
+    // Another process of the id (a new task) lost is recorded as lost.
+    std::fs::write(b.join("init.pid"), "43\n").unwrap();
+    let third = exits.before_start(&state).await;
+    exits.after_start(third).await;
+    assert_eq!(kept(&exits), Some((43, KeptStatus::Lost(Lost::ShimDied))));
+}
