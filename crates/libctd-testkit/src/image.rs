@@ -15,7 +15,7 @@
 //! assert!(archive.len() > 1024);
 //! ```
 
-use libctd_core::{Error, Result};
+use libctd_core::{Error, ErrorKind, Result};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -280,6 +280,47 @@ pub enum Fault {
     Platform(String),
     /// The image's name annotation is this string.
     Name(String),
+}
+
+/// Every fault an import must refuse, for an archive whose good form is
+/// `good_len` bytes long: the fault, the kind of error it gets, and a
+/// substring of the error's message (the one table the conformance suite
+/// and the backends' own tests share).
+pub fn refused_faults(good_len: usize) -> Vec<(Fault, ErrorKind, &'static str)> {
+    let other_arch = if host_arch() == "s390x" {
+        "riscv64"
+    } else {
+        "s390x"
+    };
+    vec![
+        (
+            Fault::Truncate(good_len / 2),
+            ErrorKind::InvalidArgument,
+            "truncated",
+        ),
+        (Fault::CorruptLayer, ErrorKind::InvalidArgument, "digest"),
+        (Fault::WrongSize, ErrorKind::InvalidArgument, "size"),
+        (
+            Fault::MissingBlob,
+            ErrorKind::InvalidArgument,
+            "not in the archive",
+        ),
+        (
+            Fault::UnknownMediaType,
+            ErrorKind::NotImplemented,
+            "application/x-unknown-layer",
+        ),
+        (
+            Fault::Platform(other_arch.into()),
+            ErrorKind::NotFound,
+            "platform",
+        ),
+        (
+            Fault::Name("Not A Name".into()),
+            ErrorKind::InvalidArgument,
+            "Not A Name",
+        ),
+    ]
 }
 
 /// An image to put in an archive: a name, layers, and its configuration.

@@ -9,7 +9,7 @@ use libctd_core::{
 };
 
 use super::{Harness, Program, expect_err};
-use crate::image::{Fault, ImageArchive};
+use crate::image::ImageArchive;
 
 /// The name the cases import their image under.
 const NAME: &str = "example.com/conformance/image:1";
@@ -216,40 +216,7 @@ pub(crate) async fn bad_archives(h: &Harness) -> Result<()> {
         return Ok(());
     };
     let good = image.oci()?;
-    let other_arch = if crate::image::host_arch() == "s390x" {
-        "riscv64"
-    } else {
-        "s390x"
-    };
-    let cases = [
-        (
-            Fault::Truncate(good.len() / 2),
-            ErrorKind::InvalidArgument,
-            "truncated",
-        ),
-        (Fault::CorruptLayer, ErrorKind::InvalidArgument, "digest"),
-        (Fault::WrongSize, ErrorKind::InvalidArgument, "size"),
-        (
-            Fault::MissingBlob,
-            ErrorKind::InvalidArgument,
-            "not in the archive",
-        ),
-        (
-            Fault::UnknownMediaType,
-            ErrorKind::NotImplemented,
-            "application/x-unknown-layer",
-        ),
-        (
-            Fault::Platform(other_arch.into()),
-            ErrorKind::NotFound,
-            "platform",
-        ),
-        (
-            Fault::Name("Not A Name".into()),
-            ErrorKind::InvalidArgument,
-            "Not A Name",
-        ),
-    ];
+    let cases = crate::image::refused_faults(good.len());
     for (fault, kind, contains) in cases {
         let what = format!("import with {fault:?}");
         let bad = image.clone().fault(fault);
